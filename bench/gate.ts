@@ -1,0 +1,42 @@
+// `npm run bench:gate -- [--suite NAME] [--short] [--results FILE] [--json FILE]`: runs the
+// suites (or reads a results file) and exits non-zero when a ratio is below its floor in
+// bench/floors.json, or when a floor of a suite that ran has no measurement.
+import { readFileSync, writeFileSync } from "node:fs";
+import { parseBenchArgs } from "./lib/args.js";
+import { runSuites } from "./lib/suites.js";
+import type { BenchResult } from "./lib/types.js";
+
+interface Floor {
+  suite: string;
+  floor: number;
+}
+
+process.on("uncaughtException", (e) => {
+  process.stderr.write(`bench:gate: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(2);
+});
+
+const args = parseBenchArgs("bench:gate", process.argv.slice(2), true);
+const floors = JSON.parse(readFileSync(new URL("./floors.json", import.meta.url), "utf8")) as Record<string, Floor>;
+const results: BenchResult[] = args.results
+  ? (JSON.parse(readFileSync(args.results, "utf8")) as BenchResult[])
+  : await runSuites({ suites: args.suites, only: args.only, short: args.short });
+if (args.json) writeFileSync(args.json, `${JSON.stringify(results, null, 2)}\n`);
+
+const byName = new Map(results.map((r) => [r.name, r]));
+const ranSuites = new Set(args.suites);
+const failures: string[] = [];
+for (const [name, f] of Object.entries(floors)) {
+  const r = byName.get(name);
+  if (!r) {
+    const expected = !args.results && args.only.length === 0 && (ranSuites.size === 0 || ranSuites.has(f.suite));
+    if (expected) failures.push(`${name}: no measurement (suite ${f.suite} ran)`);
+    continue;
+  }
+  const line = `${name}: ratio ${r.ratio.toFixed(3)} (floor ${f.floor})`;
+  if (!(r.ratio >= f.floor)) failures.push(line);
+  else console.log(`ok   ${line}`);
+}
+for (const f of failures) console.log(`FAIL ${f}`);
+console.log(failures.length === 0 ? "bench gate: every floor holds" : `bench gate: ${failures.length} floor(s) broken`);
+process.exitCode = failures.length === 0 ? 0 : 1;

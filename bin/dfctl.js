@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// Thin launcher: the CLI lives in dist/cli/dfctl.js (built by `npm ci` through `prepare`).
+import { main } from "../dist/cli/dfctl.js";
+
+process.exitCode = await main(process.argv.slice(2));

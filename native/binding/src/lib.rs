@@ -1,0 +1,29 @@
+// napi-derive registers exports only outside `cfg(test)`, so the test build sees them as dead.
+#![cfg_attr(test, allow(dead_code))]
+
+//! napi-rs binding: converts JS values to core types and core errors to JS errors whose
+//! `code` is the stable string of `ErrorCode`. No logic lives here.
+
+mod codec;
+mod error;
+mod probe;
+
+use napi_derive::napi;
+
+/// Versions of the addon and of the core crate it was built from.
+#[napi(object)]
+pub struct AddonVersion {
+    pub addon: String,
+    pub core: String,
+}
+
+#[napi]
+pub fn version() -> AddonVersion {
+    AddonVersion { addon: env!("CARGO_PKG_VERSION").to_string(), core: damselfly_core::VERSION.to_string() }
+}
+
+/// Does nothing; the benchmark harness measures the cost of crossing the boundary with it.
+#[napi]
+pub fn noop(x: u32) -> u32 {
+    x
+}

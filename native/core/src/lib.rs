@@ -1,0 +1,12 @@
+//! Damselfly's native data core. Pure Rust: nothing here knows about Node.js, so the
+//! same code is unit-tested and benchmarked with cargo and bound to JS by `binding`.
+
+pub mod aligned;
+pub mod codec;
+pub mod error;
+pub mod probe;
+
+pub use error::{CoreError, ErrorCode};
+
+/// Version of the core crate, reported by `damselfly doctor` next to the addon version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,20 @@
+// `damselfly`: the umbrella CLI (doctor now; up, manager and scheduler join it as they land).
+import { formatDoctor, runDoctor } from "./doctor.js";
+import { newProgram, runProgram } from "./program.js";
+
+export async function main(argv: string[]): Promise<number> {
+  const program = newProgram("damselfly", "Damselfly: P2P file and image distribution, Dragonfly v2 compatible.");
+  program
+    .command("doctor")
+    .description("check which fast I/O paths and codecs work on this host")
+    .option("--json", "print the report as JSON")
+    .option("--data-dir <dir>", "directory where piece files will be stored", ".damselfly")
+    .option("--tmpfs-dir <dir>", "tmpfs directory for the memory tier", "/dev/shm")
+    .option("--strict", "treat io_uring, O_DIRECT, tmpfs and sendfile as required too")
+    .action((opts: { json?: boolean; dataDir: string; tmpfsDir: string; strict?: boolean }) => {
+      const report = runDoctor({ dataDir: opts.dataDir, tmpfsDir: opts.tmpfsDir, strict: opts.strict === true });
+      process.stdout.write(`${opts.json ? JSON.stringify(report, null, 2) : formatDoctor(report)}\n`);
+      if (!report.ok) process.exitCode = 1;
+    });
+  return runProgram(program, argv);
+}

@@ -1,0 +1,11 @@
+// `dfcache`: import, export and inspect files in the local cache. Its commands arrive with the daemon issue; until then it
+// answers --help and --version and refuses anything else with a clear message.
+import { newProgram, runProgram } from "./program.js";
+
+export async function main(argv: string[]): Promise<number> {
+  const program = newProgram("dfcache", "import, export and inspect files in the local cache");
+  program.argument("[args...]").action(() => {
+    throw new Error("not available in this build yet: the daemon path lands with the dfdaemon issue");
+  });
+  return runProgram(program, argv);
+}
