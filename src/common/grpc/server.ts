@@ -1,0 +1,51 @@
+// Starting and stopping grpc-js servers the same way in every component: keepalive settings
+// that match Dragonfly's clients, message size limits, health service, bind on host:port.
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { HealthImplementation, HealthService } from "./health.js";
+
+/** Dragonfly's clients send messages up to this size (piece lists, host announcements). */
+export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+export interface GrpcServerHandle {
+  server: Server;
+  health: HealthImplementation;
+  port: number;
+  close(): Promise<void>;
+}
+
+export interface GrpcService {
+  definition: ServiceDefinition;
+  implementation: UntypedServiceImplementation;
+}
+
+export async function startGrpcServer(services: GrpcService[], host: string, port: number, credentials = ServerCredentials.createInsecure()): Promise<GrpcServerHandle> {
+  const server = new Server({
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.http2.min_ping_interval_without_data_ms": 10_000,
+  });
+  const health = new HealthImplementation();
+  server.addService(HealthService, health.handlers());
+  for (const s of services) server.addService(s.definition, s.implementation);
+  const bound = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  return {
+    server,
+    health,
+    port: bound,
+    close: () =>
+      new Promise<void>((resolve) => {
+        // Give in-flight streams a moment, then cut them: a stuck AnnouncePeer stream must
+        // not keep a process from stopping.
+        const timer = setTimeout(() => server.forceShutdown(), 2000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
