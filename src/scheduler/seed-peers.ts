@@ -1,0 +1,143 @@
+// Seed peers: hosts announced with a non-normal type. They are kept on a consistent-hash ring
+// keyed by "ip:port" (the Go scheduler's choice, so a task maps to the same seed under either
+// scheduler), health-checked periodically, and asked to fetch a task from the origin with
+// DfdaemonUpload.DownloadTask(need_back_to_source = true).
+import { credentials, Metadata, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { HashRing } from "../common/hashring.js";
+import { HealthClient } from "../common/grpc/health.js";
+import type { Download } from "../gen/common/v2/common.js";
+import { DfdaemonUploadClient, type DownloadTaskResponse } from "../gen/dfdaemon/v2/dfdaemon.js";
+import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.js";
+import type { Host } from "./resource/host.js";
+import type { Resource } from "./resource/resource.js";
+
+export function hostAddress(host: Host): string {
+  const ip = host.ip.includes(":") ? `[${host.ip}]` : host.ip;
+  return `${ip}:${host.message.port}`;
+}
+
+export interface SeedPeerOptions {
+  /** ms; DownloadTask deadline. */
+  taskDownloadTimeout: number;
+  /** ms; 0 disables the periodic health sweep. */
+  healthCheckInterval: number;
+}
+
+export interface TriggerResult {
+  host: Host;
+  done: Promise<void>;
+}
+
+export class SeedPeers {
+  private readonly ring = new HashRing();
+  /** Seeds that failed their last health check stay off the ring until they pass again. */
+  private readonly unhealthy = new Set<string>();
+  private readonly uploadClients = new Map<string, InstanceType<typeof DfdaemonUploadClient>>();
+  private readonly inflight = new Set<ClientReadableStream<DownloadTaskResponse>>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly resource: Resource,
+    private readonly options: SeedPeerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    if (this.options.healthCheckInterval > 0) {
+      this.timer = setInterval(() => void this.refresh(), this.options.healthCheckInterval);
+      this.timer.unref();
+    }
+  }
+
+  /** Seed hosts known to the resource and not marked unhealthy. */
+  private seeds(): Host[] {
+    return [...this.resource.hosts.values()].filter((h) => h.isSeed && !this.unhealthy.has(h.id));
+  }
+
+  /** Rebuilds the ring from the current announced seeds (cheap; called on every change). */
+  sync(): void {
+    this.ring.set(this.seeds().map(hostAddress));
+  }
+
+  hasAvailable(): boolean {
+    this.sync();
+    return this.ring.size > 0;
+  }
+
+  /** The seed responsible for `taskId`, or undefined when none is available. */
+  select(taskId: string): Host | undefined {
+    this.sync();
+    const addr = this.ring.get(taskId);
+    if (addr === undefined) return undefined;
+    return this.seeds().find((h) => hostAddress(h) === addr);
+  }
+
+  /** Health-checks every seed (service ""); failing ones leave the ring until they pass. */
+  async refresh(): Promise<void> {
+    const seeds = [...this.resource.hosts.values()].filter((h) => h.isSeed);
+    await Promise.all(
+      seeds.map(async (h) => {
+        const ok = await this.check(hostAddress(h));
+        if (ok) this.unhealthy.delete(h.id);
+        else this.unhealthy.add(h.id);
+      }),
+    );
+    for (const id of this.unhealthy) if (!this.resource.hosts.has(id)) this.unhealthy.delete(id);
+    this.sync();
+  }
+
+  private check(addr: string): Promise<boolean> {
+    return new Promise((resolve) => {
+      const client = new HealthClient(addr, credentials.createInsecure());
+      client.check({ service: "" }, new Metadata(), { deadline: Date.now() + 3000 }, (err, res) => {
+        client.close();
+        resolve(!err && res?.status === HealthCheckResponse_ServingStatus.SERVING);
+      });
+    });
+  }
+
+  private client(addr: string): InstanceType<typeof DfdaemonUploadClient> {
+    let c = this.uploadClients.get(addr);
+    if (!c) {
+      c = new DfdaemonUploadClient(addr, credentials.createInsecure(), { "grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1 });
+      this.uploadClients.set(addr, c);
+    }
+    return c;
+  }
+
+  /**
+   * Asks `host` (or the ring's choice for the task) to download the task from the origin.
+   * Resolves `done` when the seed's stream ends OK, rejects with its error otherwise; the
+   * response contents are not needed (the seed reports progress through AnnouncePeer).
+   */
+  trigger(taskId: string, download: Download, host?: Host, needBackToSource = true): TriggerResult | undefined {
+    const target = host ?? this.select(taskId);
+    if (!target) return undefined;
+    const addr = hostAddress(target);
+    const request = { download: { ...download, needBackToSource, outputPath: undefined } };
+    const call = this.client(addr).downloadTask(request, new Metadata(), { deadline: Date.now() + this.options.taskDownloadTimeout });
+    this.inflight.add(call);
+    const done = new Promise<void>((resolve, reject) => {
+      call.on("data", () => undefined);
+      call.on("end", () => {
+        this.inflight.delete(call);
+        resolve();
+      });
+      call.on("error", (err: ServiceError) => {
+        this.inflight.delete(call);
+        reject(err);
+      });
+    });
+    this.log.info({ taskId, seed: target.id, addr }, "seed peer triggered");
+    return { host: target, done };
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const call of this.inflight) call.cancel();
+    this.inflight.clear();
+    for (const c of this.uploadClients.values()) c.close();
+    this.uploadClients.clear();
+  }
+}

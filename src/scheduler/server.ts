@@ -1,0 +1,116 @@
+// startScheduler: the whole scheduler process in one call — gRPC (scheduler.v2 + health) with
+// the grpc_server_* metrics, Prometheus /metrics, seed-peer ring, GC and (with manager.addr)
+// registration + keepalive with the manager. Returns the bound ports and close().
+import { networkInterfaces, hostname as osHostname } from "node:os";
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import { instrumentService } from "../common/grpc/metrics.js";
+import { startGrpcServer } from "../common/grpc/server.js";
+import { createLogger } from "../common/logger.js";
+import { createRegistry, serveMetrics, type MetricsServer } from "../common/metrics.js";
+import { SchedulerService as SchedulerServiceDefinition } from "../gen/scheduler/v2/scheduler.js";
+import { ManagerAnnouncer } from "./announcer.js";
+import { resolveSchedulerConfig, type SchedulerConfig } from "./config.js";
+import { ResourceGc } from "./gc.js";
+import { createSchedulerMetrics } from "./metrics.js";
+import { Resource, type Clock } from "./resource/resource.js";
+import { evaluatorFromConfig } from "./scheduling/evaluator/index.js";
+import { Scheduling } from "./scheduling/scheduling.js";
+import { SeedPeers } from "./seed-peers.js";
+import { SchedulerService } from "./service.js";
+
+export interface SchedulerHandle {
+  grpcPort: number;
+  /** 0 when metrics are disabled. */
+  metricsPort: number;
+  config: SchedulerConfig;
+  resource: Resource;
+  gc: ResourceGc;
+  seedPeers: SeedPeers | undefined;
+  registry: Registry;
+  close(): Promise<void>;
+}
+
+export interface SchedulerDeps {
+  logger?: Logger;
+  registry?: Registry;
+  clock?: Clock;
+  rng?: () => number;
+}
+
+function firstExternalIPv4(): string {
+  for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
+  return "127.0.0.1";
+}
+
+/** Accepts a resolved config or a raw (YAML-shaped) object, validated with defaults. */
+export async function startScheduler(config: SchedulerConfig | Record<string, unknown> = {}, deps: SchedulerDeps = {}): Promise<SchedulerHandle> {
+  const cfg = isResolved(config) ? config : resolveSchedulerConfig(config);
+  const log = deps.logger ?? createLogger({ component: "scheduler", level: cfg.server.logLevel });
+  const registry = deps.registry ?? createRegistry();
+  const metrics = createSchedulerMetrics(registry);
+  const resource = new Resource(cfg.scheduler.loadLimit, deps.clock);
+  const evaluator = evaluatorFromConfig(cfg.scheduler);
+  const scheduling = new Scheduling(resource, cfg.scheduler, evaluator, deps.rng ? { rng: deps.rng } : {});
+  const seedPeers = cfg.seedPeer.enable ? new SeedPeers(resource, cfg.seedPeer, log) : undefined;
+  const service = new SchedulerService({ resource, scheduling, seedPeers, metrics, log, backToSourceCount: cfg.scheduler.backToSourceCount });
+  const gc = new ResourceGc(resource, cfg.scheduler.gc, log, () => seedPeers?.sync());
+
+  const grpc = await startGrpcServer([{ definition: SchedulerServiceDefinition, implementation: instrumentService(SchedulerServiceDefinition, service.implementation(), registry) }], cfg.server.listenIP, cfg.server.port);
+  grpc.health.setStatus("scheduler.v2.Scheduler", true);
+  let metricsServer: MetricsServer | undefined;
+  let announcer: ManagerAnnouncer | undefined;
+  try {
+    if (cfg.metrics.enable) metricsServer = await serveMetrics(registry, cfg.metrics.host, cfg.metrics.port);
+    if (cfg.manager.addr) {
+      announcer = new ManagerAnnouncer(
+        {
+          managerAddr: cfg.manager.addr,
+          hostname: cfg.server.host || osHostname(),
+          ip: cfg.server.advertiseIP || firstExternalIPv4(),
+          port: cfg.server.advertisePort || grpc.port,
+          idc: cfg.host.idc,
+          location: cfg.host.location,
+          schedulerClusterId: cfg.manager.schedulerClusterID,
+          keepAliveInterval: cfg.manager.keepAlive.interval,
+          features: seedPeers ? ["schedule", "preheat"] : ["schedule"],
+        },
+        log,
+      );
+      await announcer.register();
+      announcer.startKeepAlive();
+    }
+  } catch (e) {
+    announcer?.close();
+    await metricsServer?.close();
+    await grpc.close();
+    throw e;
+  }
+  seedPeers?.start();
+  gc.start();
+  log.info({ grpcPort: grpc.port, metricsPort: metricsServer?.port ?? 0, algorithm: cfg.scheduler.algorithm }, "scheduler started");
+
+  let closing: Promise<void> | undefined;
+  return {
+    grpcPort: grpc.port,
+    metricsPort: metricsServer?.port ?? 0,
+    config: cfg,
+    resource,
+    gc,
+    seedPeers,
+    registry,
+    close: () =>
+      (closing ??= (async () => {
+        gc.stop();
+        seedPeers?.close();
+        announcer?.close();
+        await grpc.close();
+        await metricsServer?.close();
+      })()),
+  };
+}
+
+function isResolved(c: SchedulerConfig | Record<string, unknown>): c is SchedulerConfig {
+  const s = (c as { scheduler?: { retryInterval?: unknown } }).scheduler;
+  return typeof s?.retryInterval === "number";
+}

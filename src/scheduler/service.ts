@@ -1,0 +1,204 @@
+// scheduler.v2.Scheduler for standard tasks: hosts, peers, tasks, AnnouncePeer, preheat and
+// stat of files. RPCs this scheduler does not serve (cache, persistent and persistent-cache
+// tasks, image preheat) are left out of the implementation, so grpc-js answers UNIMPLEMENTED.
+import { status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { taskIdFromUrl } from "../common/ids.js";
+import type { Host as HostMessage, Peer as PeerMessage, Task as TaskMessage } from "../gen/common/v2/common.js";
+import type { Empty } from "../gen/google/protobuf/empty.js";
+import type {
+  AnnounceHostRequest,
+  AnnouncePeerRequest,
+  AnnouncePeerResponse,
+  DeleteHostRequest,
+  DeletePeerRequest,
+  DeleteTaskRequest,
+  ListHostsRequest,
+  ListHostsResponse,
+  StatFileRequest,
+  StatFileResponse,
+  StatPeerRequest,
+  StatTaskRequest,
+  SchedulerServer,
+} from "../gen/scheduler/v2/scheduler.js";
+import { AnnouncePeerSession, type AnnounceContext } from "./announce-peer.js";
+import { durationToMs, hostMessage, peerMessage, taskMessage } from "./convert.js";
+import type { SchedulerMetrics } from "./metrics.js";
+import { Preheat } from "./preheat.js";
+import type { Resource } from "./resource/resource.js";
+import type { Scheduling } from "./scheduling/scheduling.js";
+import type { SeedPeers } from "./seed-peers.js";
+import { callerAddress, checkHost, checkIds, checkString, checkUrl, LIMITS, RequestError } from "./validate.js";
+
+export interface SchedulerServiceDeps {
+  resource: Resource;
+  scheduling: Scheduling;
+  seedPeers: SeedPeers | undefined;
+  metrics: SchedulerMetrics;
+  log: Logger;
+  backToSourceCount: number;
+}
+
+type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
+
+/** Wraps a handler so thrown RequestErrors become statuses and anything else INTERNAL. */
+function unary<Req, Res>(log: Logger, name: string, onFailure: () => void, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>): Unary<Req, Res> {
+  return (call, callback) => {
+    Promise.resolve()
+      .then(() => fn(call.request, call))
+      .then(
+        (res) => callback(null, res),
+        (e: unknown) => {
+          onFailure();
+          if (e instanceof RequestError) {
+            callback({ code: e.code, details: e.message });
+          } else {
+            log.error({ err: e, rpc: name }, "internal error");
+            callback({ code: status.INTERNAL, details: `${name}: ${e instanceof Error ? e.message : String(e)}` });
+          }
+        },
+      );
+  };
+}
+
+type Implemented = Pick<
+  SchedulerServer,
+  "announcePeer" | "statPeer" | "deletePeer" | "statTask" | "deleteTask" | "announceHost" | "listHosts" | "deleteHost" | "preheatFile" | "statFile" | "preheatImage" | "statImage"
+>;
+
+export class SchedulerService {
+  readonly preheat: Preheat;
+
+  constructor(private readonly deps: SchedulerServiceDeps) {
+    this.preheat = new Preheat(deps.resource, deps.seedPeers, deps.log);
+  }
+
+  private hostLabels(h: HostMessage) {
+    return {
+      os: h.os,
+      platform: h.platform,
+      platform_family: h.platformFamily,
+      platform_version: h.platformVersion,
+      kernel_version: h.kernelVersion,
+      git_version: h.build?.gitVersion ?? "",
+      git_commit: h.build?.gitCommit ?? "",
+      go_version: h.build?.goVersion ?? "",
+      build_platform: h.build?.platform ?? "",
+    };
+  }
+
+  /** The grpc-js implementation object (typed for the methods we serve). */
+  implementation(): Implemented & UntypedServiceImplementation {
+    const { resource, metrics, log, seedPeers } = this.deps;
+    const ctx: AnnounceContext = { ...this.deps };
+    const none = () => undefined;
+    const impl: Implemented = {
+      announcePeer: (call: ServerDuplexStream<AnnouncePeerRequest, AnnouncePeerResponse>) => {
+        new AnnouncePeerSession(ctx, call);
+      },
+
+      announceHost: unary<AnnounceHostRequest, Empty>(log, "AnnounceHost", none, (req, call) => {
+        const caller = callerAddress(call.getPeer());
+        try {
+          const host = checkHost(req.host, caller);
+          const interval = req.interval ? durationToMs(req.interval) : undefined;
+          if (interval !== undefined && !(interval > 0)) throw new RequestError(status.INVALID_ARGUMENT, "interval must be positive");
+          resource.announceHost(host, interval);
+          metrics.announceHost.inc(this.hostLabels(host));
+          if (host.type !== 0) seedPeers?.sync();
+          return {};
+        } catch (e) {
+          if (req.host) metrics.announceHostFailure.inc(this.hostLabels(req.host));
+          throw e;
+        }
+      }),
+
+      listHosts: unary<ListHostsRequest, ListHostsResponse>(log, "ListHosts", () => metrics.listHostsFailure.inc(), (req) => {
+        metrics.listHosts.inc();
+        const hosts = [...resource.hosts.values()].filter((h) => req.type === undefined || h.type === req.type).map(hostMessage);
+        return { hosts };
+      }),
+
+      deleteHost: unary<DeleteHostRequest, Empty>(log, "DeleteHost", () => metrics.leaveHostFailure.inc(), (req) => {
+        metrics.leaveHost.inc();
+        checkIds({ hostId: req.hostId });
+        const host = resource.hosts.get(req.hostId);
+        if (!host) throw new RequestError(status.NOT_FOUND, `host ${req.hostId} not found`);
+        resource.deleteHost(host);
+        if (host.isSeed) seedPeers?.sync();
+        return {};
+      }),
+
+      statPeer: unary<StatPeerRequest, PeerMessage>(log, "StatPeer", () => metrics.statPeerFailure.inc(), (req) => {
+        metrics.statPeer.inc();
+        checkIds({ peerId: req.peerId });
+        const peer = resource.peers.get(req.peerId);
+        if (!peer) throw new RequestError(status.NOT_FOUND, `peer ${req.peerId} not found`);
+        const msg = peerMessage(peer, resource.now());
+        msg.pieces = [...peer.finishedPieces].sort((a, b) => a - b).map((n) => ({ number: n, offset: peer.task.pieceLength * n, length: 0, digest: "" }));
+        return msg;
+      }),
+
+      deletePeer: unary<DeletePeerRequest, Empty>(log, "DeletePeer", () => metrics.leavePeerFailure.inc(), (req) => {
+        metrics.leavePeer.inc();
+        checkIds({ peerId: req.peerId });
+        // Idempotent, as in Dragonfly: deleting a peer that is gone is not an error.
+        const peer = resource.peers.get(req.peerId);
+        if (peer) resource.deletePeer(peer);
+        return {};
+      }),
+
+      statTask: unary<StatTaskRequest, TaskMessage>(log, "StatTask", () => metrics.statTaskFailure.inc(), (req) => {
+        metrics.statTask.inc();
+        checkIds({ taskId: req.taskId });
+        const task = resource.tasks.get(req.taskId);
+        if (!task) throw new RequestError(status.NOT_FOUND, `task ${req.taskId} not found`);
+        return taskMessage(task);
+      }),
+
+      deleteTask: unary<DeleteTaskRequest, Empty>(log, "DeleteTask", () => metrics.leaveTaskFailure.inc(), (req) => {
+        metrics.leaveTask.inc();
+        checkIds({ hostId: req.hostId, taskId: req.taskId });
+        const host = resource.hosts.get(req.hostId);
+        if (!host) throw new RequestError(status.NOT_FOUND, `host ${req.hostId} not found`);
+        // The host dropped its copy: its peers of that task leave.
+        for (const peer of [...host.peers.values()]) if (peer.task.id === req.taskId) resource.deletePeer(peer);
+        return {};
+      }),
+
+      preheatFile: unary(log, "PreheatFile", () => metrics.preheatFileFailure.inc(), (req) => {
+        metrics.preheatFile.inc();
+        this.preheat.preheatFile(req);
+        return {};
+      }),
+
+      statFile: unary<StatFileRequest, StatFileResponse>(log, "StatFile", () => metrics.statFileFailure.inc(), (req) => {
+        metrics.statFile.inc();
+        checkUrl("url", req.url);
+        checkString("tag", req.tag, LIMITS.string);
+        checkString("application", req.application, LIMITS.string);
+        const taskId = taskIdFromUrl({ url: req.url, tag: req.tag, application: req.application, pieceLength: req.pieceLength, filteredQueryParams: req.filteredQueryParams });
+        const task = resource.tasks.get(taskId);
+        if (!task) return { peers: [] };
+        return {
+          peers: task.dag
+            .values()
+            .filter((p) => p.fsm.is("Succeeded", "Running", "BackToSource"))
+            .map((p) => ({ ip: p.host.ip, hostname: p.host.hostname, cachedFiles: [{ url: req.url, isFinished: p.fsm.is("Succeeded") }] })),
+        };
+      }),
+
+      // Image preheat needs registry manifest resolution, which the manager does; answering
+      // clearly lets callers fall back to PreheatFile per blob.
+      preheatImage: unary(log, "PreheatImage", () => metrics.preheatImageFailure.inc(), () => {
+        metrics.preheatImage.inc();
+        throw new RequestError(status.UNIMPLEMENTED, "PreheatImage is not supported by this scheduler: resolve the image's layers (the manager's preheat job does) and call PreheatFile for each blob URL");
+      }),
+      statImage: unary(log, "StatImage", () => metrics.statImageFailure.inc(), () => {
+        metrics.statImage.inc();
+        throw new RequestError(status.UNIMPLEMENTED, "StatImage is not supported by this scheduler: resolve the image's layers and call StatFile for each blob URL");
+      }),
+    };
+    return impl;
+  }
+}
