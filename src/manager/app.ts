@@ -1,0 +1,125 @@
+// The manager's HTTP side as a fastify app factory: REST /api/v1 (JWT), open API /oapi/v1
+// (personal access tokens, Harbor's path), /healthy, and OpenAPI at /swagger/doc.json with a UI
+// at /swagger/. Everything it needs comes in through `deps`, so tests build it around an
+// in-memory PGlite and call it with `inject`.
+import cors from "@fastify/cors";
+import rateLimit from "@fastify/rate-limit";
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
+import Fastify, { type FastifyInstance } from "fastify";
+import { silentLogger, type Logger } from "../common/logger.js";
+import { VERSION } from "../common/version.js";
+import { Authenticator } from "./auth/principal.js";
+import type { JwtService } from "./auth/tokens.js";
+import type { Database } from "./db/database.js";
+import { errorHandler } from "./errors.js";
+import { JobRateLimiter } from "./jobs/rate-limiter.js";
+import { JobService } from "./jobs/service.js";
+import type { ManagerMetrics } from "./metrics.js";
+import { registerAudits } from "./routes/audits.js";
+import { registerClusters } from "./routes/clusters.js";
+import type { RouteContext } from "./routes/context.js";
+import { registerJobs } from "./routes/jobs.js";
+import { registerResources } from "./routes/resources.js";
+import { registerTokens } from "./routes/tokens.js";
+import { registerUsers } from "./routes/users.js";
+
+export interface ManagerAppDeps {
+  db: Database;
+  jwt: JwtService;
+  logger?: Logger;
+  /** Allow POST /api/v1/users/signup (off by default). */
+  signUp?: boolean;
+  /** Origins allowed by CORS; empty or absent means CORS stays off. */
+  corsAllowOrigins?: string[];
+  limiter?: JobRateLimiter;
+  /** Called after a job is stored, to wake the job runner. */
+  onJobCreated?: () => void;
+  metrics?: ManagerMetrics;
+}
+
+export interface RouteEntry {
+  method: string;
+  url: string;
+}
+const ROUTES = new WeakMap<FastifyInstance, RouteEntry[]>();
+
+/** Every route the app registered (tests check each API route against their tables). */
+export function registeredRoutes(app: FastifyInstance): RouteEntry[] {
+  return ROUTES.get(app) ?? [];
+}
+
+export async function buildManagerApp(deps: ManagerAppDeps): Promise<FastifyInstance> {
+  const logger = deps.logger ?? silentLogger();
+  // pino's Logger and fastify's logger interface differ only in generics; one instance type is
+  // used throughout so route modules take a plain FastifyInstance.
+  const app = Fastify({
+    loggerInstance: logger,
+    disableRequestLogging: true,
+    trustProxy: false,
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { allErrors: false, coerceTypes: "array", removeAdditional: false, useDefaults: true } },
+  }) as unknown as FastifyInstance;
+  const limiter = deps.limiter ?? new JobRateLimiter();
+  const ctx: RouteContext = {
+    db: deps.db,
+    auth: new Authenticator(deps.db, deps.jwt),
+    jwt: deps.jwt,
+    logger,
+    limiter,
+    jobs: new JobService(deps.db, limiter, deps.onJobCreated),
+    signUp: deps.signUp ?? false,
+  };
+
+  const routes: RouteEntry[] = [];
+  app.addHook("onRoute", (r) => {
+    for (const method of [r.method].flat()) if (method !== "HEAD") routes.push({ method, url: r.url });
+  });
+  ROUTES.set(app, routes);
+
+  app.setErrorHandler(errorHandler(logger));
+  app.setNotFoundHandler((request, reply) => reply.status(404).send({ message: `route ${request.method} ${request.url.split("?")[0] ?? ""} not found` }));
+
+  if (deps.corsAllowOrigins && deps.corsAllowOrigins.length > 0) {
+    await app.register(cors, { origin: deps.corsAllowOrigins, credentials: false, methods: ["GET", "POST", "PATCH", "PUT", "DELETE"] });
+  }
+  await app.register(rateLimit, { global: false });
+  await app.register(swagger, {
+    openapi: {
+      info: { title: "Damselfly manager API", description: "Dragonfly-compatible manager REST API and open API.", version: VERSION },
+      components: {
+        securitySchemes: {
+          jwt: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "token from POST /api/v1/users/signin" },
+          personalAccessToken: { type: "http", scheme: "bearer", description: "personal access token (open API)" },
+        },
+      },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: "/swagger" });
+  app.get("/swagger/doc.json", { schema: { hide: true } }, () => app.swagger());
+
+  if (deps.metrics) {
+    const m = deps.metrics;
+    app.addHook("onResponse", async (request, reply) => {
+      const labels = { code: String(reply.statusCode), method: request.method, url: request.routeOptions.url ?? "unmatched" };
+      m.requests.inc(labels);
+      m.requestDuration.observe(labels, reply.elapsedTime / 1000);
+    });
+  }
+
+  app.get("/healthy", { schema: { tags: ["health"], summary: "liveness (no auth)" } }, async () => {
+    await deps.db.query("SELECT 1");
+    return "OK";
+  });
+
+  registerAudits(app, ctx);
+  registerUsers(app, ctx);
+  registerTokens(app, ctx);
+  registerResources(app, ctx);
+  registerClusters(app, ctx, "/api/v1");
+  registerClusters(app, ctx, "/oapi/v1");
+  registerJobs(app, ctx, "/api/v1");
+  registerJobs(app, ctx, "/oapi/v1");
+  await app.ready();
+  return app;
+}

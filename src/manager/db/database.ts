@@ -1,0 +1,122 @@
+// One query layer over two drivers: PGlite (PostgreSQL compiled to WebAssembly, embedded in the
+// data directory — the zero-setup default) and `pg` against a real PostgreSQL server. Both speak
+// the same SQL, so every query and migration is written once. Values that differ between the
+// drivers by default (int8 as string in `pg`) are normalised here so callers see one shape.
+import { mkdirSync } from "node:fs";
+import { PGlite } from "@electric-sql/pglite";
+import pg from "pg";
+
+export type Row = Record<string, unknown>;
+
+export interface Queryable {
+  /** Runs one parameterised statement ($1, $2, …) and returns its rows. */
+  query<T = Row>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+}
+
+export interface Database extends Queryable {
+  readonly kind: "pglite" | "pg";
+  /** Runs several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+  /** Runs `fn` in one transaction; rolls back when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** postgres://… — use a PostgreSQL server through `pg`. */
+  url?: string | undefined;
+  /** PGlite data directory; omitted (and no url) means an in-memory database (tests). */
+  dataDir?: string | undefined;
+  /**
+   * A schema to create and use as search_path (`pg` only). Lets test runs share one server
+   * database without seeing each other's tables.
+   */
+  schema?: string | undefined;
+  /** Pool size for `pg`. */
+  maxConnections?: number | undefined;
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.url) return openPg(options.url, options.schema, options.maxConnections ?? 10);
+  if (options.schema) throw new Error("database schema isolation is only supported with a PostgreSQL url");
+  return openPglite(options.dataDir);
+}
+
+async function openPglite(dataDir: string | undefined): Promise<Database> {
+  if (dataDir) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const db = dataDir ? await PGlite.create(dataDir) : await PGlite.create();
+  const wrap = (q: Pick<PGlite, "query">): Queryable => ({
+    query: async <T>(sql: string, params: readonly unknown[] = []) => (await q.query<T>(sql, params as unknown[])).rows,
+  });
+  const base = wrap(db);
+  return {
+    kind: "pglite",
+    query: (sql, params) => base.query(sql, params),
+    async exec(sql) {
+      await db.exec(sql);
+    },
+    transaction: (fn) => db.transaction((tx) => fn(wrap(tx))),
+    close: () => db.close(),
+  };
+}
+
+async function openPg(url: string, schema: string | undefined, max: number): Promise<Database> {
+  if (schema !== undefined && !SCHEMA_NAME.test(schema)) throw new Error(`invalid database schema name "${schema}"`);
+  // int8 (OID 20) comes back as a JS number like PGlite's; our ids and counts stay far below 2^53.
+  const getTypeParser = (oid: number, format?: "text" | "binary"): unknown => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format));
+  const types = { getTypeParser: getTypeParser as typeof pg.types.getTypeParser };
+  if (schema) {
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    } finally {
+      await admin.end();
+    }
+  }
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    types,
+    ...(schema ? { options: `-c search_path=${schema}` } : {}),
+  });
+  // An idle client losing its server connection must not crash the process.
+  pool.on("error", () => undefined);
+  const query = async <T>(sql: string, params: readonly unknown[] = []) => (await pool.query(sql, params as unknown[])).rows as T[];
+  return {
+    kind: "pg",
+    query,
+    async exec(sql) {
+      await pool.query(sql);
+    },
+    async transaction(fn) {
+      const client = await pool.connect();
+      try {
+        await client.query("BEGIN");
+        const result = await fn({ query: async <T>(sql: string, params: readonly unknown[] = []) => (await client.query(sql, params as unknown[])).rows as T[] });
+        await client.query("COMMIT");
+        return result;
+      } catch (e) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw e;
+      } finally {
+        client.release();
+      }
+    },
+    close: () => pool.end(),
+  };
+}
+
+/** Drops a test schema created by `openDatabase({schema})`. */
+export async function dropSchema(url: string, schema: string): Promise<void> {
+  if (!SCHEMA_NAME.test(schema)) throw new Error(`invalid database schema name "${schema}"`);
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  try {
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await admin.end();
+  }
+}

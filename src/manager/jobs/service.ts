@@ -1,0 +1,94 @@
+// Creating and reading jobs: validation per job type, cluster selection with tenancy, the
+// per-cluster rate limit, and the JSON shape Dragonfly (and Harbor) read back.
+import { randomUUID } from "node:crypto";
+import type { Database, Queryable, Row } from "../db/database.js";
+import type { Principal } from "../auth/principal.js";
+import { badRequest, forbidden, HttpError, notFound } from "../errors.js";
+import { parsePreheatArgs, parseTaskArgs, redactArgs } from "./args.js";
+import { DEFAULT_JOB_RATE_LIMIT, type JobRateLimiter } from "./rate-limiter.js";
+
+export type JobType = "preheat" | "sync_peers" | "get_task" | "delete_task";
+
+export interface CreateJobBody {
+  bio?: string | null;
+  type: JobType;
+  args?: Record<string, unknown> | null;
+  user_id?: number | null;
+  scheduler_cluster_ids?: number[] | null;
+}
+
+export class JobService {
+  constructor(
+    private readonly db: Database,
+    private readonly limiter: JobRateLimiter,
+    /** Wakes the runner so a new job starts without waiting for the next poll. */
+    private readonly notify: () => void = () => undefined,
+  ) {}
+
+  private normaliseArgs(type: JobType, args: unknown): Record<string, unknown> {
+    switch (type) {
+      case "preheat":
+        return { ...parsePreheatArgs(args) };
+      case "get_task":
+      case "delete_task":
+        return { ...parseTaskArgs(args) };
+      case "sync_peers":
+        return {};
+    }
+  }
+
+  private async targetClusters(p: Principal, ids: number[] | null | undefined): Promise<Array<{ id: number; rate: number }>> {
+    if (ids && ids.length > 0) {
+      const out: Array<{ id: number; rate: number }> = [];
+      for (const [i, id] of [...new Set(ids)].entries()) {
+        const [row] = await this.db.query<{ tenant_id: number; config: { job_rate_limit?: number } }>("SELECT tenant_id, config FROM scheduler_clusters WHERE id = $1", [id]);
+        if (!row) throw badRequest(`body.scheduler_cluster_ids.${i}`, `scheduler cluster ${id} does not exist`);
+        if (!p.isRoot && row.tenant_id !== p.tenantId) throw forbidden(`scheduler cluster ${id} belongs to another tenant`);
+        out.push({ id, rate: row.config.job_rate_limit ?? DEFAULT_JOB_RATE_LIMIT });
+      }
+      return out;
+    }
+    // No clusters named (Harbor sends null): every cluster the caller can see.
+    const rows = p.isRoot
+      ? await this.db.query<{ id: number; config: { job_rate_limit?: number } }>("SELECT id, config FROM scheduler_clusters ORDER BY id")
+      : await this.db.query<{ id: number; config: { job_rate_limit?: number } }>("SELECT id, config FROM scheduler_clusters WHERE tenant_id = $1 ORDER BY id", [p.tenantId]);
+    return rows.map((r) => ({ id: r.id, rate: r.config.job_rate_limit ?? DEFAULT_JOB_RATE_LIMIT }));
+  }
+
+  async create(p: Principal, body: CreateJobBody): Promise<Row> {
+    const args = this.normaliseArgs(body.type, body.args);
+    const clusters = await this.targetClusters(p, body.scheduler_cluster_ids);
+    const limited = this.limiter.take(clusters);
+    if (limited !== undefined) throw new HttpError(429, `job rate limit exceeded for scheduler cluster ${limited}`);
+    const id = await this.db.transaction(async (tx) => {
+      const [row] = await tx.query<{ id: number }>(
+        "INSERT INTO jobs (tenant_id, user_id, task_id, bio, type, args) VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING id",
+        [p.tenantId, p.userId, `group_${randomUUID()}`, body.bio ?? "", body.type, JSON.stringify(args)],
+      );
+      if (!row) throw new Error("job insert returned nothing");
+      for (const c of clusters) await tx.query("INSERT INTO job_scheduler_clusters (job_id, scheduler_cluster_id) VALUES ($1, $2)", [row.id, c.id]);
+      return row.id;
+    });
+    this.notify();
+    return this.load(this.db, id);
+  }
+
+  async load(q: Queryable, id: number): Promise<Row> {
+    const [row] = await q.query("SELECT * FROM jobs WHERE id = $1", [id]);
+    if (!row) throw notFound("job");
+    return (await this.decorate(q, [row]))[0] as Row;
+  }
+
+  /** Adds cluster references; hides credentials in args. */
+  async decorate(q: Queryable, rows: Row[]): Promise<Row[]> {
+    const out: Row[] = [];
+    for (const row of rows) {
+      const clusters = await q.query<{ id: number; name: string }>(
+        "SELECT sc.id, sc.name FROM job_scheduler_clusters j JOIN scheduler_clusters sc ON sc.id = j.scheduler_cluster_id WHERE j.job_id = $1 ORDER BY sc.id",
+        [row.id],
+      );
+      out.push({ ...row, is_del: 0, args: redactArgs(row.args as Record<string, unknown>), scheduler_clusters: clusters, seed_peer_clusters: [] });
+    }
+    return out;
+  }
+}

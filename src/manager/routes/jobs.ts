@@ -1,0 +1,93 @@
+// Jobs under /api/v1/jobs (JWT) and /oapi/v1/jobs (personal access token, scope `job`) — the
+// path Harbor's Dragonfly preheat provider uses.
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { assertTenant, guard, principalOf, tenantFilter } from "../auth/principal.js";
+import * as S from "../schemas.js";
+import type { CreateJobBody } from "../jobs/service.js";
+import { JWT_SECURITY, PAT_SECURITY, type RouteContext } from "./context.js";
+import { paginate } from "./crud.js";
+
+export function registerJobs(app: FastifyInstance, ctx: RouteContext, prefix: "/api/v1" | "/oapi/v1"): void {
+  const open = prefix === "/oapi/v1";
+  const pre = guard(ctx.auth, open ? "pat" : "jwt", { object: "jobs", scope: "job" });
+  const common = { tags: [open ? "open api" : "jobs"], security: open ? PAT_SECURITY : JWT_SECURITY };
+  const errors = { 400: S.Message, 401: S.Message, 403: S.Message, 404: S.Message };
+  const path = `${prefix}/jobs`;
+
+  const loadOwned = async (id: number, request: Parameters<typeof principalOf>[0]) => {
+    const job = await ctx.jobs.load(ctx.db, id);
+    assertTenant(principalOf(request), job.tenant_id as number);
+    return job;
+  };
+
+  app.post(
+    path,
+    { preValidation: pre, schema: { ...common, summary: "create a job (preheat, get_task, delete_task, sync_peers)", body: S.CreateJob, response: { 200: S.Job, ...errors, 429: S.Message } } },
+    async (request) => ctx.jobs.create(principalOf(request), request.body as CreateJobBody),
+  );
+
+  app.get(
+    path,
+    {
+      preValidation: pre,
+      schema: {
+        ...common,
+        summary: "list jobs",
+        querystring: Type.Object({
+          ...S.Page,
+          type: Type.Optional(Type.String()),
+          state: Type.Optional(Type.Union(["PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE"].map((s) => Type.Literal(s)))),
+          user_id: Type.Optional(Type.Integer()),
+        }),
+        response: { 200: Type.Array(S.Job), ...errors },
+      },
+    },
+    async (request, reply) => {
+      const p = principalOf(request);
+      const q = request.query as { page?: number; per_page?: number; type?: string; state?: string; user_id?: number };
+      const page = q.page ?? 1;
+      const perPage = q.per_page ?? 10;
+      const where: string[] = [];
+      const params: unknown[] = [];
+      for (const k of ["type", "state", "user_id"] as const) {
+        if (q[k] === undefined || q[k] === "") continue;
+        params.push(q[k]);
+        where.push(`${k} = $${params.length}`);
+      }
+      const t = tenantFilter(p);
+      if (t !== null) {
+        params.push(t);
+        where.push(`tenant_id = $${params.length}`);
+      }
+      const cond = where.length ? `WHERE ${where.join(" AND ")}` : "";
+      const [count] = await ctx.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM jobs ${cond}`, params);
+      const rows = await ctx.db.query(`SELECT * FROM jobs ${cond} ORDER BY id DESC LIMIT ${perPage} OFFSET ${(page - 1) * perPage}`, params);
+      paginate(reply, request, count?.n ?? 0, page, perPage);
+      return ctx.jobs.decorate(ctx.db, rows);
+    },
+  );
+
+  app.get(`${path}/:id`, { preValidation: pre, schema: { ...common, summary: "get a job and its per-cluster results", params: S.IdParams, response: { 200: S.Job, ...errors } } }, async (request) =>
+    loadOwned((request.params as { id: number }).id, request),
+  );
+
+  app.patch(
+    `${path}/:id`,
+    { preValidation: pre, schema: { ...common, summary: "update a job's description", params: S.IdParams, body: S.UpdateJob, response: { 200: S.Job, ...errors } } },
+    async (request) => {
+      const id = (request.params as { id: number }).id;
+      await loadOwned(id, request);
+      const body = request.body as { bio?: string };
+      if (body.bio !== undefined) await ctx.db.query("UPDATE jobs SET bio = $1, updated_at = now() WHERE id = $2", [body.bio, id]);
+      return ctx.jobs.load(ctx.db, id);
+    },
+  );
+
+  app.delete(`${path}/:id`, { preValidation: pre, schema: { ...common, summary: "delete a job", params: S.IdParams, response: { 200: Type.Object({}), ...errors } } }, async (request) => {
+    const id = (request.params as { id: number }).id;
+    await loadOwned(id, request);
+    await ctx.db.query("DELETE FROM jobs WHERE id = $1", [id]);
+    return {};
+  });
+}
