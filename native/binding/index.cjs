@@ -835,10 +835,27 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.CancelToken = nativeBinding.CancelToken
+module.exports.DigestHasher = nativeBinding.DigestHasher
+module.exports.PieceServerHandle = nativeBinding.PieceServerHandle
+module.exports.TaskStore = nativeBinding.TaskStore
 module.exports.aesGcmOpen = nativeBinding.aesGcmOpen
 module.exports.aesGcmSeal = nativeBinding.aesGcmSeal
+module.exports.defaultPieceServePath = nativeBinding.defaultPieceServePath
+module.exports.deleteTaskStore = nativeBinding.deleteTaskStore
+module.exports.digest = nativeBinding.digest
+module.exports.digestAsync = nativeBinding.digestAsync
 module.exports.noop = nativeBinding.noop
+module.exports.openPiece = nativeBinding.openPiece
+module.exports.openPieces = nativeBinding.openPieces
+module.exports.openTaskStore = nativeBinding.openTaskStore
 module.exports.probeHost = nativeBinding.probeHost
+module.exports.sealPiece = nativeBinding.sealPiece
+module.exports.sealPieces = nativeBinding.sealPieces
+module.exports.startPieceServer = nativeBinding.startPieceServer
+module.exports.verifyDigest = nativeBinding.verifyDigest
 module.exports.version = nativeBinding.version
 module.exports.zstdCompress = nativeBinding.zstdCompress
+module.exports.zstdCompressAsync = nativeBinding.zstdCompressAsync
 module.exports.zstdDecompress = nativeBinding.zstdDecompress
+module.exports.zstdDecompressAsync = nativeBinding.zstdDecompressAsync

@@ -9,6 +9,45 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** Cancels long native operations; the facade flips it from an AbortSignal. */
+export declare class CancelToken {
+  constructor()
+  cancel(): void
+  get cancelled(): boolean
+}
+
+/** Incremental hasher for pieces that arrive in chunks. */
+export declare class DigestHasher {
+  constructor(algorithm: string)
+  update(data: Buffer): void
+  /** Finishes and returns `alg:value`; the hasher cannot be used afterwards. */
+  digest(): string
+}
+
+export declare class PieceServerHandle {
+  get port(): number
+  get servePath(): string
+  close(): Promise<void>
+  stats(): PieceServerStats
+  /** Pieces uploaded since the last call. */
+  drainUploads(): Array<PieceUpload>
+}
+
+export declare class TaskStore {
+  info(): TaskStoreInfo
+  /** Writes piece `number`; resolves once it is durable and marked finished. */
+  writePiece(number: number, data: Buffer, parentId?: string | undefined | null, createdAtMs?: number | undefined | null): Promise<PieceInfo>
+  readPiece(number: number): Promise<Buffer>
+  /** Re-hashes a finished piece from disk; a mismatch unmarks it and rejects with DF_DIGEST_MISMATCH. */
+  verifyPiece(number: number): Promise<PieceInfo>
+  /** Fetches piece `number` from a parent's piece server into this store. */
+  fetchPiece(options: FetchPieceOptions, cancel?: CancelToken | undefined | null): Promise<PieceInfo>
+  piece(number: number): PieceInfo | null
+  finishedPieces(): Array<PieceInfo>
+  finishedCount(): number
+  delete(): void
+}
+
 /** Versions of the addon and of the core crate it was built from. */
 export interface AddonVersion {
   addon: string
@@ -19,8 +58,95 @@ export declare function aesGcmOpen(key: Buffer, nonce: Buffer, sealed: Buffer): 
 
 export declare function aesGcmSeal(key: Buffer, nonce: Buffer, plain: Buffer): Buffer
 
+/** The body path a server uses when none is configured, chosen by measurement. */
+export declare function defaultPieceServePath(): string
+
+export declare function deleteTaskStore(dataDir: string, taskId: string): void
+
+/** `alg:value` digest of `data` ("crc32" gives Dragonfly's `crc32:<decimal>`). */
+export declare function digest(algorithm: string, data: Buffer): string
+
+/** Same as `digest`, computed on a worker thread (not the libuv pool). */
+export declare function digestAsync(algorithm: string, data: Buffer): Promise<string>
+
+export interface FetchPieceOptions {
+  /** Parent piece server, `host:port`. */
+  addr: string
+  number: number
+  expectedDigest?: string
+  parentId?: string
+  connectTimeoutMs?: number
+  pieceTimeoutMs?: number
+}
+
 /** Does nothing; the benchmark harness measures the cost of crossing the boundary with it. */
 export declare function noop(x: number): number
+
+export declare function openPiece(key: Buffer, taskId: string, number: number, sealed: Buffer): Buffer
+
+/** Opens several sealed pieces on all cores; rejects with DF_AUTH if any tag fails. */
+export declare function openPieces(key: Buffer, taskId: string, numbers: Array<number>, pieces: Array<Buffer>): Promise<Buffer[]>
+
+export declare function openTaskStore(options: OpenTaskStoreOptions): TaskStore
+
+export interface OpenTaskStoreOptions {
+  /** Root directory; the task lives in `<dataDir>/<taskId>/`. */
+  dataDir: string
+  taskId: string
+  contentLength: number
+  pieceLength: number
+  /** "disk" (default) or "tmpfs" (then `dataDir` should be on tmpfs, e.g. /dev/shm/...). */
+  tier?: string
+  /** Unset = O_DIRECT when supported; true = require it; false = never. */
+  direct?: boolean
+  /** "auto" (default), "always" or "never". */
+  sync?: string
+  /** Extra per-piece digest: "crc32c", "sha256" or "blake3". */
+  extraDigest?: string
+}
+
+export interface PieceInfo {
+  number: number
+  offset: number
+  length: number
+  /** Dragonfly wire digest `crc32:<decimal>`. */
+  digest: string
+  extraDigest?: string
+  parentId: string
+  createdAtMs: number
+  finishedAtMs: number
+}
+
+export interface PieceServerOptions {
+  host: string
+  /** 0 picks a free port. */
+  port: number
+  dataDir: string
+  /** Second root searched after `dataDir` (the tmpfs tier). */
+  tmpfsDir?: string
+  /** Upload cap for the whole server; 0 or unset = unlimited. */
+  rateLimitBytesPerSec?: number
+  /** "sendfile", "splice" or "buffered"; unset = the measured default. */
+  servePath?: string
+  idleTimeoutMs?: number
+  readTimeoutMs?: number
+  writeTimeoutMs?: number
+}
+
+export interface PieceServerStats {
+  bytesServed: number
+  piecesServed: number
+  connectionsAccepted: number
+  activeConnections: number
+  errorsSent: number
+  uploadsDropped: number
+}
+
+export interface PieceUpload {
+  taskId: string
+  number: number
+  length: number
+}
 
 export declare function probeHost(options: ProbeOptions): ProbeReport
 
@@ -45,8 +171,36 @@ export interface ProbeResult {
   reason?: string
 }
 
+export declare function sealPiece(key: Buffer, taskId: string, number: number, plain: Buffer): Buffer
+
+/** Seals several pieces on all cores; resolves to the sealed pieces in order. */
+export declare function sealPieces(key: Buffer, taskId: string, numbers: Array<number>, pieces: Array<Buffer>): Promise<Buffer[]>
+
+export declare function startPieceServer(options: PieceServerOptions): Promise<PieceServerHandle>
+
+export interface TaskStoreInfo {
+  taskId: string
+  dir: string
+  contentPath: string
+  contentLength: number
+  pieceLength: number
+  pieceCount: number
+  tier: string
+  /** "direct" or "buffered": the I/O mode actually in use. */
+  ioMode: string
+  sync: string
+  extraDigest?: string
+}
+
+/** Checks `data` against an `alg:value` digest; throws DF_DIGEST_MISMATCH when it differs. */
+export declare function verifyDigest(expected: string, data: Buffer): void
+
 export declare function version(): AddonVersion
 
-export declare function zstdCompress(input: Buffer, level: number): Buffer
+export declare function zstdCompress(input: Buffer, level: number, workers?: number | undefined | null): Buffer
+
+export declare function zstdCompressAsync(input: Buffer, level: number, workers?: number | undefined | null): Promise<Buffer>
 
 export declare function zstdDecompress(input: Buffer, maxLen: number): Buffer
+
+export declare function zstdDecompressAsync(input: Buffer, maxLen: number): Promise<Buffer>

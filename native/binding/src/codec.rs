@@ -1,18 +1,49 @@
-//! Codec calls over whole pieces (Buffer in, Buffer out).
+//! Codec calls over whole pieces (Buffer in, Buffer out), sync and off-thread variants.
 
 use crate::error::{to_js, Result};
-use damselfly_core::codec;
-use napi::bindgen_prelude::Buffer;
+use crate::store::{status, to_napi};
+use damselfly_core::{codec, CoreError, ErrorCode};
+use napi::bindgen_prelude::{Buffer, PromiseRaw};
+use napi::Env;
 use napi_derive::napi;
 
+fn off_thread<T, F>(env: &Env, f: F) -> Result<PromiseRaw<'_, T>>
+where
+    T: 'static + Send + napi::bindgen_prelude::ToNapiValue,
+    F: 'static + Send + FnOnce() -> damselfly_core::error::Result<T>,
+{
+    env.spawn_future(async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| to_napi(CoreError::new(ErrorCode::Io, format!("worker task failed: {e}"))))?
+            .map_err(to_napi)
+    })
+    .map_err(status)
+}
+
 #[napi]
-pub fn zstd_compress(input: Buffer, level: i32) -> Result<Buffer> {
-    codec::zstd_compress(&input, level).map(Buffer::from).map_err(to_js)
+pub fn zstd_compress(input: Buffer, level: i32, workers: Option<u32>) -> Result<Buffer> {
+    codec::zstd_compress_piece(&input, level, workers.unwrap_or(0)).map(Buffer::from).map_err(to_js)
 }
 
 #[napi]
 pub fn zstd_decompress(input: Buffer, max_len: u32) -> Result<Buffer> {
-    codec::zstd_decompress(&input, max_len as usize).map(Buffer::from).map_err(to_js)
+    codec::zstd_decompress_piece(&input, max_len as usize).map(Buffer::from).map_err(to_js)
+}
+
+#[napi(ts_return_type = "Promise<Buffer>")]
+pub fn zstd_compress_async(
+    env: &Env,
+    input: Buffer,
+    level: i32,
+    workers: Option<u32>,
+) -> Result<PromiseRaw<'_, Buffer>> {
+    off_thread(env, move || codec::zstd_compress_piece(&input, level, workers.unwrap_or(0)).map(Buffer::from))
+}
+
+#[napi(ts_return_type = "Promise<Buffer>")]
+pub fn zstd_decompress_async(env: &Env, input: Buffer, max_len: u32) -> Result<PromiseRaw<'_, Buffer>> {
+    off_thread(env, move || codec::zstd_decompress_piece(&input, max_len as usize).map(Buffer::from))
 }
 
 #[napi]
@@ -23,4 +54,53 @@ pub fn aes_gcm_seal(key: Buffer, nonce: Buffer, plain: Buffer) -> Result<Buffer>
 #[napi]
 pub fn aes_gcm_open(key: Buffer, nonce: Buffer, sealed: Buffer) -> Result<Buffer> {
     codec::aes_gcm_open(&key, &nonce, &sealed).map(Buffer::from).map_err(to_js)
+}
+
+#[napi]
+pub fn seal_piece(key: Buffer, task_id: String, number: u32, plain: Buffer) -> Result<Buffer> {
+    codec::seal_piece(&key, &task_id, number, &plain).map(Buffer::from).map_err(to_js)
+}
+
+#[napi]
+pub fn open_piece(key: Buffer, task_id: String, number: u32, sealed: Buffer) -> Result<Buffer> {
+    codec::open_piece(&key, &task_id, number, &sealed).map(Buffer::from).map_err(to_js)
+}
+
+fn pairs(numbers: &[u32], pieces: &[Buffer]) -> damselfly_core::error::Result<()> {
+    if numbers.len() != pieces.len() {
+        return Err(CoreError::new(ErrorCode::InvalidArgument, "numbers and pieces differ in length"));
+    }
+    Ok(())
+}
+
+/// Seals several pieces on all cores; resolves to the sealed pieces in order.
+#[napi(ts_return_type = "Promise<Buffer[]>")]
+pub fn seal_pieces(
+    env: &Env,
+    key: Buffer,
+    task_id: String,
+    numbers: Vec<u32>,
+    pieces: Vec<Buffer>,
+) -> Result<PromiseRaw<'_, Vec<Buffer>>> {
+    pairs(&numbers, &pieces).map_err(to_js)?;
+    off_thread(env, move || {
+        let list: Vec<(u32, &[u8])> = numbers.iter().copied().zip(pieces.iter().map(|b| &b[..])).collect();
+        codec::seal_pieces(&key, &task_id, &list).map(|v| v.into_iter().map(Buffer::from).collect())
+    })
+}
+
+/// Opens several sealed pieces on all cores; rejects with DF_AUTH if any tag fails.
+#[napi(ts_return_type = "Promise<Buffer[]>")]
+pub fn open_pieces(
+    env: &Env,
+    key: Buffer,
+    task_id: String,
+    numbers: Vec<u32>,
+    pieces: Vec<Buffer>,
+) -> Result<PromiseRaw<'_, Vec<Buffer>>> {
+    pairs(&numbers, &pieces).map_err(to_js)?;
+    off_thread(env, move || {
+        let list: Vec<(u32, &[u8])> = numbers.iter().copied().zip(pieces.iter().map(|b| &b[..])).collect();
+        codec::open_pieces(&key, &task_id, &list).map(|v| v.into_iter().map(Buffer::from).collect())
+    })
 }

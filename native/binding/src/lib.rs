@@ -5,8 +5,10 @@
 //! `code` is the stable string of `ErrorCode`. No logic lives here.
 
 mod codec;
+mod digest;
 mod error;
 mod probe;
+mod store;
 
 use napi_derive::napi;
 

@@ -2,9 +2,16 @@
 //! same code is unit-tested and benchmarked with cargo and bound to JS by `binding`.
 
 pub mod aligned;
+pub mod cancel;
+pub mod client;
 pub mod codec;
+pub mod digest;
 pub mod error;
 pub mod probe;
+pub mod server;
+pub mod store;
+pub mod uring;
+pub mod vortex;
 
 pub use error::{CoreError, ErrorCode};
 

@@ -1,0 +1,400 @@
+//! Task piece store and piece transfer (server, client, cancellation) for JS.
+
+use crate::error::{to_js, Code, Result};
+use damselfly_core::cancel;
+use damselfly_core::client::{self, FetchOptions};
+use damselfly_core::digest::Algorithm;
+use damselfly_core::server::{self, PieceServer, ServePath, ServerConfig};
+use damselfly_core::store::{self, PieceRecord, PieceStore, StoreOptions, SyncPolicy, Tier, WriteMeta};
+use damselfly_core::{CoreError, ErrorCode};
+use napi::bindgen_prelude::{Buffer, PromiseRaw};
+use napi::Env;
+use napi_derive::napi;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn invalid(msg: impl Into<String>) -> napi::Error<Code> {
+    to_js(CoreError::new(ErrorCode::InvalidArgument, msg))
+}
+
+fn non_negative(name: &str, v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| invalid(format!("{name} must not be negative")))
+}
+
+#[napi(object)]
+pub struct OpenTaskStoreOptions {
+    /// Root directory; the task lives in `<dataDir>/<taskId>/`.
+    pub data_dir: String,
+    pub task_id: String,
+    pub content_length: i64,
+    pub piece_length: i64,
+    /// "disk" (default) or "tmpfs" (then `dataDir` should be on tmpfs, e.g. /dev/shm/...).
+    pub tier: Option<String>,
+    /// Unset = O_DIRECT when supported; true = require it; false = never.
+    pub direct: Option<bool>,
+    /// "auto" (default), "always" or "never".
+    pub sync: Option<String>,
+    /// Extra per-piece digest: "crc32c", "sha256" or "blake3".
+    pub extra_digest: Option<String>,
+}
+
+#[napi(object)]
+pub struct TaskStoreInfo {
+    pub task_id: String,
+    pub dir: String,
+    pub content_path: String,
+    pub content_length: i64,
+    pub piece_length: i64,
+    pub piece_count: u32,
+    pub tier: String,
+    /// "direct" or "buffered": the I/O mode actually in use.
+    pub io_mode: String,
+    pub sync: String,
+    pub extra_digest: Option<String>,
+}
+
+#[napi(object)]
+pub struct PieceInfo {
+    pub number: u32,
+    pub offset: i64,
+    pub length: i64,
+    /// Dragonfly wire digest `crc32:<decimal>`.
+    pub digest: String,
+    pub extra_digest: Option<String>,
+    pub parent_id: String,
+    pub created_at_ms: i64,
+    pub finished_at_ms: i64,
+}
+
+impl From<PieceRecord> for PieceInfo {
+    fn from(r: PieceRecord) -> Self {
+        Self {
+            number: r.number,
+            offset: r.offset as i64,
+            length: r.length as i64,
+            digest: r.digest,
+            extra_digest: r.extra_digest,
+            parent_id: r.parent_id,
+            created_at_ms: r.created_at_ms,
+            finished_at_ms: r.finished_at_ms,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct FetchPieceOptions {
+    /// Parent piece server, `host:port`.
+    pub addr: String,
+    pub number: u32,
+    pub expected_digest: Option<String>,
+    pub parent_id: Option<String>,
+    pub connect_timeout_ms: Option<u32>,
+    pub piece_timeout_ms: Option<u32>,
+}
+
+/// Cancels long native operations; the facade flips it from an AbortSignal.
+#[napi]
+pub struct CancelToken {
+    inner: cancel::CancelToken,
+}
+
+#[napi]
+impl CancelToken {
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self { inner: cancel::CancelToken::new() }
+    }
+
+    #[napi]
+    pub fn cancel(&self) {
+        self.inner.cancel();
+    }
+
+    #[napi(getter)]
+    pub fn cancelled(&self) -> bool {
+        self.inner.is_cancelled()
+    }
+}
+
+#[napi]
+pub struct TaskStore {
+    inner: Arc<PieceStore>,
+}
+
+#[napi]
+pub fn open_task_store(options: OpenTaskStoreOptions) -> Result<TaskStore> {
+    let tier = match options.tier.as_deref() {
+        None | Some("disk") => Tier::Disk,
+        Some("tmpfs") => Tier::Tmpfs,
+        Some(o) => return Err(invalid(format!("unknown tier {o:?}"))),
+    };
+    let sync = match options.sync.as_deref() {
+        None | Some("auto") => SyncPolicy::Auto,
+        Some("always") => SyncPolicy::Always,
+        Some("never") => SyncPolicy::Never,
+        Some(o) => return Err(invalid(format!("unknown sync policy {o:?}"))),
+    };
+    let extra_digest = options.extra_digest.as_deref().map(Algorithm::parse).transpose().map_err(to_js)?;
+    let inner = PieceStore::open(StoreOptions {
+        root: PathBuf::from(options.data_dir),
+        task_id: options.task_id,
+        content_length: non_negative("contentLength", options.content_length)?,
+        piece_length: non_negative("pieceLength", options.piece_length)?,
+        tier,
+        direct: options.direct,
+        sync,
+        extra_digest,
+    })
+    .map_err(to_js)?;
+    Ok(TaskStore { inner })
+}
+
+#[napi]
+pub fn delete_task_store(data_dir: String, task_id: String) -> Result<()> {
+    store::delete_task(&PathBuf::from(data_dir), &task_id).map_err(to_js)
+}
+
+#[napi]
+impl TaskStore {
+    #[napi]
+    pub fn info(&self) -> TaskStoreInfo {
+        let i = self.inner.info();
+        TaskStoreInfo {
+            task_id: i.task_id.clone(),
+            dir: i.dir.to_string_lossy().into_owned(),
+            content_path: i.content_path.to_string_lossy().into_owned(),
+            content_length: i.content_length as i64,
+            piece_length: i.piece_length as i64,
+            piece_count: i.piece_count,
+            tier: match i.tier {
+                Tier::Disk => "disk".into(),
+                Tier::Tmpfs => "tmpfs".into(),
+            },
+            io_mode: i.io_mode.name().into(),
+            sync: match i.sync {
+                SyncPolicy::Auto => "auto".into(),
+                SyncPolicy::Always => "always".into(),
+                SyncPolicy::Never => "never".into(),
+            },
+            extra_digest: i.extra_digest.map(|a| a.name().to_string()),
+        }
+    }
+
+    /// Writes piece `number`; resolves once it is durable and marked finished.
+    #[napi(ts_return_type = "Promise<PieceInfo>")]
+    pub fn write_piece<'e>(
+        &self,
+        env: &'e Env,
+        number: u32,
+        data: Buffer,
+        parent_id: Option<String>,
+        created_at_ms: Option<i64>,
+    ) -> Result<PromiseRaw<'e, PieceInfo>> {
+        let s = self.inner.clone();
+        let meta = WriteMeta { parent_id: parent_id.unwrap_or_default(), created_at_ms };
+        env.spawn_future(async move { s.write_piece(number, data, meta).await.map(PieceInfo::from).map_err(to_napi) })
+            .map_err(status)
+    }
+
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn read_piece<'e>(&self, env: &'e Env, number: u32) -> Result<PromiseRaw<'e, Buffer>> {
+        let s = self.inner.clone();
+        env.spawn_future(async move { s.read_piece(number).await.map(Buffer::from).map_err(to_napi) }).map_err(status)
+    }
+
+    /// Re-hashes a finished piece from disk; a mismatch unmarks it and rejects with DF_DIGEST_MISMATCH.
+    #[napi(ts_return_type = "Promise<PieceInfo>")]
+    pub fn verify_piece<'e>(&self, env: &'e Env, number: u32) -> Result<PromiseRaw<'e, PieceInfo>> {
+        let s = self.inner.clone();
+        env.spawn_future(async move {
+            tokio::task::spawn_blocking(move || s.verify_piece(number))
+                .await
+                .map_err(|e| to_napi(CoreError::new(ErrorCode::Io, format!("worker task failed: {e}"))))?
+                .map(PieceInfo::from)
+                .map_err(to_napi)
+        })
+        .map_err(status)
+    }
+
+    /// Fetches piece `number` from a parent's piece server into this store.
+    #[napi(ts_return_type = "Promise<PieceInfo>")]
+    pub fn fetch_piece<'e>(
+        &self,
+        env: &'e Env,
+        options: FetchPieceOptions,
+        cancel: Option<&CancelToken>,
+    ) -> Result<PromiseRaw<'e, PieceInfo>> {
+        let s = self.inner.clone();
+        let token = cancel.map(|c| c.inner.clone()).unwrap_or_default();
+        let opts = FetchOptions {
+            addr: options.addr,
+            task_id: s.info().task_id.clone(),
+            number: options.number,
+            expected_digest: options.expected_digest,
+            parent_id: options.parent_id.unwrap_or_default(),
+            connect_timeout: Duration::from_millis(options.connect_timeout_ms.unwrap_or(2000) as u64),
+            piece_timeout: Duration::from_millis(options.piece_timeout_ms.unwrap_or(360_000) as u64),
+        };
+        env.spawn_future(async move {
+            client::fetch_piece(client::default_pool(), &s, &opts, &token).await.map(PieceInfo::from).map_err(to_napi)
+        })
+        .map_err(status)
+    }
+
+    #[napi]
+    pub fn piece(&self, number: u32) -> Option<PieceInfo> {
+        self.inner.piece(number).map(PieceInfo::from)
+    }
+
+    #[napi]
+    pub fn finished_pieces(&self) -> Vec<PieceInfo> {
+        self.inner.finished().into_iter().map(PieceInfo::from).collect()
+    }
+
+    #[napi]
+    pub fn finished_count(&self) -> u32 {
+        self.inner.finished_count()
+    }
+
+    #[napi]
+    pub fn delete(&self) -> Result<()> {
+        self.inner.delete().map_err(to_js)
+    }
+}
+
+/// Promise rejections can only carry napi's fixed status enum, so the stable code travels as
+/// a `[DF_*] ` prefix of the message; src/native moves it into `err.code`.
+pub(crate) fn to_napi(e: CoreError) -> napi::Error {
+    napi::Error::new(napi::Status::GenericFailure, format!("[{}] {}", e.code.as_str(), e.message))
+}
+
+pub(crate) fn status(e: napi::Error) -> napi::Error<Code> {
+    napi::Error::new(Code("DF_IO"), e.reason.clone())
+}
+
+#[napi(object)]
+pub struct PieceServerOptions {
+    pub host: String,
+    /// 0 picks a free port.
+    pub port: u32,
+    pub data_dir: String,
+    /// Second root searched after `dataDir` (the tmpfs tier).
+    pub tmpfs_dir: Option<String>,
+    /// Upload cap for the whole server; 0 or unset = unlimited.
+    pub rate_limit_bytes_per_sec: Option<i64>,
+    /// "sendfile", "splice" or "buffered"; unset = the measured default.
+    pub serve_path: Option<String>,
+    pub idle_timeout_ms: Option<u32>,
+    pub read_timeout_ms: Option<u32>,
+    pub write_timeout_ms: Option<u32>,
+}
+
+#[napi(object)]
+pub struct PieceServerStats {
+    pub bytes_served: i64,
+    pub pieces_served: i64,
+    pub connections_accepted: i64,
+    pub active_connections: i64,
+    pub errors_sent: i64,
+    pub uploads_dropped: i64,
+}
+
+#[napi(object)]
+pub struct PieceUpload {
+    pub task_id: String,
+    pub number: u32,
+    pub length: i64,
+}
+
+#[napi]
+pub struct PieceServerHandle {
+    inner: Arc<PieceServer>,
+}
+
+/// The body path a server uses when none is configured, chosen by measurement.
+#[napi]
+pub fn default_piece_serve_path() -> String {
+    server::DEFAULT_SERVE_PATH.name().to_string()
+}
+
+#[napi(ts_return_type = "Promise<PieceServerHandle>")]
+pub fn start_piece_server(env: &Env, options: PieceServerOptions) -> Result<PromiseRaw<'_, PieceServerHandle>> {
+    let ip: std::net::IpAddr =
+        options.host.parse().map_err(|_| invalid(format!("host {:?} is not an IP address", options.host)))?;
+    let port = u16::try_from(options.port).map_err(|_| invalid("port must be below 65536"))?;
+    let mut roots = vec![PathBuf::from(options.data_dir)];
+    if let Some(t) = options.tmpfs_dir {
+        roots.push(PathBuf::from(t));
+    }
+    let defaults = ServerConfig::default();
+    let ms = |v: Option<u32>, d: Duration| v.map_or(d, |v| Duration::from_millis(v as u64));
+    let cfg = ServerConfig {
+        roots,
+        rate_limit: non_negative("rateLimitBytesPerSec", options.rate_limit_bytes_per_sec.unwrap_or(0))?,
+        serve_path: options
+            .serve_path
+            .as_deref()
+            .map(ServePath::parse)
+            .transpose()
+            .map_err(to_js)?
+            .unwrap_or(defaults.serve_path),
+        idle_timeout: ms(options.idle_timeout_ms, defaults.idle_timeout),
+        read_timeout: ms(options.read_timeout_ms, defaults.read_timeout),
+        write_timeout: ms(options.write_timeout_ms, defaults.write_timeout),
+    };
+    env.spawn_future(async move {
+        PieceServer::start(std::net::SocketAddr::new(ip, port), cfg)
+            .await
+            .map(|s| PieceServerHandle { inner: Arc::new(s) })
+            .map_err(to_napi)
+    })
+    .map_err(status)
+}
+
+#[napi]
+impl PieceServerHandle {
+    #[napi(getter)]
+    pub fn port(&self) -> u32 {
+        self.inner.local_addr().port() as u32
+    }
+
+    #[napi(getter)]
+    pub fn serve_path(&self) -> String {
+        self.inner.serve_path().name().to_string()
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ()>> {
+        let s = self.inner.clone();
+        env.spawn_future(async move {
+            s.close().await;
+            Ok(())
+        })
+        .map_err(status)
+    }
+
+    #[napi]
+    pub fn stats(&self) -> PieceServerStats {
+        let s = self.inner.stats();
+        PieceServerStats {
+            bytes_served: s.bytes_served as i64,
+            pieces_served: s.pieces_served as i64,
+            connections_accepted: s.connections_accepted as i64,
+            active_connections: s.active_connections as i64,
+            errors_sent: s.errors_sent as i64,
+            uploads_dropped: s.uploads_dropped as i64,
+        }
+    }
+
+    /// Pieces uploaded since the last call.
+    #[napi]
+    pub fn drain_uploads(&self) -> Vec<PieceUpload> {
+        self.inner
+            .drain_uploads()
+            .into_iter()
+            .map(|u| PieceUpload { task_id: u.task_id, number: u.number, length: u.length as i64 })
+            .collect()
+    }
+}

@@ -1,0 +1,218 @@
+//! Piece client: fetches one piece from a parent over vortex TCP and lands it in the local
+//! store. Bytes are received into a pooled aligned buffer and hashed chunk by chunk as they
+//! arrive (no second pass); only when the digest matches is the buffer written to the task file
+//! at the piece's offset (O_DIRECT when the store uses it) and the piece marked finished.
+//! Connections are pooled per parent address; a Dragonfly parent closes after every piece, so
+//! a pooled connection that turns out dead is replaced once, transparently.
+
+use crate::aligned::PIECE_POOL;
+use crate::cancel::CancelToken;
+use crate::digest::{self, Hasher};
+use crate::error::{CoreError, ErrorCode, Result};
+use crate::store::{PieceRecord, PieceStore, Prepared, WriteMeta};
+use crate::vortex::{self, Header, HEADER_LEN};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Socket reads land in the piece buffer this many bytes at a time, each hashed right away.
+const RECV_CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Parent address, `host:port`.
+    pub addr: String,
+    pub task_id: String,
+    pub number: u32,
+    /// Digest the scheduler/parent announced, checked in addition to the one in the reply.
+    pub expected_digest: Option<String>,
+    /// Peer id of the parent, recorded as the piece's parent.
+    pub parent_id: String,
+    pub connect_timeout: Duration,
+    /// Bound on the whole exchange (request, metadata and body).
+    pub piece_timeout: Duration,
+}
+
+/// Idle connections per parent address.
+pub struct ConnPool {
+    idle: Mutex<HashMap<String, Vec<(TcpStream, Instant)>>>,
+    max_idle_per_addr: usize,
+    idle_timeout: Duration,
+}
+
+impl Default for ConnPool {
+    fn default() -> Self {
+        Self { idle: Mutex::new(HashMap::new()), max_idle_per_addr: 8, idle_timeout: Duration::from_secs(30) }
+    }
+}
+
+impl ConnPool {
+    fn take(&self, addr: &str) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(addr)?;
+        while let Some((s, at)) = list.pop() {
+            if at.elapsed() < self.idle_timeout {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put(&self, addr: &str, s: TcpStream) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry(addr.to_string()).or_default();
+            if list.len() < self.max_idle_per_addr {
+                list.push((s, Instant::now()));
+            }
+        }
+    }
+
+    /// Number of idle connections held (for tests and stats).
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|m| m.values().map(Vec::len).sum()).unwrap_or(0)
+    }
+}
+
+/// Process-wide pool used by the binding.
+pub fn default_pool() -> &'static ConnPool {
+    static POOL: std::sync::OnceLock<ConnPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(ConnPool::default)
+}
+
+async fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
+    let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| CoreError::new(ErrorCode::Timeout, format!("connect to {addr} timed out")))?
+        .map_err(|e| CoreError::io(&format!("connect to {addr}"), e))?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// Fetches piece `opts.number` into `store`, verifying it before it is marked finished.
+pub async fn fetch_piece(
+    pool: &ConnPool,
+    store: &Arc<PieceStore>,
+    opts: &FetchOptions,
+    cancel: &CancelToken,
+) -> Result<PieceRecord> {
+    if let Some(r) = store.piece(opts.number) {
+        return Ok(r);
+    }
+    let work = async {
+        tokio::time::timeout(opts.piece_timeout, fetch_inner(pool, store, opts)).await.map_err(|_| {
+            CoreError::new(ErrorCode::Timeout, format!("piece {} from {} timed out", opts.number, opts.addr))
+        })?
+    };
+    tokio::select! {
+        r = work => r,
+        _ = cancel.cancelled() => Err(CoreError::new(ErrorCode::Aborted, "piece download was aborted")),
+    }
+}
+
+async fn fetch_inner(pool: &ConnPool, store: &Arc<PieceStore>, opts: &FetchOptions) -> Result<PieceRecord> {
+    let started_ms = crate::store::now_ms();
+    let request = vortex::encode_download_piece(&opts.task_id, opts.number)?;
+    let (offset, length) = store.piece_range(opts.number)?;
+    // A pooled connection may have been closed by the parent meanwhile; failing before the
+    // first reply byte on such a connection earns one retry on a fresh one.
+    let (mut sock, head) = match pool.take(&opts.addr) {
+        Some(mut s) => match request_header(&mut s, &request).await {
+            Ok(h) => (s, h),
+            Err(_) => {
+                let mut s = connect(&opts.addr, opts.connect_timeout).await?;
+                let h = request_header(&mut s, &request).await?;
+                (s, h)
+            }
+        },
+        None => {
+            let mut s = connect(&opts.addr, opts.connect_timeout).await?;
+            let h = request_header(&mut s, &request).await?;
+            (s, h)
+        }
+    };
+    if head.length > vortex::MAX_REPLY_VALUE {
+        return Err(CoreError::new(ErrorCode::Protocol, format!("reply value of {} bytes is too large", head.length)));
+    }
+    let mut value = vec![0u8; head.length as usize];
+    sock.read_exact(&mut value).await.map_err(|e| CoreError::io("read reply value", e))?;
+    match head.tag {
+        vortex::TAG_PIECE_CONTENT => {}
+        vortex::TAG_ERROR => {
+            let (code, msg) = vortex::decode_error(&value)?;
+            // The exchange completed cleanly, so the connection can serve the next piece.
+            pool.put(&opts.addr, sock);
+            let code = match code {
+                vortex::ERR_NOT_FOUND => ErrorCode::NotFound,
+                vortex::ERR_INVALID_ARGUMENT => ErrorCode::InvalidArgument,
+                _ => ErrorCode::Protocol,
+            };
+            return Err(CoreError::new(code, format!("parent {} refused piece {}: {msg}", opts.addr, opts.number)));
+        }
+        t => return Err(CoreError::new(ErrorCode::Protocol, format!("unexpected reply tag {t}"))),
+    }
+    let meta = vortex::decode_piece_content(&value)?;
+    // Dragonfly's client trusts only offset and digest and takes the length from SyncPieces;
+    // our layout is fixed by the task, so all three must agree with it.
+    if meta.number != opts.number || meta.offset != offset || meta.length != length {
+        return Err(CoreError::new(
+            ErrorCode::Protocol,
+            format!(
+                "parent sent piece {} at {}+{}, expected piece {} at {offset}+{length}",
+                meta.number, meta.offset, meta.length, opts.number
+            ),
+        ));
+    }
+    let mut buf = PIECE_POOL
+        .get(length as usize)
+        .ok_or_else(|| CoreError::new(ErrorCode::Io, "cannot allocate a piece buffer"))?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut extra = store.info().extra_digest.map(Hasher::new);
+    {
+        let dst = buf.as_mut_slice();
+        let mut got = 0usize;
+        while got < dst.len() {
+            let end = (got + RECV_CHUNK).min(dst.len());
+            let n = sock.read(&mut dst[got..end]).await.map_err(|e| CoreError::io("read piece body", e))?;
+            if n == 0 {
+                return Err(CoreError::new(
+                    ErrorCode::Protocol,
+                    format!("parent closed after {got} of {length} bytes of piece {}", opts.number),
+                ));
+            }
+            crc.update(&dst[got..got + n]);
+            if let Some(h) = extra.as_mut() {
+                h.update(&dst[got..got + n]);
+            }
+            got += n;
+        }
+    }
+    let got_digest = digest::crc32_string(crc.finalize());
+    for want in [Some(meta.digest.as_str()), opts.expected_digest.as_deref()].into_iter().flatten() {
+        if want.is_empty() {
+            continue;
+        }
+        let ok =
+            if want.starts_with("crc32:") { want == got_digest } else { digest::verify(want, buf.as_slice()).is_ok() };
+        if !ok {
+            return Err(CoreError::new(
+                ErrorCode::DigestMismatch,
+                format!("piece {} from {}: expected {want}, got {got_digest}", opts.number, opts.addr),
+            ));
+        }
+    }
+    pool.put(&opts.addr, sock);
+    let prepared = Prepared { digest: got_digest, extra_digest: extra.map(Hasher::finish) };
+    let created_at_ms = Some(started_ms);
+    store
+        .write_prepared(opts.number, buf, prepared, WriteMeta { parent_id: opts.parent_id.clone(), created_at_ms })
+        .await
+}
+
+async fn request_header(sock: &mut TcpStream, request: &[u8]) -> Result<Header> {
+    sock.write_all(request).await.map_err(|e| CoreError::io("send DownloadPiece", e))?;
+    let mut hb = [0u8; HEADER_LEN];
+    sock.read_exact(&mut hb).await.map_err(|e| CoreError::io("read reply header", e))?;
+    Ok(Header::decode(&hb))
+}

@@ -1,0 +1,1149 @@
+//! Piece store: one preallocated content file per task with piece `n` at `n * piece_length`,
+//! plus a small append-only metadata file. Each metadata record carries its own CRC-32C and is
+//! appended only after the piece's bytes are durable, so after a crash (kill -9 or power loss)
+//! every record that survives describes bytes that are really in the content file; a torn tail
+//! record is detected by its checksum and cut off on the next open.
+//!
+//! Writes and reads go through the shared io_uring (`uring`), with O_DIRECT from pooled aligned
+//! buffers when the filesystem accepts it and buffered I/O otherwise; the mode in use is part
+//! of `StoreInfo`. Commits are grouped: pieces whose writes complete while an fdatasync is
+//! running share the next one.
+
+use crate::aligned::{round_up, PooledBuf, BLOCK, PIECE_POOL};
+use crate::digest::{self, Algorithm, Hasher};
+use crate::error::{CoreError, ErrorCode, Result};
+use crate::uring::{self, OpKind, Request};
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use tokio::sync::oneshot;
+
+const MAGIC: &[u8; 8] = b"DFPIECE1";
+const HEADER_LEN: usize = 128;
+const CONTENT_FILE: &str = "content";
+const META_FILE: &str = "pieces";
+const KIND_FINISHED: u8 = 1;
+const KIND_INVALIDATED: u8 = 2;
+/// Copy+hash granularity: small enough that the bytes are still in L2 when hashed.
+const HASH_CHUNK: usize = 256 * 1024;
+/// Longest parent id stored per piece (Dragonfly peer ids are ~100 bytes).
+const MAX_PARENT_ID: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Disk,
+    Tmpfs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMode {
+    Direct,
+    Buffered,
+}
+
+impl IoMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::Direct => "direct",
+            IoMode::Buffered => "buffered",
+        }
+    }
+}
+
+/// Durability rule applied before a piece is marked finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// fdatasync when the bytes went through the page cache; an O_DIRECT write is durable on
+    /// completion (it bypassed the cache), so it is not synced again.
+    Auto,
+    /// fdatasync every commit, also after O_DIRECT (flushes the device cache and the extent
+    /// conversion of preallocated blocks: survives power loss, not only kill -9).
+    Always,
+    /// Never sync (scratch data): still safe against a process crash, not against power loss.
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Directory holding one sub-directory per task.
+    pub root: PathBuf,
+    pub task_id: String,
+    pub content_length: u64,
+    pub piece_length: u64,
+    pub tier: Tier,
+    /// None = O_DIRECT when the filesystem accepts it; Some(true) = require it; Some(false) = never.
+    pub direct: Option<bool>,
+    /// When to fdatasync before a piece is marked finished.
+    pub sync: SyncPolicy,
+    /// Digest computed next to the CRC-32 wire digest on every write.
+    pub extra_digest: Option<Algorithm>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PieceRecord {
+    pub number: u32,
+    pub offset: u64,
+    pub length: u64,
+    /// Dragonfly wire digest, `crc32:<decimal>`.
+    pub digest: String,
+    pub extra_digest: Option<String>,
+    pub parent_id: String,
+    pub created_at_ms: i64,
+    pub finished_at_ms: i64,
+}
+
+/// Provenance of a piece, kept so the piece server can fill Dragonfly's PieceContent metadata.
+#[derive(Debug, Clone, Default)]
+pub struct WriteMeta {
+    pub parent_id: String,
+    pub created_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreInfo {
+    pub task_id: String,
+    pub dir: PathBuf,
+    pub content_path: PathBuf,
+    pub content_length: u64,
+    pub piece_length: u64,
+    pub piece_count: u32,
+    pub tier: Tier,
+    pub io_mode: IoMode,
+    pub sync: SyncPolicy,
+    pub extra_digest: Option<Algorithm>,
+}
+
+struct MetaFile {
+    file: File,
+    /// Bytes of valid records read or written so far (start of the next record).
+    end: u64,
+}
+
+pub struct PieceStore {
+    info: StoreInfo,
+    file: Arc<File>,
+    direct: Option<Arc<File>>,
+    meta: Mutex<MetaFile>,
+    pieces: RwLock<Vec<Option<PieceRecord>>>,
+    writing: Mutex<HashSet<u32>>,
+    pending: Mutex<Vec<Pending>>,
+    commit_lock: tokio::sync::Mutex<()>,
+    deleted: AtomicBool,
+}
+
+struct Pending {
+    rec: PieceRecord,
+    /// The bytes went through the page cache.
+    buffered: bool,
+    done: oneshot::Sender<Result<()>>,
+}
+
+type Registry = Mutex<HashMap<PathBuf, Weak<PieceStore>>>;
+
+/// Open stores by task directory, so the daemon's writer and the piece server in the same
+/// process share one instance and the server sees a piece the moment it is committed.
+fn registry() -> &'static Registry {
+    static REG: OnceLock<Registry> = OnceLock::new();
+    REG.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn lookup(dir: &Path) -> Option<Arc<PieceStore>> {
+    let reg = registry().lock().ok()?;
+    reg.get(dir)?.upgrade().filter(|s| !s.is_deleted())
+}
+
+fn remember(store: &Arc<PieceStore>) {
+    if let Ok(mut reg) = registry().lock() {
+        reg.retain(|_, w| w.strong_count() > 0);
+        reg.insert(store.info.dir.clone(), Arc::downgrade(store));
+    }
+}
+
+/// Task ids become directory names, so only a conservative alphabet is accepted.
+pub fn validate_task_id(task_id: &str) -> Result<()> {
+    let ok = !task_id.is_empty()
+        && task_id.len() <= 128
+        && !task_id.starts_with('.')
+        && task_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::new(ErrorCode::InvalidArgument, format!("invalid task id {task_id:?}")))
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn io_err(ctx: &str, path: &Path, e: std::io::Error) -> CoreError {
+    CoreError::io(&format!("{ctx} {}", path.display()), e)
+}
+
+fn header(task_id: &str, content_length: u64, piece_length: u64, extra: Option<Algorithm>) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[0..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&1u32.to_le_bytes());
+    h[12..20].copy_from_slice(&content_length.to_le_bytes());
+    h[20..28].copy_from_slice(&piece_length.to_le_bytes());
+    h[28] = extra.map_or(0, Algorithm::code);
+    let id = task_id.as_bytes();
+    h[29] = id.len() as u8;
+    h[32..32 + id.len()].copy_from_slice(id);
+    let crc = digest::crc32c(&h[..HEADER_LEN - 4]);
+    h[HEADER_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+struct Header {
+    task_id: String,
+    content_length: u64,
+    piece_length: u64,
+    extra: Option<Algorithm>,
+}
+
+fn parse_header(h: &[u8]) -> Option<Header> {
+    if h.len() < HEADER_LEN || &h[0..8] != MAGIC {
+        return None;
+    }
+    let crc = u32::from_le_bytes(h[HEADER_LEN - 4..HEADER_LEN].try_into().ok()?);
+    if crc != digest::crc32c(&h[..HEADER_LEN - 4]) {
+        return None;
+    }
+    let id_len = h[29] as usize;
+    if id_len > HEADER_LEN - 36 {
+        return None;
+    }
+    Some(Header {
+        task_id: String::from_utf8(h[32..32 + id_len].to_vec()).ok()?,
+        content_length: u64::from_le_bytes(h[12..20].try_into().ok()?),
+        piece_length: u64::from_le_bytes(h[20..28].try_into().ok()?),
+        extra: Algorithm::from_code(h[28]),
+    })
+}
+
+fn encode_record(kind: u8, r: &PieceRecord) -> Vec<u8> {
+    let mut p = Vec::with_capacity(96 + r.digest.len() + r.parent_id.len());
+    p.push(kind);
+    p.extend_from_slice(&r.number.to_le_bytes());
+    p.extend_from_slice(&r.length.to_le_bytes());
+    p.push(r.digest.len() as u8);
+    p.extend_from_slice(r.digest.as_bytes());
+    let extra = r.extra_digest.as_deref().unwrap_or("");
+    p.push(extra.len() as u8);
+    p.extend_from_slice(extra.as_bytes());
+    let parent = &r.parent_id.as_bytes()[..r.parent_id.len().min(MAX_PARENT_ID)];
+    p.extend_from_slice(&(parent.len() as u16).to_le_bytes());
+    p.extend_from_slice(parent);
+    p.extend_from_slice(&r.created_at_ms.to_le_bytes());
+    p.extend_from_slice(&r.finished_at_ms.to_le_bytes());
+    let mut out = Vec::with_capacity(p.len() + 8);
+    out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+    out.extend_from_slice(&p);
+    out.extend_from_slice(&digest::crc32c(&p).to_le_bytes());
+    out
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn str(&mut self, n: usize) -> Option<String> {
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
+
+/// Decodes one record from the start of `buf`: (kind, record, bytes consumed), or None when
+/// the bytes are torn or corrupt.
+fn decode_record(buf: &[u8], piece_length: u64) -> Option<(u8, PieceRecord, usize)> {
+    let mut c = Cursor(buf);
+    let len = c.u32()? as usize;
+    if len > 4096 {
+        return None;
+    }
+    let payload = c.take(len)?;
+    let crc = c.u32()?;
+    if crc != digest::crc32c(payload) {
+        return None;
+    }
+    let mut p = Cursor(payload);
+    let kind = p.u8()?;
+    let number = p.u32()?;
+    let length = p.u64()?;
+    let dlen = p.u8()? as usize;
+    let digest = p.str(dlen)?;
+    let elen = p.u8()? as usize;
+    let extra = p.str(elen)?;
+    let plen = p.u16()? as usize;
+    let parent_id = p.str(plen)?;
+    let created_at_ms = p.u64()? as i64;
+    let finished_at_ms = p.u64()? as i64;
+    let rec = PieceRecord {
+        number,
+        offset: number as u64 * piece_length,
+        length,
+        digest,
+        extra_digest: if extra.is_empty() { None } else { Some(extra) },
+        parent_id,
+        created_at_ms,
+        finished_at_ms,
+    };
+    Some((kind, rec, 8 + len))
+}
+
+fn fallocate(file: &File, len: u64) -> std::io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: plain syscall on an fd we own.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    // Filesystems without fallocate still get a file of the right size (sparse).
+    if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        return file.set_len(len);
+    }
+    Err(e)
+}
+
+/// Guard that releases a piece number claimed for writing.
+struct Claim<'a> {
+    store: &'a PieceStore,
+    number: u32,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.store.writing.lock() {
+            w.remove(&self.number);
+        }
+    }
+}
+
+/// A read-only mmap view of one piece, for hashing and serving without a copy.
+pub struct PieceView {
+    map: memmap2::Mmap,
+}
+
+impl std::ops::Deref for PieceView {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+/// Digests of a piece computed while its bytes were received or copied.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub digest: String,
+    pub extra_digest: Option<String>,
+}
+
+impl PieceStore {
+    /// Creates the task's files, or opens them and checks they describe the same task layout.
+    pub fn open(opts: StoreOptions) -> Result<Arc<PieceStore>> {
+        validate_task_id(&opts.task_id)?;
+        if opts.piece_length == 0 {
+            return Err(CoreError::new(ErrorCode::InvalidArgument, "piece length must be positive"));
+        }
+        let piece_count = opts.content_length.div_ceil(opts.piece_length);
+        if piece_count > u32::MAX as u64 {
+            return Err(CoreError::new(ErrorCode::InvalidArgument, "too many pieces"));
+        }
+        let dir = opts.root.join(&opts.task_id);
+        if let Some(s) = lookup(&dir) {
+            if s.info.content_length != opts.content_length || s.info.piece_length != opts.piece_length {
+                return Err(CoreError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("task {} is open with another layout", opts.task_id),
+                ));
+            }
+            return Ok(s);
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| io_err("create", &dir, e))?;
+        let meta_path = dir.join(META_FILE);
+        let content_path = dir.join(CONTENT_FILE);
+        let mut meta = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&meta_path)
+            .map_err(|e| io_err("open", &meta_path, e))?;
+        let mut existing = Vec::new();
+        meta.read_to_end(&mut existing).map_err(|e| io_err("read", &meta_path, e))?;
+        let content_ok = std::fs::metadata(&content_path).map(|m| m.len() >= opts.content_length).unwrap_or(false);
+        let mut extra = opts.extra_digest;
+        let mut valid_records: &[u8] = &[];
+        match parse_header(&existing) {
+            Some(h) => {
+                if h.task_id != opts.task_id
+                    || h.content_length != opts.content_length
+                    || h.piece_length != opts.piece_length
+                {
+                    return Err(CoreError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("task {} exists with another layout", opts.task_id),
+                    ));
+                }
+                extra = h.extra;
+                // Records are meaningless if the content file they describe is gone or short.
+                if content_ok {
+                    valid_records = &existing[HEADER_LEN..];
+                }
+            }
+            None => {
+                // New store, or a header torn by a crash during creation (then no record can
+                // exist, because records are appended only after the header was written).
+                meta.set_len(0).map_err(|e| io_err("truncate", &meta_path, e))?;
+                meta.seek(SeekFrom::Start(0)).map_err(|e| io_err("seek", &meta_path, e))?;
+                meta.write_all(&header(&opts.task_id, opts.content_length, opts.piece_length, extra))
+                    .map_err(|e| io_err("write", &meta_path, e))?;
+                meta.sync_data().map_err(|e| io_err("fsync", &meta_path, e))?;
+            }
+        }
+        let mut pieces = vec![None; piece_count as usize];
+        let used = apply_records(&mut pieces, valid_records, opts.piece_length, opts.content_length);
+        let end = (HEADER_LEN + used) as u64;
+        if (existing.len() as u64) > end && existing.len() >= HEADER_LEN {
+            // Cut a torn tail (or records voided by a lost content file) so appends stay parseable.
+            meta.set_len(end).map_err(|e| io_err("truncate", &meta_path, e))?;
+        }
+        meta.seek(SeekFrom::Start(end)).map_err(|e| io_err("seek", &meta_path, e))?;
+
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&content_path)
+            .map_err(|e| io_err("open", &content_path, e))?;
+        if file.metadata().map(|m| m.len()).unwrap_or(0) < opts.content_length {
+            fallocate(&file, opts.content_length).map_err(|e| io_err("fallocate", &content_path, e))?;
+        }
+        let direct = Self::open_direct(&opts, &content_path)?;
+        let store = Arc::new(PieceStore {
+            info: StoreInfo {
+                task_id: opts.task_id.clone(),
+                dir,
+                content_path,
+                content_length: opts.content_length,
+                piece_length: opts.piece_length,
+                piece_count: piece_count as u32,
+                tier: opts.tier,
+                io_mode: if direct.is_some() { IoMode::Direct } else { IoMode::Buffered },
+                sync: opts.sync,
+                extra_digest: extra,
+            },
+            file: Arc::new(file),
+            direct: direct.map(Arc::new),
+            meta: Mutex::new(MetaFile { file: meta, end }),
+            pieces: RwLock::new(pieces),
+            writing: Mutex::new(HashSet::new()),
+            pending: Mutex::new(Vec::new()),
+            commit_lock: tokio::sync::Mutex::new(()),
+            deleted: AtomicBool::new(false),
+        });
+        remember(&store);
+        Ok(store)
+    }
+
+    /// Opens a store that must already exist (layout read from its metadata); used by the piece
+    /// server, which only knows the task id.
+    pub fn open_existing(root: &Path, task_id: &str) -> Result<Arc<PieceStore>> {
+        validate_task_id(task_id)?;
+        let dir = root.join(task_id);
+        if let Some(s) = lookup(&dir) {
+            return Ok(s);
+        }
+        let meta_path = dir.join(META_FILE);
+        let mut h = [0u8; HEADER_LEN];
+        let mut f = File::open(&meta_path).map_err(|e| io_err("open", &meta_path, e))?;
+        f.read_exact(&mut h).map_err(|e| io_err("read", &meta_path, e))?;
+        let h = parse_header(&h).ok_or_else(|| {
+            CoreError::new(ErrorCode::NotFound, format!("no valid piece metadata for task {task_id}"))
+        })?;
+        Self::open(StoreOptions {
+            root: root.to_path_buf(),
+            task_id: task_id.to_string(),
+            content_length: h.content_length,
+            piece_length: h.piece_length,
+            tier: Tier::Disk,
+            direct: None,
+            sync: SyncPolicy::Auto,
+            extra_digest: h.extra,
+        })
+    }
+
+    fn open_direct(opts: &StoreOptions, path: &Path) -> Result<Option<File>> {
+        // On tmpfs the page cache is the storage, so O_DIRECT has nothing to bypass.
+        let wanted = !matches!((opts.direct, opts.tier), (Some(false), _) | (None, Tier::Tmpfs));
+        if !wanted {
+            return Ok(None);
+        }
+        let aligned = opts.piece_length.is_multiple_of(BLOCK as u64);
+        let opened = if aligned {
+            OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(path)
+        } else {
+            Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "piece length is not block aligned"))
+        };
+        match (opened, opts.direct) {
+            (Ok(f), _) => Ok(Some(f)),
+            (Err(e), Some(true)) => Err(CoreError::new(
+                ErrorCode::Unsupported,
+                format!("O_DIRECT is not available for {}: {e}", path.display()),
+            )),
+            (Err(_), _) => Ok(None),
+        }
+    }
+
+    pub fn info(&self) -> &StoreInfo {
+        &self.info
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    fn check_live(&self) -> Result<()> {
+        if self.is_deleted() {
+            return Err(CoreError::new(ErrorCode::NotFound, format!("task {} was deleted", self.info.task_id)));
+        }
+        Ok(())
+    }
+
+    /// Offset and length of piece `n` (the last piece takes the remainder).
+    pub fn piece_range(&self, n: u32) -> Result<(u64, u64)> {
+        if n >= self.info.piece_count {
+            return Err(CoreError::new(
+                ErrorCode::InvalidArgument,
+                format!("piece {n} is outside 0..{} of task {}", self.info.piece_count, self.info.task_id),
+            ));
+        }
+        let off = n as u64 * self.info.piece_length;
+        Ok((off, self.info.piece_length.min(self.info.content_length - off)))
+    }
+
+    pub fn piece(&self, n: u32) -> Option<PieceRecord> {
+        self.pieces.read().ok()?.get(n as usize)?.clone()
+    }
+
+    pub fn finished(&self) -> Vec<PieceRecord> {
+        self.pieces.read().map(|p| p.iter().flatten().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn finished_count(&self) -> u32 {
+        self.pieces.read().map(|p| p.iter().flatten().count() as u32).unwrap_or(0)
+    }
+
+    fn finished_record(&self, n: u32) -> Result<PieceRecord> {
+        self.check_live()?;
+        self.piece_range(n)?;
+        self.piece(n).ok_or_else(|| {
+            CoreError::new(
+                ErrorCode::PieceNotFinished,
+                format!("piece {n} of task {} is not finished", self.info.task_id),
+            )
+        })
+    }
+
+    /// Picks up records appended by another process since we last looked.
+    pub fn refresh(&self) -> Result<()> {
+        let mut meta = self.meta.lock().map_err(|_| poisoned())?;
+        let start = meta.end;
+        let mut tail = Vec::new();
+        meta.file.seek(SeekFrom::Start(start)).map_err(|e| CoreError::io("seek metadata", e))?;
+        meta.file.read_to_end(&mut tail).map_err(|e| CoreError::io("read metadata", e))?;
+        if tail.is_empty() {
+            return Ok(());
+        }
+        let mut pieces = self.pieces.write().map_err(|_| poisoned())?;
+        let used = apply_records(&mut pieces, &tail, self.info.piece_length, self.info.content_length);
+        meta.end = start + used as u64;
+        Ok(())
+    }
+
+    fn claim(&self, n: u32) -> Result<Claim<'_>> {
+        let mut w = self.writing.lock().map_err(|_| poisoned())?;
+        if !w.insert(n) {
+            return Err(CoreError::new(
+                ErrorCode::InvalidArgument,
+                format!("piece {n} of task {} is already being written", self.info.task_id),
+            ));
+        }
+        Ok(Claim { store: self, number: n })
+    }
+
+    /// Writes piece `n` from `data` (copied into an aligned buffer while the digests are
+    /// computed), makes it durable, then marks it finished. A piece already finished is not
+    /// rewritten; its record is returned.
+    pub async fn write_piece<B>(self: &Arc<Self>, n: u32, data: B, meta: WriteMeta) -> Result<PieceRecord>
+    where
+        B: AsRef<[u8]> + Send + 'static,
+    {
+        self.check_live()?;
+        let (_, len) = self.piece_range(n)?;
+        if data.as_ref().len() as u64 != len {
+            return Err(CoreError::new(
+                ErrorCode::InvalidArgument,
+                format!("piece {n} must be {len} bytes, got {}", data.as_ref().len()),
+            ));
+        }
+        if let Some(r) = self.piece(n) {
+            return Ok(r);
+        }
+        let _claim = self.claim(n)?;
+        let extra = self.info.extra_digest;
+        let (buf, prepared) = tokio::task::spawn_blocking(move || copy_and_hash(data.as_ref(), extra))
+            .await
+            .map_err(|e| CoreError::new(ErrorCode::Io, format!("hashing task failed: {e}")))??;
+        self.write_prepared_claimed(n, buf, prepared, meta).await
+    }
+
+    /// Writes a piece whose bytes already sit in an aligned buffer and whose digests were
+    /// computed on the way in (the piece client uses this after verifying what it received).
+    pub async fn write_prepared(
+        self: &Arc<Self>,
+        n: u32,
+        buf: PooledBuf,
+        prepared: Prepared,
+        meta: WriteMeta,
+    ) -> Result<PieceRecord> {
+        self.check_live()?;
+        let (_, len) = self.piece_range(n)?;
+        if buf.len() as u64 != len {
+            return Err(CoreError::new(ErrorCode::InvalidArgument, format!("piece {n} must be {len} bytes")));
+        }
+        if let Some(r) = self.piece(n) {
+            return Ok(r);
+        }
+        let _claim = self.claim(n)?;
+        self.write_prepared_claimed(n, buf, prepared, meta).await
+    }
+
+    async fn write_prepared_claimed(
+        self: &Arc<Self>,
+        n: u32,
+        buf: PooledBuf,
+        prepared: Prepared,
+        meta: WriteMeta,
+    ) -> Result<PieceRecord> {
+        let (off, len) = self.piece_range(n)?;
+        let len = len as usize;
+        // O_DIRECT needs whole blocks; a short last piece goes through the page cache so the
+        // file never grows past the content length.
+        let (file, buffered) = match &self.direct {
+            Some(d) if len.is_multiple_of(BLOCK) => (d.clone(), false),
+            _ => (self.file.clone(), true),
+        };
+        let created_at_ms = meta.created_at_ms.unwrap_or_else(now_ms);
+        if len > 0 {
+            let (res, _buf) =
+                uring::engine()?.submit(Request { kind: OpKind::Write, file, buf, len, offset: off }).await;
+            let wrote = res.map_err(|e| CoreError::io(&format!("write piece {n}"), e))?;
+            if wrote != len {
+                return Err(CoreError::new(ErrorCode::Io, format!("short write of piece {n}: {wrote} of {len} bytes")));
+            }
+        }
+        let rec = PieceRecord {
+            number: n,
+            offset: off,
+            length: len as u64,
+            digest: prepared.digest,
+            extra_digest: prepared.extra_digest,
+            parent_id: meta.parent_id,
+            created_at_ms,
+            finished_at_ms: 0,
+        };
+        self.commit(rec, buffered).await
+    }
+
+    /// Group commit: whoever holds the commit lock syncs the data file once for every piece
+    /// queued so far, appends their records in one write, then publishes them.
+    async fn commit(&self, rec: PieceRecord, buffered: bool) -> Result<PieceRecord> {
+        let n = rec.number;
+        let (done, rx) = oneshot::channel();
+        self.pending.lock().map_err(|_| poisoned())?.push(Pending { rec, buffered, done });
+        {
+            let _g = self.commit_lock.lock().await;
+            let batch = std::mem::take(&mut *self.pending.lock().map_err(|_| poisoned())?);
+            if !batch.is_empty() {
+                let result = self.commit_batch(&batch).await;
+                for p in batch {
+                    let _ = p.done.send(result.clone().map_err(CoreError::from));
+                }
+            }
+        }
+        rx.await.map_err(|_| CoreError::new(ErrorCode::Io, "commit was abandoned"))??;
+        self.piece(n).ok_or_else(|| CoreError::new(ErrorCode::Io, format!("piece {n} vanished after commit")))
+    }
+
+    async fn commit_batch(&self, batch: &[Pending]) -> std::result::Result<(), CoreErrorClone> {
+        let sync = match self.info.sync {
+            SyncPolicy::Always => true,
+            SyncPolicy::Never => false,
+            SyncPolicy::Auto => batch.iter().any(|p| p.buffered),
+        };
+        if sync {
+            let f = self.file.clone();
+            tokio::task::spawn_blocking(move || f.sync_data())
+                .await
+                .map_err(|e| CoreErrorClone(ErrorCode::Io, format!("fdatasync task failed: {e}")))?
+                .map_err(|e| CoreErrorClone(ErrorCode::Io, format!("fdatasync content: {e}")))?;
+        }
+        let finished_at_ms = now_ms();
+        let mut out = Vec::new();
+        let recs: Vec<PieceRecord> = batch.iter().map(|p| PieceRecord { finished_at_ms, ..p.rec.clone() }).collect();
+        for r in &recs {
+            out.extend_from_slice(&encode_record(KIND_FINISHED, r));
+        }
+        {
+            let mut meta =
+                self.meta.lock().map_err(|_| CoreErrorClone(ErrorCode::Io, "metadata lock poisoned".into()))?;
+            let end = meta.end;
+            // A positioned write at our own end keeps appends correct even after refresh()
+            // moved the file cursor.
+            write_all_at(&meta.file, &out, end)
+                .map_err(|e| CoreErrorClone(ErrorCode::Io, format!("append metadata: {e}")))?;
+            meta.end = end + out.len() as u64;
+        }
+        let mut pieces =
+            self.pieces.write().map_err(|_| CoreErrorClone(ErrorCode::Io, "piece table lock poisoned".into()))?;
+        for r in recs {
+            let i = r.number as usize;
+            if let Some(slot) = pieces.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a finished piece into a new buffer through the ring.
+    pub async fn read_piece(&self, n: u32) -> Result<Vec<u8>> {
+        let rec = self.finished_record(n)?;
+        let len = rec.length as usize;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let (file, want) = match &self.direct {
+            Some(d) => (d.clone(), round_up(len)),
+            None => (self.file.clone(), len),
+        };
+        let buf =
+            PIECE_POOL.get(want).ok_or_else(|| CoreError::new(ErrorCode::Io, "cannot allocate a piece buffer"))?;
+        let (res, buf) =
+            uring::engine()?.submit(Request { kind: OpKind::Read, file, buf, len: want, offset: rec.offset }).await;
+        let got = res.map_err(|e| CoreError::io(&format!("read piece {n}"), e))?;
+        if got < len {
+            return Err(CoreError::new(ErrorCode::Io, format!("short read of piece {n}: {got} of {len} bytes")));
+        }
+        Ok(buf.as_slice()[..len].to_vec())
+    }
+
+    /// A read-only mmap view of a finished piece.
+    pub fn view(&self, n: u32) -> Result<PieceView> {
+        let rec = self.finished_record(n)?;
+        self.map_range(rec.offset, rec.length as usize)
+    }
+
+    fn map_range(&self, offset: u64, len: usize) -> Result<PieceView> {
+        // SAFETY: the mapping is read-only; the store never rewrites a finished piece, so the
+        // bytes under the view do not change while it is alive.
+        let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(&*self.file) }
+            .map_err(|e| CoreError::io("mmap piece", e))?;
+        Ok(PieceView { map })
+    }
+
+    /// Re-hashes a finished piece from disk; on mismatch the piece is unmarked (so it is
+    /// fetched again) and DF_DIGEST_MISMATCH is returned.
+    pub fn verify_piece(&self, n: u32) -> Result<PieceRecord> {
+        let rec = self.finished_record(n)?;
+        let bytes: Vec<u8>;
+        let view;
+        let data: &[u8] = if rec.length == 0 {
+            &[]
+        } else if self.direct.is_some() {
+            // The page cache may hold nothing useful after O_DIRECT writes; a plain read is
+            // as fast as faulting the mapping and keeps the view code path for the buffered case.
+            bytes = read_at(&self.file, rec.offset, rec.length as usize)?;
+            &bytes
+        } else {
+            view = self.map_range(rec.offset, rec.length as usize)?;
+            &view
+        };
+        let check = digest::verify(&rec.digest, data).and_then(|()| match &rec.extra_digest {
+            Some(x) => digest::verify(x, data),
+            None => Ok(()),
+        });
+        if let Err(e) = check {
+            if e.code == ErrorCode::DigestMismatch {
+                self.invalidate(&rec)?;
+            }
+            return Err(e);
+        }
+        Ok(rec)
+    }
+
+    fn invalidate(&self, rec: &PieceRecord) -> Result<()> {
+        let bytes = encode_record(KIND_INVALIDATED, rec);
+        {
+            let mut meta = self.meta.lock().map_err(|_| poisoned())?;
+            let end = meta.end;
+            write_all_at(&meta.file, &bytes, end).map_err(|e| CoreError::io("append metadata", e))?;
+            meta.end = end + bytes.len() as u64;
+        }
+        if let Ok(mut p) = self.pieces.write() {
+            if let Some(slot) = p.get_mut(rec.number as usize) {
+                *slot = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Raw fd of the page-cache file (for sendfile/splice by the piece server).
+    pub(crate) fn content_file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// Deletes the task's files. Open handles elsewhere see DF_NOT_FOUND from then on.
+    pub fn delete(&self) -> Result<()> {
+        self.deleted.store(true, Ordering::Release);
+        if let Ok(mut reg) = registry().lock() {
+            reg.remove(&self.info.dir);
+        }
+        match std::fs::remove_dir_all(&self.info.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &self.info.dir, e)),
+        }
+    }
+}
+
+/// Deletes a task directory whether or not it is open.
+pub fn delete_task(root: &Path, task_id: &str) -> Result<()> {
+    validate_task_id(task_id)?;
+    let dir = root.join(task_id);
+    if let Some(s) = lookup(&dir) {
+        return s.delete();
+    }
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", &dir, e)),
+    }
+}
+
+/// Error carried to every waiter of a group commit (CoreError is not Clone by design).
+#[derive(Clone)]
+struct CoreErrorClone(ErrorCode, String);
+
+impl From<CoreErrorClone> for CoreError {
+    fn from(e: CoreErrorClone) -> Self {
+        CoreError::new(e.0, e.1)
+    }
+}
+
+fn poisoned() -> CoreError {
+    CoreError::new(ErrorCode::Io, "store lock poisoned by a panic")
+}
+
+/// Applies records from `buf`; returns how many bytes were valid. Records that do not fit the
+/// layout end the scan like a torn record would.
+fn apply_records(pieces: &mut [Option<PieceRecord>], buf: &[u8], piece_length: u64, content_length: u64) -> usize {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let Some((kind, rec, used)) = decode_record(&buf[pos..], piece_length) else { break };
+        let expected_len = piece_length.min(content_length.saturating_sub(rec.offset));
+        let Some(slot) = pieces.get_mut(rec.number as usize) else { break };
+        if rec.length != expected_len {
+            break;
+        }
+        match kind {
+            KIND_FINISHED => *slot = Some(rec),
+            KIND_INVALIDATED => *slot = None,
+            _ => break,
+        }
+        pos += used;
+    }
+    pos
+}
+
+fn write_all_at(file: &File, mut data: &[u8], mut off: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    while !data.is_empty() {
+        let n = file.write_at(data, off)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "write returned 0"));
+        }
+        data = &data[n..];
+        off += n as u64;
+    }
+    Ok(())
+}
+
+fn read_at(file: &File, off: u64, len: usize) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut v = vec![0u8; len];
+    file.read_exact_at(&mut v, off).map_err(|e| CoreError::io("read piece", e))?;
+    Ok(v)
+}
+
+/// Copies `data` into a pooled aligned buffer and hashes it chunk by chunk while the chunk is
+/// still in cache, so the digest costs no extra pass over memory.
+pub fn copy_and_hash(data: &[u8], extra: Option<Algorithm>) -> Result<(PooledBuf, Prepared)> {
+    let mut buf =
+        PIECE_POOL.get(data.len()).ok_or_else(|| CoreError::new(ErrorCode::Io, "cannot allocate a piece buffer"))?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut ex = extra.map(Hasher::new);
+    {
+        let dst = buf.as_mut_slice();
+        for (d, s) in dst.chunks_mut(HASH_CHUNK).zip(data.chunks(HASH_CHUNK)) {
+            d.copy_from_slice(s);
+            crc.update(d);
+        }
+    }
+    // BLAKE3 and SHA-256 over the whole piece at once: BLAKE3 then spreads over cores.
+    if let Some(h) = ex.as_mut() {
+        h.update(buf.as_slice());
+    }
+    Ok((buf, Prepared { digest: digest::crc32_string(crc.finalize()), extra_digest: ex.map(Hasher::finish) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize, seed: u32) -> Vec<u8> {
+        (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8).collect()
+    }
+
+    fn opts(root: &Path, task: &str, content: u64, piece: u64) -> StoreOptions {
+        StoreOptions {
+            root: root.to_path_buf(),
+            task_id: task.to_string(),
+            content_length: content,
+            piece_length: piece,
+            tier: Tier::Disk,
+            direct: None,
+            sync: SyncPolicy::Auto,
+            extra_digest: None,
+        }
+    }
+
+    const TASK: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn write_read_roundtrip_with_short_last_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let piece = 64 * 1024u64;
+        let content = piece * 5 + 1234;
+        let data = pattern(content as usize, 1);
+        let s = PieceStore::open(opts(dir.path(), TASK, content, piece)).unwrap();
+        assert_eq!(s.info().piece_count, 6);
+        assert_eq!(std::fs::metadata(&s.info().content_path).unwrap().len(), content);
+        for n in (0..6u32).rev() {
+            let (off, len) = s.piece_range(n).unwrap();
+            let chunk = data[off as usize..(off + len) as usize].to_vec();
+            let rec = s.write_piece(n, chunk.clone(), WriteMeta::default()).await.unwrap();
+            assert_eq!(rec.digest, digest::digest(Algorithm::Crc32, &chunk));
+            assert_eq!(rec.length, len);
+        }
+        for n in 0..6u32 {
+            let (off, len) = s.piece_range(n).unwrap();
+            let got = s.read_piece(n).await.unwrap();
+            assert_eq!(got, &data[off as usize..(off + len) as usize]);
+            assert_eq!(&*s.view(n).unwrap(), &got[..]);
+            s.verify_piece(n).unwrap();
+        }
+        assert_eq!(std::fs::read(&s.info().content_path).unwrap(), data);
+        assert_eq!(s.finished().len(), 6);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn modes_and_tiers_report_what_they_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let buffered =
+            PieceStore::open(StoreOptions { direct: Some(false), ..opts(dir.path(), "buf", 8192, 4096) }).unwrap();
+        assert_eq!(buffered.info().io_mode, IoMode::Buffered);
+        buffered.write_piece(1, vec![3u8; 4096], WriteMeta::default()).await.unwrap();
+        assert_eq!(buffered.read_piece(1).await.unwrap(), vec![3u8; 4096]);
+        // Unaligned piece length cannot use O_DIRECT and silently-but-reported falls back.
+        let odd = PieceStore::open(opts(dir.path(), "odd", 3000, 1000)).unwrap();
+        assert_eq!(odd.info().io_mode, IoMode::Buffered);
+        let auto = PieceStore::open(opts(dir.path(), "auto", 8192, 4096)).unwrap();
+        let probe = crate::probe::o_direct(dir.path());
+        assert_eq!(auto.info().io_mode == IoMode::Direct, probe.ok);
+        if Path::new("/dev/shm").is_dir() {
+            let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+            let t =
+                PieceStore::open(StoreOptions { tier: Tier::Tmpfs, ..opts(shm.path(), "tmp", 5000, 4096) }).unwrap();
+            assert_eq!(t.info().io_mode, IoMode::Buffered);
+            t.write_piece(1, vec![9u8; 904], WriteMeta::default()).await.unwrap();
+            assert_eq!(t.read_piece(1).await.unwrap(), vec![9u8; 904]);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unfinished_piece_is_refused_with_stable_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PieceStore::open(opts(dir.path(), TASK, 8192, 4096)).unwrap();
+        assert_eq!(s.read_piece(0).await.unwrap_err().code, ErrorCode::PieceNotFinished);
+        assert_eq!(s.view(1).err().map(|e| e.code), Some(ErrorCode::PieceNotFinished));
+        assert_eq!(s.verify_piece(1).unwrap_err().code, ErrorCode::PieceNotFinished);
+        assert_eq!(s.read_piece(2).await.unwrap_err().code, ErrorCode::InvalidArgument);
+        let short = s.write_piece(0, vec![0u8; 10], WriteMeta::default()).await.unwrap_err();
+        assert_eq!(short.code, ErrorCode::InvalidArgument);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reopen_keeps_finished_pieces_and_cuts_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta_path;
+        {
+            let s = PieceStore::open(opts(dir.path(), TASK, 3 * 4096, 4096)).unwrap();
+            s.write_piece(0, pattern(4096, 0), WriteMeta { parent_id: "peer-a".into(), created_at_ms: Some(5) })
+                .await
+                .unwrap();
+            s.write_piece(2, pattern(4096, 2), WriteMeta::default()).await.unwrap();
+            meta_path = s.info().dir.join(META_FILE);
+        }
+        let good_len = std::fs::metadata(&meta_path).unwrap().len();
+        // A record torn by a crash mid-append.
+        let mut f = OpenOptions::new().append(true).open(&meta_path).unwrap();
+        f.write_all(&[40, 0, 0, 0, 1, 2, 3]).unwrap();
+        drop(f);
+        let s = PieceStore::open(opts(dir.path(), TASK, 3 * 4096, 4096)).unwrap();
+        let fin = s.finished();
+        assert_eq!(fin.iter().map(|r| r.number).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(fin[0].parent_id, "peer-a");
+        assert_eq!(fin[0].created_at_ms, 5);
+        assert!(fin[0].finished_at_ms >= 5);
+        assert_eq!(std::fs::metadata(&meta_path).unwrap().len(), good_len);
+        s.write_piece(1, pattern(4096, 1), WriteMeta::default()).await.unwrap();
+        drop(s);
+        let s = PieceStore::open(opts(dir.path(), TASK, 3 * 4096, 4096)).unwrap();
+        assert_eq!(s.finished_count(), 3);
+        let other = PieceStore::open(opts(dir.path(), TASK, 4 * 4096, 4096));
+        assert_eq!(other.err().map(|e| e.code), Some(ErrorCode::InvalidArgument));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrupt_bytes_fail_verification_and_unmark_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PieceStore::open(StoreOptions {
+            extra_digest: Some(Algorithm::Sha256),
+            ..opts(dir.path(), TASK, 2 * 4096, 4096)
+        })
+        .unwrap();
+        let rec = s.write_piece(1, pattern(4096, 7), WriteMeta::default()).await.unwrap();
+        assert_eq!(rec.extra_digest, Some(digest::digest(Algorithm::Sha256, &pattern(4096, 7))));
+        {
+            use std::os::unix::fs::FileExt;
+            let f = OpenOptions::new().write(true).open(&s.info().content_path).unwrap();
+            f.write_all_at(&[0xff, 0xee], 4096 + 10).unwrap();
+            f.sync_all().unwrap();
+        }
+        // Drop any cached clean page so the read sees the disk.
+        assert_eq!(s.verify_piece(1).unwrap_err().code, ErrorCode::DigestMismatch);
+        assert!(s.piece(1).is_none());
+        drop(s);
+        let s = PieceStore::open(opts(dir.path(), TASK, 2 * 4096, 4096)).unwrap();
+        assert!(s.piece(1).is_none(), "invalidation survives reopen");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_are_group_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let piece = 256 * 1024u64;
+        let s = PieceStore::open(StoreOptions {
+            extra_digest: Some(Algorithm::Blake3),
+            ..opts(dir.path(), TASK, piece * 32, piece)
+        })
+        .unwrap();
+        let mut tasks = Vec::new();
+        for n in 0..32u32 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.write_piece(n, pattern(piece as usize, n), WriteMeta::default()).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(s.finished_count(), 32);
+        for n in 0..32u32 {
+            s.verify_piece(n).unwrap();
+            assert_eq!(s.read_piece(n).await.unwrap(), pattern(piece as usize, n));
+        }
+        // Rewriting a finished piece is a no-op that returns the committed record.
+        let again = s.write_piece(3, pattern(piece as usize, 99), WriteMeta::default()).await.unwrap();
+        assert_eq!(again.digest, digest::digest(Algorithm::Crc32, &pattern(piece as usize, 3)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delete_and_task_id_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PieceStore::open(opts(dir.path(), TASK, 4096, 4096)).unwrap();
+        s.write_piece(0, vec![1u8; 4096], WriteMeta::default()).await.unwrap();
+        let again = PieceStore::open_existing(dir.path(), TASK).unwrap();
+        assert!(Arc::ptr_eq(&s, &again), "one instance per task in a process");
+        delete_task(dir.path(), TASK).unwrap();
+        assert!(!dir.path().join(TASK).exists());
+        assert_eq!(s.read_piece(0).await.unwrap_err().code, ErrorCode::NotFound);
+        for bad in ["", "../etc", "a/b", ".hidden", "x\0y"] {
+            assert_eq!(
+                PieceStore::open(opts(dir.path(), bad, 1, 1)).err().map(|e| e.code),
+                Some(ErrorCode::InvalidArgument)
+            );
+        }
+        assert_eq!(PieceStore::open_existing(dir.path(), "missing").err().map(|e| e.code), Some(ErrorCode::NotFound));
+    }
+
+    #[test]
+    fn record_codec_roundtrip_and_rejects_corruption() {
+        let r = PieceRecord {
+            number: 7,
+            offset: 7 * 4096,
+            length: 4096,
+            digest: "crc32:1".into(),
+            extra_digest: Some("blake3:00".into()),
+            parent_id: "p".into(),
+            created_at_ms: 1,
+            finished_at_ms: 2,
+        };
+        let mut b = encode_record(KIND_FINISHED, &r);
+        let (k, back, used) = decode_record(&b, 4096).unwrap();
+        assert_eq!((k, used), (KIND_FINISHED, b.len()));
+        assert_eq!(back, r);
+        let mid = b.len() / 2;
+        b[mid] ^= 0x40;
+        assert!(decode_record(&b, 4096).is_none());
+        assert!(decode_record(&b[..5], 4096).is_none());
+    }
+}

@@ -1,0 +1,184 @@
+//! One io_uring per process, driven by a dedicated thread. Callers (tokio tasks) hand it owned
+//! buffers and await a oneshot; the thread keeps many operations in flight and submits whatever
+//! has queued up in one `io_uring_enter`, so concurrent piece writes become batched submissions.
+//! New requests wake the thread through an eventfd read that is always armed on the ring itself,
+//! so a thread blocked waiting for completions still sees new work at once.
+
+use crate::aligned::PooledBuf;
+use crate::error::{CoreError, ErrorCode, Result};
+use io_uring::{opcode, types, IoUring};
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use tokio::sync::oneshot;
+
+const RING_ENTRIES: u32 = 256;
+const WAKE: u64 = u64::MAX;
+/// A single SQE moves at most this much; larger transfers continue as partial completions.
+const MAX_OP: usize = 1 << 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Read,
+    Write,
+}
+
+pub struct Request {
+    pub kind: OpKind,
+    pub file: Arc<File>,
+    pub buf: PooledBuf,
+    /// Bytes to move from/to the start of `buf` (may exceed `buf.len()` up to its capacity for
+    /// block-padded O_DIRECT reads).
+    pub len: usize,
+    pub offset: u64,
+}
+
+struct InFlight {
+    req: Request,
+    done_bytes: usize,
+    reply: oneshot::Sender<(io::Result<usize>, PooledBuf)>,
+}
+
+pub struct Engine {
+    tx: Mutex<mpsc::Sender<InFlight>>,
+    wake: OwnedFd,
+}
+
+static ENGINE: OnceLock<std::result::Result<Engine, String>> = OnceLock::new();
+
+/// The process-wide engine, started on first use; an error if io_uring is unavailable here.
+pub fn engine() -> Result<&'static Engine> {
+    ENGINE
+        .get_or_init(Engine::start)
+        .as_ref()
+        .map_err(|e| CoreError::new(ErrorCode::Unsupported, format!("io_uring unavailable: {e}")))
+}
+
+impl Engine {
+    fn start() -> std::result::Result<Self, String> {
+        let ring = IoUring::new(RING_ENTRIES).map_err(|e| format!("io_uring_setup: {e}"))?;
+        // SAFETY: eventfd has no memory arguments; we take ownership of the returned fd.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(format!("eventfd: {}", io::Error::last_os_error()));
+        }
+        // SAFETY: raw is a fresh fd we own.
+        let wake = unsafe { OwnedFd::from_raw_fd(raw) };
+        let (tx, rx) = mpsc::channel();
+        let wake_fd = wake.as_raw_fd();
+        std::thread::Builder::new()
+            .name("damselfly-uring".into())
+            .spawn(move || run(ring, rx, wake_fd))
+            .map_err(|e| format!("spawn io thread: {e}"))?;
+        Ok(Self { tx: Mutex::new(tx), wake })
+    }
+
+    /// Runs one read or write to completion (short transfers are continued) and gives the
+    /// buffer back with the number of bytes moved.
+    pub async fn submit(&self, req: Request) -> (io::Result<usize>, PooledBuf) {
+        let (reply, rx) = oneshot::channel();
+        let sent = match self.tx.lock() {
+            Ok(tx) => tx.send(InFlight { req, done_bytes: 0, reply }).map_err(|e| e.0),
+            Err(_) => Err(InFlight { req, done_bytes: 0, reply }),
+        };
+        if let Err(f) = sent {
+            return (Err(io::Error::other("io thread is gone")), f.req.buf);
+        }
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        match rx.await {
+            Ok(r) => r,
+            // The io thread never drops a reply without sending, short of a panic there.
+            Err(_) => (Err(io::Error::other("io thread dropped the request")), crate::aligned::empty_buf()),
+        }
+    }
+}
+
+fn run(mut ring: IoUring, rx: mpsc::Receiver<InFlight>, wake_fd: i32) {
+    let mut wake_buf: Box<u64> = Box::new(0);
+    let mut inflight: HashMap<u64, InFlight> = HashMap::new();
+    let mut backlog: VecDeque<InFlight> = VecDeque::new();
+    let mut next_id: u64 = 0;
+    let mut wake_armed = false;
+    loop {
+        if !wake_armed {
+            let sqe =
+                opcode::Read::new(types::Fd(wake_fd), (&mut *wake_buf as *mut u64).cast(), 8).build().user_data(WAKE);
+            // SAFETY: wake_buf lives for the whole loop; the read targets exactly 8 bytes of it.
+            if unsafe { ring.submission().push(&sqe) }.is_ok() {
+                wake_armed = true;
+            }
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(f) => backlog.push_back(f),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        while let Some(f) = backlog.pop_front() {
+            let id = next_id;
+            next_id = next_id.wrapping_add(1) % WAKE;
+            let sqe = build(&f, id);
+            // SAFETY: the buffer and file live in `inflight` until the completion arrives.
+            if unsafe { ring.submission().push(&sqe) }.is_err() {
+                backlog.push_front(f);
+                break;
+            }
+            inflight.insert(id, f);
+        }
+        if let Err(e) = ring.submit_and_wait(1) {
+            if e.raw_os_error() == Some(libc::EINTR) || e.raw_os_error() == Some(libc::EBUSY) {
+                continue;
+            }
+            // A broken ring fails every pending request rather than hanging its caller.
+            for (_, f) in inflight.drain() {
+                let _ = f.reply.send((Err(io::Error::new(e.kind(), e.to_string())), f.req.buf));
+            }
+            return;
+        }
+        let done: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
+        for (id, res) in done {
+            if id == WAKE {
+                wake_armed = false;
+                continue;
+            }
+            let Some(mut f) = inflight.remove(&id) else { continue };
+            if res < 0 {
+                let _ = f.reply.send((Err(io::Error::from_raw_os_error(-res)), f.req.buf));
+                continue;
+            }
+            f.done_bytes += res as usize;
+            if res == 0 || f.done_bytes >= f.req.len {
+                let n = f.done_bytes;
+                let _ = f.reply.send((Ok(n), f.req.buf));
+            } else {
+                backlog.push_back(f);
+            }
+        }
+    }
+}
+
+fn build(f: &InFlight, id: u64) -> io_uring::squeue::Entry {
+    let fd = types::Fd(f.req.file.as_raw_fd());
+    let left = (f.req.len - f.done_bytes).min(MAX_OP) as u32;
+    let off = f.req.offset + f.done_bytes as u64;
+    match f.req.kind {
+        OpKind::Write => {
+            // SAFETY: pointer arithmetic stays inside the buffer's capacity (len <= capacity).
+            let p = unsafe { f.req.buf.as_ptr().add(f.done_bytes) };
+            opcode::Write::new(fd, p, left).offset(off).build().user_data(id)
+        }
+        OpKind::Read => {
+            // The request owns the buffer exclusively while in flight, so writing through a
+            // pointer derived from it is sound even though we only hold `&InFlight` here.
+            let p = f.req.buf.as_ptr().cast_mut();
+            // SAFETY: as above.
+            let p = unsafe { p.add(f.done_bytes) };
+            opcode::Read::new(fd, p, left).offset(off).build().user_data(id)
+        }
+    }
+}

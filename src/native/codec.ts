@@ -1,0 +1,53 @@
+// Codecs and digests over whole pieces. The *Async variants run on the addon's worker
+// threads (not libuv's pool, which fs and dns share); input Buffers must stay unmodified
+// until their promise settles.
+import { binding } from "./binding.js";
+import { nativeAsync } from "./errors.js";
+
+export type DigestAlgorithm = "crc32" | "crc32c" | "sha256" | "blake3";
+
+/** zstd level 1–19; `workers` > 0 compresses one piece on that many extra threads. */
+export const zstdCompress = (input: Buffer, level: number, workers?: number): Buffer => binding.zstdCompress(input, level, workers);
+export const zstdDecompress = (input: Buffer, maxLength: number): Buffer => binding.zstdDecompress(input, maxLength);
+export const zstdCompressAsync = (input: Buffer, level: number, workers?: number): Promise<Buffer> =>
+  nativeAsync(binding.zstdCompressAsync(input, level, workers));
+export const zstdDecompressAsync = (input: Buffer, maxLength: number): Promise<Buffer> => nativeAsync(binding.zstdDecompressAsync(input, maxLength));
+
+/** Raw AES-256-GCM with an explicit 12-byte nonce (output: ciphertext ‖ 16-byte tag). */
+export const aesGcmSeal = (key: Buffer, nonce: Buffer, plain: Buffer): Buffer => binding.aesGcmSeal(key, nonce, plain);
+export const aesGcmOpen = (key: Buffer, nonce: Buffer, sealed: Buffer): Buffer => binding.aesGcmOpen(key, nonce, sealed);
+
+/** Seals piece `number` of `taskId` (nonce derived from both; number bound as AAD). */
+export const sealPiece = (key: Buffer, taskId: string, number: number, plain: Buffer): Buffer => binding.sealPiece(key, taskId, number, plain);
+/** Opens a sealed piece; throws DF_AUTH before releasing any byte if the tag fails. */
+export const openPiece = (key: Buffer, taskId: string, number: number, sealed: Buffer): Buffer => binding.openPiece(key, taskId, number, sealed);
+/** Seals several pieces in parallel on all cores. */
+export const sealPieces = (key: Buffer, taskId: string, numbers: number[], pieces: Buffer[]): Promise<Buffer[]> =>
+  nativeAsync(binding.sealPieces(key, taskId, numbers, pieces));
+export const openPieces = (key: Buffer, taskId: string, numbers: number[], pieces: Buffer[]): Promise<Buffer[]> =>
+  nativeAsync(binding.openPieces(key, taskId, numbers, pieces));
+
+/** `alg:value` digest; "crc32" yields Dragonfly's `crc32:<decimal>`. */
+export const digest = (algorithm: DigestAlgorithm, data: Buffer): string => binding.digest(algorithm, data);
+export const digestAsync = (algorithm: DigestAlgorithm, data: Buffer): Promise<string> => nativeAsync(binding.digestAsync(algorithm, data));
+/** Throws DF_DIGEST_MISMATCH when `data` does not match `expected` (`alg:value`). */
+export const verifyDigest = (expected: string, data: Buffer): void => binding.verifyDigest(expected, data);
+
+/** Incremental digest for a piece that arrives in chunks. */
+export class DigestHasher {
+  private readonly inner;
+
+  constructor(algorithm: string) {
+    this.inner = new binding.DigestHasher(algorithm);
+  }
+
+  update(chunk: Buffer): this {
+    this.inner.update(chunk);
+    return this;
+  }
+
+  /** `alg:value`; the hasher is finished afterwards. */
+  digest(): string {
+    return this.inner.digest();
+  }
+}

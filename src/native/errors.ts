@@ -1,0 +1,55 @@
+// Error rules in one place. Sync calls throw errors whose `code` napi-rs already set to a
+// stable DF_* string. Promise rejections from the addon can only carry napi's own status, so
+// the addon prefixes their message with `[DF_*] `; `nativeAsync` moves it back into `code`.
+
+/** Error thrown by the addon; `code` is one of the stable `DF_*` strings. */
+export interface NativeError extends Error {
+  code: NativeErrorCode;
+}
+
+export type NativeErrorCode =
+  | "DF_IO"
+  | "DF_INVALID_ARGUMENT"
+  | "DF_NOT_FOUND"
+  | "DF_UNSUPPORTED"
+  | "DF_DIGEST_MISMATCH"
+  | "DF_PIECE_NOT_FINISHED"
+  | "DF_ABORTED"
+  | "DF_TIMEOUT"
+  | "DF_PROTOCOL"
+  | "DF_AUTH"
+  | "DF_CODEC";
+
+export function isNativeError(e: unknown): e is NativeError {
+  const code: unknown = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;
+  return typeof code === "string" && code.startsWith("DF_");
+}
+
+const PREFIX = /^\[(DF_[A-Z_]+)\] /;
+
+function normalise(e: unknown): unknown {
+  if (!(e instanceof Error)) return e;
+  const m = PREFIX.exec(e.message);
+  if (m?.[1]) {
+    e.message = e.message.slice(m[0].length);
+    (e as Error & { code?: string }).code = m[1];
+  }
+  return e;
+}
+
+/** Awaits an addon promise and rethrows its rejection with the DF_* code in `code`. */
+export async function nativeAsync<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    throw normalise(e);
+  }
+}
+
+/** Rejects at once with DF_ABORTED when the signal has already fired. */
+export function abortedError(signal: AbortSignal): NativeError {
+  const reason: unknown = signal.reason;
+  const err = new Error(reason instanceof Error ? reason.message : "operation was aborted") as NativeError;
+  err.code = "DF_ABORTED";
+  return err;
+}

@@ -1,0 +1,227 @@
+// Piece stores and piece transfer. Buffers passed in are read by the addon (on its own
+// threads) until the returned promise settles, so callers must not modify them meanwhile;
+// Buffers returned are owned by the caller.
+import { binding, type Binding } from "./binding.js";
+import { abortedError, nativeAsync } from "./errors.js";
+
+export type StoreTier = "disk" | "tmpfs";
+export type SyncPolicy = "auto" | "always" | "never";
+export type ExtraDigest = "crc32c" | "sha256" | "blake3";
+export type ServePath = "sendfile" | "splice" | "buffered";
+
+export interface OpenTaskStoreOptions {
+  /** Root directory; the task lives in `<dataDir>/<taskId>/` (files `content` and `pieces`). */
+  dataDir: string;
+  taskId: string;
+  contentLength: number;
+  pieceLength: number;
+  /** "tmpfs" expects `dataDir` on a tmpfs (e.g. under /dev/shm); I/O is then buffered. */
+  tier?: StoreTier;
+  /** Unset: O_DIRECT when the filesystem accepts it; true: require it; false: never. */
+  direct?: boolean;
+  /** auto: fdatasync unless the write was O_DIRECT; always: also after O_DIRECT; never. */
+  sync?: SyncPolicy;
+  /** Digest computed next to the CRC-32 wire digest for every piece. */
+  extraDigest?: ExtraDigest;
+}
+
+export interface TaskStoreInfo {
+  taskId: string;
+  dir: string;
+  /** The preallocated content file: hard-link it for output once every piece is finished. */
+  contentPath: string;
+  contentLength: number;
+  pieceLength: number;
+  pieceCount: number;
+  tier: StoreTier;
+  /** The I/O mode actually in use. */
+  ioMode: "direct" | "buffered";
+  sync: SyncPolicy;
+  extraDigest?: ExtraDigest;
+}
+
+export interface NativePieceInfo {
+  number: number;
+  offset: number;
+  length: number;
+  /** Dragonfly's wire digest, `crc32:<decimal>` (CRC-32/IEEE). */
+  digest: string;
+  extraDigest?: string;
+  parentId: string;
+  createdAtMs: number;
+  finishedAtMs: number;
+}
+
+export interface FetchPieceOptions {
+  /** Parent's piece server, `host:port` (`[v6]:port` for IPv6). */
+  addr: string;
+  number: number;
+  /** Digest announced for the piece (checked in addition to the one the parent sends). */
+  expectedDigest?: string;
+  /** Parent peer id, recorded as the piece's parent. */
+  parentId?: string;
+  connectTimeoutMs?: number;
+  /** Bound on the whole exchange; default 360 s like Dragonfly. */
+  pieceTimeoutMs?: number;
+}
+
+function toInfo(p: Binding.PieceInfo): NativePieceInfo {
+  const out: NativePieceInfo = {
+    number: p.number,
+    offset: p.offset,
+    length: p.length,
+    digest: p.digest,
+    parentId: p.parentId,
+    createdAtMs: p.createdAtMs,
+    finishedAtMs: p.finishedAtMs,
+  };
+  if (p.extraDigest) out.extraDigest = p.extraDigest;
+  return out;
+}
+
+/**
+ * Runs a cancellable addon call: the AbortSignal flips a native cancel token, which drops the
+ * operation's socket, so an abort really stops the transfer rather than just ignoring it.
+ */
+async function withSignal<T>(signal: AbortSignal | undefined, run: (token: Binding.CancelToken | undefined) => Promise<T>): Promise<T> {
+  if (!signal) return nativeAsync(run(undefined));
+  if (signal.aborted) throw abortedError(signal);
+  const token = new binding.CancelToken();
+  const onAbort = (): void => token.cancel();
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await nativeAsync(run(token));
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** One task's piece store. Cheap to hold; stores of the same task share one native instance. */
+export class NativeTaskStore {
+  /** @internal */
+  constructor(private readonly inner: Binding.TaskStore) {}
+
+  info(): TaskStoreInfo {
+    const i = this.inner.info();
+    const out: TaskStoreInfo = {
+      taskId: i.taskId,
+      dir: i.dir,
+      contentPath: i.contentPath,
+      contentLength: i.contentLength,
+      pieceLength: i.pieceLength,
+      pieceCount: i.pieceCount,
+      tier: i.tier as StoreTier,
+      ioMode: i.ioMode as "direct" | "buffered",
+      sync: i.sync as SyncPolicy,
+    };
+    if (i.extraDigest) out.extraDigest = i.extraDigest as ExtraDigest;
+    return out;
+  }
+
+  /** Writes piece `number` (digest computed on the way), resolves once durable and finished. */
+  async writePiece(number: number, data: Buffer, parentId?: string, createdAtMs?: number): Promise<NativePieceInfo> {
+    return toInfo(await nativeAsync(this.inner.writePiece(number, data, parentId, createdAtMs)));
+  }
+
+  /** Reads a finished piece; DF_PIECE_NOT_FINISHED if it never finished. */
+  readPiece(number: number): Promise<Buffer> {
+    return nativeAsync(this.inner.readPiece(number));
+  }
+
+  /** Re-hashes a finished piece from disk; on DF_DIGEST_MISMATCH the piece is unmarked. */
+  async verifyPiece(number: number): Promise<NativePieceInfo> {
+    return toInfo(await nativeAsync(this.inner.verifyPiece(number)));
+  }
+
+  /** Downloads a piece from a parent into this store, verified before it is marked finished. */
+  async fetchPiece(options: FetchPieceOptions, signal?: AbortSignal): Promise<NativePieceInfo> {
+    return toInfo(await withSignal(signal, (token) => this.inner.fetchPiece(options, token)));
+  }
+
+  piece(number: number): NativePieceInfo | undefined {
+    const p = this.inner.piece(number);
+    return p ? toInfo(p) : undefined;
+  }
+
+  finishedPieces(): NativePieceInfo[] {
+    return this.inner.finishedPieces().map(toInfo);
+  }
+
+  finishedCount(): number {
+    return this.inner.finishedCount();
+  }
+
+  /** Removes the task's directory; other handles then fail with DF_NOT_FOUND. */
+  delete(): void {
+    this.inner.delete();
+  }
+}
+
+/** Creates or opens a task's store (throws DF_INVALID_ARGUMENT if it exists with another layout). */
+export function openTaskStore(options: OpenTaskStoreOptions): NativeTaskStore {
+  return new NativeTaskStore(binding.openTaskStore(options));
+}
+
+/** Deletes `<dataDir>/<taskId>/` whether or not a store is open on it. */
+export function deleteTaskStore(dataDir: string, taskId: string): void {
+  binding.deleteTaskStore(dataDir, taskId);
+}
+
+export interface PieceServerOptions {
+  host: string;
+  /** 0 = an ephemeral port (read it back from `port`). */
+  port: number;
+  dataDir: string;
+  /** Searched after `dataDir` (the tmpfs tier root). */
+  tmpfsDir?: string;
+  /** Upload cap for the whole server; 0/unset = unlimited. */
+  rateLimitBytesPerSec?: number;
+  /** Unset = `defaultPieceServePath()`, the path measured fastest. */
+  servePath?: ServePath;
+  idleTimeoutMs?: number;
+  readTimeoutMs?: number;
+  writeTimeoutMs?: number;
+}
+
+export interface PieceServerStats {
+  bytesServed: number;
+  piecesServed: number;
+  connectionsAccepted: number;
+  activeConnections: number;
+  errorsSent: number;
+  uploadsDropped: number;
+}
+
+export interface PieceUpload {
+  taskId: string;
+  number: number;
+  length: number;
+}
+
+export interface NativePieceServer {
+  readonly port: number;
+  readonly servePath: ServePath;
+  close(): Promise<void>;
+  stats(): PieceServerStats;
+  /** Pieces served since the last call (bounded; overflow counted in `uploadsDropped`). */
+  drainUploads(): PieceUpload[];
+}
+
+/** Starts a vortex piece server on its own threads (tokio), serving finished pieces. */
+export async function startPieceServer(options: PieceServerOptions): Promise<NativePieceServer> {
+  const h = await nativeAsync(binding.startPieceServer(options));
+  return {
+    port: h.port,
+    servePath: h.servePath as ServePath,
+    close: () => nativeAsync(h.close()),
+    stats: () => h.stats(),
+    drainUploads: () => h.drainUploads(),
+  };
+}
+
+/** Body path used when a server is started without `servePath` (for `damselfly doctor`). */
+export function defaultPieceServePath(): ServePath {
+  return binding.defaultPieceServePath() as ServePath;
+}
+
+export type PieceServer = NativePieceServer;

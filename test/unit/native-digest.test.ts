@@ -1,0 +1,87 @@
+import { createHash, randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import {
+  DigestHasher,
+  digest,
+  digestAsync,
+  isNativeError,
+  openPiece,
+  openPieces,
+  sealPiece,
+  sealPieces,
+  verifyDigest,
+  zstdCompressAsync,
+  zstdDecompressAsync,
+} from "../../src/native/index.js";
+
+const TASK = "06408fbf247ddaca478f8cb9565fe5591c28efd0994b8fea80a6a87d3203c5ca";
+
+describe("native digests", () => {
+  it("renders crc32 the way Dragonfly does (decimal, no padding)", () => {
+    expect(digest("crc32", Buffer.from("hello"))).toBe("crc32:907060870");
+    expect(digest("crc32c", Buffer.from("123456789"))).toBe("crc32c:e3069283");
+  });
+
+  it("matches node:crypto for sha256 and is incremental", async () => {
+    const data = randomBytes(3 << 20);
+    const want = `sha256:${createHash("sha256").update(data).digest("hex")}`;
+    expect(digest("sha256", data)).toBe(want);
+    expect(await digestAsync("sha256", data)).toBe(want);
+    for (const alg of ["crc32", "crc32c", "sha256", "blake3"] as const) {
+      const h = new DigestHasher(alg);
+      for (let off = 0; off < data.length; off += 100_003) h.update(data.subarray(off, off + 100_003));
+      expect(h.digest()).toBe(digest(alg, data));
+    }
+  });
+
+  it("rejects corrupt bytes with DF_DIGEST_MISMATCH", () => {
+    const data = randomBytes(4096);
+    const d = digest("blake3", data);
+    verifyDigest(d, data);
+    data[10] = (data[10] ?? 0) ^ 1;
+    expect(() => verifyDigest(d, data)).toThrowError(expect.objectContaining({ code: "DF_DIGEST_MISMATCH" }) as Error);
+    expect(() => new DigestHasher("md4")).toThrowError(expect.objectContaining({ code: "DF_INVALID_ARGUMENT" }) as Error);
+  });
+});
+
+describe("native per-piece codecs", () => {
+  const key = randomBytes(32);
+
+  it("seals pieces with a nonce from (task, piece) and refuses tampering by tag", async () => {
+    const plain = randomBytes(100_000);
+    const sealed = sealPiece(key, TASK, 4, plain);
+    expect(openPiece(key, TASK, 4, sealed).equals(plain)).toBe(true);
+    // Same piece sealed twice is identical (deterministic nonce); another piece differs.
+    expect(sealPiece(key, TASK, 4, plain).equals(sealed)).toBe(true);
+    expect(sealPiece(key, TASK, 5, plain).equals(sealed)).toBe(false);
+    const bad = Buffer.from(sealed);
+    bad[500] = (bad[500] ?? 0) ^ 0x10;
+    expect(() => openPiece(key, TASK, 4, bad)).toThrowError(expect.objectContaining({ code: "DF_AUTH" }) as Error);
+    expect(() => openPiece(key, TASK, 5, sealed)).toThrowError(expect.objectContaining({ code: "DF_AUTH" }) as Error);
+    const many = await sealPieces(key, TASK, [0, 1], [plain, plain.subarray(0, 10)]);
+    expect(many[0]?.equals(sealPiece(key, TASK, 0, plain))).toBe(true);
+    const back = await openPieces(key, TASK, [0, 1], many);
+    expect(back[1]?.equals(plain.subarray(0, 10))).toBe(true);
+    try {
+      await openPieces(key, TASK, [0, 1], [many[0] ?? Buffer.alloc(0), bad]);
+      expect.unreachable();
+    } catch (e) {
+      expect(isNativeError(e) && e.code).toBe("DF_AUTH");
+    }
+  });
+
+  it("compresses off the JS thread, also with worker threads", async () => {
+    const piece = Buffer.from("damselfly piece ".repeat(200_000));
+    for (const workers of [0, 2]) {
+      const packed = await zstdCompressAsync(piece, 3, workers);
+      expect(packed.length).toBeLessThan(piece.length / 20);
+      expect((await zstdDecompressAsync(packed, piece.length)).equals(piece)).toBe(true);
+    }
+    try {
+      await zstdDecompressAsync(Buffer.from("not zstd"), 100);
+      expect.unreachable();
+    } catch (e) {
+      expect(isNativeError(e) && e.code).toBe("DF_CODEC");
+    }
+  });
+});
