@@ -147,6 +147,7 @@ CREATE TABLE seed_peers (
   download_port integer NOT NULL,
   object_storage_port integer NOT NULL DEFAULT 0,
   state varchar(32) NOT NULL DEFAULT 'inactive',
+  last_keep_alive_at timestamptz,
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
   UNIQUE (host_name, ip, seed_peer_cluster_id)
