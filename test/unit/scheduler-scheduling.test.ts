@@ -148,16 +148,22 @@ describe("bandwidth evaluator", () => {
     expect(e.predictPieceSeconds(fast, child)).toBeCloseTo((4 * 1024 * 1024 * 8) / 10e9, 6);
   });
 
-  it("discounts a running parent by the useful pieces it holds, and trusts measured speed over claims", () => {
+  it("a running parent serves held pieces at its share and the rest at its own measured inbound rate", () => {
     const { resource, clock } = newResource();
-    const task = addTask(resource); // 10 pieces
+    const task = addTask(resource); // 10 pieces of 4 MiB
     const child = addPeer(resource, "child", task, "hc", RUNNING);
+    const done = addPeer(resource, "done", task, "h0", SUCCEEDED);
     const half = addPeer(resource, "half", task, "h1", RUNNING);
     for (let n = 0; n < 5; n++) half.finishedPieces.add(n);
+    clock.advance(10_000); // half received 5 pieces in 10 s: 2 s per piece
     const e = new BandwidthEvaluator();
-    expect(e.availability(half, child)).toBe(0.5);
+    const perPiece = e.predictPieceSeconds(done, child);
+    expect(e.predictSeconds(done, child, clock.t)).toBeCloseTo(10 * perPiece, 9);
+    expect(e.inboundPieceSeconds(half, clock.t)).toBeCloseTo(2, 9);
+    expect(e.predictSeconds(half, child, clock.t)).toBeCloseTo(5 * perPiece + 5 * 2, 9);
     child.finishedPieces.add(0);
-    expect(e.availability(half, child)).toBeCloseTo(4 / 9, 6);
+    expect(e.predictSeconds(half, child, clock.t)).toBeCloseTo(4 * perPiece + 5 * 2, 9);
+    expect(e.evaluateParents([half, done], child, clock.t).map((p) => p.id)).toEqual(["done", "half"]);
     const liar = addPeer(resource, "liar", task, "h2", SUCCEEDED);
     const before = e.predictPieceSeconds(liar, child);
     liar.host.recordUpload(4 * 1024 * 1024, 4, clock.t); // measured ~8 Mbps on a "1 Gbps" host

@@ -1,8 +1,9 @@
-// Our evaluator: rank parents by the predicted time for this child to receive a piece from
-// them. The rate a new child would get is the parent host's spare transmit capacity (announced
-// capacity minus current traffic, cross-checked against the throughput children measured)
-// divided among its current children plus this one; a parent that is still downloading is
-// discounted by how many of the child's missing pieces it already holds.
+// Our evaluator: rank parents by the predicted time for this child to get its missing pieces
+// from them. The rate a new child would get is the parent host's spare transmit capacity
+// (announced capacity minus current traffic, cross-checked against the throughput children
+// measured) divided among its current children plus this one. A parent that is still
+// downloading serves the pieces it already holds at that rate and the rest no faster than it
+// receives them itself, which its own piece reports measure.
 import { PeerState, type Peer } from "../../resource/peer.js";
 import { type Evaluator, idcAffinityScore, isBadParent, locationAffinityScore, sortByScore } from "./evaluator.js";
 
@@ -15,8 +16,31 @@ const DEFAULT_PIECE_BITS = 4 * 1024 * 1024 * 8;
 export class BandwidthEvaluator implements Evaluator {
   readonly name = "bandwidth";
 
-  evaluateParents(parents: readonly Peer[], child: Peer, _now: number): Peer[] {
-    return sortByScore(parents, (p) => 1 / this.predictPieceSeconds(p, child));
+  evaluateParents(parents: readonly Peer[], child: Peer, now: number): Peer[] {
+    return sortByScore(parents, (p) => 1 / this.predictSeconds(p, child, now));
+  }
+
+  /** Predicted seconds for `parent` alone to deliver every piece `child` still lacks. */
+  predictSeconds(parent: Peer, child: Peer, now: number): number {
+    const perPiece = this.predictPieceSeconds(parent, child);
+    const total = child.task.totalPieceCount;
+    const missing = total > 0 ? Math.max(1, total - child.finishedPieces.size) : 1;
+    if (parent.fsm.is(PeerState.Succeeded)) return missing * perPiece;
+    let useful = 0;
+    for (const n of parent.finishedPieces) if (!child.finishedPieces.has(n)) useful++;
+    useful = Math.min(useful, missing);
+    // Pieces the parent does not hold yet arrive at its own inbound rate at best.
+    const inbound = this.inboundPieceSeconds(parent, now);
+    const later = inbound === undefined ? perPiece * 2 : Math.max(perPiece, inbound);
+    return useful * perPiece + (missing - useful) * later;
+  }
+
+  /** Measured seconds per piece the parent itself receives (undefined before any piece). */
+  inboundPieceSeconds(parent: Peer, now: number): number | undefined {
+    const n = parent.finishedPieces.size;
+    if (n === 0) return undefined;
+    const elapsed = Math.max(1, now - parent.createdAt) / 1000;
+    return elapsed / n;
   }
 
   isBadParent(peer: Peer): boolean {
@@ -35,7 +59,6 @@ export class BandwidthEvaluator implements Evaluator {
     const share = spare / (host.concurrentUploadCount + 1);
     const pieceBits = child.task.pieceLength > 0 ? child.task.pieceLength * 8 : DEFAULT_PIECE_BITS;
     let seconds = pieceBits / share;
-    seconds /= this.availability(parent, child);
     // Failed uploads cost a retry elsewhere.
     seconds *= 1 + host.uploadFailedCount / (host.uploadCount + 1);
     // Same IDC / nearby location: shorter paths; a mild preference, never dominant.
@@ -43,16 +66,4 @@ export class BandwidthEvaluator implements Evaluator {
     return seconds;
   }
 
-  /** Fraction of useful pieces a parent can offer now, in (0, 1]. */
-  availability(parent: Peer, child: Peer): number {
-    // Seeds fetch everything from the origin; finished peers hold everything.
-    if (parent.host.isSeed || parent.fsm.is(PeerState.Succeeded)) return 1;
-    const total = child.task.totalPieceCount;
-    if (total <= 0) return 0.5;
-    const missing = Math.max(1, total - child.finishedPieces.size);
-    let useful = 0;
-    for (const n of parent.finishedPieces) if (!child.finishedPieces.has(n)) useful++;
-    // A running parent keeps gaining pieces, so it is never worth nothing.
-    return Math.max(0.2, Math.min(1, useful / missing));
-  }
 }
