@@ -173,8 +173,14 @@ export interface ProbeResult {
 
 export declare function sealPiece(key: Buffer, taskId: string, number: number, plain: Buffer): Buffer
 
+/** Seals one piece into `out` (piece length + 16 bytes). */
+export declare function sealPieceInto(key: Buffer, taskId: string, number: number, plain: Buffer, out: Buffer): void
+
 /** Seals several pieces on all cores; resolves to the sealed pieces in order. */
 export declare function sealPieces(key: Buffer, taskId: string, numbers: Array<number>, pieces: Array<Buffer>): Promise<Buffer[]>
+
+/** Seals several pieces into caller-provided outputs on all cores. */
+export declare function sealPiecesInto(key: Buffer, taskId: string, numbers: Array<number>, pieces: Array<Buffer>, outs: Array<Buffer>): Promise<void>
 
 export declare function startPieceServer(options: PieceServerOptions): Promise<PieceServerHandle>
 
@@ -201,6 +207,14 @@ export declare function zstdCompress(input: Buffer, level: number, workers?: num
 
 export declare function zstdCompressAsync(input: Buffer, level: number, workers?: number | undefined | null): Promise<Buffer>
 
+export declare function zstdCompressBound(len: number): number
+
+/** Compresses into `out` (size it with `zstdCompressBound`); returns the compressed length. */
+export declare function zstdCompressInto(input: Buffer, level: number, workers: number | undefined | null, out: Buffer): number
+
 export declare function zstdDecompress(input: Buffer, maxLen: number): Buffer
 
 export declare function zstdDecompressAsync(input: Buffer, maxLen: number): Promise<Buffer>
+
+/** Decompresses into `out`; returns the decompressed length (DF_CODEC if it does not fit). */
+export declare function zstdDecompressInto(input: Buffer, out: Buffer): number

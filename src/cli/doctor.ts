@@ -2,7 +2,7 @@
 // check exercises the feature (see native/core/src/probe.rs) instead of trusting uname.
 import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { addonVersion, probeHost, type ProbeReport } from "../native/index.js";
+import { addonVersion, defaultPieceServePath, probeHost, type ProbeReport, type ServePath } from "../native/index.js";
 
 export const CAPABILITIES = ["ioUring", "oDirect", "tmpfs", "sendfile", "zstd", "aesGcm"] as const;
 export type Capability = (typeof CAPABILITIES)[number];
@@ -26,6 +26,8 @@ export interface DoctorReport {
   sendfile: boolean;
   zstd: boolean;
   aesGcm: boolean;
+  /** Body path the piece server uses by default, chosen by measurement (bench piece-serve-paths). */
+  pieceServePath: ServePath;
   /** Why each false capability is false. */
   reasons: Partial<Record<Capability, string>>;
   dataDir: string;
@@ -53,6 +55,7 @@ export function runDoctor(options: DoctorOptions): DoctorReport {
     sendfile: probes.sendfile.ok,
     zstd: probes.zstd.ok,
     aesGcm: probes.aesGcm.ok,
+    pieceServePath: defaultPieceServePath(),
     reasons,
     dataDir,
     tmpfsDir: options.tmpfsDir,
@@ -68,6 +71,7 @@ export function formatDoctor(r: DoctorReport): string {
     const reason = r.reasons[cap];
     lines.push(`${cap.padEnd(9)}${r[cap] ? "ok  " : "FAIL"} (${need})${reason ? `: ${reason}` : ""}`);
   }
+  lines.push(`pieceServePath ${r.pieceServePath}`);
   lines.push(r.ok ? "doctor: all required capabilities work" : "doctor: a required capability failed");
   return lines.join("\n");
 }

@@ -51,3 +51,19 @@ export class DigestHasher {
     return this.inner.digest();
   }
 }
+
+// Allocation-free variants: the caller owns and reuses the output Buffers. A fresh multi-MiB
+// Buffer per call costs page faults comparable to the codec work itself, so hot paths (and a
+// daemon that keeps a pool of piece buffers) use these.
+
+/** Upper bound of the compressed size of `length` input bytes. */
+export const zstdCompressBound = (length: number): number => binding.zstdCompressBound(length);
+/** Compresses into `out`; returns the compressed length. */
+export const zstdCompressInto = (input: Buffer, level: number, out: Buffer, workers?: number): number => binding.zstdCompressInto(input, level, workers, out);
+/** Decompresses into `out`; returns the length (DF_CODEC if the frame does not fit). */
+export const zstdDecompressInto = (input: Buffer, out: Buffer): number => binding.zstdDecompressInto(input, out);
+/** Seals a piece into `out`, which must be `plain.length + 16` bytes. */
+export const sealPieceInto = (key: Buffer, taskId: string, number: number, plain: Buffer, out: Buffer): void => binding.sealPieceInto(key, taskId, number, plain, out);
+/** Seals several pieces into `outs` on all cores; `outs` must stay untouched until it resolves. */
+export const sealPiecesInto = (key: Buffer, taskId: string, numbers: number[], pieces: Buffer[], outs: Buffer[]): Promise<void> =>
+  nativeAsync(binding.sealPiecesInto(key, taskId, numbers, pieces, outs));

@@ -104,3 +104,45 @@ pub fn open_pieces(
         codec::open_pieces(&key, &task_id, &list).map(|v| v.into_iter().map(Buffer::from).collect())
     })
 }
+
+/// Compresses into `out` (size it with `zstdCompressBound`); returns the compressed length.
+#[napi]
+pub fn zstd_compress_into(input: Buffer, level: i32, workers: Option<u32>, mut out: Buffer) -> Result<u32> {
+    codec::zstd_compress_into(&input, level, workers.unwrap_or(0), &mut out).map(|n| n as u32).map_err(to_js)
+}
+
+#[napi]
+pub fn zstd_compress_bound(len: u32) -> u32 {
+    codec::zstd_compress_bound(len as usize) as u32
+}
+
+/// Decompresses into `out`; returns the decompressed length (DF_CODEC if it does not fit).
+#[napi]
+pub fn zstd_decompress_into(input: Buffer, mut out: Buffer) -> Result<u32> {
+    codec::zstd_decompress_into(&input, &mut out).map(|n| n as u32).map_err(to_js)
+}
+
+/// Seals one piece into `out` (piece length + 16 bytes).
+#[napi]
+pub fn seal_piece_into(key: Buffer, task_id: String, number: u32, plain: Buffer, mut out: Buffer) -> Result<()> {
+    codec::seal_piece_into(&key, &task_id, number, &plain, &mut out).map_err(to_js)
+}
+
+/// Seals several pieces into caller-provided outputs on all cores.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn seal_pieces_into(
+    env: &Env,
+    key: Buffer,
+    task_id: String,
+    numbers: Vec<u32>,
+    pieces: Vec<Buffer>,
+    outs: Vec<Buffer>,
+) -> Result<PromiseRaw<'_, ()>> {
+    pairs(&numbers, &pieces).map_err(to_js)?;
+    off_thread(env, move || {
+        let mut outs = outs;
+        let list: Vec<(u32, &[u8])> = numbers.iter().copied().zip(pieces.iter().map(|b| &b[..])).collect();
+        let mut views: Vec<&mut [u8]> = outs.iter_mut().map(|b| &mut b[..]).collect();
+        codec::seal_pieces_into(&key, &task_id, &list, &mut views)
+    })
+}

@@ -110,6 +110,84 @@ thread_local! {
 /// more than compressing a small piece). `workers` > 0 splits the piece into jobs compressed
 /// on that many extra threads; the output stays one standard zstd frame.
 pub fn zstd_compress_piece(input: &[u8], level: i32, workers: u32) -> Result<Vec<u8>> {
+    with_compressor(level, workers, |c| c.compress(input))
+}
+
+/// Decompresses one piece (one or more concatenated frames) with a per-thread context,
+/// refusing output beyond `max_len`.
+pub fn zstd_decompress_piece(input: &[u8], max_len: usize) -> Result<Vec<u8>> {
+    let codec = |e: std::io::Error| CoreError::new(ErrorCode::Codec, format!("zstd decompress: {e}"));
+    ZSTD_D.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let d = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new().map_err(codec)?),
+        };
+        d.decompress(input, max_len).map_err(codec)
+    })
+}
+
+/// Seals one piece into `out` (exactly `plain.len() + 16` bytes): no allocation, so a caller
+/// that reuses its output buffers never pays for fresh pages.
+pub fn seal_piece_into(key: &[u8], task_id: &str, number: u32, plain: &[u8], out: &mut [u8]) -> Result<()> {
+    let tag_len = AES_256_GCM.tag_len();
+    if out.len() != plain.len() + tag_len {
+        return Err(CoreError::new(
+            ErrorCode::InvalidArgument,
+            format!("output must be {} bytes (piece + 16-byte tag), got {}", plain.len() + tag_len, out.len()),
+        ));
+    }
+    let k = gcm_key(key)?;
+    let (body, tag_out) = out.split_at_mut(plain.len());
+    body.copy_from_slice(plain);
+    let tag = k
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(piece_nonce(task_id, number)),
+            Aad::from(number.to_be_bytes()),
+            body,
+        )
+        .map_err(|_| CoreError::new(ErrorCode::Codec, "AES-256-GCM seal failed"))?;
+    tag_out.copy_from_slice(tag.as_ref());
+    Ok(())
+}
+
+/// Seals several pieces into caller-provided outputs, in parallel over the cores.
+pub fn seal_pieces_into(key: &[u8], task_id: &str, pieces: &[(u32, &[u8])], outs: &mut [&mut [u8]]) -> Result<()> {
+    use rayon::prelude::*;
+    if pieces.len() != outs.len() {
+        return Err(CoreError::new(ErrorCode::InvalidArgument, "one output buffer per piece is needed"));
+    }
+    pieces.par_iter().zip(outs.par_iter_mut()).try_for_each(|((n, p), o)| seal_piece_into(key, task_id, *n, p, o))
+}
+
+/// Compresses into `out` and returns the compressed size (DF_CODEC if `out` is too small;
+/// `zstd_compress_bound` gives a size that always fits).
+pub fn zstd_compress_into(input: &[u8], level: i32, workers: u32, out: &mut [u8]) -> Result<usize> {
+    with_compressor(level, workers, |c| c.compress_to_buffer(input, out))
+}
+
+pub fn zstd_compress_bound(len: usize) -> usize {
+    zstd::zstd_safe::compress_bound(len)
+}
+
+/// Decompresses into `out` and returns the decompressed size; output larger than `out` fails.
+pub fn zstd_decompress_into(input: &[u8], out: &mut [u8]) -> Result<usize> {
+    let codec = |e: std::io::Error| CoreError::new(ErrorCode::Codec, format!("zstd decompress: {e}"));
+    ZSTD_D.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let d = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new().map_err(codec)?),
+        };
+        d.decompress_to_buffer(input, out).map_err(codec)
+    })
+}
+
+fn with_compressor<T>(
+    level: i32,
+    workers: u32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
+) -> Result<T> {
     if !(1..=19).contains(&level) {
         return Err(CoreError::new(ErrorCode::InvalidArgument, format!("zstd level {level} is outside 1..=19")));
     }
@@ -126,22 +204,7 @@ pub fn zstd_compress_piece(input: &[u8], level: i32, workers: u32) -> Result<Vec
             // Jobs of 1 MiB (the minimum worth a thread) so a 4 MiB piece has work for every core.
             c.set_parameter(zstd::zstd_safe::CParameter::JobSize(1 << 20)).map_err(codec)?;
         }
-        c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true)).map_err(codec)?;
-        c.compress(input).map_err(codec)
-    })
-}
-
-/// Decompresses one piece (one or more concatenated frames) with a per-thread context,
-/// refusing output beyond `max_len`.
-pub fn zstd_decompress_piece(input: &[u8], max_len: usize) -> Result<Vec<u8>> {
-    let codec = |e: std::io::Error| CoreError::new(ErrorCode::Codec, format!("zstd decompress: {e}"));
-    ZSTD_D.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let d = match slot.as_mut() {
-            Some(d) => d,
-            None => slot.insert(zstd::bulk::Decompressor::new().map_err(codec)?),
-        };
-        d.decompress(input, max_len).map_err(codec)
+        f(c).map_err(codec)
     })
 }
 
@@ -184,6 +247,28 @@ mod tests {
         assert_eq!(open_piece(&key, TID, 5, &sealed[..sealed.len() - 1]).unwrap_err().code, ErrorCode::Auth);
         assert_eq!(seal_piece(&[0u8; 31], TID, 5, &plain).unwrap_err().code, ErrorCode::InvalidArgument);
         assert_ne!(piece_nonce(TID, 1), piece_nonce(TID, 2));
+    }
+
+    #[test]
+    fn into_variants_match_allocating_ones() {
+        let key = [4u8; 32];
+        let a = mixed(50_000);
+        let b = mixed(777);
+        let mut oa = vec![0u8; a.len() + 16];
+        let mut ob = vec![0u8; b.len() + 16];
+        seal_pieces_into(&key, TID, &[(1, &a), (2, &b)], &mut [&mut oa, &mut ob]).unwrap();
+        assert_eq!(oa, seal_piece(&key, TID, 1, &a).unwrap());
+        assert_eq!(ob, seal_piece(&key, TID, 2, &b).unwrap());
+        let mut short = vec![0u8; a.len()];
+        assert_eq!(seal_piece_into(&key, TID, 1, &a, &mut short).unwrap_err().code, ErrorCode::InvalidArgument);
+        let data = mixed(1 << 20);
+        let mut c = vec![0u8; zstd_compress_bound(data.len())];
+        let n = zstd_compress_into(&data, 3, 0, &mut c).unwrap();
+        let mut d = vec![0u8; data.len()];
+        assert_eq!(zstd_decompress_into(&c[..n], &mut d).unwrap(), data.len());
+        assert_eq!(d, data);
+        let mut small = vec![0u8; 10];
+        assert_eq!(zstd_decompress_into(&c[..n], &mut small).unwrap_err().code, ErrorCode::Codec);
     }
 
     #[test]

@@ -1,0 +1,183 @@
+// Serving a task's pieces over loopback. ours: the addon's vortex piece server → the addon's
+// piece client, all pieces of a 1 GiB task (4 MiB pieces, 4 in flight over pooled connections),
+// each piece verified (CRC-32) and written into a second task store on the same disk.
+// baseline: nginx (sendfile on) serving the same content file → curl writing it to a file on
+// the same disk (one stream, no verification, page cache only). A second, report-only result
+// compares the server's body paths (sendfile, splice, buffered) with the same client so that
+// the default path is chosen, and re-checked, by measurement.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { defaultPieceServePath, openTaskStore, startPieceServer, type NativeTaskStore, type ServePath } from "../src/native/index.js";
+import { interleave, median, throughputResult } from "./lib/measure.js";
+import type { BenchContext, BenchSuite } from "./lib/types.js";
+
+const PIECE = 4 << 20;
+const INFLIGHT = 4;
+const GB = 1e9;
+const TASK = "5e1fe5e1".repeat(8);
+
+interface Source {
+  root: string;
+  store: NativeTaskStore;
+  size: number;
+}
+
+let source: Source | undefined;
+async function ensureSource(ctx: BenchContext): Promise<Source> {
+  const size = ctx.short ? 256 << 20 : 1 << 30;
+  if (source?.size === size) return source;
+  const root = join(ctx.workDir, "serve-src");
+  mkdirSync(root, { recursive: true });
+  const store = openTaskStore({ dataDir: root, taskId: TASK, contentLength: size, pieceLength: PIECE });
+  const chunk = randomBytes(PIECE);
+  for (let n = 0; n < size / PIECE; n++) {
+    chunk.writeUInt32BE(n, 0);
+    await store.writePiece(n, chunk);
+  }
+  // Both servers read the file through the page cache; warm it once so neither pays for it.
+  spawnSync("cat", [store.info().contentPath], { stdio: ["ignore", "ignore", "ignore"] });
+  source = { root, store, size };
+  return source;
+}
+
+let round = 0;
+async function addonServe(ctx: BenchContext, src: Source, servePath?: ServePath): Promise<number> {
+  const server = await startPieceServer({ host: "127.0.0.1", port: 0, dataDir: src.root, ...(servePath ? { servePath } : {}) });
+  const dst = join(ctx.workDir, `serve-dst-${round++}`);
+  mkdirSync(dst, { recursive: true });
+  try {
+    const store = openTaskStore({ dataDir: dst, taskId: TASK, contentLength: src.size, pieceLength: PIECE });
+    const count = src.size / PIECE;
+    let next = 0;
+    const t0 = process.hrtime.bigint();
+    await Promise.all(
+      Array.from({ length: INFLIGHT }, async () => {
+        while (next < count) await store.fetchPiece({ addr: `127.0.0.1:${server.port}`, number: next++ });
+      }),
+    );
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (store.finishedCount() !== count) throw new Error("not every piece arrived");
+    return src.size / s / GB;
+  } finally {
+    await server.close();
+    rmSync(dst, { recursive: true, force: true });
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function nginxBinary(): string {
+  for (const p of ["/usr/sbin/nginx", "/usr/bin/nginx"]) if (existsSync(p)) return p;
+  return "nginx";
+}
+
+async function startNginx(ctx: BenchContext, src: Source): Promise<{ port: number; proc: ChildProcess; dir: string }> {
+  const dir = join(ctx.workDir, "nginx");
+  mkdirSync(join(dir, "tmp"), { recursive: true });
+  const port = await freePort();
+  // master_process off: one process as the current user (root in CI), so no `user` switch is
+  // needed to read the data dir; daemon off so it stays our child.
+  const conf = `daemon off;
+master_process off;
+worker_processes 1;
+error_log ${join(dir, "error.log")} warn;
+pid ${join(dir, "nginx.pid")};
+events { worker_connections 64; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path ${join(dir, "tmp")};
+  proxy_temp_path ${join(dir, "tmp")};
+  fastcgi_temp_path ${join(dir, "tmp")};
+  uwsgi_temp_path ${join(dir, "tmp")};
+  scgi_temp_path ${join(dir, "tmp")};
+  types { }
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:${port};
+    root ${join(src.root, TASK)};
+  }
+}
+`;
+  writeFileSync(join(dir, "nginx.conf"), conf);
+  const proc = spawn(nginxBinary(), ["-p", dir, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], { stdio: "ignore" });
+  for (let i = 0; i < 100; i++) {
+    const r = spawnSync("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${port}/pieces`], { encoding: "utf8" });
+    if (r.stdout === "200") return { port, proc, dir };
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  proc.kill("SIGKILL");
+  const log = existsSync(join(dir, "error.log")) ? readFileSync(join(dir, "error.log"), "utf8") : "";
+  throw new Error(`nginx did not start (installed? .ci/run installs nginx-light): ${log}`);
+}
+
+function curlFetch(ctx: BenchContext, port: number, size: number): number {
+  const out = join(ctx.workDir, `curl-${round++}`);
+  try {
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync("curl", ["-s", "-f", "-o", out, `http://127.0.0.1:${port}/content`]);
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (r.status !== 0) throw new Error(`curl failed with ${r.status}`);
+    return size / s / GB;
+  } finally {
+    rmSync(out, { force: true });
+  }
+}
+
+const suite: BenchSuite = {
+  suite: "native",
+  benchmarks: [
+    {
+      name: "piece-serve",
+      run: async (ctx) => {
+        const src = await ensureSource(ctx);
+        const nginx = await startNginx(ctx, src);
+        try {
+          const m = await interleave(
+            ctx.short ? 3 : 5,
+            () => addonServe(ctx, src),
+            () => curlFetch(ctx, nginx.port, src.size),
+          );
+          return throughputResult("piece-serve", "GB/s", m.ours, m.baseline, "nginx sendfile → curl", {
+            size: src.size,
+            servePath: defaultPieceServePath(),
+            piecesInFlight: INFLIGHT,
+            oursRounds: m.oursRounds,
+            baselineRounds: m.baselineRounds,
+          });
+        } finally {
+          nginx.proc.kill("SIGTERM");
+        }
+      },
+    },
+    {
+      name: "piece-serve-paths",
+      run: async (ctx) => {
+        const src = await ensureSource(ctx);
+        const paths: ServePath[] = ["sendfile", "splice", "buffered"];
+        const samples: Record<string, number[]> = { sendfile: [], splice: [], buffered: [] };
+        for (let r = 0; r < (ctx.short ? 2 : 3); r++) for (const p of paths) samples[p]?.push(await addonServe(ctx, src, p));
+        const med = Object.fromEntries(paths.map((p) => [p, median(samples[p] ?? [])])) as Record<ServePath, number>;
+        const def = defaultPieceServePath();
+        const bestOther = Math.max(...paths.filter((p) => p !== def).map((p) => med[p]));
+        // Report only: ratio > 1 means the default path is still the fastest here.
+        return throughputResult("piece-serve-paths", "GB/s", med[def], bestOther, "fastest non-default path", { default: def, ...med });
+      },
+    },
+  ],
+};
+
+export default suite;
