@@ -1,0 +1,258 @@
+// What each job type does for one scheduler cluster. A job fans out over its clusters; each
+// cluster's outcome becomes one entry of `result.job_states` in Dragonfly's shape (Harbor reads
+// `job_states[].results[].success_tasks/failure_tasks` and `job_states[].error`).
+import { status, type ServiceError } from "@grpc/grpc-js";
+import { randomUUID } from "node:crypto";
+import { taskIdFromContent, taskIdFromUrl } from "../../common/ids.js";
+import type { Logger } from "../../common/logger.js";
+import { SsrfError, type SsrfPolicy } from "../../common/ssrf.js";
+import type { Database } from "../db/database.js";
+import type { Host } from "../../gen/common/v2/common.js";
+import { Priority } from "../../gen/common/v2/common.js";
+import type { ListHostsResponse, PreheatFileRequest, StatFileRequest, StatFileResponse } from "../../gen/scheduler/v2/scheduler.js";
+import type { Task } from "../../gen/common/v2/common.js";
+import type { Empty } from "../../gen/google/protobuf/empty.js";
+import type { PreheatArgs, TaskArgs } from "./args.js";
+import { activeScheduler, call, mapLimit, type ClientPool, type SchedulerRow } from "./clients.js";
+import { ImageResolveError, type ImageResolver } from "./image.js";
+
+export interface JobState {
+  task_name: string;
+  task_uuid: string;
+  state: "SUCCESS" | "FAILURE";
+  error: string;
+  results: unknown[];
+  created_at: string;
+  ttl: number;
+}
+
+export interface ExecutorDeps {
+  db: Database;
+  clients: ClientPool;
+  ssrf: SsrfPolicy;
+  images: ImageResolver;
+  logger: Logger;
+  /** How often to ask the scheduler whether a preheated file is cached yet (ms, doubles to 16×). */
+  statIntervalMs: number;
+  /** Per-RPC deadline (ms). */
+  rpcTimeoutMs: number;
+}
+
+export interface PreheatSuccessTask {
+  url: string;
+  hostname: string;
+  ip: string;
+}
+export interface PreheatFailureTask extends PreheatSuccessTask {
+  description: string;
+}
+
+const isGrpc = (e: unknown): e is ServiceError => typeof e === "object" && e !== null && "code" in e && typeof (e).code === "number";
+const message = (e: unknown) => (isGrpc(e) ? (e.details ?? e.message) : e instanceof Error ? e.message : String(e));
+const splitFilter = (s: string) => s.split("&").filter(Boolean);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function state(taskName: string, results: unknown[], error: string): JobState {
+  return { task_name: taskName, task_uuid: `task_${randomUUID()}`, state: error ? "FAILURE" : "SUCCESS", error, results, created_at: new Date().toISOString(), ttl: 0 };
+}
+
+async function requireScheduler(deps: ExecutorDeps, clusterId: number, feature: "preheat" | undefined): Promise<SchedulerRow> {
+  const s = await activeScheduler(deps.db, clusterId, feature);
+  if (!s) throw new Error(`scheduler cluster ${clusterId} has no active scheduler${feature ? ` with feature "${feature}"` : ""}`);
+  return s;
+}
+
+/** Preheat one URL through a scheduler, then wait until a peer reports it cached. */
+async function preheatUrl(deps: ExecutorDeps, s: SchedulerRow, args: PreheatArgs, url: string, headers: Record<string, string>, deadline: number): Promise<{ ok: PreheatSuccessTask[]; failed: PreheatFailureTask[] }> {
+  const fail = (description: string) => ({ ok: [], failed: [{ url, hostname: s.host_name, ip: s.ip, description }] });
+  try {
+    await deps.ssrf.checkUrl(url);
+  } catch (e) {
+    return fail(e instanceof SsrfError ? e.message : `invalid preheat URL: ${message(e)}`);
+  }
+  const client = deps.clients.scheduler(s.ip, s.port);
+  const remainingNs = Math.max(1, deadline - Date.now()) * 1e6;
+  const req: PreheatFileRequest = {
+    url,
+    pieceLength: args.piece_length,
+    tag: args.tag || undefined,
+    application: args.application || undefined,
+    filteredQueryParams: splitFilter(args.filtered_query_params),
+    header: headers,
+    scope: args.scope,
+    ips: args.ips,
+    percentage: args.percentage,
+    count: args.count,
+    concurrentTaskCount: args.concurrent_task_count,
+    concurrentPeerCount: args.concurrent_peer_count,
+    timeout: { seconds: Math.floor(remainingNs / 1e9), nanos: Math.floor(remainingNs % 1e9) },
+    priority: Priority.LEVEL0,
+    certificateChain: [],
+    insecureSkipVerify: false,
+  };
+  try {
+    await call<Empty>((md, o, cb) => client.preheatFile(req, md, o, cb), deps.rpcTimeoutMs);
+  } catch (e) {
+    return fail(`PreheatFile on scheduler ${s.host_name}: ${message(e)}`);
+  }
+  const stat: StatFileRequest = {
+    url,
+    pieceLength: args.piece_length,
+    tag: args.tag || undefined,
+    application: args.application || undefined,
+    filteredQueryParams: splitFilter(args.filtered_query_params),
+    header: headers,
+    concurrentPeerCount: args.concurrent_peer_count,
+    certificateChain: [],
+    insecureSkipVerify: false,
+  };
+  // PreheatFile only dispatches the downloads; the job succeeds when a peer holds the file.
+  let wait = deps.statIntervalMs;
+  for (;;) {
+    try {
+      const res = await call<StatFileResponse>((md, o, cb) => client.statFile(stat, md, o, cb), deps.rpcTimeoutMs);
+      const done = res.peers.filter((p) => p.cachedFiles.some((f) => f.url === url && f.isFinished === true));
+      if (done.length > 0) return { ok: done.map((p) => ({ url, hostname: p.hostname, ip: p.ip })), failed: [] };
+    } catch (e) {
+      // A scheduler without StatFile cannot confirm; its acceptance of PreheatFile is the result.
+      if (isGrpc(e) && e.code === status.UNIMPLEMENTED) return { ok: [{ url, hostname: s.host_name, ip: s.ip }], failed: [] };
+      deps.logger.warn({ url, scheduler: s.host_name, err: message(e) }, "StatFile failed; retrying");
+    }
+    if (Date.now() + wait > deadline) return fail(`timed out waiting for a peer to cache the file`);
+    await sleep(wait);
+    wait = Math.min(wait * 2, deps.statIntervalMs * 16);
+  }
+}
+
+export async function runPreheat(deps: ExecutorDeps, clusterId: number, args: PreheatArgs): Promise<JobState> {
+  const deadline = Date.now() + args.timeout / 1e6;
+  let urls: string[];
+  let headers = args.headers;
+  try {
+    const s = await requireScheduler(deps, clusterId, "preheat");
+    if (args.type === "image") {
+      const image = await deps.images.resolve(args.url, { headers: args.headers, username: args.username, password: args.password }, args.platform || undefined);
+      urls = image.blobUrls;
+      headers = image.headers;
+    } else {
+      urls = [...new Set([...(args.url ? [args.url] : []), ...args.urls])];
+    }
+    const outcomes = await mapLimit(urls, args.concurrent_task_count, (url) => preheatUrl(deps, s, args, url, headers, deadline));
+    const success_tasks = outcomes.flatMap((o) => o.ok);
+    const failure_tasks = outcomes.flatMap((o) => o.failed);
+    const error = failure_tasks.length > 0 ? `${failure_tasks.length} of ${urls.length} preheat tasks failed: ${failure_tasks[0]?.description ?? ""}` : "";
+    return state("preheat", [{ success_tasks, failure_tasks, scheduler_cluster_id: clusterId }], error);
+  } catch (e) {
+    const why = e instanceof ImageResolveError || e instanceof SsrfError ? e.message : message(e);
+    return state("preheat", [{ success_tasks: [], failure_tasks: [], scheduler_cluster_id: clusterId }], why);
+  }
+}
+
+function taskIdOf(args: TaskArgs): string {
+  if (args.task_id) return args.task_id;
+  if (args.content_for_calculating_task_id !== undefined) return taskIdFromContent(args.content_for_calculating_task_id);
+  return taskIdFromUrl({ url: args.url, tag: args.tag || undefined, application: args.application || undefined, pieceLength: args.piece_length, filteredQueryParams: splitFilter(args.filtered_query_params) });
+}
+
+async function listHosts(deps: ExecutorDeps, s: SchedulerRow): Promise<Host[]> {
+  const client = deps.clients.scheduler(s.ip, s.port);
+  return (await call<ListHostsResponse>((md, o, cb) => client.listHosts({}, md, o, cb), deps.rpcTimeoutMs)).hosts;
+}
+
+const hostType = (h: Host) => (h.type === 0 ? "normal" : "super");
+
+/** get_task: which peers hold the task (Dragonfly's GetTaskResponse per cluster). */
+export async function runGetTask(deps: ExecutorDeps, clusterId: number, args: TaskArgs): Promise<JobState> {
+  try {
+    const s = await requireScheduler(deps, clusterId, undefined);
+    const taskId = taskIdOf(args);
+    const hosts = await listHosts(deps, s);
+    const peers = (
+      await mapLimit(hosts, args.concurrent_peer_count, async (h) => {
+        const d = deps.clients.daemon(h.ip, h.port);
+        try {
+          const task = await call<Task>((md, o, cb) => d.statTask({ taskId }, md, o, cb), deps.rpcTimeoutMs);
+          const now = new Date().toISOString();
+          return [{ id: h.id, hostname: h.hostname, ip: h.ip, host_type: hostType(h), created_at: task.createdAt?.toISOString() ?? now, updated_at: task.updatedAt?.toISOString() ?? now, IsFinished: task.state === "Succeeded" }];
+        } catch {
+          return [];
+        }
+      })
+    ).flat();
+    return state("get_task", [{ peers, task_id: taskId, scheduler_cluster_id: clusterId }], "");
+  } catch (e) {
+    return state("get_task", [{ peers: [], scheduler_cluster_id: clusterId }], message(e));
+  }
+}
+
+/** delete_task: every peer of the cluster drops its copy of the task. */
+export async function runDeleteTask(deps: ExecutorDeps, clusterId: number, args: TaskArgs): Promise<JobState> {
+  try {
+    const s = await requireScheduler(deps, clusterId, undefined);
+    const taskId = taskIdOf(args);
+    const hosts = await listHosts(deps, s);
+    const outcomes = await mapLimit(hosts, 8, async (h) => {
+      const d = deps.clients.daemon(h.ip, h.port);
+      try {
+        await call<Empty>((md, o, cb) => d.deleteTask({ taskId }, md, o, cb), deps.rpcTimeoutMs);
+        return { ok: { hostname: h.hostname, ip: h.ip, host_type: hostType(h) } };
+      } catch (e) {
+        if (isGrpc(e) && e.code === status.NOT_FOUND) return {};
+        return { failed: { hostname: h.hostname, ip: h.ip, host_type: hostType(h), description: message(e) } };
+      }
+    });
+    const success_tasks = outcomes.flatMap((o) => (o.ok ? [o.ok] : []));
+    const failure_tasks = outcomes.flatMap((o) => (o.failed ? [o.failed] : []));
+    return state("delete_task", [{ success_tasks, failure_tasks, task_id: taskId, scheduler_cluster_id: clusterId }], failure_tasks.length > 0 ? `${failure_tasks.length} peers failed to delete the task` : "");
+  } catch (e) {
+    return state("delete_task", [{ success_tasks: [], failure_tasks: [], scheduler_cluster_id: clusterId }], message(e));
+  }
+}
+
+/** sync_peers: the scheduler's host list becomes the cluster's `peers` rows. */
+export async function runSyncPeers(deps: ExecutorDeps, clusterId: number): Promise<JobState> {
+  try {
+    const s = await requireScheduler(deps, clusterId, undefined);
+    const hosts = await listHosts(deps, s);
+    await deps.db.transaction(async (tx) => {
+      for (const h of hosts) {
+        await tx.query(
+          `INSERT INTO peers (host_name, type, idc, location, ip, port, download_port, proxy_port, state, os, platform, platform_family, platform_version, kernel_version, git_version, git_commit, build_platform, scheduler_cluster_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $12, $13, $14, $15, $16, $17)
+           ON CONFLICT (host_name, ip, scheduler_cluster_id) DO UPDATE SET type = EXCLUDED.type, idc = EXCLUDED.idc, location = EXCLUDED.location, port = EXCLUDED.port,
+             download_port = EXCLUDED.download_port, proxy_port = EXCLUDED.proxy_port, state = 'active', os = EXCLUDED.os, platform = EXCLUDED.platform,
+             platform_family = EXCLUDED.platform_family, platform_version = EXCLUDED.platform_version, kernel_version = EXCLUDED.kernel_version,
+             git_version = EXCLUDED.git_version, git_commit = EXCLUDED.git_commit, build_platform = EXCLUDED.build_platform, updated_at = now()`,
+          [
+            h.hostname,
+            hostType(h),
+            h.network?.idc ?? "",
+            h.network?.location ?? "",
+            h.ip,
+            h.port,
+            h.downloadPort,
+            h.proxyPort,
+            h.os,
+            h.platform,
+            h.platformFamily,
+            h.platformVersion,
+            h.kernelVersion,
+            h.build?.gitVersion ?? "",
+            h.build?.gitCommit ?? "",
+            h.build?.platform ?? "",
+            clusterId,
+          ],
+        );
+      }
+      // Hosts the scheduler no longer knows are gone.
+      const seen = hosts.map((h) => `${h.hostname}\u001f${h.ip}`);
+      await tx.query(
+        `UPDATE peers SET state = 'inactive', updated_at = now() WHERE scheduler_cluster_id = $1 AND state = 'active' AND NOT (host_name || chr(31) || ip = ANY(string_to_array($2, chr(30))))`,
+        [clusterId, seen.join("\u001e")],
+      );
+    });
+    return state("sync_peers", [{ scheduler_cluster_id: clusterId, peer_count: hosts.length }], "");
+  } catch (e) {
+    return state("sync_peers", [{ scheduler_cluster_id: clusterId, peer_count: 0 }], message(e));
+  }
+}

@@ -1,0 +1,168 @@
+// Runs jobs stored in the database. Jobs are claimed with a lease (SELECT … FOR UPDATE SKIP
+// LOCKED), so several managers can share one PostgreSQL and a job whose manager died is picked
+// up again when its lease runs out — jobs survive restarts. While running a job stays PENDING
+// (the only in-progress state Harbor understands) and ends SUCCESS or FAILURE with one
+// `job_states` entry per cluster. Credentials in the args are dropped once the job is done.
+import { randomUUID } from "node:crypto";
+import type { Logger } from "../../common/logger.js";
+import type { SsrfPolicy } from "../../common/ssrf.js";
+import type { Database, Row } from "../db/database.js";
+import type { ManagerMetrics } from "../metrics.js";
+import { scrubArgs, type PreheatArgs, type TaskArgs } from "./args.js";
+import { ClientPool } from "./clients.js";
+import { runDeleteTask, runGetTask, runPreheat, runSyncPeers, type ExecutorDeps, type JobState } from "./executors.js";
+import { ImageResolver } from "./image.js";
+
+export interface JobRunnerOptions {
+  db: Database;
+  logger: Logger;
+  ssrf: SsrfPolicy;
+  metrics?: ManagerMetrics;
+  /** Jobs run at once by this manager. */
+  concurrency?: number;
+  /** How often to look for pending jobs when not woken (ms). */
+  pollIntervalMs?: number;
+  /** Lease length (ms); renewed at a third of it while the job runs. */
+  leaseMs?: number;
+  statIntervalMs?: number;
+  rpcTimeoutMs?: number;
+}
+
+export class JobRunner {
+  readonly owner = `manager-${randomUUID()}`;
+  private readonly clients = new ClientPool();
+  private readonly deps: ExecutorDeps;
+  private readonly running = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = true;
+  private polling = false;
+  private repoll = false;
+
+  constructor(private readonly opts: JobRunnerOptions) {
+    this.deps = {
+      db: opts.db,
+      clients: this.clients,
+      ssrf: opts.ssrf,
+      images: new ImageResolver(opts.ssrf.agent()),
+      logger: opts.logger,
+      statIntervalMs: opts.statIntervalMs ?? 1000,
+      rpcTimeoutMs: opts.rpcTimeoutMs ?? 30_000,
+    };
+  }
+
+  private get leaseMs() {
+    return this.opts.leaseMs ?? 60_000;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.timer = setInterval(() => this.wake(), this.opts.pollIntervalMs ?? 2000);
+    this.timer.unref();
+    this.wake();
+  }
+
+  /** Looks for pending jobs now (called when a job is created). */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.polling) {
+      this.repoll = true;
+      return;
+    }
+    this.polling = true;
+    void this.poll()
+      .catch((err: unknown) => this.opts.logger.error({ err }, "job poll failed"))
+      .finally(() => {
+        this.polling = false;
+        if (this.repoll) {
+          this.repoll = false;
+          this.wake();
+        }
+      });
+  }
+
+  private async poll(): Promise<void> {
+    const limit = this.opts.concurrency ?? 4;
+    while (!this.stopped && this.running.size < limit) {
+      const job = await this.claim();
+      if (!job) return;
+      const p = this.run(job).finally(() => {
+        this.running.delete(p);
+        this.wake();
+      });
+      this.running.add(p);
+    }
+  }
+
+  private async claim(): Promise<Row | undefined> {
+    const [job] = await this.opts.db.query(
+      `UPDATE jobs SET lease_owner = $1, lease_until = now() + make_interval(secs => $2::double precision), attempts = attempts + 1
+       WHERE id = (SELECT id FROM jobs WHERE state = 'PENDING' AND (lease_until IS NULL OR lease_until < now()) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+       RETURNING *`,
+      [this.owner, this.leaseMs / 1000],
+    );
+    return job;
+  }
+
+  private async run(job: Row): Promise<void> {
+    const log = this.opts.logger.child({ job: job.id, type: job.type });
+    const renew = setInterval(() => {
+      this.opts.db
+        .query("UPDATE jobs SET lease_until = now() + make_interval(secs => $1::double precision) WHERE id = $2 AND lease_owner = $3", [this.leaseMs / 1000, job.id, this.owner])
+        .catch((err: unknown) => log.warn({ err }, "lease renewal failed"));
+    }, this.leaseMs / 3);
+    renew.unref();
+    try {
+      const clusters = await this.opts.db.query<{ scheduler_cluster_id: number }>("SELECT scheduler_cluster_id FROM job_scheduler_clusters WHERE job_id = $1 ORDER BY 1", [job.id]);
+      const args = job.args as Record<string, unknown>;
+      const states: JobState[] = await Promise.all(clusters.map((c) => this.runOne(job.type as string, c.scheduler_cluster_id, args)));
+      const ok = states.length > 0 && states.every((s) => s.state === "SUCCESS");
+      const result = {
+        created_at: (job.created_at as Date).toISOString(),
+        updated_at: new Date().toISOString(),
+        group_uuid: job.task_id,
+        state: ok ? "SUCCESS" : "FAILURE",
+        job_states: states.length > 0 ? states : [{ task_name: job.type, task_uuid: "", state: "FAILURE", error: "no scheduler cluster to run the job on", results: [], created_at: new Date().toISOString(), ttl: 0 }],
+      };
+      await this.finish(job, result.state, result);
+      log.info({ state: result.state, clusters: states.length }, "job finished");
+    } catch (err) {
+      log.error({ err }, "job failed unexpectedly");
+      await this.finish(job, "FAILURE", { state: "FAILURE", group_uuid: job.task_id, job_states: [{ task_name: job.type, task_uuid: "", state: "FAILURE", error: err instanceof Error ? err.message : String(err), results: [], created_at: new Date().toISOString(), ttl: 0 }] }).catch(() => undefined);
+    } finally {
+      clearInterval(renew);
+    }
+  }
+
+  private runOne(type: string, clusterId: number, args: Record<string, unknown>): Promise<JobState> {
+    switch (type) {
+      case "preheat":
+        return runPreheat(this.deps, clusterId, args as unknown as PreheatArgs);
+      case "get_task":
+        return runGetTask(this.deps, clusterId, args as unknown as TaskArgs);
+      case "delete_task":
+        return runDeleteTask(this.deps, clusterId, args as unknown as TaskArgs);
+      case "sync_peers":
+        return runSyncPeers(this.deps, clusterId);
+      default:
+        return Promise.resolve({ task_name: type, task_uuid: "", state: "FAILURE", error: `unknown job type "${type}"`, results: [], created_at: new Date().toISOString(), ttl: 0 });
+    }
+  }
+
+  private async finish(job: Row, finalState: string, result: unknown): Promise<void> {
+    // Only the lease holder writes the outcome: a manager that lost its lease must not
+    // overwrite the result of the one that took over.
+    await this.opts.db.query(
+      "UPDATE jobs SET state = $1, result = $2::jsonb, args = $3::jsonb, lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = $4 AND lease_owner = $5",
+      [finalState, JSON.stringify(result), JSON.stringify(scrubArgs(job.args as Record<string, unknown>)), job.id, this.owner],
+    );
+    this.opts.metrics?.jobs.inc({ type: job.type as string, state: finalState });
+  }
+
+  /** Stops claiming, waits for running jobs, closes clients. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await Promise.allSettled([...this.running]);
+    this.clients.close();
+  }
+}
