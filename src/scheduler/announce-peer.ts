@@ -24,6 +24,7 @@ export interface AnnounceContext {
   metrics: SchedulerMetrics;
   log: Logger;
   backToSourceCount: number;
+  hostMetrics: boolean;
 }
 
 type Request = NonNullable<AnnouncePeerRequest["request"]>;
@@ -369,6 +370,12 @@ export class AnnouncePeerSession {
         const trafficName = TRAFFIC_NAMES[traffic] ?? "REMOTE_PEER";
         metrics.downloadPiece.inc({ traffic_type: trafficName, task_type: labels.task_type, host_type: labels.host_type });
         metrics.traffic.inc({ type: trafficName, task_type: labels.task_type, host_type: labels.host_type }, piece.length);
+        if (this.ctx.hostMetrics) {
+          const h = peer.host;
+          metrics.hostTraffic.inc({ type: "download", task_type: labels.task_type, host_type: labels.host_type, host_id: h.id, host_ip: h.ip, host_name: h.hostname }, piece.length);
+          const parentHost = piece.parentId ? resource.peers.get(piece.parentId)?.host : undefined;
+          if (parentHost) metrics.hostTraffic.inc({ type: "upload", task_type: labels.task_type, host_type: parentHost.typeName, host_id: parentHost.id, host_ip: parentHost.ip, host_name: parentHost.hostname }, piece.length);
+        }
         if (backToSource) {
           if (peer.task.totalPieceCount > 0 || peer.task.pieces.size < MAX_STORED_PIECES) peer.task.pieces.set(piece.number, { ...piece, content: undefined });
         } else if (piece.parentId) {

@@ -12,6 +12,7 @@ import { SchedulerService as SchedulerServiceDefinition } from "../gen/scheduler
 import { ManagerAnnouncer } from "./announcer.js";
 import { resolveSchedulerConfig, type SchedulerConfig } from "./config.js";
 import { ResourceGc } from "./gc.js";
+import { rateLimitService } from "./rate-limit.js";
 import { createSchedulerMetrics } from "./metrics.js";
 import { Resource, type Clock } from "./resource/resource.js";
 import { evaluatorFromConfig } from "./scheduling/evaluator/index.js";
@@ -53,10 +54,13 @@ export async function startScheduler(config: SchedulerConfig | Record<string, un
   const evaluator = evaluatorFromConfig(cfg.scheduler);
   const scheduling = new Scheduling(resource, cfg.scheduler, evaluator, deps.rng ? { rng: deps.rng } : {});
   const seedPeers = cfg.seedPeer.enable ? new SeedPeers(resource, cfg.seedPeer, log) : undefined;
-  const service = new SchedulerService({ resource, scheduling, seedPeers, metrics, log, backToSourceCount: cfg.scheduler.backToSourceCount });
+  const service = new SchedulerService({ resource, scheduling, seedPeers, metrics, log, backToSourceCount: cfg.scheduler.backToSourceCount, hostMetrics: cfg.metrics.enableHost });
   const gc = new ResourceGc(resource, cfg.scheduler.gc, log, () => seedPeers?.sync());
 
-  const grpc = await startGrpcServer([{ definition: SchedulerServiceDefinition, implementation: instrumentService(SchedulerServiceDefinition, service.implementation(), registry) }], cfg.server.listenIP, cfg.server.port);
+  const limited = rateLimitService(SchedulerServiceDefinition, service.implementation(), cfg.server.requestRateLimit);
+  // Dragonfly's default listen address is IPv4-any; with network.enableIPv6 it is IPv6-any.
+  const listenIP = cfg.network.enableIPv6 && cfg.server.listenIP === "0.0.0.0" ? "::" : cfg.server.listenIP;
+  const grpc = await startGrpcServer([{ definition: SchedulerServiceDefinition, implementation: instrumentService(SchedulerServiceDefinition, limited, registry) }], listenIP, cfg.server.port);
   grpc.health.setStatus("scheduler.v2.Scheduler", true);
   let metricsServer: MetricsServer | undefined;
   let announcer: ManagerAnnouncer | undefined;

@@ -37,6 +37,8 @@ export interface SchedulerServiceDeps {
   metrics: SchedulerMetrics;
   log: Logger;
   backToSourceCount: number;
+  /** metrics.enableHost: per-host traffic series. */
+  hostMetrics: boolean;
 }
 
 type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;

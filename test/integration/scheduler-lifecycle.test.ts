@@ -111,6 +111,22 @@ describe("manager registration", () => {
   });
 });
 
+describe("request rate limit", () => {
+  it("answers RESOURCE_EXHAUSTED beyond server.requestRateLimit", async () => {
+    const { handle, client } = await startTestScheduler({ server: { requestRateLimit: 2 } });
+    try {
+      const results = await Promise.allSettled(Array.from({ length: 6 }, () => unaryCall(client.listHosts.bind(client), {})));
+      const rejected = results.filter((r) => r.status === "rejected").map((r) => (r.reason as { code: number }).code);
+      expect(results.filter((r) => r.status === "fulfilled").length).toBeGreaterThanOrEqual(2);
+      expect(rejected.length).toBeGreaterThan(0);
+      expect(new Set(rejected)).toEqual(new Set([status.RESOURCE_EXHAUSTED]));
+    } finally {
+      client.close();
+      await handle.close();
+    }
+  });
+});
+
 describe("seed peer health and A/B metrics", () => {
   it("a seed that fails its health check leaves the ring, so the first peer goes to the origin", async () => {
     const { handle, client } = await startTestScheduler({ scheduler: { retryInterval: "10ms" } });
@@ -137,7 +153,7 @@ describe("seed peer health and A/B metrics", () => {
   });
 
   it("algorithm ab reports download time per arm and evaluator", async () => {
-    const { handle, client } = await startTestScheduler({ seedPeer: { enable: false }, scheduler: { algorithm: "ab", retryInterval: "10ms" } });
+    const { handle, client } = await startTestScheduler({ seedPeer: { enable: false }, metrics: { enableHost: true }, scheduler: { algorithm: "ab", retryInterval: "10ms" } });
     try {
       const hosts = Array.from({ length: 8 }, (_, i) => `10.3.0.${i}-ab`);
       for (const h of hosts) await announceHost(client, hostMsg(h));
@@ -163,6 +179,7 @@ describe("seed peer health and A/B metrics", () => {
       const counts = [...text.matchAll(/dragonfly_scheduler_ab_download_peer_duration_milliseconds_count\{arm="(a|b)"[^}]*\} (\d+)/g)].map((m) => [m[1], Number(m[2])] as const);
       const total = counts.reduce((s, [, n]) => s + n, 0);
       expect(total).toBe(hosts.length);
+      expect(text).toMatch(/dragonfly_scheduler_host_traffic\{type="upload",task_type="STANDARD",host_type="normal",host_id="10\.3\.0\.\d-ab"/);
     } finally {
       client.close();
       await handle.close();

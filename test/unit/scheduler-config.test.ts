@@ -55,3 +55,16 @@ describe("announced host addresses", () => {
     expect(callerAddress("ipv6:[fe80::1]:5")).toBe("fe80::1");
   });
 });
+
+describe("request rate limit", () => {
+  it("lets a burst through, then refills at the configured rate", async () => {
+    const { TokenBucket } = await import("../../src/scheduler/rate-limit.js");
+    let t = 0;
+    const b = new TokenBucket(10, 3, () => t);
+    expect([b.take(), b.take(), b.take(), b.take()]).toEqual([true, true, true, false]);
+    t += 100; // one token per 100 ms
+    expect([b.take(), b.take()]).toEqual([true, false]);
+    t += 10_000;
+    expect([b.take(), b.take(), b.take(), b.take()]).toEqual([true, true, true, false]);
+  });
+});
