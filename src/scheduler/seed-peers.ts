@@ -31,6 +31,7 @@ export interface TriggerResult {
 
 export class SeedPeers {
   private readonly ring = new HashRing();
+  private readonly byAddress = new Map<string, Host>();
   /** Seeds that failed their last health check stay off the ring until they pass again. */
   private readonly unhealthy = new Set<string>();
   private readonly uploadClients = new Map<string, InstanceType<typeof DfdaemonUploadClient>>();
@@ -55,22 +56,23 @@ export class SeedPeers {
     return [...this.resource.hosts.values()].filter((h) => h.isSeed && !this.unhealthy.has(h.id));
   }
 
-  /** Rebuilds the ring from the current announced seeds (cheap; called on every change). */
+  /** Rebuilds the ring from the announced seeds; called whenever a seed host changes. */
   sync(): void {
-    this.ring.set(this.seeds().map(hostAddress));
+    this.byAddress.clear();
+    for (const h of this.seeds()) this.byAddress.set(hostAddress(h), h);
+    this.ring.set(this.byAddress.keys());
   }
 
   hasAvailable(): boolean {
-    this.sync();
     return this.ring.size > 0;
   }
 
   /** The seed responsible for `taskId`, or undefined when none is available. */
   select(taskId: string): Host | undefined {
-    this.sync();
     const addr = this.ring.get(taskId);
-    if (addr === undefined) return undefined;
-    return this.seeds().find((h) => hostAddress(h) === addr);
+    const host = addr === undefined ? undefined : this.byAddress.get(addr);
+    // A host object replaced or removed since the last sync is not offered.
+    return host && this.resource.hosts.get(host.id) === host ? host : undefined;
   }
 
   /** Health-checks every seed (service ""); failing ones leave the ring until they pass. */

@@ -105,9 +105,10 @@ export class SchedulerService {
           const host = checkHost(req.host, caller);
           const interval = req.interval ? durationToMs(req.interval) : undefined;
           if (interval !== undefined && !(interval > 0)) throw new RequestError(status.INVALID_ARGUMENT, "interval must be positive");
-          resource.announceHost(host, interval);
+          const wasSeed = resource.hosts.get(host.id)?.isSeed ?? false;
+          const h = resource.announceHost(host, interval);
           metrics.announceHost.inc(this.hostLabels(host));
-          if (host.type !== 0) seedPeers?.sync();
+          if (h.isSeed || wasSeed) seedPeers?.sync();
           return {};
         } catch (e) {
           if (req.host) metrics.announceHostFailure.inc(this.hostLabels(req.host));
