@@ -11,6 +11,8 @@ export class ManagerMetrics {
   readonly searchSchedulerClusterFailure: Counter<"version" | "commit">;
   readonly jobs: Counter<"type" | "state">;
   readonly schedulers: Gauge<"state">;
+  /** Source of the schedulers gauge, set once the database is open. */
+  schedulerCounts: (() => Promise<Record<string, number>>) | undefined;
 
   constructor(registry: Registry = createRegistry()) {
     this.registry = registry;
@@ -23,6 +25,19 @@ export class ManagerMetrics {
     this.searchSchedulerCluster = new Counter({ name: "dragonfly_manager_search_scheduler_cluster_total", help: "Counter of the number of searching scheduler cluster.", labelNames: ["version", "commit"], registers: r });
     this.searchSchedulerClusterFailure = new Counter({ name: "dragonfly_manager_search_scheduler_cluster_failure_total", help: "Counter of the number of failed of searching scheduler cluster.", labelNames: ["version", "commit"], registers: r });
     this.jobs = new Counter({ name: "dragonfly_manager_jobs_total", help: "Counter of finished jobs by type and final state.", labelNames: ["type", "state"], registers: r });
-    this.schedulers = new Gauge({ name: "dragonfly_manager_schedulers", help: "Schedulers known to the manager by state.", labelNames: ["state"], registers: r });
+    const source = () => this.schedulerCounts;
+    this.schedulers = new Gauge({
+      name: "dragonfly_manager_schedulers",
+      help: "Schedulers known to the manager by state.",
+      labelNames: ["state"],
+      registers: r,
+      // Counted from the database at scrape time.
+      async collect() {
+        const counts = await source()?.();
+        if (!counts) return;
+        this.reset();
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+      },
+    });
   }
 }

@@ -26,6 +26,8 @@ export interface JobRunnerOptions {
   leaseMs?: number;
   statIntervalMs?: number;
   rpcTimeoutMs?: number;
+  /** Deadline of each registry request while resolving image manifests (ms). */
+  registryTimeoutMs?: number;
 }
 
 export class JobRunner {
@@ -43,7 +45,7 @@ export class JobRunner {
       db: opts.db,
       clients: this.clients,
       ssrf: opts.ssrf,
-      images: new ImageResolver(opts.ssrf.agent()),
+      images: new ImageResolver(opts.ssrf.agent(), opts.registryTimeoutMs),
       logger: opts.logger,
       statIntervalMs: opts.statIntervalMs ?? 1000,
       rpcTimeoutMs: opts.rpcTimeoutMs ?? 30_000,

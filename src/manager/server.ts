@@ -1,0 +1,121 @@
+// Starting a whole manager: database (PostgreSQL or PGlite) with migrations, root account,
+// REST + open API, gRPC manager.v2 (first free port of server.grpc.port.start..end), the job
+// runner, liveness sweep, periodic sync_peers, and metrics.
+import { join } from "node:path";
+import { instrumentService } from "../common/grpc/metrics.js";
+import { startGrpcServer, type GrpcServerHandle } from "../common/grpc/server.js";
+import { createLogger, type Logger } from "../common/logger.js";
+import { createRegistry, serveMetrics, type MetricsServer } from "../common/metrics.js";
+import { SsrfPolicy } from "../common/ssrf.js";
+import { ManagerService } from "../gen/manager/v2/manager.js";
+import { buildManagerApp } from "./app.js";
+import { ensureRootUser } from "./auth/bootstrap.js";
+import { JwtService, loadSigningKey } from "./auth/tokens.js";
+import { resolveManagerConfig, type ManagerConfig } from "./config.js";
+import { openDatabase, type Database } from "./db/database.js";
+import { migrate } from "./db/migrations.js";
+import { startLivenessSweep } from "./grpc/liveness.js";
+import { ManagerGrpcService } from "./grpc/service.js";
+import { JobRunner } from "./jobs/runner.js";
+import { ManagerMetrics } from "./metrics.js";
+
+export interface ManagerHandle {
+  restPort: number;
+  grpcPort: number;
+  /** 0 when metrics are disabled. */
+  metricsPort: number;
+  db: Database;
+  config: ManagerConfig;
+  close(): Promise<void>;
+}
+
+export interface ManagerDeps {
+  logger?: Logger;
+  env?: NodeJS.ProcessEnv;
+}
+
+function isResolved(c: unknown): c is ManagerConfig {
+  return typeof c === "object" && c !== null && "resolved" in c;
+}
+
+async function bindGrpc(service: ManagerGrpcService, metrics: ManagerMetrics, host: string, start: number, end: number): Promise<GrpcServerHandle> {
+  let last: unknown;
+  for (let port = start; port <= end; port++) {
+    try {
+      return await startGrpcServer([{ definition: ManagerService, implementation: instrumentService(ManagerService, service.handlers(), metrics.registry) }], host, port);
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw new Error(`server.grpc.port: no free port in ${start}..${end}: ${last instanceof Error ? last.message : String(last)}`);
+}
+
+/** Accepts a resolved config or a raw (YAML-shaped) object, validated with defaults. */
+export async function startManager(config: ManagerConfig | Record<string, unknown> = {}, deps: ManagerDeps = {}): Promise<ManagerHandle> {
+  const env = deps.env ?? process.env;
+  const cfg = isResolved(config) ? config : resolveManagerConfig(config, "config", env);
+  const log = deps.logger ?? createLogger({ component: "manager", level: cfg.server.logLevel });
+  const r = cfg.resolved;
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const close = async () => {
+    for (const fn of cleanups.reverse()) await fn();
+  };
+  try {
+    const db = await openDatabase(r.databaseUrl ? { url: r.databaseUrl } : { dataDir: join(r.dataDir, "pgdata") });
+    cleanups.push(() => db.close());
+    log.info({ driver: db.kind, ...(db.kind === "pglite" ? { dir: join(r.dataDir, "pgdata") } : {}) }, "database opened");
+    if (db.kind === "pglite" || cfg.database.postgres.migrate) {
+      const applied = await migrate(db);
+      if (applied.length > 0) log.info({ versions: applied }, "database migrated");
+    }
+    await ensureRootUser(db, r.dataDir, log, env);
+    const jwt = new JwtService(await loadSigningKey(db, cfg.auth.jwt.key || undefined), { realm: cfg.auth.jwt.realm, ...r.jwt });
+
+    const metrics = new ManagerMetrics(createRegistry());
+    metrics.schedulerCounts = async () => {
+      const rows = await db.query<{ state: string; n: number }>("SELECT state, count(*)::int AS n FROM schedulers GROUP BY state");
+      return Object.fromEntries(rows.map((row) => [row.state, row.n]));
+    };
+
+    const ssrf = new SsrfPolicy({ allowCidrs: cfg.job.preheat.ssrf.allowCIDRs, denyPrivate: cfg.job.preheat.ssrf.denyPrivate });
+    const runner = new JobRunner({ db, logger: log.child({ part: "jobs" }), ssrf, metrics, concurrency: cfg.job.concurrency, registryTimeoutMs: r.registryTimeoutMs });
+    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated: () => runner.wake() });
+    cleanups.push(() => app.close());
+    await app.listen({ host: r.rest.host, port: r.rest.port });
+    const restPort = app.server.address() !== null && typeof app.server.address() === "object" ? (app.server.address() as { port: number }).port : r.rest.port;
+
+    const grpc = await bindGrpc(new ManagerGrpcService(db, log.child({ part: "grpc" }), metrics), metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end);
+    grpc.health.setStatus("manager.v2.Manager", true);
+    cleanups.push(() => grpc.close());
+
+    runner.start();
+    cleanups.push(() => runner.stop());
+    const sweep = startLivenessSweep(db, log);
+    cleanups.push(() => sweep.stop());
+
+    if (r.syncPeersIntervalMs > 0) {
+      // Dragonfly refreshes the peers table from every scheduler on this interval.
+      const timer = setInterval(() => {
+        db.query<{ id: number }>(
+          `WITH j AS (INSERT INTO jobs (tenant_id, task_id, type, bio) VALUES (1, 'group_' || gen_random_uuid(), 'sync_peers', 'periodic') RETURNING id)
+           INSERT INTO job_scheduler_clusters (job_id, scheduler_cluster_id) SELECT j.id, sc.id FROM j, scheduler_clusters sc RETURNING job_id AS id`,
+        )
+          .then(() => runner.wake())
+          .catch((err: unknown) => log.warn({ err }, "periodic sync_peers failed"));
+      }, r.syncPeersIntervalMs);
+      timer.unref();
+      cleanups.push(() => clearInterval(timer));
+    }
+
+    let metricsServer: MetricsServer | undefined;
+    if (cfg.metrics.enable) {
+      metricsServer = await serveMetrics(metrics.registry, r.metrics.host, r.metrics.port);
+      cleanups.push(() => metricsServer?.close());
+    }
+    log.info({ rest: `${r.rest.host}:${restPort}`, grpc: `${cfg.server.grpc.listenIP}:${grpc.port}`, metrics: metricsServer ? `${r.metrics.host}:${metricsServer.port}` : "off" }, "manager started");
+    return { restPort, grpcPort: grpc.port, metricsPort: metricsServer?.port ?? 0, db, config: cfg, close };
+  } catch (e) {
+    await close().catch(() => undefined);
+    throw e;
+  }
+}
