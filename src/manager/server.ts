@@ -14,6 +14,7 @@ import { JwtService, loadSigningKey } from "./auth/tokens.js";
 import { resolveManagerConfig, type ManagerConfig } from "./config.js";
 import { openDatabase, type Database } from "./db/database.js";
 import { migrate } from "./db/migrations.js";
+import { startGc } from "./gc.js";
 import { startLivenessSweep } from "./grpc/liveness.js";
 import { ManagerGrpcService } from "./grpc/service.js";
 import { JobRunner } from "./jobs/runner.js";
@@ -92,6 +93,8 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     cleanups.push(() => runner.stop());
     const sweep = startLivenessSweep(db, log);
     cleanups.push(() => sweep.stop());
+    const gc = startGc(db, log);
+    cleanups.push(() => gc.stop());
 
     if (r.syncPeersIntervalMs > 0) {
       // Dragonfly refreshes the peers table from every scheduler on this interval.

@@ -291,6 +291,19 @@ describe.each(variants)("manager API on $name", (variant) => {
     expect(pre.headers["access-control-allow-origin"]).toBeUndefined();
   });
 
+  it("answers CORS preflights only for allowlisted origins when configured", async () => {
+    const jwt = new JwtService(await loadSigningKey(db), { realm: "Dragonfly", timeoutMs: 60_000, maxRefreshMs: 60_000 });
+    const withCors = await buildManagerApp({ db, jwt, corsAllowOrigins: ["https://console.example"] });
+    try {
+      const allowed = await withCors.inject({ method: "OPTIONS", url: "/api/v1/jobs", headers: { origin: "https://console.example", "access-control-request-method": "POST" } });
+      expect(allowed.headers["access-control-allow-origin"]).toBe("https://console.example");
+      const denied = await withCors.inject({ method: "OPTIONS", url: "/api/v1/jobs", headers: { origin: "https://evil.example", "access-control-request-method": "POST" } });
+      expect(denied.headers["access-control-allow-origin"]).toBeUndefined();
+    } finally {
+      await withCors.close();
+    }
+  });
+
   it("stores personal access tokens hashed and enforces state, expiry and scope", async () => {
     const created = await ok("POST", "/api/v1/personal-access-tokens", tokens.root, { name: "short-lived", scopes: ["job"], expired_at: new Date(Date.now() + 60_000).toISOString() });
     expect(created.token).toMatch(/^[A-Za-z0-9_-]{43}$/);

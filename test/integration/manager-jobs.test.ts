@@ -19,6 +19,7 @@ import { buildManagerApp } from "../../src/manager/app.js";
 import { ensureRootUser } from "../../src/manager/auth/bootstrap.js";
 import { JwtService, loadSigningKey } from "../../src/manager/auth/tokens.js";
 import type { Database } from "../../src/manager/db/database.js";
+import { collectGarbage } from "../../src/manager/gc.js";
 import { JobRunner } from "../../src/manager/jobs/runner.js";
 import { databaseVariants } from "../../src/manager/testing.js";
 
@@ -142,6 +143,8 @@ describe.each(variants)("manager jobs on $name", (variant) => {
     await daemon.start();
     registry = await fakeRegistry();
     await db.query("INSERT INTO schedulers (host_name, ip, port, state, features, scheduler_cluster_id) VALUES ('sched-1', '127.0.0.1', $1, 'active', '[\"schedule\",\"preheat\"]', 1)", [scheduler.handle.port]);
+    // This file creates jobs back to back; the per-cluster rate limit is tested in manager-api.
+    await db.query(`UPDATE scheduler_clusters SET config = config || '{"job_rate_limit": 100000}'::jsonb WHERE id = 1`);
     await ensureRootUser(db, "/nonexistent", silentLogger(), { DRAGONFLY_INITIAL_ROOT_PASSWORD: "root-pass-123" });
     const jwt = new JwtService(await loadSigningKey(db), { realm: "Dragonfly", timeoutMs: 3_600_000, maxRefreshMs: 3_600_000 });
     runner = newRunner();
@@ -260,6 +263,25 @@ describe.each(variants)("manager jobs on $name", (variant) => {
     scheduler.hosts = [];
     expect((await waitJob(await createJob({ type: "sync_peers", scheduler_cluster_ids: [1] }))).state).toBe("SUCCESS");
     expect((await db.query<{ state: string }>("SELECT state FROM peers WHERE host_name = 'peer-a'"))[0]?.state).toBe("inactive");
+  });
+
+  it("sends Harbor's cluster-less preheat only to clusters with a preheat scheduler", async () => {
+    await db.query("INSERT INTO scheduler_clusters (tenant_id, name) VALUES (1, 'idle')");
+    const r = await app.inject({ method: "POST", url: "/oapi/v1/jobs", headers: { authorization: `Bearer ${pat}` }, payload: { type: "preheat", args: { type: "file", url: "http://127.0.0.1:9/any" }, scheduler_cluster_ids: null } });
+    expect(r.json<{ scheduler_clusters: Array<{ id: number }> }>().scheduler_clusters.map((c) => c.id)).toEqual([1]);
+    expect((await waitJob(r.json<{ id: number }>().id)).state).toBe("SUCCESS");
+  });
+
+  it("collects old audits, finished jobs and expired revocations", async () => {
+    await db.query("UPDATE jobs SET updated_at = now() - interval '7 hours' WHERE state <> 'PENDING'");
+    await db.query("INSERT INTO audits (actor_type, actor_name, event_type, operation, state, operated_at) VALUES ('USER', 'x', 'API', 'POST', 'SUCCESS', now() - interval '8 days')");
+    await db.query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ('old', now() - interval '1 minute'), ('live', now() + interval '1 hour')");
+    const r = await collectGarbage(db);
+    expect(r.jobs).toBeGreaterThan(0);
+    expect(r.audits).toBe(1);
+    expect(r.revokedTokens).toBe(1);
+    expect((await db.query("SELECT jti FROM revoked_tokens")).map((x) => x.jti)).toEqual(["live"]);
+    expect(await db.query("SELECT id FROM jobs WHERE state <> 'PENDING'")).toEqual([]);
   });
 
   it("fails a job for a cluster without an active scheduler", async () => {

@@ -37,7 +37,7 @@ export class JobService {
     }
   }
 
-  private async targetClusters(p: Principal, ids: number[] | null | undefined): Promise<Array<{ id: number; rate: number }>> {
+  private async targetClusters(p: Principal, type: JobType, ids: number[] | null | undefined): Promise<Array<{ id: number; rate: number }>> {
     if (ids && ids.length > 0) {
       const out: Array<{ id: number; rate: number }> = [];
       for (const [i, id] of [...new Set(ids)].entries()) {
@@ -48,16 +48,24 @@ export class JobService {
       }
       return out;
     }
-    // No clusters named (Harbor sends null): every cluster the caller can see.
-    const rows = p.isRoot
-      ? await this.db.query<{ id: number; config: { job_rate_limit?: number } }>("SELECT id, config FROM scheduler_clusters ORDER BY id")
-      : await this.db.query<{ id: number; config: { job_rate_limit?: number } }>("SELECT id, config FROM scheduler_clusters WHERE tenant_id = $1 ORDER BY id", [p.tenantId]);
-    return rows.map((r) => ({ id: r.id, rate: r.config.job_rate_limit ?? DEFAULT_JOB_RATE_LIMIT }));
+    // No clusters named (Harbor sends null): as Dragonfly, the clusters that can run the job —
+    // those with an active scheduler (advertising "preheat" for preheats). When none can, the
+    // job still targets every visible cluster and fails there with a clear reason.
+    const feature = type === "preheat" ? ' AND s.features @> \'["preheat"]\'::jsonb' : "";
+    const tenant = p.isRoot ? "" : " WHERE sc.tenant_id = $1";
+    const params = p.isRoot ? [] : [p.tenantId];
+    const all = await this.db.query<{ id: number; config: { job_rate_limit?: number }; ready: boolean }>(
+      `SELECT sc.id, sc.config, EXISTS (SELECT 1 FROM schedulers s WHERE s.scheduler_cluster_id = sc.id AND s.state = 'active'${feature}) AS ready
+       FROM scheduler_clusters sc${tenant} ORDER BY sc.id`,
+      params,
+    );
+    const ready = all.filter((r) => r.ready);
+    return (ready.length > 0 ? ready : all).map((r) => ({ id: r.id, rate: r.config.job_rate_limit ?? DEFAULT_JOB_RATE_LIMIT }));
   }
 
   async create(p: Principal, body: CreateJobBody): Promise<Row> {
     const args = this.normaliseArgs(body.type, body.args);
-    const clusters = await this.targetClusters(p, body.scheduler_cluster_ids);
+    const clusters = await this.targetClusters(p, body.type, body.scheduler_cluster_ids);
     const limited = this.limiter.take(clusters);
     if (limited !== undefined) throw new HttpError(429, `job rate limit exceeded for scheduler cluster ${limited}`);
     const id = await this.db.transaction(async (tx) => {

@@ -1,0 +1,53 @@
+// Retention, as Dragonfly's manager GC: audits and finished jobs older than the TTLs in the
+// `gc` config row (Go durations in ns: {"audit":{"ttl":…},"job":{"ttl":…}}) are deleted, and
+// revoked session ids are forgotten once the token they revoke has expired anyway.
+import type { Logger } from "../common/logger.js";
+import type { Database } from "./db/database.js";
+
+const DEFAULT_AUDIT_TTL_NS = 7 * 24 * 3600 * 1e9;
+const DEFAULT_JOB_TTL_NS = 6 * 3600 * 1e9;
+
+export interface GcResult {
+  audits: number;
+  jobs: number;
+  revokedTokens: number;
+}
+
+export async function collectGarbage(db: Database): Promise<GcResult> {
+  const [row] = await db.query<{ value: string }>("SELECT value FROM configs WHERE name = 'gc'");
+  let auditTtl = DEFAULT_AUDIT_TTL_NS;
+  let jobTtl = DEFAULT_JOB_TTL_NS;
+  try {
+    const v = JSON.parse(row?.value ?? "{}") as { audit?: { ttl?: unknown }; job?: { ttl?: unknown } };
+    if (typeof v.audit?.ttl === "number" && v.audit.ttl > 0) auditTtl = v.audit.ttl;
+    if (typeof v.job?.ttl === "number" && v.job.ttl > 0) jobTtl = v.job.ttl;
+  } catch {
+    // A malformed gc config keeps the defaults rather than deleting on a guess.
+  }
+  const audits = await db.query("DELETE FROM audits WHERE operated_at < now() - make_interval(secs => $1::double precision) RETURNING id", [auditTtl / 1e9]);
+  const jobs = await db.query("DELETE FROM jobs WHERE state IN ('SUCCESS', 'FAILURE') AND updated_at < now() - make_interval(secs => $1::double precision) RETURNING id", [jobTtl / 1e9]);
+  const revoked = await db.query("DELETE FROM revoked_tokens WHERE expires_at < now() RETURNING jti");
+  return { audits: audits.length, jobs: jobs.length, revokedTokens: revoked.length };
+}
+
+export function startGc(db: Database, logger: Logger, everyMs = 3_600_000): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = collectGarbage(db)
+      .then((r) => {
+        if (r.audits + r.jobs + r.revokedTokens > 0) logger.info(r, "garbage collected");
+      })
+      .catch((err: unknown) => logger.warn({ err }, "gc failed"))
+      .finally(() => {
+        running = undefined;
+      });
+  }, everyMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
