@@ -1,4 +1,6 @@
-// `damselfly`: the umbrella CLI (doctor now; up, manager and scheduler join it as they land).
+// `damselfly`: the umbrella CLI — doctor, and the control-plane processes.
+import { register as registerManager } from "./commands/manager.js";
+import { register as registerScheduler } from "./commands/scheduler.js";
 import { formatDoctor, runDoctor } from "./doctor.js";
 import { newProgram, runProgram } from "./program.js";
 
@@ -16,5 +18,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${opts.json ? JSON.stringify(report, null, 2) : formatDoctor(report)}\n`);
       if (!report.ok) process.exitCode = 1;
     });
+  registerScheduler(program);
+  registerManager(program);
   return runProgram(program, argv);
 }

@@ -1,11 +1,207 @@
-// `dfget`: download a file through the P2P swarm. Its commands arrive with the daemon issue; until then it
-// answers --help and --version and refuses anything else with a clear message.
+// `dfget URL -O PATH`: download through the local dfdaemon (or a one-shot daemon started here
+// when none runs), with Dragonfly's flags. The daemon writes the output atomically; stdout
+// output (`-O -`) streams pieces in order as they land.
+import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { SingleBar } from "cli-progress";
+import { Option } from "commander";
+import { silentLogger } from "../common/logger.js";
+import { DEFAULT_SOCKET_PATH, loadDaemonConfig, type DaemonConfig } from "../daemon/config.js";
+import { parseDigest } from "../daemon/task/digest.js";
+import { Download, TaskType } from "../gen/common/v2/common.js";
+import { DfdaemonDownloadClient, type DownloadTaskResponse } from "../gen/dfdaemon/v2/dfdaemon.js";
 import { newProgram, runProgram } from "./program.js";
+
+interface DfgetOptions {
+  output: string;
+  digest?: string;
+  header: string[];
+  tag?: string;
+  application?: string;
+  filteredQueryParam: string[];
+  pieceLength?: number;
+  timeout: string;
+  priority: number;
+  disableBackToSource?: boolean;
+  overwrite?: boolean;
+  progress: boolean;
+  endpoint: string;
+  forceHardLink?: boolean;
+  contentForCalculatingTaskId?: string;
+  config?: string;
+  scheduler: string[];
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+function parseHeaders(list: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const h of list) {
+    const i = h.indexOf(":");
+    if (i <= 0) throw new Error(`invalid header "${h}": expected "Name: value"`);
+    out[h.slice(0, i).trim()] = h.slice(i + 1).trim();
+  }
+  return out;
+}
+
+function parseTimeoutMs(text: string): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(text);
+  if (!m?.[1]) throw new Error(`invalid --timeout "${text}": expected e.g. 30s, 10m, 2h`);
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
+}
+
+function human(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = bytes;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+/** A daemon for this one download when none listens on the endpoint, stopped afterwards. */
+async function oneShotDaemon(opts: DfgetOptions): Promise<{ socket: string; stop(): Promise<void> }> {
+  const { startDaemon } = await import("../daemon/daemon.js");
+  const dir = mkdtempSync(join(tmpdir(), "dfget-"));
+  const base = loadDaemonConfig(opts.config, { dataDir: dir });
+  const config: DaemonConfig = {
+    ...base,
+    scheduler: { ...base.scheduler, addrs: opts.scheduler.length > 0 ? opts.scheduler : base.scheduler.addrs },
+    upload: { ...base.upload, server: { ip: "127.0.0.1", port: 0 } },
+    storage: { ...base.storage, dir, keep: false, server: { ip: "127.0.0.1", tcpPort: 0 } },
+    health: { server: { ip: "127.0.0.1", port: 0 } },
+    metrics: { server: { ip: "127.0.0.1", port: 0 } },
+    resolved: { ...base.resolved, storageDir: dir, socketPath: join(dir, "dfdaemon.sock") },
+  };
+  const d = await startDaemon(config, silentLogger());
+  return {
+    socket: d.socketPath,
+    stop: async () => {
+      await d.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function download(url: string, opts: DfgetOptions): Promise<void> {
+  try {
+    new URL(url);
+  } catch {
+    throw new Error(`invalid URL: ${url}`);
+  }
+  if (opts.digest) parseDigest(opts.digest);
+  const toStdout = opts.output === "-";
+  const output = toStdout ? undefined : resolve(opts.output);
+  const timeoutMs = parseTimeoutMs(opts.timeout);
+  const d: Download = Download.fromPartial({
+    url,
+    digest: opts.digest,
+    type: TaskType.STANDARD,
+    tag: opts.tag,
+    application: opts.application,
+    priority: opts.priority,
+    filteredQueryParams: opts.filteredQueryParam,
+    requestHeader: parseHeaders(opts.header),
+    pieceLength: opts.pieceLength,
+    outputPath: output,
+    timeout: { seconds: Math.floor(timeoutMs / 1000), nanos: 0 },
+    disableBackToSource: opts.disableBackToSource === true,
+    needBackToSource: false,
+    certificateChain: [],
+    prefetch: false,
+    isPrefetch: false,
+    needPieceContent: toStdout,
+    forceHardLink: opts.forceHardLink === true,
+    contentForCalculatingTaskId: opts.contentForCalculatingTaskId,
+    overwrite: opts.overwrite === true,
+    enableTaskIdBasedBlobDigest: false,
+  });
+
+  let socket = opts.endpoint;
+  let oneShot: { stop(): Promise<void> } | undefined;
+  if (!existsSync(socket)) {
+    const o = await oneShotDaemon(opts);
+    socket = o.socket;
+    oneShot = o;
+  }
+  const client = new DfdaemonDownloadClient(`unix://${socket}`, credentials.createInsecure());
+  const bar = opts.progress && process.stderr.isTTY && !toStdout ? new SingleBar({ format: "{bar} {percentage}% | {done}/{size} | {speed}/s | ETA {eta_formatted}", hideCursor: true, stream: process.stderr }) : undefined;
+  const started = Date.now();
+  let total = 0;
+  let done = 0;
+  try {
+    await new Promise<void>((resolveDone, reject) => {
+      const call = client.downloadTask({ download: d }, new Metadata(), { deadline: Date.now() + timeoutMs });
+      // stdout needs the pieces in order; they arrive in any order.
+      const held = new Map<number, Buffer>();
+      let next = 0;
+      call.on("data", (res: DownloadTaskResponse) => {
+        const r = res.response;
+        if (r?.$case === "downloadTaskStartedResponse") {
+          total = r.downloadTaskStartedResponse.contentLength;
+          bar?.start(total, 0, { done: human(0), size: human(total), speed: human(0) });
+        } else if (r?.$case === "downloadPieceFinishedResponse" && r.downloadPieceFinishedResponse.piece) {
+          const p = r.downloadPieceFinishedResponse.piece;
+          done += p.length;
+          const secs = Math.max(0.001, (Date.now() - started) / 1000);
+          bar?.update(done, { done: human(done), size: human(total), speed: human(done / secs) });
+          if (toStdout && p.content) {
+            held.set(p.number, p.content);
+            for (let b = held.get(next); b; b = held.get(next)) {
+              process.stdout.write(b);
+              held.delete(next);
+              next++;
+            }
+          }
+        }
+      });
+      call.on("error", (e: ServiceError) => reject(new Error(e.details || e.message)));
+      call.on("end", () => resolveDone());
+    });
+  } finally {
+    bar?.stop();
+    client.close();
+    await oneShot?.stop();
+  }
+  const secs = (Date.now() - started) / 1000;
+  if (!toStdout && opts.progress !== false) {
+    process.stderr.write(`dfget: downloaded ${human(total)} in ${secs.toFixed(2)}s (${human(total / Math.max(secs, 0.001))}/s) to ${output}\n`);
+  }
+}
 
 export async function main(argv: string[]): Promise<number> {
   const program = newProgram("dfget", "download a file through the P2P swarm");
-  program.argument("[args...]").action(() => {
-    throw new Error("not available in this build yet: the daemon path lands with the dfdaemon issue");
-  });
+  program
+    .argument("<url>", "URL to download")
+    .requiredOption("-O, --output <path>", "output file path, or - for stdout")
+    .option("--digest <alg:hex>", "verify the whole file against this digest (sha256, sha512, blake3, crc32)")
+    .option("-H, --header <header>", 'request header for the origin, "Name: value" (repeatable)', collect, [])
+    .option("--tag <tag>", "tag that distinguishes tasks with the same URL")
+    .option("--application <name>", "application the task belongs to")
+    .option("--filtered-query-param <key>", "query parameter left out of the task id (repeatable)", collect, [])
+    .addOption(new Option("--piece-length <bytes>", "piece length (4 MiB–64 MiB)").argParser((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 4 << 20 || n > 64 << 20) throw new Error(`invalid --piece-length "${v}": expected 4194304–67108864`);
+      return n;
+    }))
+    .option("--timeout <duration>", "give up after this long", "2h")
+    .addOption(new Option("-p, --priority <level>", "priority 0–6").default(6).argParser((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 6) throw new Error(`invalid --priority "${v}": expected 0–6`);
+      return n;
+    }))
+    .option("--disable-back-to-source", "never fetch from the origin, only from peers")
+    .option("--overwrite", "replace an existing output file")
+    .option("--no-progress", "no progress bar")
+    .option("-e, --endpoint <socket>", "dfdaemon unix socket", DEFAULT_SOCKET_PATH)
+    .option("--force-hard-link", "fail unless the output can be hard-linked to the cache")
+    .option("--content-for-calculating-task-id <content>", "compute the task id from this instead of the URL")
+    .option("-c, --config <file>", "dfdaemon config for the one-shot daemon")
+    .option("--scheduler <addr>", "scheduler address for the one-shot daemon (repeatable)", collect, [])
+    .action(async (url: string, opts: DfgetOptions) => download(url, opts));
   return runProgram(program, argv);
 }

@@ -31,7 +31,9 @@ export async function startGrpcServer(services: GrpcService[], host: string, por
   server.addService(HealthService, health.handlers());
   for (const s of services) server.addService(s.definition, s.implementation);
   const bound = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
+    // A negative port means `host` is a complete address, e.g. "unix:///run/dfdaemon.sock".
+    const address = port < 0 ? host : `${host.includes(":") ? `[${host}]` : host}:${port}`;
+    server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p)));
   });
   return {
     server,

@@ -1,0 +1,33 @@
+// Picks the backend for a URL by its scheme.
+import { HttpBackend, type HttpBackendOptions } from "./http.js";
+import type { Backend } from "./types.js";
+
+export * from "./types.js";
+
+export class BackendRegistry {
+  private readonly bySchema = new Map<string, Backend>();
+
+  constructor(backends: Backend[]) {
+    for (const b of backends) for (const s of b.schemes) this.bySchema.set(s, b);
+  }
+
+  static withDefaults(http: HttpBackendOptions): BackendRegistry {
+    return new BackendRegistry([new HttpBackend(http)]);
+  }
+
+  for(url: string): Backend {
+    let scheme: string;
+    try {
+      scheme = new URL(url).protocol.replace(/:$/, "");
+    } catch {
+      throw new TypeError(`invalid URL: ${url}`);
+    }
+    const b = this.bySchema.get(scheme);
+    if (!b) throw new TypeError(`unsupported URL scheme "${scheme}" (supported: ${[...this.bySchema.keys()].sort().join(", ")})`);
+    return b;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...new Set(this.bySchema.values())].map(async (b) => b.close?.()));
+  }
+}

@@ -1,0 +1,140 @@
+// dfdaemon.yaml: Dragonfly's keys (camelCase) and defaults where they exist, so an operator's
+// existing config file works. Durations are Go/humantime strings ("30s"), sizes byte strings.
+import { hostname as osHostname, networkInterfaces } from "node:os";
+import { Type, type Static } from "@sinclair/typebox";
+import { ConfigError, loadConfigFile, parseDuration } from "../common/config.js";
+
+const obj = <T extends Parameters<typeof Type.Object>[0]>(props: T) => Type.Object(props, { additionalProperties: false, default: {} });
+const Port = (d: number) => Type.Integer({ minimum: 0, maximum: 65535, default: d });
+const Duration = (d: string) => Type.String({ pattern: "^(\\d+(\\.\\d+)?(ns|us|µs|ms|s|m|h|d))+$", default: d });
+const Size = (d: string) => Type.String({ pattern: "^\\d+(\\.\\d+)?\\s*([KMGT]i?B|B)?$", default: d });
+
+export const DaemonConfigSchema = Type.Object(
+  {
+    host: obj({
+      idc: Type.String({ default: "" }),
+      location: Type.String({ default: "" }),
+      hostname: Type.String({ default: "" }),
+      ip: Type.String({ default: "" }),
+      schedulerClusterID: Type.Integer({ minimum: 0, default: 0 }),
+    }),
+    download: obj({
+      server: obj({ socketPath: Type.String({ default: "" }), socketMode: Type.String({ pattern: "^0?[0-7]{3}$", default: "0660" }) }),
+      pieceTimeout: Duration("360s"),
+      collectedPieceTimeout: Duration("360s"),
+      concurrentPieceCount: Type.Integer({ minimum: 1, maximum: 64, default: 8 }),
+      bandwidthLimit: Size("50GB"),
+    }),
+    upload: obj({
+      server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4000) }),
+      disableShared: Type.Boolean({ default: false }),
+      bandwidthLimit: Size("50GB"),
+    }),
+    manager: obj({ addr: Type.String({ default: "" }) }),
+    scheduler: obj({
+      addrs: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+      announceInterval: Duration("5m"),
+      scheduleTimeout: Duration("3h"),
+      maxScheduleCount: Type.Integer({ minimum: 1, default: 5 }),
+    }),
+    seedPeer: obj({
+      enable: Type.Boolean({ default: false }),
+      type: Type.Union([Type.Literal("super"), Type.Literal("strong"), Type.Literal("weak")], { default: "super" }),
+    }),
+    storage: obj({
+      server: obj({ ip: Type.String({ default: "0.0.0.0" }), tcpPort: Port(4005) }),
+      dir: Type.String({ default: "" }),
+      keep: Type.Boolean({ default: true }),
+      tier: Type.Union([Type.Literal("disk"), Type.Literal("memory")], { default: "disk" }),
+      tmpfsDir: Type.String({ default: "/dev/shm" }),
+    }),
+    backend: obj({
+      maxRetries: Type.Integer({ minimum: 0, maximum: 10, default: 1 }),
+      requestHeader: Type.Record(Type.String(), Type.String(), { default: {} }),
+    }),
+    gc: obj({
+      interval: Duration("15m"),
+      policy: obj({
+        taskTTL: Duration("720h"),
+        diskThreshold: Size("0"),
+        diskHighThresholdPercent: Type.Number({ minimum: 0, maximum: 100, default: 80 }),
+        diskLowThresholdPercent: Type.Number({ minimum: 0, maximum: 100, default: 60 }),
+      }),
+    }),
+    health: obj({ server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4003) }) }),
+    metrics: obj({ server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4002) }) }),
+    security: obj({
+      /** Remote parties (the scheduler's seed trigger) may not make us fetch these unless allowlisted. */
+      allowedBackToSourceCIDRs: Type.Array(Type.String(), { default: [] }),
+    }),
+  },
+  { additionalProperties: false },
+);
+
+/** Where Dragonfly's dfdaemon listens for dfget, so existing scripts find us. */
+export const DEFAULT_SOCKET_PATH = "/var/run/dragonfly/dfdaemon.sock";
+
+export type DaemonConfigInput = Static<typeof DaemonConfigSchema>;
+
+/** The config with durations and sizes resolved, paths and host identity filled in. */
+export interface DaemonConfig extends DaemonConfigInput {
+  resolved: {
+    ip: string;
+    hostname: string;
+    socketPath: string;
+    storageDir: string;
+    pieceTimeoutMs: number;
+    collectedPieceTimeoutMs: number;
+    announceIntervalMs: number;
+    scheduleTimeoutMs: number;
+    gcIntervalMs: number;
+    taskTtlMs: number;
+    diskThresholdBytes: number;
+    uploadBandwidthBytes: number;
+  };
+}
+
+export function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?$/.exec(text.trim());
+  if (!m) throw new ConfigError(`invalid size "${text}" (expected e.g. 512KiB, 50GB)`);
+  const unit = m[2] ?? "B";
+  const mult: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 };
+  return Math.round(Number(m[1]) * (mult[unit] ?? 1));
+}
+
+/** Dragonfly's durations also accept days ("30d"); parseDuration knows up to hours. */
+function durationMs(text: string): number {
+  return parseDuration(text.replace(/(\d+(?:\.\d+)?)d/g, (_, n: string) => `${Number(n) * 24}h`));
+}
+
+/** First non-internal IPv4 address, then IPv6, as Dragonfly picks its advertise IP. */
+function defaultIp(): string {
+  const all = Object.values(networkInterfaces()).flat().filter((a) => a && !a.internal);
+  return all.find((a) => a?.family === "IPv4")?.address ?? all.find((a) => a?.family === "IPv6")?.address ?? "127.0.0.1";
+}
+
+export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDir?: string } = {}): DaemonConfig {
+  const storageDir = input.storage.dir || defaults.dataDir || "/var/lib/dragonfly";
+  const resolved = {
+    ip: input.host.ip || defaultIp(),
+    hostname: input.host.hostname || osHostname(),
+    socketPath: input.download.server.socketPath || DEFAULT_SOCKET_PATH,
+    storageDir,
+    pieceTimeoutMs: durationMs(input.download.pieceTimeout),
+    collectedPieceTimeoutMs: durationMs(input.download.collectedPieceTimeout),
+    announceIntervalMs: durationMs(input.scheduler.announceInterval),
+    scheduleTimeoutMs: durationMs(input.scheduler.scheduleTimeout),
+    gcIntervalMs: durationMs(input.gc.interval),
+    taskTtlMs: durationMs(input.gc.policy.taskTTL),
+    diskThresholdBytes: parseSize(input.gc.policy.diskThreshold),
+    uploadBandwidthBytes: parseSize(input.upload.bandwidthLimit),
+  };
+  if (input.gc.policy.diskLowThresholdPercent > input.gc.policy.diskHighThresholdPercent) {
+    throw new ConfigError("gc.policy.diskLowThresholdPercent must not exceed gc.policy.diskHighThresholdPercent");
+  }
+  return { ...input, resolved };
+}
+
+export function loadDaemonConfig(path: string | undefined, defaults: { dataDir?: string } = {}): DaemonConfig {
+  return resolveDaemonConfig(loadConfigFile(DaemonConfigSchema, path), defaults);
+}

@@ -1,0 +1,199 @@
+// dfdaemon: wires storage, the native piece server, the upload gRPC service (network), the
+// download gRPC service (unix socket), health, metrics, host announcements and GC. A seed peer
+// is the same process with `seedPeer.enable`: a super host the scheduler triggers.
+import { chmod, mkdir, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { ServerCredentials } from "@grpc/grpc-js";
+import { createLogger, type Logger } from "../common/logger.js";
+import { hostId as makeHostId, peerId as makePeerId } from "../common/ids.js";
+import { createRegistry, serveMetrics, type MetricsServer } from "../common/metrics.js";
+import { instrumentService } from "../common/grpc/metrics.js";
+import { startGrpcServer, type GrpcServerHandle } from "../common/grpc/server.js";
+import { SsrfPolicy } from "../common/ssrf.js";
+import { DfdaemonDownloadService, DfdaemonUploadService } from "../gen/dfdaemon/v2/dfdaemon.js";
+import { startPieceServer, type PieceServer } from "../native/index.js";
+import { BackendRegistry } from "./backend/index.js";
+import type { DaemonConfig } from "./config.js";
+import { DownloadService } from "./download/service.js";
+import { runGc, startGc } from "./gc.js";
+import { serveHealth, type HealthServer } from "./health.js";
+import { buildHost } from "./host.js";
+import { daemonMetrics } from "./metrics.js";
+import { UploadClientPool } from "./piece/parents.js";
+import { HostAnnouncer } from "./scheduler/announcer.js";
+import { SchedulerPool } from "./scheduler/pool.js";
+import { Storage } from "./storage/storage.js";
+import { TaskManager } from "./task/manager.js";
+import { UploadService } from "./upload/service.js";
+
+export interface DaemonHandle {
+  hostId: string;
+  uploadPort: number;
+  piecePort: number;
+  healthPort: number;
+  metricsPort: number;
+  socketPath: string;
+  tasks: TaskManager;
+  storage: Storage;
+  schedulers: SchedulerPool;
+  /** Runs one GC pass now (tests, dfctl). */
+  gc(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startDaemon(config: DaemonConfig, log: Logger = createLogger({ component: config.seedPeer.enable ? "seed-peer" : "dfdaemon" })): Promise<DaemonHandle> {
+  const r = config.resolved;
+  const seed = config.seedPeer.enable;
+  const hostId = makeHostId(r.ip, r.hostname, seed);
+  const registry = createRegistry();
+  const metrics = daemonMetrics(registry);
+  const closers: Array<() => Promise<void> | void> = [];
+  const close = async () => {
+    for (const c of closers.reverse()) await Promise.resolve(c()).catch((e: unknown) => log.warn({ err: String(e) }, "shutdown step failed"));
+  };
+
+  try {
+    const storage = await Storage.open({
+      diskDir: join(r.storageDir, "content", "tasks"),
+      memoryDir: join(config.storage.tmpfsDir, `damselfly-${hostId.replace(/[^A-Za-z0-9.-]/g, "_")}`, "tasks"),
+      keep: config.storage.keep,
+      log,
+    });
+
+    const pieceServer: PieceServer = await startPieceServer({
+      host: config.storage.server.ip,
+      port: config.storage.server.tcpPort,
+      dataDir: join(r.storageDir, "content", "tasks"),
+      tmpfsDir: join(config.storage.tmpfsDir, `damselfly-${hostId.replace(/[^A-Za-z0-9.-]/g, "_")}`, "tasks"),
+      rateLimitBytesPerSec: r.uploadBandwidthBytes,
+    });
+    closers.push(() => pieceServer.close());
+
+    const httpOpts = { maxRetries: config.backend.maxRetries, requestHeader: config.backend.requestHeader };
+    const backends = {
+      local: BackendRegistry.withDefaults(httpOpts),
+      remote: BackendRegistry.withDefaults({ ...httpOpts, ssrf: new SsrfPolicy({ allowCidrs: config.security.allowedBackToSourceCIDRs }) }),
+    };
+    closers.push(() => backends.local.close());
+    closers.push(() => backends.remote.close());
+
+    const schedulers = new SchedulerPool(config.scheduler.addrs);
+    closers.push(() => schedulers.close());
+    const uploadClients = new UploadClientPool();
+    closers.push(() => uploadClients.close());
+
+    const tasks = new TaskManager(
+      {
+        hostId,
+        ip: r.ip,
+        hostname: r.hostname,
+        seedPeer: seed,
+        concurrentPieceCount: config.download.concurrentPieceCount,
+        pieceTimeoutMs: r.pieceTimeoutMs,
+        collectedPieceTimeoutMs: r.collectedPieceTimeoutMs,
+        scheduleTimeoutMs: r.scheduleTimeoutMs,
+        maxScheduleCount: config.scheduler.maxScheduleCount,
+        tier: config.storage.tier,
+      },
+      storage,
+      backends,
+      schedulers,
+      uploadClients,
+      log,
+      metrics,
+    );
+
+    // Upload bandwidth in use, sampled from the piece server for SyncHost and AnnounceHost.
+    let txBandwidth = 0;
+    let lastBytes = 0;
+    let lastAt = Date.now();
+    const sampler = setInterval(() => {
+      const s = pieceServer.stats();
+      const now = Date.now();
+      txBandwidth = Math.max(0, ((s.bytesServed - lastBytes) * 1000) / Math.max(1, now - lastAt));
+      metrics.uploadTraffic.inc({ task_type: "standard" }, Math.max(0, s.bytesServed - lastBytes));
+      lastBytes = s.bytesServed;
+      lastAt = now;
+    }, 1000);
+    sampler.unref();
+    closers.push(() => clearInterval(sampler));
+
+    let uploadPort = 0;
+    const host = () =>
+      buildHost(
+        {
+          ip: r.ip,
+          hostname: r.hostname,
+          seedPeer: seed,
+          seedType: config.seedPeer.type,
+          idc: config.host.idc,
+          location: config.host.location,
+          uploadPort,
+          piecePort: pieceServer.port,
+          proxyPort: 0,
+          schedulerClusterId: config.host.schedulerClusterID,
+          disableShared: config.upload.disableShared,
+          maxTxBandwidth: r.uploadBandwidthBytes,
+        },
+        txBandwidth,
+      );
+    const newPeerId = () => makePeerId(r.ip, r.hostname, seed);
+
+    const upload = new UploadService({ storage, tasks, log, hostId, ip: r.ip, piecePort: () => pieceServer.port, host, seedPeer: seed, newPeerId });
+    const uploadServer: GrpcServerHandle = await startGrpcServer(
+      [{ definition: DfdaemonUploadService, implementation: instrumentService(DfdaemonUploadService, upload.handlers(), registry) }],
+      config.upload.server.ip,
+      config.upload.server.port,
+    );
+    uploadPort = uploadServer.port;
+    closers.push(() => uploadServer.close());
+
+    const download = new DownloadService({ storage, tasks, log, hostId, newPeerId });
+    await mkdir(dirname(r.socketPath), { recursive: true });
+    await rm(r.socketPath, { force: true });
+    const downloadServer = await startGrpcServer(
+      [{ definition: DfdaemonDownloadService, implementation: instrumentService(DfdaemonDownloadService, download.handlers(), registry) }],
+      `unix://${r.socketPath}`,
+      -1,
+      ServerCredentials.createInsecure(),
+    );
+    await chmod(r.socketPath, Number.parseInt(config.download.server.socketMode, 8));
+    closers.push(async () => {
+      await downloadServer.close();
+      await rm(r.socketPath, { force: true });
+    });
+
+    const announcer = new HostAnnouncer(schedulers, host, r.announceIntervalMs, log);
+    // The scheduler refuses peers of hosts it does not know: announce before serving dfget.
+    if (schedulers.size > 0) await announcer.announce();
+    announcer.start();
+    closers.push(() => announcer.stop());
+
+    const health: HealthServer = await serveHealth(config.health.server.ip, config.health.server.port, () => true);
+    closers.push(() => health.close());
+    const metricsServer: MetricsServer = await serveMetrics(registry, config.metrics.server.ip, config.metrics.server.port);
+    closers.push(() => metricsServer.close());
+
+    const gcPolicy = { taskTtlMs: r.taskTtlMs, diskThresholdBytes: r.diskThresholdBytes, highPercent: config.gc.policy.diskHighThresholdPercent, lowPercent: config.gc.policy.diskLowThresholdPercent, storageDir: r.storageDir };
+    const stopGc = startGc(storage, tasks, gcPolicy, r.gcIntervalMs, log, metrics);
+    closers.push(stopGc);
+
+    log.info({ hostId, uploadPort, piecePort: pieceServer.port, socket: r.socketPath, seedPeer: seed, schedulers: config.scheduler.addrs }, "dfdaemon started");
+    return {
+      hostId,
+      uploadPort,
+      piecePort: pieceServer.port,
+      healthPort: health.port,
+      metricsPort: metricsServer.port,
+      socketPath: r.socketPath,
+      tasks,
+      storage,
+      schedulers,
+      gc: () => runGc(storage, tasks, gcPolicy, log, metrics),
+      close,
+    };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}

@@ -1,0 +1,54 @@
+// Writing a finished task to the caller's output path without ever leaving a partial file
+// there: the bytes go to a temporary name in the target directory (hard link to the task file
+// when on the same filesystem, else a reflink-or-copy), and only a complete file is renamed
+// into place. Without overwrite, an existing file is never replaced.
+import { constants } from "node:fs";
+import { access, copyFile, link, rename, stat, unlink } from "node:fs/promises";
+import { basename, dirname, isAbsolute, join } from "node:path";
+import { randomBytes } from "node:crypto";
+
+export class OutputError extends Error {
+  override name = "OutputError";
+}
+
+/** Checks before any download starts, so a bad path fails fast. */
+export async function checkOutputPath(path: string, overwrite: boolean): Promise<void> {
+  if (!isAbsolute(path)) throw new OutputError(`output path must be absolute: ${path}`);
+  const dir = dirname(path);
+  const st = await stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) throw new OutputError(`output directory does not exist: ${dir}`);
+  try {
+    await access(dir, constants.W_OK);
+  } catch {
+    throw new OutputError(`output directory is not writable: ${dir}`);
+  }
+  const existing = await stat(path).catch(() => undefined);
+  if (existing?.isDirectory()) throw new OutputError(`output path is a directory: ${path}`);
+  if (existing && !overwrite) throw new OutputError(`output file already exists (use --overwrite to replace it): ${path}`);
+}
+
+export async function writeOutput(contentPath: string, path: string, opts: { overwrite: boolean; forceHardLink: boolean }): Promise<"hardlink" | "copy"> {
+  const tmp = join(dirname(path), `.${basename(path)}.damselfly-${randomBytes(6).toString("hex")}`);
+  let how: "hardlink" | "copy" = "hardlink";
+  try {
+    try {
+      await link(contentPath, tmp);
+    } catch (e) {
+      if (opts.forceHardLink) throw new OutputError(`cannot hard-link the task file to ${path}: ${(e as Error).message}`);
+      how = "copy";
+      await copyFile(contentPath, tmp, constants.COPYFILE_FICLONE);
+    }
+    if (opts.overwrite) await rename(tmp, path);
+    else {
+      // link(2) refuses an existing target, which closes the check-then-rename race.
+      await link(tmp, path).catch((e: NodeJS.ErrnoException) => {
+        throw new OutputError(e.code === "EEXIST" ? `output file already exists (use --overwrite to replace it): ${path}` : `cannot write ${path}: ${e.message}`);
+      });
+      await unlink(tmp);
+    }
+    return how;
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e instanceof OutputError ? e : new OutputError(`cannot write ${path}: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,209 @@
+// One scheduling round of a P2P download: learn which pieces each candidate parent holds
+// (SyncPieces, which keeps streaming as the parent's own download progresses), fetch each
+// missing piece from a parent chosen by spare bandwidth, `concurrency` pieces at a time, and
+// stop when every piece landed or no parent can give us more. The caller reschedules then.
+import type { ClientReadableStream } from "@grpc/grpc-js";
+import type { Host, Peer } from "../../gen/common/v2/common.js";
+import type { SyncPiecesResponse } from "../../gen/dfdaemon/v2/dfdaemon.js";
+import type { Logger } from "../../common/logger.js";
+import type { PieceInfo } from "../storage/types.js";
+import { pickWeighted, spareBandwidthWeight, type UploadClientPool } from "./parents.js";
+
+export interface Holder {
+  peerId: string;
+  hostId: string;
+  ip: string;
+  tcpPort: number;
+}
+
+export interface RoundDeps {
+  taskId: string;
+  hostId: string;
+  peerId: string;
+  concurrency: number;
+  /** Give up on the round when no parent reported or delivered anything for this long. */
+  idleTimeoutMs: number;
+  uploadClients: UploadClientPool;
+  /** Fetches one piece from a parent into the task store, verified; throws on any failure. */
+  fetch(holder: Holder, number: number): Promise<PieceInfo>;
+  onPiece(info: PieceInfo, holder: Holder): void;
+  /** Every parent holding `number` failed it in this round. */
+  onPieceFailed(number: number, lastParent: Holder, error: unknown): void;
+  /** A parent served bytes that failed verification: not to be used again for this task. */
+  onBadParent(holder: Holder, error: unknown): void;
+  log: Logger;
+}
+
+interface ParentState {
+  peer: Peer;
+  host: Host;
+  weight: number;
+  blocked: boolean;
+}
+
+function isDigestError(e: unknown): boolean {
+  return (e as { code?: unknown } | null)?.code === "DF_DIGEST_MISMATCH";
+}
+
+export class PieceRound {
+  private readonly holders = new Map<number, Holder[]>();
+  private readonly tried = new Map<number, Set<string>>();
+  private readonly ready: number[] = [];
+  private readonly queued = new Set<number>();
+  private readonly parents = new Map<string, ParentState>();
+  private readonly streams: Array<ClientReadableStream<unknown>> = [];
+  private openSyncs = 0;
+  private inFlight = 0;
+  private lastProgress = Date.now();
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly deps: RoundDeps,
+    candidates: readonly Peer[],
+    private readonly missing: Set<number>,
+  ) {
+    for (const peer of candidates) {
+      if (!peer.host || !peer.host.ip) continue;
+      this.parents.set(peer.id, { peer, host: peer.host, weight: spareBandwidthWeight(peer.host.network?.maxTxBandwidth, peer.host.network?.txBandwidth), blocked: false });
+    }
+  }
+
+  /** Runs until all missing pieces are fetched (true) or the round cannot progress (false). */
+  async run(signal?: AbortSignal): Promise<boolean> {
+    for (const p of this.parents.values()) this.sync(p);
+    this.syncHosts();
+    const workers = Array.from({ length: this.deps.concurrency }, () => this.worker(signal));
+    try {
+      await Promise.all(workers);
+    } finally {
+      for (const s of this.streams) s.cancel();
+    }
+    return this.missing.size === 0;
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  private sync(p: ParentState): void {
+    const client = this.deps.uploadClients.get(p.host.ip, p.host.port);
+    const stream = client.syncPieces({ hostId: this.deps.hostId, taskId: this.deps.taskId, interestedPieceNumbers: [...this.missing] });
+    this.streams.push(stream);
+    this.openSyncs++;
+    stream.on("data", (r: SyncPiecesResponse) => {
+      if (p.blocked || !this.missing.has(r.number)) return;
+      const holder: Holder = { peerId: p.peer.id, hostId: p.host.id, ip: r.ip || p.host.ip, tcpPort: r.tcpPort ?? 0 };
+      if (!holder.tcpPort) return; // a parent that gives no piece port cannot serve bytes
+      const list = this.holders.get(r.number) ?? [];
+      list.push(holder);
+      this.holders.set(r.number, list);
+      this.lastProgress = Date.now();
+      if (!this.queued.has(r.number)) {
+        this.queued.add(r.number);
+        this.ready.push(r.number);
+      }
+      this.notify();
+    });
+    const done = (e?: Error) => {
+      if (e) this.deps.log.debug({ parent: p.peer.id, err: e.message }, "sync pieces stream ended with error");
+      this.openSyncs--;
+      this.notify();
+    };
+    let ended = false;
+    stream.on("error", (e: Error) => {
+      if (!ended) {
+        ended = true;
+        done(e);
+      }
+    });
+    stream.on("end", () => {
+      if (!ended) {
+        ended = true;
+        done();
+      }
+    });
+  }
+
+  /** Parents report their spare upload bandwidth about once a second (SyncHost). */
+  private syncHosts(): void {
+    const seen = new Set<string>();
+    for (const p of this.parents.values()) {
+      if (seen.has(p.host.id)) continue;
+      seen.add(p.host.id);
+      const stream = this.deps.uploadClients.get(p.host.ip, p.host.port).syncHost({ hostId: this.deps.hostId, peerId: this.deps.peerId });
+      this.streams.push(stream);
+      stream.on("data", (h: Host) => {
+        const w = spareBandwidthWeight(h.network?.maxTxBandwidth, h.network?.txBandwidth);
+        for (const q of this.parents.values()) if (q.host.id === p.host.id) q.weight = w;
+      });
+      stream.on("error", () => undefined);
+    }
+  }
+
+  private async worker(signal?: AbortSignal): Promise<void> {
+    for (;;) {
+      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error("download aborted");
+      if (this.missing.size === 0) return this.notify();
+      const n = this.ready.shift();
+      if (n === undefined) {
+        // Nothing to fetch now: wait for a report, unless no parent can report anything more.
+        if (this.openSyncs === 0 && this.inFlight === 0) return this.notify();
+        if (Date.now() - this.lastProgress > this.deps.idleTimeoutMs && this.inFlight === 0) return this.notify();
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, 100);
+          const prev = this.wake;
+          this.wake = () => {
+            clearTimeout(t);
+            prev?.();
+            resolve();
+          };
+        });
+        continue;
+      }
+      if (!this.missing.has(n)) continue;
+      this.inFlight++;
+      try {
+        await this.fetchPiece(n);
+      } finally {
+        this.inFlight--;
+        this.notify();
+      }
+    }
+  }
+
+  private async fetchPiece(n: number): Promise<void> {
+    const tried = this.tried.get(n) ?? new Set<string>();
+    this.tried.set(n, tried);
+    let last: Holder | undefined;
+    let lastError: unknown;
+    for (;;) {
+      const candidates = (this.holders.get(n) ?? []).filter((h) => !tried.has(h.peerId) && !this.parents.get(h.peerId)?.blocked);
+      const holder = pickWeighted(candidates, (h) => this.parents.get(h.peerId)?.weight ?? 1);
+      if (!holder) break;
+      tried.add(holder.peerId);
+      last = holder;
+      try {
+        const info = await this.deps.fetch(holder, n);
+        this.missing.delete(n);
+        this.lastProgress = Date.now();
+        this.deps.onPiece(info, holder);
+        return;
+      } catch (e) {
+        lastError = e;
+        if (isDigestError(e)) {
+          const p = this.parents.get(holder.peerId);
+          if (p) p.blocked = true;
+          this.deps.onBadParent(holder, e);
+        }
+        this.deps.log.debug({ piece: n, parent: holder.peerId, err: e instanceof Error ? e.message : String(e) }, "piece fetch from parent failed");
+      }
+    }
+    if (last) this.deps.onPieceFailed(n, last, lastError);
+    // The piece may still be reported by a parent that is downloading it: let a later report
+    // queue it again.
+    this.queued.delete(n);
+    this.holders.delete(n);
+  }
+}

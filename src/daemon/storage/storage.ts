@@ -1,0 +1,189 @@
+// The daemon's task storage: native piece stores (one directory per task under the disk or
+// tmpfs root) plus a small JSON record per task with what the native store does not know
+// (URL, response headers, state). The JSON is written atomically after the fact, so a crash
+// leaves at worst a task whose pieces are intact and whose state is re-derived on open.
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { isTaskId } from "../../common/ids.js";
+import type { Logger } from "../../common/logger.js";
+import { DigestHasher, deleteTaskStore, openTaskStore, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
+import type { ParentAddress, PieceInfo, TaskMetadata, TaskStore } from "./types.js";
+
+const META_FILE = "task.json";
+const NATIVE_DIGESTS = new Set(["sha256", "blake3", "crc32", "crc32c"]);
+
+function toPieceInfo(p: NativePieceInfo): PieceInfo {
+  return { number: p.number, offset: p.offset, length: p.length, digest: p.digest, parentId: p.parentId, createdAt: p.createdAtMs, finishedAt: p.finishedAtMs };
+}
+
+class LocalTask implements TaskStore {
+  constructor(
+    readonly meta: TaskMetadata,
+    private readonly native: NativeTaskStore,
+    private readonly dir: string,
+  ) {}
+
+  get id(): string {
+    return this.meta.id;
+  }
+
+  get contentPath(): string {
+    return this.native.info().contentPath;
+  }
+
+  finished(): PieceInfo[] {
+    return this.native.finishedPieces().map(toPieceInfo);
+  }
+
+  piece(number: number): PieceInfo | undefined {
+    const p = this.native.piece(number);
+    return p ? toPieceInfo(p) : undefined;
+  }
+
+  async writePiece(number: number, data: Buffer, createdAt: number): Promise<PieceInfo> {
+    return toPieceInfo(await this.native.writePiece(number, data, "", createdAt));
+  }
+
+  async fetchPiece(parent: ParentAddress, number: number, parentId: string, timeoutMs: number, signal?: AbortSignal): Promise<PieceInfo> {
+    const addr = parent.ip.includes(":") ? `[${parent.ip}]:${parent.port}` : `${parent.ip}:${parent.port}`;
+    return toPieceInfo(await this.native.fetchPiece({ addr, number, parentId, pieceTimeoutMs: timeoutMs }, signal));
+  }
+
+  readPiece(number: number): Promise<Buffer> {
+    return this.native.readPiece(number);
+  }
+
+  async digest(algorithm: string): Promise<string> {
+    if (NATIVE_DIGESTS.has(algorithm)) {
+      const h = new DigestHasher(algorithm);
+      for (let n = 0; n < this.meta.pieceCount; n++) h.update(await this.native.readPiece(n));
+      return h.digest();
+    }
+    // sha512/md5/sha1 are accepted for compatibility with dfget's --digest; the addon does
+    // not carry them, so node:crypto reads the finished file.
+    const h = createHash(algorithm);
+    for await (const chunk of createReadStream(this.contentPath, { highWaterMark: 4 << 20, end: Math.max(0, this.meta.contentLength - 1) })) h.update(chunk as Buffer);
+    return `${algorithm}:${h.digest("hex")}`;
+  }
+
+  async update(patch: Partial<TaskMetadata>): Promise<void> {
+    Object.assign(this.meta, patch, { updatedAt: Date.now() });
+    await writeMeta(this.dir, this.meta);
+  }
+
+  close(): void {
+    // Native stores are reference-counted by the registry; nothing to release explicitly.
+  }
+
+  deleteNative(): void {
+    this.native.delete();
+  }
+}
+
+async function writeMeta(dir: string, meta: TaskMetadata): Promise<void> {
+  const tmp = join(dir, `${META_FILE}.tmp-${process.pid}`);
+  await writeFile(tmp, JSON.stringify(meta));
+  await rename(tmp, join(dir, META_FILE));
+}
+
+export interface StorageOptions {
+  /** Root for disk-tier tasks. */
+  diskDir: string;
+  /** Root for memory-tier tasks (a tmpfs directory). */
+  memoryDir: string;
+  /** Keep tasks from an earlier run (Dragonfly's storage.keep). */
+  keep: boolean;
+  log: Logger;
+}
+
+export type NewTask = Omit<TaskMetadata, "state" | "createdAt" | "updatedAt" | "finishedAt" | "failure" | "uploadedCount">;
+
+export class Storage {
+  private readonly tasks = new Map<string, LocalTask>();
+
+  private constructor(private readonly opts: StorageOptions) {}
+
+  static async open(opts: StorageOptions): Promise<Storage> {
+    const s = new Storage(opts);
+    for (const root of [opts.diskDir, opts.memoryDir]) {
+      if (!opts.keep) await rm(root, { recursive: true, force: true });
+      await mkdir(root, { recursive: true });
+    }
+    if (opts.keep) await s.load();
+    return s;
+  }
+
+  private rootFor(tier: "disk" | "memory"): string {
+    return tier === "memory" ? this.opts.memoryDir : this.opts.diskDir;
+  }
+
+  /** Reopens tasks from a previous run: finished ones serve again, partial ones resume. */
+  private async load(): Promise<void> {
+    for (const tier of ["disk", "memory"] as const) {
+      const root = this.rootFor(tier);
+      for (const id of await readdir(root).catch(() => [] as string[])) {
+        if (!isTaskId(id)) continue;
+        const dir = join(root, id);
+        try {
+          const meta = JSON.parse(await readFile(join(dir, META_FILE), "utf8")) as TaskMetadata;
+          if (meta.id !== id) throw new Error("metadata names another task");
+          const native = openTaskStore({ dataDir: root, taskId: id, contentLength: meta.contentLength, pieceLength: meta.pieceLength, tier: tier === "memory" ? "tmpfs" : "disk" });
+          const task = new LocalTask(meta, native, dir);
+          // The record may predate the last pieces (crash): the piece store is the truth.
+          const complete = native.finishedCount() === meta.pieceCount;
+          if (meta.state === "succeeded" && !complete) meta.state = "running";
+          if (meta.state === "running" && complete && !meta.digest) meta.state = "succeeded";
+          this.tasks.set(id, task);
+        } catch (e) {
+          this.opts.log.warn({ taskId: id, err: e instanceof Error ? e.message : String(e) }, "dropping unreadable task from storage");
+          await rm(dir, { recursive: true, force: true });
+        }
+      }
+    }
+  }
+
+  get(taskId: string): TaskStore | undefined {
+    return this.tasks.get(taskId);
+  }
+
+  list(): TaskStore[] {
+    return [...this.tasks.values()];
+  }
+
+  /** Opens a task for download: the existing store when the layout matches (resume), else new. */
+  async open(t: NewTask): Promise<TaskStore> {
+    const existing = this.tasks.get(t.id);
+    if (existing && existing.meta.contentLength === t.contentLength && existing.meta.pieceLength === t.pieceLength) {
+      if (existing.meta.state === "failed") await existing.update({ state: "running", failure: undefined });
+      return existing;
+    }
+    if (existing) await this.delete(t.id);
+    const root = this.rootFor(t.tier);
+    const native = openTaskStore({ dataDir: root, taskId: t.id, contentLength: t.contentLength, pieceLength: t.pieceLength, tier: t.tier === "memory" ? "tmpfs" : "disk" });
+    const now = Date.now();
+    const meta: TaskMetadata = { ...t, state: "running", createdAt: now, updatedAt: now, uploadedCount: 0 };
+    const dir = join(root, t.id);
+    await writeMeta(dir, meta);
+    const task = new LocalTask(meta, native, dir);
+    this.tasks.set(t.id, task);
+    return task;
+  }
+
+  async delete(taskId: string): Promise<void> {
+    const t = this.tasks.get(taskId);
+    this.tasks.delete(taskId);
+    if (t) {
+      t.deleteNative();
+      await rm(join(this.rootFor(t.meta.tier), taskId), { recursive: true, force: true });
+    } else {
+      for (const tier of ["disk", "memory"] as const) deleteTaskStore(this.rootFor(tier), taskId);
+    }
+  }
+
+  /** Bytes of task content we hold (GC counts only our own bytes). */
+  usedBytes(): number {
+    return this.list().reduce((s, t) => s + t.meta.contentLength, 0);
+  }
+}

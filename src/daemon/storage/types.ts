@@ -1,0 +1,62 @@
+// What the daemon knows about a task it stores: the piece store (native) holds bytes and piece
+// records; this metadata (JSON beside it) holds what Dragonfly's task record holds — where the
+// content came from and how the download ended.
+export type LocalTaskState = "running" | "succeeded" | "failed";
+
+export interface TaskMetadata {
+  id: string;
+  url: string;
+  tag?: string | undefined;
+  application?: string | undefined;
+  filteredQueryParams: string[];
+  /** Request headers minus credentials (never persisted). */
+  requestHeader: Record<string, string>;
+  contentLength: number;
+  pieceLength: number;
+  pieceCount: number;
+  responseHeader: Record<string, string>;
+  /** Whole-content digest `alg:hex` when the requester gave one. */
+  digest?: string | undefined;
+  state: LocalTaskState;
+  failure?: string | undefined;
+  tier: "disk" | "memory";
+  createdAt: number;
+  updatedAt: number;
+  finishedAt?: number | undefined;
+  uploadedCount: number;
+}
+
+export interface PieceInfo {
+  number: number;
+  offset: number;
+  length: number;
+  /** Dragonfly's wire digest, `crc32:<decimal>`. */
+  digest: string;
+  /** Peer id of the parent it came from; empty when from the origin. */
+  parentId: string;
+  createdAt: number;
+  finishedAt: number;
+}
+
+export interface ParentAddress {
+  ip: string;
+  /** Vortex TCP port of the parent's piece server. */
+  port: number;
+}
+
+/** One task's bytes and records; every byte moves through the native piece store. */
+export interface TaskStore {
+  readonly id: string;
+  readonly meta: TaskMetadata;
+  readonly contentPath: string;
+  finished(): PieceInfo[];
+  piece(number: number): PieceInfo | undefined;
+  /** Writes a whole piece (from the origin) and records it once durable. */
+  writePiece(number: number, data: Buffer, createdAt: number, signal?: AbortSignal): Promise<PieceInfo>;
+  /** Fetches a piece from a parent's piece server straight into the task file, verified. */
+  fetchPiece(parent: ParentAddress, number: number, parentId: string, timeoutMs: number, signal?: AbortSignal): Promise<PieceInfo>;
+  readPiece(number: number): Promise<Buffer>;
+  /** Digest `alg:hex` of the whole content (sha256, sha512, blake3, crc32). */
+  digest(algorithm: string): Promise<string>;
+  update(patch: Partial<TaskMetadata>): Promise<void>;
+}

@@ -1,0 +1,395 @@
+// The download pipeline (DESIGN.md "How a download flows"): task id → local store → origin
+// stat → tiny files straight from the origin → otherwise AnnouncePeer with the scheduler, P2P
+// rounds from the parents it names, back-to-source when told to or when the scheduler is gone.
+// Every piece lands through the native store and is reported to the scheduler at once, so
+// children can pull it while we are still downloading. Concurrent requests for one task share
+// one download.
+import { EventEmitter } from "node:events";
+import { Metadata } from "@grpc/grpc-js";
+import type { Logger } from "../../common/logger.js";
+import { peerId as newPeerId } from "../../common/ids.js";
+import { pieceCount, pieceLengthFor, pieceRange, MIN_PIECE_LENGTH } from "../../common/piece.js";
+import { TrafficType, type Download, type Peer, type Piece } from "../../gen/common/v2/common.js";
+import { BackendError, type BackendRegistry } from "../backend/index.js";
+import { discard } from "../backend/http.js";
+import { PieceRound, type Holder } from "../piece/round.js";
+import type { UploadClientPool } from "../piece/parents.js";
+import { AnnouncePeerSession } from "../scheduler/session.js";
+import type { SchedulerPool } from "../scheduler/pool.js";
+import type { DaemonMetrics } from "../metrics.js";
+import type { Storage } from "../storage/storage.js";
+import type { PieceInfo, TaskStore } from "../storage/types.js";
+import { parseDigest } from "./digest.js";
+import { taskIdOf } from "./task-id.js";
+
+export interface TaskManagerOptions {
+  hostId: string;
+  ip: string;
+  hostname: string;
+  seedPeer: boolean;
+  concurrentPieceCount: number;
+  pieceTimeoutMs: number;
+  collectedPieceTimeoutMs: number;
+  scheduleTimeoutMs: number;
+  maxScheduleCount: number;
+  tier: "disk" | "memory";
+}
+
+export interface DownloadRequest {
+  download: Download;
+  /** Chosen by a remote party (seed trigger): the backend enforces the SSRF policy. */
+  remote: boolean;
+  signal?: AbortSignal | undefined;
+  /** Called once the task's length and already-present pieces are known. */
+  onStarted?(task: TaskStore, present: PieceInfo[]): void;
+  /** Called for each piece that lands after onStarted. */
+  onPiece?(task: TaskStore, piece: PieceInfo): void;
+}
+
+export class DownloadError extends Error {
+  override name = "DownloadError";
+  constructor(
+    message: string,
+    /** gRPC-ish classification used by the services: "not_found", "invalid", "backend", "unavailable", "internal". */
+    readonly kind: "not_found" | "invalid" | "backend" | "unavailable" | "internal",
+    readonly backend?: BackendError,
+  ) {
+    super(message);
+  }
+}
+
+const durationOf = (ms: number) => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
+
+export function toProtoPiece(p: PieceInfo, traffic: TrafficType): Piece {
+  return {
+    number: p.number,
+    parentId: p.parentId || undefined,
+    offset: p.offset,
+    length: p.length,
+    digest: p.digest,
+    trafficType: traffic,
+    cost: durationOf(Math.max(0, p.finishedAt - p.createdAt)),
+    createdAt: new Date(p.createdAt),
+  };
+}
+
+export class TaskManager {
+  /** Downloads in progress by task id; a second request for the same task joins the first. */
+  private readonly running = new Map<string, Promise<TaskStore>>();
+  /** Per-task piece events for joiners: `piece` (TaskStore, PieceInfo), `started`. */
+  readonly events = new EventEmitter().setMaxListeners(0);
+
+  constructor(
+    private readonly opts: TaskManagerOptions,
+    private readonly storage: Storage,
+    private readonly backends: { local: BackendRegistry; remote: BackendRegistry },
+    private readonly schedulers: SchedulerPool,
+    private readonly uploadClients: UploadClientPool,
+    private readonly log: Logger,
+    private readonly metrics?: DaemonMetrics,
+  ) {}
+
+  /** Whether a download of this task is in progress (GC must not evict it). */
+  isRunning(taskId: string): boolean {
+    return this.running.has(taskId);
+  }
+
+  async download(req: DownloadRequest): Promise<TaskStore> {
+    const d = req.download;
+    if (!d.url) throw new DownloadError("download.url is required", "invalid");
+    try {
+      new URL(d.url);
+    } catch {
+      throw new DownloadError(`invalid URL: ${d.url}`, "invalid");
+    }
+    if (d.digest !== undefined && d.digest !== "") parseDigest(d.digest);
+    if (d.pieceLength !== undefined && (d.pieceLength < MIN_PIECE_LENGTH || d.pieceLength > 64 * 1024 * 1024)) {
+      throw new DownloadError(`piece length ${d.pieceLength} is outside 4 MiB–64 MiB`, "invalid");
+    }
+    const taskId = taskIdOf(d);
+
+    const existing = this.storage.get(taskId);
+    if (existing && existing.meta.state === "succeeded" && existing.finished().length === existing.meta.pieceCount) {
+      req.onStarted?.(existing, existing.finished());
+      return existing;
+    }
+
+    let run = this.running.get(taskId);
+    const onPiece = (t: TaskStore, p: PieceInfo) => req.onPiece?.(t, p);
+    const onStarted = (t: TaskStore, present: PieceInfo[]) => req.onStarted?.(t, present);
+    if (run) {
+      // Join: report what exists now, then each piece as it lands.
+      const live = this.storage.get(taskId);
+      if (live) onStarted(live, live.finished());
+      else this.events.once(`started:${taskId}`, onStarted);
+    } else {
+      run = this.run(taskId, req).finally(() => this.running.delete(taskId));
+      this.running.set(taskId, run);
+      this.events.once(`started:${taskId}`, onStarted);
+    }
+    this.events.on(`piece:${taskId}`, onPiece);
+    try {
+      return await run;
+    } finally {
+      this.events.off(`piece:${taskId}`, onPiece);
+      this.events.off(`started:${taskId}`, onStarted);
+    }
+  }
+
+  private emitPiece(task: TaskStore, p: PieceInfo): void {
+    this.events.emit(`piece:${task.id}`, task, p);
+  }
+
+  private async run(taskId: string, req: DownloadRequest): Promise<TaskStore> {
+    const d = req.download;
+    const backend = (req.remote ? this.backends.remote : this.backends.local).for(d.url);
+    const headers = { ...d.requestHeader };
+
+    // Learn the content length: from the origin, as Dragonfly's clients do, or from the
+    // scheduler when the origin is down but the swarm has the task.
+    let contentLength: number | undefined;
+    let responseHeader: Record<string, string> = {};
+    let statError: BackendError | undefined;
+    const known = this.storage.get(taskId);
+    if (known) {
+      contentLength = known.meta.contentLength;
+      responseHeader = known.meta.responseHeader;
+    } else {
+      try {
+        const st = await backend.stat({ url: d.url, headers, signal: req.signal });
+        contentLength = st.contentLength;
+        responseHeader = st.headers;
+      } catch (e) {
+        statError = e instanceof BackendError ? e : new BackendError(String(e), undefined);
+        contentLength = await this.contentLengthFromScheduler(taskId);
+        if (contentLength === undefined) throw new DownloadError(statError.message, "backend", statError);
+      }
+    }
+    if (contentLength === undefined) throw new DownloadError(`${d.url}: origin did not tell the content length`, "backend");
+
+    const pieceLength = d.pieceLength ?? pieceLengthFor(contentLength);
+    const task = await this.storage.open({
+      id: taskId,
+      url: d.url,
+      tag: d.tag,
+      application: d.application,
+      filteredQueryParams: d.filteredQueryParams,
+      requestHeader: {},
+      contentLength,
+      pieceLength,
+      pieceCount: pieceCount(contentLength, pieceLength),
+      responseHeader,
+      digest: d.digest || undefined,
+      tier: this.opts.tier,
+    });
+    this.events.emit(`started:${taskId}`, task, task.finished());
+
+    try {
+      await this.fill(task, req, backend, headers, statError);
+      await this.verify(task);
+      await task.update({ state: "succeeded", finishedAt: Date.now(), failure: undefined });
+      return task;
+    } catch (e) {
+      await task.update({ state: "failed", failure: e instanceof Error ? e.message : String(e) }).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private missing(task: TaskStore): Set<number> {
+    const have = new Set(task.finished().map((p) => p.number));
+    const out = new Set<number>();
+    for (let n = 0; n < task.meta.pieceCount; n++) if (!have.has(n)) out.add(n);
+    return out;
+  }
+
+  private async fill(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, statError: BackendError | undefined): Promise<void> {
+    const d = req.download;
+    if (this.missing(task).size === 0) return;
+    const canBackToSource = !d.disableBackToSource && statError === undefined;
+    const toSource = () => {
+      if (d.disableBackToSource) throw new DownloadError("cannot download: the swarm could not serve the task and back-to-source is disabled", "unavailable");
+      return this.backToSource(task, req, backend, headers, undefined);
+    };
+
+    // Tiny tasks never involve the scheduler, as in Dragonfly.
+    if (task.meta.contentLength <= MIN_PIECE_LENGTH && canBackToSource && !d.needBackToSource) return toSource();
+    const scheduler = this.schedulers.forTask(task.id);
+    if (!scheduler) return toSource();
+
+    const peerId = newPeerId(this.opts.ip, this.opts.hostname, this.opts.seedPeer);
+    const session = new AnnouncePeerSession(scheduler.client, { hostId: this.opts.hostId, taskId: task.id, peerId });
+    try {
+      await this.converse(session, task, req, backend, headers, peerId);
+    } catch (e) {
+      if (e instanceof DownloadError && e.kind !== "unavailable") throw e;
+      session.cancel();
+      if (this.missing(task).size === 0) return;
+      this.log.warn({ taskId: task.id, err: e instanceof Error ? e.message : String(e) }, "scheduler conversation failed; going back to source");
+      if (statError) throw new DownloadError(statError.message, "backend", statError);
+      return toSource();
+    }
+  }
+
+  /** The AnnouncePeer conversation (wire-protocol.md §3.2 a–d). */
+  private async converse(session: AnnouncePeerSession, task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, peerId: string): Promise<void> {
+    const d = req.download;
+    session.register({
+      ...d,
+      outputPath: undefined,
+      actualContentLength: task.meta.contentLength,
+      actualPieceLength: task.meta.pieceLength,
+      actualPieceCount: task.meta.pieceCount,
+      needBackToSource: d.needBackToSource,
+    });
+    let rounds = 0;
+    for (;;) {
+      const res = await session.next(this.opts.scheduleTimeoutMs).catch((e: unknown) => {
+        throw new DownloadError(`scheduler: ${e instanceof Error ? e.message : String(e)}`, "unavailable");
+      });
+      if (!res) throw new DownloadError("scheduler ended the announce stream before the download finished", "unavailable");
+      switch (res.$case) {
+        case "emptyTaskResponse":
+          session.started();
+          session.finished();
+          session.close();
+          return;
+        case "metadataOnlyResponse":
+          throw new DownloadError("scheduler answered metadata-only for a task we do not hold", "unavailable");
+        case "needBackToSourceResponse": {
+          if (d.disableBackToSource) {
+            session.peerFailed("back-to-source is disabled");
+            session.close();
+            throw new DownloadError("scheduler asked us to go back to source, but back-to-source is disabled", "unavailable");
+          }
+          session.backToSourceStarted();
+          try {
+            await this.backToSource(task, req, backend, headers, session);
+          } catch (e) {
+            const be = e instanceof DownloadError ? e.backend : e instanceof BackendError ? e : undefined;
+            session.pieceBackToSourceFailed(undefined, { message: e instanceof Error ? e.message : String(e), statusCode: be?.statusCode, header: be?.headers });
+            session.backToSourceFailed(e instanceof Error ? e.message : String(e));
+            session.close();
+            throw e instanceof DownloadError ? e : new DownloadError(e instanceof Error ? e.message : String(e), be ? "backend" : "internal", be);
+          }
+          session.backToSourceFinished();
+          await this.closeAfterFinished(session);
+          return;
+        }
+        case "normalTaskResponse": {
+          rounds++;
+          const parents = res.normalTaskResponse.candidateParents;
+          if (rounds > this.opts.maxScheduleCount) {
+            session.peerFailed("max schedule count exceeded");
+            session.close();
+            throw new DownloadError("max schedule count exceeded", "unavailable");
+          }
+          session.started();
+          const done = await this.fromParents(session, task, parents, peerId, req.signal);
+          if (done) {
+            session.finished();
+            await this.closeAfterFinished(session);
+            return;
+          }
+          session.reschedule(parents, "not all pieces are downloaded from parent");
+          break;
+        }
+      }
+    }
+  }
+
+  /** Lets the scheduler process our last report before the stream goes away. */
+  private async closeAfterFinished(session: AnnouncePeerSession): Promise<void> {
+    session.close();
+    await session.next(5000).catch(() => undefined);
+  }
+
+  private async fromParents(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, signal?: AbortSignal): Promise<boolean> {
+    const missing = this.missing(task);
+    if (missing.size === 0) return true;
+    const round = new PieceRound(
+      {
+        taskId: task.id,
+        hostId: this.opts.hostId,
+        peerId,
+        concurrency: this.opts.concurrentPieceCount,
+        idleTimeoutMs: this.opts.collectedPieceTimeoutMs,
+        uploadClients: this.uploadClients,
+        fetch: (h: Holder, n: number) => task.fetchPiece({ ip: h.ip, port: h.tcpPort }, n, h.peerId, this.opts.pieceTimeoutMs, signal),
+        onPiece: (info) => {
+          session.pieceFinished(toProtoPiece(info, TrafficType.REMOTE_PEER));
+          this.emitPiece(task, info);
+        },
+        onPieceFailed: (n, last) => session.pieceFailed(n, last.peerId, true),
+        onBadParent: (h, e) => this.log.warn({ taskId: task.id, parent: h.peerId, host: h.ip, err: e instanceof Error ? e.message : String(e) }, "parent served a piece that failed verification; blocked for this task"),
+        log: this.log,
+      },
+      parents,
+      missing,
+    );
+    return round.run(signal);
+  }
+
+  private async backToSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined): Promise<void> {
+    const queue = [...this.missing(task)].sort((a, b) => a - b);
+    let failure: unknown;
+    const worker = async () => {
+      for (;;) {
+        if (failure !== undefined) return;
+        const n = queue.shift();
+        if (n === undefined) return;
+        try {
+          const info = await this.pieceFromSource(task, n, req, backend, headers);
+          session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
+          this.emitPiece(task, info);
+        } catch (e) {
+          failure ??= e;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.opts.concurrentPieceCount, Math.max(1, queue.length)) }, worker));
+    if (failure !== undefined) {
+      if (failure instanceof DownloadError) throw failure;
+      if (failure instanceof BackendError) throw new DownloadError(failure.message, "backend", failure);
+      throw new DownloadError(failure instanceof Error ? failure.message : "back-to-source failed", "internal");
+    }
+  }
+
+  private async pieceFromSource(task: TaskStore, n: number, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>): Promise<PieceInfo> {
+    const { offset, length } = pieceRange(n, task.meta.contentLength, task.meta.pieceLength);
+    const createdAt = Date.now();
+    const res = await backend.get({ url: req.download.url, headers, signal: req.signal, range: { start: offset, length } });
+    const buf = Buffer.allocUnsafe(length);
+    let filled = 0;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      if (filled + chunk.length > length) {
+        discard(res.body);
+        throw new BackendError(`${req.download.url}: origin sent more than the ${length} bytes of piece ${n}`, res.statusCode);
+      }
+      chunk.copy(buf, filled);
+      filled += chunk.length;
+    }
+    if (filled !== length) throw new BackendError(`${req.download.url}: origin sent ${filled} of ${length} bytes for piece ${n}`, res.statusCode, {}, true);
+    return task.writePiece(n, buf, createdAt, req.signal);
+  }
+
+  private async verify(task: TaskStore): Promise<void> {
+    const missing = this.missing(task);
+    if (missing.size > 0) throw new DownloadError(`${missing.size} of ${task.meta.pieceCount} pieces are missing`, "internal");
+    if (!task.meta.digest) return;
+    const expected = parseDigest(task.meta.digest);
+    const actual = await task.digest(expected.algorithm);
+    if (actual !== `${expected.algorithm}:${expected.hex}`) {
+      throw new DownloadError(`digest mismatch: expected ${expected.algorithm}:${expected.hex}, got ${actual}`, "invalid");
+    }
+  }
+
+  private async contentLengthFromScheduler(taskId: string): Promise<number | undefined> {
+    const s = this.schedulers.forTask(taskId);
+    if (!s) return undefined;
+    return new Promise((resolve) => {
+      s.client.statTask({ hostId: this.opts.hostId, taskId }, new Metadata(), { deadline: Date.now() + 5000 }, (err, task) => {
+        resolve(!err && task && task.contentLength > 0 && task.state === "Succeeded" ? task.contentLength : undefined);
+      });
+    });
+  }
+}
