@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { SingleBar } from "cli-progress";
 import { Option } from "commander";
 import { silentLogger } from "../common/logger.js";
+import { MAX_MESSAGE_BYTES } from "../common/grpc/server.js";
 import { DEFAULT_SOCKET_PATH, loadDaemonConfig, type DaemonConfig } from "../daemon/config.js";
 import { parseDigest } from "../daemon/task/digest.js";
 import { Download, TaskType } from "../gen/common/v2/common.js";
@@ -128,7 +129,8 @@ async function download(url: string, opts: DfgetOptions): Promise<void> {
     socket = o.socket;
     oneShot = o;
   }
-  const client = new DfdaemonDownloadClient(`unix://${socket}`, credentials.createInsecure());
+  // Pieces (up to 64 MiB) ride in messages when writing to stdout.
+  const client = new DfdaemonDownloadClient(`unix://${socket}`, credentials.createInsecure(), { "grpc.max_receive_message_length": MAX_MESSAGE_BYTES * 2 });
   const bar = opts.progress && process.stderr.isTTY && !toStdout ? new SingleBar({ format: "{bar} {percentage}% | {done}/{size} | {speed}/s | ETA {eta_formatted}", hideCursor: true, stream: process.stderr }) : undefined;
   const started = Date.now();
   let total = 0;

@@ -20,6 +20,7 @@ import { serveHealth, type HealthServer } from "./health.js";
 import { buildHost } from "./host.js";
 import { daemonMetrics } from "./metrics.js";
 import { UploadClientPool } from "./piece/parents.js";
+import { startProxy } from "./proxy/server.js";
 import { HostAnnouncer } from "./scheduler/announcer.js";
 import { SchedulerPool } from "./scheduler/pool.js";
 import { Storage } from "./storage/storage.js";
@@ -32,6 +33,8 @@ export interface DaemonHandle {
   piecePort: number;
   healthPort: number;
   metricsPort: number;
+  /** The HTTP(S) proxy / registry mirror port; 0 when the config has no `proxy` section. */
+  proxyPort: number;
   socketPath: string;
   tasks: TaskManager;
   storage: Storage;
@@ -119,6 +122,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     closers.push(() => clearInterval(sampler));
 
     let uploadPort = 0;
+    let proxyPort = 0;
     const host = () =>
       buildHost(
         {
@@ -130,7 +134,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
           location: config.host.location,
           uploadPort,
           piecePort: pieceServer.port,
-          proxyPort: 0,
+          proxyPort,
           schedulerClusterId: config.host.schedulerClusterID,
           disableShared: config.upload.disableShared,
           maxTxBandwidth: r.uploadBandwidthBytes,
@@ -148,6 +152,18 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     uploadPort = uploadServer.port;
     closers.push(() => uploadServer.close());
 
+    if (config.proxy) {
+      const proxy = await startProxy({ config: config.proxy, tasks, storage, log: log.child({ component: "proxy" }), registry, caDir: join(r.storageDir, "proxy"), allowedCidrs: config.security.allowedBackToSourceCIDRs, serverIp: r.ip });
+      proxyPort = proxy.port;
+      closers.push(() => proxy.close());
+    }
+
+    const announcer = new HostAnnouncer(schedulers, host, r.announceIntervalMs, log);
+    // The scheduler refuses peers of hosts it does not know: announce before serving dfget.
+    if (schedulers.size > 0) await announcer.announce();
+    announcer.start();
+    closers.push(() => announcer.stop());
+
     const download = new DownloadService({ storage, tasks, log, hostId, newPeerId });
     await mkdir(dirname(r.socketPath), { recursive: true });
     await rm(r.socketPath, { force: true });
@@ -162,12 +178,6 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       await downloadServer.close();
       await rm(r.socketPath, { force: true });
     });
-
-    const announcer = new HostAnnouncer(schedulers, host, r.announceIntervalMs, log);
-    // The scheduler refuses peers of hosts it does not know: announce before serving dfget.
-    if (schedulers.size > 0) await announcer.announce();
-    announcer.start();
-    closers.push(() => announcer.stop());
 
     const health: HealthServer = await serveHealth(config.health.server.ip, config.health.server.port, () => true);
     closers.push(() => health.close());
@@ -185,6 +195,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       piecePort: pieceServer.port,
       healthPort: health.port,
       metricsPort: metricsServer.port,
+      proxyPort,
       socketPath: r.socketPath,
       tasks,
       storage,

@@ -1,6 +1,6 @@
 // A local origin for tests: serves one in-memory file with Range support and counts the bytes
 // it sent, so tests can assert how many times the swarm went back to source.
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createHash, randomBytes } from "node:crypto";
 
@@ -10,6 +10,10 @@ export interface Origin {
   requests: number;
   /** Status to answer with instead of content (e.g. 503), or undefined for normal service. */
   failWith: number | undefined;
+  /** Delay before answering each request, to make transfers slow enough to interrupt. */
+  delayMs: number;
+  /** Honour Range requests (python's http.server and some CDNs do not). */
+  rangeSupport: boolean;
   content: Buffer;
   sha256: string;
   close(): Promise<void>;
@@ -32,15 +36,24 @@ export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<
     bytesServed: 0,
     requests: 0,
     failWith: undefined,
+    delayMs: 0,
+    rangeSupport: true,
     content,
     sha256: createHash("sha256").update(content).digest("hex"),
     close: () => new Promise((r) => server.close(() => r())),
   };
   const server: Server = createServer((req, res) => {
+    if (origin.delayMs > 0) {
+      setTimeout(() => serve(req, res), origin.delayMs);
+      return;
+    }
+    serve(req, res);
+  });
+  const serve = (req: IncomingMessage, res: ServerResponse) => {
     origin.requests++;
     if (origin.failWith !== undefined) return void res.writeHead(origin.failWith).end(`failing with ${origin.failWith}\n`);
     if ((req.url ?? "").split("?")[0] !== path) return void res.writeHead(404).end("not found\n");
-    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
+    const m = origin.rangeSupport ? /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "") : null;
     let start = 0;
     let end = content.length - 1;
     if (m) {
@@ -52,7 +65,7 @@ export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<
     const body = content.subarray(start, end + 1);
     origin.bytesServed += body.length;
     res.end(body);
-  });
+  };
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   return origin;

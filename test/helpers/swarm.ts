@@ -73,7 +73,7 @@ export interface DownloadResult {
 }
 
 /** Downloads through a daemon's socket as dfget does; rejects with the daemon's error. */
-export async function downloadVia(socketPath: string, partial: Partial<Download>): Promise<DownloadResult> {
+export async function downloadVia(socketPath: string, partial: Partial<Download>, onPiece?: () => void): Promise<DownloadResult> {
   const client = new DfdaemonDownloadClient(`unix://${socketPath}`, credentials.createInsecure());
   try {
     return await new Promise<DownloadResult>((resolve, reject) => {
@@ -82,7 +82,10 @@ export async function downloadVia(socketPath: string, partial: Partial<Download>
       call.on("data", (res: DownloadTaskResponse) => {
         r.taskId = res.taskId;
         if (res.response?.$case === "downloadTaskStartedResponse") r.contentLength = res.response.downloadTaskStartedResponse.contentLength;
-        else if (res.response?.$case === "downloadPieceFinishedResponse") r.pieces++;
+        else if (res.response?.$case === "downloadPieceFinishedResponse") {
+          r.pieces++;
+          onPiece?.();
+        }
       });
       call.on("error", (e: ServiceError) => reject(Object.assign(new Error(e.details), { code: e.code })));
       call.on("end", () => resolve(r));

@@ -76,6 +76,10 @@ describe("dfdaemon without a scheduler", () => {
       const err = downloadVia(daemon.socketPath, { url: origin.url("/file.bin?x=1"), outputPath: join(out, "b"), disableBackToSource: true });
       await expect(err).rejects.toThrow(/back-to-source is disabled/);
       expect(existsSync(join(out, "b"))).toBe(false);
+      // An origin that ignores Range is read in one stream and cut into pieces.
+      origin.rangeSupport = false;
+      await downloadVia(daemon.socketPath, { url: origin.url("/file.bin?norange=1"), outputPath: join(out, "c") });
+      expect(sha256File(join(out, "c"))).toBe(origin.sha256);
     } finally {
       await daemon.close();
       await origin.close();

@@ -21,7 +21,7 @@ export interface GrpcService {
 export async function startGrpcServer(services: GrpcService[], host: string, port: number, credentials = ServerCredentials.createInsecure()): Promise<GrpcServerHandle> {
   const server = new Server({
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": MAX_MESSAGE_BYTES * 2,
     "grpc.keepalive_time_ms": 60_000,
     "grpc.keepalive_timeout_ms": 20_000,
     "grpc.keepalive_permit_without_calls": 1,

@@ -55,7 +55,7 @@ export class HttpBackend implements Backend {
     if (res.statusCode === 206 && cr?.[1]) contentLength = Number(cr[1]);
     else if (res.statusCode === 200 && res.headers["content-length"] !== undefined) contentLength = Number(res.headers["content-length"]);
     else if (res.statusCode === 416) contentLength = 0;
-    return { contentLength, statusCode: res.statusCode === 206 ? 200 : res.statusCode, headers: res.headers };
+    return { contentLength, statusCode: res.statusCode === 206 ? 200 : res.statusCode, headers: res.headers, rangeSupported: res.statusCode === 206 || res.statusCode === 416 };
   }
 
   async get(req: BackendRequest & { range?: ByteRange | undefined }): Promise<GetResult> {

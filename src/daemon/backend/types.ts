@@ -14,6 +14,8 @@ export interface StatResult {
   contentLength: number | undefined;
   statusCode: number;
   headers: Record<string, string>;
+  /** The origin honours Range requests; otherwise the content must be read in one stream. */
+  rangeSupported: boolean;
 }
 
 export interface ByteRange {

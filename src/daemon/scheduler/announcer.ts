@@ -35,14 +35,13 @@ export class HostAnnouncer {
     return results.filter(Boolean).length;
   }
 
+  /** Re-announces every interval; the first announcement is the caller's (awaited at start). */
   start(): void {
-    const tick = () => {
-      void this.announce().finally(() => {
-        this.timer = setTimeout(tick, this.intervalMs);
-        this.timer.unref();
-      });
+    const schedule = () => {
+      this.timer = setTimeout(() => void this.announce().finally(schedule), this.intervalMs);
+      this.timer.unref();
     };
-    tick();
+    schedule();
   }
 
   async stop(): Promise<void> {

@@ -76,6 +76,8 @@ export function toProtoPiece(p: PieceInfo, traffic: TrafficType): Piece {
 export class TaskManager {
   /** Downloads in progress by task id; a second request for the same task joins the first. */
   private readonly running = new Map<string, Promise<TaskStore>>();
+  /** Tasks whose origin ignores Range: back-to-source reads them in one sequential stream. */
+  private readonly noRange = new Set<string>();
   /** Per-task piece events for joiners: `piece` (TaskStore, PieceInfo), `started`. */
   readonly events = new EventEmitter().setMaxListeners(0);
 
@@ -159,6 +161,7 @@ export class TaskManager {
         const st = await backend.stat({ url: d.url, headers, signal: req.signal });
         contentLength = st.contentLength;
         responseHeader = st.headers;
+        if (!st.rangeSupported) this.noRange.add(taskId);
       } catch (e) {
         statError = e instanceof BackendError ? e : new BackendError(String(e), undefined);
         contentLength = await this.contentLengthFromScheduler(taskId);
@@ -192,6 +195,8 @@ export class TaskManager {
     } catch (e) {
       await task.update({ state: "failed", failure: e instanceof Error ? e.message : String(e) }).catch(() => undefined);
       throw e;
+    } finally {
+      this.noRange.delete(taskId);
     }
   }
 
@@ -320,7 +325,10 @@ export class TaskManager {
           this.emitPiece(task, info);
         },
         onPieceFailed: (n, last) => session.pieceFailed(n, last.peerId, true),
-        onBadParent: (h, e) => this.log.warn({ taskId: task.id, parent: h.peerId, host: h.ip, err: e instanceof Error ? e.message : String(e) }, "parent served a piece that failed verification; blocked for this task"),
+        onBadParent: (h, e) => {
+          this.events.emit("badParent", { taskId: task.id, parentId: h.peerId, hostId: h.hostId });
+          this.log.warn({ taskId: task.id, parent: h.peerId, host: h.ip, err: e instanceof Error ? e.message : String(e) }, "parent served a piece that failed verification; blocked for this task");
+        },
         log: this.log,
       },
       parents,
@@ -330,6 +338,7 @@ export class TaskManager {
   }
 
   private async backToSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined): Promise<void> {
+    if (this.noRange.has(task.id)) return this.backToSourceStream(task, req, backend, headers, session);
     const queue = [...this.missing(task)].sort((a, b) => a - b);
     let failure: unknown;
     const worker = async () => {
@@ -352,6 +361,43 @@ export class TaskManager {
       if (failure instanceof BackendError) throw new DownloadError(failure.message, "backend", failure);
       throw new DownloadError(failure instanceof Error ? failure.message : "back-to-source failed", "internal");
     }
+  }
+
+  /** For origins without Range support: one GET, cut into pieces as the bytes arrive. */
+  private async backToSourceStream(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined): Promise<void> {
+    const { contentLength, pieceLength } = task.meta;
+    const res = await backend.get({ url: req.download.url, headers, signal: req.signal });
+    let number = 0;
+    let buf = Buffer.allocUnsafe(Math.min(pieceLength, contentLength));
+    let filled = 0;
+    let createdAt = Date.now();
+    const flush = async () => {
+      if (!task.piece(number)) {
+        const info = await task.writePiece(number, buf, createdAt, req.signal);
+        session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
+        this.emitPiece(task, info);
+      }
+      number++;
+      const next = Math.min(pieceLength, contentLength - number * pieceLength);
+      buf = Buffer.allocUnsafe(Math.max(0, next));
+      filled = 0;
+      createdAt = Date.now();
+    };
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      let off = 0;
+      while (off < chunk.length) {
+        if (number * pieceLength + filled >= contentLength) {
+          discard(res.body);
+          throw new BackendError(`${req.download.url}: origin sent more than ${contentLength} bytes`, res.statusCode);
+        }
+        const n = Math.min(buf.length - filled, chunk.length - off);
+        chunk.copy(buf, filled, off, off + n);
+        filled += n;
+        off += n;
+        if (filled === buf.length) await flush();
+      }
+    }
+    if (number * pieceLength < contentLength) throw new BackendError(`${req.download.url}: origin sent ${number * pieceLength + filled} of ${contentLength} bytes`, res.statusCode, {}, true);
   }
 
   private async pieceFromSource(task: TaskStore, n: number, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>): Promise<PieceInfo> {

@@ -1,0 +1,124 @@
+// dfget as a user runs it: real process, real flags. With no daemon on the endpoint it starts a
+// one-shot daemon; every failure is one line on stderr, a non-zero exit and no file left behind.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
+import { cleanupTempDirs, tempDir } from "../helpers/swarm.js";
+
+const bin = new URL("../../bin/dfget.js", import.meta.url).pathname;
+let origin: Origin;
+let dir: string;
+let endpoint: string;
+
+function dfget(args: string[]): Promise<{ status: number | null; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [bin, "-e", endpoint, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    let err = "";
+    p.stdout.on("data", (b: Buffer) => out.push(b));
+    p.stderr.on("data", (b: Buffer) => (err += b.toString()));
+    p.on("close", (status) => resolve({ status, stdout: Buffer.concat(out), stderr: err }));
+  });
+}
+
+function expectOneLineError(r: { status: number | null; stderr: string }, pattern: RegExp): void {
+  expect(r.status).not.toBe(0);
+  const lines = r.stderr.trim().split("\n");
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^dfget: /);
+  expect(lines[0]).toMatch(pattern);
+}
+
+beforeAll(async () => {
+  origin = await startOrigin(makeContent(12 * 1024 * 1024, 21));
+  dir = tempDir("dfget");
+  endpoint = join(dir, "no-daemon-here.sock");
+});
+
+afterAll(async () => {
+  await origin.close();
+  cleanupTempDirs();
+});
+
+describe("dfget", () => {
+  it("downloads with a one-shot daemon when none runs, and prints a one-line summary", async () => {
+    const out = join(dir, "ok.bin");
+    const r = await dfget([origin.url(), "-O", out, "--digest", `sha256:${origin.sha256}`]);
+    expect(r.stderr).toMatch(/^dfget: downloaded 12\.0 MiB in [\d.]+s .* to /);
+    expect(r.status).toBe(0);
+    expect(createHash("sha256").update(readFileSync(out)).digest("hex")).toBe(origin.sha256);
+  });
+
+  it("writes to stdout with -O -", async () => {
+    const r = await dfget([origin.url("/file.bin?stdout=1"), "-O", "-"]);
+    expect(r.status).toBe(0);
+    expect(createHash("sha256").update(r.stdout).digest("hex")).toBe(origin.sha256);
+  });
+
+  it("needs --overwrite to replace a file", async () => {
+    const out = join(dir, "exists.bin");
+    writeFileSync(out, "keep me");
+    expectOneLineError(await dfget([origin.url(), "-O", out]), /already exists \(use --overwrite/);
+    expect(readFileSync(out, "utf8")).toBe("keep me");
+    const r = await dfget([origin.url(), "-O", out, "--overwrite"]);
+    expect(r.status).toBe(0);
+    expect(readFileSync(out).length).toBe(origin.content.length);
+  });
+
+  it("rejects an unknown flag", async () => {
+    expectOneLineError(await dfget([origin.url(), "-O", join(dir, "x"), "--bogus"]), /unknown option '--bogus'/);
+  });
+
+  it("rejects a bad digest and a bad priority before downloading", async () => {
+    expectOneLineError(await dfget([origin.url(), "-O", join(dir, "x"), "--digest", "sha256:zz"]), /invalid digest/);
+    expectOneLineError(await dfget([origin.url(), "-O", join(dir, "x"), "-p", "9"]), /--priority/);
+  });
+
+  const failures: Array<[string, () => string, RegExp]> = [
+    ["an unreachable origin", () => "http://127.0.0.1:1/file.bin", /ECONNREFUSED|connect/],
+    ["a 404 from the origin", () => origin.url("/missing"), /404/],
+    ["a digest mismatch", () => origin.url("/file.bin?d=1"), /digest mismatch/],
+  ];
+  it.each(failures)("fails cleanly on %s and leaves no file", async (_name, url, pattern) => {
+    const out = join(dir, `fail-${Math.random().toString(16).slice(2)}`);
+    const args = [url(), "-O", out];
+    if (pattern.source.includes("digest")) args.push("--digest", `sha256:${"1".repeat(64)}`);
+    expectOneLineError(await dfget(args), pattern);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("fails cleanly on a 500 from the origin", async () => {
+    origin.failWith = 500;
+    try {
+      const out = join(dir, "five-hundred");
+      expectOneLineError(await dfget([origin.url("/file.bin?e=500"), "-O", out]), /500/);
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      origin.failWith = undefined;
+    }
+  });
+
+  it("fails cleanly when the output directory is missing", async () => {
+    expectOneLineError(await dfget([origin.url(), "-O", join(dir, "nope", "file")]), /output directory does not exist/);
+  });
+
+  it("fails cleanly when the output directory is read-only", async () => {
+    const ro = join(dir, "ro");
+    mkdirSync(ro);
+    // root ignores mode bits, so as root a read-only mount stands in for a read-only directory.
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) {
+      const m = spawnSync("mount", ["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", ro]);
+      if (m.status !== 0) return console.warn(`skipping read-only check: mount failed: ${m.stderr.toString().trim()}`);
+    } else spawnSync("chmod", ["555", ro]);
+    try {
+      expectOneLineError(await dfget([origin.url(), "-O", join(ro, "file")]), /not writable|read-only/);
+      expect(existsSync(join(ro, "file"))).toBe(false);
+    } finally {
+      if (asRoot) spawnSync("umount", [ro]);
+    }
+  });
+});
