@@ -63,6 +63,46 @@ export const DaemonConfigSchema = Type.Object(
     }),
     health: obj({ server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4003) }) }),
     metrics: obj({ server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4002) }) }),
+    /**
+     * HTTP(S) proxy and registry mirror (Dragonfly's `proxy.*`). Runs only when the section is
+     * present, so a daemon configured without it behaves as before.
+     */
+    proxy: Type.Optional(
+      Type.Object(
+        {
+          server: obj({
+            ip: Type.String({ default: "0.0.0.0" }),
+            port: Port(4001),
+            requestRateLimit: Type.Integer({ minimum: 1, default: 4000 }),
+            caCert: Type.String({ default: "" }),
+            caKey: Type.String({ default: "" }),
+            basicAuth: Type.Optional(Type.Object({ username: Type.String({ minLength: 1, maxLength: 20 }), password: Type.String({ minLength: 1, maxLength: 20 }) }, { additionalProperties: false })),
+          }),
+          rules: Type.Array(
+            Type.Object(
+              {
+                regex: Type.String({ minLength: 1 }),
+                useTLS: Type.Boolean({ default: false }),
+                redirect: Type.String({ default: "" }),
+                filteredQueryParams: Type.Optional(Type.Array(Type.String())),
+              },
+              { additionalProperties: false },
+            ),
+            { default: [{ regex: "blobs/sha256.*", useTLS: false, redirect: "" }] },
+          ),
+          registryMirror: obj({
+            addr: Type.String({ minLength: 1, default: "https://index.docker.io" }),
+            cert: Type.String({ default: "" }),
+            enableTaskIDBasedBlobDigest: Type.Boolean({ default: false }),
+          }),
+          disableBackToSource: Type.Boolean({ default: false }),
+          prefetch: Type.Boolean({ default: false }),
+          prefetchBandwidthLimit: Size("10GB"),
+          readBufferSize: Size("512KiB"),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     security: obj({
       /** Remote parties (the scheduler's seed trigger) may not make us fetch these unless allowlisted. */
       allowedBackToSourceCIDRs: Type.Array(Type.String(), { default: [] }),
