@@ -48,6 +48,23 @@ export declare class TaskStore {
   delete(): void
 }
 
+/** Streaming zstd decompression of one piece of known length. */
+export declare class ZstdDecoder {
+  constructor(expectedLength: number)
+  /** Decompressed bytes ready so far; DF_CODEC once the output would pass the piece length. */
+  push(chunk: Buffer): Buffer
+  /** The rest; DF_CODEC unless exactly the piece length came out. */
+  finish(): Buffer
+}
+
+/** Streaming zstd compression of one piece arriving in chunks (one standard frame). */
+export declare class ZstdEncoder {
+  constructor(level: number)
+  /** Compressed bytes ready so far (may be empty). */
+  push(chunk: Buffer): Buffer
+  finish(): Buffer
+}
+
 /** Versions of the addon and of the core crate it was built from. */
 export interface AddonVersion {
   addon: string

@@ -67,3 +67,38 @@ export const sealPieceInto = (key: Buffer, taskId: string, number: number, plain
 /** Seals several pieces into `outs` on all cores; `outs` must stay untouched until it resolves. */
 export const sealPiecesInto = (key: Buffer, taskId: string, numbers: number[], pieces: Buffer[], outs: Buffer[]): Promise<void> =>
   nativeAsync(binding.sealPiecesInto(key, taskId, numbers, pieces, outs));
+
+/** Streaming zstd compression of one piece that arrives in chunks (output: one standard frame). */
+export class ZstdEncoder {
+  private readonly inner;
+
+  constructor(level: number) {
+    this.inner = new binding.ZstdEncoder(level);
+  }
+
+  /** Compressed bytes ready so far (often empty). */
+  push(chunk: Buffer): Buffer {
+    return this.inner.push(chunk);
+  }
+
+  finish(): Buffer {
+    return this.inner.finish();
+  }
+}
+
+/** Streaming zstd decompression of one piece of known length; DF_CODEC past or short of it. */
+export class ZstdDecoder {
+  private readonly inner;
+
+  constructor(expectedLength: number) {
+    this.inner = new binding.ZstdDecoder(expectedLength);
+  }
+
+  push(chunk: Buffer): Buffer {
+    return this.inner.push(chunk);
+  }
+
+  finish(): Buffer {
+    return this.inner.finish();
+  }
+}

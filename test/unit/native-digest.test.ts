@@ -10,7 +10,14 @@ import {
   sealPiece,
   sealPieces,
   verifyDigest,
+  ZstdDecoder,
+  ZstdEncoder,
   zstdCompressAsync,
+  zstdCompressBound,
+  zstdCompressInto,
+  zstdDecompress,
+  zstdDecompressInto,
+  sealPieceInto,
   zstdDecompressAsync,
 } from "../../src/native/index.js";
 
@@ -83,5 +90,37 @@ describe("native per-piece codecs", () => {
     } catch (e) {
       expect(isNativeError(e) && e.code).toBe("DF_CODEC");
     }
+  });
+
+  it("streams zstd per piece in chunks and bounds the output", () => {
+    const piece = Buffer.concat([Buffer.from("vortex ".repeat(100_000)), randomBytes(50_000)]);
+    const enc = new ZstdEncoder(5);
+    const parts: Buffer[] = [];
+    for (let off = 0; off < piece.length; off += 65_536) parts.push(enc.push(piece.subarray(off, off + 65_536)));
+    parts.push(enc.finish());
+    const frame = Buffer.concat(parts);
+    expect(zstdDecompress(frame, piece.length).equals(piece)).toBe(true);
+    const dec = new ZstdDecoder(piece.length);
+    const out: Buffer[] = [];
+    for (let off = 0; off < frame.length; off += 4096) out.push(dec.push(frame.subarray(off, off + 4096)));
+    out.push(dec.finish());
+    expect(Buffer.concat(out).equals(piece)).toBe(true);
+    const short = new ZstdDecoder(piece.length);
+    short.push(frame.subarray(0, frame.length >> 1));
+    expect(() => short.finish()).toThrowError(expect.objectContaining({ code: "DF_CODEC" }) as Error);
+    expect(() => new ZstdDecoder(10).push(frame)).toThrowError(expect.objectContaining({ code: "DF_CODEC" }) as Error);
+  });
+
+  it("offers allocation-free variants that match the allocating ones", () => {
+    const piece = Buffer.from("allocation free ".repeat(50_000));
+    const out = Buffer.alloc(zstdCompressBound(piece.length));
+    const n = zstdCompressInto(piece, 3, out);
+    const back = Buffer.alloc(piece.length);
+    expect(zstdDecompressInto(out.subarray(0, n), back)).toBe(piece.length);
+    expect(back.equals(piece)).toBe(true);
+    const sealed = Buffer.alloc(piece.length + 16);
+    sealPieceInto(key, TASK, 9, piece, sealed);
+    expect(sealed.equals(sealPiece(key, TASK, 9, piece))).toBe(true);
+    expect(() => sealPieceInto(key, TASK, 9, piece, Buffer.alloc(3))).toThrowError(expect.objectContaining({ code: "DF_INVALID_ARGUMENT" }) as Error);
   });
 });

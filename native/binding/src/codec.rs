@@ -146,3 +146,54 @@ pub fn seal_pieces_into(
         codec::seal_pieces_into(&key, &task_id, &list, &mut views)
     })
 }
+
+/// Streaming zstd compression of one piece arriving in chunks (one standard frame).
+#[napi]
+pub struct ZstdEncoder {
+    inner: codec::ZstdStreamEncoder,
+}
+
+#[napi]
+impl ZstdEncoder {
+    #[napi(constructor)]
+    pub fn new(level: i32) -> Result<Self> {
+        Ok(Self { inner: codec::ZstdStreamEncoder::new(level).map_err(to_js)? })
+    }
+
+    /// Compressed bytes ready so far (may be empty).
+    #[napi]
+    pub fn push(&mut self, chunk: Buffer) -> Result<Buffer> {
+        self.inner.push(&chunk).map(Buffer::from).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn finish(&mut self) -> Result<Buffer> {
+        self.inner.finish().map(Buffer::from).map_err(to_js)
+    }
+}
+
+/// Streaming zstd decompression of one piece of known length.
+#[napi]
+pub struct ZstdDecoder {
+    inner: codec::ZstdStreamDecoder,
+}
+
+#[napi]
+impl ZstdDecoder {
+    #[napi(constructor)]
+    pub fn new(expected_length: u32) -> Result<Self> {
+        Ok(Self { inner: codec::ZstdStreamDecoder::new(expected_length as usize).map_err(to_js)? })
+    }
+
+    /// Decompressed bytes ready so far; DF_CODEC once the output would pass the piece length.
+    #[napi]
+    pub fn push(&mut self, chunk: Buffer) -> Result<Buffer> {
+        self.inner.push(&chunk).map(Buffer::from).map_err(to_js)
+    }
+
+    /// The rest; DF_CODEC unless exactly the piece length came out.
+    #[napi]
+    pub fn finish(&mut self) -> Result<Buffer> {
+        self.inner.finish().map(Buffer::from).map_err(to_js)
+    }
+}

@@ -208,6 +208,86 @@ fn with_compressor<T>(
     })
 }
 
+/// Streaming zstd compression of one piece that arrives in chunks: each `push` returns the
+/// compressed bytes ready so far, `finish` the rest; the result is one standard frame.
+pub struct ZstdStreamEncoder {
+    inner: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
+}
+
+impl ZstdStreamEncoder {
+    pub fn new(level: i32) -> Result<Self> {
+        if !(1..=19).contains(&level) {
+            return Err(CoreError::new(ErrorCode::InvalidArgument, format!("zstd level {level} is outside 1..=19")));
+        }
+        let e = zstd::stream::write::Encoder::new(Vec::new(), level)
+            .map_err(|e| CoreError::new(ErrorCode::Codec, format!("zstd encoder: {e}")))?;
+        Ok(Self { inner: Some(e) })
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>> {
+        use std::io::Write;
+        let e = self.inner.as_mut().ok_or_else(stream_finished)?;
+        e.write_all(chunk).map_err(|e| CoreError::new(ErrorCode::Codec, format!("zstd compress: {e}")))?;
+        Ok(std::mem::take(e.get_mut()))
+    }
+
+    pub fn finish(&mut self) -> Result<Vec<u8>> {
+        let e = self.inner.take().ok_or_else(stream_finished)?;
+        e.finish().map_err(|e| CoreError::new(ErrorCode::Codec, format!("zstd compress: {e}")))
+    }
+}
+
+/// Streaming zstd decompression of one piece whose length is known: output beyond it is
+/// refused as soon as it appears, and `finish` fails unless exactly that many bytes came out.
+pub struct ZstdStreamDecoder {
+    inner: Option<zstd::stream::write::Decoder<'static, Vec<u8>>>,
+    produced: usize,
+    expected: usize,
+}
+
+impl ZstdStreamDecoder {
+    pub fn new(expected_len: usize) -> Result<Self> {
+        let d = zstd::stream::write::Decoder::new(Vec::new())
+            .map_err(|e| CoreError::new(ErrorCode::Codec, format!("zstd decoder: {e}")))?;
+        Ok(Self { inner: Some(d), produced: 0, expected: expected_len })
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>> {
+        use std::io::Write;
+        let d = self.inner.as_mut().ok_or_else(stream_finished)?;
+        d.write_all(chunk).map_err(|e| CoreError::new(ErrorCode::Codec, format!("zstd decompress: {e}")))?;
+        let out = std::mem::take(d.get_mut());
+        self.produced += out.len();
+        if self.produced > self.expected {
+            self.inner = None;
+            return Err(CoreError::new(
+                ErrorCode::Codec,
+                format!("zstd output exceeds the piece length {}", self.expected),
+            ));
+        }
+        Ok(out)
+    }
+
+    pub fn finish(&mut self) -> Result<Vec<u8>> {
+        use std::io::Write;
+        let mut d = self.inner.take().ok_or_else(stream_finished)?;
+        d.flush().map_err(|e| CoreError::new(ErrorCode::Codec, format!("zstd decompress: {e}")))?;
+        let out = d.into_inner();
+        self.produced += out.len();
+        if self.produced != self.expected {
+            return Err(CoreError::new(
+                ErrorCode::Codec,
+                format!("zstd stream produced {} bytes, the piece has {}", self.produced, self.expected),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+fn stream_finished() -> CoreError {
+    CoreError::new(ErrorCode::InvalidArgument, "zstd stream already finished")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +349,32 @@ mod tests {
         assert_eq!(d, data);
         let mut small = vec![0u8; 10];
         assert_eq!(zstd_decompress_into(&c[..n], &mut small).unwrap_err().code, ErrorCode::Codec);
+    }
+
+    #[test]
+    fn zstd_streams_roundtrip_in_chunks_and_bound_output() {
+        let data = mixed(2 << 20);
+        let mut enc = ZstdStreamEncoder::new(3).unwrap();
+        let mut packed = Vec::new();
+        for c in data.chunks(100_000) {
+            packed.extend(enc.push(c).unwrap());
+        }
+        packed.extend(enc.finish().unwrap());
+        assert_eq!(zstd_decompress(&packed, data.len()).unwrap(), data, "one standard frame");
+        let mut dec = ZstdStreamDecoder::new(data.len()).unwrap();
+        let mut out = Vec::new();
+        for c in packed.chunks(7_777) {
+            out.extend(dec.push(c).unwrap());
+        }
+        out.extend(dec.finish().unwrap());
+        assert_eq!(out, data);
+        // Truncated input does not pass as a whole piece; a bomb is cut off.
+        let mut dec = ZstdStreamDecoder::new(data.len()).unwrap();
+        let _ = dec.push(&packed[..packed.len() / 2]).unwrap();
+        assert_eq!(dec.finish().unwrap_err().code, ErrorCode::Codec);
+        let mut small = ZstdStreamDecoder::new(1000).unwrap();
+        assert_eq!(small.push(&packed).unwrap_err().code, ErrorCode::Codec);
+        assert_eq!(enc.push(b"x").unwrap_err().code, ErrorCode::InvalidArgument);
     }
 
     #[test]
