@@ -131,6 +131,8 @@ pub struct PieceStore {
     meta: Mutex<MetaFile>,
     pieces: RwLock<Vec<Option<PieceRecord>>>,
     writing: Mutex<HashSet<u32>>,
+    /// Signalled whenever a write claim is released.
+    released: tokio::sync::Notify,
     pending: Mutex<Vec<Pending>>,
     commit_lock: tokio::sync::Mutex<()>,
     deleted: AtomicBool,
@@ -343,6 +345,7 @@ impl Drop for Claim<'_> {
         if let Ok(mut w) = self.store.writing.lock() {
             w.remove(&self.number);
         }
+        self.store.released.notify_waiters();
     }
 }
 
@@ -368,6 +371,13 @@ pub struct Prepared {
 impl PieceStore {
     /// Creates the task's files, or opens them and checks they describe the same task layout.
     pub fn open(opts: StoreOptions) -> Result<Arc<PieceStore>> {
+        Self::open_with(opts, true)
+    }
+
+    /// `repair`: cut a torn metadata tail. Only the writer may do that; a reader (the piece
+    /// server opening a task another process is writing) could otherwise cut a record that is
+    /// being appended right now.
+    fn open_with(opts: StoreOptions, repair: bool) -> Result<Arc<PieceStore>> {
         validate_task_id(&opts.task_id)?;
         if opts.piece_length == 0 {
             return Err(CoreError::new(ErrorCode::InvalidArgument, "piece length must be positive"));
@@ -431,7 +441,7 @@ impl PieceStore {
         let mut pieces = vec![None; piece_count as usize];
         let used = apply_records(&mut pieces, valid_records, opts.piece_length, opts.content_length);
         let end = (HEADER_LEN + used) as u64;
-        if (existing.len() as u64) > end && existing.len() >= HEADER_LEN {
+        if repair && (existing.len() as u64) > end && existing.len() >= HEADER_LEN {
             // Cut a torn tail (or records voided by a lost content file) so appends stay parseable.
             meta.set_len(end).map_err(|e| io_err("truncate", &meta_path, e))?;
         }
@@ -466,6 +476,7 @@ impl PieceStore {
             meta: Mutex::new(MetaFile { file: meta, end }),
             pieces: RwLock::new(pieces),
             writing: Mutex::new(HashSet::new()),
+            released: tokio::sync::Notify::new(),
             pending: Mutex::new(Vec::new()),
             commit_lock: tokio::sync::Mutex::new(()),
             deleted: AtomicBool::new(false),
@@ -489,16 +500,19 @@ impl PieceStore {
         let h = parse_header(&h).ok_or_else(|| {
             CoreError::new(ErrorCode::NotFound, format!("no valid piece metadata for task {task_id}"))
         })?;
-        Self::open(StoreOptions {
-            root: root.to_path_buf(),
-            task_id: task_id.to_string(),
-            content_length: h.content_length,
-            piece_length: h.piece_length,
-            tier: Tier::Disk,
-            direct: None,
-            sync: SyncPolicy::Auto,
-            extra_digest: h.extra,
-        })
+        Self::open_with(
+            StoreOptions {
+                root: root.to_path_buf(),
+                task_id: task_id.to_string(),
+                content_length: h.content_length,
+                piece_length: h.piece_length,
+                tier: Tier::Disk,
+                direct: None,
+                sync: SyncPolicy::Auto,
+                extra_digest: h.extra,
+            },
+            false,
+        )
     }
 
     fn open_direct(opts: &StoreOptions, path: &Path) -> Result<Option<File>> {
@@ -589,15 +603,26 @@ impl PieceStore {
         Ok(())
     }
 
-    fn claim(&self, n: u32) -> Result<Claim<'_>> {
-        let mut w = self.writing.lock().map_err(|_| poisoned())?;
-        if !w.insert(n) {
-            return Err(CoreError::new(
-                ErrorCode::InvalidArgument,
-                format!("piece {n} of task {} is already being written", self.info.task_id),
-            ));
+    /// Claims piece `n` for writing. If another write of it is in flight, waits for that one:
+    /// Ok(None) when it finished the piece (the caller returns its record), a fresh claim when
+    /// it failed. Two parents serving the same piece thus never race on its bytes.
+    async fn claim(&self, n: u32) -> Result<Option<Claim<'_>>> {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.piece(n).is_some() {
+                return Ok(None);
+            }
+            if self.writing.lock().map_err(|_| poisoned())?.insert(n) {
+                return Ok(Some(Claim { store: self, number: n }));
+            }
+            released.await;
         }
-        Ok(Claim { store: self, number: n })
+    }
+
+    fn finished_or_vanished(&self, n: u32) -> Result<PieceRecord> {
+        self.piece(n).ok_or_else(|| CoreError::new(ErrorCode::Io, format!("piece {n} vanished")))
     }
 
     /// Writes piece `n` from `data` (copied into an aligned buffer while the digests are
@@ -618,7 +643,7 @@ impl PieceStore {
         if let Some(r) = self.piece(n) {
             return Ok(r);
         }
-        let _claim = self.claim(n)?;
+        let Some(_claim) = self.claim(n).await? else { return self.finished_or_vanished(n) };
         let extra = self.info.extra_digest;
         let (buf, prepared) = tokio::task::spawn_blocking(move || copy_and_hash(data.as_ref(), extra))
             .await
@@ -643,7 +668,7 @@ impl PieceStore {
         if let Some(r) = self.piece(n) {
             return Ok(r);
         }
-        let _claim = self.claim(n)?;
+        let Some(_claim) = self.claim(n).await? else { return self.finished_or_vanished(n) };
         self.write_prepared_claimed(n, buf, prepared, meta).await
     }
 
@@ -1101,6 +1126,13 @@ mod tests {
             s.verify_piece(n).unwrap();
             assert_eq!(s.read_piece(n).await.unwrap(), pattern(piece as usize, n));
         }
+        // Concurrent writes of one piece: one writes, the other waits and gets its record.
+        let one = PieceStore::open(opts(dir.path(), "same-piece", piece, piece)).unwrap();
+        let (a, b) = tokio::join!(
+            one.write_piece(0, pattern(piece as usize, 5), WriteMeta::default()),
+            one.write_piece(0, pattern(piece as usize, 5), WriteMeta::default())
+        );
+        assert_eq!(a.unwrap(), b.unwrap());
         // Rewriting a finished piece is a no-op that returns the committed record.
         let again = s.write_piece(3, pattern(piece as usize, 99), WriteMeta::default()).await.unwrap();
         assert_eq!(again.digest, digest::digest(Algorithm::Crc32, &pattern(piece as usize, 3)));
