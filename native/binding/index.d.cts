@@ -132,6 +132,8 @@ export interface PieceInfo {
   parentId: string
   createdAtMs: number
   finishedAtMs: number
+  /** "direct" or "buffered": how this process wrote the piece (unset if loaded from disk). */
+  ioMode?: string
 }
 
 export interface PieceServerOptions {

@@ -50,6 +50,8 @@ export interface NativePieceInfo {
   parentId: string;
   createdAtMs: number;
   finishedAtMs: number;
+  /** How this process wrote the piece; absent for pieces found on disk at open. */
+  ioMode?: "direct" | "buffered";
 }
 
 export interface FetchPieceOptions {
@@ -76,6 +78,7 @@ function toInfo(p: Binding.PieceInfo): NativePieceInfo {
     finishedAtMs: p.finishedAtMs,
   };
   if (p.extraDigest) out.extraDigest = p.extraDigest;
+  if (p.ioMode) out.ioMode = p.ioMode as "direct" | "buffered";
   return out;
 }
 

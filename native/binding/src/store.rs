@@ -65,6 +65,8 @@ pub struct PieceInfo {
     pub parent_id: String,
     pub created_at_ms: i64,
     pub finished_at_ms: i64,
+    /// "direct" or "buffered": how this process wrote the piece (unset if loaded from disk).
+    pub io_mode: Option<String>,
 }
 
 impl From<PieceRecord> for PieceInfo {
@@ -78,6 +80,7 @@ impl From<PieceRecord> for PieceInfo {
             parent_id: r.parent_id,
             created_at_ms: r.created_at_ms,
             finished_at_ms: r.finished_at_ms,
+            io_mode: r.io_mode.map(|m| m.name().to_string()),
         }
     }
 }

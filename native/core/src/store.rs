@@ -95,6 +95,8 @@ pub struct PieceRecord {
     pub parent_id: String,
     pub created_at_ms: i64,
     pub finished_at_ms: i64,
+    /// How this process wrote the piece (direct or buffered); None when loaded from metadata.
+    pub io_mode: Option<IoMode>,
 }
 
 /// Provenance of a piece, kept so the piece server can fill Dragonfly's PieceContent metadata.
@@ -313,6 +315,7 @@ fn decode_record(buf: &[u8], piece_length: u64) -> Option<(u8, PieceRecord, usiz
         parent_id,
         created_at_ms,
         finished_at_ms,
+        io_mode: None,
     };
     Some((kind, rec, 8 + len))
 }
@@ -705,6 +708,7 @@ impl PieceStore {
             parent_id: meta.parent_id,
             created_at_ms,
             finished_at_ms: 0,
+            io_mode: Some(if buffered { IoMode::Buffered } else { IoMode::Direct }),
         };
         self.commit(rec, buffered).await
     }
@@ -1168,6 +1172,7 @@ mod tests {
             parent_id: "p".into(),
             created_at_ms: 1,
             finished_at_ms: 2,
+            io_mode: None,
         };
         let mut b = encode_record(KIND_FINISHED, &r);
         let (k, back, used) = decode_record(&b, 4096).unwrap();
