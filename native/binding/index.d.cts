@@ -213,6 +213,8 @@ export interface TaskStoreInfo {
   tier: string
   /** "direct" or "buffered": the I/O mode actually in use. */
   ioMode: string
+  /** "io_uring", or "threads" where io_uring is refused (e.g. by a container's seccomp profile). */
+  ioEngine: string
   sync: string
   extraDigest?: string
 }

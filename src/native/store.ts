@@ -36,6 +36,8 @@ export interface TaskStoreInfo {
   tier: StoreTier;
   /** The I/O mode actually in use. */
   ioMode: "direct" | "buffered";
+  /** "io_uring", or "threads" where io_uring is refused (e.g. a container's seccomp profile). */
+  ioEngine: "io_uring" | "threads";
   sync: SyncPolicy;
   extraDigest?: ExtraDigest;
 }
@@ -115,6 +117,7 @@ export class NativeTaskStore {
       pieceCount: i.pieceCount,
       tier: i.tier as StoreTier,
       ioMode: i.ioMode as "direct" | "buffered",
+      ioEngine: i.ioEngine as "io_uring" | "threads",
       sync: i.sync as SyncPolicy,
     };
     if (i.extraDigest) out.extraDigest = i.extraDigest as ExtraDigest;

@@ -47,6 +47,7 @@ describe("native piece store", () => {
     expect(info.contentPath).toBe(join(dir, TASK, "content"));
     expect(statSync(info.contentPath).size).toBe(content);
     expect(["direct", "buffered"]).toContain(info.ioMode);
+    expect(["io_uring", "threads"]).toContain(info.ioEngine);
     expect(info.extraDigest).toBe("sha256");
   });
 

@@ -50,6 +50,8 @@ pub struct TaskStoreInfo {
     pub tier: String,
     /// "direct" or "buffered": the I/O mode actually in use.
     pub io_mode: String,
+    /// "io_uring", or "threads" where io_uring is refused (e.g. by a container's seccomp profile).
+    pub io_engine: String,
     pub sync: String,
     pub extra_digest: Option<String>,
 }
@@ -176,6 +178,7 @@ impl TaskStore {
                 Tier::Tmpfs => "tmpfs".into(),
             },
             io_mode: i.io_mode.name().into(),
+            io_engine: i.io_engine.into(),
             sync: match i.sync {
                 SyncPolicy::Auto => "auto".into(),
                 SyncPolicy::Always => "always".into(),

@@ -147,6 +147,14 @@ impl PooledBuf {
         }
     }
 
+    /// The whole aligned capacity (read-only), for O_DIRECT writes that cover full blocks.
+    pub fn as_slice_full(&self) -> &[u8] {
+        match &self.buf {
+            Some(b) => b.as_slice(),
+            None => &[],
+        }
+    }
+
     /// The whole aligned capacity, for O_DIRECT transfers that must cover full blocks.
     pub fn full_mut(&mut self) -> &mut [u8] {
         match &mut self.buf {

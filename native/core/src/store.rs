@@ -116,6 +116,8 @@ pub struct StoreInfo {
     pub piece_count: u32,
     pub tier: Tier,
     pub io_mode: IoMode,
+    /// "io_uring", or "threads" where the kernel or a seccomp profile refuses io_uring.
+    pub io_engine: &'static str,
     pub sync: SyncPolicy,
     pub extra_digest: Option<Algorithm>,
 }
@@ -471,6 +473,7 @@ impl PieceStore {
                 piece_count: piece_count as u32,
                 tier: opts.tier,
                 io_mode: if direct.is_some() { IoMode::Direct } else { IoMode::Buffered },
+                io_engine: uring::engine_name(),
                 sync: opts.sync,
                 extra_digest: extra,
             },
@@ -692,8 +695,7 @@ impl PieceStore {
         };
         let created_at_ms = meta.created_at_ms.unwrap_or_else(now_ms);
         if len > 0 {
-            let (res, _buf) =
-                uring::engine()?.submit(Request { kind: OpKind::Write, file, buf, len, offset: off }).await;
+            let (res, _buf) = uring::run(Request { kind: OpKind::Write, file, buf, len, offset: off }).await;
             let wrote = res.map_err(|e| CoreError::io(&format!("write piece {n}"), e))?;
             if wrote != len {
                 return Err(CoreError::new(ErrorCode::Io, format!("short write of piece {n}: {wrote} of {len} bytes")));
@@ -786,8 +788,7 @@ impl PieceStore {
         };
         let buf =
             PIECE_POOL.get(want).ok_or_else(|| CoreError::new(ErrorCode::Io, "cannot allocate a piece buffer"))?;
-        let (res, buf) =
-            uring::engine()?.submit(Request { kind: OpKind::Read, file, buf, len: want, offset: rec.offset }).await;
+        let (res, buf) = uring::run(Request { kind: OpKind::Read, file, buf, len: want, offset: rec.offset }).await;
         let got = res.map_err(|e| CoreError::io(&format!("read piece {n}"), e))?;
         if got < len {
             return Err(CoreError::new(ErrorCode::Io, format!("short read of piece {n}: {got} of {len} bytes")));

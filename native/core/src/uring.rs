@@ -70,7 +70,7 @@ impl Engine {
         let wake_fd = wake.as_raw_fd();
         std::thread::Builder::new()
             .name("damselfly-uring".into())
-            .spawn(move || run(ring, rx, wake_fd))
+            .spawn(move || ring_loop(ring, rx, wake_fd))
             .map_err(|e| format!("spawn io thread: {e}"))?;
         Ok(Self { tx: Mutex::new(tx), wake })
     }
@@ -97,7 +97,7 @@ impl Engine {
     }
 }
 
-fn run(mut ring: IoUring, rx: mpsc::Receiver<InFlight>, wake_fd: i32) {
+fn ring_loop(mut ring: IoUring, rx: mpsc::Receiver<InFlight>, wake_fd: i32) {
     let mut wake_buf: Box<u64> = Box::new(0);
     let mut inflight: HashMap<u64, InFlight> = HashMap::new();
     let mut backlog: VecDeque<InFlight> = VecDeque::new();
@@ -180,5 +180,100 @@ fn build(f: &InFlight, id: u64) -> io_uring::squeue::Entry {
             let p = unsafe { p.add(f.done_bytes) };
             opcode::Read::new(fd, p, left).offset(off).build().user_data(id)
         }
+    }
+}
+
+/// Runs a request on the ring, or, where io_uring is refused (seccomp profiles of many
+/// container runtimes block it), with pread/pwrite on tokio's blocking pool: slower but the
+/// store keeps working. `engine_name` reports which one is in use.
+pub async fn run(req: Request) -> (io::Result<usize>, PooledBuf) {
+    match engine() {
+        Ok(e) => e.submit(req).await,
+        Err(_) => {
+            let joined = tokio::task::spawn_blocking(move || blocking(req)).await;
+            match joined {
+                Ok(r) => r,
+                Err(e) => (Err(io::Error::other(format!("io task failed: {e}"))), crate::aligned::empty_buf()),
+            }
+        }
+    }
+}
+
+/// "io_uring" or "threads" (the pread/pwrite fallback).
+pub fn engine_name() -> &'static str {
+    if engine().is_ok() {
+        "io_uring"
+    } else {
+        "threads"
+    }
+}
+
+fn blocking(mut req: Request) -> (io::Result<usize>, PooledBuf) {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0usize;
+    while done < req.len {
+        let off = req.offset + done as u64;
+        let r = match req.kind {
+            OpKind::Write => {
+                let end = req.len;
+                let src = &req.buf.as_slice_full()[done..end];
+                req.file.write_at(src, off)
+            }
+            OpKind::Read => {
+                let end = req.len;
+                let dst = &mut req.buf.full_mut()[done..end];
+                req.file.read_at(dst, off)
+            }
+        };
+        match r {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (Err(e), req.buf),
+        }
+    }
+    (Ok(done), req.buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aligned::PIECE_POOL;
+
+    #[tokio::test]
+    async fn ring_and_thread_fallback_move_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Arc::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(dir.path().join("f"))
+                .unwrap(),
+        );
+        let mut buf = PIECE_POOL.get(10_000).unwrap();
+        buf.as_mut_slice().iter_mut().enumerate().for_each(|(i, b)| *b = (i % 251) as u8);
+        let expected = buf.as_slice().to_vec();
+        let (r, _) = run(Request { kind: OpKind::Write, file: file.clone(), buf, len: 10_000, offset: 5 }).await;
+        assert_eq!(r.unwrap(), 10_000);
+        let (r, back) = blocking(Request {
+            kind: OpKind::Read,
+            file: file.clone(),
+            buf: PIECE_POOL.get(10_000).unwrap(),
+            len: 10_000,
+            offset: 5,
+        });
+        assert_eq!(r.unwrap(), 10_000);
+        assert_eq!(back.as_slice(), &expected[..]);
+        let mut w = PIECE_POOL.get(3).unwrap();
+        w.as_mut_slice().copy_from_slice(b"abc");
+        let (r, _) = blocking(Request { kind: OpKind::Write, file: file.clone(), buf: w, len: 3, offset: 0 });
+        assert_eq!(r.unwrap(), 3);
+        let (r, got) =
+            run(Request { kind: OpKind::Read, file, buf: PIECE_POOL.get(8).unwrap(), len: 8, offset: 0 }).await;
+        assert_eq!(r.unwrap(), 8);
+        assert_eq!(&got.as_slice()[..8], &[b'a', b'b', b'c', 0, 0, 0, 1, 2]);
+        assert_eq!(engine_name(), "io_uring");
     }
 }
