@@ -839,6 +839,29 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn second_root_serves_the_tmpfs_tier_and_sees_pieces_written_later() {
+        let disk = tempfile::tempdir().unwrap();
+        let shm = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let src = seeded(shm.path(), &[0]).await;
+        let cfg =
+            ServerConfig { roots: vec![disk.path().to_path_buf(), shm.path().to_path_buf()], ..Default::default() };
+        let srv = PieceServer::start("127.0.0.1:0".parse().unwrap(), cfg).await.unwrap();
+        let dst = open(b.path());
+        let pool = ConnPool::default();
+        fetch_piece(&pool, &dst, &fetch_opts(&srv, 0), &CancelToken::new()).await.unwrap();
+        assert_eq!(
+            fetch_piece(&pool, &dst, &fetch_opts(&srv, 1), &CancelToken::new()).await.unwrap_err().code,
+            ErrorCode::NotFound
+        );
+        // A piece committed after the server looked the task up is served at once.
+        let d = data();
+        src.write_piece(1, d[PIECE as usize..2 * PIECE as usize].to_vec(), WriteMeta::default()).await.unwrap();
+        fetch_piece(&pool, &dst, &fetch_opts(&srv, 1), &CancelToken::new()).await.unwrap();
+        assert_eq!(dst.finished_count(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rate_limit_holds_uploads_back() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
