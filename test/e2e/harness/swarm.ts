@@ -79,6 +79,14 @@ export interface DownloadOutcome {
   samples: ProgressSample[];
 }
 
+export interface RunningDownload {
+  host: DaemonHost;
+  outputPath: string;
+  done: Promise<DownloadOutcome>;
+  /** Bytes of the pieces landed so far. */
+  bytes(): number;
+}
+
 export interface OriginFile extends SwarmFile {
   path: string;
   sha256: string;
@@ -371,12 +379,17 @@ http {
   }
 
   /** Downloads through the daemon's unix socket as dfget does, sampling progress. */
-  download(d: DaemonHost, url: string, outputPath: string, extra: Partial<Download> = {}, timeoutMs = 600_000): Promise<DownloadOutcome> {
+  download(d: DaemonHost, url: string, outputPath: string, extra: Partial<Download> = {}, timeoutMs = 900_000): Promise<DownloadOutcome> {
+    return this.startDownload(d, url, outputPath, extra, timeoutMs).done;
+  }
+
+  /** Like download(), with the bytes landed so far readable while it runs. */
+  startDownload(d: DaemonHost, url: string, outputPath: string, extra: Partial<Download> = {}, timeoutMs = 900_000): RunningDownload {
     const client = new DfdaemonDownloadClient(`unix://${d.socketPath}`, credentials.createInsecure());
     const started = Date.now();
     const outcome: DownloadOutcome = { ok: false, ms: 0, contentLength: 0, taskId: "", samples: [{ t: 0, bytes: 0 }] };
     let bytes = 0;
-    return new Promise<DownloadOutcome>((resolve) => {
+    const done = new Promise<DownloadOutcome>((resolve) => {
       const call = client.downloadTask(
         { download: Download.fromPartial({ type: TaskType.STANDARD, priority: 6, url, outputPath, timeout: { seconds: Math.ceil(timeoutMs / 1000), nanos: 0 }, ...extra }) },
         new Metadata(),
@@ -391,7 +404,10 @@ http {
           outcome.samples.push({ t: Date.now() - started, bytes });
         }
       });
+      let finished = false;
       const finish = (err?: string) => {
+        if (finished) return;
+        finished = true;
         outcome.ms = Date.now() - started;
         outcome.ok = err === undefined;
         if (err !== undefined) outcome.error = err;
@@ -401,6 +417,7 @@ http {
       call.on("error", (e: ServiceError) => finish(e.details || e.message));
       call.on("end", () => finish());
     });
+    return { host: d, outputPath, done, bytes: () => bytes };
   }
 
   /** `curl -o` from inside a host's namespace straight to the origin, sampling the file size. */
