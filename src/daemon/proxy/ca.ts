@@ -118,13 +118,19 @@ export class CertificateAuthority {
       this.leaves.set(name, hit);
       return hit;
     }
-    const ctx = createSecureContext({ key: this.leafKey.privateKeyPem, cert: `${this.leafPem(name)}${this.certPem}` });
+    const ctx = createSecureContext(this.issue(name));
     this.leaves.set(name, ctx);
     if (this.leaves.size > LEAF_CACHE_SIZE) {
       const oldest = this.leaves.keys().next().value;
       if (oldest !== undefined) this.leaves.delete(oldest);
     }
     return ctx;
+  }
+
+  /** Key and certificate chain (leaf + CA) for `host`, PEM. */
+  issue(host: string): { key: string; cert: string } {
+    const name = host.replace(/^\[|\]$/g, "").toLowerCase();
+    return { key: this.leafKey.privateKeyPem, cert: `${this.leafPem(name)}${this.certPem}` };
   }
 
   private leafPem(name: string): string {
