@@ -5,11 +5,10 @@ import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { SingleBar } from "cli-progress";
 import { Option } from "commander";
-import { silentLogger } from "../common/logger.js";
 import { MAX_MESSAGE_BYTES } from "../common/grpc/server.js";
-import { DEFAULT_SOCKET_PATH, loadDaemonConfig, type DaemonConfig } from "../daemon/config.js";
+import { DEFAULT_SOCKET_PATH } from "../daemon/constants.js";
+import type { DaemonConfig } from "../daemon/config.js";
 import { parseDigest } from "../daemon/task/digest.js";
 import { Download, TaskType } from "../gen/common/v2/common.js";
 import { DfdaemonDownloadClient, type DownloadTaskResponse } from "../gen/dfdaemon/v2/dfdaemon.js";
@@ -66,7 +65,9 @@ function human(bytes: number): string {
 
 /** A daemon for this one download when none listens on the endpoint, stopped afterwards. */
 async function oneShotDaemon(opts: DfgetOptions): Promise<{ socket: string; stop(): Promise<void> }> {
+  // Loaded only here: a resident daemon is the common case and dfget should start fast.
   const { startDaemon } = await import("../daemon/daemon.js");
+  const { loadDaemonConfig } = await import("../daemon/config.js");
   const dir = mkdtempSync(join(tmpdir(), "dfget-"));
   const base = loadDaemonConfig(opts.config, { dataDir: dir });
   const config: DaemonConfig = {
@@ -78,6 +79,7 @@ async function oneShotDaemon(opts: DfgetOptions): Promise<{ socket: string; stop
     metrics: { server: { ip: "127.0.0.1", port: 0 } },
     resolved: { ...base.resolved, storageDir: dir, socketPath: join(dir, "dfdaemon.sock") },
   };
+  const { silentLogger } = await import("../common/logger.js");
   const d = await startDaemon(config, silentLogger());
   return {
     socket: d.socketPath,
@@ -131,7 +133,7 @@ async function download(url: string, opts: DfgetOptions): Promise<void> {
   }
   // Pieces (up to 64 MiB) ride in messages when writing to stdout.
   const client = new DfdaemonDownloadClient(`unix://${socket}`, credentials.createInsecure(), { "grpc.max_receive_message_length": MAX_MESSAGE_BYTES * 2 });
-  const bar = opts.progress && process.stderr.isTTY && !toStdout ? new SingleBar({ format: "{bar} {percentage}% | {done}/{size} | {speed}/s | ETA {eta_formatted}", hideCursor: true, stream: process.stderr }) : undefined;
+  const bar = opts.progress && process.stderr.isTTY && !toStdout ? new (await import("cli-progress")).SingleBar({ format: "{bar} {percentage}% | {done}/{size} | {speed}/s | ETA {eta_formatted}", hideCursor: true, stream: process.stderr }) : undefined;
   const started = Date.now();
   let total = 0;
   let done = 0;

@@ -111,8 +111,9 @@ export const DaemonConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
-/** Where Dragonfly's dfdaemon listens for dfget, so existing scripts find us. */
-export const DEFAULT_SOCKET_PATH = "/var/run/dragonfly/dfdaemon.sock";
+import { DEFAULT_SOCKET_PATH } from "./constants.js";
+
+export { DEFAULT_SOCKET_PATH };
 
 export type DaemonConfigInput = Static<typeof DaemonConfigSchema>;
 

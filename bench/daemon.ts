@@ -1,0 +1,153 @@
+// The product path a user times: `dfget URL -O file` through a resident dfdaemon, against
+// `curl -o` of the same file from the same nginx to the same disk, in the same run.
+//   dfget-back-to-source-1g: a fresh task each round (the daemon goes to the origin).
+//   dfget-p2p-cached-1g:     a second peer pulls the task another peer already holds.
+// Peak RSS of each daemon (VmHWM) is reported in the details.
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomFillSync } from "node:crypto";
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync, closeSync } from "node:fs";
+import { join } from "node:path";
+import { credentials, Metadata } from "@grpc/grpc-js";
+import { stringify } from "yaml";
+import { silentLogger } from "../src/common/logger.js";
+import { DfdaemonDownloadClient } from "../src/gen/dfdaemon/v2/dfdaemon.js";
+import { startScheduler } from "../src/scheduler/server.js";
+import { taskIdFromUrl } from "../src/common/ids.js";
+import { durationResult, median } from "./lib/measure.js";
+import { curlSeconds, startNginx } from "./lib/nginx.js";
+import type { BenchContext, BenchResult, BenchSuite } from "./lib/types.js";
+
+const MiB = 1024 * 1024;
+const root = new URL("..", import.meta.url).pathname;
+
+function writeContent(path: string, size: number): void {
+  const fd = openSync(path, "w");
+  const block = Buffer.allocUnsafe(8 * MiB);
+  for (let off = 0; off < size; off += block.length) {
+    randomFillSync(block);
+    writeSync(fd, block, 0, Math.min(block.length, size - off));
+  }
+  closeSync(fd);
+}
+
+interface Daemon {
+  proc: ChildProcess;
+  socket: string;
+  stop(): void;
+  peakRssBytes(): number;
+}
+
+async function startDaemonProcess(dir: string, name: string, schedulers: string[]): Promise<Daemon> {
+  mkdirSync(dir, { recursive: true });
+  const socket = join(dir, "dfdaemon.sock");
+  const config = join(dir, "dfdaemon.yaml");
+  writeFileSync(
+    config,
+    stringify({
+      host: { ip: "127.0.0.1", hostname: name },
+      download: { server: { socketPath: socket } },
+      upload: { server: { ip: "127.0.0.1", port: 0 } },
+      scheduler: { addrs: schedulers },
+      storage: { dir: join(dir, "data"), keep: false, server: { ip: "127.0.0.1", tcpPort: 0 } },
+      health: { server: { ip: "127.0.0.1", port: 0 } },
+      metrics: { server: { ip: "127.0.0.1", port: 0 } },
+    }),
+  );
+  const proc = spawn(process.execPath, [join(root, "bin/dfdaemon.js"), "--config", config, "--log-level", process.env.BENCH_DAEMON_LOG ?? "error"], { stdio: ["ignore", process.env.BENCH_DAEMON_LOG ? "inherit" : "ignore", "inherit"] });
+  for (let i = 0; i < 300 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+  if (!existsSync(socket)) throw new Error(`dfdaemon ${name} did not start`);
+  return {
+    proc,
+    socket,
+    stop: () => void proc.kill("SIGTERM"),
+    peakRssBytes: () => {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"));
+      return m?.[1] ? Number(m[1]) * 1024 : 0;
+    },
+  };
+}
+
+/** Asynchronous on purpose: the scheduler runs in this process and must keep answering. */
+async function dfgetSeconds(socket: string, url: string, out: string): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const p = spawn(process.execPath, [join(root, "bin/dfget.js"), "-e", socket, url, "-O", out, "--no-progress"], { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  p.stderr.on("data", (b: Buffer) => (err += b.toString()));
+  const code = await new Promise<number | null>((resolve) => p.on("close", resolve));
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (code !== 0) throw new Error(`dfget failed: ${err.trim()}`);
+  return s;
+}
+
+async function deleteTask(socket: string, taskId: string): Promise<void> {
+  const c = new DfdaemonDownloadClient(`unix://${socket}`, credentials.createInsecure());
+  await new Promise<void>((resolve) => c.deleteTask({ taskId }, new Metadata(), () => resolve()));
+  c.close();
+}
+
+async function measure(ctx: BenchContext, p2p: boolean): Promise<BenchResult> {
+  const size = (ctx.short ? 256 : 1024) * MiB;
+  const rounds = ctx.short ? 2 : 3;
+  const www = join(ctx.workDir, "www");
+  mkdirSync(www, { recursive: true });
+  if (!existsSync(join(www, "file.bin"))) writeContent(join(www, "file.bin"), size);
+  const nginx = await startNginx(ctx.workDir, www, "file.bin");
+  const scheduler = p2p ? await startScheduler({ server: { listenIP: "127.0.0.1", port: 0, logLevel: "silent" }, metrics: { enable: false }, seedPeer: { enable: false } }, { logger: silentLogger() }) : undefined;
+  const schedulers = scheduler ? [`127.0.0.1:${scheduler.grpcPort}`] : [];
+  const daemons: Daemon[] = [];
+  try {
+    const a = await startDaemonProcess(join(ctx.workDir, p2p ? "p2p-a" : "bts-a"), p2p ? "bench-a" : "bench-bts", schedulers);
+    daemons.push(a);
+    const b = p2p ? await startDaemonProcess(join(ctx.workDir, "p2p-b"), "bench-b", schedulers) : undefined;
+    if (b) daemons.push(b);
+    const base = `http://127.0.0.1:${nginx.port}/file.bin`;
+    if (b) await dfgetSeconds(a.socket, base, join(ctx.workDir, "warm")); // peer A holds the task
+    rmSync(join(ctx.workDir, "warm"), { force: true });
+    const ours: number[] = [];
+    const curl: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const out = join(ctx.workDir, `out-${i}`);
+      // back-to-source: a new URL (nginx ignores the query) is a new task every round.
+      const url = b ? base : `${base}?round=${i}`;
+      const runOurs = async () => {
+        ours.push(await dfgetSeconds(b ? b.socket : a.socket, url, out));
+        rmSync(out, { force: true });
+        await deleteTask(b ? b.socket : a.socket, taskIdFromUrl({ url }));
+      };
+      const runCurl = () => {
+        curl.push(curlSeconds(base, out));
+        rmSync(out, { force: true });
+      };
+      if (i % 2 === 0) {
+        await runOurs();
+        runCurl();
+      } else {
+        runCurl();
+        await runOurs();
+      }
+      ctx.log(`round ${i}: dfget ${ours[ours.length - 1]?.toFixed(2)}s, curl ${curl[curl.length - 1]?.toFixed(2)}s`);
+    }
+    const name = p2p ? "dfget-p2p-cached-1g" : "dfget-back-to-source-1g";
+    return durationResult(name, "s", median(ours), median(curl), "curl -o from nginx", {
+      sizeBytes: size,
+      rounds,
+      oursRounds: ours,
+      baselineRounds: curl,
+      peakRssBytes: Object.fromEntries(daemons.map((d, i) => [i === 0 ? (p2p ? "parent" : "daemon") : "child", d.peakRssBytes()])),
+    });
+  } finally {
+    for (const d of daemons) d.stop();
+    await scheduler?.close();
+    nginx.stop();
+  }
+}
+
+const suite: BenchSuite = {
+  suite: "daemon",
+  benchmarks: [
+    { name: "dfget-back-to-source-1g", run: (ctx) => measure(ctx, false) },
+    { name: "dfget-p2p-cached-1g", run: (ctx) => measure(ctx, true) },
+  ],
+};
+
+export default suite;
