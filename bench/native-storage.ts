@@ -1,6 +1,8 @@
-// Writing a task's pieces to disk. ours: the addon's piece store (io_uring, O_DIRECT from
-// aligned pooled buffers, CRC-32 computed while copying, metadata committed per piece) fed
-// 4 MiB pieces from JS with 8 writes in flight. Baselines:
+// Writing a task's pieces to disk. ours: the addon's piece store (io_uring, O_DIRECT straight
+// from the pieces' memory, CRC-32 of every piece, metadata committed per piece) fed 4 MiB
+// pieces from JS with 8 writes in flight. The pieces live in buffers from allocPieceBuffer
+// (block-aligned, as the daemon allocates its piece buffers), and every side writes the
+// very same buffers. Baselines:
 // - piece-write: fio with the same size, block size and queue depth, io_uring, O_DIRECT,
 //   preallocated file (fio does not hash or commit metadata, so it does strictly less work).
 // - piece-write-vs-node: fs.promises writes of the same pieces at their offsets, 8 in flight,
@@ -14,7 +16,7 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
-import { openTaskStore } from "../src/native/index.js";
+import { allocPieceBuffer, openTaskStore } from "../src/native/index.js";
 import { interleave, median, throughputResult } from "./lib/measure.js";
 import type { BenchContext, BenchSuite } from "./lib/types.js";
 
@@ -29,7 +31,11 @@ function sizeOf(ctx: BenchContext): number {
 
 let sources: Buffer[] | undefined;
 function pieceData(n: number): Buffer {
-  sources ??= Array.from({ length: 8 }, () => randomBytes(PIECE));
+  sources ??= Array.from({ length: 8 }, () => {
+    const b = allocPieceBuffer(PIECE);
+    randomBytes(PIECE).copy(b);
+    return b;
+  });
   return sources[n % sources.length] ?? Buffer.alloc(PIECE);
 }
 

@@ -843,6 +843,7 @@ module.exports.ZstdDecoder = nativeBinding.ZstdDecoder
 module.exports.ZstdEncoder = nativeBinding.ZstdEncoder
 module.exports.aesGcmOpen = nativeBinding.aesGcmOpen
 module.exports.aesGcmSeal = nativeBinding.aesGcmSeal
+module.exports.allocPieceBuffer = nativeBinding.allocPieceBuffer
 module.exports.defaultPieceServePath = nativeBinding.defaultPieceServePath
 module.exports.deleteTaskStore = nativeBinding.deleteTaskStore
 module.exports.digest = nativeBinding.digest

@@ -75,6 +75,12 @@ export declare function aesGcmOpen(key: Buffer, nonce: Buffer, sealed: Buffer): 
 
 export declare function aesGcmSeal(key: Buffer, nonce: Buffer, plain: Buffer): Buffer
 
+/**
+ * A zero-filled Buffer whose memory is aligned for O_DIRECT: `writePiece` from it goes to
+ * disk without being copied first. The memory is freed when the Buffer is collected.
+ */
+export declare function allocPieceBuffer(length: number): Buffer
+
 /** The body path a server uses when none is configured, chosen by measurement. */
 export declare function defaultPieceServePath(): string
 

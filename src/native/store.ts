@@ -163,6 +163,15 @@ export class NativeTaskStore {
   }
 }
 
+/**
+ * A zero-filled Buffer aligned for O_DIRECT. Pieces written from such buffers go to disk with
+ * no copy (others are copied into an aligned buffer first), so callers that fill piece
+ * buffers themselves should allocate them here.
+ */
+export function allocPieceBuffer(length: number): Buffer {
+  return binding.allocPieceBuffer(length);
+}
+
 /** Creates or opens a task's store (throws DF_INVALID_ARGUMENT if it exists with another layout). */
 export function openTaskStore(options: OpenTaskStoreOptions): NativeTaskStore {
   return new NativeTaskStore(binding.openTaskStore(options));

@@ -2,7 +2,7 @@ import { mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync, close
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { digest, isNativeError, openTaskStore, deleteTaskStore, type NativeTaskStore } from "../../src/native/index.js";
+import { allocPieceBuffer, digest, isNativeError, openTaskStore, deleteTaskStore, type NativeTaskStore } from "../../src/native/index.js";
 
 const TASK = "5844f27a257287e9b734256bb25603d8005422ced8c0377f15063ec11963b25f";
 
@@ -68,6 +68,17 @@ describe("native piece store", () => {
     expect(store.finishedPieces().map((p) => p.number)).toEqual([0, 1, 2, 3]);
     expect(store.finishedCount()).toBe(4);
     expect((await store.verifyPiece(2)).number).toBe(2);
+  });
+
+  it("writes from an aligned piece buffer without a copy, with the same result", async () => {
+    const b = allocPieceBuffer(piece);
+    expect(b.length).toBe(piece);
+    expect(b.every((x) => x === 0)).toBe(true);
+    slice(1).copy(b);
+    const rec = await store.writePiece(1, b);
+    expect(rec.digest).toBe(digest("crc32", slice(1)));
+    expect(rec.ioMode).toBe(store.info().ioMode);
+    expect((await store.readPiece(1)).equals(slice(1))).toBe(true);
   });
 
   it("refuses to read a piece that never finished with DF_PIECE_NOT_FINISHED", async () => {

@@ -404,3 +404,16 @@ impl PieceServerHandle {
             .collect()
     }
 }
+
+/// A zero-filled Buffer whose memory is aligned for O_DIRECT: `writePiece` from it goes to
+/// disk without being copied first. The memory is freed when the Buffer is collected.
+#[napi]
+pub fn alloc_piece_buffer(env: &Env, length: u32) -> Result<napi::bindgen_prelude::BufferSlice<'_>> {
+    let len = length as usize;
+    let mut mem = damselfly_core::aligned::AlignedBuf::zeroed(damselfly_core::aligned::round_up(len.max(1)), 4096)
+        .ok_or_else(|| to_js(CoreError::new(ErrorCode::Io, "cannot allocate an aligned buffer")))?;
+    let ptr = mem.as_mut_ptr();
+    // SAFETY: `mem` owns `ptr` and moves into the finalizer hint, so the memory lives exactly
+    // as long as the JS Buffer; len <= the allocation.
+    unsafe { napi::bindgen_prelude::BufferSlice::from_external(env, ptr, len, mem, |_, m| drop(m)) }.map_err(status)
+}

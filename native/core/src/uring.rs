@@ -25,10 +25,50 @@ pub enum OpKind {
     Write,
 }
 
+/// Memory an operation reads from or writes into. `Shared` lets a write go straight from a
+/// caller's buffer (e.g. a JS Buffer allocated aligned) with no copy; it is kept alive until
+/// the completion arrives.
+pub enum IoBuf {
+    Pooled(PooledBuf),
+    Shared(Box<dyn AsRef<[u8]> + Send>),
+}
+
+impl IoBuf {
+    fn ptr(&self) -> *const u8 {
+        match self {
+            IoBuf::Pooled(p) => p.as_ptr(),
+            IoBuf::Shared(s) => (**s).as_ref().as_ptr(),
+        }
+    }
+
+    /// Writable only when we own the memory.
+    fn mut_ptr(&mut self) -> Option<*mut u8> {
+        match self {
+            IoBuf::Pooled(p) => Some(p.as_mut_ptr()),
+            IoBuf::Shared(_) => None,
+        }
+    }
+
+    /// The pooled buffer back (reads), or an empty placeholder.
+    pub fn into_pooled(self) -> PooledBuf {
+        match self {
+            IoBuf::Pooled(p) => p,
+            IoBuf::Shared(_) => crate::aligned::empty_buf(),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            IoBuf::Pooled(p) => p.capacity(),
+            IoBuf::Shared(s) => (**s).as_ref().len(),
+        }
+    }
+}
+
 pub struct Request {
     pub kind: OpKind,
     pub file: Arc<File>,
-    pub buf: PooledBuf,
+    pub buf: IoBuf,
     /// Bytes to move from/to the start of `buf` (may exceed `buf.len()` up to its capacity for
     /// block-padded O_DIRECT reads).
     pub len: usize,
@@ -38,7 +78,7 @@ pub struct Request {
 struct InFlight {
     req: Request,
     done_bytes: usize,
-    reply: oneshot::Sender<(io::Result<usize>, PooledBuf)>,
+    reply: oneshot::Sender<(io::Result<usize>, IoBuf)>,
 }
 
 pub struct Engine {
@@ -77,7 +117,10 @@ impl Engine {
 
     /// Runs one read or write to completion (short transfers are continued) and gives the
     /// buffer back with the number of bytes moved.
-    pub async fn submit(&self, req: Request) -> (io::Result<usize>, PooledBuf) {
+    pub async fn submit(&self, req: Request) -> (io::Result<usize>, IoBuf) {
+        if req.len > req.buf.capacity() || (req.kind == OpKind::Read && matches!(req.buf, IoBuf::Shared(_))) {
+            return (Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer does not fit the request")), req.buf);
+        }
         let (reply, rx) = oneshot::channel();
         let sent = match self.tx.lock() {
             Ok(tx) => tx.send(InFlight { req, done_bytes: 0, reply }).map_err(|e| e.0),
@@ -92,7 +135,9 @@ impl Engine {
         match rx.await {
             Ok(r) => r,
             // The io thread never drops a reply without sending, short of a panic there.
-            Err(_) => (Err(io::Error::other("io thread dropped the request")), crate::aligned::empty_buf()),
+            Err(_) => {
+                (Err(io::Error::other("io thread dropped the request")), IoBuf::Pooled(crate::aligned::empty_buf()))
+            }
         }
     }
 }
@@ -122,7 +167,8 @@ fn ring_loop(mut ring: IoUring, rx: mpsc::Receiver<InFlight>, wake_fd: i32) {
         while let Some(f) = backlog.pop_front() {
             let id = next_id;
             next_id = next_id.wrapping_add(1) % WAKE;
-            let sqe = build(&f, id);
+            let mut f = f;
+            let sqe = build(&mut f, id);
             // SAFETY: the buffer and file live in `inflight` until the completion arrives.
             if unsafe { ring.submission().push(&sqe) }.is_err() {
                 backlog.push_front(f);
@@ -162,22 +208,21 @@ fn ring_loop(mut ring: IoUring, rx: mpsc::Receiver<InFlight>, wake_fd: i32) {
     }
 }
 
-fn build(f: &InFlight, id: u64) -> io_uring::squeue::Entry {
+fn build(f: &mut InFlight, id: u64) -> io_uring::squeue::Entry {
     let fd = types::Fd(f.req.file.as_raw_fd());
     let left = (f.req.len - f.done_bytes).min(MAX_OP) as u32;
     let off = f.req.offset + f.done_bytes as u64;
     match f.req.kind {
         OpKind::Write => {
-            // SAFETY: pointer arithmetic stays inside the buffer's capacity (len <= capacity).
-            let p = unsafe { f.req.buf.as_ptr().add(f.done_bytes) };
+            // SAFETY: pointer arithmetic stays inside the buffer (len <= capacity, checked in submit).
+            let p = unsafe { f.req.buf.ptr().add(f.done_bytes) };
             opcode::Write::new(fd, p, left).offset(off).build().user_data(id)
         }
         OpKind::Read => {
-            // The request owns the buffer exclusively while in flight, so writing through a
-            // pointer derived from it is sound even though we only hold `&InFlight` here.
-            let p = f.req.buf.as_ptr().cast_mut();
-            // SAFETY: as above.
-            let p = unsafe { p.add(f.done_bytes) };
+            // submit() refuses reads into memory we do not own, so this is always Some.
+            let base = f.req.buf.mut_ptr().unwrap_or(std::ptr::null_mut());
+            // SAFETY: as above; the request owns the buffer exclusively while in flight.
+            let p = unsafe { base.add(f.done_bytes) };
             opcode::Read::new(fd, p, left).offset(off).build().user_data(id)
         }
     }
@@ -186,14 +231,16 @@ fn build(f: &InFlight, id: u64) -> io_uring::squeue::Entry {
 /// Runs a request on the ring, or, where io_uring is refused (seccomp profiles of many
 /// container runtimes block it), with pread/pwrite on tokio's blocking pool: slower but the
 /// store keeps working. `engine_name` reports which one is in use.
-pub async fn run(req: Request) -> (io::Result<usize>, PooledBuf) {
+pub async fn run(req: Request) -> (io::Result<usize>, IoBuf) {
     match engine() {
         Ok(e) => e.submit(req).await,
         Err(_) => {
             let joined = tokio::task::spawn_blocking(move || blocking(req)).await;
             match joined {
                 Ok(r) => r,
-                Err(e) => (Err(io::Error::other(format!("io task failed: {e}"))), crate::aligned::empty_buf()),
+                Err(e) => {
+                    (Err(io::Error::other(format!("io task failed: {e}"))), IoBuf::Pooled(crate::aligned::empty_buf()))
+                }
             }
         }
     }
@@ -208,21 +255,31 @@ pub fn engine_name() -> &'static str {
     }
 }
 
-fn blocking(mut req: Request) -> (io::Result<usize>, PooledBuf) {
+fn blocking(mut req: Request) -> (io::Result<usize>, IoBuf) {
     use std::os::unix::fs::FileExt;
+    if req.len > req.buf.capacity() {
+        return (Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer does not fit the request")), req.buf);
+    }
     let mut done = 0usize;
     while done < req.len {
         let off = req.offset + done as u64;
         let r = match req.kind {
             OpKind::Write => {
                 let end = req.len;
-                let src = &req.buf.as_slice_full()[done..end];
+                let src: &[u8] = match &req.buf {
+                    IoBuf::Pooled(p) => &p.as_slice_full()[done..end],
+                    IoBuf::Shared(s) => &(**s).as_ref()[done..end],
+                };
                 req.file.write_at(src, off)
             }
             OpKind::Read => {
                 let end = req.len;
-                let dst = &mut req.buf.full_mut()[done..end];
-                req.file.read_at(dst, off)
+                match &mut req.buf {
+                    IoBuf::Pooled(p) => req.file.read_at(&mut p.full_mut()[done..end], off),
+                    IoBuf::Shared(_) => {
+                        Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot read into shared memory"))
+                    }
+                }
             }
         };
         match r {
@@ -255,25 +312,42 @@ mod tests {
         let mut buf = PIECE_POOL.get(10_000).unwrap();
         buf.as_mut_slice().iter_mut().enumerate().for_each(|(i, b)| *b = (i % 251) as u8);
         let expected = buf.as_slice().to_vec();
-        let (r, _) = run(Request { kind: OpKind::Write, file: file.clone(), buf, len: 10_000, offset: 5 }).await;
+        let (r, _) =
+            run(Request { kind: OpKind::Write, file: file.clone(), buf: IoBuf::Pooled(buf), len: 10_000, offset: 5 })
+                .await;
         assert_eq!(r.unwrap(), 10_000);
         let (r, back) = blocking(Request {
             kind: OpKind::Read,
             file: file.clone(),
-            buf: PIECE_POOL.get(10_000).unwrap(),
+            buf: IoBuf::Pooled(PIECE_POOL.get(10_000).unwrap()),
             len: 10_000,
             offset: 5,
         });
         assert_eq!(r.unwrap(), 10_000);
-        assert_eq!(back.as_slice(), &expected[..]);
+        assert_eq!(back.into_pooled().as_slice(), &expected[..]);
         let mut w = PIECE_POOL.get(3).unwrap();
         w.as_mut_slice().copy_from_slice(b"abc");
-        let (r, _) = blocking(Request { kind: OpKind::Write, file: file.clone(), buf: w, len: 3, offset: 0 });
+        let (r, _) =
+            blocking(Request { kind: OpKind::Write, file: file.clone(), buf: IoBuf::Pooled(w), len: 3, offset: 0 });
         assert_eq!(r.unwrap(), 3);
-        let (r, got) =
-            run(Request { kind: OpKind::Read, file, buf: PIECE_POOL.get(8).unwrap(), len: 8, offset: 0 }).await;
+        let (r, got) = run(Request {
+            kind: OpKind::Read,
+            file: file.clone(),
+            buf: IoBuf::Pooled(PIECE_POOL.get(8).unwrap()),
+            len: 8,
+            offset: 0,
+        })
+        .await;
         assert_eq!(r.unwrap(), 8);
-        assert_eq!(&got.as_slice()[..8], &[b'a', b'b', b'c', 0, 0, 0, 1, 2]);
+        assert_eq!(&got.into_pooled().as_slice()[..8], &[b'a', b'b', b'c', 0, 0, 0, 1, 2]);
+        // Writes straight from caller memory; reads into it are refused.
+        let shared = IoBuf::Shared(Box::new(b"XY".to_vec()));
+        let (r, _) = run(Request { kind: OpKind::Write, file: file.clone(), buf: shared, len: 2, offset: 1 }).await;
+        assert_eq!(r.unwrap(), 2);
+        let (r, _) =
+            run(Request { kind: OpKind::Read, file, buf: IoBuf::Shared(Box::new(vec![0u8; 4])), len: 4, offset: 0 })
+                .await;
+        assert!(r.is_err());
         assert_eq!(engine_name(), "io_uring");
     }
 }
