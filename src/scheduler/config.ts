@@ -3,6 +3,7 @@
 // load limits, parent limits that Dragonfly keeps in its dynconfig) sit next to them.
 import { type Static, Type } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration, validateConfig } from "../common/config.js";
+import { SsrfPolicy } from "../common/ssrf.js";
 
 const Duration = (def: string, description: string) => Type.String({ default: def, description, pattern: "^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$" });
 const Port = (def: number) => Type.Integer({ minimum: 0, maximum: 65535, default: def });
@@ -61,6 +62,14 @@ export const SchedulerConfigSchema = Type.Object(
       enableHost: Type.Boolean({ default: false }),
     }),
     network: Obj({ enableIPv6: Type.Boolean({ default: false }) }),
+    /** Ours, as in the manager: PreheatImage/StatImage fetch registry manifests themselves. */
+    job: Obj({
+      preheat: Obj({
+        /** Addresses registry connections may reach despite the SSRF policy (loopback, link-local, metadata are refused otherwise). */
+        ssrf: Obj({ allowCIDRs: Type.Array(Type.String(), { default: [] }), denyPrivate: Type.Boolean({ default: false }) }),
+        registryTimeout: Duration("30s", "deadline of each registry request while resolving an image manifest"),
+      }),
+    }),
   },
   { additionalProperties: false },
 );
@@ -79,6 +88,7 @@ export interface SchedulerConfig {
   manager: { addr: string; schedulerClusterID: number; keepAlive: { interval: number } };
   metrics: SchedulerConfigFile["metrics"] & { host: string; port: number };
   network: SchedulerConfigFile["network"];
+  job: { preheat: { ssrf: { allowCIDRs: string[]; denyPrivate: boolean }; registryTimeout: number } };
 }
 
 function duration(path: string, text: string, source: string): number {
@@ -125,7 +135,19 @@ export function resolveSchedulerConfig(raw: unknown, source = "config"): Schedul
     manager: { addr: c.manager.addr, schedulerClusterID: c.manager.schedulerClusterID, keepAlive: { interval: d("manager.keepAlive.interval", c.manager.keepAlive.interval) } },
     metrics: { ...c.metrics, ...parseListenAddr(c.metrics.addr, source) },
     network: c.network,
+    job: { preheat: { ssrf: checkCidrs(c.job.preheat.ssrf, source), registryTimeout: d("job.preheat.registryTimeout", c.job.preheat.registryTimeout) } },
   };
+}
+
+function checkCidrs<T extends { allowCIDRs: string[] }>(ssrf: T, source: string): T {
+  for (const [i, cidr] of ssrf.allowCIDRs.entries()) {
+    try {
+      new SsrfPolicy({ allowCidrs: [cidr] });
+    } catch {
+      throw new ConfigError(`${source}: job.preheat.ssrf.allowCIDRs.${i}: "${cidr}" is not a CIDR`);
+    }
+  }
+  return ssrf;
 }
 
 export function loadSchedulerConfig(path: string | undefined): SchedulerConfig {

@@ -1,14 +1,20 @@
-// PreheatFile: have seed peers (or every peer) download a file ahead of demand, by the
-// request's scope: single_seed_peer (the ring's choice for the task id), all_seed_peers or
-// all_peers, narrowed by ips, count or percentage. Downloads run in the background; the RPC
-// answers once they are dispatched.
+// Preheat and stat of files and images. PreheatFile has seed peers (or every peer) download a
+// file ahead of demand, by the request's scope: single_seed_peer (the ring's choice for the
+// task id), all_seed_peers or all_peers, narrowed by ips, count or percentage. PreheatImage
+// resolves the image's manifest (the shared OCI resolver the manager's job uses) and preheats
+// each blob as a file the same way, at most concurrent_task_count blobs at once. Both answer
+// once the downloads are dispatched, as Dragonfly's scheduler does; StatFile / StatImage then
+// report which peers hold (or are fetching) each file or blob, from this scheduler's state.
 import { status } from "@grpc/grpc-js";
 import { isIP } from "node:net";
 import type { Logger } from "pino";
 import { taskIdFromUrl } from "../common/ids.js";
+import { ImageResolveError, isManifestUrl, type ImageResolver, type ResolvedImage } from "../common/oci/resolver.js";
 import { MAX_PIECE_LENGTH, MIN_PIECE_LENGTH } from "../common/piece.js";
-import { TaskType, type Download } from "../gen/common/v2/common.js";
-import type { PreheatFileRequest } from "../gen/scheduler/v2/scheduler.js";
+import { SsrfError } from "../common/ssrf.js";
+import { TaskType, type Download, type Priority } from "../gen/common/v2/common.js";
+import type { Duration } from "../gen/google/protobuf/duration.js";
+import type { PeerImage, PreheatFileRequest, PreheatImageRequest, StatImageRequest, StatImageResponse } from "../gen/scheduler/v2/scheduler.js";
 import type { Host } from "./resource/host.js";
 import type { Resource } from "./resource/resource.js";
 import type { SeedPeers } from "./seed-peers.js";
@@ -16,6 +22,9 @@ import { checkString, checkUrl, isDefinedPriority, LIMITS, RequestError } from "
 
 export const PREHEAT_SCOPES = ["single_seed_peer", "all_seed_peers", "all_peers"] as const;
 export type PreheatScope = (typeof PREHEAT_SCOPES)[number];
+/** Dragonfly's DefaultPreheatConcurrentTaskCount: blobs of one image preheated at once. */
+export const DEFAULT_CONCURRENT_TASK_COUNT = 8;
+const MAX_CONCURRENT_TASK_COUNT = 100;
 
 const invalid = (m: string) => new RequestError(status.INVALID_ARGUMENT, m);
 
@@ -28,19 +37,61 @@ export function selectHosts(hosts: Host[], ips: string[], count: number | undefi
   return sorted;
 }
 
+/** The fields PreheatFileRequest and PreheatImageRequest share that decide what is fetched where. */
+interface PreheatCommon {
+  pieceLength?: number | undefined;
+  tag?: string | undefined;
+  application?: string | undefined;
+  filteredQueryParams: string[];
+  scope: string;
+  ips: string[];
+  percentage?: number | undefined;
+  count?: number | undefined;
+  priority: Priority;
+  timeout?: Duration | undefined;
+  certificateChain: Buffer[];
+}
+
+/** One file to preheat and the hosts that will fetch it. */
+interface Plan {
+  taskId: string;
+  download: Download;
+  targets: Host[];
+}
+
+/** A peer holding (or fetching) a task: Dragonfly counts running and back-to-source peers too. */
+export interface CachedCopy {
+  ip: string;
+  hostname: string;
+  hostId: string;
+  isFinished: boolean;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight; every item runs even if some fail. */
+async function eachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item).catch(() => undefined);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+}
+
 export class Preheat {
   constructor(
     private readonly resource: Resource,
     private readonly seedPeers: SeedPeers | undefined,
+    private readonly images: ImageResolver,
     private readonly log: Logger,
   ) {}
 
-  /** Validates, picks targets and dispatches; returns the chosen hosts. */
-  preheatFile(req: PreheatFileRequest): Host[] {
-    checkUrl("url", req.url);
+  /** Validates the shared fields; returns the effective scope. */
+  private checkCommon(req: PreheatCommon): PreheatScope {
     checkString("tag", req.tag, LIMITS.string);
     checkString("application", req.application, LIMITS.string);
-    checkString("output_path", req.outputPath, LIMITS.string);
+    if (req.filteredQueryParams.length > LIMITS.filteredQueryParams) throw invalid(`filtered_query_params has ${req.filteredQueryParams.length} entries, over the limit of ${LIMITS.filteredQueryParams}`);
     if (req.pieceLength !== undefined && (req.pieceLength < MIN_PIECE_LENGTH || req.pieceLength > MAX_PIECE_LENGTH)) throw invalid(`piece_length ${req.pieceLength} is outside [${MIN_PIECE_LENGTH}, ${MAX_PIECE_LENGTH}]`);
     const scope = (req.scope === "" ? "single_seed_peer" : req.scope) as PreheatScope;
     if (!PREHEAT_SCOPES.includes(scope)) throw invalid(`scope "${req.scope.slice(0, 50)}" is not one of ${PREHEAT_SCOPES.join(", ")}`);
@@ -50,16 +101,20 @@ export class Preheat {
     if (req.count !== undefined && (req.count < 1 || req.count > 200)) throw invalid(`count ${req.count} is outside [1, 200]`);
     if (!isDefinedPriority(req.priority)) throw invalid(`priority ${req.priority} is not a defined Priority`);
     if (!this.seedPeers) throw new RequestError(status.FAILED_PRECONDITION, "seed peers are disabled (seedPeer.enable: false); nothing can preheat");
+    return scope;
+  }
 
-    const taskId = taskIdFromUrl({ url: req.url, tag: req.tag, application: req.application, pieceLength: req.pieceLength, filteredQueryParams: req.filteredQueryParams });
+  /** The task a URL becomes and the hosts that should fetch it; FAILED_PRECONDITION when none can. */
+  private plan(url: string, header: Record<string, string>, req: PreheatCommon & { objectStorage?: Download["objectStorage"]; hdfs?: Download["hdfs"] }, scope: PreheatScope, seedPeers: SeedPeers): Plan {
+    const taskId = taskIdFromUrl({ url, tag: req.tag, application: req.application, pieceLength: req.pieceLength, filteredQueryParams: req.filteredQueryParams });
     const download: Download = {
-      url: req.url,
+      url,
       type: TaskType.STANDARD,
       tag: req.tag,
       application: req.application,
       priority: req.priority,
       filteredQueryParams: req.filteredQueryParams,
-      requestHeader: req.header,
+      requestHeader: header,
       pieceLength: req.pieceLength,
       timeout: req.timeout,
       disableBackToSource: false,
@@ -75,25 +130,115 @@ export class Preheat {
       enableTaskIdBasedBlobDigest: false,
       metadataOnly: false,
     };
-
     let targets: Host[];
     if (scope === "single_seed_peer") {
-      const seed = this.seedPeers.select(taskId);
+      const seed = seedPeers.select(taskId);
       targets = seed ? [seed] : [];
     } else {
       const pool = [...this.resource.hosts.values()].filter((h) => scope === "all_peers" || h.isSeed);
       targets = selectHosts(pool, req.ips, req.count, req.percentage);
     }
-    if (targets.length === 0) throw new RequestError(status.FAILED_PRECONDITION, `no ${scope === "all_peers" ? "peer" : "seed peer"} available to preheat ${req.url.slice(0, 200)}`);
+    if (targets.length === 0) throw new RequestError(status.FAILED_PRECONDITION, `no ${scope === "all_peers" ? "peer" : "seed peer"} available to preheat ${url.slice(0, 200)}`);
+    return { taskId, download, targets };
+  }
 
-    for (const host of targets) {
-      // Seeds fetch from the origin; ordinary peers join the swarm like any download.
-      const started = this.seedPeers.trigger(taskId, download, host, host.isSeed);
-      started?.done.then(
-        () => this.log.info({ taskId, hostId: host.id }, "preheat finished"),
-        (err: unknown) => this.log.warn({ taskId, hostId: host.id, err: err instanceof Error ? err.message : String(err) }, "preheat failed"),
-      );
+  /** Starts the downloads of a plan; settles when every target finished or failed. */
+  private dispatch(plan: Plan, seedPeers: SeedPeers): Promise<void> {
+    const { taskId, download, targets } = plan;
+    return Promise.all(
+      targets.map((host) => {
+        // Seeds fetch from the origin; ordinary peers join the swarm like any download.
+        const started = seedPeers.trigger(taskId, download, host, host.isSeed);
+        if (!started) return Promise.resolve();
+        return started.done.then(
+          () => this.log.info({ taskId, hostId: host.id }, "preheat finished"),
+          (err: unknown) => this.log.warn({ taskId, hostId: host.id, err: err instanceof Error ? err.message : String(err) }, "preheat failed"),
+        );
+      }),
+    ).then(() => undefined);
+  }
+
+  /** Validates, picks targets and dispatches; returns the chosen hosts. */
+  preheatFile(req: PreheatFileRequest): Host[] {
+    checkUrl("url", req.url);
+    checkString("output_path", req.outputPath, LIMITS.string);
+    const scope = this.checkCommon(req);
+    const seedPeers = this.seedPeers as SeedPeers;
+    const plan = this.plan(req.url, req.header, req, scope, seedPeers);
+    void this.dispatch(plan, seedPeers);
+    return plan.targets;
+  }
+
+  /** Resolves a manifest URL into its blob URLs with the registry's credentials. */
+  private async resolve(req: { url: string; header: Record<string, string>; username?: string | undefined; password?: string | undefined; platform?: string | undefined }): Promise<ResolvedImage> {
+    checkUrl("url", req.url);
+    if (!isManifestUrl(req.url)) throw invalid(`url "${req.url.slice(0, 200)}" is not a manifest URL: {scheme}://{registry}/v2/{repository}/manifests/{tag or digest}`);
+    const u = new URL(req.url);
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw invalid(`url scheme "${u.protocol}" is not http or https`);
+    checkString("username", req.username, LIMITS.string);
+    checkString("password", req.password, LIMITS.string);
+    if (req.platform && !/^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/.test(req.platform)) throw invalid(`platform "${req.platform.slice(0, 50)}" is not os/arch[/variant]`);
+    try {
+      return await this.images.resolve(req.url, { headers: req.header, username: req.username ?? "", password: req.password ?? "" }, req.platform || undefined);
+    } catch (e) {
+      // The manifest cannot be had: the request names something unusable (Dragonfly answers
+      // INVALID_ARGUMENT for every resolution failure); a registry that is down is UNAVAILABLE.
+      if (e instanceof ImageResolveError || e instanceof SsrfError) throw invalid(`failed to resolve manifests: ${e.message}`);
+      const cause = e instanceof Error && e.cause instanceof SsrfError ? e.cause : undefined;
+      if (cause) throw invalid(`failed to resolve manifests: ${cause.message}`);
+      throw new RequestError(status.UNAVAILABLE, `failed to resolve manifests: ${e instanceof Error ? e.message : String(e)}`);
     }
-    return targets;
+  }
+
+  /**
+   * Resolves the image and plans every blob (so a missing seed peer fails the RPC), then
+   * preheats the blobs in the background, `concurrentTaskCount` at a time. Returns the blob
+   * URLs and the hosts chosen for each.
+   */
+  async preheatImage(req: PreheatImageRequest): Promise<Array<{ url: string; taskId: string; targets: Host[] }>> {
+    const scope = this.checkCommon(req);
+    const seedPeers = this.seedPeers as SeedPeers;
+    const concurrency = req.concurrentTaskCount ?? DEFAULT_CONCURRENT_TASK_COUNT;
+    if (concurrency < 1 || concurrency > MAX_CONCURRENT_TASK_COUNT) throw invalid(`concurrent_task_count ${concurrency} is outside [1, ${MAX_CONCURRENT_TASK_COUNT}]`);
+    const image = await this.resolve(req);
+    const plans = image.blobUrls.map((url) => this.plan(url, image.headers, req, scope, seedPeers));
+    this.log.info({ url: req.url, blobs: plans.length, scope }, "preheat image dispatched");
+    void eachLimit(plans, concurrency, (plan) => this.dispatch(plan, seedPeers)).then(() => this.log.info({ url: req.url }, "preheat image finished"));
+    return plans.map((p) => ({ url: p.download.url, taskId: p.taskId, targets: p.targets }));
+  }
+
+  /** Peers of a task that hold it or are fetching it (a task this scheduler never saw: none). */
+  cachedCopies(taskId: string): CachedCopy[] {
+    const task = this.resource.tasks.get(taskId);
+    if (!task) return [];
+    return task.dag
+      .values()
+      .filter((p) => p.fsm.is("Succeeded", "Running", "BackToSource"))
+      .map((p) => ({ ip: p.host.ip, hostname: p.host.hostname, hostId: p.host.id, isFinished: p.fsm.is("Succeeded") }));
+  }
+
+  /** The image's blobs and, per host, which of them it holds. */
+  async statImage(req: StatImageRequest): Promise<StatImageResponse> {
+    checkString("tag", req.tag, LIMITS.string);
+    checkString("application", req.application, LIMITS.string);
+    if (req.filteredQueryParams.length > LIMITS.filteredQueryParams) throw invalid(`filtered_query_params has ${req.filteredQueryParams.length} entries, over the limit of ${LIMITS.filteredQueryParams}`);
+    if (req.pieceLength !== undefined && (req.pieceLength < MIN_PIECE_LENGTH || req.pieceLength > MAX_PIECE_LENGTH)) throw invalid(`piece_length ${req.pieceLength} is outside [${MIN_PIECE_LENGTH}, ${MAX_PIECE_LENGTH}]`);
+    const image = await this.resolve(req);
+    const peers = new Map<string, PeerImage>();
+    for (const url of image.blobUrls) {
+      const taskId = taskIdFromUrl({ url, tag: req.tag, application: req.application, pieceLength: req.pieceLength, filteredQueryParams: req.filteredQueryParams });
+      for (const copy of this.cachedCopies(taskId)) {
+        let peer = peers.get(copy.hostId);
+        if (!peer) {
+          peer = { ip: copy.ip, hostname: copy.hostname, cachedLayers: [] };
+          peers.set(copy.hostId, peer);
+        }
+        // A host may run several peers of one task (a retry); it holds the blob if any finished.
+        const layer = peer.cachedLayers.find((l) => l.url === url);
+        if (!layer) peer.cachedLayers.push({ url, isFinished: copy.isFinished });
+        else layer.isFinished = layer.isFinished === true || copy.isFinished;
+      }
+    }
+    return { image: { layers: image.blobUrls.map((url) => ({ url })) }, peers: [...peers.values()] };
   }
 }

@@ -8,6 +8,8 @@ import { instrumentService } from "../common/grpc/metrics.js";
 import { startGrpcServer } from "../common/grpc/server.js";
 import { createLogger } from "../common/logger.js";
 import { createRegistry, serveMetrics, type MetricsServer } from "../common/metrics.js";
+import { ImageResolver } from "../common/oci/resolver.js";
+import { SsrfPolicy } from "../common/ssrf.js";
 import { SchedulerService as SchedulerServiceDefinition } from "../gen/scheduler/v2/scheduler.js";
 import { ManagerAnnouncer } from "./announcer.js";
 import { resolveSchedulerConfig, type SchedulerConfig } from "./config.js";
@@ -54,7 +56,9 @@ export async function startScheduler(config: SchedulerConfig | Record<string, un
   const evaluator = evaluatorFromConfig(cfg.scheduler);
   const scheduling = new Scheduling(resource, cfg.scheduler, evaluator, deps.rng ? { rng: deps.rng } : {});
   const seedPeers = cfg.seedPeer.enable ? new SeedPeers(resource, cfg.seedPeer, log) : undefined;
-  const service = new SchedulerService({ resource, scheduling, seedPeers, metrics, log, backToSourceCount: cfg.scheduler.backToSourceCount, hostMetrics: cfg.metrics.enableHost });
+  const ssrf = new SsrfPolicy({ allowCidrs: cfg.job.preheat.ssrf.allowCIDRs, denyPrivate: cfg.job.preheat.ssrf.denyPrivate });
+  const images = new ImageResolver(ssrf.agent(), cfg.job.preheat.registryTimeout);
+  const service = new SchedulerService({ resource, scheduling, seedPeers, metrics, log, backToSourceCount: cfg.scheduler.backToSourceCount, hostMetrics: cfg.metrics.enableHost, images });
   const gc = new ResourceGc(resource, cfg.scheduler.gc, log, () => seedPeers?.sync());
 
   const limited = rateLimitService(SchedulerServiceDefinition, service.implementation(), cfg.server.requestRateLimit);
@@ -110,6 +114,7 @@ export async function startScheduler(config: SchedulerConfig | Record<string, un
         announcer?.close();
         await grpc.close();
         await metricsServer?.close();
+        await images.close();
       })()),
   };
 }

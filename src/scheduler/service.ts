@@ -1,9 +1,10 @@
 // scheduler.v2.Scheduler for standard tasks: hosts, peers, tasks, AnnouncePeer, preheat and
-// stat of files. RPCs this scheduler does not serve (cache, persistent and persistent-cache
-// tasks, image preheat) are left out of the implementation, so grpc-js answers UNIMPLEMENTED.
+// stat of files and images. RPCs this scheduler does not serve (cache, persistent and
+// persistent-cache tasks) are left out of the implementation, so grpc-js answers UNIMPLEMENTED.
 import { status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { taskIdFromUrl } from "../common/ids.js";
+import type { ImageResolver } from "../common/oci/resolver.js";
 import type { Host as HostMessage, Peer as PeerMessage, Task as TaskMessage } from "../gen/common/v2/common.js";
 import type { Empty } from "../gen/google/protobuf/empty.js";
 import type {
@@ -15,8 +16,12 @@ import type {
   DeleteTaskRequest,
   ListHostsRequest,
   ListHostsResponse,
+  PreheatFileRequest,
+  PreheatImageRequest,
   StatFileRequest,
   StatFileResponse,
+  StatImageRequest,
+  StatImageResponse,
   StatPeerRequest,
   StatTaskRequest,
   SchedulerServer,
@@ -39,6 +44,8 @@ export interface SchedulerServiceDeps {
   backToSourceCount: number;
   /** metrics.enableHost: per-host traffic series. */
   hostMetrics: boolean;
+  /** Registry manifest resolution for PreheatImage / StatImage (SSRF-checked). */
+  images: ImageResolver;
 }
 
 type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
@@ -72,7 +79,7 @@ export class SchedulerService {
   readonly preheat: Preheat;
 
   constructor(private readonly deps: SchedulerServiceDeps) {
-    this.preheat = new Preheat(deps.resource, deps.seedPeers, deps.log);
+    this.preheat = new Preheat(deps.resource, deps.seedPeers, deps.images, deps.log);
   }
 
   private hostLabels(h: HostMessage) {
@@ -169,7 +176,7 @@ export class SchedulerService {
         return {};
       }),
 
-      preheatFile: unary(log, "PreheatFile", () => metrics.preheatFileFailure.inc(), (req) => {
+      preheatFile: unary<PreheatFileRequest, Empty>(log, "PreheatFile", () => metrics.preheatFileFailure.inc(), (req) => {
         metrics.preheatFile.inc();
         this.preheat.preheatFile(req);
         return {};
@@ -181,25 +188,19 @@ export class SchedulerService {
         checkString("tag", req.tag, LIMITS.string);
         checkString("application", req.application, LIMITS.string);
         const taskId = taskIdFromUrl({ url: req.url, tag: req.tag, application: req.application, pieceLength: req.pieceLength, filteredQueryParams: req.filteredQueryParams });
-        const task = resource.tasks.get(taskId);
-        if (!task) return { peers: [] };
-        return {
-          peers: task.dag
-            .values()
-            .filter((p) => p.fsm.is("Succeeded", "Running", "BackToSource"))
-            .map((p) => ({ ip: p.host.ip, hostname: p.host.hostname, cachedFiles: [{ url: req.url, isFinished: p.fsm.is("Succeeded") }] })),
-        };
+        return { peers: this.preheat.cachedCopies(taskId).map((c) => ({ ip: c.ip, hostname: c.hostname, cachedFiles: [{ url: req.url, isFinished: c.isFinished }] })) };
       }),
 
-      // Image preheat needs registry manifest resolution, which the manager does; answering
-      // clearly lets callers fall back to PreheatFile per blob.
-      preheatImage: unary(log, "PreheatImage", () => metrics.preheatImageFailure.inc(), () => {
+      // The scheduler resolves the manifest itself (the shared OCI resolver) and preheats each
+      // blob as a file; the RPC returns once the blobs are dispatched, as Dragonfly's does.
+      preheatImage: unary<PreheatImageRequest, Empty>(log, "PreheatImage", () => metrics.preheatImageFailure.inc(), async (req) => {
         metrics.preheatImage.inc();
-        throw new RequestError(status.UNIMPLEMENTED, "PreheatImage is not supported by this scheduler: resolve the image's layers (the manager's preheat job does) and call PreheatFile for each blob URL");
+        await this.preheat.preheatImage(req);
+        return {};
       }),
-      statImage: unary(log, "StatImage", () => metrics.statImageFailure.inc(), () => {
+      statImage: unary<StatImageRequest, StatImageResponse>(log, "StatImage", () => metrics.statImageFailure.inc(), (req) => {
         metrics.statImage.inc();
-        throw new RequestError(status.UNIMPLEMENTED, "StatImage is not supported by this scheduler: resolve the image's layers and call StatFile for each blob URL");
+        return this.preheat.statImage(req);
       }),
     };
     return impl;

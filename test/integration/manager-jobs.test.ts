@@ -4,9 +4,8 @@
 // restart; get_task / delete_task / sync_peers talk to peers; credentials leave the database.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
@@ -27,6 +26,7 @@ import type { Database } from "../../src/manager/db/database.js";
 import { collectGarbage } from "../../src/manager/gc.js";
 import { JobRunner } from "../../src/manager/jobs/runner.js";
 import { databaseVariants } from "../../src/manager/testing.js";
+import { pushImage, REGISTRY_BIN, REGISTRY_SKIP, startRealRegistry } from "../helpers/registry.js";
 
 const { variants, skipped } = databaseVariants();
 if (skipped) {
@@ -112,80 +112,7 @@ function fakeRegistry(): Promise<{ server: Server; port: number; requests: strin
 }
 
 
-const REGISTRY_BIN = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"].find((p) => existsSync(p));
-const REGISTRY_SKIP = "docker-registry (Debian package) is not installed: image preheat against a real registry skipped";
 if (!REGISTRY_BIN) console.warn(`manager-jobs: ${REGISTRY_SKIP}`);
-
-/** Runs Debian's docker-registry (distribution v2) on a loopback port with storage in `dir`. */
-async function startRealRegistry(dir: string): Promise<{ port: number; stop(): Promise<void> }> {
-  const port = await new Promise<number>((resolve) => {
-    const probe = createServer();
-    probe.listen(0, "127.0.0.1", () => {
-      const p = (probe.address() as AddressInfo).port;
-      probe.close(() => resolve(p));
-    });
-  });
-  const config = join(dir, "config.yml");
-  writeFileSync(config, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, "data")}\nhttp:\n  addr: 127.0.0.1:${port}\n`);
-  const child = spawn(REGISTRY_BIN as string, ["serve", config], { stdio: "ignore" });
-  for (let i = 0; i < 200; i++) {
-    try {
-      const r = await request(`http://127.0.0.1:${port}/v2/`);
-      await r.body.dump();
-      if (r.statusCode === 200) break;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((res) => setTimeout(res, 25));
-  }
-  const stop = () =>
-    new Promise<void>((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.once("exit", () => resolve());
-      child.kill("SIGTERM");
-    });
-  return { port, stop };
-}
-
-/** Pushes a two-platform OCI image through the distribution API; returns the blob digests per arch. */
-async function pushImage(port: number, repo: string, tag: string): Promise<Record<string, string[]>> {
-  const base = `http://127.0.0.1:${port}/v2/${repo}`;
-  const upload = async (content: Buffer) => {
-    const digest = `sha256:${createHash("sha256").update(content).digest("hex")}`;
-    const start = await request(`${base}/blobs/uploads/`, { method: "POST" });
-    await start.body.dump();
-    const location = new URL(String(start.headers.location), `http://127.0.0.1:${port}`);
-    location.searchParams.set("digest", digest);
-    const put = await request(location.href, { method: "PUT", body: content, headers: { "content-type": "application/octet-stream" } });
-    await put.body.dump();
-    if (put.statusCode !== 201) throw new Error(`blob upload ${put.statusCode}`);
-    return { digest, size: content.length };
-  };
-  const putManifest = async (ref: string, mediaType: string, body: object) => {
-    const text = Buffer.from(JSON.stringify(body));
-    const r = await request(`${base}/manifests/${ref}`, { method: "PUT", body: text, headers: { "content-type": mediaType } });
-    await r.body.dump();
-    if (r.statusCode !== 201) throw new Error(`manifest put ${r.statusCode}`);
-    return { digest: `sha256:${createHash("sha256").update(text).digest("hex")}`, size: text.length };
-  };
-  const blobs: Record<string, string[]> = {};
-  const entries = [];
-  for (const arch of ["amd64", "arm64"]) {
-    const config = await upload(Buffer.from(JSON.stringify({ architecture: arch, os: "linux", rootfs: { type: "layers", diff_ids: [] } })));
-    const layer = await upload(randomBytes(2048));
-    const manifest = {
-      schemaVersion: 2,
-      mediaType: "application/vnd.oci.image.manifest.v1+json",
-      config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
-      layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...layer }],
-    };
-    const m = await putManifest(`${arch}-only`, manifest.mediaType, manifest);
-    entries.push({ mediaType: manifest.mediaType, ...m, platform: { os: "linux", architecture: arch } });
-    blobs[arch] = [config.digest, layer.digest];
-  }
-  await putManifest(tag, "application/vnd.oci.image.index.v1+json", { schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: entries });
-  return blobs;
-}
 
 describe.each(variants)("manager jobs on $name", (variant) => {
   let db: Database;
@@ -290,7 +217,7 @@ describe.each(variants)("manager jobs on $name", (variant) => {
     const dir = mkdtempSync(join(tmpdir(), "manager-registry-"));
     const real = await startRealRegistry(dir);
     try {
-      const blobs = await pushImage(real.port, "test/app", "v1");
+      const { blobs } = await pushImage(real.port, "test/app", "v1");
       const id = await createJob({
         type: "preheat",
         args: { type: "image", url: `http://127.0.0.1:${real.port}/v2/test/app/manifests/v1`, tag: "", filtered_query_params: "", headers: {}, scope: "single_seed_peer", concurrent_count: 0, timeout: 0, platform: "linux/arm64" },

@@ -1,7 +1,9 @@
 // Resolving an image manifest URL into the blob URLs a preheat warms: follows the registry's
 // bearer-token flow (or basic auth), picks the platform from manifest lists / OCI indexes, and
 // returns config + layer blob URLs with the Authorization header seed peers must send. Every
-// connection goes through the SSRF-checked dispatcher, redirects included.
+// connection goes through the SSRF-checked dispatcher, redirects included. One resolver serves
+// the manager's image preheat job and the scheduler's PreheatImage / StatImage, so both turn an
+// image into the same blob URLs (and so the same task ids).
 import { interceptors, request, type Dispatcher } from "undici";
 
 const ACCEPT = [
@@ -11,7 +13,17 @@ const ACCEPT = [
   "application/vnd.docker.distribution.manifest.v2+json",
 ].join(", ");
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
+/** `/v2/{repository}/manifests/{tag or digest}`: the path of a manifest URL. */
+export const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
+
+/** Whether `url` parses and its path names a manifest. */
+export function isManifestUrl(url: string): boolean {
+  try {
+    return MANIFEST_PATH.test(new URL(url).pathname);
+  } catch {
+    return false;
+  }
+}
 
 export class ImageResolveError extends Error {
   override name = "ImageResolveError";
@@ -36,7 +48,7 @@ interface Descriptor {
   platform?: { os?: string; architecture?: string; variant?: string };
 }
 
-/** Go's GOARCH for the manager's own platform, the default when none is given (as Dragonfly). */
+/** Go's GOARCH for this process's platform, the default when none is given (as Dragonfly). */
 export function defaultPlatform(): string {
   const arch = ({ x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x" } as Record<string, string>)[process.arch] ?? process.arch;
   return `linux/${arch}`;
@@ -67,8 +79,16 @@ export function parseChallenge(header: string): { scheme: string; params: Record
 export class ImageResolver {
   private readonly dispatcher: Dispatcher;
 
-  constructor(dispatcher: Dispatcher, private readonly timeoutMs = 30_000) {
-    this.dispatcher = dispatcher.compose(interceptors.redirect({ maxRedirections: 5 }));
+  constructor(
+    private readonly base: Dispatcher,
+    private readonly timeoutMs = 30_000,
+  ) {
+    this.dispatcher = base.compose(interceptors.redirect({ maxRedirections: 5 }));
+  }
+
+  /** Closes the connections to registries (the dispatcher given to the constructor). */
+  close(): Promise<void> {
+    return this.base.close();
   }
 
   private async get(url: string, headers: Record<string, string>) {

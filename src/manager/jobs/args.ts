@@ -6,6 +6,7 @@ import { isIP } from "node:net";
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { parseDuration } from "../../common/config.js";
+import { MANIFEST_PATH } from "../../common/oci/resolver.js";
 import { MAX_PIECE_LENGTH, MIN_PIECE_LENGTH } from "../../common/piece.js";
 import { badRequest } from "../errors.js";
 
@@ -128,8 +129,6 @@ function checkHttpUrl(u: string, field: string): void {
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw badRequest(field, `unsupported URL scheme "${parsed.protocol}"`);
 }
-
-const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
 
 export function parsePreheatArgs(raw: unknown): PreheatArgs {
   const v = (raw ?? {}) as Static<typeof PreheatArgsSchema>;

@@ -14,7 +14,7 @@ import type { Task } from "../../gen/common/v2/common.js";
 import type { Empty } from "../../gen/google/protobuf/empty.js";
 import type { PreheatArgs, TaskArgs } from "./args.js";
 import { activeScheduler, call, mapLimit, type ClientPool, type SchedulerRow } from "./clients.js";
-import { ImageResolveError, type ImageResolver } from "./image.js";
+import { ImageResolveError, type ImageResolver } from "../../common/oci/resolver.js";
 
 export interface JobState {
   task_name: string;

@@ -11,7 +11,7 @@ import type { ManagerMetrics } from "../metrics.js";
 import { scrubArgs, type PreheatArgs, type TaskArgs } from "./args.js";
 import { ClientPool } from "./clients.js";
 import { runDeleteTask, runGetTask, runPreheat, runSyncPeers, type ExecutorDeps, type JobState } from "./executors.js";
-import { ImageResolver } from "./image.js";
+import { ImageResolver } from "../../common/oci/resolver.js";
 
 export interface JobRunnerOptions {
   db: Database;
