@@ -19,6 +19,7 @@ import type { SchedulerPool } from "../scheduler/pool.js";
 import type { DaemonMetrics } from "../metrics.js";
 import type { Storage } from "../storage/storage.js";
 import type { PieceInfo, TaskStore } from "../storage/types.js";
+import { allocPieceBuffer } from "../../native/index.js";
 import { parseDigest } from "./digest.js";
 import { taskIdOf } from "./task-id.js";
 
@@ -368,7 +369,7 @@ export class TaskManager {
     const { contentLength, pieceLength } = task.meta;
     const res = await backend.get({ url: req.download.url, headers, signal: req.signal });
     let number = 0;
-    let buf = Buffer.allocUnsafe(Math.min(pieceLength, contentLength));
+    let buf = allocPieceBuffer(Math.min(pieceLength, contentLength));
     let filled = 0;
     let createdAt = Date.now();
     const flush = async () => {
@@ -379,7 +380,7 @@ export class TaskManager {
       }
       number++;
       const next = Math.min(pieceLength, contentLength - number * pieceLength);
-      buf = Buffer.allocUnsafe(Math.max(0, next));
+      buf = next > 0 ? allocPieceBuffer(next) : Buffer.alloc(0);
       filled = 0;
       createdAt = Date.now();
     };
@@ -404,7 +405,8 @@ export class TaskManager {
     const { offset, length } = pieceRange(n, task.meta.contentLength, task.meta.pieceLength);
     const createdAt = Date.now();
     const res = await backend.get({ url: req.download.url, headers, signal: req.signal, range: { start: offset, length } });
-    const buf = Buffer.allocUnsafe(length);
+    // Block-aligned memory lets the store write it with O_DIRECT without another copy.
+    const buf = allocPieceBuffer(length);
     let filled = 0;
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
       if (filled + chunk.length > length) {
