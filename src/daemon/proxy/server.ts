@@ -7,6 +7,7 @@
 // GETs whose URL matches proxy.rules go through the swarm (TaskManager) and stream to the
 // client as pieces land; everything else is forwarded directly and never stored.
 import { createHash, timingSafeEqual } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
@@ -123,6 +124,8 @@ class Proxy {
     readonly ca: CertificateAuthority,
   ) {
     const c = o.config;
+    // Every download in flight listens on the lifetime signal.
+    setMaxListeners(0, this.lifetime.signal);
     this.rules = compileRules(c.rules);
     this.metrics = proxyMetrics(o.registry);
     this.bucket = new TokenBucket(c.server.requestRateLimit);
