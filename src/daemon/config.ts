@@ -31,6 +31,8 @@ export const DaemonConfigSchema = Type.Object(
       bandwidthLimit: Size("50GB"),
     }),
     manager: obj({ addr: Type.String({ default: "" }) }),
+    /** With manager.addr: how often the scheduler list is refreshed from the manager. */
+    dynconfig: obj({ refreshInterval: Duration("1m") }),
     scheduler: obj({
       addrs: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
       announceInterval: Duration("5m"),
@@ -128,6 +130,7 @@ export interface DaemonConfig extends DaemonConfigInput {
     collectedPieceTimeoutMs: number;
     announceIntervalMs: number;
     scheduleTimeoutMs: number;
+    dynconfigRefreshIntervalMs: number;
     gcIntervalMs: number;
     taskTtlMs: number;
     diskThresholdBytes: number;
@@ -165,6 +168,7 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
     collectedPieceTimeoutMs: durationMs(input.download.collectedPieceTimeout),
     announceIntervalMs: durationMs(input.scheduler.announceInterval),
     scheduleTimeoutMs: durationMs(input.scheduler.scheduleTimeout),
+    dynconfigRefreshIntervalMs: durationMs(input.dynconfig.refreshInterval),
     gcIntervalMs: durationMs(input.gc.interval),
     taskTtlMs: durationMs(input.gc.policy.taskTTL),
     diskThresholdBytes: parseSize(input.gc.policy.diskThreshold),

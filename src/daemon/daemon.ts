@@ -22,6 +22,7 @@ import { daemonMetrics } from "./metrics.js";
 import { UploadClientPool } from "./piece/parents.js";
 import { startProxy } from "./proxy/server.js";
 import { HostAnnouncer } from "./scheduler/announcer.js";
+import { Dynconfig } from "./scheduler/dynconfig.js";
 import { SchedulerPool } from "./scheduler/pool.js";
 import { Storage } from "./storage/storage.js";
 import { TaskManager } from "./task/manager.js";
@@ -159,6 +160,18 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     }
 
     const announcer = new HostAnnouncer(schedulers, host, r.announceIntervalMs, log);
+    if (config.manager.addr) {
+      // Schedulers from the manager (Dragonfly's dynconfig); new ones learn this host at once.
+      const dynconfig = new Dynconfig(
+        { managerAddr: config.manager.addr, refreshIntervalMs: r.dynconfigRefreshIntervalMs, hostname: r.hostname, ip: r.ip, idc: config.host.idc, location: config.host.location, schedulerClusterId: config.host.schedulerClusterID, seedPeer: seed },
+        schedulers,
+        log,
+        () => announcer.announce(),
+      );
+      await dynconfig.refresh();
+      dynconfig.start();
+      closers.push(() => dynconfig.stop());
+    }
     // The scheduler refuses peers of hosts it does not know: announce before serving dfget.
     if (schedulers.size > 0) await announcer.announce();
     announcer.start();
