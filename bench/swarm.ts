@@ -1,0 +1,147 @@
+// `npm run bench -- --suite swarm`: a seed peer and N peers (N = 4, 16, 32) fetch a 128 MiB
+// file over emulated 100 Mbit/s links (one network namespace per host, see
+// test/e2e/harness), against the same hosts fetching it with curl straight from the origin.
+// Reports the last peer's completion time against the ideal (file size / link bandwidth) and
+// against the direct baseline, the origin's egress, and each host's CPU seconds; writes an SVG
+// of per-peer completion over time next to the JSON results (or into bench/results/).
+//
+// --short (CI's bench gate) runs N = 16 only, on a 16 MiB file, so the gated names exist.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { netnsSupport } from "../test/e2e/harness/netns.js";
+import { completionSvg } from "../test/e2e/harness/plot.js";
+import { sha256File, Swarm, type DownloadOutcome } from "../test/e2e/harness/swarm.js";
+import type { BenchContext, BenchResult, BenchSuite } from "./lib/types.js";
+
+const MBIT = 100;
+
+interface Measurement {
+  n: number;
+  size: number;
+  idealS: number;
+  oursS: number;
+  directS: number;
+  oursEgress: number;
+  directEgress: number;
+  cpu: Record<string, number>;
+  peers: Array<{ name: string; oursS: number; directS: number }>;
+  plot: string;
+}
+
+/** Where the plot goes: next to `--json FILE` when given, else bench/results/. */
+function plotDir(): string {
+  const i = process.argv.indexOf("--json");
+  const json = i >= 0 ? process.argv[i + 1] : undefined;
+  return json ? dirname(json) : join(fileURLToPath(new URL(".", import.meta.url)), "results");
+}
+
+const cache = new Map<number, Promise<Measurement>>();
+
+function measure(n: number, ctx: BenchContext): Promise<Measurement> {
+  let m = cache.get(n);
+  if (!m) {
+    m = run(n, ctx);
+    cache.set(n, m);
+  }
+  return m;
+}
+
+async function run(n: number, ctx: BenchContext): Promise<Measurement> {
+  const support = netnsSupport();
+  if (!support.ok) throw new Error(`swarm bench needs network namespaces: ${support.reason}`);
+  const size = (ctx.short ? 16 : 128) << 20;
+  const work = mkdtempSync(join(ctx.workDir, `swarm-n${n}-`));
+  const swarm = await Swarm.start({ workDir: work, peers: n, mbit: MBIT, files: [{ name: "f.bin", size }], log: ctx.log });
+  try {
+    const sha = swarm.files.get("f.bin")?.sha256;
+    const check = (rs: DownloadOutcome[], suffix: string) => {
+      for (const [i, r] of rs.entries()) {
+        const name = swarm.peers[i]?.name ?? "";
+        if (!r.ok) throw new Error(`${name}: ${r.error}`);
+        if (sha256File(join(work, `${name}.${suffix}`)) !== sha) throw new Error(`${name}: output does not verify`);
+      }
+    };
+    const cpu0 = new Map(swarm.daemons.map((d) => [d.name, swarm.cpuSeconds(d.proc)]));
+    const sched0 = swarm.cpuSeconds(swarm.schedulerProc);
+    const ours = await Promise.all(swarm.peers.map((p) => swarm.download(p, swarm.url("f.bin"), join(work, `${p.name}.ours`))));
+    check(ours, "ours");
+    const cpu: Record<string, number> = { scheduler: round(swarm.cpuSeconds(swarm.schedulerProc) - sched0) };
+    for (const d of swarm.daemons) cpu[d.name] = round(swarm.cpuSeconds(d.proc) - (cpu0.get(d.name) ?? 0));
+    const oursEgress = swarm.originBytes();
+    const direct = await Promise.all(swarm.peers.map((p) => swarm.curl(p.net, swarm.url("f.bin"), join(work, `${p.name}.direct`))));
+    check(direct, "direct");
+    const directEgress = swarm.originBytes() - oursEgress;
+    const idealS = (size * 8) / (MBIT * 1e6);
+    const oursS = Math.max(...ours.map((r) => r.ms)) / 1000;
+    const directS = Math.max(...direct.map((r) => r.ms)) / 1000;
+    const dir = plotDir();
+    mkdirSync(dir, { recursive: true });
+    const plot = join(dir, `swarm-n${n}.svg`);
+    writeFileSync(
+      plot,
+      completionSvg(`${n} peers, ${size >> 20} MiB, ${MBIT} Mbit/s links`, size, idealS, [
+        { title: `swarm (last peer ${oursS.toFixed(1)} s)`, peers: ours.map((r) => r.samples) },
+        { title: `curl from the origin (last ${directS.toFixed(1)} s)`, peers: direct.map((r) => r.samples) },
+      ]),
+    );
+    ctx.log(`swarm n=${n}: ours ${oursS.toFixed(2)} s, direct ${directS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s, origin egress ${(oursEgress / size).toFixed(3)}x; plot ${plot}`);
+    return {
+      n,
+      size,
+      idealS,
+      oursS,
+      directS,
+      oursEgress: oursEgress / size,
+      directEgress: directEgress / size,
+      cpu,
+      peers: swarm.peers.map((p, i) => ({ name: p.name, oursS: round((ours[i]?.ms ?? 0) / 1000), directS: round((direct[i]?.ms ?? 0) / 1000) })),
+      plot,
+    };
+  } finally {
+    await swarm.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+function details(m: Measurement): Record<string, unknown> {
+  return { peers: m.n, fileBytes: m.size, linkMbit: MBIT, idealSeconds: round(m.idealS), directSeconds: round(m.directS), cpuSeconds: m.cpu, perPeer: m.peers, plot: m.plot };
+}
+
+function benchmarksFor(n: number) {
+  return [
+    {
+      name: `swarm-origin-egress-n${n}`,
+      run: async (ctx: BenchContext): Promise<BenchResult> => {
+        const m = await measure(n, ctx);
+        return { name: `swarm-origin-egress-n${n}`, unit: "x file size", ours: round(m.oursEgress), baseline: round(m.directEgress), baselineName: "curl from the origin", ratio: m.directEgress / m.oursEgress, details: details(m) };
+      },
+    },
+    {
+      name: `swarm-vs-ideal-n${n}`,
+      run: async (ctx: BenchContext): Promise<BenchResult> => {
+        const m = await measure(n, ctx);
+        return { name: `swarm-vs-ideal-n${n}`, unit: "s", ours: round(m.oursS), baseline: round(m.idealS), baselineName: "file size / link bandwidth", ratio: m.idealS / m.oursS, details: details(m) };
+      },
+    },
+    {
+      name: `swarm-vs-direct-n${n}`,
+      run: async (ctx: BenchContext): Promise<BenchResult> => {
+        const m = await measure(n, ctx);
+        return { name: `swarm-vs-direct-n${n}`, unit: "s", ours: round(m.oursS), baseline: round(m.directS), baselineName: "curl from the origin", ratio: m.directS / m.oursS, details: details(m) };
+      },
+    },
+  ];
+}
+
+// The short run (CI) does N = 16 only; 32 peers are 35 processes on two cores, so it is
+// opt-in with DAMSELFLY_SWARM_N32=1.
+const short = process.argv.includes("--short") || process.env.BENCH_SHORT === "1";
+const sizes = short ? [16] : [4, 16, ...(process.env.DAMSELFLY_SWARM_N32 === "1" ? [32] : [])];
+
+const suite: BenchSuite = { suite: "swarm", benchmarks: sizes.flatMap(benchmarksFor) };
+export default suite;
