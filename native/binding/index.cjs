@@ -852,6 +852,7 @@ module.exports.noop = nativeBinding.noop
 module.exports.openPiece = nativeBinding.openPiece
 module.exports.openPieces = nativeBinding.openPieces
 module.exports.openTaskStore = nativeBinding.openTaskStore
+module.exports.originStats = nativeBinding.originStats
 module.exports.probeHost = nativeBinding.probeHost
 module.exports.sealPiece = nativeBinding.sealPiece
 module.exports.sealPieceInto = nativeBinding.sealPieceInto

@@ -42,6 +42,8 @@ export declare class TaskStore {
   verifyPiece(number: number): Promise<PieceInfo>
   /** Fetches piece `number` from a parent's piece server into this store. */
   fetchPiece(options: FetchPieceOptions, cancel?: CancelToken | undefined | null): Promise<PieceInfo>
+  /** Fetches piece `number` from a plain-HTTP origin (ranged GET) into this store. */
+  fetchFromOrigin(options: FetchFromOriginOptions, cancel?: CancelToken | undefined | null): Promise<PieceInfo>
   piece(number: number): PieceInfo | null
   finishedPieces(): Array<PieceInfo>
   finishedCount(): number
@@ -92,6 +94,21 @@ export declare function digest(algorithm: string, data: Buffer): string
 /** Same as `digest`, computed on a worker thread (not the libuv pool). */
 export declare function digestAsync(algorithm: string, data: Buffer): Promise<string>
 
+export interface FetchFromOriginOptions {
+  /** The origin's resolved address, `ip:port` (`[v6]:port`); never a host name. */
+  addr: string
+  /** `Host` header value. */
+  host: string
+  /** Request target: path and query, percent-encoded, starting with `/`. */
+  path: string
+  /** Extra request headers (no Host, Range, Connection or framing headers). */
+  headers?: Record<string, string>
+  number: number
+  connectTimeoutMs?: number
+  /** Bound on each wait for the origin (default 60 s). */
+  readTimeoutMs?: number
+}
+
 export interface FetchPieceOptions {
   /** Parent piece server, `host:port`. */
   addr: string
@@ -126,6 +143,16 @@ export interface OpenTaskStoreOptions {
   sync?: string
   /** Extra per-piece digest: "crc32c", "sha256" or "blake3". */
   extraDigest?: string
+}
+
+/** Counters of the process-wide origin connection pool. */
+export declare function originStats(): OriginStats
+
+export interface OriginStats {
+  connects: number
+  reuses: number
+  pieces: number
+  bytes: number
 }
 
 export interface PieceInfo {

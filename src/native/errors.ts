@@ -5,6 +5,10 @@
 /** Error thrown by the addon; `code` is one of the stable `DF_*` strings. */
 export interface NativeError extends Error {
   code: NativeErrorCode;
+  /** DF_BACKEND only: the status the origin answered instead of the requested bytes. */
+  statusCode?: number;
+  /** DF_BACKEND only: the origin's response headers (names lower-cased, repeats joined with ", "). */
+  headers?: Record<string, string>;
 }
 
 export type NativeErrorCode =
@@ -18,7 +22,8 @@ export type NativeErrorCode =
   | "DF_TIMEOUT"
   | "DF_PROTOCOL"
   | "DF_AUTH"
-  | "DF_CODEC";
+  | "DF_CODEC"
+  | "DF_BACKEND";
 
 export function isNativeError(e: unknown): e is NativeError {
   const code: unknown = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;
@@ -27,12 +32,27 @@ export function isNativeError(e: unknown): e is NativeError {
 
 const PREFIX = /^\[(DF_[A-Z_]+)\] /;
 
+/** An origin's answer travels as one JSON line after the message (see binding `to_napi`). */
+function attachAnswer(e: NativeError): void {
+  const nl = e.message.lastIndexOf("\n");
+  if (nl < 0) return;
+  try {
+    const a = JSON.parse(e.message.slice(nl + 1)) as { statusCode?: unknown; headers?: unknown };
+    if (typeof a.statusCode === "number") e.statusCode = a.statusCode;
+    if (a.headers && typeof a.headers === "object") e.headers = a.headers as Record<string, string>;
+    e.message = e.message.slice(0, nl);
+  } catch {
+    // Not an answer line: leave the message as it is.
+  }
+}
+
 function normalise(e: unknown): unknown {
   if (!(e instanceof Error)) return e;
   const m = PREFIX.exec(e.message);
   if (m?.[1]) {
     e.message = e.message.slice(m[0].length);
     (e as Error & { code?: string }).code = m[1];
+    if (m[1] === "DF_BACKEND") attachAnswer(e as NativeError);
   }
   return e;
 }

@@ -69,6 +69,35 @@ export interface FetchPieceOptions {
   pieceTimeoutMs?: number;
 }
 
+export interface FetchFromOriginOptions {
+  /** The origin's resolved address `ip:port` (`[v6]:port`): the caller resolves DNS and applies its SSRF policy. */
+  addr: string;
+  /** Host header value (`name[:port]`). */
+  host: string;
+  /** Request target (path and query, percent-encoded), starting with `/`. */
+  path: string;
+  /** Extra request headers; Host, Range, Connection and framing headers are refused. */
+  headers?: Record<string, string>;
+  number: number;
+  connectTimeoutMs?: number;
+  /** Bound on each wait for the origin; default 60 s. */
+  readTimeoutMs?: number;
+}
+
+export interface OriginStats {
+  /** Connections opened to origins. */
+  connects: number;
+  /** Pieces sent over a kept-alive connection. */
+  reuses: number;
+  pieces: number;
+  bytes: number;
+}
+
+/** Counters of the process-wide native origin client (connection pool and pieces fetched). */
+export function originStats(): OriginStats {
+  return binding.originStats();
+}
+
 function toInfo(p: Binding.PieceInfo): NativePieceInfo {
   const out: NativePieceInfo = {
     number: p.number,
@@ -142,6 +171,16 @@ export class NativeTaskStore {
   /** Downloads a piece from a parent into this store, verified before it is marked finished. */
   async fetchPiece(options: FetchPieceOptions, signal?: AbortSignal): Promise<NativePieceInfo> {
     return toInfo(await withSignal(signal, (token) => this.inner.fetchPiece(options, token)));
+  }
+
+  /**
+   * Fetches a piece from a plain-HTTP origin with a ranged GET straight into this store (no
+   * bytes through JS). Rejects with DF_BACKEND carrying `statusCode` and `headers` when the
+   * origin answers anything but the piece; DF_IO/DF_TIMEOUT for network trouble; DF_PROTOCOL
+   * for a malformed or mismatching response.
+   */
+  async fetchFromOrigin(options: FetchFromOriginOptions, signal?: AbortSignal): Promise<NativePieceInfo> {
+    return toInfo(await withSignal(signal, (token) => this.inner.fetchFromOrigin(options, token)));
   }
 
   piece(number: number): NativePieceInfo | undefined {

@@ -4,12 +4,14 @@ use crate::error::{to_js, Code, Result};
 use damselfly_core::cancel;
 use damselfly_core::client::{self, FetchOptions};
 use damselfly_core::digest::Algorithm;
+use damselfly_core::origin::{self, OriginRequest};
 use damselfly_core::server::{self, PieceServer, ServePath, ServerConfig};
 use damselfly_core::store::{self, PieceRecord, PieceStore, StoreOptions, SyncPolicy, Tier, WriteMeta};
 use damselfly_core::{CoreError, ErrorCode};
 use napi::bindgen_prelude::{Buffer, PromiseRaw};
 use napi::Env;
 use napi_derive::napi;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,6 +98,37 @@ pub struct FetchPieceOptions {
     pub parent_id: Option<String>,
     pub connect_timeout_ms: Option<u32>,
     pub piece_timeout_ms: Option<u32>,
+}
+
+#[napi(object)]
+pub struct FetchFromOriginOptions {
+    /// The origin's resolved address, `ip:port` (`[v6]:port`); never a host name.
+    pub addr: String,
+    /// `Host` header value.
+    pub host: String,
+    /// Request target: path and query, percent-encoded, starting with `/`.
+    pub path: String,
+    /// Extra request headers (no Host, Range, Connection or framing headers).
+    pub headers: Option<HashMap<String, String>>,
+    pub number: u32,
+    pub connect_timeout_ms: Option<u32>,
+    /// Bound on each wait for the origin (default 60 s).
+    pub read_timeout_ms: Option<u32>,
+}
+
+#[napi(object)]
+pub struct OriginStats {
+    pub connects: i64,
+    pub reuses: i64,
+    pub pieces: i64,
+    pub bytes: i64,
+}
+
+/// Counters of the process-wide origin connection pool.
+#[napi]
+pub fn origin_stats() -> OriginStats {
+    let s = origin::default_pool().stats();
+    OriginStats { connects: s.connects as i64, reuses: s.reuses as i64, pieces: s.pieces as i64, bytes: s.bytes as i64 }
 }
 
 /// Cancels long native operations; the facade flips it from an AbortSignal.
@@ -249,6 +282,39 @@ impl TaskStore {
         .map_err(status)
     }
 
+    /// Fetches piece `number` from a plain-HTTP origin (ranged GET) into this store.
+    #[napi(ts_return_type = "Promise<PieceInfo>")]
+    pub fn fetch_from_origin<'e>(
+        &self,
+        env: &'e Env,
+        options: FetchFromOriginOptions,
+        cancel: Option<&CancelToken>,
+    ) -> Result<PromiseRaw<'e, PieceInfo>> {
+        let addr: std::net::SocketAddr =
+            options.addr.parse().map_err(|_| invalid(format!("origin address {:?} is not ip:port", options.addr)))?;
+        let s = self.inner.clone();
+        let token = cancel.map(|c| c.inner.clone()).unwrap_or_default();
+        // Sorted so the request is the same for the same headers (and tests can rely on it).
+        let mut headers: Vec<(String, String)> = options.headers.unwrap_or_default().into_iter().collect();
+        headers.sort();
+        let req = OriginRequest {
+            addr,
+            host: options.host,
+            path: options.path,
+            headers,
+            number: options.number,
+            connect_timeout: Duration::from_millis(options.connect_timeout_ms.unwrap_or(10_000) as u64),
+            read_timeout: Duration::from_millis(options.read_timeout_ms.unwrap_or(60_000) as u64),
+        };
+        env.spawn_future(async move {
+            origin::fetch_from_origin(origin::default_pool(), &s, &req, &token)
+                .await
+                .map(PieceInfo::from)
+                .map_err(to_napi)
+        })
+        .map_err(status)
+    }
+
     #[napi]
     pub fn piece(&self, number: u32) -> Option<PieceInfo> {
         self.inner.piece(number).map(PieceInfo::from)
@@ -271,9 +337,15 @@ impl TaskStore {
 }
 
 /// Promise rejections can only carry napi's fixed status enum, so the stable code travels as
-/// a `[DF_*] ` prefix of the message; src/native moves it into `err.code`.
+/// a `[DF_*] ` prefix of the message; src/native moves it into `err.code`. An origin's answer
+/// (DF_BACKEND) follows the message as one JSON line `{"statusCode":…,"headers":{…}}`.
 pub(crate) fn to_napi(e: CoreError) -> napi::Error {
-    napi::Error::new(napi::Status::GenericFailure, format!("[{}] {}", e.code.as_str(), e.message))
+    let mut msg = format!("[{}] {}", e.code.as_str(), e.message.replace(['\r', '\n'], " "));
+    if let Some(a) = &e.backend {
+        msg.push('\n');
+        msg.push_str(&crate::error::answer_json(a));
+    }
+    napi::Error::new(napi::Status::GenericFailure, msg)
 }
 
 pub(crate) fn status(e: napi::Error) -> napi::Error<Code> {

@@ -16,6 +16,8 @@ pub enum ErrorCode {
     Protocol,
     Auth,
     Codec,
+    /// The origin answered with a status other than the piece (details in `CoreError::backend`).
+    Backend,
 }
 
 impl ErrorCode {
@@ -33,6 +35,7 @@ impl ErrorCode {
             ErrorCode::Protocol => "DF_PROTOCOL",
             ErrorCode::Auth => "DF_AUTH",
             ErrorCode::Codec => "DF_CODEC",
+            ErrorCode::Backend => "DF_BACKEND",
         }
     }
 }
@@ -42,11 +45,26 @@ impl ErrorCode {
 pub struct CoreError {
     pub code: ErrorCode,
     pub message: String,
+    /// What an origin answered instead of the requested bytes (set with `ErrorCode::Backend`),
+    /// so the daemon can pass the status and headers on to the scheduler and the user.
+    pub backend: Option<Box<BackendAnswer>>,
+}
+
+/// Status line and headers of an origin response that was not the requested content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendAnswer {
+    pub status: u16,
+    /// Header names lower-cased, repeated headers joined with ", " (as the JS side sees them).
+    pub headers: Vec<(String, String)>,
 }
 
 impl CoreError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), backend: None }
+    }
+
+    pub fn backend(message: impl Into<String>, answer: BackendAnswer) -> Self {
+        Self { code: ErrorCode::Backend, message: message.into(), backend: Some(Box::new(answer)) }
     }
 
     pub fn io(context: &str, err: std::io::Error) -> Self {

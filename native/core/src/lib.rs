@@ -7,13 +7,14 @@ pub mod client;
 pub mod codec;
 pub mod digest;
 pub mod error;
+pub mod origin;
 pub mod probe;
 pub mod server;
 pub mod store;
 pub mod uring;
 pub mod vortex;
 
-pub use error::{CoreError, ErrorCode};
+pub use error::{BackendAnswer, CoreError, ErrorCode};
 
 /// Version of the core crate, reported by `damselfly doctor` next to the addon version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
