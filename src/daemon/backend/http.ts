@@ -1,11 +1,18 @@
-// http/https back-to-source through undici: keep-alive pools, redirects, Range requests and
-// retries with exponential backoff for network errors, 408, 429 and 5xx. When a remote party
-// chose the URL (seed trigger, proxy) the dispatcher enforces the SSRF policy at connect time.
+// http/https back-to-source. Stat and https (and origins without Range) go through undici:
+// keep-alive pools, redirects, Range requests and retries with exponential backoff for network
+// errors, 408, 429 and 5xx. Pieces of plain-http origins are fetched by the native core straight
+// into the task store (`route` + `fetchPiece`): the name is resolved here, checked against the
+// SSRF policy, and only the address crosses to Rust. When a remote party chose the URL (seed
+// trigger, proxy) every connection — undici's at connect time, native ones at `route` — is
+// checked against the SSRF policy.
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
 import type { Readable } from "node:stream";
 import { Agent, interceptors, request, type Dispatcher } from "undici";
-import type { SsrfPolicy } from "../../common/ssrf.js";
+import { SsrfError, type SsrfPolicy } from "../../common/ssrf.js";
 import { VERSION } from "../../common/version.js";
-import { BackendError, type Backend, type BackendRequest, type ByteRange, type GetResult, type StatResult } from "./types.js";
+import { isNativeError, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
+import { BackendError, type Backend, type BackendRequest, type ByteRange, type GetResult, type OriginRoute, type StatResult } from "./types.js";
 
 export interface HttpBackendOptions {
   maxRetries: number;
@@ -17,6 +24,13 @@ export interface HttpBackendOptions {
 }
 
 const MAX_REDIRECTIONS = 10;
+const REDIRECT_STATUSES = new Set([300, 301, 302, 303, 307, 308]);
+/** Credentials that must not follow a redirect to another origin (as undici's redirect handler does). */
+const CROSS_ORIGIN_DROPPED = new Set(["authorization", "cookie", "proxy-authorization", "host"]);
+/** Headers the native client writes itself or that make no sense on a ranged GET. */
+const NATIVE_OWNED = new Set(["host", "range", "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect"]);
+/** Native errors worth another try: the network, not the origin's answer. */
+const NATIVE_TEMPORARY = new Set(["DF_IO", "DF_TIMEOUT"]);
 
 function flattenHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
@@ -48,14 +62,95 @@ export class HttpBackend implements Backend {
   async stat(req: BackendRequest): Promise<StatResult> {
     // A one-byte ranged GET tells the total length through Content-Range even where HEAD is
     // not supported or lies (some object stores); fall back to a plain GET's Content-Length.
-    const res = await this.send(req, { start: 0, length: 1 }, true);
-    discard(res.body);
-    let contentLength: number | undefined;
-    const cr = /\/(\d+)$/.exec(res.headers["content-range"] ?? "");
-    if (res.statusCode === 206 && cr?.[1]) contentLength = Number(cr[1]);
-    else if (res.statusCode === 200 && res.headers["content-length"] !== undefined) contentLength = Number(res.headers["content-length"]);
-    else if (res.statusCode === 416) contentLength = 0;
-    return { contentLength, statusCode: res.statusCode === 206 ? 200 : res.statusCode, headers: res.headers, rangeSupported: res.statusCode === 206 || res.statusCode === 416 };
+    // Redirects are followed here, one hop at a time, so the final URL is known: piece requests
+    // then go there directly (native ones cannot follow redirects themselves).
+    let url = req.url;
+    let headers = req.headers;
+    for (let hops = 0; ; hops++) {
+      const res = await this.send({ ...req, url, headers }, { start: 0, length: 1 }, true);
+      discard(res.body);
+      if (REDIRECT_STATUSES.has(res.statusCode)) {
+        const location = res.headers.location;
+        if (!location) throw new BackendError(`${req.url}: origin answered ${res.statusCode} without a Location`, res.statusCode, res.headers);
+        if (hops >= MAX_REDIRECTIONS) throw new BackendError(`${req.url}: more than ${MAX_REDIRECTIONS} redirects`, res.statusCode, res.headers);
+        let next: URL;
+        try {
+          next = new URL(location, url);
+        } catch {
+          throw new BackendError(`${req.url}: origin redirected to an invalid URL ${JSON.stringify(location)}`, res.statusCode, res.headers);
+        }
+        if (next.protocol !== "http:" && next.protocol !== "https:") throw new BackendError(`${req.url}: origin redirected to unsupported ${next.protocol} URL`, res.statusCode, res.headers);
+        headers = headersAfterRedirect(url, next.href, headers);
+        url = next.href;
+        continue;
+      }
+      let contentLength: number | undefined;
+      const cr = /\/(\d+)$/.exec(res.headers["content-range"] ?? "");
+      if (res.statusCode === 206 && cr?.[1]) contentLength = Number(cr[1]);
+      else if (res.statusCode === 200 && res.headers["content-length"] !== undefined) contentLength = Number(res.headers["content-length"]);
+      else if (res.statusCode === 416) contentLength = 0;
+      return { contentLength, statusCode: res.statusCode === 206 ? 200 : res.statusCode, headers: res.headers, rangeSupported: res.statusCode === 206 || res.statusCode === 416, url };
+    }
+  }
+
+  async route(url: string, requested: string, headers: Record<string, string>): Promise<OriginRoute | undefined> {
+    const u = new URL(url);
+    if (u.protocol !== "http:") return undefined;
+    const name = u.hostname.replace(/^\[|\]$/g, "");
+    let ip: string;
+    if (isIP(name)) {
+      ip = name;
+    } else {
+      let addresses: Array<{ address: string }>;
+      try {
+        addresses = await lookup(name, { all: true });
+      } catch (e) {
+        throw new BackendError(`${requested}: ${e instanceof Error ? e.message : String(e)}`, undefined, {}, true);
+      }
+      const usable = this.options.ssrf ? addresses.filter((a) => this.options.ssrf?.isAllowed(a.address)) : addresses;
+      const first = usable[0];
+      if (!first) throw new BackendError(`${requested}: ${new SsrfError(addresses[0]?.address ?? "unresolved", name).message}`, undefined);
+      ip = first.address;
+    }
+    if (this.options.ssrf && !this.options.ssrf.isAllowed(ip)) throw new BackendError(`${requested}: ${new SsrfError(ip, name).message}`, undefined);
+    const merged = headersAfterRedirect(requested, url, this.mergedHeaders(headers));
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(merged)) if (!NATIVE_OWNED.has(k)) out[k] = v;
+    const port = u.port || "80";
+    return {
+      addr: isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`,
+      // A Host the user set survives as long as no redirect moved the request elsewhere.
+      host: merged.host ?? u.host,
+      path: `${u.pathname}${u.search}`,
+      url: requested,
+      headers: out,
+    };
+  }
+
+  async fetchPiece(route: OriginRoute, store: NativeTaskStore, number: number, signal?: AbortSignal): Promise<NativePieceInfo> {
+    let attempt = 0;
+    for (;;) {
+      try {
+        return await store.fetchFromOrigin({ addr: route.addr, host: route.host, path: route.path, headers: route.headers, number, connectTimeoutMs: 10_000, readTimeoutMs: 60_000 }, signal);
+      } catch (e) {
+        const err = nativeToBackendError(route.url, e, signal);
+        if (!err.temporary || attempt >= this.options.maxRetries) throw err;
+        attempt++;
+        await this.backoff(attempt);
+      }
+    }
+  }
+
+  /** Every request's headers: ours, then the backend's configured ones, then the caller's (names lower-cased). */
+  private mergedHeaders(headers: Record<string, string>): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const h of [{ "user-agent": `damselfly/${VERSION}` }, this.options.requestHeader ?? {}, headers]) for (const [k, v] of Object.entries(h)) out[k.toLowerCase()] = v;
+    return out;
+  }
+
+  private backoff(attempt: number): Promise<void> {
+    const base = this.options.retryBaseMs ?? 200;
+    return new Promise((r) => setTimeout(r, base * 2 ** (attempt - 1) * (0.5 + Math.random())));
   }
 
   async get(req: BackendRequest & { range?: ByteRange | undefined }): Promise<GetResult> {
@@ -72,9 +167,10 @@ export class HttpBackend implements Backend {
     let attempt = 0;
     for (;;) {
       try {
-        const res = await request(req.url, { method: "GET", headers, dispatcher: this.dispatcher, signal: req.signal });
+        // stat follows redirects itself (to learn the final URL); other requests let undici.
+        const res = await request(req.url, { method: "GET", headers, dispatcher: forStat ? this.agent : this.dispatcher, signal: req.signal });
         const resHeaders = flattenHeaders(res.headers);
-        const ok = res.statusCode === 200 || res.statusCode === 206 || (forStat && res.statusCode === 416);
+        const ok = res.statusCode === 200 || res.statusCode === 206 || (forStat && (res.statusCode === 416 || REDIRECT_STATUSES.has(res.statusCode)));
         if (!ok) {
           discard(res.body);
           throw new BackendError(`${req.url}: origin answered ${res.statusCode}`, res.statusCode, resHeaders, isTemporaryStatus(res.statusCode));
@@ -91,9 +187,29 @@ export class HttpBackend implements Backend {
         const err = e instanceof BackendError ? e : new BackendError(`${req.url}: ${e instanceof Error ? e.message : String(e)}`, undefined, {}, !(e instanceof Error && e.name === "SsrfError") && !req.signal?.aborted);
         if (!err.temporary || attempt >= this.options.maxRetries) throw err;
         attempt++;
-        const base = this.options.retryBaseMs ?? 200;
-        await new Promise((r) => setTimeout(r, base * 2 ** (attempt - 1) * (0.5 + Math.random())));
+        await this.backoff(attempt);
       }
     }
   }
+}
+
+/** Headers for the next hop of a redirect: credentials and Host stay with the origin they were meant for. */
+export function headersAfterRedirect(from: string, to: string, headers: Record<string, string>): Record<string, string> {
+  if (new URL(from).origin === new URL(to).origin) return headers;
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) if (!CROSS_ORIGIN_DROPPED.has(k.toLowerCase())) out[k] = v;
+  return out;
+}
+
+/** A native origin failure as the BackendError the JS path would have thrown for it. */
+export function nativeToBackendError(url: string, e: unknown, signal?: AbortSignal): BackendError {
+  if (e instanceof BackendError) return e;
+  const message = `${url}: ${e instanceof Error ? e.message : String(e)}`;
+  if (!isNativeError(e)) return new BackendError(message, undefined, {}, false);
+  if (e.code === "DF_BACKEND") {
+    const status = e.statusCode;
+    // A 200 here means the origin ignored Range: asking again will not change that.
+    return new BackendError(message, status, e.headers ?? {}, status !== undefined && status !== 200 && isTemporaryStatus(status));
+  }
+  return new BackendError(message, undefined, {}, NATIVE_TEMPORARY.has(e.code) && !signal?.aborted);
 }

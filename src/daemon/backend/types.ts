@@ -2,6 +2,7 @@
 // OCI, Maven, YUM plug in behind it). The pipeline only asks two things of a backend: how long
 // is the content, and give me these bytes.
 import type { Readable } from "node:stream";
+import type { NativePieceInfo, NativeTaskStore } from "../../native/index.js";
 
 export interface BackendRequest {
   url: string;
@@ -16,6 +17,25 @@ export interface StatResult {
   headers: Record<string, string>;
   /** The origin honours Range requests; otherwise the content must be read in one stream. */
   rangeSupported: boolean;
+  /** Where the content was found, after redirects: piece requests go there directly. */
+  url: string;
+}
+
+/**
+ * Where the native core fetches pieces of a URL from: an address resolved (and checked against
+ * the SSRF policy) on the TS side, so the native client never resolves names.
+ */
+export interface OriginRoute {
+  /** `ip:port` (`[v6]:port`). */
+  addr: string;
+  /** Host header value. */
+  host: string;
+  /** Request target: path and query. */
+  path: string;
+  /** The URL the download asked for (errors name it, as the JS path's errors do). */
+  url: string;
+  /** Request headers for this URL (credentials dropped when a redirect left the requested origin). */
+  headers: Record<string, string>;
 }
 
 export interface ByteRange {
@@ -35,6 +55,14 @@ export interface Backend {
   readonly schemes: readonly string[];
   stat(req: BackendRequest): Promise<StatResult>;
   get(req: BackendRequest & { range?: ByteRange | undefined }): Promise<GetResult>;
+  /**
+   * Native fast path, for backends whose bytes the native core can fetch itself: the route
+   * for `url` (the stat's final URL; `requested` is the URL the user asked for), or undefined
+   * when this URL must go through `get` (e.g. https).
+   */
+  route?(url: string, requested: string, headers: Record<string, string>, signal?: AbortSignal): Promise<OriginRoute | undefined>;
+  /** Fetches one piece over `route` straight into the task's native store; fails with BackendError. */
+  fetchPiece?(route: OriginRoute, store: NativeTaskStore, number: number, signal?: AbortSignal): Promise<NativePieceInfo>;
   close?(): Promise<void>;
 }
 

@@ -5,12 +5,13 @@
 // children can pull it while we are still downloading. Concurrent requests for one task share
 // one download.
 import { EventEmitter } from "node:events";
+import { dirname } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import type { Logger } from "../../common/logger.js";
 import { peerId as newPeerId } from "../../common/ids.js";
 import { pieceCount, pieceLengthFor, pieceRange, MIN_PIECE_LENGTH } from "../../common/piece.js";
 import { TrafficType, type Download, type Peer, type Piece } from "../../gen/common/v2/common.js";
-import { BackendError, type BackendRegistry } from "../backend/index.js";
+import { BackendError, type Backend, type BackendRegistry, type OriginRoute } from "../backend/index.js";
 import { discard } from "../backend/http.js";
 import { PieceRound, type Holder } from "../piece/round.js";
 import type { UploadClientPool } from "../piece/parents.js";
@@ -19,7 +20,7 @@ import type { SchedulerPool } from "../scheduler/pool.js";
 import type { DaemonMetrics } from "../metrics.js";
 import type { Storage } from "../storage/storage.js";
 import type { PieceInfo, TaskStore } from "../storage/types.js";
-import { allocPieceBuffer } from "../../native/index.js";
+import { allocPieceBuffer, openTaskStore, type NativePieceInfo } from "../../native/index.js";
 import { parseDigest } from "./digest.js";
 import { taskIdOf } from "./task-id.js";
 
@@ -59,6 +60,12 @@ export class DownloadError extends Error {
   }
 }
 
+/** The native back-to-source path for one task: pieces go origin → native store, never through JS. */
+interface NativeOrigin {
+  route: OriginRoute;
+  fetch(number: number, signal: AbortSignal | undefined): Promise<NativePieceInfo>;
+}
+
 const durationOf = (ms: number) => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
 
 export function toProtoPiece(p: PieceInfo, traffic: TrafficType): Piece {
@@ -79,6 +86,8 @@ export class TaskManager {
   private readonly running = new Map<string, Promise<TaskStore>>();
   /** Tasks whose origin ignores Range: back-to-source reads them in one sequential stream. */
   private readonly noRange = new Set<string>();
+  /** Final URL (after redirects) of tasks whose origin was stat'ed in this download. */
+  private readonly sourceUrls = new Map<string, string>();
   /** Per-task piece events for joiners: `piece` (TaskStore, PieceInfo), `started`. */
   readonly events = new EventEmitter().setMaxListeners(0);
 
@@ -163,6 +172,7 @@ export class TaskManager {
         contentLength = st.contentLength;
         responseHeader = st.headers;
         if (!st.rangeSupported) this.noRange.add(taskId);
+        this.sourceUrls.set(taskId, st.url);
       } catch (e) {
         statError = e instanceof BackendError ? e : new BackendError(String(e), undefined);
         contentLength = await this.contentLengthFromScheduler(taskId);
@@ -198,6 +208,7 @@ export class TaskManager {
       throw e;
     } finally {
       this.noRange.delete(taskId);
+      this.sourceUrls.delete(taskId);
     }
   }
 
@@ -340,6 +351,13 @@ export class TaskManager {
 
   private async backToSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined): Promise<void> {
     if (this.noRange.has(task.id)) return this.backToSourceStream(task, req, backend, headers, session);
+    let native: NativeOrigin | undefined;
+    try {
+      native = await this.nativeOrigin(task, req, backend, headers);
+    } catch (e) {
+      if (e instanceof BackendError) throw new DownloadError(e.message, "backend", e);
+      throw e;
+    }
     const queue = [...this.missing(task)].sort((a, b) => a - b);
     let failure: unknown;
     const worker = async () => {
@@ -348,7 +366,7 @@ export class TaskManager {
         const n = queue.shift();
         if (n === undefined) return;
         try {
-          const info = await this.pieceFromSource(task, n, req, backend, headers);
+          const info = native ? await this.pieceFromOrigin(native, n, req.signal) : await this.pieceFromSource(task, n, req, backend, headers);
           session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
           this.emitPiece(task, info);
         } catch (e) {
@@ -399,6 +417,45 @@ export class TaskManager {
       }
     }
     if (number * pieceLength < contentLength) throw new BackendError(`${req.download.url}: origin sent ${number * pieceLength + filled} of ${contentLength} bytes`, res.statusCode, {}, true);
+  }
+
+  /**
+   * Whether this task's pieces can be fetched by the native core (plain http with Range), and
+   * where from. The route's address is resolved and SSRF-checked by the backend now, once.
+   */
+  private async nativeOrigin(task: TaskStore, req: DownloadRequest, backend: Backend, headers: Record<string, string>): Promise<NativeOrigin | undefined> {
+    const fetchPiece = backend.fetchPiece?.bind(backend);
+    if (!backend.route || !fetchPiece) return undefined;
+    let url = this.sourceUrls.get(task.id);
+    if (url === undefined) {
+      // A resumed task skipped the stat: learn where the content lives now (redirects).
+      if (new URL(req.download.url).protocol !== "http:") return undefined;
+      try {
+        const st = await backend.stat({ url: req.download.url, headers, signal: req.signal });
+        if (!st.rangeSupported) return undefined;
+        url = st.url;
+      } catch {
+        return undefined; // the JS path reports the failure with its own retries
+      }
+    }
+    const route = await backend.route(url, req.download.url, headers, req.signal);
+    if (!route) return undefined;
+    // Storage keeps its native store private; opening the same task directory again returns
+    // the very instance it holds (one store per task directory per process).
+    const store = openTaskStore({
+      dataDir: dirname(dirname(task.contentPath)),
+      taskId: task.id,
+      contentLength: task.meta.contentLength,
+      pieceLength: task.meta.pieceLength,
+      tier: task.meta.tier === "memory" ? "tmpfs" : "disk",
+    });
+    this.log.debug({ taskId: task.id, addr: route.addr, url }, "back-to-source through the native origin client");
+    return { route, fetch: (n, signal) => fetchPiece(route, store, n, signal) };
+  }
+
+  private async pieceFromOrigin(native: NativeOrigin, n: number, signal: AbortSignal | undefined): Promise<PieceInfo> {
+    const p = await native.fetch(n, signal);
+    return { number: p.number, offset: p.offset, length: p.length, digest: p.digest, parentId: p.parentId, createdAt: p.createdAtMs, finishedAt: p.finishedAtMs };
   }
 
   private async pieceFromSource(task: TaskStore, n: number, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>): Promise<PieceInfo> {
