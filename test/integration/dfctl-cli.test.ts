@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import type { DaemonHandle } from "../../src/daemon/daemon.js";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
 import { cleanupTempDirs, downloadVia, startTestDaemon, tempDir } from "../helpers/swarm.js";
@@ -12,9 +13,9 @@ let daemon: DaemonHandle;
 let taskId: string;
 
 // Asynchronous: the daemon runs in this process and must keep serving while dfctl runs.
-function run(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function run(args: string[], withBin = false): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [bin, ...args]);
+    const p = spawn(process.execPath, withBin ? args : [bin, ...args]);
     let stdout = "";
     let stderr = "";
     p.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
@@ -34,6 +35,23 @@ afterAll(async () => {
   await daemon.close();
   await origin.close();
   cleanupTempDirs();
+});
+
+describe("dfcache", () => {
+  const dfcache = (...args: string[]) => run([new URL("../../bin/dfcache.js", import.meta.url).pathname, "-e", daemon.socketPath, ...args], true);
+
+  it("shows and exports a cached task without touching the origin", async () => {
+    const stat = await dfcache("stat", taskId);
+    expect(JSON.parse(stat.stdout)).toMatchObject({ id: taskId, url: origin.url(), contentLength: 6291456, piecesHeld: 2, state: "Succeeded" });
+    const before = origin.bytesServed;
+    const out = join(tempDir("export"), "copy");
+    const r = await dfcache("export", taskId, "-O", out);
+    expect(r.status).toBe(0);
+    expect(readFileSync(out).equals(origin.content)).toBe(true);
+    expect(origin.bytesServed - before).toBeLessThanOrEqual(1);
+    const missing = await dfcache("stat", "f".repeat(64));
+    expect(missing.stderr.trim()).toBe(`dfcache: task ${"f".repeat(64)} not found`);
+  });
 });
 
 describe("dfctl task", () => {
