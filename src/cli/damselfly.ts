@@ -1,6 +1,9 @@
-// `damselfly`: the umbrella CLI — doctor, and the control-plane processes.
+// `damselfly`: the umbrella CLI — up (the whole system), doctor, the control-plane processes and
+// runtime mirror setup (init).
+import { register as registerInit } from "./commands/init.js";
 import { register as registerManager } from "./commands/manager.js";
 import { register as registerScheduler } from "./commands/scheduler.js";
+import { register as registerUp } from "./commands/up.js";
 import { formatDoctor, runDoctor } from "./doctor.js";
 import { newProgram, runProgram } from "./program.js";
 
@@ -18,7 +21,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${opts.json ? JSON.stringify(report, null, 2) : formatDoctor(report)}\n`);
       if (!report.ok) process.exitCode = 1;
     });
+  registerUp(program);
   registerScheduler(program);
   registerManager(program);
+  registerInit(program);
   return runProgram(program, argv);
 }
