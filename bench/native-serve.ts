@@ -5,13 +5,13 @@
 // the same disk (one stream, no verification, page cache only). A second, report-only result
 // compares the server's body paths (sendfile, splice, buffered) with the same client so that
 // the default path is chosen, and re-checked, by measurement.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { defaultPieceServePath, openTaskStore, startPieceServer, type NativeTaskStore, type ServePath } from "../src/native/index.js";
 import { interleave, median, throughputResult } from "./lib/measure.js";
+import { curlSeconds, startNginx } from "./lib/nginx.js";
 import type { BenchContext, BenchSuite } from "./lib/types.js";
 
 const PIECE = 4 << 20;
@@ -67,71 +67,11 @@ async function addonServe(ctx: BenchContext, src: Source, servePath?: ServePath)
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function nginxBinary(): string {
-  for (const p of ["/usr/sbin/nginx", "/usr/bin/nginx"]) if (existsSync(p)) return p;
-  return "nginx";
-}
-
-async function startNginx(ctx: BenchContext, src: Source): Promise<{ port: number; proc: ChildProcess; dir: string }> {
-  const dir = join(ctx.workDir, "nginx");
-  mkdirSync(join(dir, "tmp"), { recursive: true });
-  const port = await freePort();
-  // master_process off: one process as the current user (root in CI), so no `user` switch is
-  // needed to read the data dir; daemon off so it stays our child.
-  const conf = `daemon off;
-master_process off;
-worker_processes 1;
-error_log ${join(dir, "error.log")} warn;
-pid ${join(dir, "nginx.pid")};
-events { worker_connections 64; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  client_body_temp_path ${join(dir, "tmp")};
-  proxy_temp_path ${join(dir, "tmp")};
-  fastcgi_temp_path ${join(dir, "tmp")};
-  uwsgi_temp_path ${join(dir, "tmp")};
-  scgi_temp_path ${join(dir, "tmp")};
-  types { }
-  default_type application/octet-stream;
-  server {
-    listen 127.0.0.1:${port};
-    root ${join(src.root, TASK)};
-  }
-}
-`;
-  writeFileSync(join(dir, "nginx.conf"), conf);
-  const proc = spawn(nginxBinary(), ["-p", dir, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], { stdio: "ignore" });
-  for (let i = 0; i < 100; i++) {
-    const r = spawnSync("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${port}/pieces`], { encoding: "utf8" });
-    if (r.stdout === "200") return { port, proc, dir };
-    await new Promise((res) => setTimeout(res, 50));
-  }
-  proc.kill("SIGKILL");
-  const log = existsSync(join(dir, "error.log")) ? readFileSync(join(dir, "error.log"), "utf8") : "";
-  throw new Error(`nginx did not start (installed? .ci/run installs nginx-light): ${log}`);
-}
-
+/** Seconds → GB/s for one curl of the content file from nginx into the bench directory. */
 function curlFetch(ctx: BenchContext, port: number, size: number): number {
   const out = join(ctx.workDir, `curl-${round++}`);
   try {
-    const t0 = process.hrtime.bigint();
-    const r = spawnSync("curl", ["-s", "-f", "-o", out, `http://127.0.0.1:${port}/content`]);
-    const s = Number(process.hrtime.bigint() - t0) / 1e9;
-    if (r.status !== 0) throw new Error(`curl failed with ${r.status}`);
-    return size / s / GB;
+    return size / curlSeconds(`http://127.0.0.1:${port}/content`, out) / GB;
   } finally {
     rmSync(out, { force: true });
   }
@@ -144,7 +84,7 @@ const suite: BenchSuite = {
       name: "piece-serve",
       run: async (ctx) => {
         const src = await ensureSource(ctx);
-        const nginx = await startNginx(ctx, src);
+        const nginx = await startNginx(ctx.workDir, join(src.root, TASK), "pieces");
         try {
           const m = await interleave(
             ctx.short ? 3 : 5,
@@ -159,7 +99,7 @@ const suite: BenchSuite = {
             baselineRounds: m.baselineRounds,
           });
         } finally {
-          nginx.proc.kill("SIGTERM");
+          nginx.stop();
         }
       },
     },
