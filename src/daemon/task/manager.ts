@@ -351,6 +351,8 @@ export class TaskManager {
 
   private async backToSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined): Promise<void> {
     if (this.noRange.has(task.id)) return this.backToSourceStream(task, req, backend, headers, session);
+    const queue = [...this.missing(task)].sort((a, b) => a - b);
+    if (queue.length === 0) return;
     let native: NativeOrigin | undefined;
     try {
       native = await this.nativeOrigin(task, req, backend, headers);
@@ -358,7 +360,6 @@ export class TaskManager {
       if (e instanceof BackendError) throw new DownloadError(e.message, "backend", e);
       throw e;
     }
-    const queue = [...this.missing(task)].sort((a, b) => a - b);
     let failure: unknown;
     const worker = async () => {
       for (;;) {
