@@ -43,6 +43,21 @@ describe("dfdaemon P2P download", () => {
     expect(new Set(results.map((r) => r.taskId)).size).toBe(1);
   });
 
+  it("lets the swarm stand in for an origin that is down, never for one that refuses the client", async () => {
+    const late = await startTestDaemon({ name: "late", schedulers: [`127.0.0.1:${scheduler.grpcPort}`] });
+    peers.push(late);
+    try {
+      origin.failWith = 401;
+      await expect(downloadVia(late.socketPath, { url: origin.url(), outputPath: join(out, "refused") })).rejects.toThrow(/401/);
+      expect(existsSync(join(out, "refused"))).toBe(false);
+      origin.failWith = 503;
+      await downloadVia(late.socketPath, { url: origin.url(), outputPath: join(out, "origin-down") });
+      expect(sha256File(join(out, "origin-down"))).toBe(origin.sha256);
+    } finally {
+      origin.failWith = undefined;
+    }
+  });
+
   it("refuses to replace an existing output without overwrite and leaves it untouched", async () => {
     const path = join(out, "out-0");
     await expect(downloadVia(peers[0]!.socketPath, { url: origin.url(), outputPath: path })).rejects.toThrow(/already exists/);

@@ -175,6 +175,11 @@ export class TaskManager {
         this.sourceUrls.set(taskId, st.url);
       } catch (e) {
         statError = e instanceof BackendError ? e : new BackendError(String(e), undefined);
+        // The origin's refusal (401, 403, 404, …) is its answer for this requester: the swarm
+        // must not hand a private blob to a client the origin turned away. Only an origin
+        // that is down or unreachable lets the swarm stand in for it.
+        const refused = statError.statusCode !== undefined && statError.statusCode >= 400 && statError.statusCode < 500 && statError.statusCode !== 408 && statError.statusCode !== 429;
+        if (refused) throw new DownloadError(statError.message, "backend", statError);
         contentLength = await this.contentLengthFromScheduler(taskId);
         if (contentLength === undefined) throw new DownloadError(statError.message, "backend", statError);
       }
