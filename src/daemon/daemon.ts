@@ -114,7 +114,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const sampler = setInterval(() => {
       const s = pieceServer.stats();
       const now = Date.now();
-      txBandwidth = Math.max(0, ((s.bytesServed - lastBytes) * 1000) / Math.max(1, now - lastAt));
+      // uint64 on the wire: a fractional rate fails serialisation of the whole AnnounceHost.
+      txBandwidth = Math.round(Math.max(0, ((s.bytesServed - lastBytes) * 1000) / Math.max(1, now - lastAt)));
       metrics.uploadTraffic.inc({ task_type: "standard" }, Math.max(0, s.bytesServed - lastBytes));
       lastBytes = s.bytesServed;
       lastAt = now;

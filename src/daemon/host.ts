@@ -50,7 +50,7 @@ export function buildHost(id: HostIdentity, txBandwidth: number): Host {
       maxRxBandwidth: id.maxTxBandwidth,
       rxBandwidth: 0,
       maxTxBandwidth: id.maxTxBandwidth,
-      txBandwidth,
+      txBandwidth: Math.round(txBandwidth),
     },
     build: { gitVersion: VERSION, platform: `${platform()}-${process.arch}` },
     schedulerClusterId: id.schedulerClusterId,
