@@ -25,6 +25,8 @@ export interface AnnounceContext {
   log: Logger;
   backToSourceCount: number;
   hostMetrics: boolean;
+  /** ms between parent top-ups while the peer downloads from parents; 0/absent disables. */
+  parentRefreshInterval?: number | undefined;
 }
 
 type Request = NonNullable<AnnouncePeerRequest["request"]>;
@@ -48,6 +50,8 @@ export class AnnouncePeerSession {
   private peer: Peer | undefined;
   private closed = false;
   private queue: Promise<void> = Promise.resolve();
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private refreshQueued = false;
 
   constructor(
     private readonly ctx: AnnounceContext,
@@ -74,6 +78,8 @@ export class AnnouncePeerSession {
 
   private detach(): void {
     this.closed = true;
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    this.refreshTimer = undefined;
     if (this.peer && this.peer.stream?.send === this.sendRef) this.peer.stream = undefined;
   }
 
@@ -267,10 +273,51 @@ export class AnnouncePeerSession {
       } else {
         const now = resource.now();
         this.send({ response: { $case: "normalTaskResponse", normalTaskResponse: { candidateParents: outcome.parents.map((p) => peerMessage(p, now)) } } });
+        this.startParentRefresh();
       }
       metrics.scheduleDuration.observe(performance.now() - start);
     } finally {
       metrics.concurrentSchedule.dec();
+    }
+  }
+
+  // --- parent top-up while downloading ---------------------------------------------------
+
+  /**
+   * Peers that start together all register while only the seed qualifies as a parent, and
+   * would otherwise keep the seed alone until their round fails. Every tick, a peer that is
+   * downloading from parents and has room for more is offered the peers that started serving
+   * since: another NormalTaskResponse on the same stream with the full list (existing parents
+   * first). Dragonfly's Rust client treats any NormalTaskResponse as "download from these
+   * parents" and simply opens SyncPieces to them as well, which is harmless; our daemon adds
+   * them to its running round. The tick runs on the request queue, so it never interleaves
+   * with a reschedule of the same peer.
+   */
+  private startParentRefresh(): void {
+    const every = this.ctx.parentRefreshInterval ?? 0;
+    if (every <= 0 || this.refreshTimer || this.closed) return;
+    this.refreshTimer = setInterval(() => {
+      if (this.refreshQueued || this.closed) return;
+      this.refreshQueued = true;
+      this.queue = this.queue.then(() => {
+        this.refreshQueued = false;
+        this.refreshParents();
+      });
+    }, every);
+    this.refreshTimer.unref();
+  }
+
+  private refreshParents(): void {
+    const peer = this.peer;
+    if (!peer || !this.alive || peer.stream?.send !== this.sendRef || !peer.fsm.is(PeerState.Running)) return;
+    try {
+      const parents = this.ctx.scheduling.refreshCandidateParents(peer);
+      if (!parents) return;
+      const now = this.ctx.resource.now();
+      this.send({ response: { $case: "normalTaskResponse", normalTaskResponse: { candidateParents: parents.map((p) => peerMessage(p, now)) } } });
+    } catch (e) {
+      // A top-up is an optimisation: a failure must not end the peer's stream.
+      this.ctx.log.warn({ peerId: peer.id, err: e instanceof Error ? e.message : String(e) }, "parent refresh failed");
     }
   }
 

@@ -32,6 +32,12 @@ export const SchedulerConfigSchema = Type.Object(
       retryInterval: Duration("500ms", "base wait between scheduling attempts (jittered)"),
       filterParentLimit: Type.Integer({ minimum: 1, maximum: 1000, default: 15 }),
       candidateParentLimit: Type.Integer({ minimum: 1, maximum: 20, default: 3 }),
+      /**
+       * Ours: how often a downloading peer's parents are topped up with peers that started
+       * serving since it was scheduled (0s disables). Peers starting together otherwise all
+       * stay on the seed, the only parent that qualified when they registered.
+       */
+      parentRefreshInterval: Duration("1s", "how often a running peer is offered newly qualifying parents; 0s disables"),
       /** Arms of `algorithm: ab`; hosts are split between them by hash of the host id. */
       ab: Obj({ a: Evaluator("default"), b: Evaluator("bandwidth") }),
       /** Concurrent uploads a host may serve before it stops being offered as a parent. */
@@ -79,8 +85,9 @@ export type SchedulerConfigFile = Static<typeof SchedulerConfigSchema>;
 /** Durations converted to milliseconds; everything else as in the file. */
 export interface SchedulerConfig {
   server: SchedulerConfigFile["server"];
-  scheduler: Omit<SchedulerConfigFile["scheduler"], "retryInterval" | "gc"> & {
+  scheduler: Omit<SchedulerConfigFile["scheduler"], "retryInterval" | "parentRefreshInterval" | "gc"> & {
     retryInterval: number;
+    parentRefreshInterval: number;
     gc: { pieceDownloadTimeout: number; peerGCInterval: number; peerTTL: number; taskGCInterval: number; hostGCInterval: number; hostTTL: number };
   };
   seedPeer: { enable: boolean; taskDownloadTimeout: number; healthCheckInterval: number };
@@ -117,6 +124,7 @@ export function resolveSchedulerConfig(raw: unknown, source = "config"): Schedul
     scheduler: {
       ...c.scheduler,
       retryInterval: d("scheduler.retryInterval", c.scheduler.retryInterval),
+      parentRefreshInterval: d("scheduler.parentRefreshInterval", c.scheduler.parentRefreshInterval),
       gc: {
         pieceDownloadTimeout: d("scheduler.gc.pieceDownloadTimeout", g.pieceDownloadTimeout),
         peerGCInterval: d("scheduler.gc.peerGCInterval", g.peerGCInterval),

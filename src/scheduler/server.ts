@@ -58,7 +58,7 @@ export async function startScheduler(config: SchedulerConfig | Record<string, un
   const seedPeers = cfg.seedPeer.enable ? new SeedPeers(resource, cfg.seedPeer, log) : undefined;
   const ssrf = new SsrfPolicy({ allowCidrs: cfg.job.preheat.ssrf.allowCIDRs, denyPrivate: cfg.job.preheat.ssrf.denyPrivate });
   const images = new ImageResolver(ssrf.agent(), cfg.job.preheat.registryTimeout);
-  const service = new SchedulerService({ resource, scheduling, seedPeers, metrics, log, backToSourceCount: cfg.scheduler.backToSourceCount, hostMetrics: cfg.metrics.enableHost, images });
+  const service = new SchedulerService({ resource, scheduling, seedPeers, metrics, log, backToSourceCount: cfg.scheduler.backToSourceCount, parentRefreshInterval: cfg.scheduler.parentRefreshInterval, hostMetrics: cfg.metrics.enableHost, images });
   const gc = new ResourceGc(resource, cfg.scheduler.gc, log, () => seedPeers?.sync());
 
   const limited = rateLimitService(SchedulerServiceDefinition, service.implementation(), cfg.server.requestRateLimit);

@@ -42,6 +42,8 @@ export interface SchedulerServiceDeps {
   metrics: SchedulerMetrics;
   log: Logger;
   backToSourceCount: number;
+  /** ms between parent top-ups of a downloading peer; 0 (or absent) disables them. */
+  parentRefreshInterval?: number;
   /** metrics.enableHost: per-host traffic series. */
   hostMetrics: boolean;
   /** Registry manifest resolution for PreheatImage / StatImage (SSRF-checked). */

@@ -52,6 +52,9 @@ export class PieceRound {
   private readonly queued = new Set<number>();
   private readonly parents = new Map<string, ParentState>();
   private readonly streams: Array<ClientReadableStream<unknown>> = [];
+  private readonly syncedHosts = new Set<string>();
+  private running = false;
+  private ended = false;
   private openSyncs = 0;
   private inFlight = 0;
   private lastProgress = Date.now();
@@ -62,23 +65,50 @@ export class PieceRound {
     candidates: readonly Peer[],
     private readonly missing: Set<number>,
   ) {
-    for (const peer of candidates) {
-      if (!peer.host || !peer.host.ip) continue;
-      this.parents.set(peer.id, { peer, host: peer.host, weight: spareBandwidthWeight(peer.host.network?.maxTxBandwidth, peer.host.network?.txBandwidth), blocked: false });
-    }
+    for (const peer of candidates) this.addParent(peer);
+  }
+
+  private addParent(peer: Peer): ParentState | undefined {
+    if (!peer.host || !peer.host.ip || this.parents.has(peer.id)) return undefined;
+    const p: ParentState = { peer, host: peer.host, weight: spareBandwidthWeight(peer.host.network?.maxTxBandwidth, peer.host.network?.txBandwidth), blocked: false };
+    this.parents.set(peer.id, p);
+    return p;
   }
 
   /** Runs until all missing pieces are fetched (true) or the round cannot progress (false). */
   async run(signal?: AbortSignal): Promise<boolean> {
+    this.running = true;
     for (const p of this.parents.values()) this.sync(p);
     this.syncHosts();
     const workers = Array.from({ length: this.deps.concurrency }, () => this.worker(signal));
     try {
       await Promise.all(workers);
     } finally {
+      this.ended = true;
       for (const s of this.streams) s.cancel();
     }
     return this.missing.size === 0;
+  }
+
+  /**
+   * Parents the scheduler named while the round runs (it tops up a downloading peer as other
+   * peers start serving): the ones we do not have yet join the round, with their own
+   * SyncPieces (and SyncHost) streams. Returns how many joined; none once the round ended.
+   */
+  addParents(peers: readonly Peer[]): number {
+    if (this.ended) return 0;
+    let added = 0;
+    for (const peer of peers) {
+      const p = this.addParent(peer);
+      if (!p) continue;
+      added++;
+      if (this.running) this.sync(p);
+    }
+    if (added > 0 && this.running) {
+      this.lastProgress = Date.now();
+      this.syncHosts();
+    }
+    return added;
   }
 
   private notify(): void {
@@ -128,7 +158,7 @@ export class PieceRound {
 
   /** Parents report their spare upload bandwidth about once a second (SyncHost). */
   private syncHosts(): void {
-    const seen = new Set<string>();
+    const seen = this.syncedHosts;
     for (const p of this.parents.values()) {
       if (seen.has(p.host.id)) continue;
       seen.add(p.host.id);

@@ -15,7 +15,7 @@ import { BackendError, type Backend, type BackendRegistry, type OriginRoute } fr
 import { discard } from "../backend/http.js";
 import { PieceRound, type Holder } from "../piece/round.js";
 import type { UploadClientPool } from "../piece/parents.js";
-import { AnnouncePeerSession } from "../scheduler/session.js";
+import { AnnouncePeerSession, type SchedulerResponse } from "../scheduler/session.js";
 import type { SchedulerPool } from "../scheduler/pool.js";
 import type { DaemonMetrics } from "../metrics.js";
 import type { Storage } from "../storage/storage.js";
@@ -61,6 +61,9 @@ export class DownloadError extends Error {
 }
 
 /** The native back-to-source path for one task: pieces go origin → native store, never through JS. */
+/** One scheduler read; `at` is when it started waiting (a read may outlive a round). */
+type Read = ({ res: SchedulerResponse | undefined } | { err: unknown }) & { at: number };
+
 interface NativeOrigin {
   route: OriginRoute;
   fetch(number: number, signal: AbortSignal | undefined): Promise<NativePieceInfo>;
@@ -264,10 +267,28 @@ export class TaskManager {
       needBackToSource: d.needBackToSource,
     });
     let rounds = 0;
+    // At most one outstanding session.next(): a second reader would steal responses. A read
+    // started while a round runs is carried over to the conversation loop (or the close).
+    let pending: Promise<Read> | undefined;
+    const read = (): Promise<Read> => {
+      const at = Date.now();
+      return session.next(this.opts.scheduleTimeoutMs).then(
+        (res): Read => ({ res, at }),
+        (err: unknown): Read => ({ err, at }),
+      );
+    };
+    /** When we last asked the scheduler something (register / reschedule). */
+    let askedAt = Date.now();
+    /** A response that arrived mid-round and is not a parent top-up: handled after the round. */
+    let deferred: Read | undefined;
     for (;;) {
-      const res = await session.next(this.opts.scheduleTimeoutMs).catch((e: unknown) => {
-        throw new DownloadError(`scheduler: ${e instanceof Error ? e.message : String(e)}`, "unavailable");
-      });
+      const r = deferred ?? (await (pending ?? read()));
+      deferred = undefined;
+      pending = undefined;
+      // A read begun during the round, before our reschedule, may time out early: wait afresh.
+      if ("err" in r && !session.streamError && r.at < askedAt) continue;
+      if ("err" in r) throw new DownloadError(`scheduler: ${r.err instanceof Error ? r.err.message : String(r.err)}`, "unavailable");
+      const res = r.res;
       if (!res) throw new DownloadError("scheduler ended the announce stream before the download finished", "unavailable");
       switch (res.$case) {
         case "emptyTaskResponse":
@@ -299,20 +320,60 @@ export class TaskManager {
         }
         case "normalTaskResponse": {
           rounds++;
-          const parents = res.normalTaskResponse.candidateParents;
+          const parents = [...res.normalTaskResponse.candidateParents];
           if (rounds > this.opts.maxScheduleCount) {
             session.peerFailed("max schedule count exceeded");
             session.close();
             throw new DownloadError("max schedule count exceeded", "unavailable");
           }
           session.started();
-          const done = await this.fromParents(session, task, parents, peerId, req.signal);
-          if (done) {
+          const round = this.newRound(session, task, parents, peerId, req.signal);
+          if (!round) {
             session.finished();
             await this.closeAfterFinished(session);
             return;
           }
-          session.reschedule(parents, "not all pieces are downloaded from parent");
+          // Read the scheduler while the round runs: a NormalTaskResponse now is a top-up
+          // with parents that started serving since (the full list; new ones join the round).
+          const running = round.run(req.signal).then((done) => ({ done }));
+          let reading = true;
+          let done: boolean;
+          for (;;) {
+            pending ??= reading ? read() : undefined;
+            const next = await (pending ? Promise.race([running, pending]) : running);
+            if ("done" in next) {
+              done = next.done;
+              break;
+            }
+            pending = undefined;
+            if ("err" in next) {
+              // A read timing out while pieces flow is normal; a broken stream is not, but the
+              // round still finishes what it can before we go back to source for the rest.
+              if (session.streamError) {
+                reading = false;
+                deferred = next;
+              }
+              continue;
+            }
+            if (next.res?.$case === "normalTaskResponse") {
+              const fresh = next.res.normalTaskResponse.candidateParents;
+              const added = round.addParents(fresh);
+              for (const p of fresh) if (!parents.some((q) => q.id === p.id)) parents.push(p);
+              if (added > 0) this.log.debug({ taskId: task.id, added }, "scheduler added parents to the running round");
+              continue;
+            }
+            reading = false;
+            deferred = next;
+          }
+          if (done) {
+            session.finished();
+            await this.closeAfterFinished(session, pending);
+            return;
+          }
+          if (!deferred) {
+            askedAt = Date.now();
+            session.reschedule(parents, "not all pieces are downloaded from parent");
+          }
           break;
         }
       }
@@ -320,15 +381,20 @@ export class TaskManager {
   }
 
   /** Lets the scheduler process our last report before the stream goes away. */
-  private async closeAfterFinished(session: AnnouncePeerSession): Promise<void> {
+  private async closeAfterFinished(session: AnnouncePeerSession, pending?: Promise<Read>): Promise<void> {
     session.close();
-    await session.next(5000).catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 5000);
+    });
+    await Promise.race([pending ?? session.next(5000).catch(() => undefined), grace]).finally(() => clearTimeout(timer));
   }
 
-  private async fromParents(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, signal?: AbortSignal): Promise<boolean> {
+  /** A round over the missing pieces, or undefined when nothing is missing. */
+  private newRound(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, signal?: AbortSignal): PieceRound | undefined {
     const missing = this.missing(task);
-    if (missing.size === 0) return true;
-    const round = new PieceRound(
+    if (missing.size === 0) return undefined;
+    return new PieceRound(
       {
         taskId: task.id,
         hostId: this.opts.hostId,
@@ -351,7 +417,6 @@ export class TaskManager {
       parents,
       missing,
     );
-    return round.run(signal);
   }
 
   private async backToSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined): Promise<void> {

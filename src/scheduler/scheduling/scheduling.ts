@@ -62,6 +62,24 @@ export class Scheduling {
    * the limits are exhausted (throws SchedulingError). `alive` is polled between rounds so a
    * peer whose stream closed stops being scheduled.
    */
+  /**
+   * Mid-download top-up: a running peer with fewer than candidateParentLimit parents gets the
+   * qualifying peers it does not have yet as extra parents (DAG edges added; the DAG refuses
+   * cycles). Returns the full parent list (existing parents first) when any was added,
+   * otherwise undefined. Costs one filter pass (filterParentLimit samples).
+   */
+  refreshCandidateParents(peer: Peer): Peer[] | undefined {
+    const current = peer.parents();
+    const room = this.config.candidateParentLimit - current.length;
+    if (room <= 0) return undefined;
+    const blocklist = new Set(peer.blockParents);
+    blocklist.add(peer.id);
+    for (const p of current) blocklist.add(p.id);
+    const candidates = this.findCandidateParents(peer, blocklist).slice(0, room);
+    const added = candidates.length > 0 ? this.resource.addParents(peer, candidates) : [];
+    return added.length > 0 ? [...current, ...added] : undefined;
+  }
+
   async scheduleCandidateParents(peer: Peer, blocklist: ReadonlySet<string>, alive: () => boolean = () => true): Promise<ScheduleOutcome> {
     for (let n = 0; ; ) {
       if (!alive()) throw new SchedulingError(status.CANCELLED, `peer ${peer.id} left while being scheduled`);
