@@ -564,7 +564,9 @@ export class TaskManager {
     if (!s) return undefined;
     return new Promise((resolve) => {
       s.client.statTask({ hostId: this.opts.hostId, taskId }, new Metadata(), { deadline: Date.now() + 5000 }, (err, task) => {
-        resolve(!err && task && task.contentLength > 0 && task.state === "Succeeded" ? task.contentLength : undefined);
+        // Any state will do: the first peer registered the length it learned from the origin,
+        // and the pieces can still come from the peers downloading it now.
+        resolve(!err && task && task.contentLength > 0 ? task.contentLength : undefined);
       });
     });
   }
