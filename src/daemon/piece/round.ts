@@ -172,11 +172,25 @@ export class PieceRound {
     }
   }
 
+  /**
+   * A random reported piece rather than the first: peers that start together would otherwise
+   * all fetch the same pieces in the same order and have nothing to give each other.
+   */
+  private takeReady(): number | undefined {
+    const last = this.ready.length - 1;
+    if (last < 0) return undefined;
+    const i = Math.floor(Math.random() * (last + 1));
+    const n = this.ready[i];
+    this.ready[i] = this.ready[last] as number;
+    this.ready.pop();
+    return n;
+  }
+
   private async worker(signal?: AbortSignal): Promise<void> {
     for (;;) {
       if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error("download aborted");
       if (this.missing.size === 0) return this.notify();
-      const n = this.ready.shift();
+      const n = this.takeReady();
       if (n === undefined) {
         // Nothing to fetch now: wait for a report, unless no parent can report anything more.
         if (this.openSyncs === 0 && this.inFlight === 0) return this.notify();
