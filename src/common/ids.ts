@@ -4,6 +4,20 @@ import { createHash, randomUUID } from "node:crypto";
 
 export const SEED_SUFFIX = "seed";
 
+/**
+ * Query keys Dragonfly drops from URLs before computing task ids: URL-signing parameters of
+ * S3, GCS, OSS, OBS and COS, which change per request without changing the content, and the
+ * registry mirror's `ns`.
+ */
+export const DEFAULT_FILTERED_QUERY_PARAMS: readonly string[] = [
+  "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token", "X-Amz-User-Agent",
+  "X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-Date", "X-Goog-Expires", "X-Goog-SignedHeaders", "X-Goog-Signature",
+  "OSSAccessKeyId", "Expires", "Signature", "SecurityToken",
+  "AccessKeyId", "X-Obs-Date", "X-Obs-Security-Token",
+  "q-sign-algorithm", "q-ak", "q-sign-time", "q-key-time", "q-header-list", "q-url-param-list", "q-signature", "x-cos-security-token",
+  "ns",
+];
+
 export function hostId(ip: string, hostname: string, isSeedPeer: boolean): string {
   return isSeedPeer ? `${ip}-${hostname}-${SEED_SUFFIX}` : `${ip}-${hostname}`;
 }

@@ -26,15 +26,9 @@ export const H = {
 
 export type ErrorType = "backend" | "proxy" | "dfdaemon";
 
-/** Query parameters that sign or route a URL but do not change its content (Dragonfly's list). */
-export const DEFAULT_FILTERED_QUERY_PARAMS: readonly string[] = [
-  "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token", "X-Amz-User-Agent",
-  "X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-Date", "X-Goog-Expires", "X-Goog-SignedHeaders", "X-Goog-Signature",
-  "OSSAccessKeyId", "Expires", "Signature", "SecurityToken",
-  "AccessKeyId", "X-Obs-Date", "X-Obs-Security-Token",
-  "q-sign-algorithm", "q-ak", "q-sign-time", "q-key-time", "q-header-list", "q-url-param-list", "q-signature", "x-cos-security-token",
-  "ns",
-];
+import { DEFAULT_FILTERED_QUERY_PARAMS } from "../../common/ids.js";
+
+export { DEFAULT_FILTERED_QUERY_PARAMS };
 
 export class ProxyRequestError extends Error {
   override name = "ProxyRequestError";

@@ -15,15 +15,9 @@ export const DEFAULT_CONCURRENT_TASK_COUNT = 8;
 export const DEFAULT_CONCURRENT_PEER_COUNT = 500;
 export const SCOPES = ["single_seed_peer", "all_seed_peers", "all_peers"] as const;
 
-/** Query keys Dragonfly drops from URLs before computing task ids (signed-URL parameters). */
-export const DEFAULT_FILTERED_QUERY_PARAMS = [
-  "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token", "X-Amz-User-Agent",
-  "X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-Date", "X-Goog-Expires", "X-Goog-SignedHeaders", "X-Goog-Signature",
-  "OSSAccessKeyId", "Expires", "Signature", "SecurityToken",
-  "AccessKeyId", "Signature", "Expires", "X-Obs-Date", "X-Obs-Security-Token",
-  "q-sign-algorithm", "q-ak", "q-sign-time", "q-key-time", "q-header-list", "q-url-param-list", "q-signature", "x-cos-security-token",
-  "ns",
-].filter((v, i, a) => a.indexOf(v) === i);
+import { DEFAULT_FILTERED_QUERY_PARAMS } from "../../common/ids.js";
+
+export { DEFAULT_FILTERED_QUERY_PARAMS };
 
 const Opt = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
 const PieceLength = Type.Integer({ minimum: MIN_PIECE_LENGTH, maximum: MAX_PIECE_LENGTH });
