@@ -41,6 +41,10 @@ interface ParentState {
   blocked: boolean;
 }
 
+/** Rounds of retries of a piece whose holders all failed, and the pause before each. */
+const PIECE_RETRIES = 3;
+const PIECE_RETRY_DELAY_MS = 500;
+
 function isDigestError(e: unknown): boolean {
   return (e as { code?: unknown } | null)?.code === "DF_DIGEST_MISMATCH";
 }
@@ -53,6 +57,7 @@ export class PieceRound {
   private readonly parents = new Map<string, ParentState>();
   private readonly streams: Array<ClientReadableStream<unknown>> = [];
   private readonly syncedHosts = new Set<string>();
+  private readonly retries = new Map<number, number>();
   private running = false;
   private ended = false;
   private openSyncs = 0;
@@ -172,25 +177,11 @@ export class PieceRound {
     }
   }
 
-  /**
-   * A random reported piece rather than the first: peers that start together would otherwise
-   * all fetch the same pieces in the same order and have nothing to give each other.
-   */
-  private takeReady(): number | undefined {
-    const last = this.ready.length - 1;
-    if (last < 0) return undefined;
-    const i = Math.floor(Math.random() * (last + 1));
-    const n = this.ready[i];
-    this.ready[i] = this.ready[last] as number;
-    this.ready.pop();
-    return n;
-  }
-
   private async worker(signal?: AbortSignal): Promise<void> {
     for (;;) {
       if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error("download aborted");
       if (this.missing.size === 0) return this.notify();
-      const n = this.takeReady();
+      const n = this.ready.shift();
       if (n === undefined) {
         // Nothing to fetch now: wait for a report, unless no parent can report anything more.
         if (this.openSyncs === 0 && this.inFlight === 0) return this.notify();
@@ -245,9 +236,23 @@ export class PieceRound {
       }
     }
     if (last) this.deps.onPieceFailed(n, last, lastError);
-    // The piece may still be reported by a parent that is downloading it: let a later report
-    // queue it again.
+    // A SyncPieces stream reports each piece once, so a piece whose holders all failed (a busy
+    // or restarting parent) would wait for the round to end. Retry it a few times after a pause
+    // while the round still has streams open; a later report also queues it again.
     this.queued.delete(n);
-    this.holders.delete(n);
+    const attempts = (this.retries.get(n) ?? 0) + 1;
+    this.retries.set(n, attempts);
+    if (attempts > PIECE_RETRIES) {
+      this.holders.delete(n);
+      return;
+    }
+    const t = setTimeout(() => {
+      if (this.ended || !this.missing.has(n) || this.queued.has(n) || !(this.holders.get(n)?.length ?? 0)) return;
+      this.tried.delete(n);
+      this.queued.add(n);
+      this.ready.push(n);
+      this.notify();
+    }, PIECE_RETRY_DELAY_MS);
+    t.unref();
   }
 }
