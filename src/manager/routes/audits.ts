@@ -2,10 +2,10 @@
 // the read API over it. Request bodies are never recorded, so credentials cannot leak here.
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { guard, principalOf, tenantFilter } from "../auth/principal.js";
+import { guard, principalOf } from "../auth/principal.js";
 import * as S from "../schemas.js";
 import { JWT_SECURITY, type RouteContext } from "./context.js";
-import { paginate, withBase } from "./crud.js";
+import { listPage, withBase } from "./crud.js";
 
 export function registerAudits(app: FastifyInstance, ctx: RouteContext): void {
   app.addHook("onResponse", async (request, reply) => {
@@ -47,25 +47,7 @@ export function registerAudits(app: FastifyInstance, ctx: RouteContext): void {
     },
     async (request, reply) => {
       const p = principalOf(request);
-      const q = request.query as Record<string, unknown>;
-      const page = (q.page as number | undefined) ?? 1;
-      const perPage = (q.per_page as number | undefined) ?? 10;
-      const where: string[] = [];
-      const params: unknown[] = [];
-      for (const k of ["actor_type", "actor_name", "event_type", "operation", "state", "path", "status_code"]) {
-        if (q[k] === undefined || q[k] === "") continue;
-        params.push(q[k]);
-        where.push(`${k} = $${params.length}`);
-      }
-      const t = tenantFilter(p);
-      if (t !== null) {
-        params.push(t);
-        where.push(`tenant_id = $${params.length}`);
-      }
-      const cond = where.length ? `WHERE ${where.join(" AND ")}` : "";
-      const [count] = await ctx.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM audits ${cond}`, params);
-      const rows = await ctx.db.query(`SELECT * FROM audits ${cond} ORDER BY id DESC LIMIT ${perPage} OFFSET ${(page - 1) * perPage}`, params);
-      paginate(reply, request, count?.n ?? 0, page, perPage);
+      const rows = await listPage(ctx.db, request, reply, p, "audits", ["actor_type", "actor_name", "event_type", "operation", "state", "path", "status_code"], "id DESC");
       return rows.map(withBase);
     },
   );

@@ -92,6 +92,33 @@ export function paginate(reply: FastifyReply, request: FastifyRequest, total: nu
   void reply.header("Link", links.join(",")).header("X-Total-Count", String(total));
 }
 
+/**
+ * One page of a table for a list route: equality filters taken from the query string (empty
+ * values ignored), the caller's tenant unless root, the total in the paging headers.
+ */
+export async function listPage(q: Queryable, request: FastifyRequest, reply: FastifyReply, p: Principal, table: string, filterKeys: readonly string[], order: "id" | "id DESC"): Promise<Row[]> {
+  const query = request.query as Record<string, unknown>;
+  const page = (query.page as number | undefined) ?? 1;
+  const perPage = (query.per_page as number | undefined) ?? 10;
+  const where: string[] = [];
+  const params: unknown[] = [];
+  for (const k of filterKeys) {
+    if (query[k] === undefined || query[k] === "") continue;
+    params.push(query[k]);
+    where.push(`${k} = $${params.length}`);
+  }
+  const t = tenantFilter(p);
+  if (t !== null) {
+    params.push(t);
+    where.push(`tenant_id = $${params.length}`);
+  }
+  const cond = where.length ? `WHERE ${where.join(" AND ")}` : "";
+  const [count] = await q.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} ${cond}`, params);
+  const rows = await q.query(`SELECT * FROM ${table} ${cond} ORDER BY ${order} LIMIT ${perPage} OFFSET ${(page - 1) * perPage}`, params);
+  paginate(reply, request, count?.n ?? 0, page, perPage);
+  return rows;
+}
+
 export async function loadScoped(ctx: RouteContext, spec: Pick<CrudSpec, "table" | "tenant" | "what">, id: number, p: Principal): Promise<Row> {
   const [row] = await ctx.db.query(`SELECT * FROM ${spec.table} WHERE id = $1`, [id]);
   if (!row) throw notFound(spec.what);

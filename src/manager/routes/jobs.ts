@@ -2,11 +2,11 @@
 // path Harbor's Dragonfly preheat provider uses.
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { assertTenant, guard, principalOf, tenantFilter } from "../auth/principal.js";
+import { assertTenant, guard, principalOf } from "../auth/principal.js";
 import * as S from "../schemas.js";
 import type { CreateJobBody } from "../jobs/service.js";
 import { JWT_SECURITY, PAT_SECURITY, type RouteContext } from "./context.js";
-import { paginate } from "./crud.js";
+import { listPage } from "./crud.js";
 
 export function registerJobs(app: FastifyInstance, ctx: RouteContext, prefix: "/api/v1" | "/oapi/v1"): void {
   const open = prefix === "/oapi/v1";
@@ -45,25 +45,7 @@ export function registerJobs(app: FastifyInstance, ctx: RouteContext, prefix: "/
     },
     async (request, reply) => {
       const p = principalOf(request);
-      const q = request.query as { page?: number; per_page?: number; type?: string; state?: string; user_id?: number };
-      const page = q.page ?? 1;
-      const perPage = q.per_page ?? 10;
-      const where: string[] = [];
-      const params: unknown[] = [];
-      for (const k of ["type", "state", "user_id"] as const) {
-        if (q[k] === undefined || q[k] === "") continue;
-        params.push(q[k]);
-        where.push(`${k} = $${params.length}`);
-      }
-      const t = tenantFilter(p);
-      if (t !== null) {
-        params.push(t);
-        where.push(`tenant_id = $${params.length}`);
-      }
-      const cond = where.length ? `WHERE ${where.join(" AND ")}` : "";
-      const [count] = await ctx.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM jobs ${cond}`, params);
-      const rows = await ctx.db.query(`SELECT * FROM jobs ${cond} ORDER BY id DESC LIMIT ${perPage} OFFSET ${(page - 1) * perPage}`, params);
-      paginate(reply, request, count?.n ?? 0, page, perPage);
+      const rows = await listPage(ctx.db, request, reply, p, "jobs", ["type", "state", "user_id"], "id DESC");
       return ctx.jobs.decorate(ctx.db, rows);
     },
   );

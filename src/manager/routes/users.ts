@@ -3,12 +3,12 @@
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import type { Queryable, Row } from "../db/database.js";
-import { actionFor, assertTenant, can, guard, principalOf, tenantFilter, type Principal } from "../auth/principal.js";
+import { actionFor, assertTenant, can, guard, principalOf, type Principal } from "../auth/principal.js";
 import { hashPassword, verifyPassword } from "../auth/passwords.js";
 import { badRequest, conflict, forbidden, HttpError, notFound, unauthorized } from "../errors.js";
 import * as S from "../schemas.js";
 import { JWT_SECURITY, type RouteContext } from "./context.js";
-import { paginate, tenantForCreate, updateRow, withBase } from "./crud.js";
+import { listPage, tenantForCreate, updateRow, withBase } from "./crud.js";
 
 /** RBAC objects, one per API group, as Dragonfly's casbin policy names them. */
 export const RBAC_OBJECTS = [
@@ -154,25 +154,7 @@ export function registerUsers(app: FastifyInstance, ctx: RouteContext): void {
     },
     async (request, reply) => {
       const p = principalOf(request);
-      const q = request.query as Record<string, string | number | undefined>;
-      const page = (q.page as number | undefined) ?? 1;
-      const perPage = (q.per_page as number | undefined) ?? 10;
-      const where: string[] = [];
-      const params: unknown[] = [];
-      for (const k of ["name", "email", "location", "state"]) {
-        if (q[k] === undefined || q[k] === "") continue;
-        params.push(q[k]);
-        where.push(`${k} = $${params.length}`);
-      }
-      const t = tenantFilter(p);
-      if (t !== null) {
-        params.push(t);
-        where.push(`tenant_id = $${params.length}`);
-      }
-      const cond = where.length ? `WHERE ${where.join(" AND ")}` : "";
-      const [count] = await ctx.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM users ${cond}`, params);
-      const rows = await ctx.db.query(`SELECT * FROM users ${cond} ORDER BY id LIMIT ${perPage} OFFSET ${(page - 1) * perPage}`, params);
-      paginate(reply, request, count?.n ?? 0, page, perPage);
+      const rows = await listPage(ctx.db, request, reply, p, "users", ["name", "email", "location", "state"], "id");
       return rows.map(withBase);
     },
   );
