@@ -437,7 +437,7 @@ export class TaskManager {
         const n = queue.shift();
         if (n === undefined) return;
         try {
-          const info = native ? await this.pieceFromOrigin(native, n, req.signal) : await this.pieceFromSource(task, n, req, backend, headers);
+          const info = await this.rideOutage(() => (native ? this.pieceFromOrigin(native, n, req.signal) : this.pieceFromSource(task, n, req, backend, headers)), req.signal, () => failure !== undefined);
           session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
           this.emitPiece(task, info);
         } catch (e) {
@@ -451,6 +451,24 @@ export class TaskManager {
       if (failure instanceof BackendError) throw new DownloadError(failure.message, "backend", failure);
       throw new DownloadError(failure instanceof Error ? failure.message : "back-to-source failed", "internal");
     }
+  }
+
+  /**
+   * Retries a piece through a temporary origin outage (network errors, 408, 429, 5xx) with
+   * growing pauses, about 15 s in all: a seed peer that gives up on the first 503 fails the
+   * task for every peer waiting on it. Errors that are the origin's answer (4xx) end at once.
+   */
+  private async rideOutage<T>(fetch: () => Promise<T>, signal: AbortSignal | undefined, givenUp: () => boolean): Promise<T> {
+    for (const pauseMs of [500, 1000, 2000, 4000, 8000, -1]) {
+      try {
+        return await fetch();
+      } catch (e) {
+        const be = e instanceof BackendError ? e : e instanceof DownloadError ? e.backend : undefined;
+        if (pauseMs < 0 || !be?.temporary || signal?.aborted || givenUp()) throw e;
+        await new Promise((r) => setTimeout(r, pauseMs));
+      }
+    }
+    throw new Error("unreachable");
   }
 
   /** For origins without Range support: one GET, cut into pieces as the bytes arrive. */
