@@ -391,7 +391,8 @@ http {
     let bytes = 0;
     const done = new Promise<DownloadOutcome>((resolve) => {
       const call = client.downloadTask(
-        { download: Download.fromPartial({ type: TaskType.STANDARD, priority: 6, url, outputPath, timeout: { seconds: Math.ceil(timeoutMs / 1000), nanos: 0 }, ...extra }) },
+        // overwrite: a retried scenario downloads to the same paths in the same swarm.
+        { download: Download.fromPartial({ type: TaskType.STANDARD, priority: 6, url, outputPath, overwrite: true, timeout: { seconds: Math.ceil(timeoutMs / 1000), nanos: 0 }, ...extra }) },
         new Metadata(),
         { deadline: started + timeoutMs },
       );
