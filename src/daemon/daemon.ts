@@ -199,8 +199,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     closers.push(() => metricsServer.close());
 
     const gcPolicy = { taskTtlMs: r.taskTtlMs, diskThresholdBytes: r.diskThresholdBytes, highPercent: config.gc.policy.diskHighThresholdPercent, lowPercent: config.gc.policy.diskLowThresholdPercent, storageDir: r.storageDir };
-    const stopGc = startGc(storage, tasks, gcPolicy, r.gcIntervalMs, log, metrics);
-    closers.push(stopGc);
+    const gcLoop = startGc(storage, tasks, gcPolicy, r.gcIntervalMs, log, metrics);
+    closers.push(() => gcLoop.stop());
 
     log.info({ hostId, uploadPort, piecePort: pieceServer.port, socket: r.socketPath, seedPeer: seed, schedulers: config.scheduler.addrs }, "dfdaemon started");
     return {

@@ -4,6 +4,7 @@
 // data on a shared disk never makes us evict the cache.
 import { statfs } from "node:fs/promises";
 import type { Logger } from "../common/logger.js";
+import { runEvery, type Periodic } from "../common/periodic.js";
 import type { DaemonMetrics } from "./metrics.js";
 import type { Storage } from "./storage/storage.js";
 import type { TaskManager } from "./task/manager.js";
@@ -45,15 +46,10 @@ export async function runGc(storage: Storage, tasks: TaskManager, policy: GcPoli
   metrics?.diskUsageSpaceTotal.set(storage.usedBytes());
 }
 
-export function startGc(storage: Storage, tasks: TaskManager, policy: GcPolicy, intervalMs: number, log: Logger, metrics?: DaemonMetrics): () => void {
-  let running = false;
-  const t = setInterval(() => {
-    if (running) return;
-    running = true;
-    runGc(storage, tasks, policy, log, metrics)
-      .catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, "gc failed"))
-      .finally(() => (running = false));
-  }, intervalMs);
-  t.unref();
-  return () => clearInterval(t);
+export function startGc(storage: Storage, tasks: TaskManager, policy: GcPolicy, intervalMs: number, log: Logger, metrics?: DaemonMetrics): Periodic {
+  return runEvery(
+    intervalMs,
+    () => runGc(storage, tasks, policy, log, metrics),
+    (e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, "gc failed"),
+  );
 }

@@ -2,6 +2,7 @@
 // `gc` config row (Go durations in ns: {"audit":{"ttl":…},"job":{"ttl":…}}) are deleted, and
 // revoked session ids are forgotten once the token they revoke has expired anyway.
 import type { Logger } from "../common/logger.js";
+import { runEvery, type Periodic } from "../common/periodic.js";
 import type { Database } from "./db/database.js";
 
 const DEFAULT_AUDIT_TTL_NS = 7 * 24 * 3600 * 1e9;
@@ -30,24 +31,12 @@ export async function collectGarbage(db: Database): Promise<GcResult> {
   return { audits: audits.length, jobs: jobs.length, revokedTokens: revoked.length };
 }
 
-export function startGc(db: Database, logger: Logger, everyMs = 3_600_000): { stop(): Promise<void> } {
-  let running: Promise<void> | undefined;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = collectGarbage(db)
-      .then((r) => {
-        if (r.audits + r.jobs + r.revokedTokens > 0) logger.info(r, "garbage collected");
-      })
-      .catch((err: unknown) => logger.warn({ err }, "gc failed"))
-      .finally(() => {
-        running = undefined;
-      });
-  }, everyMs);
-  timer.unref();
-  return {
-    async stop() {
-      clearInterval(timer);
-      await running;
-    },
-  };
+export function startGc(db: Database, logger: Logger, everyMs = 3_600_000): Periodic {
+  return runEvery(
+    everyMs,
+    () => collectGarbage(db).then((r) => {
+      if (r.audits + r.jobs + r.revokedTokens > 0) logger.info(r, "garbage collected");
+    }),
+    (err: unknown) => logger.warn({ err }, "gc failed"),
+  );
 }

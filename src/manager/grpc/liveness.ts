@@ -3,6 +3,7 @@
 // inactive after three missed intervals (the interval each scheduler reported in its config,
 // `manager_keep_alive_interval` in Go nanoseconds; 5 s when absent).
 import type { Logger } from "../../common/logger.js";
+import { runEvery, type Periodic } from "../../common/periodic.js";
 import type { Database } from "../db/database.js";
 
 export const DEFAULT_KEEPALIVE_INTERVAL_MS = 5000;
@@ -25,24 +26,12 @@ export async function sweepInactive(db: Database): Promise<{ schedulers: number;
 }
 
 /** Runs the sweep every `everyMs` until stopped. */
-export function startLivenessSweep(db: Database, logger: Logger, everyMs = 1000): { stop(): Promise<void> } {
-  let running: Promise<void> | undefined;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = sweepInactive(db)
-      .then((n) => {
-        if (n.schedulers > 0 || n.seedPeers > 0) logger.info(n, "marked silent schedulers/seed peers inactive");
-      })
-      .catch((err: unknown) => logger.warn({ err }, "liveness sweep failed"))
-      .finally(() => {
-        running = undefined;
-      });
-  }, everyMs);
-  timer.unref();
-  return {
-    async stop() {
-      clearInterval(timer);
-      await running;
-    },
-  };
+export function startLivenessSweep(db: Database, logger: Logger, everyMs = 1000): Periodic {
+  return runEvery(
+    everyMs,
+    () => sweepInactive(db).then((n) => {
+      if (n.schedulers > 0 || n.seedPeers > 0) logger.info(n, "marked silent schedulers/seed peers inactive");
+    }),
+    (err: unknown) => logger.warn({ err }, "liveness sweep failed"),
+  );
 }
