@@ -20,8 +20,26 @@ export declare class CancelToken {
 export declare class DigestHasher {
   constructor(algorithm: string)
   update(data: Buffer): void
+  /**
+   * `update` on a worker thread, so a whole blob can be hashed off the JS thread while the
+   * next bytes arrive. Updates apply in call order only if each awaits the previous one.
+   */
+  updateAsync(data: Buffer): Promise<void>
   /** Finishes and returns `alg:value`; the hasher cannot be used afterwards. */
   digest(): string
+}
+
+/** An open response body; reads are sequential (a second read waits for the first). */
+export declare class OriginBody {
+  /**
+   * Fills `dst` with the next `dst.length` body bytes; the Buffer must not be touched until
+   * the promise settles. After the last byte the connection goes back to the pool.
+   */
+  read(dst: Buffer): Promise<void>
+  /** Bytes of the range not read yet. */
+  get remaining(): number
+  /** Drops the connection (unless the body was read to its end, when it is pooled already). */
+  close(): void
 }
 
 export declare class PieceServerHandle {
@@ -121,6 +139,32 @@ export interface FetchPieceOptions {
 
 /** Does nothing; the benchmark harness measures the cost of crossing the boundary with it. */
 export declare function noop(x: number): number
+
+/**
+ * Sends a ranged GET and resolves once the answer's head checked out (206 with the asked
+ * range, or 200 for the whole content); rejects with DF_BACKEND carrying the origin's answer.
+ */
+export declare function openOriginBody(options: OpenOriginBodyOptions, cancel?: CancelToken | undefined | null): Promise<OriginBody>
+
+export interface OpenOriginBodyOptions {
+  /** The origin's resolved address, `ip:port` (`[v6]:port`); never a host name. */
+  addr: string
+  /** `Host` header value. */
+  host: string
+  /** Request target: path and query, percent-encoded, starting with `/`. */
+  path: string
+  /** Extra request headers (no Host, Range, Connection or framing headers). */
+  headers?: Record<string, string>
+  /** First byte of the range. */
+  offset: number
+  /** Bytes in the range. */
+  length: number
+  /** Length of the whole content (the answer's Content-Range must agree). */
+  contentLength: number
+  connectTimeoutMs?: number
+  /** Bound on each wait for the origin (default 60 s). */
+  readTimeoutMs?: number
+}
 
 export declare function openPiece(key: Buffer, taskId: string, number: number, sealed: Buffer): Buffer
 

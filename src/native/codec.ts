@@ -46,6 +46,11 @@ export class DigestHasher {
     return this;
   }
 
+  /** `update` on a worker thread; await each call before the next so the order holds. */
+  updateAsync(chunk: Buffer): Promise<void> {
+    return nativeAsync(this.inner.updateAsync(chunk));
+  }
+
   /** `alg:value`; the hasher is finished afterwards. */
   digest(): string {
     return this.inner.digest();

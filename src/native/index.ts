@@ -7,6 +7,7 @@ export type { AddonVersion, ProbeOptions, ProbeReport, ProbeResult } from "../..
 export { isNativeError, type NativeError, type NativeErrorCode } from "./errors.js";
 export * from "./codec.js";
 export * from "./store.js";
+export * from "./origin.js";
 
 export const addonVersion = (): Binding.AddonVersion => binding.version();
 export const noop = (x: number): number => binding.noop(x);

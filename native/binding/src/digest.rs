@@ -6,6 +6,7 @@ use damselfly_core::digest::{self, Algorithm, Hasher};
 use napi::bindgen_prelude::{Buffer, PromiseRaw};
 use napi::Env;
 use napi_derive::napi;
+use std::sync::{Arc, Mutex};
 
 /// `alg:value` digest of `data` ("crc32" gives Dragonfly's `crc32:<decimal>`).
 #[napi]
@@ -35,7 +36,7 @@ pub fn verify_digest(expected: String, data: Buffer) -> Result<()> {
 /// Incremental hasher for pieces that arrive in chunks.
 #[napi]
 pub struct DigestHasher {
-    inner: Option<Hasher>,
+    inner: Arc<Mutex<Option<Hasher>>>,
 }
 
 #[napi]
@@ -43,12 +44,12 @@ impl DigestHasher {
     #[napi(constructor)]
     pub fn new(algorithm: String) -> Result<Self> {
         let alg = Algorithm::parse(&algorithm).map_err(to_js)?;
-        Ok(Self { inner: Some(Hasher::new(alg)) })
+        Ok(Self { inner: Arc::new(Mutex::new(Some(Hasher::new(alg)))) })
     }
 
     #[napi]
-    pub fn update(&mut self, data: Buffer) -> Result<()> {
-        match self.inner.as_mut() {
+    pub fn update(&self, data: Buffer) -> Result<()> {
+        match self.inner.lock().map_err(|_| poisoned())?.as_mut() {
             Some(h) => {
                 h.update(&data);
                 Ok(())
@@ -57,11 +58,46 @@ impl DigestHasher {
         }
     }
 
+    /// `update` on a worker thread, so a whole blob can be hashed off the JS thread while the
+    /// next bytes arrive. Updates apply in call order only if each awaits the previous one.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn update_async<'e>(&self, env: &'e Env, data: Buffer) -> Result<PromiseRaw<'e, ()>> {
+        let inner = self.inner.clone();
+        env.spawn_future(async move {
+            tokio::task::spawn_blocking(move || match inner.lock() {
+                Ok(mut g) => match g.as_mut() {
+                    Some(h) => {
+                        h.update(&data);
+                        Ok(())
+                    }
+                    None => Err(damselfly_core::CoreError::new(
+                        damselfly_core::ErrorCode::InvalidArgument,
+                        "hasher already finished",
+                    )),
+                },
+                Err(_) => Err(damselfly_core::CoreError::new(damselfly_core::ErrorCode::Io, "hasher lock poisoned")),
+            })
+            .await
+            .map_err(|e| {
+                to_napi(damselfly_core::CoreError::new(
+                    damselfly_core::ErrorCode::Io,
+                    format!("worker task failed: {e}"),
+                ))
+            })?
+            .map_err(to_napi)
+        })
+        .map_err(status)
+    }
+
     /// Finishes and returns `alg:value`; the hasher cannot be used afterwards.
     #[napi]
-    pub fn digest(&mut self) -> Result<String> {
-        self.inner.take().map(Hasher::finish).ok_or_else(finished)
+    pub fn digest(&self) -> Result<String> {
+        self.inner.lock().map_err(|_| poisoned())?.take().map(Hasher::finish).ok_or_else(finished)
     }
+}
+
+fn poisoned() -> napi::Error<crate::error::Code> {
+    to_js(damselfly_core::CoreError::new(damselfly_core::ErrorCode::Io, "hasher lock poisoned"))
 }
 
 fn finished() -> napi::Error<crate::error::Code> {

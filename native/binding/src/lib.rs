@@ -7,6 +7,7 @@
 mod codec;
 mod digest;
 mod error;
+mod origin;
 mod probe;
 mod store;
 

@@ -156,6 +156,12 @@ impl CancelToken {
     }
 }
 
+impl CancelToken {
+    pub(crate) fn token(&self) -> cancel::CancelToken {
+        self.inner.clone()
+    }
+}
+
 #[napi]
 pub struct TaskStore {
     inner: Arc<PieceStore>,

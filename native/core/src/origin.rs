@@ -578,13 +578,19 @@ pub async fn fetch_from_origin(
     }
 }
 
-async fn fetch_inner(pool: &OriginPool, store: &Arc<PieceStore>, req: &OriginRequest) -> Result<PieceRecord> {
-    let started_ms = now_ms();
-    let (offset, length) = store.piece_range(req.number)?;
+/// Sends a ranged GET for `offset..offset+length` (over a pooled connection when one is idle)
+/// and checks the answer is exactly that range of a `content_length`-byte content.
+async fn open_range(
+    pool: &OriginPool,
+    req: &OriginRequest,
+    offset: u64,
+    length: u64,
+    content_length: u64,
+) -> Result<(Conn, Head, Framing)> {
     let request = build_request(req, offset, length)?;
     // An idle connection the origin dropped meanwhile fails before its first response byte;
     // that earns one retry on a fresh connection (the request was never processed).
-    let (mut conn, head) = match pool.take(req.addr) {
+    let (conn, head) = match pool.take(req.addr) {
         Some(s) => {
             pool.reuses.fetch_add(1, Ordering::Relaxed);
             let mut c = Conn::new(s, req.read_timeout);
@@ -604,7 +610,6 @@ async fn fetch_inner(pool: &OriginPool, store: &Arc<PieceStore>, req: &OriginReq
             (c, h)
         }
     };
-    let content_length = store.info().content_length;
     let last = offset + length - 1;
     match head.status {
         206 => {
@@ -636,9 +641,16 @@ async fn fetch_inner(pool: &OriginPool, store: &Arc<PieceStore>, req: &OriginReq
     let framing = framing(&head)?;
     if let Framing::Length(n) = framing {
         if n != length {
-            return Err(protocol(format!("origin sent Content-Length {n} for a {length}-byte piece")));
+            return Err(protocol(format!("origin sent Content-Length {n} for a {length}-byte range")));
         }
     }
+    Ok((conn, head, framing))
+}
+
+async fn fetch_inner(pool: &OriginPool, store: &Arc<PieceStore>, req: &OriginRequest) -> Result<PieceRecord> {
+    let started_ms = now_ms();
+    let (offset, length) = store.piece_range(req.number)?;
+    let (mut conn, head, framing) = open_range(pool, req, offset, length, store.info().content_length).await?;
     let mut buf = PIECE_POOL
         .get(length as usize)
         .ok_or_else(|| CoreError::new(ErrorCode::Io, "cannot allocate a piece buffer"))?;
@@ -671,6 +683,118 @@ async fn fetch_inner(pool: &OriginPool, store: &Arc<PieceStore>, req: &OriginReq
             WriteMeta { parent_id: String::new(), created_at_ms: Some(started_ms) },
         )
         .await
+}
+
+/// One ranged response body read in order, a caller-sized slice at a time: the streaming
+/// counterpart of `fetch_from_origin` for a caller that wants the bytes themselves (to pass
+/// them on while it stores them) and one request for many pieces instead of one per piece.
+pub struct OriginBody {
+    conn: Conn,
+    framing: Framing,
+    keep_alive: bool,
+    addr: SocketAddr,
+    /// Body bytes not yet read.
+    left: u64,
+    /// Chunked framing: bytes left in the current chunk.
+    chunk_left: u64,
+}
+
+/// Opens `offset..offset+length` of the origin's content (`content_length` bytes in all).
+pub async fn open_body(
+    pool: &OriginPool,
+    req: &OriginRequest,
+    offset: u64,
+    length: u64,
+    content_length: u64,
+    cancel: &CancelToken,
+) -> Result<OriginBody> {
+    let (conn, head, framing) = tokio::select! {
+        r = open_range(pool, req, offset, length, content_length) => r?,
+        _ = cancel.cancelled() => return Err(CoreError::new(ErrorCode::Aborted, "origin fetch was aborted")),
+    };
+    Ok(OriginBody { conn, framing, keep_alive: head.keep_alive(), addr: req.addr, left: length, chunk_left: 0 })
+}
+
+impl OriginBody {
+    /// Body bytes still to come.
+    pub fn remaining(&self) -> u64 {
+        self.left
+    }
+
+    /// Fills `dst` entirely with the next body bytes.
+    pub async fn read_exact(&mut self, dst: &mut [u8], cancel: &CancelToken) -> Result<()> {
+        if dst.len() as u64 > self.left {
+            return Err(invalid(format!("asked for {} bytes, {} are left in the body", dst.len(), self.left)));
+        }
+        tokio::select! {
+            r = self.fill(dst) => r,
+            _ = cancel.cancelled() => Err(CoreError::new(ErrorCode::Aborted, "origin fetch was aborted")),
+        }
+    }
+
+    async fn fill(&mut self, dst: &mut [u8]) -> Result<()> {
+        let mut got = 0usize;
+        while got < dst.len() {
+            if self.framing == Framing::Chunked && self.chunk_left == 0 {
+                let line = self.conn.read_line(MAX_CHUNK_LINE).await?;
+                let size = parse_chunk_size(&line)?;
+                if size == 0 || size > self.left {
+                    return Err(protocol(format!("origin's chunked body does not hold the {} bytes left", self.left)));
+                }
+                self.chunk_left = size;
+            }
+            let mut want = dst.len() - got;
+            if self.framing == Framing::Chunked {
+                want = want.min(usize::try_from(self.chunk_left).unwrap_or(usize::MAX));
+            }
+            let end = got + want.min(RECV_CHUNK);
+            let k = self.conn.read_into(&mut dst[got..end]).await?;
+            if k == 0 {
+                return Err(CoreError::new(
+                    ErrorCode::Io,
+                    format!("origin closed the connection with {} body bytes still to come", self.left),
+                ));
+            }
+            got += k;
+            self.left -= k as u64;
+            if self.framing == Framing::Chunked {
+                self.chunk_left -= k as u64;
+                if self.chunk_left == 0 && !self.conn.read_line(2).await?.is_empty() {
+                    return Err(protocol("chunk data is not followed by CRLF"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a fully read body: the connection goes back to the pool when it can carry another
+    /// request (chunked trailers consumed, nothing stray buffered); otherwise it is closed.
+    pub async fn finish(mut self, pool: &OriginPool) -> Result<()> {
+        if self.left != 0 {
+            return Ok(());
+        }
+        if self.framing == Framing::Chunked {
+            let line = self.conn.read_line(MAX_CHUNK_LINE).await?;
+            if parse_chunk_size(&line)? != 0 {
+                return Err(protocol("origin sent more than the bytes asked for"));
+            }
+            let mut trailers = 0usize;
+            loop {
+                let line = self.conn.read_line(MAX_CHUNK_LINE).await?;
+                if line.is_empty() {
+                    break;
+                }
+                trailers += line.len() + 2;
+                if trailers > MAX_TRAILERS {
+                    return Err(protocol("chunked trailers are too large"));
+                }
+            }
+        }
+        if self.keep_alive && self.framing != Framing::Close && self.conn.pos == self.conn.end {
+            pool.put(self.addr, self.conn.sock);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -1100,5 +1224,76 @@ mod tests {
         for bad in [&b""[..], b"g", b"-1", b"1234567890abcdef0"] {
             assert!(parse_chunk_size(bad).is_err());
         }
+    }
+
+    /// Reads an open body in uneven slices and checks the bytes and the connection's reuse.
+    async fn read_body_in_slices(o: &TestOrigin, content: &[u8], offset: u64, length: u64, pool: &OriginPool) {
+        let mut body = open_body(pool, &request(o.addr, 0), offset, length, content.len() as u64, &CancelToken::new())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        for size in [1usize, 70_000, 4096, 333].iter().cycle() {
+            let left = body.remaining() as usize;
+            if left == 0 {
+                break;
+            }
+            let mut dst = vec![0u8; (*size).min(left)];
+            body.read_exact(&mut dst, &CancelToken::new()).await.unwrap();
+            got.extend_from_slice(&dst);
+        }
+        let mut over = [0u8; 1];
+        assert!(body.read_exact(&mut over, &CancelToken::new()).await.is_err(), "no byte past the range");
+        body.finish(pool).await.unwrap();
+        assert_eq!(got, content[offset as usize..(offset + length) as usize]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streamed_bodies_in_order_and_connection_reused() {
+        let content = Arc::new(pattern(3 * PIECE as usize + 1000, 5));
+        let c = content.clone();
+        let o = origin(Arc::new(move |h| Reply { bytes: partial(&c, h, ""), close: false })).await;
+        let pool = OriginPool::default();
+        read_body_in_slices(&o, &content, 0, content.len() as u64, &pool).await;
+        read_body_in_slices(&o, &content, PIECE, 2 * PIECE, &pool).await;
+        assert_eq!(o.accepted.load(Ordering::SeqCst), 1, "a body read to its end returns the connection");
+        // A changed content length is refused before any body byte is handed out.
+        let err = open_body(&pool, &request(o.addr, 0), 0, 10, content.len() as u64 + 1, &CancelToken::new())
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err.code, ErrorCode::Protocol), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streamed_chunked_body_with_trailers() {
+        let content = Arc::new(pattern(2 * PIECE as usize + 17, 6));
+        let c = content.clone();
+        let o = origin(Arc::new(move |h| {
+            let (a, b) = range_of(h);
+            let mut out = format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{}\r\nTransfer-Encoding: chunked\r\n\r\n",
+                c.len()
+            )
+            .into_bytes();
+            let body = &c[a..=b];
+            let mut off = 0;
+            for size in [3usize, 50_000, 9].iter().cycle() {
+                if off == body.len() {
+                    break;
+                }
+                let size = (*size).min(body.len() - off);
+                out.extend_from_slice(format!("{size:x};e=1\r\n").as_bytes());
+                out.extend_from_slice(&body[off..off + size]);
+                out.extend_from_slice(b"\r\n");
+                off += size;
+            }
+            out.extend_from_slice(b"0\r\nX-Trailer: yes\r\n\r\n");
+            Reply { bytes: out, close: false }
+        }))
+        .await;
+        let pool = OriginPool::default();
+        read_body_in_slices(&o, &content, 0, content.len() as u64, &pool).await;
+        read_body_in_slices(&o, &content, 5, PIECE, &pool).await;
+        assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
     }
 }

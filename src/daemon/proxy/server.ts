@@ -282,7 +282,7 @@ class Proxy {
       markStarted();
     };
     const dl = this.o.tasks
-      .download({ download, remote, signal: this.lifetime.signal, onStarted, onPiece: (_t, p) => stream?.piece(p) })
+      .download({ download, remote, stream: true, signal: this.lifetime.signal, onStarted, onPiece: (_t, p, data) => stream?.piece(p, data) })
       .then(
         () => ({ ok: true as const }),
         (e: unknown) => ({ ok: false as const, error: e }),

@@ -1,6 +1,9 @@
-// Streams bytes [start, end] of a task to an HTTP response as its pieces land: pieces are read
-// in order, one at a time, and the next is read only once the socket drained the previous one,
-// so a request holds at most about one piece in memory however fast the swarm is. The last
+// Streams bytes [start, end] of a task to an HTTP response as its pieces land, in order. A piece
+// that lands with its bytes (streamed back-to-source) is sent from them when the response is
+// ready for it; any other is read from the store. At most two pieces wait in the response's
+// buffer (the socket keeps draining one while the next is queued) and one more is kept aside,
+// so a slow client holds a few pieces in memory however fast the origin or the swarm is; the
+// pieces it falls behind on are read back from the store when it gets to them. The last
 // `holdBack` bytes can be withheld until the caller has verified the whole content (digest), so
 // a client never receives a complete body whose bytes are wrong.
 import type { ServerResponse } from "node:http";
@@ -10,6 +13,14 @@ import { coveringPieces } from "./range.js";
 export class PieceStream {
   private task: TaskStore | undefined;
   private readonly ready = new Set<number>();
+  /** Bytes handed over with their piece, and how to let the producer reuse them. */
+  private readonly inline = new Map<number, { data: Buffer; release: () => void }>();
+  /** Producers' bytes queued in the response: released once written or when it closes. */
+  private readonly sending = new Set<() => void>();
+  /** Settles when the response closed. */
+  private readonly gone: Promise<void>;
+  /** Settles when the previous write left the response's buffer. */
+  private previousWrite: Promise<void> = Promise.resolve();
   private next = 0;
   private last = -1;
   private pumping = false;
@@ -26,10 +37,14 @@ export class PieceStream {
     private readonly end: number,
     private readonly holdBack = 0,
   ) {
-    res.once("close", () => {
-      this.closed = true;
-      this.settle(false);
-    });
+    this.gone = new Promise((resolve) =>
+      res.once("close", () => {
+        this.closed = true;
+        this.releaseAll();
+        this.settle(false);
+        resolve();
+      }),
+    );
   }
 
   /** The task's layout is known; `present` are the pieces already stored. */
@@ -42,9 +57,20 @@ export class PieceStream {
     void this.pump();
   }
 
-  piece(p: PieceInfo): void {
+  /**
+   * Piece `p` landed. With `data`, returns a promise while it keeps using the bytes (the
+   * producer must not reuse them before it settles); undefined when it will read the store.
+   */
+  piece(p: PieceInfo, data?: Buffer): Promise<void> | undefined {
     this.ready.add(p.number);
+    let held: Promise<void> | undefined;
+    // Only the piece the response needs next (or the one after): a client that falls behind
+    // does not make us keep the bytes of every piece it has yet to take.
+    if (data && !this.closed && p.number >= this.next && p.number <= this.next + 1 && this.inline.size < 2 && p.number <= this.last) {
+      held = new Promise<void>((resolve) => this.inline.set(p.number, { data, release: resolve }));
+    }
     void this.pump();
+    return held;
   }
 
   /** Whether every piece this range needs is written (the tail may still be held back). */
@@ -75,7 +101,9 @@ export class PieceStream {
       const pl = task.meta.pieceLength;
       while (!this.closed && this.next <= this.last && this.ready.has(this.next)) {
         const n = this.next;
-        const buf = await task.readPiece(n);
+        const kept = this.inline.get(n);
+        this.inline.delete(n);
+        const buf = kept ? kept.data : await task.readPiece(n);
         const pieceStart = n * pl;
         const from = Math.max(this.start, pieceStart) - pieceStart;
         const to = Math.min(this.end + 1, pieceStart + buf.length) - pieceStart;
@@ -86,7 +114,21 @@ export class PieceStream {
           chunk = chunk.subarray(0, chunk.length - keep);
         }
         this.next = n + 1;
-        if (chunk.length > 0 && !this.res.write(chunk)) await this.drained();
+        if (chunk.length > 0) {
+          const previous = this.previousWrite;
+          const release = kept?.release;
+          if (release) this.sending.add(release);
+          this.previousWrite = new Promise<void>((resolve) => {
+            this.res.write(chunk, () => {
+              if (release && this.sending.delete(release)) release();
+              resolve();
+            });
+          });
+          // Queued: keep at most this piece and the one before it in the response's buffer.
+          if (this.res.writableNeedDrain) await Promise.race([previous, this.gone]);
+        } else {
+          kept?.release();
+        }
       }
       if (this.next > this.last && !this.closed) this.settle(true);
     } catch (e) {
@@ -99,15 +141,11 @@ export class PieceStream {
     if (!this.closed && !this.failure && this.next <= this.last && this.ready.has(this.next)) void this.pump();
   }
 
-  private drained(): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        this.res.off("drain", done);
-        this.res.off("close", done);
-        resolve();
-      };
-      this.res.on("drain", done);
-      this.res.on("close", done);
-    });
+
+  private releaseAll(): void {
+    for (const { release } of this.inline.values()) release();
+    this.inline.clear();
+    for (const release of this.sending) release();
+    this.sending.clear();
   }
 }

@@ -21,7 +21,9 @@ import type { DaemonMetrics } from "../metrics.js";
 import type { Storage } from "../storage/storage.js";
 import type { PieceInfo, TaskStore } from "../storage/types.js";
 import { allocPieceBuffer, openTaskStore, type NativePieceInfo } from "../../native/index.js";
+import { nativeToBackendError } from "../backend/http.js";
 import { parseDigest } from "./digest.js";
+import { streamFromOrigin, type StreamedPiece } from "./stream.js";
 import { taskIdOf } from "./task-id.js";
 
 export interface TaskManagerOptions {
@@ -44,8 +46,17 @@ export interface DownloadRequest {
   signal?: AbortSignal | undefined;
   /** Called once the task's length and already-present pieces are known. */
   onStarted?(task: TaskStore, present: PieceInfo[]): void;
-  /** Called for each piece that lands after onStarted. */
-  onPiece?(task: TaskStore, piece: PieceInfo): void;
+  /**
+   * Called for each piece that lands after onStarted. `data` (streamed back-to-source only) is
+   * the piece's bytes, valid until the returned promise settles (or at once, without one).
+   */
+  onPiece?(task: TaskStore, piece: PieceInfo, data?: Buffer): Promise<unknown> | undefined | void;
+  /**
+   * Back-to-source in one ranged GET with the bytes handed to onPiece as pieces land and the
+   * whole-content digest computed on the way (for a requester that serves the bytes at once,
+   * the proxy); otherwise pieces are fetched concurrently, one request each.
+   */
+  stream?: boolean;
 }
 
 export class DownloadError extends Error {
@@ -91,7 +102,9 @@ export class TaskManager {
   private readonly noRange = new Set<string>();
   /** Final URL (after redirects) of tasks whose origin was stat'ed in this download. */
   private readonly sourceUrls = new Map<string, string>();
-  /** Per-task piece events for joiners: `piece` (TaskStore, PieceInfo), `started`. */
+  /** Whole-content digests computed while a task streamed from the origin, for verify(). */
+  private readonly streamedDigests = new Map<string, string>();
+  /** Per-task piece events for joiners: `piece` (TaskStore, PieceInfo, data?, hold?), `started`. */
   readonly events = new EventEmitter().setMaxListeners(0);
 
   constructor(
@@ -130,7 +143,10 @@ export class TaskManager {
     }
 
     let run = this.running.get(taskId);
-    const onPiece = (t: TaskStore, p: PieceInfo) => req.onPiece?.(t, p);
+    const onPiece = (t: TaskStore, p: PieceInfo, data?: Buffer, hold?: (p: Promise<unknown>) => void) => {
+      const used = req.onPiece?.(t, p, data);
+      if (used && hold) hold(used);
+    };
     const onStarted = (t: TaskStore, present: PieceInfo[]) => req.onStarted?.(t, present);
     if (run) {
       // Join: report what exists now, then each piece as it lands.
@@ -153,6 +169,13 @@ export class TaskManager {
 
   private emitPiece(task: TaskStore, p: PieceInfo): void {
     this.events.emit(`piece:${task.id}`, task, p);
+  }
+
+  /** A piece with its bytes: listeners that keep using them return promises through `hold`. */
+  private emitStreamedPiece(task: TaskStore, piece: StreamedPiece): Promise<unknown> {
+    const holds: Promise<unknown>[] = [];
+    this.events.emit(`piece:${task.id}`, task, piece.info, piece.data, (h: Promise<unknown>) => holds.push(h));
+    return Promise.allSettled(holds);
   }
 
   private async run(taskId: string, req: DownloadRequest): Promise<TaskStore> {
@@ -217,6 +240,7 @@ export class TaskManager {
     } finally {
       this.noRange.delete(taskId);
       this.sourceUrls.delete(taskId);
+      this.streamedDigests.delete(taskId);
     }
   }
 
@@ -430,6 +454,19 @@ export class TaskManager {
       if (e instanceof BackendError) throw new DownloadError(e.message, "backend", e);
       throw e;
     }
+    if (native && req.stream && queue.length === task.meta.pieceCount && task.meta.contentLength > 0) {
+      // A fresh task streamed to a waiting client: one GET, pieces in order; whatever the
+      // stream leaves missing (origin trouble mid-way) goes the per-piece way with its retries.
+      try {
+        await this.streamToStore(task, req, native.route, session);
+      } catch (e) {
+        if (req.signal?.aborted) throw e instanceof DownloadError ? e : new DownloadError(e instanceof Error ? e.message : String(e), "internal");
+        this.streamedDigests.delete(task.id);
+        this.log.warn({ taskId: task.id, err: e instanceof Error ? e.message : String(e) }, "streaming from the origin failed; fetching the remaining pieces one by one");
+      }
+      queue.splice(0, queue.length, ...[...this.missing(task)].sort((a, b) => a - b));
+      if (queue.length === 0) return;
+    }
     let failure: unknown;
     const worker = async () => {
       for (;;) {
@@ -469,6 +506,22 @@ export class TaskManager {
       }
     }
     throw new Error("unreachable");
+  }
+
+  private async streamToStore(task: TaskStore, req: DownloadRequest, route: OriginRoute, session: AnnouncePeerSession | undefined): Promise<void> {
+    const expected = task.meta.digest ? parseDigest(task.meta.digest) : undefined;
+    const digest = await streamFromOrigin({
+      task,
+      route,
+      digestAlgorithm: expected?.algorithm,
+      signal: req.signal,
+      toBackendError: (e) => nativeToBackendError(route.url, e, req.signal),
+      onPiece: (piece) => {
+        session?.pieceBackToSourceFinished(toProtoPiece(piece.info, TrafficType.BACK_TO_SOURCE));
+        return this.emitStreamedPiece(task, piece);
+      },
+    });
+    if (digest !== undefined) this.streamedDigests.set(task.id, digest);
   }
 
   /** For origins without Range support: one GET, cut into pieces as the bytes arrive. */
@@ -571,7 +624,7 @@ export class TaskManager {
     if (missing.size > 0) throw new DownloadError(`${missing.size} of ${task.meta.pieceCount} pieces are missing`, "internal");
     if (!task.meta.digest) return;
     const expected = parseDigest(task.meta.digest);
-    const actual = await task.digest(expected.algorithm);
+    const actual = this.streamedDigests.get(task.id) ?? (await task.digest(expected.algorithm));
     if (actual !== `${expected.algorithm}:${expected.hex}`) {
       throw new DownloadError(`digest mismatch: expected ${expected.algorithm}:${expected.hex}, got ${actual}`, "invalid");
     }

@@ -1,0 +1,132 @@
+//! Streaming origin bodies for JS: one ranged GET read in order into caller Buffers.
+
+use crate::error::{to_js, Result};
+use crate::store::{status, to_napi, CancelToken};
+use damselfly_core::cancel;
+use damselfly_core::origin::{self, OriginRequest};
+use damselfly_core::{CoreError, ErrorCode};
+use napi::bindgen_prelude::{Buffer, PromiseRaw};
+use napi::Env;
+use napi_derive::napi;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+#[napi(object)]
+pub struct OpenOriginBodyOptions {
+    /// The origin's resolved address, `ip:port` (`[v6]:port`); never a host name.
+    pub addr: String,
+    /// `Host` header value.
+    pub host: String,
+    /// Request target: path and query, percent-encoded, starting with `/`.
+    pub path: String,
+    /// Extra request headers (no Host, Range, Connection or framing headers).
+    pub headers: Option<HashMap<String, String>>,
+    /// First byte of the range.
+    pub offset: i64,
+    /// Bytes in the range.
+    pub length: i64,
+    /// Length of the whole content (the answer's Content-Range must agree).
+    pub content_length: i64,
+    pub connect_timeout_ms: Option<u32>,
+    /// Bound on each wait for the origin (default 60 s).
+    pub read_timeout_ms: Option<u32>,
+}
+
+fn invalid(msg: impl Into<String>) -> napi::Error<crate::error::Code> {
+    to_js(CoreError::new(ErrorCode::InvalidArgument, msg))
+}
+
+fn non_negative(name: &str, v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| invalid(format!("{name} must not be negative")))
+}
+
+/// Sends a ranged GET and resolves once the answer's head checked out (206 with the asked
+/// range, or 200 for the whole content); rejects with DF_BACKEND carrying the origin's answer.
+#[napi(ts_return_type = "Promise<OriginBody>")]
+pub fn open_origin_body<'e>(
+    env: &'e Env,
+    options: OpenOriginBodyOptions,
+    cancel: Option<&CancelToken>,
+) -> Result<PromiseRaw<'e, OriginBody>> {
+    let addr: std::net::SocketAddr =
+        options.addr.parse().map_err(|_| invalid(format!("origin address {:?} is not ip:port", options.addr)))?;
+    let offset = non_negative("offset", options.offset)?;
+    let length = non_negative("length", options.length)?;
+    let content_length = non_negative("contentLength", options.content_length)?;
+    if offset.checked_add(length).is_none_or(|end| end > content_length) {
+        return Err(invalid(format!("range {offset}+{length} is outside the {content_length}-byte content")));
+    }
+    let mut headers: Vec<(String, String)> = options.headers.unwrap_or_default().into_iter().collect();
+    headers.sort();
+    let req = OriginRequest {
+        addr,
+        host: options.host,
+        path: options.path,
+        headers,
+        number: 0,
+        connect_timeout: Duration::from_millis(options.connect_timeout_ms.unwrap_or(10_000) as u64),
+        read_timeout: Duration::from_millis(options.read_timeout_ms.unwrap_or(60_000) as u64),
+    };
+    let token = cancel.map(CancelToken::token).unwrap_or_default();
+    env.spawn_future(async move {
+        let body = origin::open_body(origin::default_pool(), &req, offset, length, content_length, &token)
+            .await
+            .map_err(to_napi)?;
+        Ok(OriginBody { inner: Arc::new(Mutex::new(Some(body))), cancel: token })
+    })
+    .map_err(status)
+}
+
+/// An open response body; reads are sequential (a second read waits for the first).
+#[napi]
+pub struct OriginBody {
+    inner: Arc<Mutex<Option<origin::OriginBody>>>,
+    cancel: cancel::CancelToken,
+}
+
+#[napi]
+impl OriginBody {
+    /// Fills `dst` with the next `dst.length` body bytes; the Buffer must not be touched until
+    /// the promise settles. After the last byte the connection goes back to the pool.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn read<'e>(&self, env: &'e Env, mut dst: Buffer) -> Result<PromiseRaw<'e, ()>> {
+        let inner = self.inner.clone();
+        let token = self.cancel.clone();
+        env.spawn_future(async move {
+            let mut guard = inner.lock().await;
+            let Some(body) = guard.as_mut() else {
+                return Err(to_napi(CoreError::new(ErrorCode::InvalidArgument, "origin body is closed")));
+            };
+            let r = body.read_exact(dst.as_mut(), &token).await;
+            if r.is_err() {
+                // A failed read leaves the framing unknown: the connection is never reused.
+                guard.take();
+                return r.map_err(to_napi);
+            }
+            if body.remaining() == 0 {
+                if let Some(b) = guard.take() {
+                    b.finish(origin::default_pool()).await.map_err(to_napi)?;
+                }
+            }
+            Ok(())
+        })
+        .map_err(status)
+    }
+
+    /// Bytes of the range not read yet.
+    #[napi(getter)]
+    pub fn remaining(&self) -> i64 {
+        self.inner.try_lock().ok().and_then(|g| g.as_ref().map(|b| b.remaining() as i64)).unwrap_or(0)
+    }
+
+    /// Drops the connection (unless the body was read to its end, when it is pooled already).
+    #[napi]
+    pub fn close(&self) {
+        self.cancel.cancel();
+        if let Ok(mut g) = self.inner.try_lock() {
+            g.take();
+        }
+    }
+}
