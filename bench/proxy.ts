@@ -3,7 +3,8 @@
 // proxy-pull-blob-512m — ours: curl pulls a 512 MiB blob through the proxy (registry-mirror
 //   mode; a fresh task each round, so the daemon fetches it from the registry in pieces, stores
 //   it and streams it); baseline: the same curl pulling the blob straight from the registry.
-//   Unit MB/s, ratio = ours / baseline (floor 0.9: the mirror may cost at most 10%).
+//   Unit MB/s, ratio = ours / baseline. details.warm* report the second pull of the same blob
+//   (served from the daemon's store) against the same baseline.
 // proxy-ttfb-1g — a 1 GiB blob through the proxy, fresh task: ours = time to the first body
 //   byte, baseline = time to the whole blob, both from the same request. Unit seconds, ratio =
 //   whole / first byte: how many times sooner the client starts receiving than it would if the
@@ -165,10 +166,13 @@ const suite: BenchSuite = {
           const path = `/v2/bench/blob/blobs/${digest}`;
           const ours: number[] = [];
           const base: number[] = [];
+          const warm: number[] = [];
           const viaProxy = async () => {
             // A new tag is a new task: every round pulls from the registry through the daemon.
             const tag = `round-${round++}`;
             const t = await curlTime(`http://127.0.0.1:${daemon.proxyPort}${path}`, size, [`X-Dragonfly-Tag: ${tag}`]);
+            // Reported, not gated: the same blob again, served from the daemon's store.
+            warm.push(size / MiB / (await curlTime(`http://127.0.0.1:${daemon.proxyPort}${path}`, size, [`X-Dragonfly-Tag: ${tag}`])));
             for (const task of daemon.storage.list()) await daemon.storage.delete(task.id);
             return size / MiB / t;
           };
@@ -184,7 +188,16 @@ const suite: BenchSuite = {
               ours.push(await viaProxy());
             }
           }
-          return throughputResult("proxy-pull-blob-512m", "MB/s", median(ours), median(base), "curl straight from docker-registry", { sizeMiB: size / MiB, rounds, oursRounds: ours, baselineRounds: base });
+          return throughputResult("proxy-pull-blob-512m", "MB/s", median(ours), median(base), "curl straight from docker-registry", {
+            sizeMiB: size / MiB,
+            rounds,
+            oursRounds: ours,
+            baselineRounds: base,
+            warmMBps: median(warm),
+            warmRatio: median(warm) / median(base),
+            warmRounds: warm,
+            meaning: "ours = first pull (cold, from the registry through the daemon); warm = second pull of the same task, from the daemon's store",
+          });
         });
       },
     },

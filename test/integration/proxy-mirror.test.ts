@@ -1,7 +1,7 @@
 // The dfdaemon proxy against a fake registry on 127.0.0.1: registry-mirror and forward-proxy
 // modes, blobs through the task pipeline with exact Range answers, registry auth passed
 // through, error pages and wrong bytes never cached or served, header validation, metrics.
-import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DaemonHandle } from "../../src/daemon/daemon.js";
 import { startDaemon } from "../../src/daemon/daemon.js";
@@ -86,6 +86,8 @@ describe("proxy registry mirror", () => {
     expect(first.headers["x-dragonfly-task-download-finished"]).toBeUndefined();
     const served = reg.blobBytes.get(digest) ?? 0;
     expect(served).toBeLessThanOrEqual(SIZE + 16);
+    // The length probe, then the whole blob streamed in one request (not one per piece).
+    expect(reg.requests.filter((r) => r === `GET /v2/library/app/blobs/${digest}`).length).toBe(2);
 
     const again = await get(port, `/v2/library/app/blobs/${digest}`);
     expect(again.body.equals(content)).toBe(true);
@@ -200,6 +202,36 @@ describe("proxy registry mirror", () => {
     const good = await get(port, `/v2/library/app/blobs/${d}`);
     expect(good.status).toBe(200);
     expect(good.body.equals(real)).toBe(true);
+  });
+
+  it("lets a first pull finish while its client has stopped reading, then serves that client in full", async () => {
+    const big = blobContent(8 * PIECE + 4321, 23);
+    const d = reg.add("library/app", { content: big });
+    const chunks: Buffer[] = [];
+    let onPaused!: (res: IncomingMessage) => void;
+    const paused = new Promise<IncomingMessage>((r) => (onPaused = r));
+    const ended = new Promise<number>((resolve, reject) => {
+      const req = httpRequest({ host: "127.0.0.1", port, path: `/v2/library/app/blobs/${d}`, agent: false }, (res) => {
+        res.once("data", (c: Buffer) => {
+          chunks.push(c);
+          res.pause();
+          res.on("data", (more: Buffer) => chunks.push(more));
+          onPaused(res);
+        });
+        res.on("end", () => resolve(res.statusCode ?? 0));
+        res.on("error", reject);
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    const res = await paused;
+    // The client takes nothing more, yet the task completes: the download never waits for it.
+    const taskOf = () => daemon.storage.list().find((t) => t.meta.url.endsWith(d));
+    for (let i = 0; i < 400 && taskOf()?.meta.state !== "succeeded"; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(taskOf()?.meta.state).toBe("succeeded");
+    res.resume();
+    expect(await ended).toBe(200);
+    expect(Buffer.concat(chunks).equals(big)).toBe(true);
   });
 
   it("never serves a blob whose bytes do not match its digest, and does not keep it", async () => {

@@ -10,6 +10,9 @@ import type { ServerResponse } from "node:http";
 import type { PieceInfo, TaskStore } from "../storage/types.js";
 import { coveringPieces } from "./range.js";
 
+/** Stored pieces read ahead of the one being sent. */
+const READ_AHEAD = 2;
+
 export class PieceStream {
   private task: TaskStore | undefined;
   private readonly ready = new Set<number>();
@@ -17,6 +20,8 @@ export class PieceStream {
   private readonly inline = new Map<number, { data: Buffer; release: () => void }>();
   /** Producers' bytes queued in the response: released once written or when it closes. */
   private readonly sending = new Set<() => void>();
+  /** Store reads started ahead of the response (at most READ_AHEAD pieces). */
+  private readonly reads = new Map<number, Promise<Buffer>>();
   /** Settles when the response closed. */
   private readonly gone: Promise<void>;
   /** Settles when the previous write left the response's buffer. */
@@ -103,7 +108,7 @@ export class PieceStream {
         const n = this.next;
         const kept = this.inline.get(n);
         this.inline.delete(n);
-        const buf = kept ? kept.data : await task.readPiece(n);
+        const buf = kept ? kept.data : await this.read(task, n);
         const pieceStart = n * pl;
         const from = Math.max(this.start, pieceStart) - pieceStart;
         const to = Math.min(this.end + 1, pieceStart + buf.length) - pieceStart;
@@ -142,7 +147,25 @@ export class PieceStream {
   }
 
 
+  /**
+   * Piece `n` from the store, with the next stored pieces' reads started meanwhile, so the
+   * disk works while the socket drains (a response served from the store is read-bound).
+   */
+  private read(task: TaskStore, n: number): Promise<Buffer> {
+    const own = this.reads.get(n) ?? task.readPiece(n);
+    this.reads.delete(n);
+    for (let k = n + 1; k <= Math.min(this.last, n + READ_AHEAD); k++) {
+      if (this.reads.has(k) || this.inline.has(k) || !this.ready.has(k)) continue;
+      const r = task.readPiece(k);
+      // Read errors surface when the piece's turn comes; a closed response drops them.
+      r.catch(() => undefined);
+      this.reads.set(k, r);
+    }
+    return own;
+  }
+
   private releaseAll(): void {
+    this.reads.clear();
     for (const { release } of this.inline.values()) release();
     this.inline.clear();
     for (const release of this.sending) release();

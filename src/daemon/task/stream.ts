@@ -4,8 +4,9 @@
 // whole-content hasher on a worker thread, all at once — the bytes are never read back. One
 // request instead of one per piece also spares the origin a request per 4 MiB, which for a
 // registry costs about as much as sending the piece. Memory is bounded: at most IN_FLIGHT
-// buffers per download, and a buffer is reused only once the store, the hasher and every
-// listener that kept it are done with it.
+// buffers being read, stored or hashed per download, plus the couple of pieces each client's
+// response may keep (proxy/stream.ts); a buffer is reused only once the store, the hasher and
+// every listener that kept it are done with it, and a stalled client never holds the download up.
 import { pieceRange } from "../../common/piece.js";
 import type { BackendError, OriginRoute } from "../backend/index.js";
 import { allocPieceBuffer, DigestHasher, openOriginBody, type OriginBody } from "../../native/index.js";
@@ -94,15 +95,22 @@ export async function streamFromOrigin(o: StreamOptions): Promise<string | undef
       const work = (async () => {
         try {
           const info = await task.writePiece(n, data, createdAt, o.signal);
-          await Promise.all([hash, o.onPiece({ info, data })]);
+          // A listener may keep the bytes for as long as its client takes (a stalled client
+          // holds a couple of pieces at most): the download goes on without the buffer, which
+          // is reused once everyone is done with it. A failed hash or write may still have
+          // it in a native call: then it is never reused.
+          const kept = o.onPiece({ info, data });
+          Promise.all([hash, kept]).then(
+            () => giveBack(whole),
+            () => undefined,
+          );
+          await hash;
         } catch (e) {
           failure ??= e instanceof Error ? e : new Error(String(e));
         }
       })();
       const done: Promise<void> = work.then(() => {
         inFlight.delete(done);
-        // A failed hash or write may still have the buffer in a native call: never reuse it.
-        if (failure === undefined) giveBack(whole);
       });
       inFlight.add(done);
     }
