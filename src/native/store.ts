@@ -19,7 +19,9 @@ export interface OpenTaskStoreOptions {
   tier?: StoreTier;
   /** Unset: O_DIRECT when the filesystem accepts it; true: require it; false: never. */
   direct?: boolean;
-  /** auto: fdatasync unless the write was O_DIRECT; always: also after O_DIRECT; never. */
+  /** When a piece counts as written. auto (default): durable against power loss (O_DIRECT
+   * writes carry RWF_DSYNC, page-cache writes share a group fdatasync); always: as auto plus an
+   * fdatasync at every commit; never: no syncs (survives kill -9, not power loss). */
   sync?: SyncPolicy;
   /** Digest computed next to the CRC-32 wire digest for every piece. */
   extraDigest?: ExtraDigest;
@@ -230,6 +232,8 @@ export interface PieceServerOptions {
   tmpfsDir?: string;
   /** Upload cap for the whole server; 0/unset = unlimited. */
   rateLimitBytesPerSec?: number;
+  /** Pieces sent at once, others wait their turn in arrival order; 0/unset = unlimited. */
+  uploadSlots?: number;
   /** Unset = `defaultPieceServePath()`, the path measured fastest. */
   servePath?: ServePath;
   idleTimeoutMs?: number;

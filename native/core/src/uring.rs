@@ -65,6 +65,9 @@ impl IoBuf {
     }
 }
 
+/// What an operation yields: bytes moved (or the error), and its buffer back.
+pub type Outcome = (io::Result<usize>, IoBuf);
+
 pub struct Request {
     pub kind: OpKind,
     pub file: Arc<File>,
@@ -73,6 +76,9 @@ pub struct Request {
     /// block-padded O_DIRECT reads).
     pub len: usize,
     pub offset: u64,
+    /// Write with RWF_DSYNC: the completion arrives only once the bytes (and any metadata
+    /// needed to read them back, e.g. an unwritten extent's conversion) are on stable storage.
+    pub dsync: bool,
 }
 
 struct InFlight {
@@ -115,11 +121,13 @@ impl Engine {
         Ok(Self { tx: Mutex::new(tx), wake })
     }
 
-    /// Runs one read or write to completion (short transfers are continued) and gives the
-    /// buffer back with the number of bytes moved.
-    pub async fn submit(&self, req: Request) -> (io::Result<usize>, IoBuf) {
+    /// Hands one read or write to the io thread at once (short transfers are continued there);
+    /// the receiver yields the buffer back with the number of bytes moved. Queuing eagerly,
+    /// rather than when a future is first polled, lets the caller do other work (hash the
+    /// piece) while the operation is in flight.
+    fn send(&self, req: Request) -> std::result::Result<oneshot::Receiver<Outcome>, (io::Error, IoBuf)> {
         if req.len > req.buf.capacity() || (req.kind == OpKind::Read && matches!(req.buf, IoBuf::Shared(_))) {
-            return (Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer does not fit the request")), req.buf);
+            return Err((io::Error::new(io::ErrorKind::InvalidInput, "buffer does not fit the request"), req.buf));
         }
         let (reply, rx) = oneshot::channel();
         let sent = match self.tx.lock() {
@@ -127,18 +135,12 @@ impl Engine {
             Err(_) => Err(InFlight { req, done_bytes: 0, reply }),
         };
         if let Err(f) = sent {
-            return (Err(io::Error::other("io thread is gone")), f.req.buf);
+            return Err((io::Error::other("io thread is gone"), f.req.buf));
         }
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64 to our eventfd.
         unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        match rx.await {
-            Ok(r) => r,
-            // The io thread never drops a reply without sending, short of a panic there.
-            Err(_) => {
-                (Err(io::Error::other("io thread dropped the request")), IoBuf::Pooled(crate::aligned::empty_buf()))
-            }
-        }
+        Ok(rx)
     }
 }
 
@@ -216,7 +218,8 @@ fn build(f: &mut InFlight, id: u64) -> io_uring::squeue::Entry {
         OpKind::Write => {
             // SAFETY: pointer arithmetic stays inside the buffer (len <= capacity, checked in submit).
             let p = unsafe { f.req.buf.ptr().add(f.done_bytes) };
-            opcode::Write::new(fd, p, left).offset(off).build().user_data(id)
+            let flags = if f.req.dsync { libc::RWF_DSYNC } else { 0 };
+            opcode::Write::new(fd, p, left).offset(off).rw_flags(flags).build().user_data(id)
         }
         OpKind::Read => {
             // submit() refuses reads into memory we do not own, so this is always Some.
@@ -228,22 +231,52 @@ fn build(f: &mut InFlight, id: u64) -> io_uring::squeue::Entry {
     }
 }
 
-/// Runs a request on the ring, or, where io_uring is refused (seccomp profiles of many
-/// container runtimes block it), with pread/pwrite on tokio's blocking pool: slower but the
-/// store keeps working. `engine_name` reports which one is in use.
-pub async fn run(req: Request) -> (io::Result<usize>, IoBuf) {
-    match engine() {
-        Ok(e) => e.submit(req).await,
-        Err(_) => {
-            let joined = tokio::task::spawn_blocking(move || blocking(req)).await;
-            match joined {
+/// An operation already queued by `start`.
+pub enum Started {
+    Ring(oneshot::Receiver<Outcome>),
+    Blocking(tokio::task::JoinHandle<Outcome>),
+    Failed(io::Error, IoBuf),
+}
+
+impl Started {
+    /// Waits for the operation's completion: bytes moved, and the buffer back.
+    pub async fn wait(self) -> (io::Result<usize>, IoBuf) {
+        match self {
+            Started::Ring(rx) => match rx.await {
+                Ok(r) => r,
+                // The io thread never drops a reply without sending, short of a panic there.
+                Err(_) => {
+                    (Err(io::Error::other("io thread dropped the request")), IoBuf::Pooled(crate::aligned::empty_buf()))
+                }
+            },
+            Started::Blocking(h) => match h.await {
                 Ok(r) => r,
                 Err(e) => {
                     (Err(io::Error::other(format!("io task failed: {e}"))), IoBuf::Pooled(crate::aligned::empty_buf()))
                 }
-            }
+            },
+            Started::Failed(e, buf) => (Err(e), buf),
         }
     }
+}
+
+/// Queues a request on the ring, or, where io_uring is refused (seccomp profiles of many
+/// container runtimes block it), on tokio's blocking pool with pread/pwrite: slower but the
+/// store keeps working. `engine_name` reports which one is in use. Must be called inside a
+/// tokio runtime.
+pub fn start(req: Request) -> Started {
+    match engine() {
+        Ok(e) => match e.send(req) {
+            Ok(rx) => Started::Ring(rx),
+            Err((err, buf)) => Started::Failed(err, buf),
+        },
+        Err(_) => Started::Blocking(tokio::task::spawn_blocking(move || blocking(req))),
+    }
+}
+
+/// Runs a request to completion (see `start`).
+pub async fn run(req: Request) -> (io::Result<usize>, IoBuf) {
+    start(req).wait().await
 }
 
 /// "io_uring" or "threads" (the pread/pwrite fallback).
@@ -289,6 +322,11 @@ fn blocking(mut req: Request) -> (io::Result<usize>, IoBuf) {
             Err(e) => return (Err(e), req.buf),
         }
     }
+    if req.dsync && req.kind == OpKind::Write {
+        if let Err(e) = req.file.sync_data() {
+            return (Err(e), req.buf);
+        }
+    }
     (Ok(done), req.buf)
 }
 
@@ -312,9 +350,15 @@ mod tests {
         let mut buf = PIECE_POOL.get(10_000).unwrap();
         buf.as_mut_slice().iter_mut().enumerate().for_each(|(i, b)| *b = (i % 251) as u8);
         let expected = buf.as_slice().to_vec();
-        let (r, _) =
-            run(Request { kind: OpKind::Write, file: file.clone(), buf: IoBuf::Pooled(buf), len: 10_000, offset: 5 })
-                .await;
+        let (r, _) = run(Request {
+            kind: OpKind::Write,
+            file: file.clone(),
+            buf: IoBuf::Pooled(buf),
+            len: 10_000,
+            offset: 5,
+            dsync: false,
+        })
+        .await;
         assert_eq!(r.unwrap(), 10_000);
         let (r, back) = blocking(Request {
             kind: OpKind::Read,
@@ -322,13 +366,20 @@ mod tests {
             buf: IoBuf::Pooled(PIECE_POOL.get(10_000).unwrap()),
             len: 10_000,
             offset: 5,
+            dsync: false,
         });
         assert_eq!(r.unwrap(), 10_000);
         assert_eq!(back.into_pooled().as_slice(), &expected[..]);
         let mut w = PIECE_POOL.get(3).unwrap();
         w.as_mut_slice().copy_from_slice(b"abc");
-        let (r, _) =
-            blocking(Request { kind: OpKind::Write, file: file.clone(), buf: IoBuf::Pooled(w), len: 3, offset: 0 });
+        let (r, _) = blocking(Request {
+            kind: OpKind::Write,
+            file: file.clone(),
+            buf: IoBuf::Pooled(w),
+            len: 3,
+            offset: 0,
+            dsync: false,
+        });
         assert_eq!(r.unwrap(), 3);
         let (r, got) = run(Request {
             kind: OpKind::Read,
@@ -336,17 +387,26 @@ mod tests {
             buf: IoBuf::Pooled(PIECE_POOL.get(8).unwrap()),
             len: 8,
             offset: 0,
+            dsync: false,
         })
         .await;
         assert_eq!(r.unwrap(), 8);
         assert_eq!(&got.into_pooled().as_slice()[..8], &[b'a', b'b', b'c', 0, 0, 0, 1, 2]);
         // Writes straight from caller memory; reads into it are refused.
         let shared = IoBuf::Shared(Box::new(b"XY".to_vec()));
-        let (r, _) = run(Request { kind: OpKind::Write, file: file.clone(), buf: shared, len: 2, offset: 1 }).await;
-        assert_eq!(r.unwrap(), 2);
         let (r, _) =
-            run(Request { kind: OpKind::Read, file, buf: IoBuf::Shared(Box::new(vec![0u8; 4])), len: 4, offset: 0 })
+            run(Request { kind: OpKind::Write, file: file.clone(), buf: shared, len: 2, offset: 1, dsync: false })
                 .await;
+        assert_eq!(r.unwrap(), 2);
+        let (r, _) = run(Request {
+            kind: OpKind::Read,
+            file,
+            buf: IoBuf::Shared(Box::new(vec![0u8; 4])),
+            len: 4,
+            offset: 0,
+            dsync: false,
+        })
+        .await;
         assert!(r.is_err());
         assert_eq!(engine_name(), "io_uring");
     }
