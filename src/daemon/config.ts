@@ -42,6 +42,13 @@ export const DaemonConfigSchema = Type.Object(
     seedPeer: obj({
       enable: Type.Boolean({ default: false }),
       type: Type.Union([Type.Literal("super"), Type.Literal("strong"), Type.Literal("weak")], { default: "super" }),
+      /**
+       * Ours (super-seeding): how long a piece the seed peer just fetched is offered to one
+       * child only, the children taking turns, so that the seed peer's upload carries new
+       * pieces into the swarm instead of copies of the same piece. "0s" offers every piece to
+       * every child at once, as Dragonfly's seed peer does.
+       */
+      spreadHold: Duration("10s"),
     }),
     storage: obj({
       server: obj({ ip: Type.String({ default: "0.0.0.0" }), tcpPort: Port(4005) }),
@@ -135,6 +142,7 @@ export interface DaemonConfig extends DaemonConfigInput {
     taskTtlMs: number;
     diskThresholdBytes: number;
     uploadBandwidthBytes: number;
+    spreadHoldMs: number;
   };
 }
 
@@ -173,6 +181,7 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
     taskTtlMs: durationMs(input.gc.policy.taskTTL),
     diskThresholdBytes: parseSize(input.gc.policy.diskThreshold),
     uploadBandwidthBytes: parseSize(input.upload.bandwidthLimit),
+    spreadHoldMs: durationMs(input.seedPeer.spreadHold),
   };
   if (input.gc.policy.diskLowThresholdPercent > input.gc.policy.diskHighThresholdPercent) {
     throw new ConfigError("gc.policy.diskLowThresholdPercent must not exceed gc.policy.diskHighThresholdPercent");

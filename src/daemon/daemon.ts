@@ -26,6 +26,7 @@ import { Dynconfig } from "./scheduler/dynconfig.js";
 import { SchedulerPool } from "./scheduler/pool.js";
 import { Storage } from "./storage/storage.js";
 import { TaskManager } from "./task/manager.js";
+import { PieceSpreader } from "./upload/spread.js";
 import { UploadService } from "./upload/service.js";
 
 export interface DaemonHandle {
@@ -145,7 +146,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       );
     const newPeerId = () => makePeerId(r.ip, r.hostname, seed);
 
-    const upload = new UploadService({ storage, tasks, log, hostId, ip: r.ip, piecePort: () => pieceServer.port, host, seedPeer: seed, newPeerId });
+    const upload = new UploadService({ storage, tasks, log, hostId, ip: r.ip, piecePort: () => pieceServer.port, host, seedPeer: seed, newPeerId, spreader: seed && r.spreadHoldMs > 0 ? new PieceSpreader(r.spreadHoldMs) : undefined });
     const uploadServer: GrpcServerHandle = await startGrpcServer(
       [{ definition: DfdaemonUploadService, implementation: instrumentService(DfdaemonUploadService, upload.handlers(), registry) }],
       config.upload.server.ip,

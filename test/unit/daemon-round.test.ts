@@ -34,21 +34,24 @@ class FakeUploads {
   }
 }
 
-const parent = (id: string, ip: string) => Peer.fromPartial({ id, host: { id: `host-${id}`, ip, port: 4000 } });
+const parent = (id: string, ip: string, type = 0) => Peer.fromPartial({ id, host: { id: `host-${id}`, ip, port: 4000, type } });
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>) {
+type Fetch = (h: Holder, n: number) => Promise<{ number: number; offset: number; length: number; digest: string; parentId: string; createdAt: number; finishedAt: number }>;
+
+function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch } = {}) {
   const fetched: Array<{ n: number; from: string }> = [];
   const round = new PieceRound(
     {
       taskId: "t".repeat(64),
       hostId: "me",
       peerId: "me-peer",
-      concurrency: 2,
+      concurrency: opts.concurrency ?? 2,
       idleTimeoutMs: 60_000,
       uploadClients: uploads as unknown as UploadClientPool,
       fetch: (h: Holder, n: number) => {
         fetched.push({ n, from: h.peerId });
+        if (opts.fetch) return opts.fetch(h, n);
         return Promise.resolve({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
       },
       onPiece: () => undefined,
@@ -103,5 +106,73 @@ describe("PieceRound.addParents", () => {
     await tick();
     uploads.pieces.get("10.0.0.1")?.[0]?.stream.emit("data", { number: 0, ip: "10.0.0.1", tcpPort: 4001 });
     expect(await done).toBe(true);
+  });
+});
+
+/** A fetch that stays in flight until the test lets it land. */
+function heldFetch() {
+  const waiting: Array<() => void> = [];
+  const fetch: Fetch = (h, n) =>
+    new Promise((resolve) => waiting.push(() => resolve({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 })));
+  return { fetch, releaseAll: () => waiting.splice(0).forEach((f) => f()) };
+}
+
+function report(uploads: FakeUploads, ip: string, pieces: number[]) {
+  const s = uploads.pieces.get(ip)?.[0]?.stream;
+  for (const n of pieces) s?.emit("data", { number: n, ip, tcpPort: 4001 });
+}
+
+describe("PieceRound piece and parent choice", () => {
+  it("fetches the rarest piece first", async () => {
+    const uploads = new FakeUploads();
+    const held = heldFetch();
+    const { round, fetched } = newRound(uploads, [parent("a", "10.0.0.1"), parent("b", "10.0.0.2")], new Set([0, 1, 2]), { concurrency: 1, fetch: held.fetch });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.2", [0, 1]);
+    report(uploads, "10.0.0.1", [0, 1, 2]);
+    await tick();
+    // Piece 2 has one holder, 0 and 1 have two.
+    expect(fetched[0]).toEqual({ n: 2, from: "a" });
+    for (let i = 0; i < 3; i++) {
+      held.releaseAll();
+      await tick();
+    }
+    expect(await done).toBe(true);
+    expect(fetched.map((f) => f.n).sort()).toEqual([0, 1, 2]);
+  });
+
+  it("asks the seed peer only for pieces no other parent holds", async () => {
+    const uploads = new FakeUploads();
+    const held = heldFetch();
+    const { round, fetched } = newRound(uploads, [parent("seed", "10.0.0.1", 1), parent("b", "10.0.0.2")], new Set([0, 1]), { concurrency: 4, fetch: held.fetch });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.1", [0, 1]);
+    report(uploads, "10.0.0.2", [0]);
+    await tick();
+    expect(fetched.sort((x, y) => x.n - y.n)).toEqual([
+      { n: 0, from: "b" },
+      { n: 1, from: "seed" },
+    ]);
+    held.releaseAll();
+    expect(await done).toBe(true);
+  });
+
+  it("keeps at most two requests in flight to one parent", async () => {
+    const uploads = new FakeUploads();
+    const held = heldFetch();
+    const { round, fetched } = newRound(uploads, [parent("a", "10.0.0.1")], new Set([0, 1, 2, 3, 4]), { concurrency: 4, fetch: held.fetch });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.1", [0, 1, 2, 3, 4]);
+    await tick();
+    expect(fetched).toHaveLength(2);
+    for (let i = 0; i < 4; i++) {
+      held.releaseAll();
+      await tick();
+    }
+    expect(await done).toBe(true);
+    expect(fetched).toHaveLength(5);
   });
 });

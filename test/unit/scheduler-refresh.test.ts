@@ -51,4 +51,21 @@ describe("refreshCandidateParents", () => {
     expect(scheduling.refreshCandidateParents(a)).toBeUndefined();
     expect(a.parents()).toHaveLength(cfg.candidateParentLimit);
   });
+
+  it("offers peers downstream as mesh parents, outside the DAG, up to meshParentLimit", () => {
+    const { resource, task, seed, a, b } = swarm();
+    const scheduling = new Scheduling(resource, { ...cfg, meshParentLimit: 1 }, new DefaultEvaluator(), { rng: seededRng(7) });
+    resource.addParents(a, [seed]);
+    resource.addParents(b, [seed, a]);
+    const c = addPeer(resource, "c", task, "hc", RUNNING);
+    resource.addParents(c, [a]);
+    // b and c are downstream of a: the DAG refuses them, one fits the mesh.
+    const parents = scheduling.refreshCandidateParents(a)?.map((p) => p.id) ?? [];
+    expect(parents[0]).toBe("seed");
+    expect(parents).toHaveLength(2);
+    expect(["b", "c"]).toContain(parents[1]);
+    expect(a.parents().map((p) => p.id)).toEqual(["seed"]);
+    expect([...a.meshParents.keys()]).toEqual([parents[1]]);
+    expect(scheduling.refreshCandidateParents(a)).toBeUndefined();
+  });
 });

@@ -6,6 +6,7 @@ import type { ClientReadableStream } from "@grpc/grpc-js";
 import type { Host, Peer } from "../../gen/common/v2/common.js";
 import type { SyncPiecesResponse } from "../../gen/dfdaemon/v2/dfdaemon.js";
 import type { Logger } from "../../common/logger.js";
+import { HOST_TYPE } from "../host.js";
 import type { PieceInfo } from "../storage/types.js";
 import { pickWeighted, spareBandwidthWeight, type UploadClientPool } from "./parents.js";
 
@@ -39,11 +40,18 @@ interface ParentState {
   host: Host;
   weight: number;
   blocked: boolean;
+  seed: boolean;
 }
 
 /** Rounds of retries of a piece whose holders all failed, and the pause before each. */
 const PIECE_RETRIES = 3;
 const PIECE_RETRY_DELAY_MS = 500;
+/**
+ * Our requests in flight to one parent. Two keep a parent's link busy (one piece streams while
+ * the next is asked for); more would only split its upload into slower transfers that all land
+ * late, which stalls everyone downstream of us who waits for those pieces.
+ */
+const PARENT_IN_FLIGHT = 2;
 
 function isDigestError(e: unknown): boolean {
   return (e as { code?: unknown } | null)?.code === "DF_DIGEST_MISMATCH";
@@ -52,8 +60,11 @@ function isDigestError(e: unknown): boolean {
 export class PieceRound {
   private readonly holders = new Map<number, Holder[]>();
   private readonly tried = new Map<number, Set<string>>();
-  private readonly ready: number[] = [];
+  /** Pieces with a holder, not in flight and not landed: what a worker may pick next. */
   private readonly queued = new Set<number>();
+  /** Our requests in flight per parent, so one parent is not asked for everything at once. */
+  private readonly load = new Map<string, number>();
+  private readonly fetching = new Set<number>();
   private readonly parents = new Map<string, ParentState>();
   private readonly streams: Array<ClientReadableStream<unknown>> = [];
   private readonly syncedHosts = new Set<string>();
@@ -75,7 +86,7 @@ export class PieceRound {
 
   private addParent(peer: Peer): ParentState | undefined {
     if (!peer.host || !peer.host.ip || this.parents.has(peer.id)) return undefined;
-    const p: ParentState = { peer, host: peer.host, weight: spareBandwidthWeight(peer.host.network?.maxTxBandwidth, peer.host.network?.txBandwidth), blocked: false };
+    const p: ParentState = { peer, host: peer.host, weight: spareBandwidthWeight(peer.host.network?.maxTxBandwidth, peer.host.network?.txBandwidth), blocked: false, seed: peer.host.type !== HOST_TYPE.normal };
     this.parents.set(peer.id, p);
     return p;
   }
@@ -124,6 +135,7 @@ export class PieceRound {
 
   private sync(p: ParentState): void {
     const client = this.deps.uploadClients.get(p.host.ip, p.host.port);
+    this.deps.log.info({ dbg: "sync", parent: p.host.ip, seed: p.seed }, "DBG sync start");
     const stream = client.syncPieces({ hostId: this.deps.hostId, taskId: this.deps.taskId, interestedPieceNumbers: [...this.missing] });
     this.streams.push(stream);
     this.openSyncs++;
@@ -135,14 +147,11 @@ export class PieceRound {
       list.push(holder);
       this.holders.set(r.number, list);
       this.lastProgress = Date.now();
-      if (!this.queued.has(r.number)) {
-        this.queued.add(r.number);
-        this.ready.push(r.number);
-      }
+      if (!this.fetching.has(r.number)) this.queued.add(r.number);
       this.notify();
     });
     const done = (e?: Error) => {
-      if (e) this.deps.log.debug({ parent: p.peer.id, err: e.message }, "sync pieces stream ended with error");
+      this.deps.log.info({ dbg: "syncend", parent: p.host.ip, err: e?.message }, "DBG sync end");
       this.openSyncs--;
       this.notify();
     };
@@ -177,11 +186,66 @@ export class PieceRound {
     }
   }
 
+  /**
+   * Holders of piece `n` we may still ask in this round. A seed peer is asked only for pieces
+   * no other parent holds: its upload is what brings new pieces into the swarm, and a copy it
+   * sends of a piece peers already share is a new piece some other peer waits longer for.
+   */
+  private usable(n: number): Holder[] {
+    const tried = this.tried.get(n);
+    const all = (this.holders.get(n) ?? []).filter((h) => !tried?.has(h.peerId) && !this.parents.get(h.peerId)?.blocked);
+    const peers = all.filter((h) => !this.parents.get(h.peerId)?.seed);
+    return peers.length > 0 ? peers : all;
+  }
+
+  private hasRoom(h: Holder): boolean {
+    return (this.load.get(h.peerId) ?? 0) < PARENT_IN_FLIGHT;
+  }
+
+  /**
+   * Rarest first, ties at random: the piece the fewest of our parents hold, among those a parent
+   * with room can serve. Peers that start together then ask for different pieces and have
+   * something to trade, instead of all pulling pieces 0, 1, 2… from the seed peer; the seed
+   * peer's upload, the scarcest link in the swarm, goes to pieces nobody else has yet.
+   */
+  private pick(random = Math.random): number | undefined {
+    let best: number | undefined;
+    let bestCount = Infinity;
+    let ties = 0;
+    for (const n of this.queued) {
+      if (!this.missing.has(n)) {
+        this.queued.delete(n);
+        continue;
+      }
+      const holders = this.usable(n);
+      if (!holders.some((h) => this.hasRoom(h))) continue;
+      if (holders.length < bestCount) {
+        best = n;
+        bestCount = holders.length;
+        ties = 1;
+      } else if (holders.length === bestCount && random() * ++ties < 1) {
+        best = n;
+      }
+    }
+    if (best !== undefined) this.queued.delete(best);
+    return best;
+  }
+
+  /** The least loaded holder with room, by spare upload bandwidth among equals. */
+  private chooseParent(candidates: Holder[]): Holder | undefined {
+    const loadOf = (h: Holder) => this.load.get(h.peerId) ?? 0;
+    const least = Math.min(...candidates.map(loadOf));
+    return pickWeighted(
+      candidates.filter((h) => loadOf(h) === least),
+      (h) => this.parents.get(h.peerId)?.weight ?? 1,
+    );
+  }
+
   private async worker(signal?: AbortSignal): Promise<void> {
     for (;;) {
       if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error("download aborted");
       if (this.missing.size === 0) return this.notify();
-      const n = this.ready.shift();
+      const n = this.pick();
       if (n === undefined) {
         // Nothing to fetch now: wait for a report, unless no parent can report anything more.
         if (this.openSyncs === 0 && this.inFlight === 0) return this.notify();
@@ -199,9 +263,11 @@ export class PieceRound {
       }
       if (!this.missing.has(n)) continue;
       this.inFlight++;
+      this.fetching.add(n);
       try {
         await this.fetchPiece(n);
       } finally {
+        this.fetching.delete(n);
         this.inFlight--;
         this.notify();
       }
@@ -214,13 +280,13 @@ export class PieceRound {
     let last: Holder | undefined;
     let lastError: unknown;
     for (;;) {
-      const candidates = (this.holders.get(n) ?? []).filter((h) => !tried.has(h.peerId) && !this.parents.get(h.peerId)?.blocked);
-      const holder = pickWeighted(candidates, (h) => this.parents.get(h.peerId)?.weight ?? 1);
+      const holder = this.chooseParent(this.usable(n));
       if (!holder) break;
       tried.add(holder.peerId);
       last = holder;
+      this.load.set(holder.peerId, (this.load.get(holder.peerId) ?? 0) + 1);
       try {
-        const info = await this.deps.fetch(holder, n);
+        const info = await this.deps.fetch(holder, n).finally(() => this.load.set(holder.peerId, (this.load.get(holder.peerId) ?? 1) - 1));
         this.missing.delete(n);
         this.lastProgress = Date.now();
         this.deps.onPiece(info, holder);
@@ -250,7 +316,6 @@ export class PieceRound {
       if (this.ended || !this.missing.has(n) || this.queued.has(n) || !(this.holders.get(n)?.length ?? 0)) return;
       this.tried.delete(n);
       this.queued.add(n);
-      this.ready.push(n);
       this.notify();
     }, PIECE_RETRY_DELAY_MS);
     t.unref();

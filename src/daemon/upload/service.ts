@@ -14,6 +14,7 @@ import type { TaskStore } from "../storage/types.js";
 import type { TaskManager } from "../task/manager.js";
 import { toProtoPiece } from "../task/manager.js";
 import { TrafficType } from "../../gen/common/v2/common.js";
+import type { PieceSpreader, Subscriber } from "./spread.js";
 
 export interface UploadServiceDeps {
   storage: Storage;
@@ -29,6 +30,8 @@ export interface UploadServiceDeps {
   newPeerId: () => string;
   /** How often SyncHost samples; Dragonfly uses 1 s. */
   syncHostIntervalMs?: number;
+  /** Offers fresh pieces to one child at a time (absent: to every child at once). */
+  spreader?: PieceSpreader;
 }
 
 export function localTaskToProto(t: TaskStore): Task {
@@ -102,13 +105,37 @@ export class UploadService {
     }
     const pending = new Set(call.request.interestedPieceNumbers);
     const port = this.deps.piecePort();
+    const spreader = this.deps.spreader;
+    const sub: Subscriber = { wants: (n) => pending.has(n) };
+    const unsubscribe = spreader?.subscribe(task.id, sub);
+    const held = new Map<number, NodeJS.Timeout>();
     const send = (n: number) => {
-      if (!pending.delete(n)) return;
+      if (!pending.has(n)) return;
+      const wait = spreader?.delay(task.id, n, sub) ?? 0;
+      const timer = held.get(n);
+      if (wait > 0) {
+        if (!timer) {
+          const t = setTimeout(() => {
+            held.delete(n);
+            send(n);
+            if (pending.size === 0) finish();
+          }, wait);
+          held.set(n, t);
+        }
+        return;
+      }
+      // Released early (the child holding the turn left): the periodic pass below gets here.
+      if (timer) {
+        clearTimeout(timer);
+        held.delete(n);
+      }
       const p = task.piece(n);
       if (!p) return;
+      pending.delete(n);
       call.write({ number: p.number, offset: p.offset, length: p.length, ip: this.deps.ip, tcpPort: port });
     };
     const onPiece = (_t: TaskStore, p: { number: number }) => {
+      spreader?.landed(task.id, p.number);
       send(p.number);
       if (pending.size === 0) finish();
     };
@@ -119,6 +146,9 @@ export class UploadService {
       finished = true;
       this.deps.tasks.events.off(event, onPiece);
       clearInterval(watch);
+      for (const t of held.values()) clearTimeout(t);
+      held.clear();
+      unsubscribe?.();
       call.end();
     };
     this.deps.tasks.events.on(event, onPiece);

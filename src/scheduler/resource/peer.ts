@@ -76,6 +76,13 @@ export class Peer {
   readonly pieceCosts = new RollingWindow(PIECE_COSTS_WINDOW);
   /** Peers this peer must not be offered as parents (itself, failed and rescheduled parents). */
   readonly blockParents = new Set<string>();
+  /**
+   * Parents offered on top of the DAG by a parent refresh: peers downstream of this one, which
+   * the DAG cannot make its parents without a cycle. Exchange both ways is what lets the top of
+   * the DAG fetch from anyone but the seed peer. It cannot deadlock: a child only ever asks a
+   * parent for pieces the parent reported as finished.
+   */
+  readonly meshParents = new Map<string, Peer>();
   needBackToSource = false;
   /** Download time in ms, set when the peer finishes. */
   cost = 0;

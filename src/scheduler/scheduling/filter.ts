@@ -15,6 +15,8 @@ export interface FilterOptions {
   filterParentLimit: number;
   evaluator: Evaluator;
   rng?: () => number;
+  /** Keep parents that would close a cycle in the DAG (offered outside it, see Peer.meshParents). */
+  allowCycles?: boolean;
 }
 
 export function filterCandidateParents(child: Peer, blocklist: ReadonlySet<string>, opts: FilterOptions): FilterResult {
@@ -31,7 +33,7 @@ export function filterCandidateParents(child: Peer, blocklist: ReadonlySet<strin
     // A normal peer can serve only once it receives pieces: from parents, the origin, or done.
     else if (parent.host.type === HOST_TYPE_NORMAL && dag.inDegree(parent.id) === 0 && !parent.fsm.is(PeerState.BackToSource, PeerState.Succeeded)) reason = "not-serving";
     else if (opts.evaluator.isBadParent(parent)) reason = "bad-parent";
-    else if (!dag.canAddEdge(parent.id, child.id)) reason = "cycle";
+    else if (!opts.allowCycles && !dag.canAddEdge(parent.id, child.id)) reason = "cycle";
     if (reason) rejected.set(parent.id, reason);
     else candidates.push(parent);
   }

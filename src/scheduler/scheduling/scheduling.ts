@@ -3,7 +3,7 @@
 // retryBackToSourceLimit failed rounds (if the task's back-to-source quota allows); give up with
 // FAILED_PRECONDITION after retryLimit rounds.
 import { status } from "@grpc/grpc-js";
-import type { Peer } from "../resource/peer.js";
+import { PeerState, type Peer } from "../resource/peer.js";
 import type { Resource } from "../resource/resource.js";
 import type { Evaluator } from "./evaluator/evaluator.js";
 import { filterCandidateParents } from "./filter.js";
@@ -15,6 +15,8 @@ export interface SchedulingConfig {
   retryInterval: number;
   filterParentLimit: number;
   candidateParentLimit: number;
+  /** Top-up parents allowed outside the DAG (see Peer.meshParents); 0 = none. */
+  meshParentLimit?: number;
 }
 
 export type ScheduleOutcome = { kind: "normal"; parents: Peer[] } | { kind: "back-to-source"; description: string };
@@ -51,10 +53,10 @@ export class Scheduling {
   }
 
   /** Filtered, ranked, best `candidateParentLimit` parents (no DAG change). */
-  findCandidateParents(peer: Peer, blocklist: ReadonlySet<string>): Peer[] {
-    const { candidates } = filterCandidateParents(peer, blocklist, { filterParentLimit: this.config.filterParentLimit, evaluator: this.evaluator, rng: this.rng });
+  findCandidateParents(peer: Peer, blocklist: ReadonlySet<string>, allowCycles = false, limit = this.config.candidateParentLimit): Peer[] {
+    const { candidates } = filterCandidateParents(peer, blocklist, { filterParentLimit: this.config.filterParentLimit, evaluator: this.evaluator, rng: this.rng, allowCycles });
     if (candidates.length === 0) return [];
-    return this.evaluator.evaluateParents(candidates, peer, this.resource.now()).slice(0, this.config.candidateParentLimit);
+    return this.evaluator.evaluateParents(candidates, peer, this.resource.now()).slice(0, limit);
   }
 
   /**
@@ -63,21 +65,37 @@ export class Scheduling {
    * peer whose stream closed stops being scheduled.
    */
   /**
-   * Mid-download top-up: a running peer with fewer than candidateParentLimit parents gets the
-   * qualifying peers it does not have yet as extra parents (DAG edges added; the DAG refuses
-   * cycles). Returns the full parent list (existing parents first) when any was added,
-   * otherwise undefined. Costs one filter pass (filterParentLimit samples).
+   * Mid-download top-up: a running peer gets qualifying peers it does not have yet, up to
+   * candidateParentLimit DAG parents (edges added) plus meshParentLimit mesh parents: peers
+   * downstream of it, which the DAG cannot make its parents (Peer.meshParents). Returns the
+   * full parent list (DAG parents, then mesh parents) when any was added, otherwise undefined.
+   * Costs one filter pass (filterParentLimit samples).
    */
   refreshCandidateParents(peer: Peer): Peer[] | undefined {
     const current = peer.parents();
-    const room = this.config.candidateParentLimit - current.length;
-    if (room <= 0) return undefined;
+    for (const [id, p] of peer.meshParents) if (p.fsm.is(PeerState.Leave, PeerState.Failed)) peer.meshParents.delete(id);
+    let dagRoom = this.config.candidateParentLimit - current.length;
+    let meshRoom = (this.config.meshParentLimit ?? 0) - peer.meshParents.size;
+    if (dagRoom <= 0 && meshRoom <= 0) return undefined;
     const blocklist = new Set(peer.blockParents);
     blocklist.add(peer.id);
     for (const p of current) blocklist.add(p.id);
-    const candidates = this.findCandidateParents(peer, blocklist).slice(0, room);
-    const added = candidates.length > 0 ? this.resource.addParents(peer, candidates) : [];
-    return added.length > 0 ? [...current, ...added] : undefined;
+    for (const id of peer.meshParents.keys()) blocklist.add(id);
+    const dag = peer.task.dag;
+    let added = 0;
+    for (const c of this.findCandidateParents(peer, blocklist, meshRoom > 0, Infinity)) {
+      if (dag.canAddEdge(c.id, peer.id)) {
+        if (dagRoom <= 0 || this.resource.addParents(peer, [c]).length === 0) continue;
+        dagRoom--;
+      } else {
+        if (meshRoom <= 0) continue;
+        peer.meshParents.set(c.id, c);
+        meshRoom--;
+      }
+      added++;
+      if (dagRoom <= 0 && meshRoom <= 0) break;
+    }
+    return added > 0 ? [...peer.parents(), ...peer.meshParents.values()] : undefined;
   }
 
   async scheduleCandidateParents(peer: Peer, blocklist: ReadonlySet<string>, alive: () => boolean = () => true): Promise<ScheduleOutcome> {
@@ -90,6 +108,7 @@ export class Scheduling {
       if (n >= this.config.retryLimit) throw new SchedulingError(status.FAILED_PRECONDITION, "scheduling exceeded RetryLimit");
 
       this.resource.deleteParents(peer);
+      peer.meshParents.clear();
       const candidates = this.findCandidateParents(peer, blocklist);
       const added = candidates.length > 0 ? this.resource.addParents(peer, candidates) : [];
       if (added.length > 0) return { kind: "normal", parents: added };

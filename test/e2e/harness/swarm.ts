@@ -44,6 +44,8 @@ export interface SwarmOptions {
   log?: (msg: string) => void;
   /** Extra dfdaemon.yaml keys for every daemon (merged at the top level). */
   daemonConfig?: Record<string, unknown>;
+  /** Extra keys of scheduler.yaml's `scheduler` section (e.g. candidateParentLimit). */
+  schedulerConfig?: Record<string, unknown>;
 }
 
 export interface Proc {
@@ -68,6 +70,8 @@ export interface ProgressSample {
   /** Milliseconds since the download started. */
   t: number;
   bytes: number;
+  /** The piece that landed, the parent that served it ("" from the origin) and its cost. */
+  piece?: { number: number; parentId: string; costMs: number };
 }
 
 export interface DownloadOutcome {
@@ -332,6 +336,7 @@ http {
       stringify({
         server: { listenIP: h.ip, advertiseIP: h.ip, port: 8002, advertisePort: 8002, host: "scheduler", logLevel: "info" },
         metrics: { addr: `${h.ip}:8000` },
+        ...(this.opts.schedulerConfig ? { scheduler: this.opts.schedulerConfig } : {}),
         ...(this.manager ? { manager: { addr: `${this.manager.ip}:65003`, schedulerClusterID: 1 } } : {}),
       }),
     );
@@ -401,8 +406,10 @@ http {
         const r = res.response;
         if (r?.$case === "downloadTaskStartedResponse") outcome.contentLength = r.downloadTaskStartedResponse.contentLength;
         else if (r?.$case === "downloadPieceFinishedResponse" && r.downloadPieceFinishedResponse.piece) {
-          bytes += r.downloadPieceFinishedResponse.piece.length;
-          outcome.samples.push({ t: Date.now() - started, bytes });
+          const piece = r.downloadPieceFinishedResponse.piece;
+          bytes += piece.length;
+          const costMs = piece.cost ? piece.cost.seconds * 1000 + piece.cost.nanos / 1e6 : 0;
+          outcome.samples.push({ t: Date.now() - started, bytes, piece: { number: piece.number, parentId: piece.parentId ?? "", costMs } });
         }
       });
       let finished = false;
