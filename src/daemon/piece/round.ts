@@ -135,7 +135,6 @@ export class PieceRound {
 
   private sync(p: ParentState): void {
     const client = this.deps.uploadClients.get(p.host.ip, p.host.port);
-    this.deps.log.info({ dbg: "sync", parent: p.host.ip, seed: p.seed }, "DBG sync start");
     const stream = client.syncPieces({ hostId: this.deps.hostId, taskId: this.deps.taskId, interestedPieceNumbers: [...this.missing] });
     this.streams.push(stream);
     this.openSyncs++;
@@ -151,7 +150,7 @@ export class PieceRound {
       this.notify();
     });
     const done = (e?: Error) => {
-      this.deps.log.info({ dbg: "syncend", parent: p.host.ip, err: e?.message }, "DBG sync end");
+      if (e) this.deps.log.debug({ parent: p.peer.id, err: e.message }, "sync pieces stream ended with error");
       this.openSyncs--;
       this.notify();
     };

@@ -82,18 +82,23 @@ export class Scheduling {
     for (const p of current) blocklist.add(p.id);
     for (const id of peer.meshParents.keys()) blocklist.add(id);
     const dag = peer.task.dag;
+    const ranked = this.findCandidateParents(peer, blocklist, meshRoom > 0, Infinity);
     let added = 0;
-    for (const c of this.findCandidateParents(peer, blocklist, meshRoom > 0, Infinity)) {
-      if (dag.canAddEdge(c.id, peer.id)) {
-        if (dagRoom <= 0 || this.resource.addParents(peer, [c]).length === 0) continue;
-        dagRoom--;
-      } else {
-        if (meshRoom <= 0) continue;
-        peer.meshParents.set(c.id, c);
-        meshRoom--;
-      }
+    for (const c of ranked) {
+      if (dagRoom <= 0) break;
+      if (!dag.canAddEdge(c.id, peer.id) || this.resource.addParents(peer, [c]).length === 0) continue;
+      dagRoom--;
       added++;
-      if (dagRoom <= 0 && meshRoom <= 0) break;
+    }
+    // Mesh parents at random, not by rank: every child ranks the same few peers best, and
+    // giving them all the same mesh parents makes hubs whose upload is split many ways.
+    const downstream = ranked.filter((c) => !dag.canAddEdge(c.id, peer.id) && !dag.parents(peer.id).includes(c));
+    while (meshRoom > 0 && downstream.length > 0) {
+      const [c] = downstream.splice(Math.floor(this.rng() * downstream.length), 1);
+      if (!c) break;
+      peer.meshParents.set(c.id, c);
+      meshRoom--;
+      added++;
     }
     return added > 0 ? [...peer.parents(), ...peer.meshParents.values()] : undefined;
   }
