@@ -942,10 +942,35 @@ impl PieceStore {
         if let Ok(mut reg) = registry().lock() {
             reg.remove(&self.info.dir);
         }
-        match std::fs::remove_dir_all(&self.info.dir) {
+        let removed = match std::fs::remove_dir_all(&self.info.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("remove", &self.info.dir, e)),
+        };
+        if removed.is_ok() {
+            self.release_files();
+        }
+        removed
+    }
+
+    /// Points the store's descriptors at /dev/null once its files are unlinked, so their disk
+    /// space comes back now and not only when the last handle drops (a JS object waiting for
+    /// garbage collection, a piece server still holding the store): GC by disk watermark
+    /// would otherwise see no space freed. The descriptor numbers stay valid for whoever holds
+    /// them: I/O already in flight and live mmap views keep the old file until they end;
+    /// later reads find nothing (the piece server then cuts the body short) and new calls
+    /// are refused with DF_NOT_FOUND.
+    fn release_files(&self) {
+        let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") else { return };
+        let mut fds = vec![self.file.as_raw_fd()];
+        fds.extend(self.direct.as_ref().map(|d| d.as_raw_fd()));
+        if let Ok(meta) = self.meta.lock() {
+            fds.push(meta.file.as_raw_fd());
+        }
+        for fd in fds {
+            // SAFETY: both descriptors are open and owned by this process; dup3 atomically
+            // replaces what `fd` refers to, keeping close-on-exec.
+            unsafe { libc::dup3(null.as_raw_fd(), fd, libc::O_CLOEXEC) };
         }
     }
 }
@@ -1279,8 +1304,12 @@ mod tests {
         s.write_piece(0, vec![1u8; 4096], WriteMeta::default()).await.unwrap();
         let again = PieceStore::open_existing(dir.path(), TASK).unwrap();
         assert!(Arc::ptr_eq(&s, &again), "one instance per task in a process");
+        let fd = s.content_file().as_raw_fd();
         delete_task(dir.path(), TASK).unwrap();
         assert!(!dir.path().join(TASK).exists());
+        // The unlinked file is let go at once (its space freed) though `s` is still held.
+        let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        assert_eq!(target, Path::new("/dev/null"));
         assert_eq!(s.read_piece(0).await.unwrap_err().code, ErrorCode::NotFound);
         for bad in ["", "../etc", "a/b", ".hidden", "x\0y"] {
             assert_eq!(
