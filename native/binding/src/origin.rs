@@ -42,6 +42,31 @@ fn non_negative(name: &str, v: i64) -> Result<u64> {
     u64::try_from(v).map_err(|_| invalid(format!("{name} must not be negative")))
 }
 
+/// The ranged GET both origin bindings send: the address parsed, the headers sorted so the same
+/// headers make the same request (tests rely on it), timeouts defaulted (10 s connect, 60 s read).
+pub(crate) fn origin_request(
+    addr: &str,
+    host: String,
+    path: String,
+    headers: Option<std::collections::HashMap<String, String>>,
+    number: u32,
+    (connect_timeout_ms, read_timeout_ms): (Option<u32>, Option<u32>),
+) -> Result<OriginRequest> {
+    let addr: std::net::SocketAddr =
+        addr.parse().map_err(|_| invalid(format!("origin address {addr:?} is not ip:port")))?;
+    let mut headers: Vec<(String, String)> = headers.unwrap_or_default().into_iter().collect();
+    headers.sort();
+    Ok(OriginRequest {
+        addr,
+        host,
+        path,
+        headers,
+        number,
+        connect_timeout: Duration::from_millis(connect_timeout_ms.unwrap_or(10_000) as u64),
+        read_timeout: Duration::from_millis(read_timeout_ms.unwrap_or(60_000) as u64),
+    })
+}
+
 /// Sends a ranged GET and resolves once the answer's head checked out (206 with the asked
 /// range, or 200 for the whole content); rejects with DF_BACKEND carrying the origin's answer.
 #[napi(ts_return_type = "Promise<OriginBody>")]
@@ -50,25 +75,20 @@ pub fn open_origin_body<'e>(
     options: OpenOriginBodyOptions,
     cancel: Option<&CancelToken>,
 ) -> Result<PromiseRaw<'e, OriginBody>> {
-    let addr: std::net::SocketAddr =
-        options.addr.parse().map_err(|_| invalid(format!("origin address {:?} is not ip:port", options.addr)))?;
     let offset = non_negative("offset", options.offset)?;
     let length = non_negative("length", options.length)?;
     let content_length = non_negative("contentLength", options.content_length)?;
     if offset.checked_add(length).is_none_or(|end| end > content_length) {
         return Err(invalid(format!("range {offset}+{length} is outside the {content_length}-byte content")));
     }
-    let mut headers: Vec<(String, String)> = options.headers.unwrap_or_default().into_iter().collect();
-    headers.sort();
-    let req = OriginRequest {
-        addr,
-        host: options.host,
-        path: options.path,
-        headers,
-        number: 0,
-        connect_timeout: Duration::from_millis(options.connect_timeout_ms.unwrap_or(10_000) as u64),
-        read_timeout: Duration::from_millis(options.read_timeout_ms.unwrap_or(60_000) as u64),
-    };
+    let req = origin_request(
+        &options.addr,
+        options.host,
+        options.path,
+        options.headers,
+        0,
+        (options.connect_timeout_ms, options.read_timeout_ms),
+    )?;
     let token = cancel.map(CancelToken::token).unwrap_or_default();
     env.spawn_future(async move {
         let body = origin::open_body(origin::default_pool(), &req, offset, length, content_length, &token)

@@ -4,7 +4,7 @@ use crate::error::{to_js, Code, Result};
 use damselfly_core::cancel;
 use damselfly_core::client::{self, FetchOptions};
 use damselfly_core::digest::Algorithm;
-use damselfly_core::origin::{self, OriginRequest};
+use damselfly_core::origin;
 use damselfly_core::server::{self, PieceServer, ServePath, ServerConfig};
 use damselfly_core::store::{self, PieceRecord, PieceStore, StoreOptions, SyncPolicy, Tier, WriteMeta};
 use damselfly_core::{CoreError, ErrorCode};
@@ -296,22 +296,16 @@ impl TaskStore {
         options: FetchFromOriginOptions,
         cancel: Option<&CancelToken>,
     ) -> Result<PromiseRaw<'e, PieceInfo>> {
-        let addr: std::net::SocketAddr =
-            options.addr.parse().map_err(|_| invalid(format!("origin address {:?} is not ip:port", options.addr)))?;
         let s = self.inner.clone();
         let token = cancel.map(|c| c.inner.clone()).unwrap_or_default();
-        // Sorted so the request is the same for the same headers (and tests can rely on it).
-        let mut headers: Vec<(String, String)> = options.headers.unwrap_or_default().into_iter().collect();
-        headers.sort();
-        let req = OriginRequest {
-            addr,
-            host: options.host,
-            path: options.path,
-            headers,
-            number: options.number,
-            connect_timeout: Duration::from_millis(options.connect_timeout_ms.unwrap_or(10_000) as u64),
-            read_timeout: Duration::from_millis(options.read_timeout_ms.unwrap_or(60_000) as u64),
-        };
+        let req = crate::origin::origin_request(
+            &options.addr,
+            options.host,
+            options.path,
+            options.headers,
+            options.number,
+            (options.connect_timeout_ms, options.read_timeout_ms),
+        )?;
         env.spawn_future(async move {
             origin::fetch_from_origin(origin::default_pool(), &s, &req, &token)
                 .await

@@ -876,6 +876,37 @@ mod tests {
         TestOrigin { addr, accepted, requests }
     }
 
+    /// A 206 reply with the requested range of `content` in chunks of `sizes` (cycled), hex
+    /// sizes in upper case on even chunks when `alternate`, `ext` on even chunks (on every chunk
+    /// when not `alternate`), ended by a trailer.
+    fn chunked_reply(content: &[u8], head: &str, sizes: &[usize], ext: &str, alternate: bool) -> Reply {
+        let (a, b) = range_of(head);
+        let mut out = format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{}\r\nTransfer-Encoding: chunked\r\n\r\n",
+            content.len()
+        )
+        .into_bytes();
+        let body = &content[a..=b];
+        let mut off = 0;
+        for (i, size) in sizes.iter().cycle().enumerate() {
+            if off == body.len() {
+                break;
+            }
+            let size = (*size).min(body.len() - off);
+            let line = match (alternate, i % 2 == 0) {
+                (true, true) => format!("{size:X}{ext}\r\n"),
+                (true, false) => format!("{size:X}\r\n"),
+                (false, _) => format!("{size:x}{ext}\r\n"),
+            };
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(&body[off..off + size]);
+            out.extend_from_slice(b"\r\n");
+            off += size;
+        }
+        out.extend_from_slice(b"0\r\nX-Trailer: yes\r\n\r\n");
+        Reply { bytes: out, close: false }
+    }
+
     fn range_of(head: &str) -> (usize, usize) {
         let line = head.lines().find(|l| l.to_ascii_lowercase().starts_with("range: bytes=")).unwrap();
         let (a, b) = line["range: bytes=".len()..].split_once('-').unwrap();
@@ -941,30 +972,7 @@ mod tests {
     async fn chunked_bodies_with_extensions_and_trailers() {
         let content = Arc::new(pattern(2 * PIECE as usize, 2));
         let c = content.clone();
-        let o = origin(Arc::new(move |h| {
-            let (a, b) = range_of(h);
-            let mut out = format!(
-                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{}\r\nTransfer-Encoding: chunked\r\n\r\n",
-                c.len()
-            )
-            .into_bytes();
-            let body = &c[a..=b];
-            let mut off = 0;
-            for (i, size) in [1usize, 4095, 30000, 7].iter().cycle().enumerate() {
-                if off == body.len() {
-                    break;
-                }
-                let size = (*size).min(body.len() - off);
-                let ext = if i % 2 == 0 { ";name=value" } else { "" };
-                out.extend_from_slice(format!("{size:X}{ext}\r\n").as_bytes());
-                out.extend_from_slice(&body[off..off + size]);
-                out.extend_from_slice(b"\r\n");
-                off += size;
-            }
-            out.extend_from_slice(b"0\r\nX-Trailer: yes\r\n\r\n");
-            Reply { bytes: out, close: false }
-        }))
-        .await;
+        let o = origin(Arc::new(move |h| chunked_reply(&c, h, &[1, 4095, 30000, 7], ";name=value", true))).await;
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path(), "chunked", content.len() as u64, PIECE);
         let pool = OriginPool::default();
@@ -1268,29 +1276,7 @@ mod tests {
     async fn streamed_chunked_body_with_trailers() {
         let content = Arc::new(pattern(2 * PIECE as usize + 17, 6));
         let c = content.clone();
-        let o = origin(Arc::new(move |h| {
-            let (a, b) = range_of(h);
-            let mut out = format!(
-                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{}\r\nTransfer-Encoding: chunked\r\n\r\n",
-                c.len()
-            )
-            .into_bytes();
-            let body = &c[a..=b];
-            let mut off = 0;
-            for size in [3usize, 50_000, 9].iter().cycle() {
-                if off == body.len() {
-                    break;
-                }
-                let size = (*size).min(body.len() - off);
-                out.extend_from_slice(format!("{size:x};e=1\r\n").as_bytes());
-                out.extend_from_slice(&body[off..off + size]);
-                out.extend_from_slice(b"\r\n");
-                off += size;
-            }
-            out.extend_from_slice(b"0\r\nX-Trailer: yes\r\n\r\n");
-            Reply { bytes: out, close: false }
-        }))
-        .await;
+        let o = origin(Arc::new(move |h| chunked_reply(&c, h, &[3, 50_000, 9], ";e=1", false))).await;
         let pool = OriginPool::default();
         read_body_in_slices(&o, &content, 0, content.len() as u64, &pool).await;
         read_body_in_slices(&o, &content, 5, PIECE, &pool).await;

@@ -477,12 +477,24 @@ export class TaskManager {
           const info = await this.rideOutage(() => (native ? this.pieceFromOrigin(native, n, req.signal) : this.pieceFromSource(task, n, req, backend, headers)), req.signal, () => failure !== undefined);
           session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
           this.emitPiece(task, info);
+          widen();
         } catch (e) {
           failure ??= e;
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.opts.concurrentPieceCount, Math.max(1, queue.length)) }, worker));
+    // Two pieces first, one more worker per piece landed, up to concurrentPieceCount. A fast
+    // origin reaches full width within a few pieces; on a slow link the first pieces land (and
+    // can be shared by a seed peer) long before eight ranges splitting the link would, and the
+    // later ones land one after another instead of eight at a time.
+    const width = Math.min(this.opts.concurrentPieceCount, Math.max(1, queue.length));
+    const workers: Promise<void>[] = [];
+    const widen = () => {
+      if (workers.length < width) workers.push(worker());
+    };
+    widen();
+    widen();
+    for (let i = 0; i < workers.length; i++) await workers[i];
     if (failure !== undefined) {
       if (failure instanceof DownloadError) throw failure;
       if (failure instanceof BackendError) throw new DownloadError(failure.message, "backend", failure);
