@@ -60,11 +60,6 @@ export class Scheduling {
   }
 
   /**
-   * Runs the loop until parents are assigned in the DAG, the peer must go to the origin, or
-   * the limits are exhausted (throws SchedulingError). `alive` is polled between rounds so a
-   * peer whose stream closed stops being scheduled.
-   */
-  /**
    * Mid-download top-up: a running peer gets qualifying peers it does not have yet, up to
    * candidateParentLimit DAG parents (edges added) plus meshParentLimit mesh parents: peers
    * downstream of it, which the DAG cannot make its parents (Peer.meshParents). Returns the
@@ -83,16 +78,19 @@ export class Scheduling {
     for (const id of peer.meshParents.keys()) blocklist.add(id);
     const dag = peer.task.dag;
     const ranked = this.findCandidateParents(peer, blocklist, meshRoom > 0, Infinity);
+    // Split before adding edges: an edge into this peer never changes whether another parent
+    // would close a cycle (that needs a path out of this peer).
+    const acyclic = ranked.filter((c) => dag.canAddEdge(c.id, peer.id));
+    const downstream = ranked.filter((c) => !acyclic.includes(c));
     let added = 0;
-    for (const c of ranked) {
+    for (const c of acyclic) {
       if (dagRoom <= 0) break;
-      if (!dag.canAddEdge(c.id, peer.id) || this.resource.addParents(peer, [c]).length === 0) continue;
+      if (this.resource.addParents(peer, [c]).length === 0) continue;
       dagRoom--;
       added++;
     }
     // Mesh parents at random, not by rank: every child ranks the same few peers best, and
     // giving them all the same mesh parents makes hubs whose upload is split many ways.
-    const downstream = ranked.filter((c) => !dag.canAddEdge(c.id, peer.id) && !dag.parents(peer.id).includes(c));
     while (meshRoom > 0 && downstream.length > 0) {
       const [c] = downstream.splice(Math.floor(this.rng() * downstream.length), 1);
       if (!c) break;
@@ -103,6 +101,11 @@ export class Scheduling {
     return added > 0 ? [...peer.parents(), ...peer.meshParents.values()] : undefined;
   }
 
+  /**
+   * Runs the loop until parents are assigned in the DAG, the peer must go to the origin, or
+   * the limits are exhausted (throws SchedulingError). `alive` is polled between rounds so a
+   * peer whose stream closed stops being scheduled.
+   */
   async scheduleCandidateParents(peer: Peer, blocklist: ReadonlySet<string>, alive: () => boolean = () => true): Promise<ScheduleOutcome> {
     for (let n = 0; ; ) {
       if (!alive()) throw new SchedulingError(status.CANCELLED, `peer ${peer.id} left while being scheduled`);
