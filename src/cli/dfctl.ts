@@ -7,8 +7,14 @@ import { newProgram, runProgram } from "./program.js";
 
 type Client = InstanceType<typeof DfdaemonDownloadClient>;
 
-function connect(endpoint: string): Client {
-  return new DfdaemonDownloadClient(`unix://${endpoint}`, credentials.createInsecure());
+/** Runs `use` with a client of the dfdaemon at `endpoint`, closed afterwards. */
+async function withDaemon<T>(endpoint: string, use: (c: Client) => Promise<T>): Promise<T> {
+  const c = new DfdaemonDownloadClient(`unix://${endpoint}`, credentials.createInsecure());
+  try {
+    return await use(c);
+  } finally {
+    c.close();
+  }
 }
 
 function unary<T>(call: (cb: (err: ServiceError | null, res?: T) => void) => void): Promise<T> {
@@ -48,37 +54,22 @@ export async function main(argv: string[]): Promise<number> {
     .description("list local tasks")
     .option("--json", "print JSON")
     .action(async (opts: { json?: boolean }) => {
-      const c = connect(endpoint());
-      try {
-        const res = await unary<{ tasks: StatLocalTaskResponse[] }>((cb) => c.listLocalTasks({}, new Metadata(), cb));
-        process.stdout.write(`${opts.json ? JSON.stringify(res.tasks, null, 2) : table(res.tasks.map(row))}\n`);
-      } finally {
-        c.close();
-      }
+      const res = await withDaemon(endpoint(), (c) => unary<{ tasks: StatLocalTaskResponse[] }>((cb) => c.listLocalTasks({}, new Metadata(), cb)));
+      process.stdout.write(`${opts.json ? JSON.stringify(res.tasks, null, 2) : table(res.tasks.map(row))}\n`);
     });
   task
     .command("stat <taskId>")
     .description("show one local task")
     .action(async (taskId: string) => {
-      const c = connect(endpoint());
-      try {
-        const t = await unary<StatLocalTaskResponse>((cb) => c.statLocalTask({ taskId }, new Metadata(), cb));
-        process.stdout.write(`${JSON.stringify(t, null, 2)}\n`);
-      } finally {
-        c.close();
-      }
+      const t = await withDaemon(endpoint(), (c) => unary<StatLocalTaskResponse>((cb) => c.statLocalTask({ taskId }, new Metadata(), cb)));
+      process.stdout.write(`${JSON.stringify(t, null, 2)}\n`);
     });
   task
     .command("rm <taskId>")
     .description("delete a local task and its pieces")
     .action(async (taskId: string) => {
-      const c = connect(endpoint());
-      try {
-        await unary((cb) => c.deleteLocalTask({ taskId }, new Metadata(), cb));
-        process.stdout.write(`deleted ${taskId}\n`);
-      } finally {
-        c.close();
-      }
+      await withDaemon(endpoint(), (c) => unary((cb) => c.deleteLocalTask({ taskId }, new Metadata(), cb)));
+      process.stdout.write(`deleted ${taskId}\n`);
     });
   return runProgram(program, argv);
 }
