@@ -15,19 +15,12 @@ import { Download, TaskType } from "../../src/gen/common/v2/common.js";
 import { openTaskStore, originStats } from "../../src/native/index.js";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
 import { cleanupTempDirs, downloadVia, sha256File, startTestDaemon, tempDir } from "../helpers/swarm.js";
+import { rejection } from "../helpers/rejection.js";
 
 const MiB = 1024 * 1024;
 const SIZE = 18 * MiB + 12345; // 5 pieces of 4 MiB
 
-async function failure(p: Promise<unknown>): Promise<BackendError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof BackendError) return e;
-    throw e;
-  }
-  throw new Error("expected a rejection");
-}
+const failure = (p: Promise<unknown>) => rejection(p, (e): e is BackendError => e instanceof BackendError);
 
 describe("daemon back-to-source through the native origin client", () => {
   let origin: Origin;

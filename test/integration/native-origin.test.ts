@@ -7,7 +7,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { digest, isNativeError, openTaskStore, originStats, type NativeError } from "../../src/native/index.js";
+import { digest, isNativeError, openTaskStore, originStats } from "../../src/native/index.js";
+import { rejection } from "../helpers/rejection.js";
 
 const TASK = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const PIECE = 128 * 1024;
@@ -20,15 +21,7 @@ function pattern(len: number): Buffer {
 }
 const DATA = pattern(CONTENT);
 
-async function failure(p: Promise<unknown>): Promise<NativeError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isNativeError(e)) return e;
-    throw e;
-  }
-  throw new Error("expected a rejection");
-}
+const failure = (p: Promise<unknown>) => rejection(p, isNativeError);
 
 describe("native origin fetch", () => {
   let server: Server;
