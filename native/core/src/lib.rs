@@ -11,6 +11,8 @@ pub mod origin;
 pub mod probe;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod testutil;
 pub mod uring;
 pub mod vortex;
 

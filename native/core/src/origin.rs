@@ -801,13 +801,10 @@ impl OriginBody {
 mod tests {
     use super::*;
     use crate::store::{StoreOptions, SyncPolicy, Tier};
+    use crate::testutil::pattern;
     use std::path::Path;
     use std::sync::atomic::AtomicUsize;
     use tokio::net::TcpListener;
-
-    fn pattern(len: usize, seed: u32) -> Vec<u8> {
-        (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8).collect()
-    }
 
     fn open(root: &Path, task: &str, content: u64, piece: u64) -> Arc<PieceStore> {
         PieceStore::open(StoreOptions {

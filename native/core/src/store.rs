@@ -1087,10 +1087,7 @@ pub fn copy_and_hash(data: &[u8], extra: Option<Algorithm>) -> Result<(PooledBuf
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pattern(len: usize, seed: u32) -> Vec<u8> {
-        (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8).collect()
-    }
+    use crate::testutil::pattern;
 
     fn opts(root: &Path, task: &str, content: u64, piece: u64) -> StoreOptions {
         StoreOptions {
