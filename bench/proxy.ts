@@ -21,7 +21,7 @@ import { silentLogger } from "../src/common/logger.js";
 import { DaemonConfigSchema, resolveDaemonConfig } from "../src/daemon/config.js";
 import { startDaemon, type DaemonHandle } from "../src/daemon/daemon.js";
 import { freePort } from "./lib/nginx.js";
-import { durationResult, median, throughputResult } from "./lib/measure.js";
+import { durationResult, interleave, median, throughputResult } from "./lib/measure.js";
 import type { BenchContext, BenchSuite } from "./lib/types.js";
 
 const MiB = 1024 * 1024;
@@ -164,8 +164,6 @@ const suite: BenchSuite = {
         const rounds = 3;
         return withSetup(ctx, size, async (registry, daemon, digest) => {
           const path = `/v2/bench/blob/blobs/${digest}`;
-          const ours: number[] = [];
-          const base: number[] = [];
           const warm: number[] = [];
           const viaProxy = async () => {
             // A new tag is a new task: every round pulls from the registry through the daemon.
@@ -179,22 +177,14 @@ const suite: BenchSuite = {
           const direct = async () => size / MiB / (await curlTime(`http://127.0.0.1:${registry.port}${path}`, size));
           // Warm the registry's page cache so neither side pays the first read from disk.
           await direct();
-          for (let i = 0; i < rounds; i++) {
-            if (i % 2 === 0) {
-              ours.push(await viaProxy());
-              base.push(await direct());
-            } else {
-              base.push(await direct());
-              ours.push(await viaProxy());
-            }
-          }
-          return throughputResult("proxy-pull-blob-512m", "MB/s", median(ours), median(base), "curl straight from docker-registry", {
+          const m = await interleave(rounds, viaProxy, direct);
+          return throughputResult("proxy-pull-blob-512m", "MB/s", m.ours, m.baseline, "curl straight from docker-registry", {
             sizeMiB: size / MiB,
             rounds,
-            oursRounds: ours,
-            baselineRounds: base,
+            oursRounds: m.oursRounds,
+            baselineRounds: m.baselineRounds,
             warmMBps: median(warm),
-            warmRatio: median(warm) / median(base),
+            warmRatio: median(warm) / m.baseline,
             warmRounds: warm,
             meaning: "ours = first pull (cold, from the registry through the daemon); warm = second pull of the same task, from the daemon's store",
           });
