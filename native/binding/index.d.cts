@@ -222,6 +222,10 @@ export interface PieceServerOptions {
   tmpfsDir?: string
   /** Upload cap for the whole server; 0 or unset = unlimited. */
   rateLimitBytesPerSec?: number
+  /** Pieces sent at once, further requests refused as busy; 0 or unset = unlimited. */
+  uploadSlots?: number
+  /** Requests that may wait for a slot; beyond that they are refused as busy. */
+  uploadQueue?: number
   /** "sendfile", "splice" or "buffered"; unset = the measured default. */
   servePath?: string
   idleTimeoutMs?: number

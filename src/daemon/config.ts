@@ -29,6 +29,13 @@ export const DaemonConfigSchema = Type.Object(
       server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4000) }),
       disableShared: Type.Boolean({ default: false }),
       bandwidthLimit: Size("50GB"),
+      /**
+       * Ours: pieces the piece server sends at once; as many requests again wait for a slot,
+       * and any beyond that are refused as busy, so the child asks another parent. A piece
+       * split among many children reaches each of them late, and none of them can pass it on
+       * before it is whole. 0 = no limit (Dragonfly's behaviour).
+       */
+      concurrentPieceCount: Type.Integer({ minimum: 0, maximum: 1024, default: 3 }),
     }),
     manager: obj({ addr: Type.String({ default: "" }) }),
     /** With manager.addr: how often the scheduler list is refreshed from the manager. */

@@ -71,6 +71,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       dataDir: join(r.storageDir, "content", "tasks"),
       tmpfsDir: join(config.storage.tmpfsDir, `damselfly-${hostId.replace(/[^A-Za-z0-9.-]/g, "_")}`, "tasks"),
       rateLimitBytesPerSec: r.uploadBandwidthBytes,
+      uploadSlots: config.upload.concurrentPieceCount,
+      uploadQueue: config.upload.concurrentPieceCount,
     });
     closers.push(() => pieceServer.close());
 

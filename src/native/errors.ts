@@ -23,7 +23,8 @@ export type NativeErrorCode =
   | "DF_PROTOCOL"
   | "DF_AUTH"
   | "DF_CODEC"
-  | "DF_BACKEND";
+  | "DF_BACKEND"
+  | "DF_BUSY";
 
 export function isNativeError(e: unknown): e is NativeError {
   const code: unknown = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;

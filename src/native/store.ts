@@ -232,8 +232,10 @@ export interface PieceServerOptions {
   tmpfsDir?: string;
   /** Upload cap for the whole server; 0/unset = unlimited. */
   rateLimitBytesPerSec?: number;
-  /** Pieces sent at once, others wait their turn in arrival order; 0/unset = unlimited. */
+  /** Pieces sent at once; a request beyond that is refused at once (DF_BUSY at our clients). 0/unset = unlimited. */
   uploadSlots?: number;
+  /** Requests that may wait for a slot in arrival order; beyond slots + queue they are refused. */
+  uploadQueue?: number;
   /** Unset = `defaultPieceServePath()`, the path measured fastest. */
   servePath?: ServePath;
   idleTimeoutMs?: number;

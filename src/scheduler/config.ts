@@ -39,11 +39,11 @@ export const SchedulerConfigSchema = Type.Object(
        */
       parentRefreshInterval: Duration("1s", "how often a running peer is offered newly qualifying parents; 0s disables"),
       /**
-       * Ours: parents a top-up may offer beyond the DAG (peers downstream of the child, which
-       * the DAG cannot make its parents), so that pieces flow both ways as in a mesh; 0 keeps
-       * top-ups to the DAG as Dragonfly does.
+       * Ours: parents a top-up may offer beyond the DAG's candidateParentLimit (any qualifying
+       * peer, also one downstream of the child, which the DAG cannot make its parent), so that
+       * pieces flow both ways as in a mesh; 0 keeps top-ups to the DAG as Dragonfly does.
        */
-      meshParentLimit: Type.Integer({ minimum: 0, maximum: 20, default: 5 }),
+      meshParentLimit: Type.Integer({ minimum: 0, maximum: 20, default: 10 }),
       /** Arms of `algorithm: ab`; hosts are split between them by hash of the host id. */
       ab: Obj({ a: Evaluator("default"), b: Evaluator("bandwidth") }),
       /** Concurrent uploads a host may serve before it stops being offered as a parent. */

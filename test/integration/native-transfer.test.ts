@@ -105,6 +105,25 @@ describe("native vortex piece server and client", () => {
     }
   });
 
+  it("refuses a request beyond its upload slots as DF_BUSY, marks nothing, and serves it once a slot is free", async () => {
+    // One slot, no waiting place; 256 KiB/s keeps the first send going for about a second.
+    const s = await startPieceServer({ host: "127.0.0.1", port: 0, dataDir: src, uploadSlots: 1, uploadQueue: 0, rateLimitBytesPerSec: PIECE });
+    const dst = mkdtempSync(join(tmpdir(), "df-dst-"));
+    try {
+      const store = openTaskStore({ dataDir: dst, taskId: TASK, contentLength: CONTENT, pieceLength: PIECE });
+      const first = store.fetchPiece({ addr: `127.0.0.1:${s.port}`, number: 0 });
+      while (s.stats().bytesServed === 0) await new Promise((r) => setTimeout(r, 5));
+      expect(await codeOf(store.fetchPiece({ addr: `127.0.0.1:${s.port}`, number: 1 }))).toBe("DF_BUSY");
+      expect(store.piece(1)).toBeUndefined();
+      await first;
+      await store.fetchPiece({ addr: `127.0.0.1:${s.port}`, number: 1 });
+      expect(store.finishedCount()).toBe(2);
+    } finally {
+      await s.close();
+      rmSync(dst, { recursive: true, force: true });
+    }
+  });
+
   it("rejects corrupt bytes from a parent with DF_DIGEST_MISMATCH", async () => {
     const other = "1".repeat(64);
     const bad = mkdtempSync(join(tmpdir(), "df-bad-"));

@@ -39,8 +39,9 @@ const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 type Fetch = (h: Holder, n: number) => Promise<{ number: number; offset: number; length: number; digest: string; parentId: string; createdAt: number; finishedAt: number }>;
 
-function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch } = {}) {
+function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch; now?: () => number } = {}) {
   const fetched: Array<{ n: number; from: string }> = [];
+  const failed: number[] = [];
   const round = new PieceRound(
     {
       taskId: "t".repeat(64),
@@ -55,14 +56,15 @@ function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>
         return Promise.resolve({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
       },
       onPiece: () => undefined,
-      onPieceFailed: () => undefined,
+      onPieceFailed: (n: number) => failed.push(n),
       onBadParent: () => undefined,
       log: silentLogger(),
+      ...(opts.now ? { now: opts.now } : {}),
     },
     candidates,
     missing,
   );
-  return { round, fetched };
+  return { round, fetched, failed };
 }
 
 describe("PieceRound.addParents", () => {
@@ -174,5 +176,59 @@ describe("PieceRound piece and parent choice", () => {
     }
     expect(await done).toBe(true);
     expect(fetched).toHaveLength(5);
+  });
+
+  it("tries every parent once, then sends pieces to the one that delivered fastest", async () => {
+    const uploads = new FakeUploads();
+    let clock = 0;
+    // a takes 1000 ms a piece (a crowded parent), b 10 ms.
+    const fetch: Fetch = (h, n) => {
+      clock += h.peerId === "a" ? 1000 : 10;
+      return Promise.resolve({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
+    };
+    const { round, fetched } = newRound(uploads, [parent("a", "10.0.0.1"), parent("b", "10.0.0.2")], new Set([0, 1, 2, 3, 4, 5]), { concurrency: 1, fetch, now: () => clock });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.1", [0, 1, 2, 3, 4, 5]);
+    report(uploads, "10.0.0.2", [0, 1, 2, 3, 4, 5]);
+    expect(await done).toBe(true);
+    expect(new Set(fetched.slice(0, 2).map((f) => f.from))).toEqual(new Set(["a", "b"]));
+    expect(fetched.slice(2).map((f) => f.from)).toEqual(["b", "b", "b", "b"]);
+  });
+
+  it("takes a busy refusal as no failure: another holder serves, or the piece waits for a slot", async () => {
+    const uploads = new FakeUploads();
+    let clock = 0;
+    let refusals = 0;
+    const fetch: Fetch = (h, n) => {
+      // a refuses its first two requests as busy, as a piece server with every slot taken does.
+      if (h.peerId === "a" && refusals < 2) {
+        refusals++;
+        return Promise.reject(Object.assign(new Error("upload busy"), { code: "DF_BUSY" }));
+      }
+      return Promise.resolve({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
+    };
+    const { round, fetched, failed } = newRound(uploads, [parent("a", "10.0.0.1"), parent("b", "10.0.0.2")], new Set([0, 1]), { concurrency: 1, fetch, now: () => clock });
+    const done = round.run();
+    await tick();
+    // Piece 1 only at a: refused, then left alone while a is busy.
+    report(uploads, "10.0.0.1", [1]);
+    await tick();
+    expect(fetched).toEqual([{ n: 1, from: "a" }]);
+    report(uploads, "10.0.0.1", [0]);
+    report(uploads, "10.0.0.2", [0]);
+    await tick();
+    // Piece 0: a is still backing off, so b serves it without asking a.
+    expect(fetched.slice(1)).toEqual([{ n: 0, from: "b" }]);
+    // Once a back-off is over, piece 1 is asked of a again (refused once more, then served).
+    let finished = false;
+    void done.then(() => (finished = true));
+    while (!finished) {
+      clock += 1000;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await done).toBe(true);
+    expect(fetched.filter((f) => f.n === 1).map((f) => f.from)).toEqual(["a", "a", "a"]);
+    expect(failed).toEqual([]);
   });
 });

@@ -68,4 +68,19 @@ describe("refreshCandidateParents", () => {
     expect([...a.meshParents.keys()]).toEqual([parents[1]]);
     expect(scheduling.refreshCandidateParents(a)).toBeUndefined();
   });
+
+  it("fills the mesh with qualifying peers the full DAG has no room for, not only downstream ones", () => {
+    const { resource, task, seed, a } = swarm();
+    const scheduling = new Scheduling(resource, { ...cfg, meshParentLimit: 2 }, new DefaultEvaluator(), { rng: seededRng(7) });
+    resource.addParents(a, [seed]);
+    for (const id of ["p1", "p2", "p3", "p4", "p5"]) addPeer(resource, id, task, `h-${id}`, SUCCEEDED);
+    const parents = scheduling.refreshCandidateParents(a)?.map((p) => p.id) ?? [];
+    // Three in the DAG (the seed and two more), two of the other three in the mesh.
+    expect(a.parents()).toHaveLength(cfg.candidateParentLimit);
+    expect(a.meshParents.size).toBe(2);
+    expect(parents).toHaveLength(5);
+    expect(new Set(parents).size).toBe(5);
+    for (const id of a.meshParents.keys()) expect(a.parents().map((p) => p.id)).not.toContain(id);
+    expect(scheduling.refreshCandidateParents(a)).toBeUndefined();
+  });
 });

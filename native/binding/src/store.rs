@@ -362,6 +362,10 @@ pub struct PieceServerOptions {
     pub tmpfs_dir: Option<String>,
     /// Upload cap for the whole server; 0 or unset = unlimited.
     pub rate_limit_bytes_per_sec: Option<i64>,
+    /// Pieces sent at once, further requests refused as busy; 0 or unset = unlimited.
+    pub upload_slots: Option<u32>,
+    /// Requests that may wait for a slot; beyond that they are refused as busy.
+    pub upload_queue: Option<u32>,
     /// "sendfile", "splice" or "buffered"; unset = the measured default.
     pub serve_path: Option<String>,
     pub idle_timeout_ms: Option<u32>,
@@ -411,6 +415,8 @@ pub fn start_piece_server(env: &Env, options: PieceServerOptions) -> Result<Prom
     let cfg = ServerConfig {
         roots,
         rate_limit: non_negative("rateLimitBytesPerSec", options.rate_limit_bytes_per_sec.unwrap_or(0))?,
+        upload_slots: options.upload_slots.unwrap_or(0) as usize,
+        upload_queue: options.upload_queue.unwrap_or(0) as usize,
         serve_path: options
             .serve_path
             .as_deref()

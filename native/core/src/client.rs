@@ -144,6 +144,7 @@ async fn fetch_inner(pool: &ConnPool, store: &Arc<PieceStore>, opts: &FetchOptio
             // The exchange completed cleanly, so the connection can serve the next piece.
             pool.put(&opts.addr, sock);
             let code = match code {
+                vortex::ERR_INTERNAL if msg.starts_with(vortex::BUSY_PREFIX) => ErrorCode::Busy,
                 vortex::ERR_NOT_FOUND => ErrorCode::NotFound,
                 vortex::ERR_INVALID_ARGUMENT => ErrorCode::InvalidArgument,
                 _ => ErrorCode::Protocol,

@@ -18,6 +18,8 @@ pub enum ErrorCode {
     Codec,
     /// The origin answered with a status other than the piece (details in `CoreError::backend`).
     Backend,
+    /// A parent refused a piece because all its upload slots are taken; ask another parent.
+    Busy,
 }
 
 impl ErrorCode {
@@ -36,6 +38,7 @@ impl ErrorCode {
             ErrorCode::Auth => "DF_AUTH",
             ErrorCode::Codec => "DF_CODEC",
             ErrorCode::Backend => "DF_BACKEND",
+            ErrorCode::Busy => "DF_BUSY",
         }
     }
 }

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -61,6 +61,11 @@ pub struct ServerConfig {
     pub roots: Vec<PathBuf>,
     /// Bytes per second for all uploads of this server; 0 = unlimited.
     pub rate_limit: u64,
+    /// Pieces sent at once. 0 = unlimited.
+    pub upload_slots: usize,
+    /// Requests that may wait for a slot (in arrival order); beyond slots + queue a request is
+    /// refused at once as busy.
+    pub upload_queue: usize,
     pub serve_path: ServePath,
     /// A connection with no request for this long is closed.
     pub idle_timeout: Duration,
@@ -75,6 +80,8 @@ impl Default for ServerConfig {
         Self {
             roots: Vec::new(),
             rate_limit: 0,
+            upload_slots: 0,
+            upload_queue: 0,
             serve_path: DEFAULT_SERVE_PATH,
             idle_timeout: Duration::from_secs(60),
             read_timeout: Duration::from_secs(10),
@@ -154,6 +161,9 @@ struct Shared {
     cfg: ServerConfig,
     stats: Stats,
     limiter: Option<RateLimiter>,
+    /// Requests admitted (sending or waiting for a slot), for `upload_slots` + `upload_queue`.
+    admitted: AtomicUsize,
+    slots: tokio::sync::Semaphore,
     /// Stores opened by this server, so metadata is not re-read per request.
     stores: Mutex<HashMap<String, Arc<PieceStore>>>,
 }
@@ -178,7 +188,15 @@ impl PieceServer {
         let listener = sock.listen(1024).map_err(|e| CoreError::io("listen", e))?;
         let local = listener.local_addr().map_err(|e| CoreError::io("local_addr", e))?;
         let limiter = RateLimiter::new(cfg.rate_limit);
-        let shared = Arc::new(Shared { cfg, stats: Stats::default(), limiter, stores: Mutex::new(HashMap::new()) });
+        let slots = tokio::sync::Semaphore::new(cfg.upload_slots);
+        let shared = Arc::new(Shared {
+            cfg,
+            stats: Stats::default(),
+            limiter,
+            admitted: AtomicUsize::new(0),
+            slots,
+            stores: Mutex::new(HashMap::new()),
+        });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
         Ok(PieceServer { addr: local, shared, stop, task: Mutex::new(Some(task)) })
@@ -342,6 +360,14 @@ async fn serve_conn(mut sock: TcpStream, shared: &Shared) {
                 continue;
             }
         };
+        // A piece split among many children reaches each of them late, and none can pass it on
+        // before it is whole; refused children go to another parent or piece instead.
+        let Some(_admitted) = Admission::take(shared) else {
+            let msg = format!("{}: all {} upload slots are sending", vortex::BUSY_PREFIX, cfg.upload_slots);
+            send_error(&mut sock, shared, vortex::ERR_INTERNAL, &msg).await;
+            continue;
+        };
+        let _slot = if cfg.upload_slots > 0 { shared.slots.acquire().await.ok() } else { None };
         let meta = vortex::PieceMeta {
             number,
             offset: rec.offset,
@@ -381,6 +407,38 @@ async fn serve_conn(mut sock: TcpStream, shared: &Shared) {
                 shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
             u.push_back(Upload { task_id, number, length: rec.length });
+        }
+    }
+}
+
+/// A request let in to send or to wait for a slot; let go when dropped (also when a send fails).
+struct Admission<'a>(Option<&'a AtomicUsize>);
+
+impl<'a> Admission<'a> {
+    fn take(shared: &'a Shared) -> Option<Self> {
+        let slots = shared.cfg.upload_slots;
+        if slots == 0 {
+            return Some(Self(None));
+        }
+        let limit = slots + shared.cfg.upload_queue;
+        let admitted = &shared.admitted;
+        let mut cur = admitted.load(Ordering::Acquire);
+        loop {
+            if cur >= limit {
+                return None;
+            }
+            match admitted.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(Self(Some(admitted))),
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -876,5 +934,47 @@ mod tests {
         }
         // Only a lower bound: a slow machine can take longer, never shorter.
         assert!(t0.elapsed() >= Duration::from_millis(350), "{:?}", t0.elapsed());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_beyond_the_slots_and_the_queue_are_refused_as_busy() {
+        let a = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0, 1, 2]).await;
+        // One slot, one waiting place; 256 KiB/s keeps each send going for most of a second.
+        let cfg = ServerConfig {
+            roots: vec![a.path().to_path_buf()],
+            rate_limit: 256 * 1024,
+            upload_slots: 1,
+            upload_queue: 1,
+            ..Default::default()
+        };
+        let srv = Arc::new(PieceServer::start("127.0.0.1:0".parse().unwrap(), cfg).await.unwrap());
+        let spawn_fetch = |n: u32| {
+            let srv = srv.clone();
+            tokio::spawn(async move {
+                let b = tempfile::tempdir().unwrap();
+                let dst = open(b.path());
+                fetch_piece(&ConnPool::default(), &dst, &fetch_opts(&srv, n), &CancelToken::new()).await.map(|_| ())
+            })
+        };
+        let sending = spawn_fetch(0);
+        while srv.stats().bytes_served == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let waiting = spawn_fetch(1);
+        // The waiting request is admitted once its frame is read; give it the time to arrive.
+        while srv.stats().connections_accepted < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let b = tempfile::tempdir().unwrap();
+        let e = fetch_piece(&ConnPool::default(), &open(b.path()), &fetch_opts(&srv, 2), &CancelToken::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Busy, "{e}");
+        sending.await.unwrap().unwrap();
+        waiting.await.unwrap().unwrap();
+        // With the slot free again the refused piece is served.
+        fetch_piece(&ConnPool::default(), &open(b.path()), &fetch_opts(&srv, 2), &CancelToken::new()).await.unwrap();
     }
 }

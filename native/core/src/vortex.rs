@@ -24,6 +24,11 @@ pub const ERR_UNKNOWN: u8 = 0;
 pub const ERR_INVALID_ARGUMENT: u8 = 1;
 pub const ERR_NOT_FOUND: u8 = 2;
 pub const ERR_INTERNAL: u8 = 3;
+/// Message prefix of the Internal error a piece server sends when every upload slot is taken.
+/// Vortex has no busy code (4–255 are reserved), so a Dragonfly client sees an ordinary
+/// Internal error and tries another parent, which is the point; our client recognises the
+/// prefix and does not count the refusal as a failed piece.
+pub const BUSY_PREFIX: &str = "upload busy";
 
 /// Traffic type written by a serving peer (common.v2.TrafficType REMOTE_PEER).
 pub const TRAFFIC_REMOTE_PEER: u8 = 1;

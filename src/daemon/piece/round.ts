@@ -1,6 +1,6 @@
 // One scheduling round of a P2P download: learn which pieces each candidate parent holds
 // (SyncPieces, which keeps streaming as the parent's own download progresses), fetch each
-// missing piece from a parent chosen by spare bandwidth, `concurrency` pieces at a time, and
+// missing piece from the parent expected to deliver it first, `concurrency` pieces at a time, and
 // stop when every piece landed or no parent can give us more. The caller reschedules then.
 import type { ClientReadableStream } from "@grpc/grpc-js";
 import type { Host, Peer } from "../../gen/common/v2/common.js";
@@ -33,6 +33,8 @@ export interface RoundDeps {
   /** A parent served bytes that failed verification: not to be used again for this task. */
   onBadParent(holder: Holder, error: unknown): void;
   log: Logger;
+  /** Clock for parent speeds and busy back-offs (tests); Date.now by default. */
+  now?: () => number;
 }
 
 interface ParentState {
@@ -52,9 +54,27 @@ const PIECE_RETRY_DELAY_MS = 500;
  * late, which stalls everyone downstream of us who waits for those pieces.
  */
 const PARENT_IN_FLIGHT = 2;
+/**
+ * How fast a parent's speed estimate recovers when we stop asking it: a parent that was slow
+ * because other children crowded it is worth another try after a while, and only a new piece
+ * from it tells.
+ */
+const SPEED_RECOVERY_MS = 5000;
 
-function isDigestError(e: unknown): boolean {
-  return (e as { code?: unknown } | null)?.code === "DF_DIGEST_MISMATCH";
+interface Speed {
+  /** Bytes per millisecond of its recent pieces, moving average. */
+  bytesPerMs: number;
+  at: number;
+}
+
+/**
+ * How long a parent that refused a piece as busy (all its upload slots sending) is left alone:
+ * about the time a slot takes to free up on a modest link.
+ */
+const BUSY_BACKOFF_MS = 200;
+
+function errorCode(e: unknown): unknown {
+  return (e as { code?: unknown } | null)?.code;
 }
 
 export class PieceRound {
@@ -64,6 +84,10 @@ export class PieceRound {
   private readonly queued = new Set<number>();
   /** Our requests in flight per parent, so one parent is not asked for everything at once. */
   private readonly load = new Map<string, number>();
+  /** What each parent delivered to us lately, so pieces go to the parent expected to finish first. */
+  private readonly speed = new Map<string, Speed>();
+  /** Parents that refused us as busy, until when we leave them alone. */
+  private readonly busyUntil = new Map<string, number>();
   private readonly fetching = new Set<number>();
   private readonly parents = new Map<string, ParentState>();
   private readonly streams: Array<ClientReadableStream<unknown>> = [];
@@ -197,8 +221,16 @@ export class PieceRound {
     return peers.length > 0 ? peers : all;
   }
 
+  private now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+
+  private isBusy(h: Holder): boolean {
+    return (this.busyUntil.get(h.peerId) ?? 0) > this.now();
+  }
+
   private hasRoom(h: Holder): boolean {
-    return (this.load.get(h.peerId) ?? 0) < PARENT_IN_FLIGHT;
+    return (this.load.get(h.peerId) ?? 0) < PARENT_IN_FLIGHT && !this.isBusy(h);
   }
 
   /**
@@ -230,14 +262,37 @@ export class PieceRound {
     return best;
   }
 
-  /** The least loaded holder with room, by spare upload bandwidth among equals. */
+  /**
+   * The holder expected to deliver the piece first: our requests queued at it plus this one,
+   * over the speed it gave us lately. Each child only sees its own requests, and a parent many
+   * children crowd splits its upload among all of them, so what a parent actually delivered is
+   * the one signal that steers us away from crowded parents to idle ones. Parents we have not
+   * measured yet go first (that is how they get measured); equals are split by the spare
+   * bandwidth they report.
+   */
   private chooseParent(candidates: Holder[]): Holder | undefined {
-    const loadOf = (h: Holder) => this.load.get(h.peerId) ?? 0;
-    const least = Math.min(...candidates.map(loadOf));
+    const roomy = candidates.filter((h) => this.hasRoom(h));
+    const pool = roomy.length > 0 ? roomy : candidates.filter((h) => !this.isBusy(h));
+    if (pool.length === 0) return undefined;
+    const now = this.now();
+    const expected = (h: Holder) => {
+      const s = this.speed.get(h.peerId);
+      if (!s) return 0;
+      const recovered = s.bytesPerMs * 2 ** ((now - s.at) / SPEED_RECOVERY_MS);
+      return ((this.load.get(h.peerId) ?? 0) + 1) / recovered;
+    };
+    const soonest = Math.min(...pool.map(expected));
     return pickWeighted(
-      candidates.filter((h) => loadOf(h) === least),
+      pool.filter((h) => expected(h) <= soonest * 1.1),
       (h) => this.parents.get(h.peerId)?.weight ?? 1,
     );
+  }
+
+  private measured(peerId: string, bytes: number, ms: number): void {
+    const s = this.speed.get(peerId);
+    // A failure halves the estimate (a zero would never recover).
+    const sample = bytes > 0 ? bytes / Math.max(1, ms) : (s?.bytesPerMs ?? 1) / 2;
+    this.speed.set(peerId, { bytesPerMs: s ? (s.bytesPerMs + sample) / 2 : sample, at: this.now() });
   }
 
   private async worker(signal?: AbortSignal): Promise<void> {
@@ -278,27 +333,45 @@ export class PieceRound {
     this.tried.set(n, tried);
     let last: Holder | undefined;
     let lastError: unknown;
+    let refused = false;
+    let failed = false;
     for (;;) {
       const holder = this.chooseParent(this.usable(n));
       if (!holder) break;
       tried.add(holder.peerId);
       last = holder;
       this.load.set(holder.peerId, (this.load.get(holder.peerId) ?? 0) + 1);
+      const asked = this.now();
       try {
         const info = await this.deps.fetch(holder, n).finally(() => this.load.set(holder.peerId, (this.load.get(holder.peerId) ?? 1) - 1));
+        this.measured(holder.peerId, info.length, this.now() - asked);
         this.missing.delete(n);
         this.lastProgress = Date.now();
         this.deps.onPiece(info, holder);
         return;
       } catch (e) {
+        if (errorCode(e) === "DF_BUSY") {
+          this.busyUntil.set(holder.peerId, this.now() + BUSY_BACKOFF_MS);
+          refused = true;
+          continue;
+        }
+        failed = true;
         lastError = e;
-        if (isDigestError(e)) {
+        // A failed request delivered nothing in all that time.
+        this.measured(holder.peerId, 0, this.now() - asked);
+        if (errorCode(e) === "DF_DIGEST_MISMATCH") {
           const p = this.parents.get(holder.peerId);
           if (p) p.blocked = true;
           this.deps.onBadParent(holder, e);
         }
         this.deps.log.debug({ piece: n, parent: holder.peerId, err: e instanceof Error ? e.message : String(e) }, "piece fetch from parent failed");
       }
+    }
+    if (refused && !failed) {
+      // Only busy parents (or none with room): nothing failed, the piece waits for a free slot.
+      this.tried.delete(n);
+      this.queued.add(n);
+      return;
     }
     if (last) this.deps.onPieceFailed(n, last, lastError);
     // A SyncPieces stream reports each piece once, so a piece whose holders all failed (a busy

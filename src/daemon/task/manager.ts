@@ -4,6 +4,7 @@
 // Every piece lands through the native store and is reported to the scheduler at once, so
 // children can pull it while we are still downloading. Concurrent requests for one task share
 // one download.
+import { BackToSourceWidth } from "./width.js";
 import { EventEmitter } from "node:events";
 import { dirname } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
@@ -468,32 +469,32 @@ export class TaskManager {
       if (queue.length === 0) return;
     }
     let failure: unknown;
+    const width = new BackToSourceWidth(Math.min(this.opts.concurrentPieceCount, Math.max(1, queue.length)));
+    const workers: Promise<void>[] = [];
+    let active = 0;
     const worker = async () => {
-      for (;;) {
-        if (failure !== undefined) return;
-        const n = queue.shift();
-        if (n === undefined) return;
-        try {
-          const info = await this.rideOutage(() => (native ? this.pieceFromOrigin(native, n, req.signal) : this.pieceFromSource(task, n, req, backend, headers)), req.signal, () => failure !== undefined);
-          session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
-          this.emitPiece(task, info);
-          widen();
-        } catch (e) {
-          failure ??= e;
+      active++;
+      try {
+        for (;;) {
+          if (failure !== undefined || active > width.target) return;
+          const n = queue.shift();
+          if (n === undefined) return;
+          try {
+            const started = performance.now();
+            const info = await this.rideOutage(() => (native ? this.pieceFromOrigin(native, n, req.signal) : this.pieceFromSource(task, n, req, backend, headers)), req.signal, () => failure !== undefined);
+            session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
+            this.emitPiece(task, info);
+            width.landed(performance.now() - started);
+            while (active < width.target && queue.length > 0) workers.push(worker());
+          } catch (e) {
+            failure ??= e;
+          }
         }
+      } finally {
+        active--;
       }
     };
-    // Two pieces first, one more worker per piece landed, up to concurrentPieceCount. A fast
-    // origin reaches full width within a few pieces; on a slow link the first pieces land (and
-    // can be shared by a seed peer) long before eight ranges splitting the link would, and the
-    // later ones land one after another instead of eight at a time.
-    const width = Math.min(this.opts.concurrentPieceCount, Math.max(1, queue.length));
-    const workers: Promise<void>[] = [];
-    const widen = () => {
-      if (workers.length < width) workers.push(worker());
-    };
-    widen();
-    widen();
+    workers.push(worker());
     for (let i = 0; i < workers.length; i++) await workers[i];
     if (failure !== undefined) {
       if (failure instanceof DownloadError) throw failure;

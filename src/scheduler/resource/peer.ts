@@ -77,10 +77,11 @@ export class Peer {
   /** Peers this peer must not be offered as parents (itself, failed and rescheduled parents). */
   readonly blockParents = new Set<string>();
   /**
-   * Parents offered on top of the DAG by a parent refresh: peers downstream of this one, which
-   * the DAG cannot make its parents without a cycle. Exchange both ways is what lets the top of
-   * the DAG fetch from anyone but the seed peer. It cannot deadlock: a child only ever asks a
-   * parent for pieces the parent reported as finished.
+   * Parents offered on top of the DAG by a parent refresh once the DAG's candidateParentLimit
+   * is reached: any qualifying peer, also one downstream of this one, which the DAG cannot make
+   * its parent without a cycle. Exchange both ways is what lets the top of the DAG fetch from
+   * anyone but the seed peer, and more parents let a child find one with upload to spare. It
+   * cannot deadlock: a child only ever asks a parent for pieces the parent reported as finished.
    */
   readonly meshParents = new Map<string, Peer>();
   needBackToSource = false;

@@ -61,8 +61,9 @@ export class Scheduling {
 
   /**
    * Mid-download top-up: a running peer gets qualifying peers it does not have yet, up to
-   * candidateParentLimit DAG parents (edges added) plus meshParentLimit mesh parents: peers
-   * downstream of it, which the DAG cannot make its parents (Peer.meshParents). Returns the
+   * candidateParentLimit DAG parents (edges added) plus meshParentLimit mesh parents: the
+   * qualifying peers left over once the DAG is full, including peers downstream of it, which
+   * the DAG cannot make its parents (Peer.meshParents). Returns the
    * full parent list (DAG parents, then mesh parents) when any was added, otherwise undefined.
    * Costs one filter pass (filterParentLimit samples).
    */
@@ -83,16 +84,17 @@ export class Scheduling {
     const acyclic = ranked.filter((c) => dag.canAddEdge(c.id, peer.id));
     const downstream = ranked.filter((c) => !acyclic.includes(c));
     let added = 0;
+    const extra = downstream;
     for (const c of acyclic) {
-      if (dagRoom <= 0) break;
-      if (this.resource.addParents(peer, [c]).length === 0) continue;
-      dagRoom--;
-      added++;
+      if (dagRoom > 0 && this.resource.addParents(peer, [c]).length > 0) {
+        dagRoom--;
+        added++;
+      } else extra.push(c);
     }
     // Mesh parents at random, not by rank: every child ranks the same few peers best, and
     // giving them all the same mesh parents makes hubs whose upload is split many ways.
-    while (meshRoom > 0 && downstream.length > 0) {
-      const [c] = downstream.splice(Math.floor(this.rng() * downstream.length), 1);
+    while (meshRoom > 0 && extra.length > 0) {
+      const [c] = extra.splice(Math.floor(this.rng() * extra.length), 1);
       if (!c) break;
       peer.meshParents.set(c.id, c);
       meshRoom--;
