@@ -161,10 +161,11 @@ describe("PieceRound piece and parent choice", () => {
     expect(await done).toBe(true);
   });
 
-  it("keeps at most two requests in flight to one parent", async () => {
+  it("keeps at most two requests in flight to one parent among many", async () => {
     const uploads = new FakeUploads();
     const held = heldFetch();
-    const { round, fetched } = newRound(uploads, [parent("a", "10.0.0.1")], new Set([0, 1, 2, 3, 4]), { concurrency: 4, fetch: held.fetch });
+    const others = [parent("b", "10.0.0.2"), parent("c", "10.0.0.3"), parent("d", "10.0.0.4")];
+    const { round, fetched } = newRound(uploads, [parent("a", "10.0.0.1"), ...others], new Set([0, 1, 2, 3, 4]), { concurrency: 8, fetch: held.fetch });
     const done = round.run();
     await tick();
     report(uploads, "10.0.0.1", [0, 1, 2, 3, 4]);
@@ -230,5 +231,22 @@ describe("PieceRound piece and parent choice", () => {
     expect(await done).toBe(true);
     expect(fetched.filter((f) => f.n === 1).map((f) => f.from)).toEqual(["a", "a", "a"]);
     expect(failed).toEqual([]);
+  });
+
+  it("asks a lone parent for up to four pieces at once, so our workers are not idle", async () => {
+    const uploads = new FakeUploads();
+    const held = heldFetch();
+    const { round, fetched } = newRound(uploads, [parent("a", "10.0.0.1")], new Set([0, 1, 2, 3, 4, 5]), { concurrency: 8, fetch: held.fetch });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.1", [0, 1, 2, 3, 4, 5]);
+    await tick();
+    expect(fetched).toHaveLength(4);
+    for (let i = 0; i < 4; i++) {
+      held.releaseAll();
+      await tick();
+    }
+    expect(await done).toBe(true);
+    expect(fetched).toHaveLength(6);
   });
 });

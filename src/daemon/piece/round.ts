@@ -51,9 +51,13 @@ const PIECE_RETRY_DELAY_MS = 500;
 /**
  * Our requests in flight to one parent. Two keep a parent's link busy (one piece streams while
  * the next is asked for); more would only split its upload into slower transfers that all land
- * late, which stalls everyone downstream of us who waits for those pieces.
+ * late, which stalls everyone downstream of us who waits for those pieces. With fewer parents
+ * than our workers can keep busy at two each (a task cached on one other host, a seed peer that
+ * holds it all), the limit would only idle our workers: then up to PARENT_IN_FLIGHT_FEW, which
+ * stays within what a piece server admits before it refuses as busy (3 sending + 3 waiting).
  */
 const PARENT_IN_FLIGHT = 2;
+const PARENT_IN_FLIGHT_FEW = 4;
 /**
  * How fast a parent's speed estimate recovers when we stop asking it: a parent that was slow
  * because other children crowded it is worth another try after a while, and only a new piece
@@ -93,6 +97,7 @@ export class PieceRound {
   private readonly streams: Array<ClientReadableStream<unknown>> = [];
   private readonly syncedHosts = new Set<string>();
   private readonly retries = new Map<number, number>();
+  private perParent = PARENT_IN_FLIGHT;
   private running = false;
   private ended = false;
   private openSyncs = 0;
@@ -112,6 +117,7 @@ export class PieceRound {
     if (!peer.host || !peer.host.ip || this.parents.has(peer.id)) return undefined;
     const p: ParentState = { peer, host: peer.host, weight: spareBandwidthWeight(peer.host.network?.maxTxBandwidth, peer.host.network?.txBandwidth), blocked: false, seed: peer.host.type !== HOST_TYPE.normal };
     this.parents.set(peer.id, p);
+    this.parentsChanged();
     return p;
   }
 
@@ -225,12 +231,18 @@ export class PieceRound {
     return this.deps.now?.() ?? Date.now();
   }
 
+  /** Recomputes the per-parent limit (see PARENT_IN_FLIGHT) when parents join or are blocked. */
+  private parentsChanged(): void {
+    const serving = [...this.parents.values()].filter((p) => !p.blocked).length;
+    this.perParent = Math.max(PARENT_IN_FLIGHT, Math.min(PARENT_IN_FLIGHT_FEW, Math.ceil(this.deps.concurrency / Math.max(1, serving))));
+  }
+
   private isBusy(h: Holder): boolean {
     return (this.busyUntil.get(h.peerId) ?? 0) > this.now();
   }
 
   private hasRoom(h: Holder): boolean {
-    return (this.load.get(h.peerId) ?? 0) < PARENT_IN_FLIGHT && !this.isBusy(h);
+    return (this.load.get(h.peerId) ?? 0) < this.perParent && !this.isBusy(h);
   }
 
   /**
@@ -362,6 +374,7 @@ export class PieceRound {
         if (errorCode(e) === "DF_DIGEST_MISMATCH") {
           const p = this.parents.get(holder.peerId);
           if (p) p.blocked = true;
+          this.parentsChanged();
           this.deps.onBadParent(holder, e);
         }
         this.deps.log.debug({ piece: n, parent: holder.peerId, err: e instanceof Error ? e.message : String(e) }, "piece fetch from parent failed");
