@@ -1,8 +1,10 @@
 //! Piece server: answers vortex DownloadPiece requests with the finished pieces of tasks under
 //! one or more storage roots. Bodies leave through one of three paths (sendfile, splice,
 //! buffered read/write) picked per server; the default is the one measured fastest here.
-//! A token bucket caps upload bandwidth per server; connections are reused until the peer
-//! closes them or stays idle too long; every malformed frame gets an Error frame and a close.
+//! A token bucket caps upload bandwidth per server; upload slots cap the pieces sent at once,
+//! a few more requests wait their turn and the rest are refused at once as busy; connections
+//! are reused until the peer closes them or stays idle too long; every malformed frame gets an
+//! Error frame and a close.
 
 use crate::error::{CoreError, ErrorCode, Result};
 use crate::store::PieceStore;
