@@ -161,24 +161,6 @@ describe("PieceRound piece and parent choice", () => {
     expect(await done).toBe(true);
   });
 
-  it("keeps at most two requests in flight to one parent among many", async () => {
-    const uploads = new FakeUploads();
-    const held = heldFetch();
-    const others = [parent("b", "10.0.0.2"), parent("c", "10.0.0.3"), parent("d", "10.0.0.4")];
-    const { round, fetched } = newRound(uploads, [parent("a", "10.0.0.1"), ...others], new Set([0, 1, 2, 3, 4]), { concurrency: 8, fetch: held.fetch });
-    const done = round.run();
-    await tick();
-    report(uploads, "10.0.0.1", [0, 1, 2, 3, 4]);
-    await tick();
-    expect(fetched).toHaveLength(2);
-    for (let i = 0; i < 4; i++) {
-      held.releaseAll();
-      await tick();
-    }
-    expect(await done).toBe(true);
-    expect(fetched).toHaveLength(5);
-  });
-
   it("tries every parent once, then sends pieces to the one that delivered fastest", async () => {
     const uploads = new FakeUploads();
     let clock = 0;
@@ -233,20 +215,27 @@ describe("PieceRound piece and parent choice", () => {
     expect(failed).toEqual([]);
   });
 
-  it("asks a lone parent for up to four pieces at once, so our workers are not idle", async () => {
+  // Among many parents a parent gets two of our requests at most; a lone parent gets up to four,
+  // so our workers are not idle while it has pieces for us.
+  it.each([
+    { parents: 4, inFlight: 2 },
+    { parents: 1, inFlight: 4 },
+  ])("with $parents parent(s), keeps at most $inFlight requests in flight to one parent", async ({ parents, inFlight }) => {
     const uploads = new FakeUploads();
     const held = heldFetch();
-    const { round, fetched } = newRound(uploads, [parent("a", "10.0.0.1")], new Set([0, 1, 2, 3, 4, 5]), { concurrency: 8, fetch: held.fetch });
+    const candidates = Array.from({ length: parents }, (_, i) => parent(String.fromCharCode(97 + i), `10.0.0.${i + 1}`));
+    const pieces = [0, 1, 2, 3, 4, 5];
+    const { round, fetched } = newRound(uploads, candidates, new Set(pieces), { concurrency: 8, fetch: held.fetch });
     const done = round.run();
     await tick();
-    report(uploads, "10.0.0.1", [0, 1, 2, 3, 4, 5]);
+    report(uploads, "10.0.0.1", pieces);
     await tick();
-    expect(fetched).toHaveLength(4);
-    for (let i = 0; i < 4; i++) {
+    expect(fetched).toHaveLength(inFlight);
+    for (let i = 0; i < pieces.length; i++) {
       held.releaseAll();
       await tick();
     }
     expect(await done).toBe(true);
-    expect(fetched).toHaveLength(6);
+    expect(fetched).toHaveLength(pieces.length);
   });
 });
