@@ -215,16 +215,17 @@ describe("PieceRound piece and parent choice", () => {
     expect(failed).toEqual([]);
   });
 
-  // Among many parents a parent gets two of our requests at most; a lone parent gets up to four,
-  // so our workers are not idle while it has pieces for us.
+  // Among many parents a parent gets two of our requests at most; with few, more (up to six),
+  // so our workers are not idle while they have pieces for us.
   it.each([
     { parents: 4, inFlight: 2 },
-    { parents: 1, inFlight: 4 },
+    { parents: 2, inFlight: 4 },
+    { parents: 1, inFlight: 6 },
   ])("with $parents parent(s), keeps at most $inFlight requests in flight to one parent", async ({ parents, inFlight }) => {
     const uploads = new FakeUploads();
     const held = heldFetch();
     const candidates = Array.from({ length: parents }, (_, i) => parent(String.fromCharCode(97 + i), `10.0.0.${i + 1}`));
-    const pieces = [0, 1, 2, 3, 4, 5];
+    const pieces = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
     const { round, fetched } = newRound(uploads, candidates, new Set(pieces), { concurrency: 8, fetch: held.fetch });
     const done = round.run();
     await tick();

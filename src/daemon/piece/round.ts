@@ -53,11 +53,11 @@ const PIECE_RETRY_DELAY_MS = 500;
  * the next is asked for); more would only split its upload into slower transfers that all land
  * late, which stalls everyone downstream of us who waits for those pieces. With fewer parents
  * than our workers can keep busy at two each (a task cached on one other host, a seed peer that
- * holds it all), the limit would only idle our workers: then up to PARENT_IN_FLIGHT_FEW, which
- * stays within what a piece server admits before it refuses as busy (3 sending + 3 waiting).
+ * holds it all), the limit would only idle our workers: then up to PARENT_IN_FLIGHT_FEW, what a
+ * piece server admits by default before it refuses as busy (3 sending + 3 waiting).
  */
 const PARENT_IN_FLIGHT = 2;
-const PARENT_IN_FLIGHT_FEW = 4;
+const PARENT_IN_FLIGHT_FEW = 6;
 /**
  * How fast a parent's speed estimate recovers when we stop asking it: a parent that was slow
  * because other children crowded it is worth another try after a while, and only a new piece
