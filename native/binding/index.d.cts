@@ -222,9 +222,12 @@ export interface PieceServerOptions {
   tmpfsDir?: string
   /** Upload cap for the whole server; 0 or unset = unlimited. */
   rateLimitBytesPerSec?: number
-  /** Pieces sent at once, further requests refused as busy; 0 or unset = unlimited. */
+  /** Pieces sent at once; 0 or unset = unlimited (see `uploadQueue` for what happens beyond). */
   uploadSlots?: number
-  /** Requests that may wait for a slot; beyond that they are refused as busy. */
+  /**
+   * Requests that may wait for a slot in arrival order; beyond slots + queue they are
+   * refused at once as busy.
+   */
   uploadQueue?: number
   /** "sendfile", "splice" or "buffered"; unset = the measured default. */
   servePath?: string

@@ -232,9 +232,9 @@ export interface PieceServerOptions {
   tmpfsDir?: string;
   /** Upload cap for the whole server; 0/unset = unlimited. */
   rateLimitBytesPerSec?: number;
-  /** Pieces sent at once; a request beyond that is refused at once (DF_BUSY at our clients). 0/unset = unlimited. */
+  /** Pieces sent at once; 0/unset = unlimited. See `uploadQueue` for what happens beyond. */
   uploadSlots?: number;
-  /** Requests that may wait for a slot in arrival order; beyond slots + queue they are refused. */
+  /** Requests that may wait for a slot in arrival order; beyond slots + queue they are refused at once (DF_BUSY at our clients). */
   uploadQueue?: number;
   /** Unset = `defaultPieceServePath()`, the path measured fastest. */
   servePath?: ServePath;

@@ -39,6 +39,9 @@ const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 type Fetch = (h: Holder, n: number) => Promise<{ number: number; offset: number; length: number; digest: string; parentId: string; createdAt: number; finishedAt: number }>;
 
+/** What a parent delivers for piece `n` of the fake 4-byte-piece task. */
+const piece = (h: Holder, n: number) => ({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
+
 function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch; now?: () => number } = {}) {
   const fetched: Array<{ n: number; from: string }> = [];
   const failed: number[] = [];
@@ -53,7 +56,7 @@ function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>
       fetch: (h: Holder, n: number) => {
         fetched.push({ n, from: h.peerId });
         if (opts.fetch) return opts.fetch(h, n);
-        return Promise.resolve({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
+        return Promise.resolve(piece(h, n));
       },
       onPiece: () => undefined,
       onPieceFailed: (n: number) => failed.push(n),
@@ -115,7 +118,7 @@ describe("PieceRound.addParents", () => {
 function heldFetch() {
   const waiting: Array<() => void> = [];
   const fetch: Fetch = (h, n) =>
-    new Promise((resolve) => waiting.push(() => resolve({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 })));
+    new Promise((resolve) => waiting.push(() => resolve(piece(h, n))));
   return { fetch, releaseAll: () => waiting.splice(0).forEach((f) => f()) };
 }
 
@@ -167,7 +170,7 @@ describe("PieceRound piece and parent choice", () => {
     // a takes 1000 ms a piece (a crowded parent), b 10 ms.
     const fetch: Fetch = (h, n) => {
       clock += h.peerId === "a" ? 1000 : 10;
-      return Promise.resolve({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
+      return Promise.resolve(piece(h, n));
     };
     const { round, fetched } = newRound(uploads, [parent("a", "10.0.0.1"), parent("b", "10.0.0.2")], new Set([0, 1, 2, 3, 4, 5]), { concurrency: 1, fetch, now: () => clock });
     const done = round.run();
@@ -189,7 +192,7 @@ describe("PieceRound piece and parent choice", () => {
         refusals++;
         return Promise.reject(Object.assign(new Error("upload busy"), { code: "DF_BUSY" }));
       }
-      return Promise.resolve({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
+      return Promise.resolve(piece(h, n));
     };
     const { round, fetched, failed } = newRound(uploads, [parent("a", "10.0.0.1"), parent("b", "10.0.0.2")], new Set([0, 1]), { concurrency: 1, fetch, now: () => clock });
     const done = round.run();

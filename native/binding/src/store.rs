@@ -362,9 +362,10 @@ pub struct PieceServerOptions {
     pub tmpfs_dir: Option<String>,
     /// Upload cap for the whole server; 0 or unset = unlimited.
     pub rate_limit_bytes_per_sec: Option<i64>,
-    /// Pieces sent at once, further requests refused as busy; 0 or unset = unlimited.
+    /// Pieces sent at once; 0 or unset = unlimited (see `uploadQueue` for what happens beyond).
     pub upload_slots: Option<u32>,
-    /// Requests that may wait for a slot; beyond that they are refused as busy.
+    /// Requests that may wait for a slot in arrival order; beyond slots + queue they are
+    /// refused at once as busy.
     pub upload_queue: Option<u32>,
     /// "sendfile", "splice" or "buffered"; unset = the measured default.
     pub serve_path: Option<String>,

@@ -4,7 +4,6 @@
 // Every piece lands through the native store and is reported to the scheduler at once, so
 // children can pull it while we are still downloading. Concurrent requests for one task share
 // one download.
-import { BackToSourceWidth } from "./width.js";
 import { EventEmitter } from "node:events";
 import { dirname } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
@@ -26,6 +25,7 @@ import { nativeToBackendError } from "../backend/http.js";
 import { parseDigest } from "./digest.js";
 import { streamFromOrigin, type StreamedPiece } from "./stream.js";
 import { taskIdOf } from "./task-id.js";
+import { BackToSourceWidth } from "./width.js";
 
 export interface TaskManagerOptions {
   hostId: string;

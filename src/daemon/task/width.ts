@@ -20,10 +20,9 @@ export class BackToSourceWidth {
 
   constructor(readonly max: number) {}
 
-  /** A piece landed after `ms` milliseconds in flight; returns the new width. */
-  landed(ms: number): number {
+  /** A piece landed after `ms` milliseconds in flight. */
+  landed(ms: number): void {
     this.alone ??= ms;
     if (this.target < this.max && (ms < QUICK_PIECE_MS || ms < this.alone * SLOWDOWN)) this.target++;
-    return this.target;
   }
 }

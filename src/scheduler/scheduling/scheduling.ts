@@ -63,8 +63,8 @@ export class Scheduling {
    * Mid-download top-up: a running peer gets qualifying peers it does not have yet, up to
    * candidateParentLimit DAG parents (edges added) plus meshParentLimit mesh parents: the
    * qualifying peers left over once the DAG is full, including peers downstream of it, which
-   * the DAG cannot make its parents (Peer.meshParents). Returns the
-   * full parent list (DAG parents, then mesh parents) when any was added, otherwise undefined.
+   * the DAG cannot make its parents (Peer.meshParents). Returns the full parent list (DAG
+   * parents, then mesh parents) when any was added, otherwise undefined.
    * Costs one filter pass (filterParentLimit samples).
    */
   refreshCandidateParents(peer: Peer): Peer[] | undefined {
@@ -82,9 +82,9 @@ export class Scheduling {
     // Split before adding edges: an edge into this peer never changes whether another parent
     // would close a cycle (that needs a path out of this peer).
     const acyclic = ranked.filter((c) => dag.canAddEdge(c.id, peer.id));
-    const downstream = ranked.filter((c) => !acyclic.includes(c));
+    // Mesh candidates: the peers downstream, and those the full DAG has no room for.
+    const extra = ranked.filter((c) => !acyclic.includes(c));
     let added = 0;
-    const extra = downstream;
     for (const c of acyclic) {
       if (dagRoom > 0 && this.resource.addParents(peer, [c]).length > 0) {
         dagRoom--;
