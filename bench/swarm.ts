@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { netnsSupport } from "../test/e2e/harness/netns.js";
 import { completionSvg } from "../test/e2e/harness/plot.js";
+import { pieceSpread, type SpreadSummary } from "../test/e2e/harness/spread.js";
 import { sha256File, Swarm, type DownloadOutcome } from "../test/e2e/harness/swarm.js";
 import type { BenchContext, BenchResult, BenchSuite } from "./lib/types.js";
 
@@ -26,6 +27,8 @@ interface Measurement {
   directEgress: number;
   cpu: Record<string, number>;
   peers: Array<{ name: string; oursS: number; directS: number }>;
+  /** Where the swarm's time went: when the last piece entered it, and how long pieces took to spread. */
+  pieces: SpreadSummary;
   plot: string;
 }
 
@@ -85,7 +88,12 @@ async function run(n: number, ctx: BenchContext): Promise<Measurement> {
         { title: `curl from the origin (last ${directS.toFixed(1)} s)`, peers: direct.map((r) => r.samples) },
       ]),
     );
+    const pieces = pieceSpread(
+      ours.map((r) => r.samples),
+      (MBIT * 1e6) / 8,
+    );
     ctx.log(`swarm n=${n}: ours ${oursS.toFixed(2)} s, direct ${directS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s, origin egress ${(oursEgress / size).toFixed(3)}x; plot ${plot}`);
+    ctx.log(`swarm n=${n}: last piece entered the swarm at ${pieces.lastFirstCopyS} s, pieces spread to every peer in ${pieces.spreadS.p50} s (p50) / ${pieces.spreadS.max} s (max), peers received at ${pieces.receiveUtilization.mean} of their link`);
     return {
       n,
       size,
@@ -96,6 +104,7 @@ async function run(n: number, ctx: BenchContext): Promise<Measurement> {
       directEgress: directEgress / size,
       cpu,
       peers: swarm.peers.map((p, i) => ({ name: p.name, oursS: round((ours[i]?.ms ?? 0) / 1000), directS: round((direct[i]?.ms ?? 0) / 1000) })),
+      pieces,
       plot,
     };
   } finally {
@@ -109,7 +118,7 @@ function round(x: number): number {
 }
 
 function details(m: Measurement): Record<string, unknown> {
-  return { peers: m.n, fileBytes: m.size, linkMbit: MBIT, idealSeconds: round(m.idealS), directSeconds: round(m.directS), cpuSeconds: m.cpu, perPeer: m.peers, plot: m.plot };
+  return { peers: m.n, fileBytes: m.size, linkMbit: MBIT, idealSeconds: round(m.idealS), directSeconds: round(m.directS), cpuSeconds: m.cpu, perPeer: m.peers, pieces: m.pieces, plot: m.plot };
 }
 
 function benchmarksFor(n: number) {
