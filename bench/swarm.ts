@@ -2,8 +2,10 @@
 // file over emulated 100 Mbit/s links (one network namespace per host, see
 // test/e2e/harness), against the same hosts fetching it with curl straight from the origin.
 // Reports the last peer's completion time against the ideal (file size / link bandwidth) and
-// against the direct baseline, the origin's egress, and each host's CPU seconds; writes an SVG
-// of per-peer completion over time next to the JSON results (or into bench/results/).
+// against the direct baseline, the origin's egress, each host's CPU seconds, and where the time
+// went (details.pieces: when the last piece entered the swarm, how long pieces took to reach
+// every peer); writes an SVG of per-peer completion over time next to the JSON results (or
+// into bench/results/).
 //
 // --short (CI's bench gate) runs N = 16 only, on a 16 MiB file, so the gated names exist.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
