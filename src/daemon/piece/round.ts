@@ -6,6 +6,7 @@ import type { ClientReadableStream } from "@grpc/grpc-js";
 import type { Host, Peer } from "../../gen/common/v2/common.js";
 import type { SyncPiecesResponse } from "../../gen/dfdaemon/v2/dfdaemon.js";
 import type { Logger } from "../../common/logger.js";
+import { isNativeError } from "../../native/index.js";
 import { HOST_TYPE } from "../host.js";
 import type { PieceInfo } from "../storage/types.js";
 import { pickWeighted, spareBandwidthWeight, type UploadClientPool } from "./parents.js";
@@ -76,10 +77,6 @@ interface Speed {
  * about the time a slot takes to free up on a modest link.
  */
 const BUSY_BACKOFF_MS = 200;
-
-function errorCode(e: unknown): unknown {
-  return (e as { code?: unknown } | null)?.code;
-}
 
 export class PieceRound {
   private readonly holders = new Map<number, Holder[]>();
@@ -362,7 +359,7 @@ export class PieceRound {
         this.deps.onPiece(info, holder);
         return;
       } catch (e) {
-        if (errorCode(e) === "DF_BUSY") {
+        if (isNativeError(e) && e.code === "DF_BUSY") {
           this.busyUntil.set(holder.peerId, this.now() + BUSY_BACKOFF_MS);
           refused = true;
           continue;
@@ -371,7 +368,7 @@ export class PieceRound {
         lastError = e;
         // A failed request delivered nothing in all that time.
         this.measured(holder.peerId, 0, this.now() - asked);
-        if (errorCode(e) === "DF_DIGEST_MISMATCH") {
+        if (isNativeError(e) && e.code === "DF_DIGEST_MISMATCH") {
           const p = this.parents.get(holder.peerId);
           if (p) p.blocked = true;
           this.parentsChanged();
