@@ -14,7 +14,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -163,8 +163,8 @@ struct Shared {
     cfg: ServerConfig,
     stats: Stats,
     limiter: Option<RateLimiter>,
-    /// Requests admitted (sending or waiting for a slot), for `upload_slots` + `upload_queue`.
-    admitted: AtomicUsize,
+    /// Requests admitted (sending or waiting for a slot): `upload_slots` + `upload_queue` permits.
+    admission: tokio::sync::Semaphore,
     slots: tokio::sync::Semaphore,
     /// Stores opened by this server, so metadata is not re-read per request.
     stores: Mutex<HashMap<String, Arc<PieceStore>>>,
@@ -190,12 +190,13 @@ impl PieceServer {
         let listener = sock.listen(1024).map_err(|e| CoreError::io("listen", e))?;
         let local = listener.local_addr().map_err(|e| CoreError::io("local_addr", e))?;
         let limiter = RateLimiter::new(cfg.rate_limit);
+        let admission = tokio::sync::Semaphore::new(cfg.upload_slots + cfg.upload_queue);
         let slots = tokio::sync::Semaphore::new(cfg.upload_slots);
         let shared = Arc::new(Shared {
             cfg,
             stats: Stats::default(),
             limiter,
-            admitted: AtomicUsize::new(0),
+            admission,
             slots,
             stores: Mutex::new(HashMap::new()),
         });
@@ -364,10 +365,18 @@ async fn serve_conn(mut sock: TcpStream, shared: &Shared) {
         };
         // A piece split among many children reaches each of them late, and none can pass it on
         // before it is whole; refused children go to another parent or piece instead.
-        let Some(_admitted) = Admission::take(shared) else {
-            let msg = format!("{}: all {} upload slots are sending", vortex::BUSY_PREFIX, cfg.upload_slots);
-            send_error(&mut sock, shared, vortex::ERR_INTERNAL, &msg).await;
-            continue;
+        // Held (also while waiting for a slot) until this piece is sent or its send fails.
+        let _admitted = if cfg.upload_slots > 0 {
+            match shared.admission.try_acquire() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let msg = format!("{}: all {} upload slots are sending", vortex::BUSY_PREFIX, cfg.upload_slots);
+                    send_error(&mut sock, shared, vortex::ERR_INTERNAL, &msg).await;
+                    continue;
+                }
+            }
+        } else {
+            None
         };
         let _slot = if cfg.upload_slots > 0 { shared.slots.acquire().await.ok() } else { None };
         let meta = vortex::PieceMeta {
@@ -409,38 +418,6 @@ async fn serve_conn(mut sock: TcpStream, shared: &Shared) {
                 shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
             u.push_back(Upload { task_id, number, length: rec.length });
-        }
-    }
-}
-
-/// A request let in to send or to wait for a slot; let go when dropped (also when a send fails).
-struct Admission<'a>(Option<&'a AtomicUsize>);
-
-impl<'a> Admission<'a> {
-    fn take(shared: &'a Shared) -> Option<Self> {
-        let slots = shared.cfg.upload_slots;
-        if slots == 0 {
-            return Some(Self(None));
-        }
-        let limit = slots + shared.cfg.upload_queue;
-        let admitted = &shared.admitted;
-        let mut cur = admitted.load(Ordering::Acquire);
-        loop {
-            if cur >= limit {
-                return None;
-            }
-            match admitted.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(Self(Some(admitted))),
-                Err(now) => cur = now,
-            }
-        }
-    }
-}
-
-impl Drop for Admission<'_> {
-    fn drop(&mut self) {
-        if let Some(s) = self.0 {
-            s.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
