@@ -13,8 +13,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { netnsSupport } from "../test/e2e/harness/netns.js";
 import { completionSvg } from "../test/e2e/harness/plot.js";
-import { pieceSpread, type SpreadSummary } from "../test/e2e/harness/spread.js";
 import { sha256File, Swarm, type DownloadOutcome } from "../test/e2e/harness/swarm.js";
+import { pieceSpread, type SpreadSummary } from "./lib/spread.js";
 import type { BenchContext, BenchResult, BenchSuite } from "./lib/types.js";
 
 const MBIT = 100;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { pieceSpread } from "../e2e/harness/spread.js";
+import { pieceSpread } from "../../bench/lib/spread.js";
 import type { ProgressSample } from "../e2e/harness/swarm.js";
 
 const MiB = 1 << 20;

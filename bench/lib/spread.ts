@@ -3,7 +3,8 @@
 // the time that piece, and every other, takes to spread from its first peer to all of them:
 // with store-and-forward pieces each hop costs a whole piece transfer, so the spread, not the
 // link rate, is what separates a swarm from the ideal. The bench reports both parts.
-import type { ProgressSample } from "./swarm.js";
+import type { ProgressSample } from "../../test/e2e/harness/swarm.js";
+import { percentile } from "./measure.js";
 
 export interface SpreadSummary {
   pieces: number;
@@ -17,12 +18,6 @@ export interface SpreadSummary {
   receiveUtilization: { mean: number; min: number };
 }
 
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return 0;
-  // Nearest rank: the smallest value at least a share q of the samples do not exceed.
-  return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? 0;
-}
-
 const seconds = (ms: number) => Math.round(ms) / 1000;
 
 /** Sums up per-piece samples of one swarm download; `linkBytesPerSec` is each host's link rate. */
@@ -31,27 +26,25 @@ export function pieceSpread(peers: readonly ProgressSample[][], linkBytesPerSec:
   const costs: number[] = [];
   const utilization: number[] = [];
   for (const samples of peers) {
-    const pieces = samples.filter((s) => s.piece);
-    for (const s of pieces) {
+    for (const s of samples) {
       if (!s.piece) continue;
       const at = landed.get(s.piece.number) ?? [];
       at.push(s.t);
       landed.set(s.piece.number, at);
       costs.push(s.piece.costMs);
     }
-    const first = pieces[0];
+    const first = samples.find((s) => s.piece);
     const last = samples[samples.length - 1];
     if (first && last && last.t > first.t) utilization.push((last.bytes - first.bytes) / ((last.t - first.t) / 1000) / linkBytesPerSec);
   }
   const firsts = [...landed.values()].map((ts) => Math.min(...ts));
-  const spreads = [...landed.values()].map((ts) => Math.max(...ts) - Math.min(...ts)).sort((a, b) => a - b);
-  costs.sort((a, b) => a - b);
+  const spreads = [...landed.values()].map((ts) => Math.max(...ts) - Math.min(...ts));
   const round3 = (x: number) => Math.round(x * 1000) / 1000;
   return {
     pieces: landed.size,
     lastFirstCopyS: seconds(firsts.length > 0 ? Math.max(...firsts) : 0),
-    spreadS: { p50: seconds(quantile(spreads, 0.5)), p90: seconds(quantile(spreads, 0.9)), max: seconds(spreads[spreads.length - 1] ?? 0) },
-    pieceCostP50S: seconds(quantile(costs, 0.5)),
+    spreadS: { p50: seconds(percentile(spreads, 50)), p90: seconds(percentile(spreads, 90)), max: seconds(percentile(spreads, 100)) },
+    pieceCostP50S: seconds(percentile(costs, 50)),
     receiveUtilization: {
       mean: round3(utilization.length > 0 ? utilization.reduce((a, b) => a + b, 0) / utilization.length : 0),
       min: round3(utilization.length > 0 ? Math.min(...utilization) : 0),
