@@ -1,13 +1,16 @@
 // Seed peer super-seeding through the real upload service: two children subscribed with
 // SyncPieces while the seed peer fetches from the origin; each piece that lands is reported to
 // one of them only (the children take turns) until the hold ends, so the seed peer's upload is
-// not split over the same bytes.
+// not split over the same bytes. Between landings, the streams' periodic pass still reports a
+// piece stored without a landing event and hands a child's held pieces on when it leaves.
+import { createHash } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { credentials, type ClientReadableStream } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DaemonHandle } from "../../src/daemon/daemon.js";
+import type { TaskStore } from "../../src/daemon/storage/types.js";
 import { DfdaemonUploadClient, type SyncPiecesResponse } from "../../src/gen/dfdaemon/v2/dfdaemon.js";
 import { makeContent } from "../helpers/origin.js";
 import { cleanupTempDirs, downloadVia, startTestDaemon, tempDir } from "../helpers/swarm.js";
@@ -45,9 +48,9 @@ afterAll(async () => {
   cleanupTempDirs();
 });
 
-function subscribe(taskId: string, hostId: string): { pieces: number[]; stream: ClientReadableStream<SyncPiecesResponse> } {
+function subscribe(taskId: string, hostId: string, interestedPieceNumbers = [0, 1, 2]): { pieces: number[]; stream: ClientReadableStream<SyncPiecesResponse> } {
   const pieces: number[] = [];
-  const stream = client.syncPieces({ hostId, taskId, interestedPieceNumbers: [0, 1, 2] });
+  const stream = client.syncPieces({ hostId, taskId, interestedPieceNumbers });
   stream.on("data", (r: SyncPiecesResponse) => pieces.push(r.number));
   stream.on("error", () => undefined);
   return { pieces, stream };
@@ -73,5 +76,52 @@ describe("seed peer super-seeding", () => {
     expect(b.pieces.length).toBeGreaterThan(0);
     a.stream.cancel();
     b.stream.cancel();
+  });
+});
+
+describe("SyncPieces streams between landings", () => {
+  const PIECE = 4 * MiB;
+  const data = makeContent(2 * PIECE, 11);
+
+  async function openTask(name: string): Promise<TaskStore> {
+    const id = createHash("sha256").update(name).digest("hex");
+    return seed.storage.open({ id, url: `http://127.0.0.1:9/${name}`, filteredQueryParams: [], requestHeader: {}, contentLength: data.length, pieceLength: PIECE, pieceCount: 2, responseHeader: {}, tier: "disk" });
+  }
+
+  async function until(what: string, done: () => boolean): Promise<void> {
+    for (let i = 0; i < 500 && !done(); i++) await new Promise((r) => setTimeout(r, 20));
+    if (!done()) throw new Error(`timed out waiting until ${what}`);
+  }
+
+  it("reports a piece stored without a landing event (the periodic pass lists the store again)", async () => {
+    const task = await openTask("quiet.bin");
+    const c = subscribe(task.id, "child-c", [0, 1]);
+    const ended = new Promise<void>((resolve) => c.stream.on("end", resolve));
+    await task.writePiece(1, data.subarray(PIECE), Date.now());
+    await until("piece 1 is reported", () => c.pieces.includes(1));
+    await task.writePiece(0, data.subarray(0, PIECE), Date.now());
+    await ended;
+    expect(c.pieces.sort()).toEqual([0, 1]);
+  });
+
+  it("hands the pieces held for a child that left to the children still subscribed", async () => {
+    const task = await openTask("held.bin");
+    const event = `piece:${task.id}`;
+    const before = seed.tasks.events.listenerCount(event);
+    const a = subscribe(task.id, "child-a2", [0, 1]);
+    const b = subscribe(task.id, "child-b2", [0, 1]);
+    await until("both streams listen", () => seed.tasks.events.listenerCount(event) >= before + 2);
+    for (const n of [0, 1]) {
+      const info = await task.writePiece(n, data.subarray(n * PIECE, (n + 1) * PIECE), Date.now());
+      seed.tasks.events.emit(event, task, info);
+    }
+    // A 60 s hold gives each piece to one child; the other hears of it only when that one leaves.
+    await until("each piece is reported once", () => a.pieces.length + b.pieces.length === 2);
+    const [gone, stays] = a.pieces.length > 0 ? [a, b] : [b, a];
+    const heldFor = [...gone.pieces];
+    gone.stream.cancel();
+    await until("the held pieces reach the child that stayed", () => heldFor.every((n) => stays.pieces.includes(n)));
+    expect(stays.pieces.sort()).toEqual([0, 1]);
+    stays.stream.cancel();
   });
 });

@@ -37,6 +37,10 @@ class LocalTask implements TaskStore {
     return this.native.finishedPieces().map(toPieceInfo);
   }
 
+  finishedCount(): number {
+    return this.native.finishedCount();
+  }
+
   piece(number: number): PieceInfo | undefined {
     const p = this.native.piece(number);
     return p ? toPieceInfo(p) : undefined;

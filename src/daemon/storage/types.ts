@@ -50,6 +50,8 @@ export interface TaskStore {
   readonly meta: TaskMetadata;
   readonly contentPath: string;
   finished(): PieceInfo[];
+  /** How many pieces are finished: finished().length without listing them. */
+  finishedCount(): number;
   piece(number: number): PieceInfo | undefined;
   /** Writes a whole piece (from the origin) and records it once durable. */
   writePiece(number: number, data: Buffer, createdAt: number, signal?: AbortSignal): Promise<PieceInfo>;
