@@ -17,7 +17,7 @@ import type { DaemonConfig } from "./config.js";
 import { DownloadService } from "./download/service.js";
 import { runGc, startGc } from "./gc.js";
 import { serveHealth, type HealthServer } from "./health.js";
-import { buildHost } from "./host.js";
+import { buildHost, reusedHost } from "./host.js";
 import { daemonMetrics } from "./metrics.js";
 import { UploadClientPool } from "./piece/parents.js";
 import { startProxy } from "./proxy/server.js";
@@ -128,24 +128,27 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
 
     let uploadPort = 0;
     let proxyPort = 0;
-    const host = () =>
-      buildHost(
-        {
-          ip: r.ip,
-          hostname: r.hostname,
-          seedPeer: seed,
-          seedType: config.seedPeer.type,
-          idc: config.host.idc,
-          location: config.host.location,
-          uploadPort,
-          piecePort: pieceServer.port,
-          proxyPort,
-          schedulerClusterId: config.host.schedulerClusterID,
-          disableShared: config.upload.disableShared,
-          maxTxBandwidth: r.uploadBandwidthBytes,
-        },
-        txBandwidth,
-      );
+    const host = reusedHost(
+      () => `${uploadPort}/${proxyPort}/${pieceServer.port}`,
+      () =>
+        buildHost(
+          {
+            ip: r.ip,
+            hostname: r.hostname,
+            seedPeer: seed,
+            seedType: config.seedPeer.type,
+            idc: config.host.idc,
+            location: config.host.location,
+            uploadPort,
+            piecePort: pieceServer.port,
+            proxyPort,
+            schedulerClusterId: config.host.schedulerClusterID,
+            disableShared: config.upload.disableShared,
+            maxTxBandwidth: r.uploadBandwidthBytes,
+          },
+          txBandwidth,
+        ),
+    );
     const newPeerId = () => makePeerId(r.ip, r.hostname, seed);
 
     const upload = new UploadService({ storage, tasks, log, hostId, ip: r.ip, piecePort: () => pieceServer.port, host, seedPeer: seed, newPeerId, spreader: seed && r.spreadHoldMs > 0 ? new PieceSpreader(r.spreadHoldMs) : undefined });

@@ -59,3 +59,22 @@ export function buildHost(id: HostIdentity, txBandwidth: number): Host {
     name: id.hostname,
   };
 }
+
+/** How long a built Host is reused. */
+export const HOST_REUSE_MS = 1000;
+
+/**
+ * `build`, reused for HOST_REUSE_MS while `key` (the ports, known only once the servers
+ * listen) stays the same. Each SyncHost stream asks for the host every second and a seed peer
+ * has one stream per child; a build costs about 150 µs, most of it os.cpus().
+ */
+export function reusedHost(key: () => string, build: () => Host, now: () => number = Date.now): () => Host {
+  let last: { at: number; key: string; host: Host } | undefined;
+  return () => {
+    const t = now();
+    const k = key();
+    if (last && last.key === k && t - last.at < HOST_REUSE_MS) return last.host;
+    last = { at: t, key: k, host: build() };
+    return last.host;
+  };
+}
