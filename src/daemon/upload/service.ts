@@ -165,10 +165,10 @@ export class UploadService {
     catchUp(task);
     // Every second: a task that stopped downloading (failed, deleted) will never produce the
     // rest; holds that ended early (the child holding the turn left) are released. Landings
-    // arrive as events, so the finished pieces are listed again only when the store counts
-    // other than we have seen (a piece finished without an event, or one invalidated): a
-    // listing per stream per second costs a seed peer O(children × pieces), about 3 ms per
-    // child each second for a 10 GiB task.
+    // arrive as events, so the finished pieces are listed again only when the store's count
+    // differs from what this stream has seen (a piece finished without an event, or one
+    // invalidated): listing them for every stream every second cost a seed peer O(children ×
+    // pieces), about 3 ms per child each second for a 10 GiB task.
     const watch = setInterval(() => {
       const live = this.deps.storage.get(task.id);
       if (!live || live.meta.state === "failed") return finish();
