@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { netnsSupport } from "../test/e2e/harness/netns.js";
 import { completionSvg } from "../test/e2e/harness/plot.js";
 import { sha256File, Swarm, type DownloadOutcome } from "../test/e2e/harness/swarm.js";
+import { round3 } from "./lib/measure.js";
 import { pieceSpread, type SpreadSummary } from "./lib/spread.js";
 import type { BenchContext, BenchResult, BenchSuite } from "./lib/types.js";
 
@@ -71,8 +72,8 @@ async function run(n: number, ctx: BenchContext): Promise<Measurement> {
     const sched0 = swarm.cpuSeconds(swarm.schedulerProc);
     const ours = await Promise.all(swarm.peers.map((p) => swarm.download(p, swarm.url("f.bin"), join(work, `${p.name}.ours`))));
     check(ours, "ours");
-    const cpu: Record<string, number> = { scheduler: round(swarm.cpuSeconds(swarm.schedulerProc) - sched0) };
-    for (const d of swarm.daemons) cpu[d.name] = round(swarm.cpuSeconds(d.proc) - (cpu0.get(d.name) ?? 0));
+    const cpu: Record<string, number> = { scheduler: round3(swarm.cpuSeconds(swarm.schedulerProc) - sched0) };
+    for (const d of swarm.daemons) cpu[d.name] = round3(swarm.cpuSeconds(d.proc) - (cpu0.get(d.name) ?? 0));
     const oursEgress = swarm.originBytes();
     const direct = await Promise.all(swarm.peers.map((p) => swarm.curl(p.net, swarm.url("f.bin"), join(work, `${p.name}.direct`))));
     check(direct, "direct");
@@ -105,7 +106,7 @@ async function run(n: number, ctx: BenchContext): Promise<Measurement> {
       oursEgress: oursEgress / size,
       directEgress: directEgress / size,
       cpu,
-      peers: swarm.peers.map((p, i) => ({ name: p.name, oursS: round((ours[i]?.ms ?? 0) / 1000), directS: round((direct[i]?.ms ?? 0) / 1000) })),
+      peers: swarm.peers.map((p, i) => ({ name: p.name, oursS: round3((ours[i]?.ms ?? 0) / 1000), directS: round3((direct[i]?.ms ?? 0) / 1000) })),
       pieces,
       plot,
     };
@@ -115,12 +116,8 @@ async function run(n: number, ctx: BenchContext): Promise<Measurement> {
   }
 }
 
-function round(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
-
 function details(m: Measurement): Record<string, unknown> {
-  return { peers: m.n, fileBytes: m.size, linkMbit: MBIT, idealSeconds: round(m.idealS), directSeconds: round(m.directS), cpuSeconds: m.cpu, perPeer: m.peers, pieces: m.pieces, plot: m.plot };
+  return { peers: m.n, fileBytes: m.size, linkMbit: MBIT, idealSeconds: round3(m.idealS), directSeconds: round3(m.directS), cpuSeconds: m.cpu, perPeer: m.peers, pieces: m.pieces, plot: m.plot };
 }
 
 function benchmarksFor(n: number) {
@@ -129,21 +126,21 @@ function benchmarksFor(n: number) {
       name: `swarm-origin-egress-n${n}`,
       run: async (ctx: BenchContext): Promise<BenchResult> => {
         const m = await measure(n, ctx);
-        return { name: `swarm-origin-egress-n${n}`, unit: "x file size", ours: round(m.oursEgress), baseline: round(m.directEgress), baselineName: "curl from the origin", ratio: m.directEgress / m.oursEgress, details: details(m) };
+        return { name: `swarm-origin-egress-n${n}`, unit: "x file size", ours: round3(m.oursEgress), baseline: round3(m.directEgress), baselineName: "curl from the origin", ratio: m.directEgress / m.oursEgress, details: details(m) };
       },
     },
     {
       name: `swarm-vs-ideal-n${n}`,
       run: async (ctx: BenchContext): Promise<BenchResult> => {
         const m = await measure(n, ctx);
-        return { name: `swarm-vs-ideal-n${n}`, unit: "s", ours: round(m.oursS), baseline: round(m.idealS), baselineName: "file size / link bandwidth", ratio: m.idealS / m.oursS, details: details(m) };
+        return { name: `swarm-vs-ideal-n${n}`, unit: "s", ours: round3(m.oursS), baseline: round3(m.idealS), baselineName: "file size / link bandwidth", ratio: m.idealS / m.oursS, details: details(m) };
       },
     },
     {
       name: `swarm-vs-direct-n${n}`,
       run: async (ctx: BenchContext): Promise<BenchResult> => {
         const m = await measure(n, ctx);
-        return { name: `swarm-vs-direct-n${n}`, unit: "s", ours: round(m.oursS), baseline: round(m.directS), baselineName: "curl from the origin", ratio: m.directS / m.oursS, details: details(m) };
+        return { name: `swarm-vs-direct-n${n}`, unit: "s", ours: round3(m.oursS), baseline: round3(m.directS), baselineName: "curl from the origin", ratio: m.directS / m.oursS, details: details(m) };
       },
     },
   ];

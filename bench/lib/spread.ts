@@ -4,7 +4,7 @@
 // with store-and-forward pieces each hop costs a whole piece transfer, so the spread, not the
 // link rate, is what separates a swarm from the ideal. The bench reports both parts.
 import type { ProgressSample } from "../../test/e2e/harness/swarm.js";
-import { percentile } from "./measure.js";
+import { percentile, round3 } from "./measure.js";
 
 export interface SpreadSummary {
   pieces: number;
@@ -39,7 +39,6 @@ export function pieceSpread(peers: readonly ProgressSample[][], linkBytesPerSec:
   }
   const firsts = [...landed.values()].map((ts) => Math.min(...ts));
   const spreads = [...landed.values()].map((ts) => Math.max(...ts) - Math.min(...ts));
-  const round3 = (x: number) => Math.round(x * 1000) / 1000;
   return {
     pieces: landed.size,
     lastFirstCopyS: seconds(firsts.length > 0 ? Math.max(...firsts) : 0),
