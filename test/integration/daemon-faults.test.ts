@@ -9,6 +9,7 @@ import type { DaemonHandle } from "../../src/daemon/daemon.js";
 import type { SchedulerHandle } from "../../src/scheduler/server.js";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
 import { cleanupTempDirs, downloadVia, sha256File, startTestDaemon, startTestScheduler, tempDir } from "../helpers/swarm.js";
+import { until } from "../helpers/until.js";
 
 const MiB = 1024 * 1024;
 const running: Array<{ close(): Promise<void> }> = [];
@@ -17,14 +18,6 @@ afterEach(async () => {
   for (const r of running.splice(0).reverse()) await r.close().catch(() => undefined);
   cleanupTempDirs();
 });
-
-async function until(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function swarm(size: number, seedOverrides: Record<string, unknown> = {}) {
   const origin: Origin = await startOrigin(makeContent(size, 11));
@@ -47,7 +40,7 @@ describe("faults on the P2P path", () => {
     const out = join(tempDir("out"), "file");
     const download = downloadVia(peer.socketPath, { url: origin.url(), outputPath: out });
     const fromParent = () => peer.storage.list()[0]?.finished().filter((p) => p.parentId !== "").length ?? 0;
-    await until(() => fromParent() >= 2, "the child's first pieces from its parent");
+    await until(() => fromParent() >= 2, "the child's first pieces from its parent", 60_000);
     await seed.close();
     await download;
     expect(sha256File(out)).toBe(origin.sha256);
@@ -114,7 +107,7 @@ describe("dfdaemon killed with SIGKILL", () => {
     await until(() => existsSync(socket), "the daemon socket", 30_000);
     let pieces = 0;
     const first = downloadVia(socket, { url: origin.url(), outputPath: out, pieceLength }, () => pieces++).catch((e: unknown) => e);
-    await until(() => pieces >= 6, "half of the pieces");
+    await until(() => pieces >= 6, "half of the pieces", 60_000);
     child.kill("SIGKILL");
     await first;
     expect(existsSync(out)).toBe(false);

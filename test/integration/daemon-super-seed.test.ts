@@ -14,6 +14,7 @@ import type { TaskStore } from "../../src/daemon/storage/types.js";
 import { DfdaemonUploadClient, type SyncPiecesResponse } from "../../src/gen/dfdaemon/v2/dfdaemon.js";
 import { makeContent } from "../helpers/origin.js";
 import { cleanupTempDirs, downloadVia, startTestDaemon, tempDir } from "../helpers/swarm.js";
+import { until } from "../helpers/until.js";
 
 const MiB = 1024 * 1024;
 const content = makeContent(3 * 4 * MiB, 9);
@@ -88,17 +89,12 @@ describe("SyncPieces streams between landings", () => {
     return seed.storage.open({ id, url: `http://127.0.0.1:9/${name}`, filteredQueryParams: [], requestHeader: {}, contentLength: data.length, pieceLength: PIECE, pieceCount: 2, responseHeader: {}, tier: "disk" });
   }
 
-  async function until(what: string, done: () => boolean): Promise<void> {
-    for (let i = 0; i < 500 && !done(); i++) await new Promise((r) => setTimeout(r, 20));
-    if (!done()) throw new Error(`timed out waiting until ${what}`);
-  }
-
   it("reports a piece stored without a landing event (the periodic pass lists the store again)", async () => {
     const task = await openTask("quiet.bin");
     const c = subscribe(task.id, "child-c", [0, 1]);
     const ended = new Promise<void>((resolve) => c.stream.on("end", resolve));
     await task.writePiece(1, data.subarray(PIECE), Date.now());
-    await until("piece 1 is reported", () => c.pieces.includes(1));
+    await until(() => c.pieces.includes(1), "the report of piece 1");
     await task.writePiece(0, data.subarray(0, PIECE), Date.now());
     await ended;
     expect(c.pieces.sort()).toEqual([0, 1]);
@@ -110,17 +106,17 @@ describe("SyncPieces streams between landings", () => {
     const before = seed.tasks.events.listenerCount(event);
     const a = subscribe(task.id, "child-a2", [0, 1]);
     const b = subscribe(task.id, "child-b2", [0, 1]);
-    await until("both streams listen", () => seed.tasks.events.listenerCount(event) >= before + 2);
+    await until(() => seed.tasks.events.listenerCount(event) >= before + 2, "both streams to listen");
     for (const n of [0, 1]) {
       const info = await task.writePiece(n, data.subarray(n * PIECE, (n + 1) * PIECE), Date.now());
       seed.tasks.events.emit(event, task, info);
     }
     // A 60 s hold gives each piece to one child; the other hears of it only when that one leaves.
-    await until("each piece is reported once", () => a.pieces.length + b.pieces.length === 2);
+    await until(() => a.pieces.length + b.pieces.length === 2, "each piece to be reported once");
     const [gone, stays] = a.pieces.length > 0 ? [a, b] : [b, a];
     const heldFor = [...gone.pieces];
     gone.stream.cancel();
-    await until("the held pieces reach the child that stayed", () => heldFor.every((n) => stays.pieces.includes(n)));
+    await until(() => heldFor.every((n) => stays.pieces.includes(n)), "the held pieces to reach the child that stayed");
     expect(stays.pieces.sort()).toEqual([0, 1]);
     stays.stream.cancel();
   });

@@ -31,6 +31,7 @@ import { ManagerGrpcService } from "../../src/manager/grpc/service.js";
 import { ManagerMetrics } from "../../src/manager/metrics.js";
 import { databaseVariants } from "../../src/manager/testing.js";
 import { startScheduler } from "../../src/scheduler/server.js";
+import { until } from "../helpers/until.js";
 
 const { variants, skipped } = databaseVariants();
 if (skipped) {
@@ -40,14 +41,6 @@ if (skipped) {
 
 function unary<Req, Res>(fn: (req: Req, md: Metadata, cb: (e: ServiceError | null, r: Res) => void) => unknown, req: NoInfer<Req>): Promise<Res> {
   return new Promise((resolve, reject) => fn(req, new Metadata(), (e, r) => (e ? reject(e) : resolve(r))));
-}
-
-async function until(check: () => Promise<boolean>, what: string, limitMs = 10_000): Promise<void> {
-  const end = Date.now() + limitMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe.each(variants)("manager gRPC on $name", (variant) => {
