@@ -18,7 +18,7 @@ export interface SpreadSummary {
   receiveUtilization: { mean: number; min: number };
 }
 
-const seconds = (ms: number) => Math.round(ms) / 1000;
+const seconds = (ms: number) => round3(ms / 1000);
 
 /** Sums up per-piece samples of one swarm download; `linkBytesPerSec` is each host's link rate. */
 export function pieceSpread(peers: readonly ProgressSample[][], linkBytesPerSec: number): SpreadSummary {
