@@ -365,20 +365,18 @@ async fn serve_conn(mut sock: TcpStream, shared: &Shared) {
         };
         // A piece split among many children reaches each of them late, and none can pass it on
         // before it is whole; refused children go to another parent or piece instead.
-        // Held (also while waiting for a slot) until this piece is sent or its send fails.
-        let _admitted = if cfg.upload_slots > 0 {
-            match shared.admission.try_acquire() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    let msg = format!("{}: all {} upload slots are sending", vortex::BUSY_PREFIX, cfg.upload_slots);
-                    send_error(&mut sock, shared, vortex::ERR_INTERNAL, &msg).await;
-                    continue;
-                }
-            }
+        // Held (the admission also while waiting for a slot) until this piece is sent or its
+        // send fails; the slot is let go first, as the tuple drops in field order.
+        let _permits = if cfg.upload_slots > 0 {
+            let Ok(admitted) = shared.admission.try_acquire() else {
+                let msg = format!("{}: all {} upload slots are sending", vortex::BUSY_PREFIX, cfg.upload_slots);
+                send_error(&mut sock, shared, vortex::ERR_INTERNAL, &msg).await;
+                continue;
+            };
+            Some((shared.slots.acquire().await.ok(), admitted))
         } else {
             None
         };
-        let _slot = if cfg.upload_slots > 0 { shared.slots.acquire().await.ok() } else { None };
         let meta = vortex::PieceMeta {
             number,
             offset: rec.offset,
