@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.CancelToken = nativeBinding.CancelToken
 module.exports.DigestHasher = nativeBinding.DigestHasher
 module.exports.OriginBody = nativeBinding.OriginBody
+module.exports.PieceRace = nativeBinding.PieceRace
 module.exports.PieceServerHandle = nativeBinding.PieceServerHandle
 module.exports.TaskStore = nativeBinding.TaskStore
 module.exports.ZstdDecoder = nativeBinding.ZstdDecoder

@@ -42,6 +42,16 @@ export declare class OriginBody {
   close(): void
 }
 
+/** A race for whichever candidate parent starts sending first (see `TaskStore.race`). */
+export declare class PieceRace {
+  /** Asks one more parent for one of its pieces; ignored once a parent started sending. */
+  add(options: FetchPieceOptions): void
+  /** Resolves with the winner's index once its parent starts sending; -1 if none ever does. */
+  started(): Promise<number>
+  /** Runs the race (once): resolves with the winner's index and its landed, verified piece. */
+  run(cancel?: CancelToken | undefined | null): Promise<RaceWin>
+}
+
 export declare class PieceServerHandle {
   get port(): number
   get servePath(): string
@@ -60,6 +70,8 @@ export declare class TaskStore {
   verifyPiece(number: number): Promise<PieceInfo>
   /** Fetches piece `number` from a parent's piece server into this store. */
   fetchPiece(options: FetchPieceOptions, cancel?: CancelToken | undefined | null): Promise<PieceInfo>
+  /** A race among candidate parents for a piece each: add candidates, then run it. */
+  race(timeoutMs: number): PieceRace
   /** Fetches piece `number` from a plain-HTTP origin (ranged GET) into this store. */
   fetchFromOrigin(options: FetchFromOriginOptions, cancel?: CancelToken | undefined | null): Promise<PieceInfo>
   piece(number: number): PieceInfo | null
@@ -229,6 +241,8 @@ export interface PieceServerOptions {
    * refused at once as busy.
    */
   uploadQueue?: number
+  /** SO_SNDBUF of accepted connections; unset or 0 = the kernel's autotuning. */
+  sendBufferBytes?: number
   /** "sendfile", "splice" or "buffered"; unset = the measured default. */
   servePath?: string
   idleTimeoutMs?: number
@@ -272,6 +286,12 @@ export interface ProbeReport {
 export interface ProbeResult {
   ok: boolean
   reason?: string
+}
+
+export interface RaceWin {
+  /** Which candidate delivered, in the order they were added. */
+  index: number
+  info: PieceInfo
 }
 
 export declare function sealPiece(key: Buffer, taskId: string, number: number, plain: Buffer): Buffer

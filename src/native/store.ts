@@ -71,6 +71,16 @@ export interface FetchPieceOptions {
   pieceTimeoutMs?: number;
 }
 
+/** One race among parents (`NativeTaskStore.race`). */
+export interface NativePieceRace {
+  /** Asks one more parent for one of its pieces; ignored once a parent started sending. */
+  add(options: FetchPieceOptions): void;
+  /** The winner's index (in the order added) once its parent starts sending; -1 if none does. */
+  readonly started: Promise<number>;
+  /** The winner and its landed, verified piece; rejects when every candidate refused or failed. */
+  readonly done: Promise<{ index: number; info: NativePieceInfo }>;
+}
+
 export interface FetchFromOriginOptions {
   /** The origin's resolved address `ip:port` (`[v6]:port`): the caller resolves DNS and applies its SSRF policy. */
   addr: string;
@@ -176,6 +186,18 @@ export class NativeTaskStore {
   }
 
   /**
+   * A race among parents for a piece each: every candidate added is asked at once on a
+   * connection of its own, the first parent to start sending wins, the other requests are
+   * withdrawn. Candidates may be added until a parent started.
+   */
+  race(timeoutMs: number, signal?: AbortSignal): NativePieceRace {
+    const race = this.inner.race(timeoutMs);
+    const started = race.started();
+    const done = withSignal(signal, (token) => race.run(token)).then((r) => ({ index: r.index, info: toInfo(r.info) }));
+    return { add: (options) => race.add(options), started, done };
+  }
+
+  /**
    * Fetches a piece from a plain-HTTP origin with a ranged GET straight into this store (no
    * bytes through JS). Rejects with DF_BACKEND carrying `statusCode` and `headers` when the
    * origin answers anything but the piece; DF_IO/DF_TIMEOUT for network trouble; DF_PROTOCOL
@@ -236,6 +258,8 @@ export interface PieceServerOptions {
   uploadSlots?: number;
   /** Requests that may wait for a slot in arrival order; beyond slots + queue they are refused at once (DF_BUSY at our clients). */
   uploadQueue?: number;
+  /** SO_SNDBUF of accepted connections; 0/unset = the kernel's autotuning. */
+  sendBufferBytes?: number;
   /** Unset = `defaultPieceServePath()`, the path measured fastest. */
   servePath?: ServePath;
   idleTimeoutMs?: number;

@@ -13,8 +13,9 @@ use napi::Env;
 use napi_derive::napi;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 fn invalid(msg: impl Into<String>) -> napi::Error<Code> {
     to_js(CoreError::new(ErrorCode::InvalidArgument, msg))
@@ -98,6 +99,74 @@ pub struct FetchPieceOptions {
     pub parent_id: Option<String>,
     pub connect_timeout_ms: Option<u32>,
     pub piece_timeout_ms: Option<u32>,
+}
+
+fn fetch_options(s: &PieceStore, options: FetchPieceOptions) -> FetchOptions {
+    FetchOptions {
+        addr: options.addr,
+        task_id: s.info().task_id.clone(),
+        number: options.number,
+        expected_digest: options.expected_digest,
+        parent_id: options.parent_id.unwrap_or_default(),
+        connect_timeout: Duration::from_millis(options.connect_timeout_ms.unwrap_or(2000) as u64),
+        piece_timeout: Duration::from_millis(options.piece_timeout_ms.unwrap_or(360_000) as u64),
+    }
+}
+
+/// A race for whichever candidate parent starts sending first (see `TaskStore.race`).
+#[napi]
+pub struct PieceRace {
+    store: Arc<PieceStore>,
+    timeout: Duration,
+    candidates: mpsc::UnboundedSender<FetchOptions>,
+    pending: Mutex<Option<(mpsc::UnboundedReceiver<FetchOptions>, oneshot::Sender<u32>)>>,
+    started: Mutex<Option<oneshot::Receiver<u32>>>,
+}
+
+#[napi]
+impl PieceRace {
+    /// Asks one more parent for one of its pieces; ignored once a parent started sending.
+    #[napi]
+    pub fn add(&self, options: FetchPieceOptions) {
+        let _ = self.candidates.send(fetch_options(&self.store, options));
+    }
+
+    /// Resolves with the winner's index once its parent starts sending; -1 if none ever does.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn started<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, i32>> {
+        let rx = self.started.lock().ok().and_then(|mut g| g.take());
+        env.spawn_future(async move {
+            Ok(match rx {
+                Some(rx) => rx.await.ok().and_then(|i| i32::try_from(i).ok()).unwrap_or(-1),
+                None => -1,
+            })
+        })
+        .map_err(status)
+    }
+
+    /// Runs the race (once): resolves with the winner's index and its landed, verified piece.
+    #[napi(ts_return_type = "Promise<RaceWin>")]
+    pub fn run<'e>(&self, env: &'e Env, cancel: Option<&CancelToken>) -> Result<PromiseRaw<'e, RaceWin>> {
+        let (candidates, started) =
+            self.pending.lock().ok().and_then(|mut g| g.take()).ok_or_else(|| invalid("a race runs only once"))?;
+        let store = self.store.clone();
+        let race = client::Race { candidates, started: Some(started), timeout: self.timeout };
+        let token = cancel.map(|c| c.inner.clone()).unwrap_or_default();
+        env.spawn_future(async move {
+            client::fetch_race(client::default_pool(), &store, race, &token)
+                .await
+                .map(|(index, rec)| RaceWin { index, info: PieceInfo::from(rec) })
+                .map_err(to_napi)
+        })
+        .map_err(status)
+    }
+}
+
+#[napi(object)]
+pub struct RaceWin {
+    /// Which candidate delivered, in the order they were added.
+    pub index: u32,
+    pub info: PieceInfo,
 }
 
 #[napi(object)]
@@ -273,19 +342,25 @@ impl TaskStore {
     ) -> Result<PromiseRaw<'e, PieceInfo>> {
         let s = self.inner.clone();
         let token = cancel.map(|c| c.inner.clone()).unwrap_or_default();
-        let opts = FetchOptions {
-            addr: options.addr,
-            task_id: s.info().task_id.clone(),
-            number: options.number,
-            expected_digest: options.expected_digest,
-            parent_id: options.parent_id.unwrap_or_default(),
-            connect_timeout: Duration::from_millis(options.connect_timeout_ms.unwrap_or(2000) as u64),
-            piece_timeout: Duration::from_millis(options.piece_timeout_ms.unwrap_or(360_000) as u64),
-        };
+        let opts = fetch_options(&s, options);
         env.spawn_future(async move {
             client::fetch_piece(client::default_pool(), &s, &opts, &token).await.map(PieceInfo::from).map_err(to_napi)
         })
         .map_err(status)
+    }
+
+    /// A race among candidate parents for a piece each: add candidates, then run it.
+    #[napi]
+    pub fn race(&self, timeout_ms: u32) -> PieceRace {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (started_tx, started_rx) = oneshot::channel();
+        PieceRace {
+            store: self.inner.clone(),
+            timeout: Duration::from_millis(u64::from(timeout_ms)),
+            candidates: tx,
+            pending: Mutex::new(Some((rx, started_tx))),
+            started: Mutex::new(Some(started_rx)),
+        }
     }
 
     /// Fetches piece `number` from a plain-HTTP origin (ranged GET) into this store.
@@ -367,6 +442,8 @@ pub struct PieceServerOptions {
     /// Requests that may wait for a slot in arrival order; beyond slots + queue they are
     /// refused at once as busy.
     pub upload_queue: Option<u32>,
+    /// SO_SNDBUF of accepted connections; unset or 0 = the kernel's autotuning.
+    pub send_buffer_bytes: Option<u32>,
     /// "sendfile", "splice" or "buffered"; unset = the measured default.
     pub serve_path: Option<String>,
     pub idle_timeout_ms: Option<u32>,
@@ -418,6 +495,7 @@ pub fn start_piece_server(env: &Env, options: PieceServerOptions) -> Result<Prom
         rate_limit: non_negative("rateLimitBytesPerSec", options.rate_limit_bytes_per_sec.unwrap_or(0))?,
         upload_slots: options.upload_slots.unwrap_or(0) as usize,
         upload_queue: options.upload_queue.unwrap_or(0) as usize,
+        send_buffer: options.send_buffer_bytes.unwrap_or(0) as usize,
         serve_path: options
             .serve_path
             .as_deref()

@@ -12,10 +12,12 @@ use crate::error::{CoreError, ErrorCode, Result};
 use crate::store::{PieceRecord, PieceStore, Prepared, WriteMeta};
 use crate::vortex::{self, Header, HEADER_LEN};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 /// Socket reads land in the piece buffer this many bytes at a time, each hashed right away.
 const RECV_CHUNK: usize = 1 << 20;
@@ -113,8 +115,89 @@ pub async fn fetch_piece(
 
 async fn fetch_inner(pool: &ConnPool, store: &Arc<PieceStore>, opts: &FetchOptions) -> Result<PieceRecord> {
     let started_ms = crate::store::now_ms();
+    let (sock, value) = start_piece(pool, opts.clone()).await?;
+    receive_piece(pool, store, opts, sock, value, started_ms).await
+}
+
+/// Candidates arriving for a race, and who hears when one of them starts sending.
+pub struct Race {
+    pub candidates: mpsc::UnboundedReceiver<FetchOptions>,
+    /// Told the winner's index once its parent starts sending, before the body is read.
+    pub started: Option<oneshot::Sender<u32>>,
+    /// Bound on the whole race, waiting in queues included.
+    pub timeout: Duration,
+}
+
+/// Asks every candidate (a parent and a piece it holds) at once, each on a connection of its
+/// own, and lands the piece of the first parent that starts sending; the other requests are
+/// dropped with their connections, so a parent still holding one in its upload queue skips it.
+/// A child thus waits in the queue of every parent that could serve it and is served by
+/// whichever frees its upload first, instead of betting on one parent and idling while another
+/// sits free. Candidates may keep arriving while no parent has started (a parent that got a
+/// piece meanwhile). Fails once every candidate so far refused or failed before sending.
+/// Returns the winner's index in arrival order.
+pub async fn fetch_race(
+    pool: &ConnPool,
+    store: &Arc<PieceStore>,
+    mut race: Race,
+    cancel: &CancelToken,
+) -> Result<(u32, PieceRecord)> {
+    let work = async {
+        let mut asked: Vec<FetchOptions> = Vec::new();
+        let mut pending = JoinSet::new();
+        let mut more = true;
+        let mut failure: Option<CoreError> = None;
+        loop {
+            tokio::select! {
+                c = race.candidates.recv(), if more => match c {
+                    Some(c) => {
+                        let index = asked.len();
+                        asked.push(c.clone());
+                        pending.spawn(async move { (index, start_piece(&NO_POOL, c).await) });
+                    }
+                    None => more = false,
+                },
+                Some(joined) = pending.join_next(), if !pending.is_empty() => {
+                    let Ok((index, r)) = joined else { continue };
+                    match r {
+                        Ok((sock, value)) => {
+                            pending.abort_all();
+                            if let Some(tx) = race.started.take() {
+                                let _ = tx.send(index as u32);
+                            }
+                            let c = &asked[index];
+                            let rec = receive_piece(pool, store, c, sock, value, crate::store::now_ms()).await?;
+                            return Ok((index as u32, rec));
+                        }
+                        // A busy refusal says least about the task: any other failure is the one to report.
+                        Err(e) => {
+                            if failure.as_ref().is_none_or(|f| f.code == ErrorCode::Busy) {
+                                failure = Some(e);
+                            }
+                        }
+                    }
+                }
+                else => break,
+            }
+            if pending.is_empty() && (failure.is_some() || !more) {
+                break;
+            }
+        }
+        Err(failure.unwrap_or_else(|| CoreError::new(ErrorCode::InvalidArgument, "race without candidates")))
+    };
+    tokio::select! {
+        r = tokio::time::timeout(race.timeout, work) => r.map_err(|_| CoreError::new(ErrorCode::Timeout, "no parent of the race delivered its piece in time"))?,
+        _ = cancel.cancelled() => Err(CoreError::new(ErrorCode::Aborted, "piece download was aborted")),
+    }
+}
+
+/// Raced requests each get a fresh connection (closing it withdraws the request), never a pooled one.
+static NO_POOL: LazyLock<ConnPool> = LazyLock::new(|| ConnPool { max_idle_per_addr: 0, ..ConnPool::default() });
+
+/// Sends the request and reads the reply up to the piece metadata: a parent answers once an
+/// upload slot is free, so this returns when the body is about to flow.
+async fn start_piece(pool: &ConnPool, opts: FetchOptions) -> Result<(TcpStream, Vec<u8>)> {
     let request = vortex::encode_download_piece(&opts.task_id, opts.number)?;
-    let (offset, length) = store.piece_range(opts.number)?;
     // A pooled connection may have been closed by the parent meanwhile; failing before the
     // first reply byte on such a connection earns one retry on a fresh one.
     let (mut sock, head) = match pool.take(&opts.addr) {
@@ -138,7 +221,7 @@ async fn fetch_inner(pool: &ConnPool, store: &Arc<PieceStore>, opts: &FetchOptio
     let mut value = vec![0u8; head.length as usize];
     sock.read_exact(&mut value).await.map_err(|e| CoreError::io("read reply value", e))?;
     match head.tag {
-        vortex::TAG_PIECE_CONTENT => {}
+        vortex::TAG_PIECE_CONTENT => Ok((sock, value)),
         vortex::TAG_ERROR => {
             let (code, msg) = vortex::decode_error(&value)?;
             // The exchange completed cleanly, so the connection can serve the next piece.
@@ -149,10 +232,22 @@ async fn fetch_inner(pool: &ConnPool, store: &Arc<PieceStore>, opts: &FetchOptio
                 vortex::ERR_INVALID_ARGUMENT => ErrorCode::InvalidArgument,
                 _ => ErrorCode::Protocol,
             };
-            return Err(CoreError::new(code, format!("parent {} refused piece {}: {msg}", opts.addr, opts.number)));
+            Err(CoreError::new(code, format!("parent {} refused piece {}: {msg}", opts.addr, opts.number)))
         }
-        t => return Err(CoreError::new(ErrorCode::Protocol, format!("unexpected reply tag {t}"))),
+        t => Err(CoreError::new(ErrorCode::Protocol, format!("unexpected reply tag {t}"))),
     }
+}
+
+/// Reads the body hashing it as it arrives and lands the piece only if its digest matches.
+async fn receive_piece(
+    pool: &ConnPool,
+    store: &Arc<PieceStore>,
+    opts: &FetchOptions,
+    mut sock: TcpStream,
+    value: Vec<u8>,
+    started_ms: i64,
+) -> Result<PieceRecord> {
+    let (offset, length) = store.piece_range(opts.number)?;
     let meta = vortex::decode_piece_content(&value)?;
     // Dragonfly's client trusts only offset and digest and takes the length from SyncPieces;
     // our layout is fixed by the task, so all three must agree with it.

@@ -68,6 +68,10 @@ pub struct ServerConfig {
     /// Requests that may wait for a slot (in arrival order); beyond slots + queue a request is
     /// refused at once as busy.
     pub upload_queue: usize,
+    /// SO_SNDBUF of accepted connections in bytes; 0 = the kernel's autotuning. A slot is free
+    /// again once a piece's last byte is in the socket buffer: with megabytes buffered, the
+    /// next piece starts while the last one still drains and both reach their children late.
+    pub send_buffer: usize,
     pub serve_path: ServePath,
     /// A connection with no request for this long is closed.
     pub idle_timeout: Duration,
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
             rate_limit: 0,
             upload_slots: 0,
             upload_queue: 0,
+            send_buffer: 0,
             serve_path: DEFAULT_SERVE_PATH,
             idle_timeout: Duration::from_secs(60),
             read_timeout: Duration::from_secs(10),
@@ -257,6 +262,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                     continue;
                 };
                 let _ = sock.set_nodelay(true);
+                if shared.cfg.send_buffer > 0 {
+                    set_send_buffer(&sock, shared.cfg.send_buffer);
+                }
                 shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
                 let shared = shared.clone();
                 let mut stop = stop.clone();
@@ -373,7 +381,20 @@ async fn serve_conn(mut sock: TcpStream, shared: &Shared) {
                 send_error(&mut sock, shared, vortex::ERR_INTERNAL, &msg).await;
                 continue;
             };
-            Some((shared.slots.acquire().await.ok(), admitted))
+            // A child that raced this request against other parents closes it once another
+            // parent starts sending: a withdrawn request gives up its place instead of taking
+            // a slot (and sending a whole piece into a closed socket).
+            let slot = tokio::select! {
+                biased;
+                slot = shared.slots.acquire() => slot.ok(),
+                open = still_open(&sock) => {
+                    if !open {
+                        return;
+                    }
+                    shared.slots.acquire().await.ok()
+                }
+            };
+            Some((slot, admitted))
         } else {
             None
         };
@@ -418,6 +439,30 @@ async fn serve_conn(mut sock: TcpStream, shared: &Shared) {
             u.push_back(Upload { task_id, number, length: rec.length });
         }
     }
+}
+
+/// Best effort: a socket that keeps the kernel's buffer size still works.
+fn set_send_buffer(sock: &TcpStream, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the fd is owned by `sock` and open for this call; the option value is a c_int
+    // living on the stack for the duration of the call, and its size is passed with it.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&v as *const libc::c_int).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Resolves false once the client closed its end (a raced request it withdrew), true if it
+/// sent more bytes (a pipelined request, left for the next read).
+async fn still_open(sock: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    !matches!(sock.peek(&mut b).await, Ok(0) | Err(_))
 }
 
 fn find_piece(shared: &Shared, task_id: &str, number: u32) -> Result<(Arc<PieceStore>, crate::store::PieceRecord)> {
@@ -624,7 +669,7 @@ async fn send_buffered(
 mod tests {
     use super::*;
     use crate::cancel::CancelToken;
-    use crate::client::{fetch_piece, ConnPool, FetchOptions};
+    use crate::client::{fetch_piece, fetch_race, ConnPool, FetchOptions, Race};
     use crate::store::{StoreOptions, SyncPolicy, Tier, WriteMeta};
     use std::path::Path;
 
@@ -913,19 +958,81 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(350), "{:?}", t0.elapsed());
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn requests_beyond_the_slots_and_the_queue_are_refused_as_busy() {
-        let a = tempfile::tempdir().unwrap();
-        seeded(a.path(), &[0, 1, 2]).await;
-        // One slot, one waiting place; 256 KiB/s keeps each send going for most of a second.
+    /// One slot and one waiting place; 256 KiB/s keeps each send going for most of a second.
+    async fn one_slot_server(root: &Path) -> Arc<PieceServer> {
         let cfg = ServerConfig {
-            roots: vec![a.path().to_path_buf()],
+            roots: vec![root.to_path_buf()],
             rate_limit: 256 * 1024,
             upload_slots: 1,
             upload_queue: 1,
             ..Default::default()
         };
-        let srv = Arc::new(PieceServer::start("127.0.0.1:0".parse().unwrap(), cfg).await.unwrap());
+        Arc::new(PieceServer::start("127.0.0.1:0".parse().unwrap(), cfg).await.unwrap())
+    }
+
+    fn race_of(candidates: Vec<FetchOptions>) -> (Race, tokio::sync::oneshot::Receiver<u32>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for c in candidates {
+            tx.send(c).unwrap();
+        }
+        let (started, started_rx) = tokio::sync::oneshot::channel();
+        (Race { candidates: rx, started: Some(started), timeout: Duration::from_secs(20) }, started_rx)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_race_takes_the_free_parent_and_its_withdrawn_request_costs_the_busy_one_nothing() {
+        let a = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0, 1, 2]).await;
+        let busy = one_slot_server(a.path()).await;
+        let free = server(a.path(), ServePath::Sendfile, 0).await;
+        let hog = {
+            let busy = busy.clone();
+            tokio::spawn(async move {
+                let b = tempfile::tempdir().unwrap();
+                fetch_piece(&ConnPool::default(), &open(b.path()), &fetch_opts(&busy, 0), &CancelToken::new()).await
+            })
+        };
+        while busy.stats().bytes_served == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let b = tempfile::tempdir().unwrap();
+        let dst = open(b.path());
+        let (race, started) = race_of(vec![fetch_opts(&busy, 1), fetch_opts(&free, 2)]);
+        let (index, rec) = fetch_race(&ConnPool::default(), &dst, race, &CancelToken::new()).await.unwrap();
+        assert_eq!((index, rec.number), (1, 2));
+        assert_eq!(started.await.unwrap(), 1);
+        assert!(dst.piece(2).is_some() && dst.piece(1).is_none());
+        // The request that waited at the busy parent was withdrawn and gave its waiting place
+        // up at once: while piece 0 is still sending, the next child is queued, not refused.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!hog.is_finished(), "the slow send outlasts the race");
+        fetch_piece(&ConnPool::default(), &dst, &fetch_opts(&busy, 1), &CancelToken::new()).await.unwrap();
+        hog.await.unwrap().unwrap();
+        assert_eq!(busy.stats().pieces_served, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_race_whose_candidates_all_refuse_fails_with_their_reason() {
+        let a = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0]).await;
+        let srv = server(a.path(), ServePath::Sendfile, 0).await;
+        let b = tempfile::tempdir().unwrap();
+        // Piece 1 is not on the parent: not found beats nothing.
+        let (race, started) = race_of(vec![fetch_opts(&srv, 1)]);
+        let e = fetch_race(&ConnPool::default(), &open(b.path()), race, &CancelToken::new()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound, "{e}");
+        assert!(started.await.is_err(), "nobody started");
+        // A race nobody adds a candidate to ends as soon as its sender is gone.
+        let (race, _) = race_of(Vec::new());
+        let e = fetch_race(&ConnPool::default(), &open(b.path()), race, &CancelToken::new()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument, "{e}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_beyond_the_slots_and_the_queue_are_refused_as_busy() {
+        let a = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0, 1, 2]).await;
+        let srv = one_slot_server(a.path()).await;
         let spawn_fetch = |n: u32| {
             let srv = srv.clone();
             tokio::spawn(async move {
