@@ -30,12 +30,25 @@ export const DaemonConfigSchema = Type.Object(
       disableShared: Type.Boolean({ default: false }),
       bandwidthLimit: Size("50GB"),
       /**
-       * Ours: pieces the piece server sends at once; as many requests again wait for a slot,
-       * and any beyond that are refused as busy, so the child asks another parent. A piece
-       * split among many children reaches each of them late, and none of them can pass it on
-       * before it is whole. 0 = no limit (Dragonfly's behaviour).
+       * Ours: pieces the piece server sends at once. A piece split among several children
+       * reaches each of them late, and none of them can pass it on before it is whole; one at
+       * a time at full speed, each child can pass its piece on as early as possible. Our
+       * children race their requests across every parent that could serve them, so a busy
+       * parent idles nobody. 0 = no limit (Dragonfly's behaviour).
        */
-      concurrentPieceCount: Type.Integer({ minimum: 0, maximum: 1024, default: 3 }),
+      concurrentPieceCount: Type.Integer({ minimum: 0, maximum: 1024, default: 1 }),
+      /**
+       * Ours: requests that may wait for a sending slot, in arrival order; any beyond are
+       * refused as busy and the child asks another parent. A racing child waits in the queue
+       * of every parent holding a piece it needs; one refused there just waits elsewhere.
+       */
+      queueLength: Type.Integer({ minimum: 0, maximum: 4096, default: 16 }),
+      /**
+       * Ours: socket send buffer of piece connections ("0" = the kernel's autotuning). A
+       * sending slot frees once a piece's last byte is buffered: with megabytes buffered, the
+       * next piece would share the link with the rest of the last one, and both land late.
+       */
+      socketSendBuffer: Size("128KiB"),
     }),
     manager: obj({ addr: Type.String({ default: "" }) }),
     /** With manager.addr: how often the scheduler list is refreshed from the manager. */
@@ -56,6 +69,13 @@ export const DaemonConfigSchema = Type.Object(
        * every child at once, as Dragonfly's seed peer does.
        */
       spreadHold: Duration("10s"),
+      /**
+       * Ours: upload.concurrentPieceCount of a seed peer. Its fresh pieces wait for the child
+       * whose turn it is (spreadHold), which may still be receiving another piece; a second
+       * slot keeps the seed peer's upload, the one that brings new pieces into the swarm, busy
+       * meanwhile.
+       */
+      uploadConcurrentPieceCount: Type.Integer({ minimum: 0, maximum: 1024, default: 2 }),
     }),
     storage: obj({
       server: obj({ ip: Type.String({ default: "0.0.0.0" }), tcpPort: Port(4005) }),
@@ -149,6 +169,7 @@ export interface DaemonConfig extends DaemonConfigInput {
     taskTtlMs: number;
     diskThresholdBytes: number;
     uploadBandwidthBytes: number;
+    uploadSendBufferBytes: number;
     spreadHoldMs: number;
   };
 }
@@ -188,8 +209,10 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
     taskTtlMs: durationMs(input.gc.policy.taskTTL),
     diskThresholdBytes: parseSize(input.gc.policy.diskThreshold),
     uploadBandwidthBytes: parseSize(input.upload.bandwidthLimit),
+    uploadSendBufferBytes: parseSize(input.upload.socketSendBuffer),
     spreadHoldMs: durationMs(input.seedPeer.spreadHold),
   };
+  if (resolved.uploadSendBufferBytes > 1 << 30) throw new ConfigError("upload.socketSendBuffer must be at most 1GiB");
   if (input.gc.policy.diskLowThresholdPercent > input.gc.policy.diskHighThresholdPercent) {
     throw new ConfigError("gc.policy.diskLowThresholdPercent must not exceed gc.policy.diskHighThresholdPercent");
   }

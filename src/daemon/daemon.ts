@@ -71,8 +71,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       dataDir: join(r.storageDir, "content", "tasks"),
       tmpfsDir: join(config.storage.tmpfsDir, `damselfly-${hostId.replace(/[^A-Za-z0-9.-]/g, "_")}`, "tasks"),
       rateLimitBytesPerSec: r.uploadBandwidthBytes,
-      uploadSlots: config.upload.concurrentPieceCount,
-      uploadQueue: config.upload.concurrentPieceCount,
+      uploadSlots: seed ? config.seedPeer.uploadConcurrentPieceCount : config.upload.concurrentPieceCount,
+      uploadQueue: config.upload.queueLength,
+      sendBufferBytes: r.uploadSendBufferBytes,
     });
     closers.push(() => pieceServer.close());
 

@@ -41,9 +41,11 @@ export const SchedulerConfigSchema = Type.Object(
       /**
        * Ours: parents a top-up may offer beyond the DAG's candidateParentLimit (any qualifying
        * peer, also one downstream of the child, which the DAG cannot make its parent), so that
-       * pieces flow both ways as in a mesh; 0 keeps top-ups to the DAG as Dragonfly does.
+       * pieces flow both ways as in a mesh; 0 keeps top-ups to the DAG as Dragonfly does. Our
+       * peers race each piece across all their parents, so the more they know, the likelier
+       * one of them is free the moment they need it.
        */
-      meshParentLimit: Type.Integer({ minimum: 0, maximum: 20, default: 10 }),
+      meshParentLimit: Type.Integer({ minimum: 0, maximum: 20, default: 20 }),
       /** Arms of `algorithm: ab`; hosts are split between them by hash of the host id. */
       ab: Obj({ a: Evaluator("default"), b: Evaluator("bandwidth") }),
       /** Concurrent uploads a host may serve before it stops being offered as a parent. */

@@ -6,7 +6,7 @@ import { silentLogger } from "../../src/common/logger.js";
 import { Peer } from "../../src/gen/common/v2/common.js";
 import type { SyncHostRequest, SyncPiecesRequest } from "../../src/gen/dfdaemon/v2/dfdaemon.js";
 import type { UploadClientPool } from "../../src/daemon/piece/parents.js";
-import { PieceRound, type Holder } from "../../src/daemon/piece/round.js";
+import { PieceRound, type Holder, type ParentRace } from "../../src/daemon/piece/round.js";
 
 class FakeStream extends EventEmitter {
   cancelled = false;
@@ -42,9 +42,10 @@ type Fetch = (h: Holder, n: number) => Promise<{ number: number; offset: number;
 /** What a parent delivers for piece `n` of the fake 4-byte-piece task. */
 const piece = (h: Holder, n: number) => ({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
 
-function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch; now?: () => number } = {}) {
+function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch; now?: () => number; race?: () => ParentRace } = {}) {
   const fetched: Array<{ n: number; from: string }> = [];
   const failed: number[] = [];
+  const bad: string[] = [];
   const round = new PieceRound(
     {
       taskId: "t".repeat(64),
@@ -60,14 +61,15 @@ function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>
       },
       onPiece: () => undefined,
       onPieceFailed: (n: number) => failed.push(n),
-      onBadParent: () => undefined,
+      onBadParent: (h: Holder) => bad.push(h.peerId),
       log: silentLogger(),
       ...(opts.now ? { now: opts.now } : {}),
+      ...(opts.race ? { race: opts.race } : {}),
     },
     candidates,
     missing,
   );
-  return { round, fetched, failed };
+  return { round, fetched, failed, bad };
 }
 
 describe("PieceRound.addParents", () => {
@@ -241,5 +243,104 @@ describe("PieceRound piece and parent choice", () => {
     }
     expect(await done).toBe(true);
     expect(fetched).toHaveLength(pieces.length);
+  });
+});
+
+/** Races the test drives: which candidates each got, and a parent starting or failing. */
+class FakeRaces {
+  readonly races: Array<{ asked: Array<{ from: string; n: number }>; start(from: string): void; fail(from: string | undefined, e: Error): void }> = [];
+  readonly race = (): ParentRace => {
+    const asked: Array<{ holder: Holder; number: number }> = [];
+    let started!: (i: number) => void;
+    let settle!: { resolve: (w: { index: number; info: ReturnType<typeof piece> }) => void; reject: (e: Error) => void };
+    const r = {
+      add: (holder: Holder, number: number) => void asked.push({ holder, number }),
+      started: new Promise<number>((resolve) => (started = resolve)),
+      done: new Promise<{ index: number; info: ReturnType<typeof piece> }>((resolve, reject) => (settle = { resolve, reject })),
+    };
+    const index = (from: string) => asked.findIndex((a) => a.holder.peerId === from);
+    this.races.push({
+      get asked() {
+        return asked.map((a) => ({ from: a.holder.peerId, n: a.number }));
+      },
+      start: (from) => {
+        const i = index(from);
+        started(i);
+        settle.resolve({ index: i, info: piece(asked[i]!.holder, asked[i]!.number) });
+      },
+      fail: (from, e) => {
+        started(from === undefined ? -1 : index(from));
+        settle.reject(e);
+      },
+    });
+    return r;
+  };
+}
+
+describe("PieceRound races", () => {
+  it("asks every parent at once for the rarest piece it holds and takes the first to send", async () => {
+    const uploads = new FakeUploads();
+    const races = new FakeRaces();
+    const { round, fetched } = newRound(uploads, [parent("a", "10.0.0.1"), parent("b", "10.0.0.2"), parent("c", "10.0.0.3")], new Set([0, 1]), { concurrency: 4, race: races.race });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.1", [0]);
+    await tick();
+    // a's report starts a race; c reporting while it waits joins it.
+    expect(races.races).toHaveLength(1);
+    report(uploads, "10.0.0.2", [1, 0]);
+    report(uploads, "10.0.0.3", [1, 0]);
+    expect(races.races[0]?.asked).toEqual([
+      { from: "a", n: 0 },
+      { from: "b", n: 1 },
+      { from: "c", n: 1 },
+    ]);
+    races.races[0]?.start("c");
+    await tick();
+    await tick();
+    // One piece at a time: the next race starts once this one landed (no transfer time known yet).
+    expect(races.races).toHaveLength(2);
+    expect(races.races[1]?.asked.map((a) => a.n)).toEqual([0, 0, 0]);
+    races.races[1]?.start("a");
+    expect(await done).toBe(true);
+    expect(fetched).toEqual([]);
+    expect(races.races).toHaveLength(2);
+  });
+
+  it("blocks a parent whose piece fails verification and takes the piece from another", async () => {
+    const uploads = new FakeUploads();
+    const races = new FakeRaces();
+    const { round, bad } = newRound(uploads, [parent("a", "10.0.0.1"), parent("b", "10.0.0.2")], new Set([0]), { race: races.race });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.1", [0]);
+    report(uploads, "10.0.0.2", [0]);
+    await tick();
+    races.races[0]?.fail("a", Object.assign(new Error("digest mismatch"), { code: "DF_DIGEST_MISMATCH" }));
+    await tick();
+    await tick();
+    expect(bad).toEqual(["a"]);
+    expect(races.races[1]?.asked).toEqual([{ from: "b", n: 0 }]);
+    races.races[1]?.start("b");
+    expect(await done).toBe(true);
+  });
+
+  it("leaves parents alone for a moment when none of them started", async () => {
+    const uploads = new FakeUploads();
+    const races = new FakeRaces();
+    let clock = 0;
+    const { round } = newRound(uploads, [parent("a", "10.0.0.1")], new Set([0]), { race: races.race, now: () => clock });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.1", [0]);
+    await tick();
+    races.races[0]?.fail(undefined, Object.assign(new Error("upload busy"), { code: "DF_BUSY" }));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(races.races).toHaveLength(1);
+    clock += 1000;
+    await new Promise((r) => setTimeout(r, 150));
+    expect(races.races).toHaveLength(2);
+    races.races[1]?.start("a");
+    expect(await done).toBe(true);
   });
 });

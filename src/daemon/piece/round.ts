@@ -1,7 +1,9 @@
 // One scheduling round of a P2P download: learn which pieces each candidate parent holds
-// (SyncPieces, which keeps streaming as the parent's own download progresses), fetch each
-// missing piece from the parent expected to deliver it first, `concurrency` pieces at a time, and
-// stop when every piece landed or no parent can give us more. The caller reschedules then.
+// (SyncPieces, which keeps streaming as the parent's own download progresses), fetch the
+// missing pieces, and stop when every piece landed or no parent can give us more. The caller
+// reschedules then. Pieces are raced when the store can race (see `race`): one piece at a time,
+// asked of every parent that could serve it, taken from whichever starts first. Otherwise each
+// piece goes to the parent expected to deliver it first, `concurrency` pieces at a time.
 import type { ClientReadableStream } from "@grpc/grpc-js";
 import type { Host, Peer } from "../../gen/common/v2/common.js";
 import type { SyncPiecesResponse } from "../../gen/dfdaemon/v2/dfdaemon.js";
@@ -28,6 +30,8 @@ export interface RoundDeps {
   uploadClients: UploadClientPool;
   /** Fetches one piece from a parent into the task store, verified; throws on any failure. */
   fetch(holder: Holder, number: number): Promise<PieceInfo>;
+  /** Starts a race among parents for a piece each (see PieceRound.race); unset = fetch only. */
+  race?(): ParentRace;
   onPiece(info: PieceInfo, holder: Holder): void;
   /** Every parent holding `number` failed it in this round. */
   onPieceFailed(number: number, lastParent: Holder, error: unknown): void;
@@ -36,6 +40,26 @@ export interface RoundDeps {
   log: Logger;
   /** Clock for parent speeds and busy back-offs (tests); Date.now by default. */
   now?: () => number;
+}
+
+/** One race: each candidate added asks one parent for one piece; the first to start sending wins. */
+export interface ParentRace {
+  /** Asks `holder` for piece `number` too; ignored once a parent started sending. */
+  add(holder: Holder, number: number): void;
+  /** The winner's index (in the order added) once its parent starts sending; -1 if none does. */
+  readonly started: Promise<number>;
+  /** The winner and its landed, verified piece; rejects when every candidate refused or failed. */
+  readonly done: Promise<{ index: number; info: PieceInfo }>;
+}
+
+interface RaceState {
+  asked: Array<{ holder: Holder; number: number }>;
+  parents: Set<string>;
+  pieces: Set<number>;
+  /** When the winner started sending. */
+  startedAt?: number;
+  /** Index of the winner in `asked`, once the losers were let go. */
+  winner?: number;
 }
 
 interface ParentState {
@@ -78,6 +102,18 @@ interface Speed {
  */
 const BUSY_BACKOFF_MS = 200;
 
+/**
+ * Parents one race asks at most; each waits as a connection in that parent's upload queue.
+ * Above the scheduler's mesh of parents, so in practice every parent that could serve us.
+ */
+const RACE_WIDTH = 24;
+/**
+ * The next race starts this long before the running transfer is expected to end, so that our
+ * requests already wait in the parents' queues when the piece lands: the few milliseconds from
+ * one piece to asking for the next would otherwise idle our link once per piece.
+ */
+const RACE_LEAD_MS = 60;
+
 export class PieceRound {
   private readonly holders = new Map<number, Holder[]>();
   private readonly tried = new Map<number, Set<string>>();
@@ -95,6 +131,11 @@ export class PieceRound {
   private readonly syncedHosts = new Set<string>();
   private readonly retries = new Map<number, number>();
   private perParent = PARENT_IN_FLIGHT;
+  private readonly races = new Set<RaceState>();
+  /** Moving average of a raced piece's transfer, from its first byte to landed. */
+  private transferMs: number | undefined;
+  /** Adds newly reported holders to the race still waiting for a parent. */
+  private topUp: (() => void) | undefined;
   private running = false;
   private ended = false;
   private openSyncs = 0;
@@ -174,6 +215,7 @@ export class PieceRound {
       this.holders.set(r.number, list);
       this.lastProgress = Date.now();
       if (!this.fetching.has(r.number)) this.queued.add(r.number);
+      this.topUp?.();
       this.notify();
     });
     const done = (e?: Error) => {
@@ -308,20 +350,26 @@ export class PieceRound {
     for (;;) {
       if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error("download aborted");
       if (this.missing.size === 0) return this.notify();
-      const n = this.pick();
+      if (this.deps.race) {
+        // Checked, picked and registered without an await in between, so that two workers
+        // never start a race each on the same opening.
+        const wait = this.raceWait();
+        if (wait > 0) {
+          await this.idle(wait);
+          continue;
+        }
+        const candidates = this.raceCandidates();
+        if (candidates.length > 0) {
+          await this.race(candidates);
+          continue;
+        }
+      }
+      const n = this.deps.race ? undefined : this.pick();
       if (n === undefined) {
         // Nothing to fetch now: wait for a report, unless no parent can report anything more.
         if (this.openSyncs === 0 && this.inFlight === 0) return this.notify();
         if (Date.now() - this.lastProgress > this.deps.idleTimeoutMs && this.inFlight === 0) return this.notify();
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, 100);
-          const prev = this.wake;
-          this.wake = () => {
-            clearTimeout(t);
-            prev?.();
-            resolve();
-          };
-        });
+        await this.idle(100);
         continue;
       }
       if (!this.missing.has(n)) continue;
@@ -335,6 +383,167 @@ export class PieceRound {
         this.notify();
       }
     }
+  }
+
+  /** Waits `ms`, or less when a report, a landed piece or a started race wakes the workers. */
+  private idle(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      const prev = this.wake;
+      this.wake = () => {
+        clearTimeout(t);
+        prev?.();
+        resolve();
+      };
+    });
+  }
+
+  /**
+   * Milliseconds until another race may start (0: now). Our link takes one piece at a time:
+   * a second race only once the first one's parent is sending and its piece is about to land;
+   * two pieces arriving side by side would each land at half speed, late for every child
+   * waiting on them.
+   */
+  private raceWait(): number {
+    if (this.races.size === 0) return 0;
+    const [running] = this.races;
+    if (this.races.size > 1 || running?.startedAt === undefined || this.transferMs === undefined) return 100;
+    return Math.max(0, running.startedAt + this.transferMs - RACE_LEAD_MS - this.now());
+  }
+
+  /**
+   * For each parent with room (and not in `skip`), the rarest piece it can give us, rarest
+   * first, at most RACE_WIDTH. Pieces already raced by this race (`mine`) may be asked of more
+   * parents: the one that frees up first serves it.
+   */
+  private raceCandidates(skip?: ReadonlySet<string>, mine?: ReadonlySet<number>): Array<{ holder: Holder; number: number }> {
+    const best = new Map<string, { holder: Holder; number: number; count: number; ties: number }>();
+    const consider = (n: number) => {
+      if (!this.missing.has(n) || (this.fetching.has(n) && !mine?.has(n))) return;
+      const holders = this.usable(n);
+      for (const h of holders) {
+        if (skip?.has(h.peerId) || !this.hasRoom(h)) continue;
+        const b = best.get(h.peerId);
+        // Ties at random, so that children ask for different pieces and have something to trade.
+        if (!b || holders.length < b.count) best.set(h.peerId, { holder: h, number: n, count: holders.length, ties: 1 });
+        else if (holders.length === b.count && Math.random() * ++b.ties < 1) b.number = n;
+      }
+    };
+    for (const n of this.queued) consider(n);
+    for (const n of mine ?? []) consider(n);
+    return [...best.values()]
+      .sort((a, b) => a.count - b.count || Math.random() - 0.5)
+      .slice(0, RACE_WIDTH - (skip?.size ?? 0))
+      .map(({ holder, number }) => ({ holder, number }));
+  }
+
+  /**
+   * One piece from whichever parent starts sending first. Every parent that can serve us is
+   * asked at once and we wait in all their upload queues: a child that bets on one parent
+   * idles while that parent serves others and another sits free, which is most of what a
+   * swarm loses against its links. Holders reported while we wait join the race.
+   */
+  private async race(first: Array<{ holder: Holder; number: number }>): Promise<void> {
+    const race = this.deps.race!();
+    const state: RaceState = { asked: [], parents: new Set(), pieces: new Set() };
+    this.races.add(state);
+    const ask = (c: { holder: Holder; number: number }) => {
+      state.asked.push(c);
+      state.parents.add(c.holder.peerId);
+      state.pieces.add(c.number);
+      this.fetching.add(c.number);
+      this.queued.delete(c.number);
+      this.load.set(c.holder.peerId, (this.load.get(c.holder.peerId) ?? 0) + 1);
+      race.add(c.holder, c.number);
+    };
+    for (const c of first) ask(c);
+    const topUp = () => {
+      if (state.startedAt !== undefined) return;
+      for (const c of this.raceCandidates(state.parents, state.pieces)) ask(c);
+    };
+    this.topUp = topUp;
+    void race.started.then((i) => {
+      if (i >= 0 && state.winner === undefined) {
+        state.startedAt = this.now();
+        this.letGo(state, i);
+      }
+      this.notify();
+    });
+    this.inFlight++;
+    let gaveUp: number | undefined;
+    try {
+      const { index, info } = await race.done;
+      const won = state.asked[index];
+      if (!won) throw new Error(`race reported candidate ${index} of ${state.asked.length}`);
+      if (state.startedAt !== undefined) {
+        const ms = this.now() - state.startedAt;
+        this.transferMs = this.transferMs === undefined ? ms : (this.transferMs * 3 + ms) / 4;
+      }
+      this.missing.delete(won.number);
+      this.lastProgress = Date.now();
+      this.deps.onPiece(info, won.holder);
+    } catch (e) {
+      const i = await race.started;
+      const failed = i >= 0 ? state.asked[i] : undefined;
+      if (failed) {
+        gaveUp = this.parentFailed(failed.holder, failed.number, e) ? failed.number : undefined;
+      } else {
+        // Nobody started: every parent refused as busy, was unreachable or timed out. Leave
+        // them alone for a moment rather than asking again at once.
+        for (const c of state.asked) this.busyUntil.set(c.holder.peerId, this.now() + BUSY_BACKOFF_MS);
+        this.deps.log.debug({ parents: state.parents.size, err: e instanceof Error ? e.message : String(e) }, "no parent of the race started sending");
+      }
+    } finally {
+      if (this.topUp === topUp) this.topUp = undefined;
+      if (state.winner === undefined) this.letGo(state, -1);
+      const kept = state.winner !== undefined ? state.asked[state.winner] : undefined;
+      if (kept) {
+        this.load.set(kept.holder.peerId, (this.load.get(kept.holder.peerId) ?? 1) - 1);
+        this.fetching.delete(kept.number);
+        if (this.missing.has(kept.number) && kept.number !== gaveUp) this.queued.add(kept.number);
+      }
+      this.races.delete(state);
+      this.inFlight--;
+      this.notify();
+    }
+  }
+
+  /** Releases every candidate of a race but the winner's (-1: all of them). */
+  private letGo(state: RaceState, winner: number): void {
+    state.winner = winner;
+    const keep = state.asked[winner]?.number;
+    for (const [j, c] of state.asked.entries()) if (j !== winner) this.load.set(c.holder.peerId, (this.load.get(c.holder.peerId) ?? 1) - 1);
+    for (const n of state.pieces) {
+      if (n === keep) continue;
+      this.fetching.delete(n);
+      if (this.missing.has(n)) this.queued.add(n);
+    }
+  }
+
+  /**
+   * A parent failed piece `n` after it started sending: a corrupt piece blocks it for this
+   * task, anything else keeps it from being asked for `n` again in this round. Returns true
+   * when no holder is left for `n` and it was handed to the retry path.
+   */
+  private parentFailed(holder: Holder, n: number, e: unknown): boolean {
+    const tried = this.tried.get(n) ?? new Set<string>();
+    this.tried.set(n, tried);
+    tried.add(holder.peerId);
+    this.blockIfCorrupt(holder, n, e);
+    if (this.usable(n).length > 0) return false;
+    this.retryLater(n, holder, e);
+    return true;
+  }
+
+  /** A parent that served bytes failing verification is not used again for this task. */
+  private blockIfCorrupt(holder: Holder, n: number, e: unknown): void {
+    if (isNativeError(e) && e.code === "DF_DIGEST_MISMATCH") {
+      const p = this.parents.get(holder.peerId);
+      if (p) p.blocked = true;
+      this.parentsChanged();
+      this.deps.onBadParent(holder, e);
+    }
+    this.deps.log.debug({ piece: n, parent: holder.peerId, err: e instanceof Error ? e.message : String(e) }, "piece fetch from parent failed");
   }
 
   private async fetchPiece(n: number): Promise<void> {
@@ -368,13 +577,7 @@ export class PieceRound {
         lastError = e;
         // A failed request delivered nothing in all that time.
         this.measured(holder.peerId, 0, this.now() - asked);
-        if (isNativeError(e) && e.code === "DF_DIGEST_MISMATCH") {
-          const p = this.parents.get(holder.peerId);
-          if (p) p.blocked = true;
-          this.parentsChanged();
-          this.deps.onBadParent(holder, e);
-        }
-        this.deps.log.debug({ piece: n, parent: holder.peerId, err: e instanceof Error ? e.message : String(e) }, "piece fetch from parent failed");
+        this.blockIfCorrupt(holder, n, e);
       }
     }
     if (refused && !failed) {
@@ -383,10 +586,17 @@ export class PieceRound {
       this.queued.add(n);
       return;
     }
+    this.retryLater(n, last, lastError);
+  }
+
+  /**
+   * Every holder of piece `n` failed it in this round. A SyncPieces stream reports each piece
+   * once, so such a piece (a busy or restarting parent) would wait for the round to end: it is
+   * retried a few times after a pause while the round still has streams open; a later report
+   * also queues it again.
+   */
+  private retryLater(n: number, last: Holder | undefined, lastError: unknown): void {
     if (last) this.deps.onPieceFailed(n, last, lastError);
-    // A SyncPieces stream reports each piece once, so a piece whose holders all failed (a busy
-    // or restarting parent) would wait for the round to end. Retry it a few times after a pause
-    // while the round still has streams open; a later report also queues it again.
     this.queued.delete(n);
     const attempts = (this.retries.get(n) ?? 0) + 1;
     this.retries.set(n, attempts);

@@ -9,13 +9,18 @@ import { join } from "node:path";
 import { isTaskId } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
 import { DigestHasher, deleteTaskStore, openTaskStore, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
-import type { ParentAddress, PieceInfo, TaskMetadata, TaskStore } from "./types.js";
+import type { ParentAddress, PieceInfo, PieceRace, TaskMetadata, TaskStore } from "./types.js";
 
 const META_FILE = "task.json";
 const NATIVE_DIGESTS = new Set(["sha256", "blake3", "crc32", "crc32c"]);
 
 function toPieceInfo(p: NativePieceInfo): PieceInfo {
   return { number: p.number, offset: p.offset, length: p.length, digest: p.digest, parentId: p.parentId, createdAt: p.createdAtMs, finishedAt: p.finishedAtMs };
+}
+
+/** `ip:port`, with IPv6 addresses in brackets. */
+function addrOf(parent: ParentAddress): string {
+  return parent.ip.includes(":") ? `[${parent.ip}]:${parent.port}` : `${parent.ip}:${parent.port}`;
 }
 
 class LocalTask implements TaskStore {
@@ -51,8 +56,16 @@ class LocalTask implements TaskStore {
   }
 
   async fetchPiece(parent: ParentAddress, number: number, parentId: string, timeoutMs: number, signal?: AbortSignal): Promise<PieceInfo> {
-    const addr = parent.ip.includes(":") ? `[${parent.ip}]:${parent.port}` : `${parent.ip}:${parent.port}`;
-    return toPieceInfo(await this.native.fetchPiece({ addr, number, parentId, pieceTimeoutMs: timeoutMs }, signal));
+    return toPieceInfo(await this.native.fetchPiece({ addr: addrOf(parent), number, parentId, pieceTimeoutMs: timeoutMs }, signal));
+  }
+
+  race(timeoutMs: number, signal?: AbortSignal): PieceRace {
+    const r = this.native.race(timeoutMs, signal);
+    return {
+      add: (parent, number, parentId) => r.add({ addr: addrOf(parent), number, parentId, pieceTimeoutMs: timeoutMs }),
+      started: r.started,
+      done: r.done.then((w) => ({ index: w.index, info: toPieceInfo(w.info) })),
+    };
   }
 
   readPiece(number: number): Promise<Buffer> {

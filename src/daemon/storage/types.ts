@@ -38,6 +38,16 @@ export interface PieceInfo {
   finishedAt: number;
 }
 
+/** See TaskStore.race. */
+export interface PieceRace {
+  /** Asks `parent` for piece `number` too; ignored once a parent started sending. */
+  add(parent: ParentAddress, number: number, parentId: string): void;
+  /** The winner's index (in the order added) once its parent starts sending; -1 if none does. */
+  readonly started: Promise<number>;
+  /** The winner and its landed piece; rejects when every candidate refused or failed. */
+  readonly done: Promise<{ index: number; info: PieceInfo }>;
+}
+
 export interface ParentAddress {
   ip: string;
   /** Vortex TCP port of the parent's piece server. */
@@ -57,6 +67,11 @@ export interface TaskStore {
   writePiece(number: number, data: Buffer, createdAt: number, signal?: AbortSignal): Promise<PieceInfo>;
   /** Fetches a piece from a parent's piece server straight into the task file, verified. */
   fetchPiece(parent: ParentAddress, number: number, parentId: string, timeoutMs: number, signal?: AbortSignal): Promise<PieceInfo>;
+  /**
+   * A race among parents for a piece each: every candidate is asked at once, the first parent
+   * to start sending wins and its piece lands verified; the other requests are withdrawn.
+   */
+  race(timeoutMs: number, signal?: AbortSignal): PieceRace;
   readPiece(number: number): Promise<Buffer>;
   /** Digest `alg:hex` of the whole content (sha256, sha512, blake3, crc32). */
   digest(algorithm: string): Promise<string>;

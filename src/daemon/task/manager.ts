@@ -428,6 +428,10 @@ export class TaskManager {
         idleTimeoutMs: this.opts.collectedPieceTimeoutMs,
         uploadClients: this.uploadClients,
         fetch: (h: Holder, n: number) => task.fetchPiece({ ip: h.ip, port: h.tcpPort }, n, h.peerId, this.opts.pieceTimeoutMs, signal),
+        race: () => {
+          const r = task.race(this.opts.pieceTimeoutMs, signal);
+          return { add: (h: Holder, n: number) => r.add({ ip: h.ip, port: h.tcpPort }, n, h.peerId), started: r.started, done: r.done };
+        },
         onPiece: (info) => {
           session.pieceFinished(toProtoPiece(info, TrafficType.REMOTE_PEER));
           this.emitPiece(task, info);
