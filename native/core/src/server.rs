@@ -191,6 +191,11 @@ impl PieceServer {
         let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
             .map_err(|e| CoreError::io("socket", e))?;
         sock.set_reuseaddr(true).map_err(|e| CoreError::io("SO_REUSEADDR", e))?;
+        if cfg.send_buffer > 0 {
+            // Accepted connections inherit the listener's SO_SNDBUF (and lose autotuning).
+            let bytes = u32::try_from(cfg.send_buffer).unwrap_or(u32::MAX);
+            sock.set_send_buffer_size(bytes).map_err(|e| CoreError::io("SO_SNDBUF", e))?;
+        }
         sock.bind(addr).map_err(|e| CoreError::io(&format!("bind {addr}"), e))?;
         let listener = sock.listen(1024).map_err(|e| CoreError::io("listen", e))?;
         let local = listener.local_addr().map_err(|e| CoreError::io("local_addr", e))?;
@@ -262,9 +267,6 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                     continue;
                 };
                 let _ = sock.set_nodelay(true);
-                if shared.cfg.send_buffer > 0 {
-                    set_send_buffer(&sock, shared.cfg.send_buffer);
-                }
                 shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
                 let shared = shared.clone();
                 let mut stop = stop.clone();
@@ -438,23 +440,6 @@ async fn serve_conn(mut sock: TcpStream, shared: &Shared) {
             }
             u.push_back(Upload { task_id, number, length: rec.length });
         }
-    }
-}
-
-/// Best effort: a socket that keeps the kernel's buffer size still works.
-fn set_send_buffer(sock: &TcpStream, bytes: usize) {
-    use std::os::fd::AsRawFd;
-    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: the fd is owned by `sock` and open for this call; the option value is a c_int
-    // living on the stack for the duration of the call, and its size is passed with it.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&v as *const libc::c_int).cast::<libc::c_void>(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }
 
