@@ -12,7 +12,7 @@ use crate::error::{CoreError, ErrorCode, Result};
 use crate::store::{PieceRecord, PieceStore, Prepared, WriteMeta};
 use crate::vortex::{self, Header, HEADER_LEN};
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -115,7 +115,7 @@ pub async fn fetch_piece(
 
 async fn fetch_inner(pool: &ConnPool, store: &Arc<PieceStore>, opts: &FetchOptions) -> Result<PieceRecord> {
     let started_ms = crate::store::now_ms();
-    let (sock, value) = start_piece(pool, opts.clone()).await?;
+    let (sock, value) = start_piece(Some(pool), opts.clone()).await?;
     receive_piece(pool, store, opts, sock, value, started_ms).await
 }
 
@@ -153,7 +153,7 @@ pub async fn fetch_race(
                     Some(c) => {
                         let index = asked.len();
                         asked.push(c.clone());
-                        pending.spawn(async move { (index, start_piece(&NO_POOL, c).await) });
+                        pending.spawn(async move { (index, start_piece(None, c).await) });
                     }
                     None => more = false,
                 },
@@ -191,16 +191,14 @@ pub async fn fetch_race(
     }
 }
 
-/// Raced requests each get a fresh connection (closing it withdraws the request), never a pooled one.
-static NO_POOL: LazyLock<ConnPool> = LazyLock::new(|| ConnPool { max_idle_per_addr: 0, ..ConnPool::default() });
-
 /// Sends the request and reads the reply up to the piece metadata: a parent answers once an
-/// upload slot is free, so this returns when the body is about to flow.
-async fn start_piece(pool: &ConnPool, opts: FetchOptions) -> Result<(TcpStream, Vec<u8>)> {
+/// upload slot is free, so this returns when the body is about to flow. Without a pool (a raced
+/// request) the request gets a fresh connection of its own: closing it withdraws the request.
+async fn start_piece(pool: Option<&ConnPool>, opts: FetchOptions) -> Result<(TcpStream, Vec<u8>)> {
     let request = vortex::encode_download_piece(&opts.task_id, opts.number)?;
     // A pooled connection may have been closed by the parent meanwhile; failing before the
     // first reply byte on such a connection earns one retry on a fresh one.
-    let (mut sock, head) = match pool.take(&opts.addr) {
+    let (mut sock, head) = match pool.and_then(|p| p.take(&opts.addr)) {
         Some(mut s) => match request_header(&mut s, &request).await {
             Ok(h) => (s, h),
             Err(_) => {
@@ -225,7 +223,9 @@ async fn start_piece(pool: &ConnPool, opts: FetchOptions) -> Result<(TcpStream, 
         vortex::TAG_ERROR => {
             let (code, msg) = vortex::decode_error(&value)?;
             // The exchange completed cleanly, so the connection can serve the next piece.
-            pool.put(&opts.addr, sock);
+            if let Some(pool) = pool {
+                pool.put(&opts.addr, sock);
+            }
             let code = match code {
                 vortex::ERR_INTERNAL if msg.starts_with(vortex::BUSY_PREFIX) => ErrorCode::Busy,
                 vortex::ERR_NOT_FOUND => ErrorCode::NotFound,
