@@ -2,11 +2,12 @@
 // manager, seed peers dropped from the ring when their health check fails, and the A/B
 // evaluator's per-arm metrics.
 import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { createConnection, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { credentials, status, type sendUnaryData, type ServerReadableStream, type ServerUnaryCall } from "@grpc/grpc-js";
 import { Command } from "commander";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { register, startSchedulerCommand } from "../../src/cli/commands/scheduler.js";
 import { runProgram } from "../../src/cli/program.js";
 import { HealthClient } from "../../src/common/grpc/health.js";
@@ -149,6 +150,38 @@ describe("seed peer health and A/B metrics", () => {
     } finally {
       client.close();
       await handle.close();
+    }
+  });
+
+  it("connects to a seed as soon as it is announced, and health-checks it over that one connection", async () => {
+    const { handle, client } = await startTestScheduler();
+    const seed = await startGrpcServer([], "127.0.0.1", 0);
+    // A TCP relay in front of the seed counts the connections the scheduler opens to it.
+    const sockets: Socket[] = [];
+    let connections = 0;
+    const relay = createServer((down) => {
+      connections++;
+      const up = createConnection(seed.port, "127.0.0.1");
+      sockets.push(down, up);
+      down.pipe(up).pipe(down);
+      up.on("error", () => down.destroy());
+      down.on("error", () => up.destroy());
+    });
+    const relayPort = await new Promise<number>((resolve) => relay.listen(0, "127.0.0.1", () => resolve((relay.address() as { port: number }).port)));
+    try {
+      await announceHost(client, hostMsg("127.0.0.1-eager-seed", { type: 1, port: relayPort }));
+      // No task was triggered and the periodic health sweep is off in these tests.
+      await vi.waitFor(() => expect(connections).toBe(1), { timeout: 5000, interval: 20 });
+      await handle.seedPeers?.refresh();
+      await handle.seedPeers?.refresh();
+      expect(handle.seedPeers?.hasAvailable()).toBe(true);
+      expect(connections).toBe(1);
+    } finally {
+      client.close();
+      await handle.close();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => relay.close(() => resolve()));
+      await seed.close();
     }
   });
 
