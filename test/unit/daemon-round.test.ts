@@ -248,7 +248,7 @@ describe("PieceRound piece and parent choice", () => {
 
 /** Races the test drives: which candidates each got, and a parent starting or failing. */
 class FakeRaces {
-  readonly races: Array<{ asked: Array<{ from: string; n: number }>; start(from: string): void; fail(from: string | undefined, e: Error): void }> = [];
+  readonly races: Array<{ asked: Array<{ from: string; n: number }>; start(from: string): void; begin(from: string): void; land(): void; fail(from: string | undefined, e: Error): void }> = [];
   readonly race = (): ParentRace => {
     const asked: Array<{ holder: Holder; number: number }> = [];
     let started!: (i: number) => void;
@@ -259,6 +259,7 @@ class FakeRaces {
       done: new Promise<{ index: number; info: ReturnType<typeof piece> }>((resolve, reject) => (settle = { resolve, reject })),
     };
     const index = (from: string) => asked.findIndex((a) => a.holder.peerId === from);
+    let winner = -1;
     this.races.push({
       get asked() {
         return asked.map((a) => ({ from: a.holder.peerId, n: a.number }));
@@ -268,6 +269,12 @@ class FakeRaces {
         started(i);
         settle.resolve({ index: i, info: piece(asked[i]!.holder, asked[i]!.number) });
       },
+      // `from` starts sending (the race has a winner) but the piece has not landed yet.
+      begin: (from) => {
+        winner = index(from);
+        started(winner);
+      },
+      land: () => settle.resolve({ index: winner, info: piece(asked[winner]!.holder, asked[winner]!.number) }),
       fail: (from, e) => {
         started(from === undefined ? -1 : index(from));
         settle.reject(e);
@@ -323,6 +330,81 @@ describe("PieceRound races", () => {
     expect(races.races[1]?.asked).toEqual([{ from: "b", n: 0 }]);
     races.races[1]?.start("b");
     expect(await done).toBe(true);
+  });
+
+  /** A round over parent "a" holding pieces 0–5, with the clock the test moves. */
+  async function overlapRound() {
+    const uploads = new FakeUploads();
+    const races = new FakeRaces();
+    const clock = { now: 0 };
+    const { round } = newRound(uploads, [parent("a", "10.0.0.1")], new Set([0, 1, 2, 3, 4, 5]), { concurrency: 3, race: races.race, now: () => clock.now });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.1", [0, 1, 2, 3, 4, 5]);
+    await tick();
+    return { races: races.races, clock, done };
+  }
+
+  const settle = async () => {
+    await tick();
+    await tick();
+  };
+
+  /** Lands every race from `from` on, and those the round starts meanwhile, until it ends. */
+  async function landAll(races: FakeRaces["races"], from: number, done: Promise<boolean>): Promise<boolean> {
+    let ended = false;
+    void done.then(() => (ended = true));
+    for (let i = from; !ended; i++) {
+      for (let k = 0; k < 50 && !races[i] && !ended; k++) await new Promise((r) => setTimeout(r, 20));
+      if (ended) break;
+      races[i]?.begin("a");
+      races[i]?.land();
+      await settle();
+    }
+    return done;
+  }
+
+  it("on a slow link, asks for the next piece only shortly before the running one lands", async () => {
+    const { races, clock, done } = await overlapRound();
+    races[0]?.begin("a");
+    await settle();
+    clock.now += 350; // a 350 ms transfer
+    races[0]?.land();
+    await settle();
+    expect(races).toHaveLength(2);
+    races[1]?.begin("a");
+    await settle();
+    clock.now += 290; // within the lead of its expected landing
+    await new Promise((r) => setTimeout(r, 400));
+    expect(races).toHaveLength(3);
+    races[2]?.begin("a");
+    await settle();
+    // Two pieces arriving: no third, however late they are.
+    clock.now += 1000;
+    await new Promise((r) => setTimeout(r, 150));
+    expect(races).toHaveLength(3);
+    races[1]?.land();
+    await new Promise((r) => setTimeout(r, 150));
+    expect(races).toHaveLength(4);
+    expect(await landAll(races, 2, done)).toBe(true);
+  });
+
+  it("when pieces land within the lead, starts a race as soon as every running one has started", async () => {
+    const { races, done } = await overlapRound();
+    races[0]?.begin("a");
+    await settle();
+    races[0]?.land(); // in no time
+    await settle();
+    races[1]?.begin("a");
+    await settle();
+    races[2]?.begin("a");
+    await settle();
+    // Races 1 and 2 are both still receiving: a third runs beside them, one per worker.
+    expect(races).toHaveLength(4);
+    races[3]?.begin("a");
+    await settle();
+    expect(races).toHaveLength(4);
+    expect(await landAll(races, 1, done)).toBe(true);
   });
 
   it("leaves parents alone for a moment when none of them started", async () => {

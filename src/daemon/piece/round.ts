@@ -402,13 +402,21 @@ export class PieceRound {
    * Milliseconds until another race may start (0: now). Our link takes one piece at a time:
    * a second race only once the first one's parent is sending and its piece is about to land;
    * two pieces arriving side by side would each land at half speed, late for every child
-   * waiting on them.
+   * waiting on them. A piece that lands within RACE_LEAD_MS (a fast link, a parent on this
+   * host) is the exception: one at a time would leave the link idle while each piece is
+   * verified and written, so then a race starts as soon as every running one has started,
+   * up to one per worker (dfget-p2p-cached-1g: 0.67–0.76 s against 0.80–0.94 s).
    */
   private raceWait(): number {
     if (this.races.size === 0) return 0;
-    const [running] = this.races;
-    if (this.races.size > 1 || running?.startedAt === undefined || this.transferMs === undefined) return 100;
-    return Math.max(0, running.startedAt + this.transferMs - RACE_LEAD_MS - this.now());
+    if (this.transferMs === undefined) return 100;
+    if (this.races.size > 1 && this.transferMs >= RACE_LEAD_MS) return 100;
+    let latest = -Infinity;
+    for (const r of this.races) {
+      if (r.startedAt === undefined) return 100;
+      latest = Math.max(latest, r.startedAt);
+    }
+    return Math.max(0, latest + this.transferMs - RACE_LEAD_MS - this.now());
   }
 
   /**
