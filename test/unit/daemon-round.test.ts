@@ -260,21 +260,22 @@ class FakeRaces {
     };
     const index = (from: string) => asked.findIndex((a) => a.holder.peerId === from);
     let winner = -1;
+    // `from` starts sending (the race has a winner); its piece lands on `land`.
+    const begin = (from: string) => {
+      winner = index(from);
+      started(winner);
+    };
+    const land = () => settle.resolve({ index: winner, info: piece(asked[winner]!.holder, asked[winner]!.number) });
     this.races.push({
       get asked() {
         return asked.map((a) => ({ from: a.holder.peerId, n: a.number }));
       },
       start: (from) => {
-        const i = index(from);
-        started(i);
-        settle.resolve({ index: i, info: piece(asked[i]!.holder, asked[i]!.number) });
+        begin(from);
+        land();
       },
-      // `from` starts sending (the race has a winner) but the piece has not landed yet.
-      begin: (from) => {
-        winner = index(from);
-        started(winner);
-      },
-      land: () => settle.resolve({ index: winner, info: piece(asked[winner]!.holder, asked[winner]!.number) }),
+      begin,
+      land,
       fail: (from, e) => {
         started(from === undefined ? -1 : index(from));
         settle.reject(e);
