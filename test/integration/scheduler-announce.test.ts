@@ -317,6 +317,28 @@ describe("scheduler retry limits and host lifecycle", () => {
     }
   });
 
+  it("the first peer of a new task gets the seed peer as parent once the seed starts, not after a retry interval", async () => {
+    // An hour between rounds: without the wake-up on the seed's start this would hang.
+    const { handle: h2, client: c2 } = await startTestScheduler({ scheduler: { retryInterval: "1h", retryBackToSourceLimit: 3, retryLimit: 5 } });
+    const fake = await startFakeSeed(h2.grpcPort, "127.0.0.1-seed-seed");
+    try {
+      await announceHost(c2, hostMsg("127.0.0.1-seed-seed", { type: 1, port: fake.port, maxTx: 10e9 }));
+      await announceHost(c2, hostMsg("10.2.0.1-a"));
+      const a = new Announce(c2, "10.2.0.1-a", tid("woken"), "peer-woken");
+      a.register(download(url("woken"), LEN));
+      const r = await a.next();
+      if (r.response?.$case !== "normalTaskResponse") throw new Error(`expected normal, got ${r.response?.$case}`);
+      expect(r.response.normalTaskResponse.candidateParents.map((p) => p.host?.id)).toEqual(["127.0.0.1-seed-seed"]);
+      expect(fake.requests).toHaveLength(1);
+      a.send({ $case: "downloadPeerFailedRequest", downloadPeerFailedRequest: {} });
+      expect((await a.status).code).toBe(status.OK);
+    } finally {
+      c2.close();
+      await fake.close();
+      await h2.close();
+    }
+  });
+
   it("ListHosts filters by type; DeleteHost removes the host and its peers", async () => {
     const all = await unaryCall(client.listHosts.bind(client), {});
     expect(all.hosts.length).toBeGreaterThanOrEqual(6);

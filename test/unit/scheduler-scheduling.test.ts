@@ -220,6 +220,64 @@ describe("scheduling loop", () => {
     expect(sleeps).toHaveLength(9);
   });
 
+  /** Sleeps the test ends by hand, in the order they were asked for. */
+  function heldSleeps() {
+    const asked: Array<{ ms: number; end: () => void }> = [];
+    const sleep = (ms: number) => new Promise<void>((resolve) => asked.push({ ms, end: resolve }));
+    return { asked, sleep };
+  }
+  const ticks = async () => {
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+  };
+
+  it("a peer waiting for parents takes one as soon as a peer of the task starts serving, within the round", async () => {
+    const { resource } = newResource();
+    const task = addTask(resource);
+    const child = addPeer(resource, "child", task, "hc", RUNNING);
+    addHost(resource, "seed-h", { type: 1 });
+    // Registered, not downloading yet: no parent for anyone.
+    const seed = addPeer(resource, "seed", task, "seed-h", [PeerEvent.RegisterNormal]);
+    const held = heldSleeps();
+    const s = new Scheduling(resource, { ...cfg, retryInterval: 1000 }, new DefaultEvaluator(), { rng: () => 0.5, sleep: held.sleep, now: () => 0 });
+    const out = s.scheduleCandidateParents(child, new Set([child.id]));
+    await ticks();
+    expect(held.asked.map((a) => a.ms)).toEqual([1000]);
+    seed.fsm.fire(PeerEvent.DownloadBackToSource);
+    task.peersChanged();
+    // The round's sleep never ended: the change alone brought the seed in.
+    expect(await out).toEqual({ kind: "normal", parents: [seed] });
+    expect(child.parents()).toEqual([seed]);
+  });
+
+  it("a change that brings no parent keeps the peer waiting out its round, and tries are spaced", async () => {
+    const { resource } = newResource();
+    const task = addTask(resource);
+    const child = addPeer(resource, "child", task, "hc", RUNNING);
+    const held = heldSleeps();
+    const clock = { t: 0 };
+    const s = new Scheduling(resource, { ...cfg, retryInterval: 1000 }, new DefaultEvaluator(), { rng: () => 0.5, sleep: held.sleep, now: () => clock.t });
+    const out = s.scheduleCandidateParents(child, new Set([child.id]));
+    await ticks();
+    // A peer that serves nobody yet joins; the change wakes the waiting peer for nothing.
+    addPeer(resource, "idle", task, "h1", RUNNING);
+    task.peersChanged();
+    await ticks();
+    clock.t = 300;
+    // A pause before listening again, then the rest of the round.
+    expect(held.asked.map((a) => a.ms)).toEqual([1000, 20]);
+    held.asked[1]?.end();
+    await ticks();
+    expect(held.asked.map((a) => a.ms)).toEqual([1000, 20, 700]);
+    held.asked[2]?.end();
+    await ticks();
+    // Round two has started, a whole interval: the change neither ended round one early nor
+    // stood for a round of its own.
+    expect(held.asked.map((a) => a.ms)).toEqual([1000, 20, 700, 1000]);
+    child.needBackToSource = true;
+    for (const a of held.asked.slice(3)) a.end();
+    expect(await out).toEqual({ kind: "back-to-source", description: "peer's NeedBackToSource is true" });
+  });
+
   it("stops when the peer's stream is gone", async () => {
     const { resource } = newResource();
     const child = addPeer(resource, "child", addTask(resource), "hc", RUNNING);

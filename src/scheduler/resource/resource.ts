@@ -61,6 +61,7 @@ export class Resource {
       parent.host.uploadCount++;
       added.push(parent);
     }
+    if (added.length > 0) child.task.peersChanged();
     return added;
   }
 

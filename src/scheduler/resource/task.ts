@@ -62,6 +62,8 @@ export class Task {
   updatedAt: number;
   /** Set when a seed-peer trigger for this task failed, so the next peer goes elsewhere. */
   seedPeerFailed = false;
+  /** Resolved at the next peersChanged(): what a peer waiting for parents waits on. */
+  private change: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(init: TaskInit, now: number) {
     this.id = init.id;
@@ -91,6 +93,28 @@ export class Task {
     if (this.contentLength <= TINY_FILE_SIZE) return SizeScope.TINY;
     if (this.totalPieceCount === 1) return SizeScope.SMALL;
     return SizeScope.NORMAL;
+  }
+
+  /** Resolves at the next peersChanged(). */
+  nextChange(): Promise<void> {
+    if (!this.change) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.change = { promise, resolve };
+    }
+    return this.change.promise;
+  }
+
+  /**
+   * A peer may have become a parent for others: it started downloading or going to the
+   * origin, gained parents, or finished. Not on registration alone: a peer that just
+   * registered serves nobody yet, and a flash crowd registering would wake every waiting peer
+   * once per newcomer.
+   */
+  peersChanged(): void {
+    const c = this.change;
+    this.change = undefined;
+    c?.resolve();
   }
 
   canBackToSource(): boolean {

@@ -33,14 +33,29 @@ export class SchedulingError extends Error {
 
 export interface SchedulingDeps {
   rng?: () => number;
-  sleep?: (ms: number) => Promise<void>;
+  /** Resolves after `ms`, or early (without error) once `signal` aborts. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Clock for the retry interval (ms); performance.now by default. */
+  now?: () => number;
 }
 
-const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** Least time between two tries of one waiting peer prompted by task changes (ms). */
+const RECHECK_MS = 20;
+
+const realSleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    const stop = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    signal?.addEventListener("abort", stop, { once: true });
+  });
 
 export class Scheduling {
   private readonly rng: () => number;
-  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  private readonly now: () => number;
 
   constructor(
     private readonly resource: Resource,
@@ -50,6 +65,7 @@ export class Scheduling {
   ) {
     this.rng = deps.rng ?? Math.random;
     this.sleep = deps.sleep ?? realSleep;
+    this.now = deps.now ?? (() => performance.now());
   }
 
   /** Filtered, ranked, best `candidateParentLimit` parents (no DAG change). */
@@ -117,14 +133,49 @@ export class Scheduling {
       }
       if (n >= this.config.retryLimit) throw new SchedulingError(status.FAILED_PRECONDITION, "scheduling exceeded RetryLimit");
 
-      this.resource.deleteParents(peer);
-      peer.meshParents.clear();
-      const candidates = this.findCandidateParents(peer, blocklist);
-      const added = candidates.length > 0 ? this.resource.addParents(peer, candidates) : [];
+      const added = this.tryParents(peer, blocklist);
       if (added.length > 0) return { kind: "normal", parents: added };
       n++;
       // Jittered wait in [0.5, 1.5) × interval so that peers retrying together spread out.
-      await this.sleep(this.config.retryInterval * (0.5 + this.rng()));
+      const later = await this.waitForParents(peer, blocklist, alive, this.config.retryInterval * (0.5 + this.rng()));
+      if (later.length > 0) return { kind: "normal", parents: later };
     }
+  }
+
+  private tryParents(peer: Peer, blocklist: ReadonlySet<string>): Peer[] {
+    this.resource.deleteParents(peer);
+    peer.meshParents.clear();
+    const candidates = this.findCandidateParents(peer, blocklist);
+    return candidates.length > 0 ? this.resource.addParents(peer, candidates) : [];
+  }
+
+  /**
+   * Waits out one retry interval, trying again whenever a peer of the task may have become a
+   * parent (Task.peersChanged) rather than only when the interval ends. The first peer of a
+   * new task registers before the seed peer its registration triggered starts, and would
+   * otherwise wait a whole jittered interval (up to 1.5 × retryInterval) for a parent that
+   * was there milliseconds later. The interval still bounds the round, so the retry limits
+   * keep their meaning, and tries are at least RECHECK_MS apart, so a busy task does not
+   * re-run the filter for every waiting peer on every change. Returns the parents added, or
+   * none once the interval is over.
+   */
+  private async waitForParents(peer: Peer, blocklist: ReadonlySet<string>, alive: () => boolean, ms: number): Promise<Peer[]> {
+    const until = this.now() + ms;
+    let changed = peer.task.nextChange();
+    for (let wait = ms; wait > 0; wait = until - this.now()) {
+      // The interval's timer is dropped when a change comes first.
+      const timer = new AbortController();
+      const woke = await Promise.race([this.sleep(wait, timer.signal).then(() => false), changed.then(() => true)]);
+      timer.abort();
+      if (!woke) return [];
+      if (!alive()) return [];
+      // Listening again before trying: a change during the try or the pause below counts.
+      changed = peer.task.nextChange();
+      const added = this.tryParents(peer, blocklist);
+      if (added.length > 0) return added;
+      const left = until - this.now();
+      if (left > 0) await this.sleep(Math.min(RECHECK_MS, left));
+    }
+    return [];
   }
 }
