@@ -263,7 +263,7 @@ describe("scheduling loop", () => {
     task.peersChanged();
     await ticks();
     clock.t = 300;
-    // A pause before listening again, then the rest of the round.
+    // A pause before the next try, then the rest of the round.
     expect(held.asked.map((a) => a.ms)).toEqual([1000, 20]);
     held.asked[1]?.end();
     await ticks();

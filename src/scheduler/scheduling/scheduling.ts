@@ -1,5 +1,6 @@
 // The scheduling loop of one peer (Dragonfly's ScheduleCandidateParents): try to find parents,
-// retrying with a jittered interval; send the peer to the origin when it asked for it or after
+// retrying with a jittered interval (and in between whenever a peer of the task may have become
+// a parent, see waitForParents); send the peer to the origin when it asked for it or after
 // retryBackToSourceLimit failed rounds (if the task's back-to-source quota allows); give up with
 // FAILED_PRECONDITION after retryLimit rounds.
 import { status } from "@grpc/grpc-js";
