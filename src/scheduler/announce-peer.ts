@@ -336,8 +336,6 @@ export class AnnouncePeerSession {
           metrics.downloadPeerStartedFailure.inc(labels);
           throw e;
         }
-        // Downloading now, so a parent for peers still waiting (a seed peer most often).
-        peer.task.peersChanged();
         peer.updatedAt = now;
         return "continue";
 
@@ -350,7 +348,6 @@ export class AnnouncePeerSession {
           metrics.downloadPeerBackToSourceStartedFailure.inc(labels);
           throw e;
         }
-        peer.task.peersChanged();
         peer.task.backToSourcePeers.add(peer.id);
         // Origin fetches do not use parents: release them.
         resource.deleteParents(peer);
@@ -486,7 +483,6 @@ export class AnnouncePeerSession {
       metrics.downloadPeerFailure.inc(labels);
       throw e;
     }
-    peer.task.peersChanged();
     peer.updatedAt = now;
     resource.deleteParents(peer);
     const task = peer.task;

@@ -243,7 +243,6 @@ describe("scheduling loop", () => {
     await ticks();
     expect(held.asked.map((a) => a.ms)).toEqual([1000]);
     seed.fsm.fire(PeerEvent.DownloadBackToSource);
-    task.peersChanged();
     // The round's sleep never ended: the change alone brought the seed in.
     expect(await out).toEqual({ kind: "normal", parents: [seed] });
     expect(child.parents()).toEqual([seed]);
@@ -258,9 +257,9 @@ describe("scheduling loop", () => {
     const s = new Scheduling(resource, { ...cfg, retryInterval: 1000 }, new DefaultEvaluator(), { rng: () => 0.5, sleep: held.sleep, now: () => clock.t });
     const out = s.scheduleCandidateParents(child, new Set([child.id]));
     await ticks();
-    // A peer that serves nobody yet joins; the change wakes the waiting peer for nothing.
+    // A peer that serves nobody yet starts downloading; the change wakes the waiting peer for
+    // nothing.
     addPeer(resource, "idle", task, "h1", RUNNING);
-    task.peersChanged();
     await ticks();
     clock.t = 300;
     // A pause before the next try, then the rest of the round.

@@ -102,7 +102,11 @@ export class Peer {
     this.createdAt = now;
     this.updatedAt = now;
     this.pieceUpdatedAt = now;
-    this.fsm = new Fsm<PeerState, PeerEvent>(PeerState.Pending, PEER_TRANSITIONS);
+    // Downloading, going to the origin or done: now a parent for peers still waiting for one
+    // (a seed peer that just started, most often).
+    this.fsm = new Fsm<PeerState, PeerEvent>(PeerState.Pending, PEER_TRANSITIONS, (to) => {
+      if (to === PeerState.Running || to === PeerState.BackToSource || to === PeerState.Succeeded) task.peersChanged();
+    });
   }
 
   get state(): PeerState {

@@ -106,10 +106,10 @@ export class Task {
   }
 
   /**
-   * A peer may have become a parent for others: it started downloading or going to the
-   * origin, gained parents, or finished. Not on registration alone: a peer that just
-   * registered serves nobody yet, and a flash crowd registering would wake every waiting peer
-   * once per newcomer.
+   * A peer may have become a parent for others: it entered Running, BackToSource or Succeeded
+   * (Peer's state machine calls this) or gained parents (Resource.addParents). Not on
+   * registration alone: a peer that just registered serves nobody yet, and a flash crowd
+   * registering would wake every waiting peer once per newcomer.
    */
   peersChanged(): void {
     const c = this.change;
