@@ -14,7 +14,7 @@ import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { stringify } from "yaml";
 import { Download, TaskType } from "../../../src/gen/common/v2/common.js";
 import { DfdaemonDownloadClient, type DownloadTaskResponse } from "../../../src/gen/dfdaemon/v2/dfdaemon.js";
-import { cleanupStaleNamespaces, EmulatedNetwork, netnsSupport, nsExec, type NetHost } from "./netns.js";
+import { cleanupStaleNamespaces, EmulatedNetwork, netnsSupport, nsExec, type LinkQueue, type NetHost } from "./netns.js";
 
 export { netnsSupport };
 
@@ -39,6 +39,8 @@ export interface SwarmOptions {
   /** Each link's rate in each direction (default 100 Mbit/s). */
   mbit?: number;
   delayMs?: number;
+  /** How links queue what exceeds their rate (see LinkQueue; default "sparse-first"). */
+  queue?: LinkQueue;
   /** Start the manager too (the scheduler then registers with it). Default true. */
   manager?: boolean;
   log?: (msg: string) => void;
@@ -160,7 +162,7 @@ export class Swarm {
     mkdirSync(this.logDir, { recursive: true });
     const stale = cleanupStaleNamespaces();
     if (stale.length > 0) log(`removed ${stale.length} namespaces left by an earlier run`);
-    this.net = new EmulatedNetwork({ mbit: opts.mbit ?? 100, delayMs: opts.delayMs ?? 0 }, log, `${swarmCount++}-`);
+    this.net = new EmulatedNetwork({ mbit: opts.mbit ?? 100, delayMs: opts.delayMs ?? 0, queue: opts.queue ?? "sparse-first" }, log, `${swarmCount++}-`);
     process.once("exit", this.exitHook);
   }
 
@@ -200,7 +202,7 @@ export class Swarm {
     await this.startScheduler();
     await this.startDaemon(this.seed);
     await Promise.all(this.peers.map((d) => this.startDaemon(d)));
-    this.log(`swarm up: origin ${this.origin.ip}, scheduler ${this.scheduler.ip}, seed ${this.seed.net.ip}, ${this.peers.length} peers, ${o.mbit ?? 100} Mbit/s links`);
+    this.log(`swarm up: origin ${this.origin.ip}, scheduler ${this.scheduler.ip}, seed ${this.seed.net.ip}, ${this.peers.length} peers, ${o.mbit ?? 100} Mbit/s links, ${this.net.queue} queues`);
   }
 
   private spawn(name: string, ns: string, args: string[], env: NodeJS.ProcessEnv = process.env): Proc {
