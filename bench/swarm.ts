@@ -1,6 +1,6 @@
-// `npm run bench -- --suite swarm`: a seed peer and N peers (N = 4, 16, 32) fetch a 128 MiB
-// file over emulated 100 Mbit/s links (one network namespace per host, see
-// test/e2e/harness), against the same hosts fetching it with curl straight from the origin.
+// `npm run bench -- --suite swarm`: a seed peer and N peers (N = 4, 16, 32) fetch 128 MiB
+// files (see FIRST_TASK) over emulated 100 Mbit/s links (one network namespace per host, see
+// test/e2e/harness), against the same hosts fetching one with curl straight from the origin.
 // Reports the last peer's completion time against the ideal (file size / link bandwidth) and
 // against the direct baseline, the origin's egress, each host's CPU seconds, and where the time
 // went (details.pieces: when the last piece entered the swarm, how long pieces took to reach
@@ -8,7 +8,7 @@
 // into bench/results/). The links serve small packets first (see LinkQueue);
 // DAMSELFLY_SWARM_QUEUE=fifo gives them one shared queue instead.
 //
-// --short (CI's bench gate) runs N = 16 only, on a 16 MiB file, so the gated names exist.
+// --short (CI's bench gate) runs N = 16 only, on 16 MiB files, so the gated names exist.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,7 +29,7 @@ const MBIT = 100;
  * average over nine swarms), and its first piece left the seed peer about 0.6 s later.
  * Daemons in a cluster are resident and have served tasks before, so the results come from
  * the other three: the one whose last peer finished in the median time. At 16 peers single
- * tasks on warm daemons ranged 14.9–15.6 s. The first task's time and egress are reported in
+ * tasks on warm daemons ranged 14.9–16.1 s (20 samples). The first task's time and egress are reported in
  * details.firstTask, each measured task's in details.tasks.
  */
 const FIRST_TASK = "first.bin";
