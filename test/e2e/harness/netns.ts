@@ -108,6 +108,13 @@ export interface LinkShape {
   queue: LinkQueue;
 }
 
+/** netem as qdisc `handle` under class `parent`; false, with a warning, where the kernel lacks it. */
+function delay(ns: string, dev: string, parent: string, handle: string, ms: number, warn: (m: string) => void): boolean {
+  const r = nsExec(ns, "tc", ["qdisc", "add", "dev", dev, "parent", parent, "handle", handle, "netem", "delay", `${ms}ms`], { allowFail: true });
+  if (r.status !== 0) warn(`delay not applied on ${ns}/${dev}: netem is not available in this kernel (${r.stderr.trim()})`);
+  return r.status === 0;
+}
+
 /**
  * htb at the link rate with two classes: packets under 256 bytes first, bulk data after them
  * in a queue as deep as the tbf one (100 ms plus the burst). Returns why it could not be set up.
@@ -130,13 +137,9 @@ function sparseFirst(ns: string, dev: string, link: LinkShape, warn: (m: string)
   }
   const bulkLimit = `${Math.round((link.mbit * 1e6) / 8 / 10) + 256 * 1024}b`;
   for (const [cls, limit] of [["1:10", "256kb"], ["1:20", bulkLimit]] as const) {
-    const leaf = ["qdisc", "add", "dev", dev, "parent", cls, "handle", `${cls.slice(2)}:`];
-    if (link.delayMs > 0) {
-      const r = nsExec(ns, "tc", [...leaf, "netem", "delay", `${link.delayMs}ms`], { allowFail: true });
-      if (r.status === 0) continue;
-      warn(`delay not applied on ${ns}/${dev}: netem is not available in this kernel (${r.stderr.trim()})`);
-    }
-    nsExec(ns, "tc", [...leaf, "bfifo", "limit", limit]);
+    const handle = `${cls.slice(2)}:`;
+    if (link.delayMs > 0 && delay(ns, dev, cls, handle, link.delayMs, warn)) continue;
+    nsExec(ns, "tc", ["qdisc", "add", "dev", dev, "parent", cls, "handle", handle, "bfifo", "limit", limit]);
   }
   return undefined;
 }
@@ -147,18 +150,14 @@ function sparseFirst(ns: string, dev: string, link: LinkShape, warn: (m: string)
  * configured one. Returns the queue it set up: "fifo" when the kernel lacks htb or u32.
  */
 function shape(ns: string, dev: string, link: LinkShape, warn: (m: string) => void): LinkQueue {
-  const tc = (args: string[]) => nsExec(ns, "tc", args, { allowFail: true });
   if (link.queue === "sparse-first") {
     const failed = sparseFirst(ns, dev, link, warn);
     if (!failed) return "sparse-first";
     warn(`sparse-first queueing not set up on ${ns}/${dev}, one shared queue instead: ${failed}`);
-    tc(["qdisc", "del", "dev", dev, "root"]);
+    nsExec(ns, "tc", ["qdisc", "del", "dev", dev, "root"], { allowFail: true });
   }
   nsExec(ns, "tc", ["qdisc", "replace", "dev", dev, "root", "handle", "1:", "tbf", "rate", `${link.mbit}mbit`, "burst", "256kb", "latency", "100ms"]);
-  if (link.delayMs > 0) {
-    const r = tc(["qdisc", "add", "dev", dev, "parent", "1:1", "handle", "10:", "netem", "delay", `${link.delayMs}ms`]);
-    if (r.status !== 0) warn(`delay not applied on ${ns}/${dev}: netem is not available in this kernel (${r.stderr.trim()})`);
-  }
+  if (link.delayMs > 0) delay(ns, dev, "1:1", "10:", link.delayMs, warn);
   return "fifo";
 }
 
