@@ -1,29 +1,28 @@
 // `dfctl`: inspect and control the local dfdaemon over its unix socket — list the tasks it
 // holds, show one, remove one.
-import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
-import { DEFAULT_SOCKET_PATH } from "../daemon/constants.js";
+import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { DfdaemonDownloadClient, type StatLocalTaskResponse } from "../gen/dfdaemon/v2/dfdaemon.js";
+import { daemonCallError, daemonTarget, discoverEndpoint, endpointOption, requireSocket, type Endpoint } from "./endpoint.js";
 import { newProgram, runProgram } from "./program.js";
 
 type Client = InstanceType<typeof DfdaemonDownloadClient>;
 
-/** Runs `use` with a client of the dfdaemon at `endpoint`, closed afterwards. */
-async function withDaemon<T>(endpoint: string, use: (c: Client) => Promise<T>): Promise<T> {
-  const c = new DfdaemonDownloadClient(`unix://${endpoint}`, credentials.createInsecure());
+type Unary<T> = (c: Client, cb: (err: ServiceError | null, res?: T) => void) => void;
+
+/** Makes one call to the dfdaemon at `ep` with a client closed afterwards. */
+async function callDaemon<T>(ep: Endpoint, call: Unary<T>): Promise<T> {
+  requireSocket(ep);
+  const c = new DfdaemonDownloadClient(daemonTarget(ep.socket), credentials.createInsecure());
   try {
-    return await use(c);
+    return await new Promise<T>((resolve, reject) =>
+      call(c, (err, res) => {
+        if (err) reject(daemonCallError(err, ep));
+        else resolve(res as T);
+      }),
+    );
   } finally {
     c.close();
   }
-}
-
-function unary<T>(call: (cb: (err: ServiceError | null, res?: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) =>
-    call((err, res) => {
-      if (err) reject(new Error(err.code === status.UNAVAILABLE ? "cannot reach the dfdaemon (is it running? see --endpoint)" : err.details || err.message));
-      else resolve(res as T);
-    }),
-  );
 }
 
 function row(t: StatLocalTaskResponse): string[] {
@@ -46,29 +45,30 @@ function table(rows: string[][]): string {
 
 export async function main(argv: string[]): Promise<number> {
   const program = newProgram("dfctl", "inspect and control the local dfdaemon");
-  const endpoint = () => (program.opts<{ endpoint: string }>().endpoint);
-  program.option("-e, --endpoint <socket>", "dfdaemon unix socket", DEFAULT_SOCKET_PATH);
+  // Discovered when a command runs: only then are the global options parsed.
+  const endpoint = () => discoverEndpoint({ flag: program.opts<{ endpoint?: string }>().endpoint });
+  program.addOption(endpointOption());
   const task = program.command("task").description("tasks held by the local dfdaemon");
   task
     .command("ls")
     .description("list local tasks")
     .option("--json", "print JSON")
     .action(async (opts: { json?: boolean }) => {
-      const res = await withDaemon(endpoint(), (c) => unary<{ tasks: StatLocalTaskResponse[] }>((cb) => c.listLocalTasks({}, new Metadata(), cb)));
+      const res = await callDaemon<{ tasks: StatLocalTaskResponse[] }>(endpoint(), (c, cb) => c.listLocalTasks({}, new Metadata(), cb));
       process.stdout.write(`${opts.json ? JSON.stringify(res.tasks, null, 2) : table(res.tasks.map(row))}\n`);
     });
   task
     .command("stat <taskId>")
     .description("show one local task")
     .action(async (taskId: string) => {
-      const t = await withDaemon(endpoint(), (c) => unary<StatLocalTaskResponse>((cb) => c.statLocalTask({ taskId }, new Metadata(), cb)));
+      const t = await callDaemon<StatLocalTaskResponse>(endpoint(), (c, cb) => c.statLocalTask({ taskId }, new Metadata(), cb));
       process.stdout.write(`${JSON.stringify(t, null, 2)}\n`);
     });
   task
     .command("rm <taskId>")
     .description("delete a local task and its pieces")
     .action(async (taskId: string) => {
-      await withDaemon(endpoint(), (c) => unary((cb) => c.deleteLocalTask({ taskId }, new Metadata(), cb)));
+      await callDaemon(endpoint(), (c, cb) => c.deleteLocalTask({ taskId }, new Metadata(), cb));
       process.stdout.write(`deleted ${taskId}\n`);
     });
   return runProgram(program, argv);

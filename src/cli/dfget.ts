@@ -1,17 +1,17 @@
-// `dfget URL -O PATH`: download through the local dfdaemon (or a one-shot daemon started here
-// when none runs), with Dragonfly's flags. The daemon writes the output atomically; stdout
-// output (`-O -`) streams pieces in order as they land.
+// `dfget URL -O PATH`: download through the local dfdaemon (found as ./endpoint.ts says, or a
+// one-shot daemon started here when none runs), with Dragonfly's flags. The daemon writes the
+// output atomically; stdout output (`-O -`) streams pieces in order as they land.
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Option } from "commander";
 import { MAX_MESSAGE_BYTES } from "../common/grpc/server.js";
-import { DEFAULT_SOCKET_PATH } from "../daemon/constants.js";
 import type { DaemonConfig } from "../daemon/config.js";
 import { parseDigest } from "../daemon/task/digest.js";
 import { Download, TaskType } from "../gen/common/v2/common.js";
 import { DfdaemonDownloadClient, type DownloadTaskResponse } from "../gen/dfdaemon/v2/dfdaemon.js";
+import { daemonCallError, daemonTarget, discoverEndpoint, endpointOption, isExplicit, unreachableError } from "./endpoint.js";
 import { newProgram, runProgram } from "./program.js";
 
 interface DfgetOptions {
@@ -27,7 +27,7 @@ interface DfgetOptions {
   disableBackToSource?: boolean;
   overwrite?: boolean;
   progress: boolean;
-  endpoint: string;
+  endpoint?: string;
   forceHardLink?: boolean;
   contentForCalculatingTaskId?: string;
   config?: string;
@@ -124,15 +124,21 @@ async function download(url: string, opts: DfgetOptions): Promise<void> {
     enableTaskIdBasedBlobDigest: false,
   });
 
-  let socket = opts.endpoint;
+  const ep = discoverEndpoint({ flag: opts.endpoint });
+  let socket = ep.socket;
   let oneShot: { stop(): Promise<void> } | undefined;
   if (!existsSync(socket)) {
+    // A socket the user named is the daemon they want: downloading elsewhere would hide a typo
+    // or a stopped daemon. A found or default one may be absent; then download anyway, but say
+    // so: a one-shot daemon is outside any running swarm and forgets the file afterwards.
+    if (isExplicit(ep)) throw unreachableError(ep);
+    process.stderr.write(`dfget: no dfdaemon at ${socket}; starting a one-shot daemon for this download (start one with 'damselfly up' or pass -e)\n`);
     const o = await oneShotDaemon(opts);
     socket = o.socket;
     oneShot = o;
   }
   // Pieces (up to 64 MiB) ride in messages when writing to stdout.
-  const client = new DfdaemonDownloadClient(`unix://${socket}`, credentials.createInsecure(), { "grpc.max_receive_message_length": MAX_MESSAGE_BYTES * 2 });
+  const client = new DfdaemonDownloadClient(daemonTarget(socket), credentials.createInsecure(), { "grpc.max_receive_message_length": MAX_MESSAGE_BYTES * 2 });
   const bar = opts.progress && process.stderr.isTTY && !toStdout ? new (await import("cli-progress")).SingleBar({ format: "{bar} {percentage}% | {done}/{size} | {speed}/s | ETA {eta_formatted}", hideCursor: true, stream: process.stderr }) : undefined;
   const started = Date.now();
   let total = 0;
@@ -163,7 +169,8 @@ async function download(url: string, opts: DfgetOptions): Promise<void> {
           }
         }
       });
-      call.on("error", (e: ServiceError) => reject(new Error(e.details || e.message)));
+      // A one-shot daemon was not discovered, so its failures have no endpoint to explain.
+      call.on("error", (e: ServiceError) => reject(daemonCallError(e, oneShot ? undefined : ep)));
       call.on("end", () => resolveDone());
     });
   } finally {
@@ -201,7 +208,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--disable-back-to-source", "never fetch from the origin, only from peers")
     .option("--overwrite", "replace an existing output file")
     .option("--no-progress", "no progress bar")
-    .option("-e, --endpoint <socket>", "dfdaemon unix socket", DEFAULT_SOCKET_PATH)
+    .addOption(endpointOption())
     .option("--force-hard-link", "fail unless the output can be hard-linked to the cache")
     .option("--content-for-calculating-task-id <content>", "compute the task id from this instead of the URL")
     .option("-c, --config <file>", "dfdaemon config for the one-shot daemon")

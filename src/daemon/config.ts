@@ -130,6 +130,13 @@ export const DaemonConfigSchema = Type.Object(
             addr: Type.String({ minLength: 1, default: "https://index.docker.io" }),
             cert: Type.String({ default: "" }),
             enableTaskIDBasedBlobDigest: Type.Boolean({ default: false }),
+            /**
+             * Ours: registry base URLs with their scheme ("http://127.0.0.1:5000",
+             * "https://harbor.example.com/prefix"). A registry named without a scheme (containerd's
+             * `?ns=host:port`, a bare X-Dragonfly-Registry) takes the scheme and path prefix of the
+             * entry with its host:port; others are probed, and may be plain HTTP only on a loopback or listed host.
+             */
+            registries: Type.Array(Type.String({ pattern: "^https?://([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\])(:\\d{1,5})?(/[^\\s?#]*)?$" }), { default: [] }),
           }),
           disableBackToSource: Type.Boolean({ default: false }),
           prefetch: Type.Boolean({ default: false }),

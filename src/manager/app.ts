@@ -16,6 +16,7 @@ import { errorHandler } from "./errors.js";
 import { JobRateLimiter } from "./jobs/rate-limiter.js";
 import { JobService } from "./jobs/service.js";
 import type { ManagerMetrics } from "./metrics.js";
+import { registerApiIndex } from "./routes/api-index.js";
 import { registerAudits } from "./routes/audits.js";
 import { registerClusters } from "./routes/clusters.js";
 import type { RouteContext } from "./routes/context.js";
@@ -120,6 +121,8 @@ export async function buildManagerApp(deps: ManagerAppDeps): Promise<FastifyInst
   registerClusters(app, ctx, "/oapi/v1");
   registerJobs(app, ctx, "/api/v1");
   registerJobs(app, ctx, "/oapi/v1");
+  registerApiIndex(app, "/api/v1", () => routes);
+  registerApiIndex(app, "/oapi/v1", () => routes);
   await app.ready();
   return app;
 }

@@ -2,29 +2,7 @@
 // both at 4000/s by default). A call over the limit gets RESOURCE_EXHAUSTED at once instead of
 // queueing behind work the server cannot keep up with.
 import { status, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
-
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    private readonly ratePerSecond: number,
-    private readonly burst: number = Math.max(1, ratePerSecond),
-    private readonly now: () => number = () => performance.now(),
-  ) {
-    this.tokens = this.burst;
-    this.last = this.now();
-  }
-
-  take(): boolean {
-    const t = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) / 1000) * this.ratePerSecond);
-    this.last = t;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}
+import { TokenBucket } from "../common/token-bucket.js";
 
 type AnyHandler = (call: { emit(event: string, err: unknown): unknown }, callback?: (err: unknown) => void) => unknown;
 

@@ -30,7 +30,7 @@ async function start(role: ComponentRole, configPath: string): Promise<Running> 
       const config = loadDaemonConfig(configPath);
       const d = await startDaemon(config, createLogger({ component: config.seedPeer.enable ? "seed-peer" : "dfdaemon" }));
       return {
-        message: { type: "ready", role, hostId: d.hostId, socketPath: d.socketPath, ports: { upload: d.uploadPort, piece: d.piecePort, health: d.healthPort, metrics: d.metricsPort } },
+        message: { type: "ready", role, hostId: d.hostId, socketPath: d.socketPath, ports: { upload: d.uploadPort, piece: d.piecePort, health: d.healthPort, metrics: d.metricsPort, proxy: d.proxyPort } },
         close: () => d.close(),
       };
     }

@@ -15,6 +15,8 @@ export interface DaemonPorts {
   piece: number;
   health: number;
   metrics: number;
+  /** The registry mirror / HTTP proxy; 0 when the daemon runs none. */
+  proxy: number;
 }
 
 export type ChildMessage =

@@ -11,6 +11,7 @@ import { credentials, Metadata } from "@grpc/grpc-js";
 import { stringify } from "yaml";
 import { HealthClient } from "../common/grpc/health.js";
 import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.js";
+import { processAlive, UP_ENDPOINT_FILE, type UpEndpoint } from "../cli/endpoint.js";
 import { INITIAL_PASSWORD_FILE } from "../manager/auth/bootstrap.js";
 import { ensureDemoFile, startDemoOrigin, type DemoOrigin } from "./demo-origin.js";
 import { PortPlan } from "./ports.js";
@@ -42,6 +43,12 @@ export interface DaemonInfo {
 
 export interface Stack {
   dataDir: string;
+  /** The registry mirror (HTTP proxy) of the first peer, as runtimes reach it. */
+  mirror: { url: string; peer: string };
+  /** `damselfly init containerd` exactly as it points containerd at `mirror`. */
+  initContainerdCommand: string;
+  /** Where the CLIs (dfget, dfctl, dfcache) find this stack's first peer. */
+  endpointFile: string;
   manager: { ports: ManagerPorts; apiUrl: string; credentialsFile: string | undefined; pid: number };
   scheduler: { ports: SchedulerPorts; addr: string; pid: number };
   seed: DaemonInfo;
@@ -65,7 +72,15 @@ const childScript = join(packageRoot, ext === ".ts" ? "src" : "dist", "up", `chi
 const tsxLoader = pathToFileURL(join(packageRoot, "node_modules", "tsx", "dist", "loader.mjs")).href;
 const childExecArgv = ext === ".ts" ? ["--import", tsxLoader] : [];
 
-const DEFAULTS = { managerRest: 8080, managerGrpc: 65003, managerMetrics: 8000, scheduler: 8002, schedulerMetrics: 8001, demo: 8088 };
+const DEFAULTS = { managerRest: 8080, managerGrpc: 65003, managerMetrics: 8000, scheduler: 8002, schedulerMetrics: 8001, demo: 8088, proxy: 4001 };
+/** `damselfly init containerd` points runtimes here unless told otherwise. */
+const DEFAULT_PROXY_URL = `http://127.0.0.1:${DEFAULTS.proxy}`;
+/**
+ * Everything `up` starts listens on 127.0.0.1, its demo origin included: the manager's and the
+ * scheduler's SSRF policy may let preheats reach loopback for this stack only (a manager started
+ * on its own keeps refusing loopback).
+ */
+const LOOPBACK_CIDRS = ["127.0.0.1/32", "::1/128"];
 const daemonDefaults = (i: number) => ({ upload: 4000 + 10 * i, metrics: 4002 + 10 * i, health: 4003 + 10 * i, piece: 4005 + 10 * i });
 // sun_path is 108 bytes on Linux.
 const MAX_SOCKET_PATH = 107;
@@ -75,9 +90,9 @@ export function shellWord(s: string): string {
   return /^[A-Za-z0-9_/.:=@%+,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** How to run dfget from this installation: the built CLI, or the sources through tsx. */
-export function dfgetCommand(): string[] {
-  return ext === ".ts" ? ["node", "--import", tsxLoader, join(packageRoot, "src", "up", "launch.ts"), "dfget"] : ["node", join(packageRoot, "bin", "dfget.js")];
+/** How to run one of this installation's CLIs: the built one, or the sources through tsx. */
+export function cliCommand(cli: "dfget" | "damselfly"): string[] {
+  return ext === ".ts" ? ["node", "--import", tsxLoader, join(packageRoot, "src", "up", "launch.ts"), cli] : ["node", join(packageRoot, "bin", `${cli}.js`)];
 }
 
 class Component {
@@ -182,15 +197,6 @@ async function until(what: string, probe: () => Promise<boolean>, timeoutMs: num
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** One `up` per data dir: a second one would fight over ports, sockets and the database. */
 function takeLock(dataDir: string): () => void {
   const file = join(dataDir, "up.pid");
@@ -230,9 +236,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
   const components: Component[] = [];
   let demo: DemoOrigin | undefined;
+  let removeEndpoint: () => void = () => undefined;
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      // First, so that no CLI picks a stopping daemon.
+      removeEndpoint();
       // Reverse start order: peers first so that nothing talks to a stopped scheduler.
       const peers = components.filter((c) => c.name.startsWith("peer-"));
       await Promise.all(peers.map((c) => c.stop()));
@@ -274,6 +283,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
           grpc: { listenIP: "127.0.0.1", advertiseIP: "127.0.0.1", port: { start: grpcPort, end: grpcPort } },
         },
         metrics: { addr: `127.0.0.1:${fb ? 0 : await port(DEFAULTS.managerMetrics)}` },
+        job: { preheat: { ssrf: { allowCIDRs: LOOPBACK_CIDRS } } },
       };
     });
     const apiUrl = `http://127.0.0.1:${m.msg.ports.rest}`;
@@ -286,6 +296,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         server: { listenIP: "127.0.0.1", advertiseIP: "127.0.0.1", port: grpcPort },
         manager: { addr: `127.0.0.1:${m.msg.ports.grpc}`, schedulerClusterID: 1, keepAlive: { interval: "5s" } },
         metrics: { addr: `127.0.0.1:${fb ? 0 : await port(DEFAULTS.schedulerMetrics)}` },
+        job: { preheat: { ssrf: { allowCIDRs: LOOPBACK_CIDRS } } },
       };
     });
     const schedulerAddr = `127.0.0.1:${s.msg.ports.grpc}`;
@@ -294,6 +305,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const daemons: DaemonInfo[] = [];
     for (const [i, name] of names.entries()) {
       const seed = i === 0;
+      // The first peer is the registry mirror that `init containerd` points runtimes at.
+      const mirror = i === 1;
       const dir = join(dataDir, name);
       const d = daemonDefaults(i);
       const r = await launch<Extract<ChildMessage, { role: "dfdaemon" }>>(name, "dfdaemon", dir, "dfdaemon.yaml", async (fb) => ({
@@ -308,6 +321,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         // Everything here runs on loopback, the scheduler included, so the seed peer may fetch
         // from loopback origins when the scheduler asks it to (refused by default elsewhere).
         security: { allowedBackToSourceCIDRs: ["127.0.0.0/8", "::1/128"] },
+        ...(mirror ? { proxy: { server: { ip: "127.0.0.1", port: fb ? 0 : await port(DEFAULTS.proxy) } } } : {}),
       }));
       await until(name, () => httpHealthy(`http://127.0.0.1:${r.msg.ports.health}/healthy`), timeoutMs);
       daemons.push({ name, seed, dir, hostId: r.msg.hostId, socketPath: r.msg.socketPath, ports: r.msg.ports, pid: r.c.child.pid ?? 0 });
@@ -318,11 +332,21 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const seedInfo = daemons[0] as DaemonInfo;
     const first = daemons[1] as DaemonInfo;
     const credentialsFile = join(mdir, INITIAL_PASSWORD_FILE);
-    const example = [...dfgetCommand(), demo.url(), "-O", "./demo.bin", "--overwrite", "--digest", `sha256:${origin.sha256}`, "-e", first.socketPath].map(shellWord).join(" ");
+    const example = [...cliCommand("dfget"), demo.url(), "-O", "./demo.bin", "--overwrite", "--digest", `sha256:${origin.sha256}`, "-e", first.socketPath].map(shellWord).join(" ");
+    const mirrorUrl = `http://127.0.0.1:${first.ports.proxy}`;
+    // The default --proxy-addr is Dragonfly's 4001: the flag appears only when another port was taken.
+    const initContainerd = [...cliCommand("damselfly"), "init", "containerd", ...(mirrorUrl === DEFAULT_PROXY_URL ? [] : ["--proxy-addr", mirrorUrl])].map(shellWord).join(" ");
+    const endpointFile = join(dataDir, UP_ENDPOINT_FILE);
+    const endpoint: UpEndpoint = { pid: process.pid, dataDir, socket: first.socketPath, proxy: mirrorUrl, manager: apiUrl };
+    writeFileSync(endpointFile, `${JSON.stringify(endpoint, null, 2)}\n`, { mode: 0o600 });
+    removeEndpoint = () => rmSync(endpointFile, { force: true });
 
     const exited = Promise.race(components.map((c) => c.exited.then((e) => ({ name: c.name, ...e }))));
     return {
       dataDir,
+      mirror: { url: mirrorUrl, peer: first.name },
+      initContainerdCommand: initContainerd,
+      endpointFile,
       manager: { ports: m.msg.ports, apiUrl, credentialsFile: existsSync(credentialsFile) ? credentialsFile : undefined, pid: m.c.child.pid ?? 0 },
       scheduler: { ports: s.msg.ports, addr: schedulerAddr, pid: s.c.child.pid ?? 0 },
       seed: seedInfo,

@@ -1,5 +1,6 @@
-// dfget as a user runs it: real process, real flags. With no daemon on the endpoint it starts a
-// one-shot daemon; every failure is one line on stderr, a non-zero exit and no file left behind.
+// dfget as a user runs it: real process, real flags. With no daemon on the socket it found it says
+// so and starts a one-shot daemon; with none on a socket named by -e or DAMSELFLY_ENDPOINT it
+// fails. Every failure is one line on stderr, a non-zero exit and no file left behind.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -11,11 +12,16 @@ import { cleanupTempDirs, tempDir } from "../helpers/swarm.js";
 const bin = new URL("../../bin/dfget.js", import.meta.url).pathname;
 let origin: Origin;
 let dir: string;
+/** Where the endpoint.json in `dir` says the daemon is; nothing listens there. */
 let endpoint: string;
+/** What dfget prints before starting its one-shot daemon. */
+let notice: string;
 
-function dfget(args: string[]): Promise<{ status: number | null; stdout: Buffer; stderr: string }> {
+// Run in `dir`, whose .damselfly/endpoint.json (of a "running up": this process) names a socket
+// with no daemon: the discovery path, without depending on what /var/run holds on this host.
+function dfget(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: Buffer; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [bin, "-e", endpoint, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(process.execPath, [bin, ...args], { cwd: dir, env: { ...process.env, DAMSELFLY_ENDPOINT: undefined, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
     let err = "";
     p.stdout.on("data", (b: Buffer) => out.push(b));
@@ -27,6 +33,8 @@ function dfget(args: string[]): Promise<{ status: number | null; stdout: Buffer;
 function expectOneLineError(r: { status: number | null; stderr: string }, pattern: RegExp): void {
   expect(r.status).not.toBe(0);
   const lines = r.stderr.trim().split("\n");
+  // Failures during the download come after the one-shot notice.
+  if (lines[0] === notice) lines.shift();
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(/^dfget: /);
   expect(lines[0]).toMatch(pattern);
@@ -36,6 +44,10 @@ beforeAll(async () => {
   origin = await startOrigin(makeContent(12 * 1024 * 1024, 21));
   dir = tempDir("dfget");
   endpoint = join(dir, "no-daemon-here.sock");
+  notice = `dfget: no dfdaemon at ${endpoint}; starting a one-shot daemon for this download (start one with 'damselfly up' or pass -e)`;
+  mkdirSync(join(dir, ".damselfly"));
+  const up = { pid: process.pid, dataDir: join(dir, ".damselfly"), socket: endpoint, proxy: "http://127.0.0.1:4001", manager: "http://127.0.0.1:8080" };
+  writeFileSync(join(dir, ".damselfly", "endpoint.json"), JSON.stringify(up));
 });
 
 afterAll(async () => {
@@ -44,12 +56,26 @@ afterAll(async () => {
 });
 
 describe("dfget", () => {
-  it("downloads with a one-shot daemon when none runs, and prints a one-line summary", async () => {
+  it("says it starts a one-shot daemon when none runs on the socket it found, and prints a one-line summary", async () => {
     const out = join(dir, "ok.bin");
     const r = await dfget([origin.url(), "-O", out, "--digest", `sha256:${origin.sha256}`]);
-    expect(r.stderr).toMatch(/^dfget: downloaded 12\.0 MiB in [\d.]+s .* to /);
+    const lines = r.stderr.trim().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toBe(notice);
+    expect(lines[1]).toMatch(/^dfget: downloaded 12\.0 MiB in [\d.]+s .* to /);
     expect(r.status).toBe(0);
     expect(createHash("sha256").update(readFileSync(out)).digest("hex")).toBe(origin.sha256);
+  });
+
+  it("fails, naming the socket, when the daemon named by -e or DAMSELFLY_ENDPOINT is not there", async () => {
+    const out = join(dir, "explicit.bin");
+    const flag = await dfget(["-e", "missing.sock", origin.url(), "-O", out]);
+    expect(flag.stderr).toBe(`dfget: cannot reach the dfdaemon at ${join(dir, "missing.sock")} (given by -e/--endpoint; is it running? pass -e SOCKET or set DAMSELFLY_ENDPOINT)\n`);
+    expect(flag.status).not.toBe(0);
+    const env = await dfget([origin.url(), "-O", out], { DAMSELFLY_ENDPOINT: "/nonexistent/dfdaemon.sock" });
+    expect(env.stderr).toBe("dfget: cannot reach the dfdaemon at /nonexistent/dfdaemon.sock (from $DAMSELFLY_ENDPOINT; is it running? pass -e SOCKET or set DAMSELFLY_ENDPOINT)\n");
+    expect(env.status).not.toBe(0);
+    expect(existsSync(out)).toBe(false);
   });
 
   it("writes to stdout with -O -", async () => {

@@ -174,7 +174,7 @@ describe.each(variants)("manager API on $name", (variant) => {
     return cases;
   }
 
-  const PUBLIC = new Set(["POST /api/v1/users/signin", "POST /api/v1/users/signup", "POST /api/v1/users/refresh_token"]);
+  const PUBLIC = new Set(["POST /api/v1/users/signin", "POST /api/v1/users/signup", "POST /api/v1/users/refresh_token", "GET /api/v1", "GET /oapi/v1"]);
 
   it("covers every registered API route in the table", () => {
     const registered = registeredRoutes(app)
@@ -378,6 +378,13 @@ describe.each(variants)("manager API on $name", (variant) => {
     expect(ui.statusCode).toBe(200);
     expect(ui.body).toContain("swagger");
     expect((await call("GET", "/healthy")).statusCode).toBe(200);
+    // The API bases list their collections from the routes really registered.
+    const index = await call("GET", "/api/v1");
+    expect(index.statusCode).toBe(200);
+    const resources = index.json<{ resources: string[]; docs: string }>().resources;
+    expect(resources).toEqual(expect.arrayContaining(["/api/v1/clusters", "/api/v1/jobs", "/api/v1/users", "/api/v1/audits"]));
+    expect(resources.every((r) => Object.keys(spec.paths).some((p) => p.startsWith(r)))).toBe(true);
+    expect((await call("GET", "/oapi/v1")).json<{ resources: string[] }>().resources).toEqual(expect.arrayContaining(["/oapi/v1/jobs", "/oapi/v1/clusters"]));
     const audits = (await ok("GET", "/api/v1/audits?per_page=1000", tokens.root)) as Array<{ actor_type: string; path: string; state: string; status_code: number }>;
     expect(audits.some((a) => a.actor_type === "PAT" && a.path === "/oapi/v1/jobs" && a.state === "SUCCESS")).toBe(true);
     expect(audits.some((a) => a.actor_type === "UNKNOWN" && a.status_code === 401)).toBe(true);

@@ -310,5 +310,11 @@ describe("proxy registry mirror", () => {
     expect(value("dragonfly_client_proxy_request_total")).toBeGreaterThan(20);
     expect(value("dragonfly_client_proxy_request_via_dfdaemon_total")).toBeGreaterThan(10);
     expect(value("dragonfly_client_proxy_request_failure_total")).toBeGreaterThan(3);
+    // The proxy's own refusals by reason; the registry's 401s and 503 passed through are not among them.
+    const refused = (reason: string) => Number(new RegExp(`^dragonfly_client_proxy_request_refused_total\\{reason="${reason}"\\} (\\d+)`, "m").exec(text)?.[1] ?? "NaN");
+    expect(refused("bad_request")).toBe(6);
+    expect(refused("forbidden")).toBe(1);
+    expect(refused("ssrf")).toBe(1);
+    expect(refused("auth")).toBe(0);
   });
 });

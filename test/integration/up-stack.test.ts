@@ -81,7 +81,8 @@ async function isListening(port: number): Promise<boolean> {
 
 describe("damselfly up", () => {
   const work = mkdtempSync(join(tmpdir(), "up-"));
-  const dataDir = join(work, "d");
+  // The default name, so that the CLIs run in `work` find this stack as they would after npm start.
+  const dataDir = join(work, ".damselfly");
   let origin: Origin;
   let blocker: Server;
   let blockedPort = 0;
@@ -111,7 +112,7 @@ describe("damselfly up", () => {
     const up = startUp(dataDir);
     try {
       const banner = await waitFor(up, /ready/);
-      const api = /console\/API\s+(http:\/\/127\.0\.0\.1:(\d+))\/api\/v1/.exec(banner);
+      const api = /REST API\s+(http:\/\/127\.0\.0\.1:(\d+))\/api\/v1/.exec(banner);
       expect(api).not.toBeNull();
       // 8080 was taken (by us or by someone else): another port, printed for real.
       expect(Number(api?.[2])).not.toBe(8080);
@@ -120,6 +121,26 @@ describe("damselfly up", () => {
       expect(cred).toBe(join(dataDir, "manager", "initial-root-password"));
       password = readFileSync(cred, "utf8");
       expect(password.trim().length).toBeGreaterThanOrEqual(8);
+
+      // Every URL the banner names outside its copy-paste commands answers 200.
+      const urls = banner
+        .split("\n")
+        .filter((l) => !l.startsWith("  "))
+        .flatMap((l) => [...l.matchAll(/https?:\/\/[^\s)]+/g)].map((m) => m[0]));
+      expect(urls).toEqual(expect.arrayContaining([`${api?.[1]}/api/v1`, `${api?.[1]}/swagger/`]));
+      for (const u of urls) expect((await fetch(u)).status, u).toBe(200);
+      // The first peer is the registry mirror; its init line needs no flag at Dragonfly's port.
+      const mirror = Number(/^mirror\s+127\.0\.0\.1:(\d+) \(registry mirror and HTTP proxy on peer-1\)/m.exec(banner)?.[1]);
+      expect(mirror).toBeGreaterThan(0);
+      const init = banner.split("\n").find((l) => / init containerd/.test(l)) ?? "";
+      expect(init.trim().endsWith(mirror === 4001 ? "init containerd" : `init containerd --proxy-addr http://127.0.0.1:${mirror}`), init).toBe(true);
+      const v2 = await fetch(`http://127.0.0.1:${mirror}/v2/`, { headers: { "x-dragonfly-registry": origin.url() } });
+      expect(v2.headers.get("x-dragonfly-error-type"), "the proxy answered, not something else on the port").not.toBe("proxy");
+
+      // dfctl and dfcache need no flag in the directory holding the data dir (.damselfly).
+      const ls = spawnSync(process.execPath, ["--import", tsx, join(root, "src", "up", "launch.ts"), "dfctl", "task", "ls", "--json"], { cwd: work, encoding: "utf8" });
+      expect(ls.status, ls.stderr).toBe(0);
+      expect(JSON.parse(ls.stdout)).toEqual([]);
 
       // Exactly as printed: the demo file, verified by its digest.
       const args = exampleArgs(banner);
@@ -138,6 +159,24 @@ describe("damselfly up", () => {
       expect(origin.bytesServed).toBeGreaterThanOrEqual(origin.content.length);
       expect(origin.bytesServed).toBeLessThanOrEqual(1.1 * origin.content.length);
 
+      const tasks = JSON.parse(spawnSync(process.execPath, ["--import", tsx, join(root, "src", "up", "launch.ts"), "dfctl", "task", "ls", "--json"], { cwd: work, encoding: "utf8" }).stdout) as Array<{ taskId: string }>;
+      expect(tasks.length).toBe(2);
+      const stat = spawnSync(process.execPath, ["--import", tsx, join(root, "src", "up", "launch.ts"), "dfcache", "stat", tasks[0]?.taskId ?? ""], { cwd: work, encoding: "utf8" });
+      expect(stat.status, stat.stderr).toBe(0);
+      expect(JSON.parse(stat.stdout)).toMatchObject({ id: tasks[0]?.taskId, state: "Succeeded" });
+
+      // A preheat of the demo origin: loopback is allowed for the stack `up` started.
+      const signin = await fetch(`${api?.[1]}/api/v1/users/signin`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "root", password: password.trim() }) });
+      expect(signin.status).toBe(200);
+      const auth = { authorization: `Bearer ${((await signin.json()) as { token: string }).token}`, "content-type": "application/json" };
+      const demoUrl = /^demo origin\s+(\S+)/m.exec(banner)?.[1] ?? "";
+      const created = await fetch(`${api?.[1]}/api/v1/jobs`, { method: "POST", headers: auth, body: JSON.stringify({ type: "preheat", args: { type: "file", url: demoUrl }, scheduler_cluster_ids: [1] }) });
+      expect(created.status, await created.clone().text()).toBe(200);
+      const jobId = ((await created.json()) as { id: number }).id;
+      await expect
+        .poll(async () => ((await (await fetch(`${api?.[1]}/api/v1/jobs/${jobId}`, { headers: auth })).json()) as { state: string }).state, { timeout: 60_000, interval: 250 })
+        .toBe("SUCCESS");
+
       expect(processesUsing(dataDir).length).toBeGreaterThanOrEqual(4);
       const healthPorts = [...banner.matchAll(/health :(\d+)/g)].map((m) => Number(m[1]));
       expect(healthPorts).toHaveLength(2);
@@ -149,6 +188,7 @@ describe("damselfly up", () => {
       for (const p of [...healthPorts, Number(api?.[2])]) expect(await isListening(p)).toBe(false);
       expect(existsSync(join(dataDir, "peer-1", "dfdaemon.sock"))).toBe(false);
       expect(existsSync(join(dataDir, "up.pid"))).toBe(false);
+      expect(existsSync(join(dataDir, "endpoint.json"))).toBe(false);
     } finally {
       up.proc.kill("SIGKILL");
     }

@@ -127,7 +127,7 @@ describe("proxy config section", () => {
     expect(p).toMatchObject({
       server: { ip: "0.0.0.0", port: 4001, caCert: "", caKey: "" },
       rules: [{ regex: "blobs/sha256.*", useTLS: false, redirect: "" }],
-      registryMirror: { addr: "https://index.docker.io", cert: "", enableTaskIDBasedBlobDigest: false },
+      registryMirror: { addr: "https://index.docker.io", cert: "", enableTaskIDBasedBlobDigest: false, registries: [] },
       disableBackToSource: false,
       prefetch: false,
       prefetchBandwidthLimit: "10GB",
@@ -139,5 +139,10 @@ describe("proxy config section", () => {
     expect(() => validateConfig(DaemonConfigSchema, { proxy: { server: { port: 70000 } } })).toThrow(ConfigError);
     expect(() => validateConfig(DaemonConfigSchema, { proxy: { server: { basicAuth: { username: "", password: "x" } } } })).toThrow(/proxy\.server\.basicAuth\.username/);
     expect(() => validateConfig(DaemonConfigSchema, { proxy: { prefetchBandwidthLimit: "fast" } })).toThrow(/proxy\.prefetchBandwidthLimit/);
+    // Registries need their scheme: a bare host:port is what they are there to disambiguate.
+    expect(validateConfig(DaemonConfigSchema, { proxy: { registryMirror: { registries: ["http://127.0.0.1:5000", "https://harbor.example.com/cache", "http://[::1]:5000"] } } }).proxy?.registryMirror.registries).toHaveLength(3);
+    expect(() => validateConfig(DaemonConfigSchema, { proxy: { registryMirror: { registries: ["http://ok:5000", "127.0.0.1:5000"] } } })).toThrow(/proxy\.registryMirror\.registries\.1: /);
+    expect(() => validateConfig(DaemonConfigSchema, { proxy: { registryMirror: { registries: ["ftp://h"] } } })).toThrow(/proxy\.registryMirror\.registries\.0: /);
+    expect(() => validateConfig(DaemonConfigSchema, { proxy: { registryMirror: { registries: ["http://h?x=1"] } } })).toThrow(/proxy\.registryMirror\.registries\.0: /);
   });
 });

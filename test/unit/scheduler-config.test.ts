@@ -58,7 +58,7 @@ describe("announced host addresses", () => {
 
 describe("request rate limit", () => {
   it("lets a burst through, then refills at the configured rate", async () => {
-    const { TokenBucket } = await import("../../src/scheduler/rate-limit.js");
+    const { TokenBucket } = await import("../../src/common/token-bucket.js");
     let t = 0;
     const b = new TokenBucket(10, 3, () => t);
     expect([b.take(), b.take(), b.take(), b.take()]).toEqual([true, true, true, false]);

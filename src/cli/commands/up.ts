@@ -2,8 +2,9 @@
 // manager (PGlite), scheduler, a seed peer and N peers — with a demo origin and a dfget example
 // that works as printed. Ctrl-C stops everything; a second `up` in the same directory reuses
 // the database, the generated root password and the peers' caches.
+import { basename, dirname } from "node:path";
 import type { Command } from "commander";
-import { startStack, type Stack } from "../../up/stack.js";
+import { shellWord, startStack, type Stack } from "../../up/stack.js";
 
 export interface UpCommandOptions {
   dataDir: string;
@@ -13,10 +14,11 @@ export interface UpCommandOptions {
 /** The lines `up` prints once everything is healthy; the last one says `ready`. */
 export function formatBanner(s: Stack): string {
   const d = (x: Stack["seed"]) =>
-    `upload 127.0.0.1:${x.ports.upload}, pieces :${x.ports.piece}, health :${x.ports.health}, metrics :${x.ports.metrics}, socket ${x.socketPath}`;
+    `upload 127.0.0.1:${x.ports.upload}, pieces :${x.ports.piece}, health :${x.ports.health}, metrics :${x.ports.metrics}${x.ports.proxy ? `, proxy :${x.ports.proxy}` : ""}, socket ${x.socketPath}`;
+  // Every URL printed here answers 200 (test/integration/up-stack.test.ts fetches each one).
   const lines = [
     `data dir      ${s.dataDir}`,
-    `console/API   ${s.manager.apiUrl}/api/v1  (OpenAPI UI ${s.manager.apiUrl}/swagger/)`,
+    `REST API      ${s.manager.apiUrl}/api/v1  (Swagger UI ${s.manager.apiUrl}/swagger/)`,
     s.manager.credentialsFile
       ? `credentials   user root, password in ${s.manager.credentialsFile}`
       : `credentials   user root, password from DRAGONFLY_INITIAL_ROOT_PASSWORD when the database was created`,
@@ -24,11 +26,20 @@ export function formatBanner(s: Stack): string {
     `scheduler     gRPC ${s.scheduler.addr}, metrics :${s.scheduler.ports.metrics}`,
     `seed peer     ${d(s.seed)}`,
     ...s.peers.map((p) => `${p.name.padEnd(14)}${d(p)}`),
+    `mirror        ${new URL(s.mirror.url).host} (registry mirror and HTTP proxy on ${s.mirror.peer})`,
     `demo origin   ${s.demo.url} (${s.demo.size >> 20} MiB, sha256 ${s.demo.sha256})`,
     `logs          ${s.logDir}`,
     "",
     "try:",
     `  ${s.dfgetExample}`,
+    "",
+    "pull images through the swarm (containerd; see README, \"Use it as a registry mirror\"):",
+    `  ${s.initContainerdCommand}`,
+    "",
+    // Discovery looks for .damselfly/endpoint.json from the working directory upwards.
+    basename(s.dataDir) === ".damselfly"
+      ? `dfget, dfctl and dfcache run in ${dirname(s.dataDir)} (or below) use ${s.mirror.peer} without -e`
+      : `dfget, dfctl and dfcache use ${s.mirror.peer} without -e after: export DAMSELFLY_ENDPOINT=${shellWord(s.peers[0]?.socketPath ?? s.seed.socketPath)}`,
     "",
     `damselfly: ready — manager, scheduler, seed peer and ${s.peers.length} peer${s.peers.length === 1 ? "" : "s"} on 127.0.0.1 (Ctrl-C stops everything)`,
   ];

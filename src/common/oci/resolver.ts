@@ -6,13 +6,15 @@
 // image into the same blob URLs (and so the same task ids).
 import { interceptors, request, type Dispatcher } from "undici";
 
-const ACCEPT = [
+/** Every manifest media type a pull accepts (indexes first, so a platform can be chosen). */
+export const MANIFEST_ACCEPT = [
   "application/vnd.oci.image.index.v1+json",
   "application/vnd.docker.distribution.manifest.list.v2+json",
   "application/vnd.oci.image.manifest.v1+json",
   "application/vnd.docker.distribution.manifest.v2+json",
 ].join(", ");
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** A manifest bigger than this is not one. */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** `/v2/{repository}/manifests/{tag or digest}`: the path of a manifest URL. */
 export const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
 
@@ -117,7 +119,7 @@ export class ImageResolver {
   }
 
   private async fetchManifest(url: string, headers: Record<string, string>, auth: ImageAuth): Promise<{ json: Record<string, unknown>; mediaType: string; headers: Record<string, string> }> {
-    let h: Record<string, string> = { ...headers, accept: ACCEPT };
+    let h: Record<string, string> = { ...headers, accept: MANIFEST_ACCEPT };
     let res = await this.get(url, h);
     if (res.statusCode === 401) {
       const challenge = res.headers["www-authenticate"];

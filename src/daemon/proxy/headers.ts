@@ -3,6 +3,7 @@
 // replaced by defaults, so a misconfigured runtime is noticed.
 import type { IncomingHttpHeaders } from "node:http";
 import { MIN_PIECE_LENGTH } from "../../common/piece.js";
+import type { RefusalReason } from "./refusals.js";
 
 export const H = {
   tag: "x-dragonfly-tag",
@@ -30,13 +31,17 @@ import { DEFAULT_FILTERED_QUERY_PARAMS } from "../../common/ids.js";
 
 export { DEFAULT_FILTERED_QUERY_PARAMS };
 
+/** A request the proxy refuses itself; the status goes to the client, the reason to the refusal metric. */
 export class ProxyRequestError extends Error {
   override name = "ProxyRequestError";
   constructor(
     message: string,
     readonly statusCode = 400,
+    /** When the status alone does not tell why (502: plain-HTTP registry or unreachable one). */
+    readonly reason?: RefusalReason,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
   }
 }
 

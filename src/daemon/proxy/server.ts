@@ -1,11 +1,14 @@
 // dfdaemon's HTTP(S) proxy and registry mirror (Dragonfly's port 4001):
 // - registry-mirror mode: origin-form requests (`GET /v2/…`); the upstream comes from
-//   X-Dragonfly-Registry, then containerd's `?ns=`, then proxy.registryMirror.addr;
+//   X-Dragonfly-Registry, then containerd's `?ns=`, then proxy.registryMirror.addr (a registry
+//   named without a scheme gets one from registry-scheme.ts);
 // - forward proxy: absolute-form requests (`GET http://host/…`);
 // - CONNECT: TLS is terminated with a per-host certificate from our CA and the requests inside
 //   the tunnel are handled like forward-proxy requests to https://host.
 // GETs whose URL matches proxy.rules go through the swarm (TaskManager) and stream to the
 // client as pieces land; everything else is forwarded directly and never stored.
+// Every answer the proxy makes up itself is counted and logged by reason (refusals.ts): a
+// runtime falls back to the registry without a word, and the operator must learn why.
 import { createHash, timingSafeEqual } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -18,6 +21,7 @@ import { ConfigError } from "../../common/config.js";
 import { blobDigestFromUrl } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
 import { SsrfPolicy } from "../../common/ssrf.js";
+import { TokenBucket } from "../../common/token-bucket.js";
 import { Download, TaskType } from "../../gen/common/v2/common.js";
 import type { DaemonConfig } from "../config.js";
 import { parseSize } from "../config.js";
@@ -29,6 +33,9 @@ import { CertificateAuthority } from "./ca.js";
 import { DEFAULT_FILTERED_QUERY_PARAMS, H, ProxyRequestError, readDragonflyHeaders, single, upstreamRequestHeaders, type DragonflyRequestOptions } from "./headers.js";
 import { proxyMetrics, type ProxyMetrics } from "./metrics.js";
 import { coveringPieces, parseRange } from "./range.js";
+import { RateLimitedLog } from "./rate-limited-log.js";
+import { classifyFailure, loggableUrl, type FailureAnswer, type RefusalReason } from "./refusals.js";
+import { dispatcherProbe, parseConfiguredRegistries, parseRegistryUrl, RegistrySchemes } from "./registry-scheme.js";
 import { compileRules, downloadUrl, matchRule, type Rule } from "./rules.js";
 import { PieceStream } from "./stream.js";
 import { createUpstreams, forward, sendError, type Upstreams } from "./upstream.js";
@@ -66,8 +73,6 @@ const MAX_HEADER_SIZE = 32 * 1024;
 const NOT_FOR_ORIGIN = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "accept-encoding", "content-length"];
 /** Origin response headers worth repeating on a blob served from the swarm. */
 const KEPT_RESPONSE_HEADERS = ["content-type", "docker-content-digest", "etag", "last-modified", "cache-control", "docker-distribution-api-version"];
-/** Headers of an origin's error answer that the client needs (registry auth). */
-const KEPT_ERROR_HEADERS = ["www-authenticate", "docker-distribution-api-version", "retry-after", "location"];
 
 interface Target {
   url: URL;
@@ -75,36 +80,15 @@ interface Target {
   chosen: boolean;
 }
 
-class TokenBucket {
-  private tokens: number;
-  private last = Date.now();
-  constructor(private readonly rate: number) {
-    this.tokens = rate;
-  }
-  take(): boolean {
-    const now = Date.now();
-    this.tokens = Math.min(this.rate, this.tokens + ((now - this.last) * this.rate) / 1000);
-    this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
+/** What a refusal's log line says about the request. */
+interface RequestInfo {
+  method?: string | undefined;
+  url?: string | undefined;
+  upstream?: URL | undefined;
 }
 
 function sha256(s: string): Buffer {
   return createHash("sha256").update(s).digest();
-}
-
-function upstreamBase(value: string, source: string): URL {
-  const text = value.includes("://") ? value : `https://${value}`;
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    throw new ProxyRequestError(`${source}: "${value}" is not a registry address`);
-  }
-  if (u.protocol !== "http:" && u.protocol !== "https:") throw new ProxyRequestError(`${source}: only http and https registries are supported, got ${u.protocol}`);
-  return u;
 }
 
 class Proxy {
@@ -117,6 +101,8 @@ class Proxy {
   /** Tasks whose stored content we checked against the blob digest in this process. */
   private readonly verified = new Set<string>();
   private readonly mirror: URL;
+  private readonly schemes: RegistrySchemes;
+  private readonly refusalLog: RateLimitedLog;
   readonly tunnels = new WeakMap<Socket, { host: string; port: number }>();
 
   constructor(
@@ -129,6 +115,7 @@ class Proxy {
     this.rules = compileRules(c.rules);
     this.metrics = proxyMetrics(o.registry);
     this.bucket = new TokenBucket(c.server.requestRateLimit);
+    this.refusalLog = new RateLimitedLog(o.log);
     let mirrorCa: string | undefined;
     if (c.registryMirror.cert) {
       try {
@@ -138,11 +125,14 @@ class Proxy {
       }
     }
     try {
-      this.mirror = upstreamBase(c.registryMirror.addr, "proxy.registryMirror.addr");
+      // A scheme-less addr has always meant https.
+      const addr = c.registryMirror.addr;
+      this.mirror = parseRegistryUrl(addr.includes("://") ? addr : `https://${addr}`, "proxy.registryMirror.addr");
     } catch (e) {
       throw new ConfigError(e instanceof Error ? e.message : String(e));
     }
     this.upstreams = createUpstreams(new SsrfPolicy({ allowCidrs: o.allowedCidrs }), mirrorCa);
+    this.schemes = new RegistrySchemes({ configured: [...parseConfiguredRegistries(c.registryMirror.registries), this.mirror], probe: dispatcherProbe(this.upstreams.chosen) });
     const auth = c.server.basicAuth;
     this.expectedAuth = auth ? sha256(`Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString("base64")}`) : undefined;
   }
@@ -160,16 +150,17 @@ class Proxy {
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.metrics.requestTotal.inc();
+    let target: Target | undefined;
     try {
-      if (!this.allowRequest()) return sendError(res, 429, "proxy", "too many requests");
+      if (!this.allowRequest()) return this.answer(req, res, { status: 429, type: "proxy", message: "too many requests", reason: "rate_limit" });
       const tunnel = this.tunnels.get(req.socket);
       // Inside a tunnel the client already authenticated on CONNECT.
       if (!tunnel && !this.authorized(req)) {
         this.metrics.requestFailureTotal.inc();
-        return sendError(res, 407, "proxy", "proxy authentication required", { "proxy-authenticate": 'Basic realm="damselfly"' });
+        return this.answer(req, res, { status: 407, type: "proxy", message: "proxy authentication required", headers: { "proxy-authenticate": 'Basic realm="damselfly"' }, reason: "auth" });
       }
       if (req.rawHeaders.filter((_, i) => i % 2 === 0 && req.rawHeaders[i]?.toLowerCase() === "host").length > 1) throw new ProxyRequestError("more than one Host header");
-      const target = this.target(req, tunnel);
+      target = await this.target(req, tunnel);
       const rule = matchRule(this.rules, target.url);
       const opts = readDragonflyHeaders(req.headers, rule?.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS);
       if (req.method === "GET" && (rule !== undefined || opts.useP2P)) {
@@ -180,33 +171,29 @@ class Proxy {
       }
     } catch (e) {
       this.metrics.requestFailureTotal.inc();
-      this.fail(req, res, e);
+      this.fail(req, res, e, target);
     }
   }
 
-  private fail(req: IncomingMessage, res: ServerResponse, e: unknown): void {
-    if (e instanceof ProxyRequestError) return sendError(res, e.statusCode, "proxy", e.message);
-    const ssrf = findSsrf(e);
-    if (ssrf) return sendError(res, 403, "proxy", ssrf);
-    if (e instanceof DownloadError) {
-      const be = e.backend;
-      if (e.kind === "backend" && be?.statusCode !== undefined && (be.statusCode < 200 || be.statusCode > 299)) {
-        // The origin's status and auth challenge, unchanged (registry auth through the mirror).
-        const headers: Record<string, string> = {};
-        for (const k of KEPT_ERROR_HEADERS) if (be.headers[k] !== undefined) headers[k] = be.headers[k];
-        return sendError(res, be.statusCode, "backend", `upstream answered ${be.statusCode}`, headers);
-      }
-      if (e.kind === "backend") return sendError(res, 502, "backend", e.message);
-      if (e.kind === "not_found") return sendError(res, 404, "dfdaemon", e.message);
-      if (e.kind === "unavailable") return sendError(res, 503, "dfdaemon", e.message);
-      return sendError(res, 502, "dfdaemon", e.message);
-    }
-    this.o.log.warn({ url: req.url, method: req.method, err: e instanceof Error ? e.message : String(e) }, "proxy request failed");
-    sendError(res, 502, "backend", e instanceof Error ? e.message : String(e));
+  private fail(req: IncomingMessage, res: ServerResponse, e: unknown, target: Target | undefined): void {
+    this.answer(req, res, classifyFailure(e), target);
+  }
+
+  /** Sends an error answer; one the proxy made up itself (it has a reason) is a refusal. */
+  private answer(req: IncomingMessage, res: ServerResponse, a: FailureAnswer, target?: Target): void {
+    if (a.reason) this.refused(a.reason, a.status, { method: req.method, url: req.url, upstream: target?.url }, a.message);
+    sendError(res, a.status, a.type, a.message, a.headers);
+  }
+
+  /** Counts a refusal by reason and logs it, at most one line per reason per 10 s. */
+  refused(reason: RefusalReason, status: number, request: RequestInfo, detail?: string): void {
+    this.metrics.requestRefusedTotal.inc({ reason });
+    const fields = { method: request.method, url: loggableUrl(request.url), upstream: loggableUrl(request.upstream?.href), status, reason, err: detail };
+    this.refusalLog.warn(reason, fields, "proxy refused a request: a runtime may pull from the registry directly, bypassing the mirror");
   }
 
   /** Where the request goes, by the request-target form. */
-  private target(req: IncomingMessage, tunnel: { host: string; port: number } | undefined): Target {
+  private async target(req: IncomingMessage, tunnel: { host: string; port: number } | undefined): Promise<Target> {
     const raw = req.url ?? "";
     if (tunnel) {
       const origin = `https://${tunnel.host.includes(":") ? `[${tunnel.host}]` : tunnel.host}:${tunnel.port}`;
@@ -219,8 +206,10 @@ class Proxy {
       const header = single(req.headers, H.registry);
       const query = new URLSearchParams(raw.includes("?") ? raw.slice(raw.indexOf("?")) : "");
       const ns = query.get("ns") ?? undefined;
-      const base = header !== undefined ? upstreamBase(header, H.registry) : ns !== undefined ? upstreamBase(ns, "ns query parameter") : this.mirror;
-      return { url: new URL(`${base.origin}${base.pathname.replace(/\/+$/, "")}${raw}`), chosen: header !== undefined || ns !== undefined };
+      const named = header !== undefined ? await this.schemes.resolve(header, H.registry) : ns !== undefined ? await this.schemes.resolve(ns, "ns query parameter") : undefined;
+      const base = named?.url ?? this.mirror;
+      // A registry the operator listed is theirs to reach, like registryMirror.addr.
+      return { url: new URL(`${base.origin}${base.pathname.replace(/\/+$/, "")}${raw}`), chosen: named !== undefined && !named.configured };
     }
     return { url: parseAbsolute(raw), chosen: true };
   }
@@ -291,8 +280,8 @@ class Proxy {
     if (!answered) {
       // Failed before the layout was known: nothing was sent yet, so the status can say why.
       answered = true;
-      if (first && !first.ok) return this.failDownload(req, res, taskId, first.error);
-      return sendError(res, 502, "dfdaemon", "download ended before it started");
+      if (first && !first.ok) return this.failDownload(req, res, taskId, first.error, target);
+      return this.answer(req, res, { status: 502, type: "dfdaemon", message: "download ended before it started", reason: "dfdaemon_error" }, target);
     }
     if (!stream) {
       // 416 already sent; the download goes on for the next reader.
@@ -310,6 +299,8 @@ class Proxy {
     if (!r.ok) {
       // Headers are out: cutting the connection is the only way to tell the client.
       this.metrics.requestFailureTotal.inc();
+      const why = classifyFailure(r.error);
+      this.refused(why.reason ?? "backend_error", res.statusCode, { method: req.method, url: req.url, upstream: target.url }, `connection cut after the headers: ${why.message}`);
       await this.afterFailure(taskId, r.error);
       res.destroy();
       return;
@@ -378,10 +369,10 @@ class Proxy {
     return ok;
   }
 
-  private async failDownload(req: IncomingMessage, res: ServerResponse, taskId: string, e: unknown): Promise<void> {
+  private async failDownload(req: IncomingMessage, res: ServerResponse, taskId: string, e: unknown, target: Target): Promise<void> {
     this.metrics.requestFailureTotal.inc();
     await this.afterFailure(taskId, e);
-    this.fail(req, res, e);
+    this.fail(req, res, e, target);
   }
 
   /** A task whose bytes failed the digest is removed, so it is neither served nor shared. */
@@ -414,15 +405,6 @@ function parseAbsolute(raw: string): URL {
   return u;
 }
 
-function findSsrf(e: unknown): string | undefined {
-  for (let cur: unknown = e, depth = 0; cur instanceof Error && depth < 5; cur = (cur as { cause?: unknown }).cause, depth++) {
-    if (cur.name === "SsrfError" || /SSRF policy/.test(cur.message)) return cur.message;
-    const be = (cur as { backend?: unknown }).backend;
-    if (be instanceof Error && /SSRF policy/.test(be.message)) return be.message;
-  }
-  return undefined;
-}
-
 /** CONNECT authority `host:port` (IPv6 in brackets). */
 function parseAuthority(text: string): { host: string; port: number } | undefined {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
@@ -446,8 +428,12 @@ export async function startProxy(o: ProxyOptions): Promise<ProxyHandle> {
   const onRequest = (req: IncomingMessage, res: ServerResponse) => void proxy.handle(req, res);
   const onClientError = (err: Error & { code?: string }, socket: Socket) => {
     // Malformed framing (Content-Length with Transfer-Encoding, bad chunking), oversized headers.
-    if (err.code === "HPE_HEADER_OVERFLOW") return rawResponse(socket, 431, "Request Header Fields Too Large");
     if (err.code === "ECONNRESET") return socket.destroy();
+    if (err.code === "HPE_HEADER_OVERFLOW") {
+      proxy.refused("header_too_large", 431, {}, `request headers over ${MAX_HEADER_SIZE} bytes`);
+      return rawResponse(socket, 431, "Request Header Fields Too Large");
+    }
+    proxy.refused("bad_request", 400, {}, `malformed HTTP request: ${err.code ?? err.message}`);
     rawResponse(socket, 400, "Bad Request");
   };
   const server: Server = createServer(serverOptions, onRequest);
@@ -463,10 +449,14 @@ export async function startProxy(o: ProxyOptions): Promise<ProxyHandle> {
 
   server.on("connect", (req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on("error", () => undefined);
-    if (!proxy.allowRequest()) return rawResponse(socket, 429, "Too Many Requests");
-    if (!proxy.authorized(req)) return rawResponse(socket, 407, "Proxy Authentication Required", 'Proxy-Authenticate: Basic realm="damselfly"\r\n');
+    const refuse = (reason: RefusalReason, status: number, text: string, extra?: string) => {
+      proxy.refused(reason, status, { method: req.method, url: req.url }, text);
+      rawResponse(socket, status, text, extra);
+    };
+    if (!proxy.allowRequest()) return refuse("rate_limit", 429, "Too Many Requests");
+    if (!proxy.authorized(req)) return refuse("auth", 407, "Proxy Authentication Required", 'Proxy-Authenticate: Basic realm="damselfly"\r\n');
     const authority = parseAuthority(req.url ?? "");
-    if (!authority) return rawResponse(socket, 400, "Bad Request");
+    if (!authority) return refuse("bad_request", 400, "Bad Request");
     let tls: TLSSocket;
     try {
       const secureContext = ca.contextFor(authority.host);
