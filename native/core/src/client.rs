@@ -12,8 +12,9 @@ use crate::error::{CoreError, ErrorCode, Result};
 use crate::store::{PieceRecord, PieceStore, Prepared, WriteMeta};
 use crate::vortex::{self, Header, HEADER_LEN};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -37,43 +38,121 @@ pub struct FetchOptions {
     pub piece_timeout: Duration,
 }
 
-/// Idle connections per parent address.
+/// Idle connections per parent address. Each idle connection is watched while it waits: when
+/// the parent closes it (a Dragonfly parent after every piece, a parent that stops or leaves)
+/// or sends anything unasked, it is dropped at once instead of sitting in CLOSE-WAIT until a
+/// later `take` finds it dead (issue 19 counted 8 such sockets per dead parent address).
 pub struct ConnPool {
-    idle: Mutex<HashMap<String, Vec<(TcpStream, Instant)>>>,
+    idle: Arc<Mutex<HashMap<String, Vec<IdleConn>>>>,
+    next_id: AtomicU64,
     max_idle_per_addr: usize,
     idle_timeout: Duration,
 }
 
+/// One idle connection: its watcher task owns the socket and hands it over on request.
+struct IdleConn {
+    id: u64,
+    hand_over: oneshot::Sender<oneshot::Sender<TcpStream>>,
+}
+
 impl Default for ConnPool {
     fn default() -> Self {
-        Self { idle: Mutex::new(HashMap::new()), max_idle_per_addr: 8, idle_timeout: Duration::from_secs(30) }
+        Self {
+            idle: Arc::new(Mutex::new(HashMap::new())),
+            next_id: AtomicU64::new(0),
+            max_idle_per_addr: 8,
+            idle_timeout: Duration::from_secs(30),
+        }
     }
 }
 
 impl ConnPool {
-    fn take(&self, addr: &str) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().ok()?;
-        let list = idle.get_mut(addr)?;
-        while let Some((s, at)) = list.pop() {
-            if at.elapsed() < self.idle_timeout {
-                return Some(s);
+    /// The most recently pooled live connection to `addr`, if any.
+    async fn take(&self, addr: &str) -> Option<TcpStream> {
+        loop {
+            let conn = {
+                let mut idle = self.idle.lock().ok()?;
+                let list = idle.get_mut(addr)?;
+                let conn = list.pop();
+                if list.is_empty() {
+                    idle.remove(addr);
+                }
+                conn?
+            };
+            let (reply, handed) = oneshot::channel();
+            // A watcher that already let its connection go answers nothing: try the next one.
+            if conn.hand_over.send(reply).is_ok() {
+                if let Ok(s) = handed.await {
+                    return Some(s);
+                }
             }
         }
-        None
     }
 
+    /// Keeps `s` for the next piece from `addr`. Must run inside the tokio runtime.
     fn put(&self, addr: &str, s: TcpStream) {
-        if let Ok(mut idle) = self.idle.lock() {
-            let list = idle.entry(addr.to_string()).or_default();
-            if list.len() < self.max_idle_per_addr {
-                list.push((s, Instant::now()));
-            }
+        let Ok(mut idle) = self.idle.lock() else { return };
+        let list = idle.entry(addr.to_string()).or_default();
+        if list.len() >= self.max_idle_per_addr {
+            return;
         }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (hand_over, asked) = oneshot::channel();
+        list.push(IdleConn { id, hand_over });
+        drop(idle);
+        tokio::spawn(watch_idle(Arc::clone(&self.idle), addr.to_string(), id, s, asked, self.idle_timeout));
     }
 
     /// Number of idle connections held (for tests and stats).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|m| m.values().map(Vec::len).sum()).unwrap_or(0)
+    }
+}
+
+/// Owns an idle connection until it is asked for, closed by the parent, or idle too long; in
+/// the last two cases it drops the socket (our FIN goes out) and its entry in the pool.
+async fn watch_idle(
+    pool: Arc<Mutex<HashMap<String, Vec<IdleConn>>>>,
+    addr: String,
+    id: u64,
+    s: TcpStream,
+    mut asked: oneshot::Receiver<oneshot::Sender<TcpStream>>,
+    idle_timeout: Duration,
+) {
+    let deadline = tokio::time::sleep(idle_timeout);
+    tokio::pin!(deadline);
+    let taker = loop {
+        tokio::select! {
+            ask = &mut asked => break ask.ok(),
+            ready = s.readable() => {
+                if ready.is_err() {
+                    break None;
+                }
+                // Readiness can be spurious; EOF, unasked bytes or an error end the wait.
+                match s.try_read(&mut [0u8; 1]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    _ => break None,
+                }
+            }
+            _ = &mut deadline => break None,
+        }
+    };
+    match taker {
+        // A taker that gave up meanwhile drops the socket with its reply channel.
+        Some(reply) => {
+            let _ = reply.send(s);
+        }
+        None => {
+            drop(s);
+            if let Ok(mut idle) = pool.lock() {
+                if let Some(list) = idle.get_mut(&addr) {
+                    list.retain(|c| c.id != id);
+                    if list.is_empty() {
+                        idle.remove(&addr);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -198,7 +277,11 @@ async fn start_piece(pool: Option<&ConnPool>, opts: FetchOptions) -> Result<(Tcp
     let request = vortex::encode_download_piece(&opts.task_id, opts.number)?;
     // A pooled connection may have been closed by the parent meanwhile; failing before the
     // first reply byte on such a connection earns one retry on a fresh one.
-    let (mut sock, head) = match pool.and_then(|p| p.take(&opts.addr)) {
+    let pooled = match pool {
+        Some(p) => p.take(&opts.addr).await,
+        None => None,
+    };
+    let (mut sock, head) = match pooled {
         Some(mut s) => match request_header(&mut s, &request).await {
             Ok(h) => (s, h),
             Err(_) => {
@@ -311,4 +394,83 @@ async fn request_header(sock: &mut TcpStream, request: &[u8]) -> Result<Header> 
     let mut hb = [0u8; HEADER_LEN];
     sock.read_exact(&mut hb).await.map_err(|e| CoreError::io("read reply header", e))?;
     Ok(Header::decode(&hb))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (String, TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let client = TcpStream::connect(&addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (addr, client, server)
+    }
+
+    async fn until_idle_count(pool: &ConnPool, n: usize) -> usize {
+        for _ in 0..200 {
+            if pool.idle_count() == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        pool.idle_count()
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_parent_closes_is_dropped_at_once() {
+        let pool = ConnPool::default();
+        let (addr, client, mut server) = pair().await;
+        pool.put(&addr, client);
+        assert_eq!(pool.idle_count(), 1);
+        drop(server.shutdown().await);
+        drop(server);
+        assert_eq!(until_idle_count(&pool, 0).await, 0);
+        assert!(pool.take(&addr).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn our_side_closes_so_the_parent_sees_eof() {
+        let pool = ConnPool::default();
+        let (addr, client, mut server) = pair().await;
+        pool.put(&addr, client);
+        server.shutdown().await.unwrap();
+        // Our watcher drops the socket: the parent reads EOF instead of holding a half-closed peer.
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(2), server.read(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn unasked_bytes_from_the_parent_drop_the_connection() {
+        let pool = ConnPool::default();
+        let (addr, client, mut server) = pair().await;
+        pool.put(&addr, client);
+        server.write_all(b"x").await.unwrap();
+        assert_eq!(until_idle_count(&pool, 0).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_live_idle_connection_is_handed_back_and_still_works() {
+        let pool = ConnPool::default();
+        let (addr, client, mut server) = pair().await;
+        pool.put(&addr, client);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut s = pool.take(&addr).await.expect("the pooled connection");
+        assert_eq!(pool.idle_count(), 0);
+        server.write_all(b"ok").await.unwrap();
+        let mut buf = [0u8; 2];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ok");
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_past_the_idle_timeout_is_dropped() {
+        let pool = ConnPool { idle_timeout: Duration::from_millis(30), ..ConnPool::default() };
+        let (addr, client, _server) = pair().await;
+        pool.put(&addr, client);
+        assert_eq!(until_idle_count(&pool, 0).await, 0);
+    }
 }
