@@ -4,7 +4,8 @@ import { register as registerInit } from "./commands/init.js";
 import { register as registerManager } from "./commands/manager.js";
 import { register as registerScheduler } from "./commands/scheduler.js";
 import { register as registerUp } from "./commands/up.js";
-import { checkMirror, defaultProxyAddr, formatDoctor, formatMirrorReport, PROXY_ADDR_HELP, runDoctor } from "./doctor.js";
+import { formatDoctor, runDoctor } from "./doctor.js";
+import { checkMirror, defaultProxyAddr, formatMirrorReport, PROXY_ADDR_HELP } from "./doctor-mirror.js";
 import { newProgram, runProgram } from "./program.js";
 
 export async function main(argv: string[]): Promise<number> {

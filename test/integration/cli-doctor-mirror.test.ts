@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { main } from "../../src/cli/damselfly.js";
-import { checkMirror, DEFAULT_PROXY_ADDR, defaultProxyAddr, formatMirrorReport, parseImageRef } from "../../src/cli/doctor.js";
+import { checkMirror, DEFAULT_PROXY_ADDR, defaultProxyAddr, formatMirrorReport, parseImageRef } from "../../src/cli/doctor-mirror.js";
 import { silentLogger } from "../../src/common/logger.js";
 import { startDaemon, type DaemonHandle } from "../../src/daemon/daemon.js";
 import type { SchedulerHandle } from "../../src/scheduler/server.js";
