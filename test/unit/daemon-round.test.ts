@@ -1,7 +1,7 @@
 // PieceRound.addParents: parents named while a round runs join it with their own SyncPieces
 // and SyncHost streams (for the pieces still missing); known parents are not opened twice.
 import { EventEmitter } from "node:events";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { silentLogger } from "../../src/common/logger.js";
 import { Peer } from "../../src/gen/common/v2/common.js";
 import type { SyncHostRequest, SyncPiecesRequest } from "../../src/gen/dfdaemon/v2/dfdaemon.js";
@@ -42,7 +42,7 @@ type Fetch = (h: Holder, n: number) => Promise<{ number: number; offset: number;
 /** What a parent delivers for piece `n` of the fake 4-byte-piece task. */
 const piece = (h: Holder, n: number) => ({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
 
-function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch; now?: () => number; race?: () => ParentRace } = {}) {
+function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch; now?: () => number; race?: () => ParentRace; idleTimeoutMs?: number } = {}) {
   const fetched: Array<{ n: number; from: string }> = [];
   const failed: number[] = [];
   const bad: string[] = [];
@@ -52,7 +52,7 @@ function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>
       hostId: "me",
       peerId: "me-peer",
       concurrency: opts.concurrency ?? 2,
-      idleTimeoutMs: 60_000,
+      idleTimeoutMs: opts.idleTimeoutMs ?? 60_000,
       uploadClients: uploads as unknown as UploadClientPool,
       fetch: (h: Holder, n: number) => {
         fetched.push({ n, from: h.peerId });
@@ -425,5 +425,27 @@ describe("PieceRound races", () => {
     expect(races.races).toHaveLength(2);
     races.races[1]?.start("a");
     expect(await done).toBe(true);
+  });
+});
+
+describe("PieceRound idling", () => {
+  afterEach(() => vi.useRealTimers());
+
+  it("idles ten minutes without growing: one waiter per worker, and the first report still wakes it", async () => {
+    vi.useFakeTimers();
+    const uploads = new FakeUploads();
+    const { round, fetched } = newRound(uploads, [parent("a", "10.0.0.1")], new Set([0]), { concurrency: 8, idleTimeoutMs: 3_600_000 });
+    const done = round.run();
+    // Every worker polls every 100 ms while no parent reports: 6,000 polls each.
+    for (let minute = 0; minute < 10; minute++) {
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(round.waitingWorkers).toBeLessThanOrEqual(8);
+    }
+    expect(fetched).toEqual([]);
+    report(uploads, "10.0.0.1", [0]);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(await done).toBe(true);
+    expect(fetched).toEqual([{ n: 0, from: "a" }]);
+    expect(round.waitingWorkers).toBe(0);
   });
 });

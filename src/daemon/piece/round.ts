@@ -141,7 +141,8 @@ export class PieceRound {
   private openSyncs = 0;
   private inFlight = 0;
   private lastProgress = Date.now();
-  private wake: (() => void) | undefined;
+  /** Workers waiting in idle(); each leaves the set when its timer fires or a notify wakes it. */
+  private readonly waiting = new Set<() => void>();
 
   constructor(
     private readonly deps: RoundDeps,
@@ -196,9 +197,9 @@ export class PieceRound {
   }
 
   private notify(): void {
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
+    const woken = [...this.waiting];
+    this.waiting.clear();
+    for (const w of woken) w();
   }
 
   private sync(p: ParentState): void {
@@ -385,17 +386,27 @@ export class PieceRound {
     }
   }
 
-  /** Waits `ms`, or less when a report, a landed piece or a started race wakes the workers. */
+  /**
+   * Waits `ms`, or less when a report, a landed piece or a started race wakes the workers. A
+   * waiter whose timer fires leaves the set: at most one entry per worker, however long the
+   * round idles (a chain of wrapped wake-ups grew by one closure every 100 ms of idling and
+   * overflowed the stack when a notify finally unwound it).
+   */
   private idle(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, ms);
-      const prev = this.wake;
-      this.wake = () => {
+      const wake = () => {
         clearTimeout(t);
-        prev?.();
+        this.waiting.delete(wake);
         resolve();
       };
+      const t = setTimeout(wake, ms);
+      this.waiting.add(wake);
     });
+  }
+
+  /** Workers waiting for something to happen (a test's window on idle()). */
+  get waitingWorkers(): number {
+    return this.waiting.size;
   }
 
   /**
