@@ -173,7 +173,9 @@ export class Storage {
   async open(t: NewTask): Promise<TaskStore> {
     const existing = this.tasks.get(t.id);
     if (existing && existing.meta.contentLength === t.contentLength && existing.meta.pieceLength === t.pieceLength) {
-      if (existing.meta.state === "failed") await existing.update({ state: "running", failure: undefined });
+      // This run verifies its own requester's digest, not the one an earlier attempt asked for
+      // (a wrong digest would otherwise fail every later download of the task).
+      if (existing.meta.state !== "running" || existing.meta.digest !== t.digest) await existing.update({ state: "running", failure: undefined, digest: t.digest });
       return existing;
     }
     if (existing) await this.delete(t.id);

@@ -139,8 +139,15 @@ export class TaskManager {
 
     const existing = this.storage.get(taskId);
     if (existing && existing.meta.state === "succeeded" && existing.finished().length === existing.meta.pieceCount) {
-      req.onStarted?.(existing, existing.finished());
-      return existing;
+      // A cache hit answers for the requester's digest too: a wrong one must never be reported
+      // as success, and a cached task that fails it is dropped and fetched again (the fresh
+      // download then verifies it, so a wrong digest still fails, after a fresh look).
+      if (!d.digest || (await this.digestHolds(existing, d.digest))) {
+        req.onStarted?.(existing, existing.finished());
+        return existing;
+      }
+      this.log.warn({ taskId, digest: d.digest }, "cached task does not match the requested digest; deleting it and downloading again");
+      if (!this.running.has(taskId)) await this.storage.delete(taskId);
     }
 
     let run = this.running.get(taskId);
@@ -161,7 +168,10 @@ export class TaskManager {
     }
     this.events.on(`piece:${taskId}`, onPiece);
     try {
-      return await run;
+      const task = await run;
+      // A requester that joined a running download verifies its own digest, if it differs.
+      if (d.digest && !(await this.digestHolds(task, d.digest))) throw new DownloadError(`digest mismatch: expected ${d.digest}, the content has another`, "invalid");
+      return task;
     } finally {
       this.events.off(`piece:${taskId}`, onPiece);
       this.events.off(`started:${taskId}`, onStarted);
@@ -645,6 +655,21 @@ export class TaskManager {
     if (actual !== `${expected.algorithm}:${expected.hex}`) {
       throw new DownloadError(`digest mismatch: expected ${expected.algorithm}:${expected.hex}, got ${actual}`, "invalid");
     }
+  }
+
+  /**
+   * Whether a stored task's content has `digest`: by the whole-task digest recorded when the
+   * task was verified, if it is of the same algorithm, else by reading every piece. A digest
+   * that holds by reading is recorded, so the next hit with it reads nothing.
+   */
+  private async digestHolds(task: TaskStore, digest: string): Promise<boolean> {
+    const want = parseDigest(digest);
+    const wanted = `${want.algorithm}:${want.hex}`;
+    const recorded = task.meta.digest ? parseDigest(task.meta.digest) : undefined;
+    if (recorded?.algorithm === want.algorithm) return `${recorded.algorithm}:${recorded.hex}` === wanted;
+    const holds = (await task.digest(want.algorithm)) === wanted;
+    if (holds && !recorded) await task.update({ digest: wanted });
+    return holds;
   }
 
   private async contentLengthFromScheduler(taskId: string): Promise<number | undefined> {
