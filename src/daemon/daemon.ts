@@ -157,6 +157,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       [{ definition: DfdaemonUploadService, implementation: instrumentService(DfdaemonUploadService, upload.handlers(), registry) }],
       config.upload.server.ip,
       config.upload.server.port,
+      undefined,
+      log.child({ part: "upload-grpc" }),
     );
     uploadPort = uploadServer.port;
     closers.push(() => uploadServer.close());
@@ -193,6 +195,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       `unix://${r.socketPath}`,
       -1,
       ServerCredentials.createInsecure(),
+      log.child({ part: "download-grpc" }),
     );
     await chmod(r.socketPath, Number.parseInt(config.download.server.socketMode, 8));
     closers.push(async () => {

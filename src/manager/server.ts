@@ -39,11 +39,11 @@ function isResolved(c: unknown): c is ManagerConfig {
   return typeof c === "object" && c !== null && "resolved" in c;
 }
 
-async function bindGrpc(service: ManagerGrpcService, metrics: ManagerMetrics, host: string, start: number, end: number): Promise<GrpcServerHandle> {
+async function bindGrpc(service: ManagerGrpcService, metrics: ManagerMetrics, host: string, start: number, end: number, log: Logger): Promise<GrpcServerHandle> {
   let last: unknown;
   for (let port = start; port <= end; port++) {
     try {
-      return await startGrpcServer([{ definition: ManagerService, implementation: instrumentService(ManagerService, service.handlers(), metrics.registry) }], host, port);
+      return await startGrpcServer([{ definition: ManagerService, implementation: instrumentService(ManagerService, service.handlers(), metrics.registry) }], host, port, undefined, log);
     } catch (e) {
       last = e;
     }
@@ -85,7 +85,7 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     await app.listen({ host: r.rest.host, port: r.rest.port });
     const restPort = app.server.address() !== null && typeof app.server.address() === "object" ? (app.server.address() as { port: number }).port : r.rest.port;
 
-    const grpc = await bindGrpc(new ManagerGrpcService(db, log.child({ part: "grpc" }), metrics), metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end);
+    const grpc = await bindGrpc(new ManagerGrpcService(db, log.child({ part: "grpc" }), metrics), metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, log.child({ part: "grpc" }));
     grpc.health.setStatus("manager.v2.Manager", true);
     cleanups.push(() => grpc.close());
 

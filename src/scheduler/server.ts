@@ -64,7 +64,7 @@ export async function startScheduler(config: SchedulerConfig | Record<string, un
   const limited = rateLimitService(SchedulerServiceDefinition, service.implementation(), cfg.server.requestRateLimit);
   // Dragonfly's default listen address is IPv4-any; with network.enableIPv6 it is IPv6-any.
   const listenIP = cfg.network.enableIPv6 && cfg.server.listenIP === "0.0.0.0" ? "::" : cfg.server.listenIP;
-  const grpc = await startGrpcServer([{ definition: SchedulerServiceDefinition, implementation: instrumentService(SchedulerServiceDefinition, limited, registry) }], listenIP, cfg.server.port);
+  const grpc = await startGrpcServer([{ definition: SchedulerServiceDefinition, implementation: instrumentService(SchedulerServiceDefinition, limited, registry) }], listenIP, cfg.server.port, undefined, log.child({ part: "grpc" }));
   grpc.health.setStatus("scheduler.v2.Scheduler", true);
   let metricsServer: MetricsServer | undefined;
   let announcer: ManagerAnnouncer | undefined;

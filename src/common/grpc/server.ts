@@ -1,7 +1,10 @@
 // Starting and stopping grpc-js servers the same way in every component: keepalive settings
-// that match Dragonfly's clients, message size limits, health service, bind on host:port.
+// that match Dragonfly's clients, message size limits, health service, bind on host:port, and
+// the per-call behaviour of interceptor.ts (grpc-go style stream end, decode failures logged).
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { createLogger, type Logger } from "../logger.js";
 import { HealthImplementation, HealthService } from "./health.js";
+import { serverCallInterceptor, withDecodeLogging } from "./interceptor.js";
 
 /** Dragonfly's clients send messages up to this size (piece lists, host announcements). */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -18,7 +21,13 @@ export interface GrpcService {
   implementation: UntypedServiceImplementation;
 }
 
-export async function startGrpcServer(services: GrpcService[], host: string, port: number, credentials = ServerCredentials.createInsecure()): Promise<GrpcServerHandle> {
+export async function startGrpcServer(
+  services: GrpcService[],
+  host: string,
+  port: number,
+  credentials = ServerCredentials.createInsecure(),
+  log: Logger = createLogger({ component: "grpc" }),
+): Promise<GrpcServerHandle> {
   const server = new Server({
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_MESSAGE_BYTES * 2,
@@ -26,10 +35,11 @@ export async function startGrpcServer(services: GrpcService[], host: string, por
     "grpc.keepalive_timeout_ms": 20_000,
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,
+    interceptors: [serverCallInterceptor(log)],
   });
   const health = new HealthImplementation();
-  server.addService(HealthService, health.handlers());
-  for (const s of services) server.addService(s.definition, s.implementation);
+  server.addService(withDecodeLogging(HealthService, log), health.handlers());
+  for (const s of services) server.addService(withDecodeLogging(s.definition, log), s.implementation);
   const bound = await new Promise<number>((resolve, reject) => {
     // A negative port means `host` is a complete address, e.g. "unix:///run/dfdaemon.sock".
     const address = port < 0 ? host : `${host.includes(":") ? `[${host}]` : host}:${port}`;

@@ -7030,13 +7030,15 @@ function fromJsonTimestamp(o: any): Date {
   }
 }
 
+// Rewritten by scripts/gen-proto.mjs: clamps instead of throwing, so that a huge int64/uint64
+// (e.g. Dragonfly's cgroup memory limit 9223372036854771712) never fails a whole request.
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());
   if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+    return globalThis.Number.MAX_SAFE_INTEGER;
   }
   if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+    return globalThis.Number.MIN_SAFE_INTEGER;
   }
   return num;
 }

@@ -3253,13 +3253,15 @@ type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
 
+// Rewritten by scripts/gen-proto.mjs: clamps instead of throwing, so that a huge int64/uint64
+// (e.g. Dragonfly's cgroup memory limit 9223372036854771712) never fails a whole request.
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());
   if (num > globalThis.Number.MAX_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+    return globalThis.Number.MAX_SAFE_INTEGER;
   }
   if (num < globalThis.Number.MIN_SAFE_INTEGER) {
-    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+    return globalThis.Number.MIN_SAFE_INTEGER;
   }
   return num;
 }
