@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, extname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 
@@ -60,7 +60,8 @@ const initdbScript = join(dirname(here), `pglite-initdb${extname(here)}`);
 
 /** Runs pglite-initdb.ts in a child process (through tsx when running from the sources). */
 function initdbInChild(dataDir: string): Promise<void> {
-  const loader = extname(here) === ".ts" ? ["--import", "tsx"] : [];
+  // From the sources (tests, `up` from a checkout) through tsx, named by path so that any cwd works.
+  const loader = extname(here) === ".ts" ? ["--import", pathToFileURL(join(dirname(here), "..", "..", "..", "node_modules", "tsx", "dist", "loader.mjs")).href] : [];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...loader, initdbScript, dataDir, JSON.stringify(PGLITE_CONF)], { stdio: ["ignore", "ignore", "pipe"] });
     let err = "";
