@@ -499,7 +499,9 @@ export class TaskManager {
             session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
             this.emitPiece(task, info);
             width.landed(performance.now() - started);
-            while (active < width.target && queue.length > 0) workers.push(worker());
+            // Not once the download failed: each new worker would return at once, leaving
+            // `active` as it was, and this loop would spin forever.
+            while (failure === undefined && active < width.target && queue.length > 0) workers.push(worker());
           } catch (e) {
             failure ??= e;
           }
