@@ -123,6 +123,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       metrics.uploadTraffic.inc({ task_type: "standard" }, Math.max(0, s.bytesServed - lastBytes));
       lastBytes = s.bytesServed;
       lastAt = now;
+      // Tasks whose pieces went to children lately are in use: GC leaves them alone.
+      for (const u of pieceServer.drainUploads()) tasks.uploads.served(u.taskId);
     }, 1000);
     sampler.unref();
     closers.push(() => clearInterval(sampler));

@@ -24,7 +24,11 @@ export type NativeErrorCode =
   | "DF_AUTH"
   | "DF_CODEC"
   | "DF_BACKEND"
-  | "DF_BUSY";
+  | "DF_BUSY"
+  /** The filesystem holding the task is full (ENOSPC) or the quota is spent (EDQUOT). */
+  | "DF_NO_SPACE"
+  /** The storage device failed an I/O on the task's files (EIO): that write's bytes are lost. */
+  | "DF_DEVICE_IO";
 
 export function isNativeError(e: unknown): e is NativeError {
   const code: unknown = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;

@@ -449,3 +449,26 @@ describe("PieceRound idling", () => {
     expect(round.waitingWorkers).toBe(0);
   });
 });
+
+describe("PieceRound and our own storage faults", () => {
+  it("asks again for a piece our disk failed to store (EIO), without blaming the parent that sent it", async () => {
+    const uploads = new FakeUploads();
+    let failures = 1;
+    const fetch: Fetch = (h, n) => {
+      if (n === 1 && failures-- > 0) return Promise.reject(Object.assign(new Error("write piece 1: Input/output error (os error 5)"), { code: "DF_DEVICE_IO" }));
+      return Promise.resolve(piece(h, n));
+    };
+    const { round, fetched, failed, bad } = newRound(uploads, [parent("a", "10.0.0.1")], new Set([0, 1]), { concurrency: 1, fetch });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.1", [0, 1]);
+    expect(await done).toBe(true);
+    // The only parent is asked for piece 1 again at once: no retry pause, no failure reported.
+    expect(fetched.filter((f) => f.n === 1)).toEqual([
+      { n: 1, from: "a" },
+      { n: 1, from: "a" },
+    ]);
+    expect(failed).toEqual([]);
+    expect(bad).toEqual([]);
+  });
+});

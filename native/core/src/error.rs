@@ -20,6 +20,12 @@ pub enum ErrorCode {
     Backend,
     /// A parent refused a piece because all its upload slots are taken; ask another parent.
     Busy,
+    /// The filesystem holding our files is full (ENOSPC) or our quota is spent (EDQUOT): the
+    /// daemon makes room by evicting cached tasks and tries once more.
+    NoSpace,
+    /// The storage device failed an I/O on our files (EIO): the bytes of that write are lost,
+    /// so the piece is fetched again; the daemon gives up on a task after a few of these.
+    DeviceIo,
 }
 
 impl ErrorCode {
@@ -39,6 +45,25 @@ impl ErrorCode {
             ErrorCode::Codec => "DF_CODEC",
             ErrorCode::Backend => "DF_BACKEND",
             ErrorCode::Busy => "DF_BUSY",
+            ErrorCode::NoSpace => "DF_NO_SPACE",
+            ErrorCode::DeviceIo => "DF_DEVICE_IO",
+        }
+    }
+
+    /// The code for an OS error: ENOSPC/EDQUOT and EIO get codes of their own, because the
+    /// daemon answers them differently from other I/O failures (make room; fetch again).
+    pub fn of_io(err: &std::io::Error) -> Self {
+        match err.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => return ErrorCode::NoSpace,
+            Some(libc::EIO) => return ErrorCode::DeviceIo,
+            _ => {}
+        }
+        match err.kind() {
+            std::io::ErrorKind::NotFound => ErrorCode::NotFound,
+            std::io::ErrorKind::InvalidInput => ErrorCode::InvalidArgument,
+            std::io::ErrorKind::Unsupported => ErrorCode::Unsupported,
+            std::io::ErrorKind::TimedOut => ErrorCode::Timeout,
+            _ => ErrorCode::Io,
         }
     }
 }
@@ -71,15 +96,26 @@ impl CoreError {
     }
 
     pub fn io(context: &str, err: std::io::Error) -> Self {
-        let code = match err.kind() {
-            std::io::ErrorKind::NotFound => ErrorCode::NotFound,
-            std::io::ErrorKind::InvalidInput => ErrorCode::InvalidArgument,
-            std::io::ErrorKind::Unsupported => ErrorCode::Unsupported,
-            std::io::ErrorKind::TimedOut => ErrorCode::Timeout,
-            _ => ErrorCode::Io,
-        };
-        Self::new(code, format!("{context}: {err}"))
+        Self::new(ErrorCode::of_io(&err), format!("{context}: {err}"))
     }
 }
 
 pub type Result<T> = std::result::Result<T, CoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_disks_and_failing_devices_have_codes_of_their_own() {
+        let io = |errno| CoreError::io("write piece 3", std::io::Error::from_raw_os_error(errno));
+        assert_eq!(io(libc::ENOSPC).code, ErrorCode::NoSpace);
+        assert_eq!(io(libc::EDQUOT).code, ErrorCode::NoSpace);
+        assert_eq!(io(libc::EIO).code, ErrorCode::DeviceIo);
+        assert_eq!(io(libc::ECONNRESET).code, ErrorCode::Io);
+        assert_eq!(io(libc::ENOENT).code, ErrorCode::NotFound);
+        assert_eq!(ErrorCode::NoSpace.as_str(), "DF_NO_SPACE");
+        assert_eq!(ErrorCode::DeviceIo.as_str(), "DF_DEVICE_IO");
+        assert!(io(libc::ENOSPC).message.starts_with("write piece 3: "));
+    }
+}

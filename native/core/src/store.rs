@@ -812,7 +812,7 @@ impl PieceStore {
             tokio::task::spawn_blocking(move || f.sync_data())
                 .await
                 .map_err(|e| CoreErrorClone(ErrorCode::Io, format!("fdatasync task failed: {e}")))?
-                .map_err(|e| CoreErrorClone(ErrorCode::Io, format!("fdatasync content: {e}")))?;
+                .map_err(|e| CoreErrorClone(ErrorCode::of_io(&e), format!("fdatasync content: {e}")))?;
         }
         let finished_at_ms = now_ms();
         let mut out = Vec::new();
@@ -827,7 +827,7 @@ impl PieceStore {
             // A positioned write at our own end keeps appends correct even after refresh()
             // moved the file cursor.
             write_all_at(&meta.file, &out, end)
-                .map_err(|e| CoreErrorClone(ErrorCode::Io, format!("append metadata: {e}")))?;
+                .map_err(|e| CoreErrorClone(ErrorCode::of_io(&e), format!("append metadata: {e}")))?;
             meta.end = end + out.len() as u64;
         }
         let mut pieces =

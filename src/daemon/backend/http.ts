@@ -133,6 +133,9 @@ export class HttpBackend implements Backend {
       try {
         return await store.fetchFromOrigin({ addr: route.addr, host: route.host, path: route.path, headers: route.headers, number, connectTimeoutMs: 10_000, readTimeoutMs: 60_000 }, signal);
       } catch (e) {
+        // Our own disk failing the piece's write (full, or an I/O error) is not the origin's
+        // error: it goes to the caller as it is, which makes room or fetches the piece again.
+        if (isNativeError(e) && (e.code === "DF_NO_SPACE" || e.code === "DF_DEVICE_IO")) throw e;
         const err = nativeToBackendError(route.url, e, signal);
         if (!err.temporary || attempt >= this.options.maxRetries) throw err;
         attempt++;

@@ -13,7 +13,7 @@ export function toGrpcError(e: unknown): Partial<ServiceError> {
   if (e instanceof DownloadError) {
     const meta: Record<string, string> = { "x-dragonfly-error-type": e.kind === "backend" ? "backend" : "dfdaemon" };
     if (e.backend?.statusCode !== undefined) meta["x-dragonfly-backend-status-code"] = String(e.backend.statusCode);
-    const code = { not_found: status.NOT_FOUND, invalid: status.INVALID_ARGUMENT, backend: status.INTERNAL, unavailable: status.UNAVAILABLE, internal: status.INTERNAL }[e.kind];
+    const code = { not_found: status.NOT_FOUND, invalid: status.INVALID_ARGUMENT, backend: status.INTERNAL, unavailable: status.UNAVAILABLE, internal: status.INTERNAL, no_space: status.RESOURCE_EXHAUSTED }[e.kind];
     return grpcError(code, e.message, meta);
   }
   if (e instanceof TypeError || e instanceof RangeError) return grpcError(status.INVALID_ARGUMENT, e.message);

@@ -28,7 +28,11 @@ export interface RoundDeps {
   /** Give up on the round when no parent reported or delivered anything for this long. */
   idleTimeoutMs: number;
   uploadClients: UploadClientPool;
-  /** Fetches one piece from a parent into the task store, verified; throws on any failure. */
+  /**
+   * Fetches one piece from a parent into the task store, verified; throws on any failure. A
+   * failure of our own storage (DF_DEVICE_IO, DF_NO_SPACE) queues the piece again without
+   * blaming the parent: the caller bounds those by aborting the round (DiskFaults).
+   */
   fetch(holder: Holder, number: number): Promise<PieceInfo>;
   /** Starts a race among parents for a piece each (see PieceRound.race); unset = fetch only. */
   race?(): ParentRace;
@@ -68,6 +72,11 @@ interface ParentState {
   weight: number;
   blocked: boolean;
   seed: boolean;
+}
+
+/** Our disk failed the piece's write: the parent sent it fine and stays usable. */
+function isLocalFault(e: unknown): boolean {
+  return isNativeError(e) && (e.code === "DF_DEVICE_IO" || e.code === "DF_NO_SPACE");
 }
 
 /** Rounds of retries of a piece whose holders all failed, and the pause before each. */
@@ -504,7 +513,9 @@ export class PieceRound {
     } catch (e) {
       const i = await race.started;
       const failed = i >= 0 ? state.asked[i] : undefined;
-      if (failed) {
+      if (failed && isLocalFault(e)) {
+        this.deps.log.debug({ piece: failed.number, parent: failed.holder.peerId, err: e instanceof Error ? e.message : String(e) }, "storing a raced piece failed; asking again");
+      } else if (failed) {
         gaveUp = this.parentFailed(failed.holder, failed.number, e) ? failed.number : undefined;
       } else {
         // Nobody started: every parent refused as busy, was unreachable or timed out. Leave
@@ -587,6 +598,11 @@ export class PieceRound {
         this.deps.onPiece(info, holder);
         return;
       } catch (e) {
+        if (isLocalFault(e)) {
+          tried.delete(holder.peerId);
+          this.queued.add(n);
+          return;
+        }
         if (isNativeError(e) && e.code === "DF_BUSY") {
           this.busyUntil.set(holder.peerId, this.now() + BUSY_BACKOFF_MS);
           refused = true;

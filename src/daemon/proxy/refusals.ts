@@ -102,6 +102,7 @@ export function classifyFailure(e: unknown): FailureAnswer {
     if (e.kind === "backend") return { status: 502, type: "backend", message: e.message, reason: be?.temporary || isUnreachable(e) ? "upstream_unreachable" : "backend_error" };
     if (e.kind === "not_found") return { status: 404, type: "dfdaemon", message: e.message, reason: "dfdaemon_error" };
     if (e.kind === "unavailable") return { status: 503, type: "dfdaemon", message: e.message, reason: "dfdaemon_error" };
+    if (e.kind === "no_space") return { status: 507, type: "dfdaemon", message: e.message, reason: "dfdaemon_error" };
     // A digest mismatch is the upstream's wrong bytes, not the daemon's fault.
     if (/digest mismatch/.test(e.message)) return { status: 502, type: "dfdaemon", message: e.message, reason: "backend_error" };
     return { status: 502, type: "dfdaemon", message: e.message, reason: "dfdaemon_error" };

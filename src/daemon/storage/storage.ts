@@ -132,7 +132,8 @@ export class Storage {
     return s;
   }
 
-  private rootFor(tier: "disk" | "memory"): string {
+  /** The directory holding a tier's task directories. */
+  rootFor(tier: "disk" | "memory"): string {
     return tier === "memory" ? this.opts.memoryDir : this.opts.diskDir;
   }
 
@@ -150,6 +151,14 @@ export class Storage {
           const task = new LocalTask(meta, native, dir);
           // The record may predate the last pieces (crash): the piece store is the truth.
           const complete = native.finishedCount() === meta.pieceCount;
+          if (!complete && native.finishedCount() === 0) {
+            // An unfinished task without a single piece has nothing to resume from (a crash or
+            // a failure before its first piece): it would only hold its preallocated bytes.
+            this.opts.log.info({ taskId: id, state: meta.state }, "dropping unfinished task without pieces from storage");
+            native.delete();
+            await rm(dir, { recursive: true, force: true });
+            continue;
+          }
           if (meta.state === "succeeded" && !complete) meta.state = "running";
           if (meta.state === "running" && complete && !meta.digest) meta.state = "succeeded";
           this.tasks.set(id, task);
@@ -180,14 +189,26 @@ export class Storage {
     }
     if (existing) await this.delete(t.id);
     const root = this.rootFor(t.tier);
-    const native = openTaskStore({ dataDir: root, taskId: t.id, contentLength: t.contentLength, pieceLength: t.pieceLength, tier: t.tier === "memory" ? "tmpfs" : "disk" });
-    const now = Date.now();
-    const meta: TaskMetadata = { ...t, state: "running", createdAt: now, updatedAt: now, uploadedCount: 0 };
     const dir = join(root, t.id);
-    await writeMeta(dir, meta);
-    const task = new LocalTask(meta, native, dir);
-    this.tasks.set(t.id, task);
-    return task;
+    try {
+      const native = openTaskStore({ dataDir: root, taskId: t.id, contentLength: t.contentLength, pieceLength: t.pieceLength, tier: t.tier === "memory" ? "tmpfs" : "disk" });
+      const now = Date.now();
+      const meta: TaskMetadata = { ...t, state: "running", createdAt: now, updatedAt: now, uploadedCount: 0 };
+      await writeMeta(dir, meta);
+      const task = new LocalTask(meta, native, dir);
+      this.tasks.set(t.id, task);
+      return task;
+    } catch (e) {
+      // A new task that could not be created (no space for its preallocation, its record or
+      // its directory) leaves nothing behind: not a directory of empty files.
+      try {
+        deleteTaskStore(root, t.id);
+      } catch {
+        // The rm below removes whatever is left; the caller needs the first error.
+      }
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
   }
 
   async delete(taskId: string): Promise<void> {

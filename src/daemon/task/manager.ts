@@ -18,13 +18,17 @@ import type { UploadClientPool } from "../piece/parents.js";
 import { AnnouncePeerSession, type SchedulerResponse } from "../scheduler/session.js";
 import type { SchedulerPool } from "../scheduler/pool.js";
 import type { DaemonMetrics } from "../metrics.js";
-import type { Storage } from "../storage/storage.js";
+import { freeBytes, makeRoom } from "../gc.js";
+import type { NewTask, Storage } from "../storage/storage.js";
 import type { PieceInfo, TaskStore } from "../storage/types.js";
 import { allocPieceBuffer, openTaskStore, type NativePieceInfo } from "../../native/index.js";
 import { nativeToBackendError } from "../backend/http.js";
 import { parseDigest } from "./digest.js";
+import { DiskFaults, isNoSpace } from "./disk-faults.js";
+import { failureCause, keepForResume } from "./retention.js";
 import { streamFromOrigin, type StreamedPiece } from "./stream.js";
 import { taskIdOf } from "./task-id.js";
+import { TaskUploads } from "./uploads.js";
 import { BackToSourceWidth } from "./width.js";
 
 export interface TaskManagerOptions {
@@ -64,8 +68,11 @@ export class DownloadError extends Error {
   override name = "DownloadError";
   constructor(
     message: string,
-    /** gRPC-ish classification used by the services: "not_found", "invalid", "backend", "unavailable", "internal". */
-    readonly kind: "not_found" | "invalid" | "backend" | "unavailable" | "internal",
+    /**
+     * gRPC-ish classification used by the services: "not_found", "invalid", "backend",
+     * "unavailable", "internal"; "no_space" when the data directory cannot hold the task.
+     */
+    readonly kind: "not_found" | "invalid" | "backend" | "unavailable" | "internal" | "no_space",
     readonly backend?: BackendError,
   ) {
     super(message);
@@ -80,6 +87,16 @@ interface NativeOrigin {
   route: OriginRoute;
   fetch(number: number, signal: AbortSignal | undefined): Promise<NativePieceInfo>;
 }
+
+/**
+ * Room asked for beyond a task's content when the disk is full: its piece records, its JSON
+ * record and the directory (a few KiB in practice; a filesystem allocates in blocks).
+ */
+const METADATA_SLACK = 1024 * 1024;
+
+const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 
 const durationOf = (ms: number) => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
 
@@ -107,6 +124,8 @@ export class TaskManager {
   private readonly streamedDigests = new Map<string, string>();
   /** Per-task piece events for joiners: `piece` (TaskStore, PieceInfo, data?, hold?), `started`. */
   readonly events = new EventEmitter().setMaxListeners(0);
+  /** Tasks children are downloading from us (fed by the upload service and the piece server). */
+  readonly uploads = new TaskUploads();
 
   constructor(
     private readonly opts: TaskManagerOptions,
@@ -118,9 +137,14 @@ export class TaskManager {
     private readonly metrics?: DaemonMetrics,
   ) {}
 
-  /** Whether a download of this task is in progress (GC must not evict it). */
+  /** Whether a download of this task is in progress. */
   isRunning(taskId: string): boolean {
     return this.running.has(taskId);
+  }
+
+  /** Whether the task is downloading or children are downloading it from us: GC leaves it alone. */
+  isInUse(taskId: string): boolean {
+    return this.running.has(taskId) || this.uploads.active(taskId);
   }
 
   async download(req: DownloadRequest): Promise<TaskStore> {
@@ -224,7 +248,8 @@ export class TaskManager {
     if (contentLength === undefined) throw new DownloadError(`${d.url}: origin did not tell the content length`, "backend");
 
     const pieceLength = d.pieceLength ?? pieceLengthFor(contentLength);
-    const task = await this.storage.open({
+    const faults = new DiskFaults(taskId, this.storage.rootFor(this.opts.tier), this.log);
+    const task = await this.openTask({
       id: taskId,
       url: d.url,
       tag: d.tag,
@@ -241,18 +266,119 @@ export class TaskManager {
     this.events.emit(`started:${taskId}`, task, task.finished());
 
     try {
-      await this.fill(task, req, backend, headers, statError);
+      await this.fillWithRoom(task, req, backend, headers, statError, faults);
       await this.verify(task);
       await task.update({ state: "succeeded", finishedAt: Date.now(), failure: undefined });
       return task;
     } catch (e) {
-      await task.update({ state: "failed", failure: e instanceof Error ? e.message : String(e) }).catch(() => undefined);
-      throw e;
+      const failure = await this.failureOf(task, e, faults);
+      await this.leaveFailed(task, failure, faults);
+      throw failure;
     } finally {
       this.noRange.delete(taskId);
       this.sourceUrls.delete(taskId);
       this.streamedDigests.delete(taskId);
     }
+  }
+
+  /** Bytes the task still needs on disk: its missing pieces, plus room for its records. */
+  private bytesNeeded(contentLength: number, task: TaskStore | undefined): number {
+    const have = task ? task.finished().reduce((s, p) => s + p.length, 0) : 0;
+    return contentLength - have + METADATA_SLACK;
+  }
+
+  private noSpaceError(taskId: string, bytes: number, free: number): DownloadError {
+    const dir = this.storage.rootFor(this.opts.tier);
+    return new DownloadError(`no space left in ${dir} for task ${taskId}: it needs ${bytes} bytes (${mib(bytes)}), ${free} bytes (${mib(free)}) are free, and evicting the cached tasks not in use cannot free enough`, "no_space");
+  }
+
+  /** Evicts cached tasks (gc.ts order) until `bytes` are free for the task, or fails clearly. */
+  private async roomFor(taskId: string, bytes: number): Promise<void> {
+    const room = await makeRoom(this.storage, this, this.opts.tier, bytes, taskId, this.log);
+    if (!room.enough) throw this.noSpaceError(taskId, bytes, room.free);
+    this.log.info({ taskId, needed: bytes, free: room.free, evicted: room.evicted.length }, "made room for a download on a full disk");
+  }
+
+  /**
+   * Opens the task's store. Creating a task preallocates all its bytes, so a full disk shows
+   * here first: ENOSPC makes room by evicting cached tasks and tries once more.
+   */
+  private async openTask(t: NewTask): Promise<TaskStore> {
+    try {
+      return await this.storage.open(t);
+    } catch (e) {
+      if (!isNoSpace(e)) throw e;
+      const bytes = this.bytesNeeded(t.contentLength, this.storage.get(t.id));
+      this.log.warn({ taskId: t.id, needed: bytes, err: messageOf(e) }, "no space left for a new task; evicting cached tasks");
+      await this.roomFor(t.id, bytes);
+      try {
+        return await this.storage.open(t);
+      } catch (again) {
+        if (!isNoSpace(again)) throw again;
+        throw this.noSpaceError(t.id, bytes, await freeBytes(this.storage.rootFor(this.opts.tier)).catch(() => 0));
+      }
+    }
+  }
+
+  /**
+   * Fills the task; an attempt stopped by ENOSPC (a piece write or a record append on a full
+   * disk) makes room for the bytes still missing and runs once more. Each attempt runs under
+   * a signal that storage faults fire, so one ENOSPC stops every piece in flight.
+   */
+  private async fillWithRoom(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, statError: BackendError | undefined, faults: DiskFaults): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const signal = faults.attempt(req.signal);
+      try {
+        return await this.fill(task, { ...req, signal }, backend, headers, statError, faults);
+      } catch (e) {
+        if (!faults.noSpace || attempt > 1 || req.signal?.aborted) throw e;
+        const bytes = this.bytesNeeded(task.meta.contentLength, task);
+        this.log.warn({ taskId: task.id, needed: bytes, err: faults.noSpace.message }, "no space left while downloading; evicting cached tasks and trying again");
+        await this.roomFor(task.id, bytes);
+      }
+    }
+  }
+
+  /** The error a failed download reports: a storage fault's own, when one stopped it. */
+  private async failureOf(task: TaskStore, e: unknown, faults: DiskFaults): Promise<unknown> {
+    if (e instanceof DownloadError && e.kind === "no_space") return e;
+    if (faults.exhausted) return new DownloadError(faults.exhausted.message, "internal");
+    if (faults.noSpace) return this.noSpaceError(task.id, this.bytesNeeded(task.meta.contentLength, task), await freeBytes(faults.dir).catch(() => 0));
+    return e;
+  }
+
+  /**
+   * Records a failed task, or removes it (retention.ts says which): a task kept for a resume
+   * stays as failed; one that is not is deleted now, or once the children downloading from
+   * it are done.
+   */
+  private async leaveFailed(task: TaskStore, failure: unknown, faults: DiskFaults): Promise<void> {
+    const message = messageOf(failure);
+    const cause = failureCause({
+      kind: failure instanceof DownloadError ? failure.kind : "internal",
+      originStatus: failure instanceof DownloadError ? failure.backend?.statusCode : failure instanceof BackendError ? failure.statusCode : undefined,
+      noSpace: faults.noSpace !== undefined,
+      deviceIo: faults.exhausted !== undefined,
+    });
+    const verified = task.finishedCount();
+    if (keepForResume(verified, cause)) {
+      await task.update({ state: "failed", failure: message }).catch(() => undefined);
+      this.log.info({ taskId: task.id, verified, pieces: task.meta.pieceCount }, "failed task kept for a resume");
+      return;
+    }
+    const remove = () => {
+      // A download of the task that started since owns it now.
+      const t = this.storage.get(task.id);
+      if (t !== task || this.running.has(task.id) || t.meta.state !== "failed") return;
+      this.storage.delete(task.id).catch((e: unknown) => this.log.warn({ taskId: task.id, err: messageOf(e) }, "removing a failed task failed"));
+    };
+    this.log.info({ taskId: task.id, cause, verified }, "removing failed task");
+    if (!this.uploads.active(task.id)) {
+      await this.storage.delete(task.id).catch((e: unknown) => this.log.warn({ taskId: task.id, err: messageOf(e) }, "removing a failed task failed"));
+      return;
+    }
+    await task.update({ state: "failed", failure: message }).catch(() => undefined);
+    this.uploads.whenIdle(task.id, remove);
   }
 
   private missing(task: TaskStore): Set<number> {
@@ -262,13 +388,13 @@ export class TaskManager {
     return out;
   }
 
-  private async fill(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, statError: BackendError | undefined): Promise<void> {
+  private async fill(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, statError: BackendError | undefined, faults: DiskFaults): Promise<void> {
     const d = req.download;
     if (this.missing(task).size === 0) return;
     const canBackToSource = !d.disableBackToSource && statError === undefined;
     const toSource = () => {
       if (d.disableBackToSource) throw new DownloadError("cannot download: the swarm could not serve the task and back-to-source is disabled", "unavailable");
-      return this.backToSource(task, req, backend, headers, undefined);
+      return this.backToSource(task, req, backend, headers, undefined, faults);
     };
 
     // Tiny tasks never involve the scheduler, as in Dragonfly.
@@ -279,10 +405,13 @@ export class TaskManager {
     const peerId = newPeerId(this.opts.ip, this.opts.hostname, this.opts.seedPeer);
     const session = new AnnouncePeerSession(scheduler.client, { hostId: this.opts.hostId, taskId: task.id, peerId });
     try {
-      await this.converse(session, task, req, backend, headers, peerId);
+      await this.converse(session, task, req, backend, headers, peerId, faults);
     } catch (e) {
       if (e instanceof DownloadError && e.kind !== "unavailable") throw e;
       session.cancel();
+      // Stopped on purpose (the requester gave up, or a storage fault): not a reason to go
+      // back to source, which would only fail at once under the same signal.
+      if (req.signal?.aborted) throw e;
       if (this.missing(task).size === 0) return;
       this.log.warn({ taskId: task.id, err: e instanceof Error ? e.message : String(e) }, "scheduler conversation failed; going back to source");
       if (statError) throw new DownloadError(statError.message, "backend", statError);
@@ -291,7 +420,7 @@ export class TaskManager {
   }
 
   /** The AnnouncePeer conversation (wire-protocol.md §3.2 a–d). */
-  private async converse(session: AnnouncePeerSession, task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, peerId: string): Promise<void> {
+  private async converse(session: AnnouncePeerSession, task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, peerId: string, faults: DiskFaults): Promise<void> {
     const d = req.download;
     session.register({
       ...d,
@@ -341,7 +470,7 @@ export class TaskManager {
           }
           session.backToSourceStarted();
           try {
-            await this.backToSource(task, req, backend, headers, session);
+            await this.backToSource(task, req, backend, headers, session, faults);
           } catch (e) {
             const be = e instanceof DownloadError ? e.backend : e instanceof BackendError ? e : undefined;
             session.pieceBackToSourceFailed(undefined, { message: e instanceof Error ? e.message : String(e), statusCode: be?.statusCode, header: be?.headers });
@@ -362,7 +491,7 @@ export class TaskManager {
             throw new DownloadError("max schedule count exceeded", "unavailable");
           }
           session.started();
-          const round = this.newRound(session, task, parents, peerId, req.signal);
+          const round = this.newRound(session, task, parents, peerId, faults, req.signal);
           if (!round) {
             session.finished();
             await this.closeAfterFinished(session);
@@ -426,7 +555,7 @@ export class TaskManager {
   }
 
   /** A round over the missing pieces, or undefined when nothing is missing. */
-  private newRound(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, signal?: AbortSignal): PieceRound | undefined {
+  private newRound(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, faults: DiskFaults, signal?: AbortSignal): PieceRound | undefined {
     const missing = this.missing(task);
     if (missing.size === 0) return undefined;
     return new PieceRound(
@@ -437,10 +566,19 @@ export class TaskManager {
         concurrency: this.opts.concurrentPieceCount,
         idleTimeoutMs: this.opts.collectedPieceTimeoutMs,
         uploadClients: this.uploadClients,
-        fetch: (h: Holder, n: number) => task.fetchPiece({ ip: h.ip, port: h.tcpPort }, n, h.peerId, this.opts.pieceTimeoutMs, signal),
+        // Our own storage faults count against this download (see DiskFaults), not the parent.
+        fetch: (h: Holder, n: number) =>
+          task.fetchPiece({ ip: h.ip, port: h.tcpPort }, n, h.peerId, this.opts.pieceTimeoutMs, signal).catch((e: unknown) => {
+            faults.observe(e);
+            throw e;
+          }),
         race: () => {
           const r = task.race(this.opts.pieceTimeoutMs, signal);
-          return { add: (h: Holder, n: number) => r.add({ ip: h.ip, port: h.tcpPort }, n, h.peerId), started: r.started, done: r.done };
+          const done = r.done.catch((e: unknown) => {
+            faults.observe(e);
+            throw e;
+          });
+          return { add: (h: Holder, n: number) => r.add({ ip: h.ip, port: h.tcpPort }, n, h.peerId), started: r.started, done };
         },
         onPiece: (info) => {
           session.pieceFinished(toProtoPiece(info, TrafficType.REMOTE_PEER));
@@ -458,8 +596,8 @@ export class TaskManager {
     );
   }
 
-  private async backToSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined): Promise<void> {
-    if (this.noRange.has(task.id)) return this.backToSourceStream(task, req, backend, headers, session);
+  private async backToSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined, faults: DiskFaults): Promise<void> {
+    if (this.noRange.has(task.id)) return this.backToSourceStreamRefetching(task, req, backend, headers, session, faults);
     const queue = [...this.missing(task)].sort((a, b) => a - b);
     if (queue.length === 0) return;
     let native: NativeOrigin | undefined;
@@ -475,6 +613,9 @@ export class TaskManager {
       try {
         await this.streamToStore(task, req, native.route, session);
       } catch (e) {
+        // ENOSPC (or the EIO budget spent) stops the download here; a lone EIO leaves its piece
+        // missing, and the per-piece way below fetches it again.
+        faults.observe(e);
         if (req.signal?.aborted) throw e instanceof DownloadError ? e : new DownloadError(e instanceof Error ? e.message : String(e), "internal");
         this.streamedDigests.delete(task.id);
         this.log.warn({ taskId: task.id, err: e instanceof Error ? e.message : String(e) }, "streaming from the origin failed; fetching the remaining pieces one by one");
@@ -499,8 +640,16 @@ export class TaskManager {
             session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
             this.emitPiece(task, info);
             width.landed(performance.now() - started);
-            while (active < width.target && queue.length > 0) workers.push(worker());
+            // Not once the download failed: each new worker would return at once, leaving
+            // `active` as it was, and this loop would spin forever.
+            while (failure === undefined && active < width.target && queue.length > 0) workers.push(worker());
           } catch (e) {
+            // A write the storage device failed (EIO): the piece is missing again and goes
+            // back to the origin; ENOSPC or too many EIOs stop the download.
+            if (faults.observe(e) === "refetch") {
+              queue.push(n);
+              continue;
+            }
             failure ??= e;
           }
         }
@@ -549,6 +698,20 @@ export class TaskManager {
       },
     });
     if (digest !== undefined) this.streamedDigests.set(task.id, digest);
+  }
+
+  /**
+   * backToSourceStream, again after a write the storage device failed (EIO): without Range the
+   * only way back to the lost piece is the whole GET again (pieces already stored are skipped).
+   */
+  private async backToSourceStreamRefetching(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined, faults: DiskFaults): Promise<void> {
+    for (;;) {
+      try {
+        return await this.backToSourceStream(task, req, backend, headers, session);
+      } catch (e) {
+        if (faults.observe(e) !== "refetch") throw e;
+      }
+    }
   }
 
   /** For origins without Range support: one GET, cut into pieces as the bytes arrive. */

@@ -104,6 +104,8 @@ export class UploadService {
       return;
     }
     const pending = new Set(call.request.interestedPieceNumbers);
+    // A child is downloading the task from us: GC leaves it alone while the stream is open.
+    const release = this.deps.tasks.uploads.open(task.id);
     const port = this.deps.piecePort();
     const spreader = this.deps.spreader;
     const sub: Subscriber = { wants: (n) => pending.has(n) };
@@ -147,6 +149,7 @@ export class UploadService {
     const finish = () => {
       if (finished) return;
       finished = true;
+      release();
       this.deps.tasks.events.off(event, onPiece);
       clearInterval(watch);
       for (const t of held.values()) clearTimeout(t);
