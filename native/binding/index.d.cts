@@ -131,8 +131,13 @@ export interface FetchFromOriginOptions {
   host: string
   /** Request target: path and query, percent-encoded, starting with `/`. */
   path: string
-  /** Extra request headers (no Host, Range, Connection or framing headers). */
+  /** Extra request headers (no Host, Range, Connection, framing or precondition headers). */
   headers?: Record<string, string>
+  /**
+   * The content version the piece must be of (sent as a precondition, compared with the
+   * answer's validators); DF_ORIGIN_CHANGED, with nothing stored, when it is another.
+   */
+  pin?: OriginPin
   number: number
   connectTimeoutMs?: number
   /** Bound on each wait for the origin (default 60 s). */
@@ -165,8 +170,13 @@ export interface OpenOriginBodyOptions {
   host: string
   /** Request target: path and query, percent-encoded, starting with `/`. */
   path: string
-  /** Extra request headers (no Host, Range, Connection or framing headers). */
+  /** Extra request headers (no Host, Range, Connection, framing or precondition headers). */
   headers?: Record<string, string>
+  /**
+   * The content version the answer must be of (sent as a precondition, compared with the
+   * answer's validators); DF_ORIGIN_CHANGED when it is another.
+   */
+  pin?: OriginPin
   /** First byte of the range. */
   offset: number
   /** Bytes in the range. */
@@ -199,6 +209,14 @@ export interface OpenTaskStoreOptions {
   sync?: string
   /** Extra per-piece digest: "crc32c", "sha256" or "blake3". */
   extraDigest?: string
+}
+
+/** The version of the origin's content a task is pinned to (see `origin::Pin`). */
+export interface OriginPin {
+  /** Strong ETag, quotes included: sent as If-Match. */
+  etag?: string
+  /** Last-Modified as the origin wrote it: sent as If-Unmodified-Since when there is no ETag. */
+  lastModified?: string
 }
 
 /** Counters of the process-wide origin connection pool. */

@@ -152,7 +152,9 @@ async function download(url: string, opts: DfgetOptions): Promise<void> {
       call.on("data", (res: DownloadTaskResponse) => {
         const r = res.response;
         if (r?.$case === "downloadTaskStartedResponse") {
+          // A second Started: the daemon restarted the task from scratch (the origin changed).
           total = r.downloadTaskStartedResponse.contentLength;
+          done = 0;
           bar?.start(total, 0, { done: human(0), size: human(total), speed: human(0) });
         } else if (r?.$case === "downloadPieceFinishedResponse" && r.downloadPieceFinishedResponse.piece) {
           const p = r.downloadPieceFinishedResponse.piece;

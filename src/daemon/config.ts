@@ -24,6 +24,14 @@ export const DaemonConfigSchema = Type.Object(
       collectedPieceTimeout: Duration("360s"),
       concurrentPieceCount: Type.Integer({ minimum: 1, maximum: 64, default: 8 }),
       bandwidthLimit: Size("50GB"),
+      /**
+       * Ours (Dragonfly has no such key): a task is pinned to the version of the origin's
+       * content its first answer had (ETag, else Last-Modified and length). When the origin
+       * changes during the download the task fails (never mixing two versions); true restarts
+       * it once from scratch instead, with the new version, unless a requester already passed
+       * bytes of the old one on (dfget to stdout, the proxy).
+       */
+      restartOnOriginChange: Type.Boolean({ default: false }),
     }),
     upload: obj({
       server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4000) }),

@@ -102,6 +102,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         scheduleTimeoutMs: r.scheduleTimeoutMs,
         maxScheduleCount: config.scheduler.maxScheduleCount,
         tier: config.storage.tier,
+        restartOnOriginChange: config.download.restartOnOriginChange,
       },
       storage,
       backends,

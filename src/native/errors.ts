@@ -5,9 +5,9 @@
 /** Error thrown by the addon; `code` is one of the stable `DF_*` strings. */
 export interface NativeError extends Error {
   code: NativeErrorCode;
-  /** DF_BACKEND only: the status the origin answered instead of the requested bytes. */
+  /** DF_BACKEND and DF_ORIGIN_CHANGED: the status the origin answered instead of the requested bytes. */
   statusCode?: number;
-  /** DF_BACKEND only: the origin's response headers (names lower-cased, repeats joined with ", "). */
+  /** DF_BACKEND and DF_ORIGIN_CHANGED: the origin's response headers (names lower-cased, repeats joined with ", "). */
   headers?: Record<string, string>;
 }
 
@@ -28,7 +28,9 @@ export type NativeErrorCode =
   /** The filesystem holding the task is full (ENOSPC) or the quota is spent (EDQUOT). */
   | "DF_NO_SPACE"
   /** The storage device failed an I/O on the task's files (EIO): that write's bytes are lost. */
-  | "DF_DEVICE_IO";
+  | "DF_DEVICE_IO"
+  /** The origin answered with another version of the content than the task is pinned to. */
+  | "DF_ORIGIN_CHANGED";
 
 export function isNativeError(e: unknown): e is NativeError {
   const code: unknown = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;
@@ -57,7 +59,7 @@ function normalise(e: unknown): unknown {
   if (m?.[1]) {
     e.message = e.message.slice(m[0].length);
     (e as Error & { code?: string }).code = m[1];
-    if (m[1] === "DF_BACKEND") attachAnswer(e as NativeError);
+    if (m[1] === "DF_BACKEND" || m[1] === "DF_ORIGIN_CHANGED") attachAnswer(e as NativeError);
   }
   return e;
 }

@@ -2,6 +2,7 @@
 // Buffers (to pass them on while it stores them), instead of one request per piece.
 import { binding, type Binding } from "./binding.js";
 import { abortedError, nativeAsync } from "./errors.js";
+import type { NativeOriginPin } from "./store.js";
 
 export interface OpenOriginBodyOptions {
   /** The origin's resolved address `ip:port` (`[v6]:port`): the caller resolves DNS and applies its SSRF policy. */
@@ -10,8 +11,10 @@ export interface OpenOriginBodyOptions {
   host: string;
   /** Request target (path and query, percent-encoded), starting with `/`. */
   path: string;
-  /** Extra request headers; Host, Range, Connection and framing headers are refused. */
+  /** Extra request headers; Host, Range, Connection, framing and precondition headers are refused. */
   headers?: Record<string, string>;
+  /** The content version the body must be of (see FetchFromOriginOptions.pin); DF_ORIGIN_CHANGED otherwise. */
+  pin?: NativeOriginPin;
   /** The range asked for: `length` bytes from `offset`. */
   offset: number;
   length: number;
@@ -33,8 +36,8 @@ export interface OriginBody {
 
 /**
  * Sends the ranged GET; resolves once the answer's head checked out. Rejects with DF_BACKEND
- * (carrying `statusCode` and `headers`) for any other answer, DF_IO/DF_TIMEOUT for network
- * trouble. The signal aborts the request and every later read.
+ * (carrying `statusCode` and `headers`) for any other answer, DF_ORIGIN_CHANGED (likewise) for
+ * another version than `pin`, DF_IO/DF_TIMEOUT for network trouble. The signal aborts the request and every later read.
  */
 export async function openOriginBody(options: OpenOriginBodyOptions, signal?: AbortSignal): Promise<OriginBody> {
   if (signal?.aborted) throw abortedError(signal);

@@ -81,6 +81,13 @@ export interface NativePieceRace {
   readonly done: Promise<{ index: number; info: NativePieceInfo }>;
 }
 
+/** A content version, as the native origin client takes it (see daemon/backend/pin.ts). */
+export interface NativeOriginPin {
+  /** Strong ETag, quotes included. */
+  etag?: string | undefined;
+  lastModified?: string | undefined;
+}
+
 export interface FetchFromOriginOptions {
   /** The origin's resolved address `ip:port` (`[v6]:port`): the caller resolves DNS and applies its SSRF policy. */
   addr: string;
@@ -88,8 +95,14 @@ export interface FetchFromOriginOptions {
   host: string;
   /** Request target (path and query, percent-encoded), starting with `/`. */
   path: string;
-  /** Extra request headers; Host, Range, Connection and framing headers are refused. */
+  /** Extra request headers; Host, Range, Connection, framing and precondition headers are refused. */
   headers?: Record<string, string>;
+  /**
+   * The content version the piece must be of: sent as If-Match (ETag) or If-Unmodified-Since
+   * (Last-Modified) and compared with the answer's validators and length. Another version
+   * rejects with DF_ORIGIN_CHANGED (carrying the answer's status and headers), storing nothing.
+   */
+  pin?: NativeOriginPin;
   number: number;
   connectTimeoutMs?: number;
   /** Bound on each wait for the origin; default 60 s. */

@@ -1,6 +1,9 @@
 // A local origin for tests: serves one in-memory file with Range support and counts the bytes
-// it sent, so tests can assert how many times the swarm went back to source.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+// it sent, so tests can assert how many times the swarm went back to source. Like most web
+// servers it sends an ETag and a Last-Modified and honours If-Match / If-Unmodified-Since;
+// tests can change the content (a new version) mid-download, and make it send fewer validators
+// or ignore the preconditions, as some origins do.
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createHash, randomBytes } from "node:crypto";
 
@@ -14,8 +17,21 @@ export interface Origin {
   delayMs: number;
   /** Honour Range requests (python's http.server and some CDNs do not). */
   rangeSupport: boolean;
+  /** Validators sent with the content: ETag and Last-Modified (default), one of them, or none. */
+  validators: "both" | "etag" | "last-modified" | "none";
+  /** Answer 412 to an If-Match / If-Unmodified-Since the current version fails (default true). */
+  preconditions: boolean;
   content: Buffer;
   sha256: string;
+  /** The current version's validators. */
+  etag: string;
+  lastModified: string;
+  /** Serves `content` from now on as a new version: new ETag, Last-Modified a minute later. */
+  setContent(content: Buffer): void;
+  /** Called before each request is answered, with its 1-based number (tests change versions here). */
+  beforeServe: ((n: number, req: IncomingMessage) => void) | undefined;
+  /** Request headers of every request, in arrival order. */
+  seen: IncomingHttpHeaders[];
   close(): Promise<void>;
 }
 
@@ -30,6 +46,9 @@ export function makeContent(size: number, seed = 1): Buffer {
   return out;
 }
 
+const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+let versions = 0;
+
 export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<Origin> {
   const origin: Origin = {
     url: (p = path) => `http://127.0.0.1:${(server.address() as AddressInfo).port}${p}`,
@@ -38,10 +57,23 @@ export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<
     failWith: undefined,
     delayMs: 0,
     rangeSupport: true,
+    validators: "both",
+    preconditions: true,
     content,
-    sha256: createHash("sha256").update(content).digest("hex"),
+    sha256: "",
+    etag: "",
+    lastModified: "",
+    setContent(c: Buffer) {
+      origin.content = c;
+      origin.sha256 = sha256(c);
+      origin.etag = `"${origin.sha256.slice(0, 16)}"`;
+      origin.lastModified = new Date(Date.UTC(2025, 0, 1) + ++versions * 60_000).toUTCString();
+    },
+    beforeServe: undefined,
+    seen: [],
     close: () => new Promise((r) => server.close(() => r())),
   };
+  origin.setContent(content);
   const server: Server = createServer((req, res) => {
     if (origin.delayMs > 0) {
       setTimeout(() => serve(req, res), origin.delayMs);
@@ -51,8 +83,21 @@ export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<
   });
   const serve = (req: IncomingMessage, res: ServerResponse) => {
     origin.requests++;
+    origin.seen.push(req.headers);
+    origin.beforeServe?.(origin.requests, req);
     if (origin.failWith !== undefined) return void res.writeHead(origin.failWith).end(`failing with ${origin.failWith}\n`);
     if ((req.url ?? "").split("?")[0] !== path) return void res.writeHead(404).end("not found\n");
+    // One version per answer, whatever a test changes while the body goes out.
+    const content = origin.content;
+    const validators: Record<string, string> = {};
+    if (origin.validators === "both" || origin.validators === "etag") validators.etag = origin.etag;
+    if (origin.validators === "both" || origin.validators === "last-modified") validators["last-modified"] = origin.lastModified;
+    if (origin.preconditions) {
+      const ifMatch = req.headers["if-match"];
+      const ifUnmodified = req.headers["if-unmodified-since"];
+      const failed = ifMatch !== undefined ? ifMatch !== "*" && !ifMatch.split(",").some((t) => t.trim() === validators.etag) : ifUnmodified !== undefined && validators["last-modified"] !== undefined && Date.parse(validators["last-modified"]) > Date.parse(ifUnmodified);
+      if (failed) return void res.writeHead(412, validators).end();
+    }
     const m = origin.rangeSupport ? /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "") : null;
     let start = 0;
     let end = content.length - 1;
@@ -60,8 +105,8 @@ export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<
       start = Number(m[1]);
       end = m[2] ? Math.min(Number(m[2]), content.length - 1) : content.length - 1;
       if (start >= content.length) return void res.writeHead(416, { "content-range": `bytes */${content.length}` }).end();
-      res.writeHead(206, { "content-range": `bytes ${start}-${end}/${content.length}`, "content-length": end - start + 1, "accept-ranges": "bytes" });
-    } else res.writeHead(200, { "content-length": content.length, "accept-ranges": "bytes" });
+      res.writeHead(206, { ...validators, "content-range": `bytes ${start}-${end}/${content.length}`, "content-length": end - start + 1, "accept-ranges": "bytes" });
+    } else res.writeHead(200, { ...validators, "content-length": content.length, "accept-ranges": "bytes" });
     const body = content.subarray(start, end + 1);
     origin.bytesServed += body.length;
     res.end(body);

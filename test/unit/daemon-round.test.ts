@@ -42,7 +42,7 @@ type Fetch = (h: Holder, n: number) => Promise<{ number: number; offset: number;
 /** What a parent delivers for piece `n` of the fake 4-byte-piece task. */
 const piece = (h: Holder, n: number) => ({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
 
-function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch; now?: () => number; race?: () => ParentRace; idleTimeoutMs?: number } = {}) {
+function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch; now?: () => number; race?: () => ParentRace; idleTimeoutMs?: number; admit?: (peer: Peer) => Promise<boolean> } = {}) {
   const fetched: Array<{ n: number; from: string }> = [];
   const failed: number[] = [];
   const bad: string[] = [];
@@ -65,6 +65,7 @@ function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>
       log: silentLogger(),
       ...(opts.now ? { now: opts.now } : {}),
       ...(opts.race ? { race: opts.race } : {}),
+      ...(opts.admit ? { admit: opts.admit } : {}),
     },
     candidates,
     missing,
@@ -128,6 +129,56 @@ function report(uploads: FakeUploads, ip: string, pieces: number[]) {
   const s = uploads.pieces.get(ip)?.[0]?.stream;
   for (const n of pieces) s?.emit("data", { number: n, ip, tcpPort: 4001 });
 }
+
+describe("PieceRound admission (the task's content version, #20)", () => {
+  it("asks once per parent after its first report, holds its reports meanwhile, and never fetches from a refused one", async () => {
+    const uploads = new FakeUploads();
+    const asked: string[] = [];
+    const answers = new Map<string, (ok: boolean) => void>();
+    const admit = (peer: Peer) => {
+      asked.push(peer.id);
+      return new Promise<boolean>((resolve) => answers.set(peer.id, resolve));
+    };
+    const { round, fetched } = newRound(uploads, [parent("same", "10.0.0.1"), parent("other", "10.0.0.2")], new Set([0, 1]), { admit });
+    const done = round.run();
+    await tick();
+    expect(asked).toEqual([]);
+    const same = uploads.pieces.get("10.0.0.1")?.[0]?.stream;
+    const other = uploads.pieces.get("10.0.0.2")?.[0]?.stream;
+    other?.emit("data", { number: 0, ip: "10.0.0.2", tcpPort: 4001 });
+    other?.emit("data", { number: 1, ip: "10.0.0.2", tcpPort: 4001 });
+    same?.emit("data", { number: 0, ip: "10.0.0.1", tcpPort: 4001 });
+    other?.emit("end");
+    await tick();
+    expect(asked).toEqual(["other", "same"]);
+    expect(fetched).toEqual([]);
+    answers.get("other")?.(false);
+    await tick();
+    expect(fetched).toEqual([]);
+    answers.get("same")?.(true);
+    await tick();
+    same?.emit("data", { number: 1, ip: "10.0.0.1", tcpPort: 4001 });
+    expect(await done).toBe(true);
+    expect(fetched.map((f) => f.from)).toEqual(["same", "same"]);
+    expect(asked).toEqual(["other", "same"]);
+  });
+
+  it("does not end the round while a parent's answer is pending", async () => {
+    const uploads = new FakeUploads();
+    let answer!: (ok: boolean) => void;
+    const { round, fetched } = newRound(uploads, [parent("p", "10.0.0.1")], new Set([0]), { admit: () => new Promise<boolean>((r) => (answer = r)) });
+    const done = round.run();
+    await tick();
+    const s = uploads.pieces.get("10.0.0.1")?.[0]?.stream;
+    s?.emit("data", { number: 0, ip: "10.0.0.1", tcpPort: 4001 });
+    s?.emit("end");
+    await new Promise((r) => setTimeout(r, 250));
+    expect(round.waitingWorkers).toBeGreaterThan(0);
+    answer(true);
+    expect(await done).toBe(true);
+    expect(fetched).toEqual([{ n: 0, from: "p" }]);
+  });
+});
 
 describe("PieceRound piece and parent choice", () => {
   it("fetches the rarest piece first", async () => {

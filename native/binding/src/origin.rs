@@ -21,8 +21,11 @@ pub struct OpenOriginBodyOptions {
     pub host: String,
     /// Request target: path and query, percent-encoded, starting with `/`.
     pub path: String,
-    /// Extra request headers (no Host, Range, Connection or framing headers).
+    /// Extra request headers (no Host, Range, Connection, framing or precondition headers).
     pub headers: Option<HashMap<String, String>>,
+    /// The content version the answer must be of (sent as a precondition, compared with the
+    /// answer's validators); DF_ORIGIN_CHANGED when it is another.
+    pub pin: Option<OriginPin>,
     /// First byte of the range.
     pub offset: i64,
     /// Bytes in the range.
@@ -32,6 +35,15 @@ pub struct OpenOriginBodyOptions {
     pub connect_timeout_ms: Option<u32>,
     /// Bound on each wait for the origin (default 60 s).
     pub read_timeout_ms: Option<u32>,
+}
+
+/// The version of the origin's content a task is pinned to (see `origin::Pin`).
+#[napi(object)]
+pub struct OriginPin {
+    /// Strong ETag, quotes included: sent as If-Match.
+    pub etag: Option<String>,
+    /// Last-Modified as the origin wrote it: sent as If-Unmodified-Since when there is no ETag.
+    pub last_modified: Option<String>,
 }
 
 fn invalid(msg: impl Into<String>) -> napi::Error<crate::error::Code> {
@@ -49,6 +61,7 @@ pub(crate) fn origin_request(
     host: String,
     path: String,
     headers: Option<std::collections::HashMap<String, String>>,
+    pin: Option<OriginPin>,
     number: u32,
     (connect_timeout_ms, read_timeout_ms): (Option<u32>, Option<u32>),
 ) -> Result<OriginRequest> {
@@ -61,6 +74,7 @@ pub(crate) fn origin_request(
         host,
         path,
         headers,
+        pin: pin.map(|p| origin::Pin { etag: p.etag, last_modified: p.last_modified }).unwrap_or_default(),
         number,
         connect_timeout: Duration::from_millis(connect_timeout_ms.unwrap_or(10_000) as u64),
         read_timeout: Duration::from_millis(read_timeout_ms.unwrap_or(60_000) as u64),
@@ -86,6 +100,7 @@ pub fn open_origin_body<'e>(
         options.host,
         options.path,
         options.headers,
+        options.pin,
         0,
         (options.connect_timeout_ms, options.read_timeout_ms),
     )?;

@@ -177,8 +177,11 @@ pub struct FetchFromOriginOptions {
     pub host: String,
     /// Request target: path and query, percent-encoded, starting with `/`.
     pub path: String,
-    /// Extra request headers (no Host, Range, Connection or framing headers).
+    /// Extra request headers (no Host, Range, Connection, framing or precondition headers).
     pub headers: Option<HashMap<String, String>>,
+    /// The content version the piece must be of (sent as a precondition, compared with the
+    /// answer's validators); DF_ORIGIN_CHANGED, with nothing stored, when it is another.
+    pub pin: Option<crate::origin::OriginPin>,
     pub number: u32,
     pub connect_timeout_ms: Option<u32>,
     /// Bound on each wait for the origin (default 60 s).
@@ -378,6 +381,7 @@ impl TaskStore {
             options.host,
             options.path,
             options.headers,
+            options.pin,
             options.number,
             (options.connect_timeout_ms, options.read_timeout_ms),
         )?;

@@ -26,6 +26,11 @@ pub enum ErrorCode {
     /// The storage device failed an I/O on our files (EIO): the bytes of that write are lost,
     /// so the piece is fetched again; the daemon gives up on a task after a few of these.
     DeviceIo,
+    /// The origin no longer serves the version of the content the task is pinned to: it
+    /// answered 412 to the pin's precondition, or its answer carries another ETag,
+    /// Last-Modified or length (the answer is in `CoreError::backend`). Retrying cannot help;
+    /// mixing the two versions' bytes would be worse.
+    OriginChanged,
 }
 
 impl ErrorCode {
@@ -45,6 +50,7 @@ impl ErrorCode {
             ErrorCode::Codec => "DF_CODEC",
             ErrorCode::Backend => "DF_BACKEND",
             ErrorCode::Busy => "DF_BUSY",
+            ErrorCode::OriginChanged => "DF_ORIGIN_CHANGED",
             ErrorCode::NoSpace => "DF_NO_SPACE",
             ErrorCode::DeviceIo => "DF_DEVICE_IO",
         }
@@ -93,6 +99,11 @@ impl CoreError {
 
     pub fn backend(message: impl Into<String>, answer: BackendAnswer) -> Self {
         Self { code: ErrorCode::Backend, message: message.into(), backend: Some(Box::new(answer)) }
+    }
+
+    /// The origin's content is not the pinned version; `answer` is what it sent instead.
+    pub fn origin_changed(message: impl Into<String>, answer: BackendAnswer) -> Self {
+        Self { code: ErrorCode::OriginChanged, message: message.into(), backend: Some(Box::new(answer)) }
     }
 
     pub fn io(context: &str, err: std::io::Error) -> Self {

@@ -37,6 +37,7 @@ const RECV_CHUNK: usize = 1 << 20;
 const IO_BUF: usize = 16 * 1024;
 
 /// Request headers this client writes itself (or must not send): a caller passing one is a bug.
+/// The preconditions belong to the pin (`OriginRequest::pin`): a caller's own would fight it.
 const RESERVED: &[&str] = &[
     "host",
     "range",
@@ -49,7 +50,71 @@ const RESERVED: &[&str] = &[
     "trailer",
     "upgrade",
     "expect",
+    "if-match",
+    "if-unmodified-since",
+    "if-range",
 ];
+
+/// The version of the origin's content a task is pinned to, from the first answer the task
+/// got (see the daemon's `backend/pin.ts`). Every ranged GET carries it as a precondition, so
+/// an origin that honours preconditions refuses (412) rather than sending another version's
+/// bytes, and every answer's validators are compared with it, for origins that ignore them:
+/// a task never mixes two versions of the content.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pin {
+    /// A strong ETag (quotes included), sent as `If-Match` and compared with every answer's.
+    pub etag: Option<String>,
+    /// Last-Modified as the origin wrote it: sent as `If-Unmodified-Since` when there is no
+    /// strong ETag (the weaker pin: one-second resolution), compared with every answer's.
+    pub last_modified: Option<String>,
+}
+
+impl Pin {
+    /// The precondition header for the pin, if it has a validator.
+    fn precondition(&self) -> Result<Option<(&'static str, &str)>> {
+        let header = match (&self.etag, &self.last_modified) {
+            (Some(etag), _) => {
+                // If-Match compares strongly: a weak tag there would make every answer a 412.
+                if etag.is_empty() || etag.starts_with("W/") {
+                    return Err(invalid(format!("pinned ETag {etag:?} is not a strong entity tag")));
+                }
+                ("If-Match", etag.as_str())
+            }
+            (None, Some(date)) => ("If-Unmodified-Since", date.as_str()),
+            (None, None) => return Ok(None),
+        };
+        if header.1.trim().is_empty() || !valid_value(header.1) {
+            return Err(invalid(format!("invalid pinned validator {:?}", header.1)));
+        }
+        Ok(Some(header))
+    }
+
+    /// Why an accepted answer is not of the pinned version, if it is not: a validator both
+    /// the pin and the answer carry differs. A validator the answer leaves out proves nothing
+    /// either way; the precondition the origin evaluated vouches for it then.
+    fn mismatch(&self, head: &Head) -> Option<String> {
+        let checks = [("ETag", "etag", &self.etag), ("Last-Modified", "last-modified", &self.last_modified)];
+        for (label, name, pinned) in checks {
+            let (Some(want), Some(got)) = (pinned, head.first(name)) else { continue };
+            if got.trim() != want.trim() {
+                return Some(format!(
+                    "origin content changed: the task is pinned to {label} {want}, the origin now answers {label} {}",
+                    got.trim()
+                ));
+            }
+        }
+        None
+    }
+
+    /// The pin as a phrase for error messages.
+    fn describe(&self) -> String {
+        match (&self.etag, &self.last_modified) {
+            (Some(etag), _) => format!("If-Match {etag}"),
+            (None, Some(date)) => format!("If-Unmodified-Since {date}"),
+            (None, None) => "no precondition".to_string(),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct OriginRequest {
@@ -61,6 +126,8 @@ pub struct OriginRequest {
     pub path: String,
     /// Extra request headers (user agent, credentials, …).
     pub headers: Vec<(String, String)>,
+    /// The content version every answer must be of; `Pin::default()` for an unpinned task.
+    pub pin: Pin,
     pub number: u32,
     pub connect_timeout: Duration,
     /// Bound on each wait for the origin (send, response head, every body read).
@@ -199,6 +266,9 @@ pub fn build_request(req: &OriginRequest, offset: u64, length: u64) -> Result<Ve
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     out.extend_from_slice(req.host.as_bytes());
     out.extend_from_slice(format!("\r\nRange: bytes={offset}-{end}\r\n").as_bytes());
+    if let Some((name, value)) = req.pin.precondition()? {
+        out.extend_from_slice(format!("{name}: {}\r\n", value.trim()).as_bytes());
+    }
     for (name, value) in &req.headers {
         if name.is_empty() || name.len() > 256 || !name.bytes().all(is_tchar) {
             return Err(invalid(format!("invalid header name {name:?}")));
@@ -611,16 +681,18 @@ async fn open_range(
         }
     };
     let last = offset + length - 1;
+    let changed_length = |now: u64| {
+        CoreError::origin_changed(
+            format!("origin content changed: it is now {now} bytes long, the task is pinned to {content_length}"),
+            head.answer(),
+        )
+    };
     match head.status {
         206 => {
             let cr = head.first("content-range").unwrap_or_default();
             match parse_content_range(cr) {
                 Some((a, b, total)) if a == offset && b == last && total.is_none_or(|t| t == content_length) => {}
-                Some((a, b, Some(total))) if a == offset && b == last => {
-                    return Err(protocol(format!(
-                        "origin content changed: it is now {total} bytes long, the task has {content_length}"
-                    )))
-                }
+                Some((a, b, Some(total))) if a == offset && b == last => return Err(changed_length(total)),
                 _ => {
                     return Err(protocol(format!(
                         "origin answered 206 with Content-Range {cr:?} to a request for bytes {offset}-{last}"
@@ -636,11 +708,30 @@ async fn open_range(
                 head.answer(),
             ))
         }
+        // The pin's precondition failed: the origin has another version now.
+        412 => {
+            let now = match (head.first("etag"), head.first("last-modified")) {
+                (Some(etag), _) => format!("; it now has ETag {}", etag.trim()),
+                (None, Some(date)) => format!("; it now has Last-Modified {}", date.trim()),
+                (None, None) => String::new(),
+            };
+            return Err(CoreError::origin_changed(
+                format!("origin content changed: it answered 412 Precondition Failed to {}{now}", req.pin.describe()),
+                head.answer(),
+            ));
+        }
         s => return Err(CoreError::backend(format!("origin answered {s}"), head.answer())),
+    }
+    if let Some(why) = req.pin.mismatch(&head) {
+        return Err(CoreError::origin_changed(why, head.answer()));
     }
     let framing = framing(&head)?;
     if let Framing::Length(n) = framing {
         if n != length {
+            // A whole-content 200 of another length is another version, not a framing fault.
+            if head.status == 200 {
+                return Err(changed_length(n));
+            }
             return Err(protocol(format!("origin sent Content-Length {n} for a {length}-byte range")));
         }
     }
@@ -928,6 +1019,7 @@ mod tests {
             host: format!("origin.test:{}", addr.port()),
             path: "/file.bin?x=1".into(),
             headers: vec![("User-Agent".into(), "damselfly-test".into()), ("X-Token".into(), "s3cret".into())],
+            pin: Pin::default(),
             number,
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(5),
@@ -1059,7 +1151,7 @@ mod tests {
         let store = open(dir.path(), "bad", content.len() as u64, PIECE);
         let pool = OriginPool::default();
         let expect =
-            [ErrorCode::Io, ErrorCode::Protocol, ErrorCode::Protocol, ErrorCode::Protocol, ErrorCode::Protocol];
+            [ErrorCode::Io, ErrorCode::Protocol, ErrorCode::OriginChanged, ErrorCode::Protocol, ErrorCode::Protocol];
         for (i, want) in expect.iter().enumerate() {
             mode.store(i, Ordering::SeqCst);
             let e = fetch_from_origin(&pool, &store, &request(o.addr, 0), &CancelToken::new()).await.unwrap_err();
@@ -1217,6 +1309,93 @@ mod tests {
         assert_eq!(e.code, ErrorCode::Io);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pin_rides_on_every_request_as_a_precondition() {
+        let content = Arc::new(pattern(2 * PIECE as usize, 8));
+        let c = content.clone();
+        let o = origin(Arc::new(move |h| Reply { bytes: partial(&c, h, "ETag: \"v1\"\r\n"), close: false })).await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), "pinned", content.len() as u64, PIECE);
+        let pool = OriginPool::default();
+        let etag = Pin { etag: Some("\"v1\"".into()), last_modified: Some("Tue, 01 Jul 2025 10:00:00 GMT".into()) };
+        fetch_from_origin(&pool, &store, &OriginRequest { pin: etag, ..request(o.addr, 0) }, &CancelToken::new())
+            .await
+            .unwrap();
+        let date = Pin { etag: None, last_modified: Some("Tue, 01 Jul 2025 10:00:00 GMT".into()) };
+        fetch_from_origin(&pool, &store, &OriginRequest { pin: date, ..request(o.addr, 1) }, &CancelToken::new())
+            .await
+            .unwrap();
+        let seen = o.requests.lock().unwrap().clone();
+        // A strong ETag wins: If-Unmodified-Since would be ignored next to If-Match anyway.
+        assert!(
+            seen[0].contains("\r\nIf-Match: \"v1\"\r\n") && !seen[0].contains("If-Unmodified-Since"),
+            "{}",
+            seen[0]
+        );
+        assert!(seen[1].contains("\r\nIf-Unmodified-Since: Tue, 01 Jul 2025 10:00:00 GMT\r\n"), "{}", seen[1]);
+        assert!(!seen[1].contains("If-Match"), "{}", seen[1]);
+        assert_eq!(std::fs::read(&store.info().content_path).unwrap(), *content);
+        // A weak tag cannot be a precondition (If-Match compares strongly); the caller may not
+        // set the preconditions itself either.
+        let base = request(o.addr, 0);
+        let weak = OriginRequest { pin: Pin { etag: Some("W/\"v1\"".into()), last_modified: None }, ..base.clone() };
+        assert_eq!(build_request(&weak, 0, 10).unwrap_err().code, ErrorCode::InvalidArgument);
+        for name in ["If-Match", "if-unmodified-since", "If-Range"] {
+            let own = OriginRequest { headers: vec![(name.into(), "\"x\"".into())], ..base.clone() };
+            assert_eq!(build_request(&own, 0, 10).unwrap_err().code, ErrorCode::InvalidArgument, "{name}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_version_fails_with_origin_changed_and_stores_nothing() {
+        let content = Arc::new(pattern(2 * PIECE as usize, 9));
+        let mode = Arc::new(AtomicUsize::new(0));
+        let (c, m) = (content.clone(), mode.clone());
+        let o = origin(Arc::new(move |h| match m.load(Ordering::SeqCst) {
+            // An origin that honours If-Match.
+            0 => Reply {
+                bytes: b"HTTP/1.1 412 Precondition Failed\r\nETag: \"v2\"\r\nContent-Length: 0\r\n\r\n".to_vec(),
+                close: false,
+            },
+            // One that ignores it and sends the new version with its new tag.
+            1 => Reply { bytes: partial(&c, h, "ETag: \"v2\"\r\n"), close: false },
+            // Same tag, another date.
+            2 => Reply {
+                bytes: partial(&c, h, "ETag: \"v1\"\r\nLast-Modified: Wed, 02 Jul 2025 10:00:00 GMT\r\n"),
+                close: false,
+            },
+            // No validators at all: nothing to compare, the precondition vouches.
+            _ => Reply { bytes: partial(&c, h, ""), close: false },
+        }))
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), "changed", content.len() as u64, PIECE);
+        let pool = OriginPool::default();
+        let pin = Pin { etag: Some("\"v1\"".into()), last_modified: Some("Tue, 01 Jul 2025 10:00:00 GMT".into()) };
+        let req = OriginRequest { pin, ..request(o.addr, 0) };
+        let e = fetch_from_origin(&pool, &store, &req, &CancelToken::new()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::OriginChanged, "{}", e.message);
+        assert!(e.message.contains("412") && e.message.contains("If-Match \"v1\""), "{}", e.message);
+        let answer = e.backend.unwrap();
+        assert_eq!(answer.status, 412);
+        assert!(answer.headers.contains(&("etag".into(), "\"v2\"".into())));
+        mode.store(1, Ordering::SeqCst);
+        let e = fetch_from_origin(&pool, &store, &req, &CancelToken::new()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::OriginChanged);
+        assert!(e.message.contains("ETag \"v1\"") && e.message.contains("ETag \"v2\""), "{}", e.message);
+        assert_eq!(e.backend.map(|a| a.status), Some(206));
+        mode.store(2, Ordering::SeqCst);
+        let e = fetch_from_origin(&pool, &store, &req, &CancelToken::new()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::OriginChanged);
+        assert!(e.message.contains("Last-Modified Wed, 02 Jul 2025"), "{}", e.message);
+        assert!(store.piece(0).is_none(), "no byte of another version is stored");
+        let e = open_body(&pool, &req, 0, content.len() as u64, content.len() as u64, &CancelToken::new()).await.err();
+        assert_eq!(e.map(|e| e.code), Some(ErrorCode::OriginChanged), "streamed bodies are checked too");
+        mode.store(3, Ordering::SeqCst);
+        fetch_from_origin(&pool, &store, &req, &CancelToken::new()).await.unwrap();
+        assert!(store.piece(0).is_some());
+    }
+
     #[test]
     fn content_range_and_chunk_size_parsing() {
         assert_eq!(parse_content_range("bytes 0-9/100"), Some((0, 9, Some(100))));
@@ -1266,7 +1445,7 @@ mod tests {
             .await
             .err()
             .unwrap();
-        assert!(matches!(err.code, ErrorCode::Protocol), "{err:?}");
+        assert!(matches!(err.code, ErrorCode::OriginChanged), "{err:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,8 @@
 // into the task store (`route` + `fetchPiece`): the name is resolved here, checked against the
 // SSRF policy, and only the address crosses to Rust. When a remote party chose the URL (seed
 // trigger, proxy) every connection — undici's at connect time, native ones at `route` — is
-// checked against the SSRF policy.
+// checked against the SSRF policy. A request with a pin (pin.ts) carries it as a precondition
+// on both paths, and an answer of another version fails with OriginChangedError.
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import type { Readable } from "node:stream";
@@ -12,6 +13,7 @@ import { Agent, interceptors, request, type Dispatcher } from "undici";
 import { SsrfError, type SsrfPolicy } from "../../common/ssrf.js";
 import { VERSION } from "../../common/version.js";
 import { isNativeError, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
+import { mismatch, originChanged, OriginChangedError, preconditionHeaders, PRECONDITION_HEADERS, totalLength } from "./pin.js";
 import { BackendError, type Backend, type BackendRequest, type ByteRange, type GetResult, type OriginRoute, type StatResult } from "./types.js";
 
 export interface HttpBackendOptions {
@@ -27,8 +29,8 @@ const MAX_REDIRECTIONS = 10;
 const REDIRECT_STATUSES = new Set([300, 301, 302, 303, 307, 308]);
 /** Credentials that must not follow a redirect to another origin (as undici's redirect handler does). */
 const CROSS_ORIGIN_DROPPED = new Set(["authorization", "cookie", "proxy-authorization", "host"]);
-/** Headers the native client writes itself or that make no sense on a ranged GET. */
-const NATIVE_OWNED = new Set(["host", "range", "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect"]);
+/** Headers the native client writes itself (the pin's preconditions too) or that make no sense on a ranged GET. */
+const NATIVE_OWNED = new Set(["host", "range", "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect", ...PRECONDITION_HEADERS]);
 /** Native errors worth another try: the network, not the origin's answer. */
 const NATIVE_TEMPORARY = new Set(["DF_IO", "DF_TIMEOUT"]);
 
@@ -129,9 +131,10 @@ export class HttpBackend implements Backend {
 
   async fetchPiece(route: OriginRoute, store: NativeTaskStore, number: number, signal?: AbortSignal): Promise<NativePieceInfo> {
     let attempt = 0;
+    const pin = route.pin && { etag: route.pin.etag, lastModified: route.pin.lastModified };
     for (;;) {
       try {
-        return await store.fetchFromOrigin({ addr: route.addr, host: route.host, path: route.path, headers: route.headers, number, connectTimeoutMs: 10_000, readTimeoutMs: 60_000 }, signal);
+        return await store.fetchFromOrigin({ addr: route.addr, host: route.host, path: route.path, headers: route.headers, pin, number, connectTimeoutMs: 10_000, readTimeoutMs: 60_000 }, signal);
       } catch (e) {
         // Our own disk failing the piece's write (full, or an I/O error) is not the origin's
         // error: it goes to the caller as it is, which makes room or fetches the piece again.
@@ -166,6 +169,11 @@ export class HttpBackend implements Backend {
 
   private async send(req: BackendRequest, range: ByteRange | undefined, forStat: boolean): Promise<GetResult> {
     const headers: Record<string, string> = { "user-agent": `damselfly/${VERSION}`, ...this.options.requestHeader, ...req.headers };
+    if (req.pin) {
+      // The pin's precondition rides on the request we make anyway: no extra round trip.
+      for (const k of Object.keys(headers)) if (PRECONDITION_HEADERS.has(k.toLowerCase())) delete headers[k];
+      Object.assign(headers, preconditionHeaders(req.pin));
+    }
     if (range) headers.range = `bytes=${range.start}-${range.start + range.length - 1}`;
     let attempt = 0;
     for (;;) {
@@ -173,6 +181,14 @@ export class HttpBackend implements Backend {
         // stat follows redirects itself (to learn the final URL); other requests let undici.
         const res = await request(req.url, { method: "GET", headers, dispatcher: forStat ? this.agent : this.dispatcher, signal: req.signal });
         const resHeaders = flattenHeaders(res.headers);
+        if (req.pin && (res.statusCode === 412 || res.statusCode === 200 || res.statusCode === 206)) {
+          const whole = !range || (range.start === 0 && range.length === req.pin.contentLength);
+          const why = mismatch(req.pin, res.statusCode, resHeaders, totalLength(res.statusCode, resHeaders, whole));
+          if (why !== undefined) {
+            discard(res.body);
+            throw originChanged(req.url, why, res.statusCode, resHeaders);
+          }
+        }
         const ok = res.statusCode === 200 || res.statusCode === 206 || (forStat && (res.statusCode === 416 || REDIRECT_STATUSES.has(res.statusCode)));
         if (!ok) {
           discard(res.body);
@@ -209,6 +225,7 @@ export function nativeToBackendError(url: string, e: unknown, signal?: AbortSign
   if (e instanceof BackendError) return e;
   const message = `${url}: ${e instanceof Error ? e.message : String(e)}`;
   if (!isNativeError(e)) return new BackendError(message, undefined, {}, false);
+  if (e.code === "DF_ORIGIN_CHANGED") return new OriginChangedError(message, e.statusCode, e.headers ?? {}, false);
   if (e.code === "DF_BACKEND") {
     const status = e.statusCode;
     // A 200 here means the origin ignored Range: asking again will not change that.

@@ -3,11 +3,17 @@
 // is the content, and give me these bytes.
 import type { Readable } from "node:stream";
 import type { NativePieceInfo, NativeTaskStore } from "../../native/index.js";
+import type { OriginPin } from "./pin.js";
 
 export interface BackendRequest {
   url: string;
   headers: Record<string, string>;
   signal?: AbortSignal | undefined;
+  /**
+   * The content version the answer must be of (pin.ts): sent as a precondition and compared
+   * with the answer's validators; another version fails with OriginChangedError.
+   */
+  pin?: OriginPin | undefined;
 }
 
 export interface StatResult {
@@ -36,6 +42,8 @@ export interface OriginRoute {
   url: string;
   /** Request headers for this URL (credentials dropped when a redirect left the requested origin). */
   headers: Record<string, string>;
+  /** The content version every piece must be of (pin.ts); the native client checks it. */
+  pin?: OriginPin | undefined;
 }
 
 export interface ByteRange {

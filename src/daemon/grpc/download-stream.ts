@@ -34,11 +34,17 @@ export async function streamDownload(
       call.write({ ...ids, taskId: task.id, response: { $case: "downloadPieceFinishedResponse", downloadPieceFinishedResponse: { piece } } });
     });
   };
+  let current: TaskStore | undefined;
   const task = await tasks.download({
     download,
     remote,
     signal: abort.signal,
+    // Bytes written to the stream cannot be taken back: such a task is never restarted.
+    liveBytes: needContent,
     onStarted: (t, present) => {
+      // Again when the task restarted from scratch (the origin changed): a fresh account.
+      if (current !== undefined && current !== t) sent.clear();
+      current = t;
       call.write({
         ...ids,
         taskId: t.id,

@@ -11,9 +11,10 @@ export function grpcError(code: status, details: string, meta?: Record<string, s
 
 export function toGrpcError(e: unknown): Partial<ServiceError> {
   if (e instanceof DownloadError) {
-    const meta: Record<string, string> = { "x-dragonfly-error-type": e.kind === "backend" ? "backend" : "dfdaemon" };
+    const meta: Record<string, string> = { "x-dragonfly-error-type": e.kind === "backend" || e.kind === "origin_changed" ? "backend" : "dfdaemon" };
     if (e.backend?.statusCode !== undefined) meta["x-dragonfly-backend-status-code"] = String(e.backend.statusCode);
-    const code = { not_found: status.NOT_FOUND, invalid: status.INVALID_ARGUMENT, backend: status.INTERNAL, unavailable: status.UNAVAILABLE, internal: status.INTERNAL, no_space: status.RESOURCE_EXHAUSTED }[e.kind];
+    // An origin change is a failed test-and-set: ABORTED, retried at a higher level (a new download starts afresh).
+    const code = { not_found: status.NOT_FOUND, invalid: status.INVALID_ARGUMENT, backend: status.INTERNAL, unavailable: status.UNAVAILABLE, internal: status.INTERNAL, no_space: status.RESOURCE_EXHAUSTED, origin_changed: status.ABORTED }[e.kind];
     return grpcError(code, e.message, meta);
   }
   if (e instanceof TypeError || e instanceof RangeError) return grpcError(status.INVALID_ARGUMENT, e.message);

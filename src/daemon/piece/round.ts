@@ -41,6 +41,12 @@ export interface RoundDeps {
   onPieceFailed(number: number, lastParent: Holder, error: unknown): void;
   /** A parent served bytes that failed verification: not to be used again for this task. */
   onBadParent(holder: Holder, error: unknown): void;
+  /**
+   * Whether a parent's pieces may be used: asked once per parent, after its first SyncPieces
+   * report and before any of its pieces is fetched (the task's content version, pin-state.ts).
+   * Unset: every parent is used.
+   */
+  admit?(peer: Peer): Promise<boolean>;
   log: Logger;
   /** Clock for parent speeds and busy back-offs (tests); Date.now by default. */
   now?: () => number;
@@ -72,6 +78,9 @@ interface ParentState {
   weight: number;
   blocked: boolean;
   seed: boolean;
+  /** RoundDeps.admit's answer: unasked, being asked (reports held meanwhile), or given. */
+  admission: "unasked" | "asking" | "admitted";
+  held: SyncPiecesResponse[];
 }
 
 /** Our disk failed the piece's write: the parent sent it fine and stays usable. */
@@ -163,7 +172,15 @@ export class PieceRound {
 
   private addParent(peer: Peer): ParentState | undefined {
     if (!peer.host || !peer.host.ip || this.parents.has(peer.id)) return undefined;
-    const p: ParentState = { peer, host: peer.host, weight: spareBandwidthWeight(peer.host.network?.maxTxBandwidth, peer.host.network?.txBandwidth), blocked: false, seed: peer.host.type !== HOST_TYPE.normal };
+    const p: ParentState = {
+      peer,
+      host: peer.host,
+      weight: spareBandwidthWeight(peer.host.network?.maxTxBandwidth, peer.host.network?.txBandwidth),
+      blocked: false,
+      seed: peer.host.type !== HOST_TYPE.normal,
+      admission: this.deps.admit ? "unasked" : "admitted",
+      held: [],
+    };
     this.parents.set(peer.id, p);
     this.parentsChanged();
     return p;
@@ -218,15 +235,12 @@ export class PieceRound {
     this.openSyncs++;
     stream.on("data", (r: SyncPiecesResponse) => {
       if (p.blocked || !this.missing.has(r.number)) return;
-      const holder: Holder = { peerId: p.peer.id, hostId: p.host.id, ip: r.ip || p.host.ip, tcpPort: r.tcpPort ?? 0 };
-      if (!holder.tcpPort) return; // a parent that gives no piece port cannot serve bytes
-      const list = this.holders.get(r.number) ?? [];
-      list.push(holder);
-      this.holders.set(r.number, list);
-      this.lastProgress = Date.now();
-      if (!this.fetching.has(r.number)) this.queued.add(r.number);
-      this.topUp?.();
-      this.notify();
+      if (p.admission !== "admitted") {
+        p.held.push(r);
+        if (p.admission === "unasked") this.admit(p);
+        return;
+      }
+      this.reported(p, r);
     });
     const done = (e?: Error) => {
       if (e) this.deps.log.debug({ parent: p.peer.id, err: e.message }, "sync pieces stream ended with error");
@@ -246,6 +260,45 @@ export class PieceRound {
         done();
       }
     });
+  }
+
+  /** A parent holds piece `r.number`: it becomes a holder of it. */
+  private reported(p: ParentState, r: SyncPiecesResponse): void {
+    const holder: Holder = { peerId: p.peer.id, hostId: p.host.id, ip: r.ip || p.host.ip, tcpPort: r.tcpPort ?? 0 };
+    if (!holder.tcpPort) return; // a parent that gives no piece port cannot serve bytes
+    const list = this.holders.get(r.number) ?? [];
+    list.push(holder);
+    this.holders.set(r.number, list);
+    this.lastProgress = Date.now();
+    if (!this.fetching.has(r.number)) this.queued.add(r.number);
+    this.topUp?.();
+    this.notify();
+  }
+
+  /**
+   * Asks whether a parent may serve us (RoundDeps.admit), once it reported a piece: meanwhile
+   * its reports wait, and the round counts the question as an open sync so it does not end
+   * for want of reports. A parent refused is blocked for the round.
+   */
+  private admit(p: ParentState): void {
+    if (!this.deps.admit) return;
+    p.admission = "asking";
+    this.openSyncs++;
+    void this.deps
+      .admit(p.peer)
+      .catch(() => false)
+      .then((ok) => {
+        this.openSyncs--;
+        if (ok) {
+          p.admission = "admitted";
+          for (const r of p.held.splice(0)) if (!p.blocked && this.missing.has(r.number)) this.reported(p, r);
+        } else {
+          p.held.length = 0;
+          p.blocked = true;
+          this.parentsChanged();
+        }
+        this.notify();
+      });
   }
 
   /** Parents report their spare upload bandwidth about once a second (SyncHost). */

@@ -100,6 +100,8 @@ export function classifyFailure(e: unknown): FailureAnswer {
       return { status: be.statusCode, type: "backend", message: `upstream answered ${be.statusCode}`, headers };
     }
     if (e.kind === "backend") return { status: 502, type: "backend", message: e.message, reason: be?.temporary || isUnreachable(e) ? "upstream_unreachable" : "backend_error" };
+    // The upstream changed the content mid-download (its 412 answered our pin, not the client).
+    if (e.kind === "origin_changed") return { status: 502, type: "backend", message: e.message, reason: "backend_error" };
     if (e.kind === "not_found") return { status: 404, type: "dfdaemon", message: e.message, reason: "dfdaemon_error" };
     if (e.kind === "unavailable") return { status: 503, type: "dfdaemon", message: e.message, reason: "dfdaemon_error" };
     if (e.kind === "no_space") return { status: 507, type: "dfdaemon", message: e.message, reason: "dfdaemon_error" };

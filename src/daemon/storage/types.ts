@@ -1,6 +1,8 @@
 // What the daemon knows about a task it stores: the piece store (native) holds bytes and piece
 // records; this metadata (JSON beside it) holds what Dragonfly's task record holds — where the
 // content came from and how the download ended.
+import type { OriginPin } from "../backend/pin.js";
+
 export type LocalTaskState = "running" | "succeeded" | "failed";
 
 export interface TaskMetadata {
@@ -14,7 +16,13 @@ export interface TaskMetadata {
   contentLength: number;
   pieceLength: number;
   pieceCount: number;
+  /** Headers of the origin's answer the task is pinned to (peers read the pin from them: StatLocalTask). */
   responseHeader: Record<string, string>;
+  /**
+   * The version of the origin's content the pieces are of (backend/pin.ts): sent as a
+   * precondition with every request to the origin. Absent in records written before pinning.
+   */
+  pin?: OriginPin | undefined;
   /** Whole-content digest `alg:hex` when the requester gave one. */
   digest?: string | undefined;
   state: LocalTaskState;

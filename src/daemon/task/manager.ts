@@ -3,7 +3,9 @@
 // rounds from the parents it names, back-to-source when told to or when the scheduler is gone.
 // Every piece lands through the native store and is reported to the scheduler at once, so
 // children can pull it while we are still downloading. Concurrent requests for one task share
-// one download.
+// one download. A task is one version of the origin's content (#20, backend/pin.ts): every
+// request to the origin carries the pin, parents of another version are not used
+// (pin-state.ts), and an origin that changes mid-way fails the task (or restarts it once).
 import { EventEmitter } from "node:events";
 import { dirname } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
@@ -12,6 +14,7 @@ import { peerId as newPeerId } from "../../common/ids.js";
 import { pieceCount, pieceLengthFor, pieceRange, MIN_PIECE_LENGTH } from "../../common/piece.js";
 import { TrafficType, type Download, type Peer, type Piece } from "../../gen/common/v2/common.js";
 import { BackendError, type Backend, type BackendRegistry, type OriginRoute } from "../backend/index.js";
+import { describePin, hasValidator, OriginChangedError, pinFromHeaders, type OriginPin } from "../backend/pin.js";
 import { discard } from "../backend/http.js";
 import { PieceRound, type Holder } from "../piece/round.js";
 import type { UploadClientPool } from "../piece/parents.js";
@@ -25,8 +28,9 @@ import { allocPieceBuffer, openTaskStore, type NativePieceInfo } from "../../nat
 import { nativeToBackendError } from "../backend/http.js";
 import { parseDigest } from "./digest.js";
 import { DiskFaults, isNoSpace } from "./disk-faults.js";
+import { askParent, TaskPin } from "./pin-state.js";
 import { failureCause, keepForResume } from "./retention.js";
-import { streamFromOrigin, type StreamedPiece } from "./stream.js";
+import { sameAsHeld, streamFromOrigin, type StreamedPiece } from "./stream.js";
 import { taskIdOf } from "./task-id.js";
 import { TaskUploads } from "./uploads.js";
 import { BackToSourceWidth } from "./width.js";
@@ -42,6 +46,8 @@ export interface TaskManagerOptions {
   scheduleTimeoutMs: number;
   maxScheduleCount: number;
   tier: "disk" | "memory";
+  /** download.restartOnOriginChange: an origin that changes mid-way restarts the task once instead of failing it. */
+  restartOnOriginChange?: boolean;
 }
 
 export interface DownloadRequest {
@@ -62,6 +68,12 @@ export interface DownloadRequest {
    * the proxy); otherwise pieces are fetched concurrently, one request each.
    */
   stream?: boolean;
+  /**
+   * The requester passes piece bytes on as they land (dfget to stdout): bytes it passed on
+   * cannot be taken back, so a task it watches is never restarted from scratch (nor one the
+   * proxy streams: `stream`).
+   */
+  liveBytes?: boolean;
 }
 
 export class DownloadError extends Error {
@@ -70,19 +82,26 @@ export class DownloadError extends Error {
     message: string,
     /**
      * gRPC-ish classification used by the services: "not_found", "invalid", "backend",
-     * "unavailable", "internal"; "no_space" when the data directory cannot hold the task.
+     * "unavailable", "internal"; "no_space" when the data directory cannot hold the task;
+     * "origin_changed": the origin's content changed during the download (backend/pin.ts); the
+     * task was dropped, a new download starts afresh.
      */
-    readonly kind: "not_found" | "invalid" | "backend" | "unavailable" | "internal" | "no_space",
+    readonly kind: "not_found" | "invalid" | "backend" | "unavailable" | "internal" | "no_space" | "origin_changed",
     readonly backend?: BackendError,
   ) {
     super(message);
   }
 }
 
-/** The native back-to-source path for one task: pieces go origin → native store, never through JS. */
+/** A backend failure as the pipeline reports it: an origin change keeps its own kind. */
+function backendFailure(e: BackendError): DownloadError {
+  return new DownloadError(e.message, e instanceof OriginChangedError ? "origin_changed" : "backend", e);
+}
+
 /** One scheduler read; `at` is when it started waiting (a read may outlive a round). */
 type Read = ({ res: SchedulerResponse | undefined } | { err: unknown }) & { at: number };
 
+/** The native back-to-source path for one task: pieces go origin → native store, never through JS. */
 interface NativeOrigin {
   route: OriginRoute;
   fetch(number: number, signal: AbortSignal | undefined): Promise<NativePieceInfo>;
@@ -122,6 +141,10 @@ export class TaskManager {
   private readonly sourceUrls = new Map<string, string>();
   /** Whole-content digests computed while a task streamed from the origin, for verify(). */
   private readonly streamedDigests = new Map<string, string>();
+  /** The content version each running download assembles (pin-state.ts). */
+  private readonly pins = new Map<string, TaskPin>();
+  /** Requesters per task that pass bytes on as they land (see DownloadRequest.liveBytes). */
+  private readonly live = new Map<string, number>();
   /** Per-task piece events for joiners: `piece` (TaskStore, PieceInfo, data?, hold?), `started`. */
   readonly events = new EventEmitter().setMaxListeners(0);
   /** Tasks children are downloading from us (fed by the upload service and the piece server). */
@@ -180,16 +203,18 @@ export class TaskManager {
       if (used && hold) hold(used);
     };
     const onStarted = (t: TaskStore, present: PieceInfo[]) => req.onStarted?.(t, present);
+    // Started fires again when the task restarts from scratch (another version of the content).
+    const liveBytes = req.stream === true || req.liveBytes === true;
+    if (liveBytes) this.live.set(taskId, (this.live.get(taskId) ?? 0) + 1);
     if (run) {
       // Join: report what exists now, then each piece as it lands.
       const live = this.storage.get(taskId);
       if (live) onStarted(live, live.finished());
-      else this.events.once(`started:${taskId}`, onStarted);
     } else {
       run = this.run(taskId, req).finally(() => this.running.delete(taskId));
       this.running.set(taskId, run);
-      this.events.once(`started:${taskId}`, onStarted);
     }
+    this.events.on(`started:${taskId}`, onStarted);
     this.events.on(`piece:${taskId}`, onPiece);
     try {
       const task = await run;
@@ -199,6 +224,11 @@ export class TaskManager {
     } finally {
       this.events.off(`piece:${taskId}`, onPiece);
       this.events.off(`started:${taskId}`, onStarted);
+      if (liveBytes) {
+        const n = (this.live.get(taskId) ?? 1) - 1;
+        if (n > 0) this.live.set(taskId, n);
+        else this.live.delete(taskId);
+      }
     }
   }
 
@@ -213,7 +243,30 @@ export class TaskManager {
     return Promise.allSettled(holds);
   }
 
+  /**
+   * One download of a task. An origin that changed mid-way leaves a task of two versions,
+   * worth nothing: it is dropped (never left as a cache entry), and either the failure is
+   * reported or, with download.restartOnOriginChange, the task starts once more from scratch
+   * with the new version — unless a requester already passed bytes of the old one on.
+   */
   private async run(taskId: string, req: DownloadRequest): Promise<TaskStore> {
+    for (let restarted = false; ; restarted = true) {
+      try {
+        return await this.attempt(taskId, req, restarted);
+      } catch (e) {
+        if (!(e instanceof DownloadError && e.kind === "origin_changed")) throw e;
+        await this.storage.delete(taskId).catch((err: unknown) => this.log.warn({ taskId, err: err instanceof Error ? err.message : String(err) }, "cannot drop a task whose origin changed"));
+        const live = this.live.get(taskId) ?? 0;
+        if (restarted || !this.opts.restartOnOriginChange || live > 0) {
+          if (this.opts.restartOnOriginChange && !restarted && live > 0) this.log.warn({ taskId }, "origin changed, but a requester already passed bytes on: not restarting");
+          throw e;
+        }
+        this.log.warn({ taskId, url: req.download.url, err: e.message }, "origin changed during the download; restarting the task from scratch (download.restartOnOriginChange)");
+      }
+    }
+  }
+
+  private async attempt(taskId: string, req: DownloadRequest, restarted: boolean): Promise<TaskStore> {
     const d = req.download;
     const backend = (req.remote ? this.backends.remote : this.backends.local).for(d.url);
     const headers = { ...d.requestHeader };
@@ -247,6 +300,9 @@ export class TaskManager {
     }
     if (contentLength === undefined) throw new DownloadError(`${d.url}: origin did not tell the content length`, "backend");
 
+    // The first answer fixes the version (pin.ts); an origin that did not answer leaves it to
+    // the parents (pin-state.ts), whose version a peer that holds nothing yet adopts.
+    const pin = known?.meta.pin ?? pinFromHeaders(responseHeader, contentLength);
     const pieceLength = d.pieceLength ?? pieceLengthFor(contentLength);
     const faults = new DiskFaults(taskId, this.storage.rootFor(this.opts.tier), this.log);
     const task = await this.openTask({
@@ -260,9 +316,14 @@ export class TaskManager {
       pieceLength,
       pieceCount: pieceCount(contentLength, pieceLength),
       responseHeader,
+      pin,
       digest: d.digest || undefined,
       tier: this.opts.tier,
     });
+    // Pieces on disk are of the recorded pin; a record without one vouches for nothing. After a
+    // restart the origin's new version is the one wanted: parents of the old one are refused.
+    const held = task.finishedCount() > 0;
+    this.pins.set(taskId, new TaskPin(task.meta.pin ?? pin, held || restarted, !held || task.meta.pin !== undefined));
     this.events.emit(`started:${taskId}`, task, task.finished());
 
     try {
@@ -278,6 +339,7 @@ export class TaskManager {
       this.noRange.delete(taskId);
       this.sourceUrls.delete(taskId);
       this.streamedDigests.delete(taskId);
+      this.pins.delete(taskId);
     }
   }
 
@@ -476,7 +538,7 @@ export class TaskManager {
             session.pieceBackToSourceFailed(undefined, { message: e instanceof Error ? e.message : String(e), statusCode: be?.statusCode, header: be?.headers });
             session.backToSourceFailed(e instanceof Error ? e.message : String(e));
             session.close();
-            throw e instanceof DownloadError ? e : new DownloadError(e instanceof Error ? e.message : String(e), be ? "backend" : "internal", be);
+            throw e instanceof DownloadError ? e : be ? backendFailure(be) : new DownloadError(e instanceof Error ? e.message : String(e), "internal");
           }
           session.backToSourceFinished();
           await this.closeAfterFinished(session);
@@ -589,6 +651,7 @@ export class TaskManager {
           this.events.emit("badParent", { taskId: task.id, parentId: h.peerId, hostId: h.hostId });
           this.log.warn({ taskId: task.id, parent: h.peerId, host: h.ip, err: e instanceof Error ? e.message : String(e) }, "parent served a piece that failed verification; blocked for this task");
         },
+        admit: (peer) => this.admitParent(task, peer),
         log: this.log,
       },
       parents,
@@ -596,15 +659,52 @@ export class TaskManager {
     );
   }
 
+  /** The content version a running download assembles (a stand-in outside a run). */
+  private pinState(task: TaskStore): TaskPin {
+    return this.pins.get(task.id) ?? new TaskPin(task.meta.pin ?? pinFromHeaders(task.meta.responseHeader, task.meta.contentLength), true, task.meta.pin !== undefined);
+  }
+
+  /**
+   * Whether a parent's pieces may join ours: its task must be of our version, or we adopt its
+   * version while we hold nothing (pin-state.ts). One StatLocalTask per parent and download.
+   */
+  private async admitParent(task: TaskStore, peer: Peer): Promise<boolean> {
+    const state = this.pins.get(task.id);
+    if (!state || !peer.host) return true;
+    const decided = state.decision(peer.id);
+    if (decided !== undefined) return decided;
+    const theirs = await askParent(this.uploadClients, peer.host, task.id, 5000);
+    const meanwhile = state.decision(peer.id);
+    if (meanwhile !== undefined) return meanwhile;
+    const a = state.admit(peer.id, theirs?.pin);
+    if (!a.use) {
+      this.log.warn({ taskId: task.id, parent: peer.id, why: a.reason }, "parent holds another version of the content; not using it");
+      return false;
+    }
+    if (a.adopted && theirs) {
+      // Our children read our version from these headers (StatLocalTask) as we read theirs.
+      this.log.info({ taskId: task.id, parent: peer.id, pin: describePin(theirs.pin) }, "joining the version of the content the swarm holds");
+      await task.update({ pin: theirs.pin, responseHeader: theirs.responseHeader });
+    }
+    return true;
+  }
+
   private async backToSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined, faults: DiskFaults): Promise<void> {
-    if (this.noRange.has(task.id)) return this.backToSourceStreamRefetching(task, req, backend, headers, session, faults);
+    const state = this.pinState(task);
+    // From here on pieces of this version land: parents of another one are refused.
+    state.settled = true;
+    // An origin without a validator (no ETag, no Last-Modified) cannot be pinned across
+    // requests: two ranged GETs may see two versions and nothing would tell. Every byte then
+    // comes from one response. So it does when pieces held here are not vouched for by the
+    // pin (a parent that could not tell its version): that response checks each of them.
+    if (this.noRange.has(task.id) || !hasValidator(state.pin) || !state.vouched) return this.backToSourceWholeRefetching(task, req, backend, headers, session, state.pin, faults);
     const queue = [...this.missing(task)].sort((a, b) => a - b);
     if (queue.length === 0) return;
     let native: NativeOrigin | undefined;
     try {
-      native = await this.nativeOrigin(task, req, backend, headers);
+      native = await this.nativeOrigin(task, req, backend, headers, state.pin);
     } catch (e) {
-      if (e instanceof BackendError) throw new DownloadError(e.message, "backend", e);
+      if (e instanceof BackendError) throw backendFailure(e);
       throw e;
     }
     if (native && req.stream && queue.length === task.meta.pieceCount && task.meta.contentLength > 0) {
@@ -613,6 +713,7 @@ export class TaskManager {
       try {
         await this.streamToStore(task, req, native.route, session);
       } catch (e) {
+        if (e instanceof OriginChangedError) throw backendFailure(e);
         // ENOSPC (or the EIO budget spent) stops the download here; a lone EIO leaves its piece
         // missing, and the per-piece way below fetches it again.
         faults.observe(e);
@@ -636,7 +737,7 @@ export class TaskManager {
           if (n === undefined) return;
           try {
             const started = performance.now();
-            const info = await this.rideOutage(() => (native ? this.pieceFromOrigin(native, n, req.signal) : this.pieceFromSource(task, n, req, backend, headers)), req.signal, () => failure !== undefined);
+            const info = await this.rideOutage(() => (native ? this.pieceFromOrigin(native, n, req.signal) : this.pieceFromSource(task, n, req, backend, headers, state.pin)), req.signal, () => failure !== undefined);
             session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
             this.emitPiece(task, info);
             width.landed(performance.now() - started);
@@ -661,8 +762,26 @@ export class TaskManager {
     for (let i = 0; i < workers.length; i++) await workers[i];
     if (failure !== undefined) {
       if (failure instanceof DownloadError) throw failure;
-      if (failure instanceof BackendError) throw new DownloadError(failure.message, "backend", failure);
+      if (failure instanceof BackendError) throw backendFailure(failure);
       throw new DownloadError(failure instanceof Error ? failure.message : "back-to-source failed", "internal");
+    }
+  }
+
+  /**
+   * Back-to-source in one response for the whole content (see backToSource): the native
+   * ranged-from-0 stream where it can go, else one GET. Pieces already held are compared with
+   * the response's bytes instead of being skipped unseen, so a difference (another version)
+   * fails the task. An interrupted stream is retried from the start for the same reason: the
+   * next response may be of another version, and the check catches that too.
+   */
+  private async backToSourceWhole(task: TaskStore, req: DownloadRequest, backend: Backend, headers: Record<string, string>, session: AnnouncePeerSession | undefined, pin: OriginPin): Promise<void> {
+    if (this.missing(task).size === 0) return;
+    try {
+      const native = this.noRange.has(task.id) || task.meta.contentLength === 0 ? undefined : await this.nativeOrigin(task, req, backend, headers, pin);
+      await this.rideOutage(() => (native ? this.streamToStore(task, req, native.route, session) : this.backToSourceStream(task, req, backend, headers, session, pin)), req.signal, () => false);
+    } catch (e) {
+      if (e instanceof BackendError) throw backendFailure(e);
+      throw e;
     }
   }
 
@@ -685,6 +804,7 @@ export class TaskManager {
   }
 
   private async streamToStore(task: TaskStore, req: DownloadRequest, route: OriginRoute, session: AnnouncePeerSession | undefined): Promise<void> {
+    this.streamedDigests.delete(task.id);
     const expected = task.meta.digest ? parseDigest(task.meta.digest) : undefined;
     const digest = await streamFromOrigin({
       task,
@@ -701,29 +821,42 @@ export class TaskManager {
   }
 
   /**
-   * backToSourceStream, again after a write the storage device failed (EIO): without Range the
-   * only way back to the lost piece is the whole GET again (pieces already stored are skipped).
+   * backToSourceWhole, again after a write the storage device failed (EIO): the lost piece
+   * comes back only with the whole response again (pieces already stored are compared, not
+   * rewritten).
    */
-  private async backToSourceStreamRefetching(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined, faults: DiskFaults): Promise<void> {
+  private async backToSourceWholeRefetching(task: TaskStore, req: DownloadRequest, backend: Backend, headers: Record<string, string>, session: AnnouncePeerSession | undefined, pin: OriginPin, faults: DiskFaults): Promise<void> {
     for (;;) {
       try {
-        return await this.backToSourceStream(task, req, backend, headers, session);
+        return await this.backToSourceWhole(task, req, backend, headers, session, pin);
       } catch (e) {
         if (faults.observe(e) !== "refetch") throw e;
       }
     }
   }
 
-  /** For origins without Range support: one GET, cut into pieces as the bytes arrive. */
-  private async backToSourceStream(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined): Promise<void> {
+  /**
+   * One GET, cut into pieces as the bytes arrive: for origins without Range support, and for
+   * whole-content back-to-source where the native stream cannot go. Pieces held already are
+   * compared with the bytes (sameAsHeld), not rewritten.
+   */
+  private async backToSourceStream(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined, pin: OriginPin): Promise<void> {
     const { contentLength, pieceLength } = task.meta;
-    const res = await backend.get({ url: req.download.url, headers, signal: req.signal });
+    const res = await backend.get({ url: req.download.url, headers, signal: req.signal, pin });
     let number = 0;
     let buf = allocPieceBuffer(Math.min(pieceLength, contentLength));
     let filled = 0;
     let createdAt = Date.now();
     const flush = async () => {
-      if (!task.piece(number)) {
+      const held = task.piece(number);
+      if (held) {
+        try {
+          sameAsHeld(req.download.url, held, buf, pin);
+        } catch (e) {
+          discard(res.body);
+          throw e;
+        }
+      } else {
         const info = await task.writePiece(number, buf, createdAt, req.signal);
         session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
         this.emitPiece(task, info);
@@ -755,7 +888,7 @@ export class TaskManager {
    * Whether this task's pieces can be fetched by the native core (plain http with Range), and
    * where from. The route's address is resolved and SSRF-checked by the backend now, once.
    */
-  private async nativeOrigin(task: TaskStore, req: DownloadRequest, backend: Backend, headers: Record<string, string>): Promise<NativeOrigin | undefined> {
+  private async nativeOrigin(task: TaskStore, req: DownloadRequest, backend: Backend, headers: Record<string, string>, pin: OriginPin): Promise<NativeOrigin | undefined> {
     const fetchPiece = backend.fetchPiece?.bind(backend);
     if (!backend.route || !fetchPiece) return undefined;
     let url = this.sourceUrls.get(task.id);
@@ -763,15 +896,18 @@ export class TaskManager {
       // A resumed task skipped the stat: learn where the content lives now (redirects).
       if (new URL(req.download.url).protocol !== "http:") return undefined;
       try {
-        const st = await backend.stat({ url: req.download.url, headers, signal: req.signal });
+        // With the pin: an origin that moved on since the pieces held were fetched says so now.
+        const st = await backend.stat({ url: req.download.url, headers, signal: req.signal, pin });
         if (!st.rangeSupported) return undefined;
         url = st.url;
-      } catch {
+      } catch (e) {
+        if (e instanceof OriginChangedError) throw e;
         return undefined; // the JS path reports the failure with its own retries
       }
     }
-    const route = await backend.route(url, req.download.url, headers, req.signal);
-    if (!route) return undefined;
+    const found = await backend.route(url, req.download.url, headers, req.signal);
+    if (!found) return undefined;
+    const route: OriginRoute = { ...found, pin };
     // Storage keeps its native store private; opening the same task directory again returns
     // the very instance it holds (one store per task directory per process).
     const store = openTaskStore({
@@ -790,10 +926,10 @@ export class TaskManager {
     return { number: p.number, offset: p.offset, length: p.length, digest: p.digest, parentId: p.parentId, createdAt: p.createdAtMs, finishedAt: p.finishedAtMs };
   }
 
-  private async pieceFromSource(task: TaskStore, n: number, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>): Promise<PieceInfo> {
+  private async pieceFromSource(task: TaskStore, n: number, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, pin: OriginPin): Promise<PieceInfo> {
     const { offset, length } = pieceRange(n, task.meta.contentLength, task.meta.pieceLength);
     const createdAt = Date.now();
-    const res = await backend.get({ url: req.download.url, headers, signal: req.signal, range: { start: offset, length } });
+    const res = await backend.get({ url: req.download.url, headers, signal: req.signal, range: { start: offset, length }, pin });
     // Block-aligned memory lets the store write it with O_DIRECT without another copy.
     const buf = allocPieceBuffer(length);
     let filled = 0;

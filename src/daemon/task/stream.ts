@@ -7,8 +7,11 @@
 // buffers being read, stored or hashed per download, plus the couple of pieces each client's
 // response may keep (proxy/stream.ts); a buffer is reused only once the store, the hasher and
 // every listener that kept it are done with it, and a stalled client never holds the download up.
+// The request carries the task's pin (backend/pin.ts); pieces the task holds already are not
+// rewritten but compared with the bytes, so a stream of another version fails instead of mixing.
 import { pieceRange } from "../../common/piece.js";
 import type { BackendError, OriginRoute } from "../backend/index.js";
+import { describePin, OriginChangedError, type OriginPin } from "../backend/pin.js";
 import { allocPieceBuffer, DigestHasher, openOriginBody, type OriginBody } from "../../native/index.js";
 import type { PieceInfo, TaskStore } from "../storage/types.js";
 
@@ -40,6 +43,18 @@ function giveBack(b: Buffer): void {
   idleBytes += b.length;
 }
 
+/**
+ * Checks a piece the task holds against the same piece of a whole-content response (by the
+ * wire digest, CRC-32): a difference means the task holds another version's bytes.
+ */
+export function sameAsHeld(url: string, held: PieceInfo, data: Buffer, pin: OriginPin | undefined): void {
+  const got = new DigestHasher("crc32").update(data).digest();
+  if (got !== held.digest) {
+    const pinned = pin ? ` (pinned to ${describePin(pin)})` : "";
+    throw new OriginChangedError(`${url}: origin content changed: piece ${held.number} now has ${got}, the task holds it with ${held.digest}${pinned}`, undefined, {}, false);
+  }
+}
+
 export interface StreamedPiece {
   info: PieceInfo;
   /** The piece's bytes; valid until the promise onPiece returned settles. */
@@ -68,7 +83,8 @@ export async function streamFromOrigin(o: StreamOptions): Promise<string | undef
   const hasher = o.digestAlgorithm !== undefined && STREAM_DIGESTS.has(o.digestAlgorithm) ? new DigestHasher(o.digestAlgorithm) : undefined;
   let body: OriginBody;
   try {
-    body = await openOriginBody({ addr: route.addr, host: route.host, path: route.path, headers: route.headers, offset: 0, length: contentLength, contentLength, connectTimeoutMs: 10_000, readTimeoutMs: 60_000 }, o.signal);
+    const pin = route.pin && { etag: route.pin.etag, lastModified: route.pin.lastModified };
+    body = await openOriginBody({ addr: route.addr, host: route.host, path: route.path, headers: route.headers, pin, offset: 0, length: contentLength, contentLength, connectTimeoutMs: 10_000, readTimeoutMs: 60_000 }, o.signal);
   } catch (e) {
     throw o.toBackendError(e);
   }
@@ -92,6 +108,16 @@ export async function streamFromOrigin(o: StreamOptions): Promise<string | undef
       // In order, one update after the other, on a worker thread.
       if (hasher) hashed = hashed.then(() => hasher.updateAsync(data));
       const hash = hashed;
+      const held = task.piece(n);
+      if (held) {
+        // Landed before (from a parent, an earlier attempt): reported then, checked now.
+        hash.then(
+          () => giveBack(whole),
+          () => undefined,
+        );
+        sameAsHeld(route.url, held, data, route.pin);
+        continue;
+      }
       const work = (async () => {
         try {
           const info = await task.writePiece(n, data, createdAt, o.signal);
