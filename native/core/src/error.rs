@@ -20,6 +20,10 @@ pub enum ErrorCode {
     Backend,
     /// A parent refused a piece because all its upload slots are taken; ask another parent.
     Busy,
+    /// A parent went silent: no reply within the first-byte deadline, or no byte of the piece
+    /// within the idle-read deadline once it started sending (a stopped or hung process whose
+    /// kernel still holds the connection open). Another holder should get the piece.
+    Stalled,
 }
 
 impl ErrorCode {
@@ -39,6 +43,7 @@ impl ErrorCode {
             ErrorCode::Codec => "DF_CODEC",
             ErrorCode::Backend => "DF_BACKEND",
             ErrorCode::Busy => "DF_BUSY",
+            ErrorCode::Stalled => "DF_STALLED",
         }
     }
 }
