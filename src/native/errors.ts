@@ -24,7 +24,9 @@ export type NativeErrorCode =
   | "DF_AUTH"
   | "DF_CODEC"
   | "DF_BACKEND"
-  | "DF_BUSY";
+  | "DF_BUSY"
+  /** A parent went silent: no reply within the first-byte deadline, or no byte within the stall deadline once it answered. */
+  | "DF_STALLED";
 
 export function isNativeError(e: unknown): e is NativeError {
   const code: unknown = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;
