@@ -48,6 +48,11 @@ export declare class PieceRace {
   add(options: FetchPieceOptions): void
   /** Resolves with the winner's index once its parent starts sending; -1 if none ever does. */
   started(): Promise<number>
+  /**
+   * Indices of the candidates whose parent did not start answering within their first-byte
+   * deadline (DF_STALLED), so far; read it once the race settled.
+   */
+  stalled(): Array<number>
   /** Runs the race (once): resolves with the winner's index and its landed, verified piece. */
   run(cancel?: CancelToken | undefined | null): Promise<RaceWin>
 }
@@ -152,6 +157,16 @@ export interface FetchPieceOptions {
   parentId?: string
   connectTimeoutMs?: number
   pieceTimeoutMs?: number
+  /**
+   * Longest wait for the parent to start answering (its upload queue included); unset or 0
+   * = only the piece timeout. Missed: DF_STALLED.
+   */
+  firstByteTimeoutMs?: number
+  /**
+   * Longest silence once the parent started answering; unset or 0 = only the piece
+   * timeout. Missed: DF_STALLED.
+   */
+  stallTimeoutMs?: number
 }
 
 /** Does nothing; the benchmark harness measures the cost of crossing the boundary with it. */

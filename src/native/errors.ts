@@ -30,7 +30,9 @@ export type NativeErrorCode =
   /** The storage device failed an I/O on the task's files (EIO): that write's bytes are lost. */
   | "DF_DEVICE_IO"
   /** The origin answered with another version of the content than the task is pinned to. */
-  | "DF_ORIGIN_CHANGED";
+  | "DF_ORIGIN_CHANGED"
+  /** A parent went silent: no reply within the first-byte deadline, or no byte within the stall deadline once it answered. */
+  | "DF_STALLED";
 
 export function isNativeError(e: unknown): e is NativeError {
   const code: unknown = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;

@@ -69,6 +69,13 @@ export interface FetchPieceOptions {
   connectTimeoutMs?: number;
   /** Bound on the whole exchange; default 360 s like Dragonfly. */
   pieceTimeoutMs?: number;
+  /**
+   * Longest wait for the parent to start answering (its upload queue included); unset or 0:
+   * only `pieceTimeoutMs`. Missed: DF_STALLED.
+   */
+  firstByteTimeoutMs?: number;
+  /** Longest silence once the parent started answering; unset or 0: only `pieceTimeoutMs`. Missed: DF_STALLED. */
+  stallTimeoutMs?: number;
 }
 
 /** One race among parents (`NativeTaskStore.race`). */
@@ -79,6 +86,8 @@ export interface NativePieceRace {
   readonly started: Promise<number>;
   /** The winner and its landed, verified piece; rejects when every candidate refused or failed. */
   readonly done: Promise<{ index: number; info: NativePieceInfo }>;
+  /** Candidates (indices) whose parent missed its first-byte deadline so far (DF_STALLED). */
+  stalled(): number[];
 }
 
 /** A content version, as the native origin client takes it (see daemon/backend/pin.ts). */
@@ -207,7 +216,7 @@ export class NativeTaskStore {
     const race = this.inner.race(timeoutMs);
     const started = race.started();
     const done = withSignal(signal, (token) => race.run(token)).then((r) => ({ index: r.index, info: toInfo(r.info) }));
-    return { add: (options) => race.add(options), started, done };
+    return { add: (options) => race.add(options), started, done, stalled: () => race.stalled() };
   }
 
   /**

@@ -163,7 +163,7 @@ describe("native vortex piece server and client", () => {
     expect(ok.subarray(6 + metaLen).equals(slice(0))).toBe(true);
   });
 
-  it("stops a stalled download when the AbortSignal fires", async () => {
+  it("stops a stalled download when the AbortSignal fires, and fails a silent parent as DF_STALLED within its deadline", async () => {
     const held: Socket[] = [];
     const silent: Server = createServer((s) => held.push(s));
     await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
@@ -185,6 +185,16 @@ describe("native vortex piece server and client", () => {
         check();
       });
       expect(await codeOf(store.fetchPiece({ addr: `127.0.0.1:${port}`, number: 0, pieceTimeoutMs: 100 }))).toBe("DF_TIMEOUT");
+      // A parent that does not start answering within the first-byte deadline has stalled:
+      // its own code, long before the piece timeout, in a race too (the candidate is listed).
+      const started = Date.now();
+      expect(await codeOf(store.fetchPiece({ addr: `127.0.0.1:${port}`, number: 0, pieceTimeoutMs: 60_000, firstByteTimeoutMs: 150, stallTimeoutMs: 100 }))).toBe("DF_STALLED");
+      expect(Date.now() - started).toBeLessThan(5000);
+      const race = store.race(60_000);
+      race.add({ addr: `127.0.0.1:${port}`, number: 0, firstByteTimeoutMs: 150 });
+      expect(await codeOf(race.done)).toBe("DF_STALLED");
+      expect(await race.started).toBe(-1);
+      expect(race.stalled()).toEqual([0]);
       expect(store.finishedCount()).toBe(0);
       expect(readFileSync(store.info().contentPath).length).toBe(CONTENT);
     } finally {

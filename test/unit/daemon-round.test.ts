@@ -6,7 +6,8 @@ import { silentLogger } from "../../src/common/logger.js";
 import { Peer } from "../../src/gen/common/v2/common.js";
 import type { SyncHostRequest, SyncPiecesRequest } from "../../src/gen/dfdaemon/v2/dfdaemon.js";
 import type { UploadClientPool } from "../../src/daemon/piece/parents.js";
-import { PieceRound, type Holder, type ParentRace } from "../../src/daemon/piece/round.js";
+import { MIN_FIRST_BYTE_MS, MIN_STALL_MS, pieceDeadlines, PieceRound, type Holder, type ParentRace } from "../../src/daemon/piece/round.js";
+import type { PieceDeadlines } from "../../src/daemon/storage/types.js";
 
 class FakeStream extends EventEmitter {
   cancelled = false;
@@ -42,8 +43,8 @@ type Fetch = (h: Holder, n: number) => Promise<{ number: number; offset: number;
 /** What a parent delivers for piece `n` of the fake 4-byte-piece task. */
 const piece = (h: Holder, n: number) => ({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
 
-function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch; now?: () => number; race?: () => ParentRace; idleTimeoutMs?: number; admit?: (peer: Peer) => Promise<boolean> } = {}) {
-  const fetched: Array<{ n: number; from: string }> = [];
+function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch; now?: () => number; race?: () => ParentRace; idleTimeoutMs?: number; stalls?: Map<string, number>; admit?: (peer: Peer) => Promise<boolean> } = {}) {
+  const fetched: Array<{ n: number; from: string; deadlines?: PieceDeadlines }> = [];
   const failed: number[] = [];
   const bad: string[] = [];
   const round = new PieceRound(
@@ -53,9 +54,11 @@ function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>
       peerId: "me-peer",
       concurrency: opts.concurrency ?? 2,
       idleTimeoutMs: opts.idleTimeoutMs ?? 60_000,
+      pieceLength: 4,
+      pieceTimeoutMs: 120_000,
       uploadClients: uploads as unknown as UploadClientPool,
-      fetch: (h: Holder, n: number) => {
-        fetched.push({ n, from: h.peerId });
+      fetch: (h: Holder, n: number, deadlines: PieceDeadlines) => {
+        fetched.push({ n, from: h.peerId, ...(opts.stalls ? { deadlines } : {}) });
         if (opts.fetch) return opts.fetch(h, n);
         return Promise.resolve(piece(h, n));
       },
@@ -63,9 +66,10 @@ function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>
       onPieceFailed: (n: number) => failed.push(n),
       onBadParent: (h: Holder) => bad.push(h.peerId),
       log: silentLogger(),
+      ...(opts.stalls ? { stalls: opts.stalls } : {}),
+      ...(opts.admit ? { admit: opts.admit } : {}),
       ...(opts.now ? { now: opts.now } : {}),
       ...(opts.race ? { race: opts.race } : {}),
-      ...(opts.admit ? { admit: opts.admit } : {}),
     },
     candidates,
     missing,
@@ -179,6 +183,7 @@ describe("PieceRound admission (the task's content version, #20)", () => {
     expect(fetched).toEqual([{ n: 0, from: "p" }]);
   });
 });
+
 
 describe("PieceRound piece and parent choice", () => {
   it("fetches the rarest piece first", async () => {
@@ -299,15 +304,17 @@ describe("PieceRound piece and parent choice", () => {
 
 /** Races the test drives: which candidates each got, and a parent starting or failing. */
 class FakeRaces {
-  readonly races: Array<{ asked: Array<{ from: string; n: number }>; start(from: string): void; begin(from: string): void; land(): void; fail(from: string | undefined, e: Error): void }> = [];
+  readonly races: Array<{ asked: Array<{ from: string; n: number }>; deadlines: PieceDeadlines[]; start(from: string): void; begin(from: string): void; land(): void; fail(from: string | undefined, e: Error): void; stall(from: string): void }> = [];
   readonly race = (): ParentRace => {
-    const asked: Array<{ holder: Holder; number: number }> = [];
+    const asked: Array<{ holder: Holder; number: number; deadlines: PieceDeadlines }> = [];
+    const stalled: number[] = [];
     let started!: (i: number) => void;
     let settle!: { resolve: (w: { index: number; info: ReturnType<typeof piece> }) => void; reject: (e: Error) => void };
     const r = {
-      add: (holder: Holder, number: number) => void asked.push({ holder, number }),
+      add: (holder: Holder, number: number, deadlines: PieceDeadlines) => void asked.push({ holder, number, deadlines }),
       started: new Promise<number>((resolve) => (started = resolve)),
       done: new Promise<{ index: number; info: ReturnType<typeof piece> }>((resolve, reject) => (settle = { resolve, reject })),
+      stalled: () => [...stalled],
     };
     const index = (from: string) => asked.findIndex((a) => a.holder.peerId === from);
     let winner = -1;
@@ -321,6 +328,11 @@ class FakeRaces {
       get asked() {
         return asked.map((a) => ({ from: a.holder.peerId, n: a.number }));
       },
+      get deadlines() {
+        return asked.map((a) => a.deadlines);
+      },
+      // `from` missed its first-byte deadline: it drops out of the race (DF_STALLED).
+      stall: (from) => void stalled.push(index(from)),
       start: (from) => {
         begin(from);
         land();
@@ -498,6 +510,118 @@ describe("PieceRound idling", () => {
     expect(await done).toBe(true);
     expect(fetched).toEqual([{ n: 0, from: "a" }]);
     expect(round.waitingWorkers).toBe(0);
+  });
+});
+
+describe("PieceRound stalled parents", () => {
+  const stalledError = () => Object.assign(new Error("parent sent nothing for 2000 ms"), { code: "DF_STALLED" });
+
+  it("derives the deadlines from the piece time: 4x idle (at least 2 s), 16x to the first byte (at least 4 s), both at most the piece timeout", () => {
+    // Loopback: a piece in 10 ms, the floors rule.
+    expect(pieceDeadlines(10, 120_000, false)).toEqual({ pieceMs: 120_000, firstByteMs: MIN_FIRST_BYTE_MS, stallMs: MIN_STALL_MS });
+    // 4 MiB at about 35 Mbit/s.
+    expect(pieceDeadlines(1000, 120_000, false)).toEqual({ pieceMs: 120_000, firstByteMs: 16_000, stallMs: 4000 });
+    // A very slow parent: never beyond download.pieceTimeout.
+    expect(pieceDeadlines(100_000, 120_000, false)).toEqual({ pieceMs: 120_000, firstByteMs: 120_000, stallMs: 120_000 });
+    // A parent that stalled before gets the idle deadline to answer, too.
+    expect(pieceDeadlines(10, 120_000, true)).toEqual({ pieceMs: 120_000, firstByteMs: MIN_STALL_MS, stallMs: MIN_STALL_MS });
+    expect(pieceDeadlines(1000, 120_000, true)).toEqual({ pieceMs: 120_000, firstByteMs: 4000, stallMs: 4000 });
+  });
+
+  it("sends each request with deadlines from the speed its parent delivered at", async () => {
+    const uploads = new FakeUploads();
+    let clock = 0;
+    // a delivers a 4-byte piece in 1000 ms.
+    const fetch: Fetch = (h, n) => {
+      clock += 1000;
+      return Promise.resolve(piece(h, n));
+    };
+    const { round, fetched } = newRound(uploads, [parent("a", "10.0.0.1")], new Set([0, 1]), { concurrency: 1, fetch, now: () => clock, stalls: new Map() });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.1", [0, 1]);
+    expect(await done).toBe(true);
+    // Unmeasured: a 4-byte piece at the assumed 10 Mbit/s is within the floors.
+    expect(fetched[0]?.deadlines).toEqual({ pieceMs: 120_000, firstByteMs: MIN_FIRST_BYTE_MS, stallMs: MIN_STALL_MS });
+    expect(fetched[1]?.deadlines).toEqual({ pieceMs: 120_000, firstByteMs: 16_000, stallMs: 4000 });
+  });
+
+  it("gives a piece whose parent stalled to another holder, and drops the parent the second time: cancels its streams and reports it", async () => {
+    const uploads = new FakeUploads();
+    const races = new FakeRaces();
+    const stalls = new Map<string, number>();
+    const { round, bad } = newRound(uploads, [parent("a", "10.0.0.1"), parent("seed", "10.0.0.2", 1)], new Set([0, 1, 2, 3]), { concurrency: 1, race: races.race, stalls });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.1", [0, 1, 2, 3]);
+    report(uploads, "10.0.0.2", [0, 1, 2, 3]);
+    await tick();
+    // The seed peer is asked only for pieces no other parent holds: a alone is asked.
+    const first = races.races[0]!;
+    expect(first.asked.map((c) => c.from)).toEqual(["a"]);
+    expect(first.deadlines[0]).toEqual({ pieceMs: 120_000, firstByteMs: MIN_FIRST_BYTE_MS, stallMs: MIN_STALL_MS });
+    // a starts sending, then goes silent.
+    first.fail("a", stalledError());
+    await tick();
+    await tick();
+    expect(stalls.get("a")).toBe(1);
+    expect(bad).toEqual([]);
+    // Its piece goes to the seed peer; a, asked for another, now has only the idle deadline to answer.
+    const second = races.races[1]!;
+    const stalledPiece = first.asked[0]!.n;
+    expect(second.asked).toContainEqual({ from: "seed", n: stalledPiece });
+    const atA = second.asked.findIndex((c) => c.from === "a");
+    expect(atA).toBeGreaterThanOrEqual(0);
+    expect(second.deadlines[atA]).toEqual({ pieceMs: 120_000, firstByteMs: MIN_STALL_MS, stallMs: MIN_STALL_MS });
+    // a never answers (its first-byte deadline passes) while the seed peer serves.
+    second.stall("a");
+    second.start("seed");
+    await tick();
+    await tick();
+    expect(stalls.get("a")).toBe(2);
+    expect(bad).toEqual(["a"]);
+    expect(uploads.pieces.get("10.0.0.1")?.[0]?.stream.cancelled).toBe(true);
+    expect(uploads.pieces.get("10.0.0.2")?.[0]?.stream.cancelled).toBe(false);
+    // Everything else comes from the seed peer.
+    for (let i = 2; ; i++) {
+      for (let k = 0; k < 50 && !races.races[i]; k++) await new Promise((r) => setTimeout(r, 10));
+      const r = races.races[i];
+      if (!r) break;
+      expect(r.asked.map((c) => c.from)).toEqual(["seed"]);
+      r.start("seed");
+      await tick();
+    }
+    expect(await done).toBe(true);
+  });
+
+  it("ends the round when the parent that stalled twice was the only one, so the task goes back to the scheduler", async () => {
+    const uploads = new FakeUploads();
+    const races = new FakeRaces();
+    const { round, bad, failed } = newRound(uploads, [parent("a", "10.0.0.1")], new Set([0, 1]), { concurrency: 1, race: races.race, stalls: new Map() });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.1", [0, 1]);
+    await tick();
+    races.races[0]!.stall("a");
+    races.races[0]!.fail(undefined, stalledError());
+    for (let k = 0; k < 100 && !races.races[1]; k++) await new Promise((r) => setTimeout(r, 10));
+    races.races[1]!.stall("a");
+    races.races[1]!.fail(undefined, stalledError());
+    // No parent left and its SyncPieces stream cancelled: the round ends with pieces missing.
+    uploads.pieces.get("10.0.0.1")?.[0]?.stream.emit("error", new Error("cancelled"));
+    expect(await done).toBe(false);
+    expect(bad).toEqual(["a"]);
+    expect(failed.length).toBeGreaterThan(0);
+  });
+
+  it("does not take back a parent dropped in an earlier round of the task", async () => {
+    const uploads = new FakeUploads();
+    const { round } = newRound(uploads, [parent("a", "10.0.0.1"), parent("b", "10.0.0.2")], new Set([0]), { stalls: new Map([["a", 2]]) });
+    const done = round.run();
+    await tick();
+    expect(uploads.pieces.has("10.0.0.1")).toBe(false);
+    report(uploads, "10.0.0.2", [0]);
+    expect(await done).toBe(true);
   });
 });
 

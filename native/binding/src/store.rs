@@ -99,6 +99,16 @@ pub struct FetchPieceOptions {
     pub parent_id: Option<String>,
     pub connect_timeout_ms: Option<u32>,
     pub piece_timeout_ms: Option<u32>,
+    /// Longest wait for the parent to start answering (its upload queue included); unset or 0
+    /// = only the piece timeout. Missed: DF_STALLED.
+    pub first_byte_timeout_ms: Option<u32>,
+    /// Longest silence once the parent started answering; unset or 0 = only the piece
+    /// timeout. Missed: DF_STALLED.
+    pub stall_timeout_ms: Option<u32>,
+}
+
+fn optional_ms(v: Option<u32>) -> Option<Duration> {
+    v.filter(|&ms| ms > 0).map(|ms| Duration::from_millis(u64::from(ms)))
 }
 
 fn fetch_options(s: &PieceStore, options: FetchPieceOptions) -> FetchOptions {
@@ -110,6 +120,8 @@ fn fetch_options(s: &PieceStore, options: FetchPieceOptions) -> FetchOptions {
         parent_id: options.parent_id.unwrap_or_default(),
         connect_timeout: Duration::from_millis(options.connect_timeout_ms.unwrap_or(2000) as u64),
         piece_timeout: Duration::from_millis(options.piece_timeout_ms.unwrap_or(360_000) as u64),
+        first_byte_timeout: optional_ms(options.first_byte_timeout_ms),
+        stall_timeout: optional_ms(options.stall_timeout_ms),
     }
 }
 
@@ -121,6 +133,7 @@ pub struct PieceRace {
     candidates: mpsc::UnboundedSender<FetchOptions>,
     pending: Mutex<Option<(mpsc::UnboundedReceiver<FetchOptions>, oneshot::Sender<u32>)>>,
     started: Mutex<Option<oneshot::Receiver<u32>>>,
+    stalled: Arc<Mutex<Vec<u32>>>,
 }
 
 #[napi]
@@ -144,13 +157,21 @@ impl PieceRace {
         .map_err(status)
     }
 
+    /// Indices of the candidates whose parent did not start answering within their first-byte
+    /// deadline (DF_STALLED), so far; read it once the race settled.
+    #[napi]
+    pub fn stalled(&self) -> Vec<u32> {
+        self.stalled.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
     /// Runs the race (once): resolves with the winner's index and its landed, verified piece.
     #[napi(ts_return_type = "Promise<RaceWin>")]
     pub fn run<'e>(&self, env: &'e Env, cancel: Option<&CancelToken>) -> Result<PromiseRaw<'e, RaceWin>> {
         let (candidates, started) =
             self.pending.lock().ok().and_then(|mut g| g.take()).ok_or_else(|| invalid("a race runs only once"))?;
         let store = self.store.clone();
-        let race = client::Race { candidates, started: Some(started), timeout: self.timeout };
+        let race =
+            client::Race { candidates, started: Some(started), timeout: self.timeout, stalled: self.stalled.clone() };
         let token = cancel.map(|c| c.inner.clone()).unwrap_or_default();
         env.spawn_future(async move {
             client::fetch_race(client::default_pool(), &store, race, &token)
@@ -363,6 +384,7 @@ impl TaskStore {
             candidates: tx,
             pending: Mutex::new(Some((rx, started_tx))),
             started: Mutex::new(Some(started_rx)),
+            stalled: Arc::default(),
         }
     }
 

@@ -4,6 +4,11 @@
 //! at the piece's offset (O_DIRECT when the store uses it) and the piece marked finished.
 //! Connections are pooled per parent address; a Dragonfly parent closes after every piece, so
 //! a pooled connection that turns out dead is replaced once, transparently.
+//!
+//! A parent that goes silent (a stopped process: its kernel keeps the connection open and
+//! acknowledges our request, but nothing answers) fails the piece with `ErrorCode::Stalled`
+//! after the request's own deadlines, which the caller derives from the speed it measured:
+//! `first_byte_timeout` for the reply to start, `stall_timeout` for every wait after that.
 
 use crate::aligned::PIECE_POOL;
 use crate::cancel::CancelToken;
@@ -12,6 +17,7 @@ use crate::error::{CoreError, ErrorCode, Result};
 use crate::store::{PieceRecord, PieceStore, Prepared, WriteMeta};
 use crate::vortex::{self, Header, HEADER_LEN};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,6 +42,27 @@ pub struct FetchOptions {
     pub connect_timeout: Duration,
     /// Bound on the whole exchange (request, metadata and body).
     pub piece_timeout: Duration,
+    /// Longest wait from the request to the reply header. A parent answers once one of its
+    /// upload slots is free, so this covers its queue: it is longer than `stall_timeout`.
+    /// `None`: only `piece_timeout` bounds it.
+    pub first_byte_timeout: Option<Duration>,
+    /// Longest silence once the parent started answering (the reply value and every read of
+    /// the body): a live parent's bytes keep coming however slow its link, so a piece that is
+    /// legitimately long on a slow link is not cut, while a parent that stopped is given up on
+    /// within this. `None`: only `piece_timeout` bounds it.
+    pub stall_timeout: Option<Duration>,
+}
+
+/// `fut` under an optional deadline: `None` when the deadline passed first.
+async fn within<F: Future>(limit: Option<Duration>, fut: F) -> Option<F::Output> {
+    match limit {
+        Some(d) => tokio::time::timeout(d, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+fn ms(d: Option<Duration>) -> u128 {
+    d.map_or(0, |d| d.as_millis())
 }
 
 /// Idle connections per parent address. Each idle connection is watched while it waits: when
@@ -101,6 +128,14 @@ impl ConnPool {
         list.push(IdleConn { id, hand_over });
         drop(idle);
         tokio::spawn(watch_idle(Arc::clone(&self.idle), addr.to_string(), id, s, asked, self.idle_timeout));
+    }
+
+    /// Drops every idle connection to `addr` (a parent that stalled: a pooled connection to it
+    /// would only stall the next piece too). Their watchers close the sockets.
+    pub fn forget(&self, addr: &str) {
+        let gone = self.idle.lock().ok().and_then(|mut idle| idle.remove(addr));
+        // Dropping an entry drops its hand-over channel, which ends its watcher.
+        drop(gone);
     }
 
     /// Number of idle connections held (for tests and stats).
@@ -186,10 +221,14 @@ pub async fn fetch_piece(
             CoreError::new(ErrorCode::Timeout, format!("piece {} from {} timed out", opts.number, opts.addr))
         })?
     };
-    tokio::select! {
+    let r = tokio::select! {
         r = work => r,
         _ = cancel.cancelled() => Err(CoreError::new(ErrorCode::Aborted, "piece download was aborted")),
+    };
+    if matches!(&r, Err(e) if e.code == ErrorCode::Stalled) {
+        pool.forget(&opts.addr);
     }
+    r
 }
 
 async fn fetch_inner(pool: &ConnPool, store: &Arc<PieceStore>, opts: &FetchOptions) -> Result<PieceRecord> {
@@ -205,6 +244,9 @@ pub struct Race {
     pub started: Option<oneshot::Sender<u32>>,
     /// Bound on the whole race, waiting in queues included.
     pub timeout: Duration,
+    /// Indices of the candidates whose parent did not start answering within their
+    /// `first_byte_timeout` (the caller counts them against the parent), in the order noticed.
+    pub stalled: Arc<Mutex<Vec<u32>>>,
 }
 
 /// Asks every candidate (a parent and a piece it holds) at once, each on a connection of its
@@ -214,6 +256,8 @@ pub struct Race {
 /// whichever frees its upload first, instead of betting on one parent and idling while another
 /// sits free. Candidates may keep arriving while no parent has started (a parent that got a
 /// piece meanwhile). Fails once every candidate so far refused or failed before sending.
+/// A candidate whose parent misses its first-byte deadline drops out (listed in
+/// `race.stalled`); a winner that goes silent mid-piece fails the race with `Stalled`.
 /// Returns the winner's index in arrival order.
 pub async fn fetch_race(
     pool: &ConnPool,
@@ -245,11 +289,23 @@ pub async fn fetch_race(
                                 let _ = tx.send(index as u32);
                             }
                             let c = &asked[index];
-                            let rec = receive_piece(pool, store, c, sock, value, crate::store::now_ms()).await?;
+                            let rec = receive_piece(pool, store, c, sock, value, crate::store::now_ms())
+                                .await
+                                .inspect_err(|e| {
+                                    if e.code == ErrorCode::Stalled {
+                                        pool.forget(&c.addr);
+                                    }
+                                })?;
                             return Ok((index as u32, rec));
                         }
                         // A busy refusal says least about the task: any other failure is the one to report.
                         Err(e) => {
+                            if e.code == ErrorCode::Stalled {
+                                pool.forget(&asked[index].addr);
+                                if let Ok(mut s) = race.stalled.lock() {
+                                    s.push(index as u32);
+                                }
+                            }
                             if failure.as_ref().is_none_or(|f| f.code == ErrorCode::Busy) {
                                 failure = Some(e);
                             }
@@ -276,23 +332,25 @@ pub async fn fetch_race(
 async fn start_piece(pool: Option<&ConnPool>, opts: FetchOptions) -> Result<(TcpStream, Vec<u8>)> {
     let request = vortex::encode_download_piece(&opts.task_id, opts.number)?;
     // A pooled connection may have been closed by the parent meanwhile; failing before the
-    // first reply byte on such a connection earns one retry on a fresh one.
+    // first reply byte on such a connection earns one retry on a fresh one. A stall does not:
+    // the parent is silent, not the connection dead, and a retry would only wait as long again.
     let pooled = match pool {
         Some(p) => p.take(&opts.addr).await,
         None => None,
     };
     let (mut sock, head) = match pooled {
-        Some(mut s) => match request_header(&mut s, &request).await {
+        Some(mut s) => match request_header(&mut s, &request, &opts).await {
             Ok(h) => (s, h),
+            Err(e) if e.code == ErrorCode::Stalled => return Err(e),
             Err(_) => {
                 let mut s = connect(&opts.addr, opts.connect_timeout).await?;
-                let h = request_header(&mut s, &request).await?;
+                let h = request_header(&mut s, &request, &opts).await?;
                 (s, h)
             }
         },
         None => {
             let mut s = connect(&opts.addr, opts.connect_timeout).await?;
-            let h = request_header(&mut s, &request).await?;
+            let h = request_header(&mut s, &request, &opts).await?;
             (s, h)
         }
     };
@@ -300,7 +358,20 @@ async fn start_piece(pool: Option<&ConnPool>, opts: FetchOptions) -> Result<(Tcp
         return Err(CoreError::new(ErrorCode::Protocol, format!("reply value of {} bytes is too large", head.length)));
     }
     let mut value = vec![0u8; head.length as usize];
-    sock.read_exact(&mut value).await.map_err(|e| CoreError::io("read reply value", e))?;
+    within(opts.stall_timeout, sock.read_exact(&mut value))
+        .await
+        .ok_or_else(|| {
+            CoreError::new(
+                ErrorCode::Stalled,
+                format!(
+                    "parent {} stopped within the reply to piece {}: nothing for {} ms",
+                    opts.addr,
+                    opts.number,
+                    ms(opts.stall_timeout)
+                ),
+            )
+        })?
+        .map_err(|e| CoreError::io("read reply value", e))?;
     match head.tag {
         vortex::TAG_PIECE_CONTENT => Ok((sock, value)),
         vortex::TAG_ERROR => {
@@ -353,7 +424,20 @@ async fn receive_piece(
         let mut got = 0usize;
         while got < dst.len() {
             let end = (got + RECV_CHUNK).min(dst.len());
-            let n = sock.read(&mut dst[got..end]).await.map_err(|e| CoreError::io("read piece body", e))?;
+            let n = within(opts.stall_timeout, sock.read(&mut dst[got..end]))
+                .await
+                .ok_or_else(|| {
+                    CoreError::new(
+                        ErrorCode::Stalled,
+                        format!(
+                            "parent {} sent nothing for {} ms after {got} of {length} bytes of piece {}",
+                            opts.addr,
+                            ms(opts.stall_timeout),
+                            opts.number
+                        ),
+                    )
+                })?
+                .map_err(|e| CoreError::io("read piece body", e))?;
             if n == 0 {
                 return Err(CoreError::new(
                     ErrorCode::Protocol,
@@ -389,11 +473,25 @@ async fn receive_piece(
         .await
 }
 
-async fn request_header(sock: &mut TcpStream, request: &[u8]) -> Result<Header> {
-    sock.write_all(request).await.map_err(|e| CoreError::io("send DownloadPiece", e))?;
-    let mut hb = [0u8; HEADER_LEN];
-    sock.read_exact(&mut hb).await.map_err(|e| CoreError::io("read reply header", e))?;
-    Ok(Header::decode(&hb))
+/// Sends the request and waits for the reply header, within the first-byte deadline.
+async fn request_header(sock: &mut TcpStream, request: &[u8], opts: &FetchOptions) -> Result<Header> {
+    let exchange = async {
+        sock.write_all(request).await.map_err(|e| CoreError::io("send DownloadPiece", e))?;
+        let mut hb = [0u8; HEADER_LEN];
+        sock.read_exact(&mut hb).await.map_err(|e| CoreError::io("read reply header", e))?;
+        Ok(Header::decode(&hb))
+    };
+    within(opts.first_byte_timeout, exchange).await.unwrap_or_else(|| {
+        Err(CoreError::new(
+            ErrorCode::Stalled,
+            format!(
+                "parent {} did not start answering piece {} within {} ms",
+                opts.addr,
+                opts.number,
+                ms(opts.first_byte_timeout)
+            ),
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -472,5 +570,21 @@ mod tests {
         let (addr, client, _server) = pair().await;
         pool.put(&addr, client);
         assert_eq!(until_idle_count(&pool, 0).await, 0);
+    }
+
+    #[tokio::test]
+    async fn forget_drops_every_idle_connection_to_a_parent() {
+        let pool = ConnPool::default();
+        let (addr, a, mut server_a) = pair().await;
+        pool.put(&addr, a);
+        let (other, b, _server_b) = pair().await;
+        pool.put(&other, b);
+        pool.forget(&addr);
+        assert_eq!(until_idle_count(&pool, 1).await, 1);
+        assert!(pool.take(&addr).await.is_none());
+        // The forgotten socket is closed, so the parent sees EOF.
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(2), server_a.read(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(n, 0);
     }
 }

@@ -31,6 +31,10 @@ pub enum ErrorCode {
     /// Last-Modified or length (the answer is in `CoreError::backend`). Retrying cannot help;
     /// mixing the two versions' bytes would be worse.
     OriginChanged,
+    /// A parent went silent: no reply within the first-byte deadline, or no byte of the piece
+    /// within the idle-read deadline once it started sending (a stopped or hung process whose
+    /// kernel still holds the connection open). Another holder should get the piece.
+    Stalled,
 }
 
 impl ErrorCode {
@@ -50,6 +54,7 @@ impl ErrorCode {
             ErrorCode::Codec => "DF_CODEC",
             ErrorCode::Backend => "DF_BACKEND",
             ErrorCode::Busy => "DF_BUSY",
+            ErrorCode::Stalled => "DF_STALLED",
             ErrorCode::OriginChanged => "DF_ORIGIN_CHANGED",
             ErrorCode::NoSpace => "DF_NO_SPACE",
             ErrorCode::DeviceIo => "DF_DEVICE_IO",

@@ -705,6 +705,8 @@ mod tests {
             parent_id: "parent-peer".into(),
             connect_timeout: Duration::from_secs(2),
             piece_timeout: Duration::from_secs(20),
+            first_byte_timeout: None,
+            stall_timeout: None,
         }
     }
 
@@ -887,6 +889,8 @@ mod tests {
             parent_id: String::new(),
             connect_timeout: Duration::from_secs(2),
             piece_timeout: Duration::from_secs(600),
+            first_byte_timeout: None,
+            stall_timeout: None,
         };
         let token = CancelToken::new();
         let t2 = token.clone();
@@ -961,7 +965,9 @@ mod tests {
             tx.send(c).unwrap();
         }
         let (started, started_rx) = tokio::sync::oneshot::channel();
-        (Race { candidates: rx, started: Some(started), timeout: Duration::from_secs(20) }, started_rx)
+        let race =
+            Race { candidates: rx, started: Some(started), timeout: Duration::from_secs(20), stalled: Arc::default() };
+        (race, started_rx)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1045,5 +1051,136 @@ mod tests {
         waiting.await.unwrap().unwrap();
         // With the slot free again the refused piece is served.
         fetch_piece(&ConnPool::default(), &open(b.path()), &fetch_opts(&srv, 2), &CancelToken::new()).await.unwrap();
+    }
+
+    /// A "parent" that answers every request on its first connection with the reply header,
+    /// the piece metadata and `body` bytes of piece 0, then goes silent with the connection
+    /// open, as a parent stopped with SIGSTOP mid-piece looks on the wire (its kernel still
+    /// acknowledges). Later connections are accepted and never answered.
+    async fn freezing_parent(body: usize) -> (String, tokio::task::JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let hold = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            let mut first = true;
+            while let Ok((mut s, _)) = l.accept().await {
+                if std::mem::take(&mut first) {
+                    let mut req = [0u8; HEADER_LEN + vortex::DOWNLOAD_PIECE_LEN];
+                    s.read_exact(&mut req).await.unwrap();
+                    let d = data();
+                    let meta = vortex::PieceMeta {
+                        number: 0,
+                        offset: 0,
+                        length: PIECE,
+                        digest: crate::digest::crc32_string(crc32fast::hash(&d[..PIECE as usize])),
+                        parent_id: String::new(),
+                        traffic_type: vortex::TRAFFIC_REMOTE_PEER,
+                        cost_secs: 0,
+                        created_at_secs: 0,
+                    };
+                    s.write_all(&vortex::encode_piece_content(&meta)).await.unwrap();
+                    s.write_all(&d[..body]).await.unwrap();
+                }
+                conns.push(s);
+            }
+        });
+        (addr, hold)
+    }
+
+    fn stalling_opts(addr: &str) -> FetchOptions {
+        FetchOptions {
+            addr: addr.to_string(),
+            task_id: TID.into(),
+            number: 0,
+            expected_digest: None,
+            parent_id: "frozen".into(),
+            connect_timeout: Duration::from_secs(2),
+            piece_timeout: Duration::from_secs(120),
+            first_byte_timeout: Some(Duration::from_millis(800)),
+            stall_timeout: Some(Duration::from_millis(300)),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parent_that_goes_silent_mid_piece_fails_it_as_stalled_within_the_idle_deadline() {
+        let (addr, hold) = freezing_parent(100_000).await;
+        let b = tempfile::tempdir().unwrap();
+        let dst = open(b.path());
+        let t0 = Instant::now();
+        let e = fetch_piece(&ConnPool::default(), &dst, &stalling_opts(&addr), &CancelToken::new()).await.unwrap_err();
+        let took = t0.elapsed();
+        assert_eq!(e.code, ErrorCode::Stalled, "{e}");
+        assert!(e.message.contains("after 100000 of 262144 bytes"), "{e}");
+        // The idle deadline (300 ms), not the piece timeout (120 s) and not the first-byte one.
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "{took:?}");
+        assert!(dst.piece(0).is_none());
+        // A request the parent never starts answering is a stall after the first-byte deadline.
+        let t0 = Instant::now();
+        let e = fetch_piece(&ConnPool::default(), &dst, &stalling_opts(&addr), &CancelToken::new()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Stalled, "{e}");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(800) && t0.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            t0.elapsed()
+        );
+        hold.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_race_drops_a_silent_candidate_and_fails_as_stalled_when_its_winner_goes_silent() {
+        let a = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0]).await;
+        let live = server(a.path(), ServePath::Sendfile, 0).await;
+        let b = tempfile::tempdir().unwrap();
+        // The frozen parent answers nobody: its candidate drops out, the live one wins.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = l.local_addr().unwrap().to_string();
+        let hold = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                conns.push(s);
+            }
+        });
+        let (race, _) = race_of(vec![stalling_opts(&silent)]);
+        let stalled = race.stalled.clone();
+        let t0 = Instant::now();
+        let e = fetch_race(&ConnPool::default(), &open(b.path()), race, &CancelToken::new()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Stalled, "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+        assert_eq!(*stalled.lock().unwrap(), vec![0]);
+        // Beside a live parent the silent one costs nothing but its own deadline.
+        let (race, _) = race_of(vec![stalling_opts(&silent), fetch_opts(&live, 0)]);
+        let (index, _) = fetch_race(&ConnPool::default(), &open(b.path()), race, &CancelToken::new()).await.unwrap();
+        assert_eq!(index, 1);
+        hold.abort();
+        // A winner that stops mid-piece fails the race as stalled, long before its timeout.
+        let (frozen, hold) = freezing_parent(50_000).await;
+        let (race, started) = race_of(vec![stalling_opts(&frozen)]);
+        let t0 = Instant::now();
+        let e = fetch_race(&ConnPool::default(), &open(tempfile::tempdir().unwrap().path()), race, &CancelToken::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Stalled, "{e}");
+        assert_eq!(started.await.unwrap(), 0);
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        hold.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_but_live_parent_is_not_cut_by_the_idle_deadline() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0]).await;
+        // 192 KiB/s: the 256 KiB piece takes about a second, in 64 KiB grants 1/3 s apart.
+        let srv = server(a.path(), DEFAULT_SERVE_PATH, 192 * 1024).await;
+        let opts = FetchOptions {
+            first_byte_timeout: Some(Duration::from_millis(700)),
+            stall_timeout: Some(Duration::from_millis(700)),
+            ..fetch_opts(&srv, 0)
+        };
+        let t0 = Instant::now();
+        fetch_piece(&ConnPool::default(), &open(b.path()), &opts, &CancelToken::new()).await.unwrap();
+        // Longer than either deadline: a whole-piece bound of 700 ms would have cut it.
+        assert!(t0.elapsed() > Duration::from_millis(700), "{:?}", t0.elapsed());
     }
 }

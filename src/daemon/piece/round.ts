@@ -4,13 +4,17 @@
 // reschedules then. Pieces are raced when the store can race (see `race`): one piece at a time,
 // asked of every parent that could serve it, taken from whichever starts first. Otherwise each
 // piece goes to the parent expected to deliver it first, `concurrency` pieces at a time.
+// Every request carries deadlines derived from how fast its parent delivered (see
+// pieceDeadlines): a parent that goes silent (a stopped process whose kernel keeps its
+// connections open) loses the piece to another holder within seconds, and is dropped for the
+// task the second time.
 import type { ClientReadableStream } from "@grpc/grpc-js";
 import type { Host, Peer } from "../../gen/common/v2/common.js";
 import type { SyncPiecesResponse } from "../../gen/dfdaemon/v2/dfdaemon.js";
 import type { Logger } from "../../common/logger.js";
 import { isNativeError } from "../../native/index.js";
 import { HOST_TYPE } from "../host.js";
-import type { PieceInfo } from "../storage/types.js";
+import type { PieceDeadlines, PieceInfo } from "../storage/types.js";
 import { pickWeighted, spareBandwidthWeight, type UploadClientPool } from "./parents.js";
 
 export interface Holder {
@@ -27,20 +31,32 @@ export interface RoundDeps {
   concurrency: number;
   /** Give up on the round when no parent reported or delivered anything for this long. */
   idleTimeoutMs: number;
+  /** The task's piece length, to turn a parent's measured speed into a piece time. */
+  pieceLength: number;
+  /** download.pieceTimeout: the bound on one piece request, and on its stall deadlines. */
+  pieceTimeoutMs: number;
+  /**
+   * How often each parent stalled (DF_STALLED) in this task, shared by the task's rounds: a
+   * parent that stalls twice in a task is dropped for it, in whichever rounds that happened.
+   */
+  stalls?: Map<string, number>;
   uploadClients: UploadClientPool;
   /**
    * Fetches one piece from a parent into the task store, verified; throws on any failure. A
    * failure of our own storage (DF_DEVICE_IO, DF_NO_SPACE) queues the piece again without
    * blaming the parent: the caller bounds those by aborting the round (DiskFaults).
    */
-  fetch(holder: Holder, number: number): Promise<PieceInfo>;
+  fetch(holder: Holder, number: number, deadlines: PieceDeadlines): Promise<PieceInfo>;
   /** Starts a race among parents for a piece each (see PieceRound.race); unset = fetch only. */
   race?(): ParentRace;
   onPiece(info: PieceInfo, holder: Holder): void;
   /** Every parent holding `number` failed it in this round. */
   onPieceFailed(number: number, lastParent: Holder, error: unknown): void;
-  /** A parent served bytes that failed verification: not to be used again for this task. */
-  onBadParent(holder: Holder, error: unknown): void;
+  /**
+   * A parent is dropped for this task: it served bytes that failed verification, or it stalled
+   * (went silent) twice. `number` is the piece it failed last, for the report to the scheduler.
+   */
+  onBadParent(holder: Holder, error: unknown, number: number): void;
   /**
    * Whether a parent's pieces may be used: asked once per parent, after its first SyncPieces
    * report and before any of its pieces is fetched (the task's content version, pin-state.ts).
@@ -55,11 +71,13 @@ export interface RoundDeps {
 /** One race: each candidate added asks one parent for one piece; the first to start sending wins. */
 export interface ParentRace {
   /** Asks `holder` for piece `number` too; ignored once a parent started sending. */
-  add(holder: Holder, number: number): void;
+  add(holder: Holder, number: number, deadlines: PieceDeadlines): void;
   /** The winner's index (in the order added) once its parent starts sending; -1 if none does. */
   readonly started: Promise<number>;
   /** The winner and its landed, verified piece; rejects when every candidate refused or failed. */
   readonly done: Promise<{ index: number; info: PieceInfo }>;
+  /** Candidates (indices) whose parent missed its first-byte deadline (DF_STALLED), so far. */
+  stalled(): number[];
 }
 
 interface RaceState {
@@ -81,6 +99,8 @@ interface ParentState {
   /** RoundDeps.admit's answer: unasked, being asked (reports held meanwhile), or given. */
   admission: "unasked" | "asking" | "admitted";
   held: SyncPiecesResponse[];
+  /** Its SyncPieces stream, cancelled when the parent is dropped. */
+  stream?: ClientReadableStream<unknown>;
 }
 
 /** Our disk failed the piece's write: the parent sent it fine and stays usable. */
@@ -132,6 +152,52 @@ const RACE_WIDTH = 24;
  */
 const RACE_LEAD_MS = 60;
 
+/**
+ * Stall deadlines (see pieceDeadlines), in piece times T: how long a piece from the parent
+ * takes, from the speed it delivered at lately (else our link's, else ASSUMED_BYTES_PER_MS).
+ *
+ * Once a parent answers, its bytes keep coming however slow its link: its piece server writes
+ * 1 MiB chunks (paced by its rate limiter in grants of at least 64 KiB) into a socket our
+ * kernel drains. The longest silence between two reads of a live transfer measured at most
+ * 0.96 T, and 113 ms (daemon-p2p: seed peer and 4 peers in one process on 2 cores, 256 pieces
+ * of 4 MiB, T 48 ms median) and 181 ms (e2e swarm-p2p, 4 peers at 100 Mbit/s, 64 pieces,
+ * T 364 ms median). The idle deadline is 4 T, at least 2 s (10x the longest silence seen: a
+ * loopback T of milliseconds says nothing about a GC pause or a busy core on the parent).
+ */
+const STALL_PIECES = 4;
+export const MIN_STALL_MS = 2000;
+/**
+ * The first reply byte comes only when one of the parent's upload slots frees: our parents
+ * send one piece at a time and queue up to 16 more requests (upload.concurrentPieceCount 1,
+ * upload.queueLength 16), so a live parent may keep a request ~16 T before it answers, while
+ * the idle deadline would drop a busy parent. The waits measured for requests that were
+ * answered were far shorter (at most 292 ms on loopback, 318 ms = 0.9 T at 100 Mbit/s: racing
+ * children leave every queue but one at once), so 16 T, at least 4 s, is a full queue's worth,
+ * and detects a parent stopped between two pieces in a few seconds. A parent that already
+ * stalled in this task gets only the idle deadline to answer: its silence was seen once, and
+ * a second one as long confirms it (STALLS_TO_DROP).
+ */
+const FIRST_BYTE_PIECES = 16;
+export const MIN_FIRST_BYTE_MS = 4000;
+/** Link speed assumed before any piece of the round landed: 10 Mbit/s, a slow link (4 MiB pieces: 13 s idle, 54 s first byte). */
+const ASSUMED_BYTES_PER_MS = 1250;
+/** Stalls after which a parent is dropped for the task (the first may be a fluke, e.g. a busy parent's full queue). */
+const STALLS_TO_DROP = 2;
+
+/**
+ * Deadlines of one request to a parent whose pieces take `expectedMs`, each between its floor
+ * and download.pieceTimeout: idle = 4 T (at least 2 s); first byte = 16 T (at least 4 s), or
+ * the idle deadline for a `suspect` parent (one that stalled before in this task).
+ */
+export function pieceDeadlines(expectedMs: number, pieceTimeoutMs: number, suspect: boolean): PieceDeadlines {
+  const clamp = (ms: number, floor: number) => Math.round(Math.min(pieceTimeoutMs, Math.max(floor, ms)));
+  const stallMs = clamp(STALL_PIECES * expectedMs, MIN_STALL_MS);
+  const firstByteMs = suspect ? stallMs : clamp(FIRST_BYTE_PIECES * expectedMs, MIN_FIRST_BYTE_MS);
+  return { pieceMs: pieceTimeoutMs, firstByteMs, stallMs };
+}
+
+const isStall = (e: unknown) => isNativeError(e) && e.code === "DF_STALLED";
+
 export class PieceRound {
   private readonly holders = new Map<number, Holder[]>();
   private readonly tried = new Map<number, Set<string>>();
@@ -146,14 +212,17 @@ export class PieceRound {
   private readonly fetching = new Set<number>();
   private readonly parents = new Map<string, ParentState>();
   private readonly streams: Array<ClientReadableStream<unknown>> = [];
+  /** SyncHost streams by host id, cancelled once every parent on the host is dropped. */
+  private readonly hostStreams = new Map<string, ClientReadableStream<unknown>>();
   private readonly syncedHosts = new Set<string>();
+  private readonly stalls: Map<string, number>;
   private readonly retries = new Map<number, number>();
   private perParent = PARENT_IN_FLIGHT;
   private readonly races = new Set<RaceState>();
   /** Moving average of a raced piece's transfer, from its first byte to landed. */
   private transferMs: number | undefined;
-  /** Adds newly reported holders to the race still waiting for a parent. */
-  private topUp: (() => void) | undefined;
+  /** Add newly reported (or newly usable) holders to the races still waiting for a parent. */
+  private readonly topUps = new Set<() => void>();
   private running = false;
   private ended = false;
   private openSyncs = 0;
@@ -167,11 +236,14 @@ export class PieceRound {
     candidates: readonly Peer[],
     private readonly missing: Set<number>,
   ) {
+    this.stalls = deps.stalls ?? new Map<string, number>();
     for (const peer of candidates) this.addParent(peer);
   }
 
   private addParent(peer: Peer): ParentState | undefined {
     if (!peer.host || !peer.host.ip || this.parents.has(peer.id)) return undefined;
+    // Dropped for this task in an earlier round (the scheduler was told; a stale list may still name it).
+    if ((this.stalls.get(peer.id) ?? 0) >= STALLS_TO_DROP) return undefined;
     const p: ParentState = {
       peer,
       host: peer.host,
@@ -222,7 +294,13 @@ export class PieceRound {
     return added;
   }
 
+  /**
+   * Something changed (a report, a landed or failed piece, a parent dropped): the races still
+   * waiting for a parent to start get the candidates this opened up (a new holder, or a piece
+   * whose parent stalled, now asked of another holder), and idle workers wake up.
+   */
   private notify(): void {
+    for (const t of this.topUps) t();
     const woken = [...this.waiting];
     this.waiting.clear();
     for (const w of woken) w();
@@ -232,6 +310,7 @@ export class PieceRound {
     const client = this.deps.uploadClients.get(p.host.ip, p.host.port);
     const stream = client.syncPieces({ hostId: this.deps.hostId, taskId: this.deps.taskId, interestedPieceNumbers: [...this.missing] });
     this.streams.push(stream);
+    p.stream = stream;
     this.openSyncs++;
     stream.on("data", (r: SyncPiecesResponse) => {
       if (p.blocked || !this.missing.has(r.number)) return;
@@ -271,7 +350,6 @@ export class PieceRound {
     this.holders.set(r.number, list);
     this.lastProgress = Date.now();
     if (!this.fetching.has(r.number)) this.queued.add(r.number);
-    this.topUp?.();
     this.notify();
   }
 
@@ -309,6 +387,7 @@ export class PieceRound {
       seen.add(p.host.id);
       const stream = this.deps.uploadClients.get(p.host.ip, p.host.port).syncHost({ hostId: this.deps.hostId, peerId: this.deps.peerId });
       this.streams.push(stream);
+      this.hostStreams.set(p.host.id, stream);
       stream.on("data", (h: Host) => {
         const w = spareBandwidthWeight(h.network?.maxTxBandwidth, h.network?.txBandwidth);
         for (const q of this.parents.values()) if (q.host.id === p.host.id) q.weight = w;
@@ -400,6 +479,20 @@ export class PieceRound {
       pool.filter((h) => expected(h) <= soonest * 1.1),
       (h) => this.parents.get(h.peerId)?.weight ?? 1,
     );
+  }
+
+  /**
+   * How long a piece from this parent takes: from the speed it delivered at lately, else from
+   * our link's (the round's raced transfers from any parent), else at an assumed slow link's.
+   */
+  private expectedPieceMs(peerId: string): number {
+    const s = this.speed.get(peerId);
+    if (s && s.bytesPerMs > 0) return this.deps.pieceLength / s.bytesPerMs;
+    return this.transferMs ?? this.deps.pieceLength / ASSUMED_BYTES_PER_MS;
+  }
+
+  private deadlines(h: Holder): PieceDeadlines {
+    return pieceDeadlines(this.expectedPieceMs(h.peerId), this.deps.pieceTimeoutMs, (this.stalls.get(h.peerId) ?? 0) > 0);
   }
 
   private measured(peerId: string, bytes: number, ms: number): void {
@@ -535,14 +628,14 @@ export class PieceRound {
       this.fetching.add(c.number);
       this.queued.delete(c.number);
       this.load.set(c.holder.peerId, (this.load.get(c.holder.peerId) ?? 0) + 1);
-      race.add(c.holder, c.number);
+      race.add(c.holder, c.number, this.deadlines(c.holder));
     };
     for (const c of first) ask(c);
     const topUp = () => {
       if (state.startedAt !== undefined) return;
       for (const c of this.raceCandidates(state.parents, state.pieces)) ask(c);
     };
-    this.topUp = topUp;
+    this.topUps.add(topUp);
     void race.started.then((i) => {
       if (i >= 0 && state.winner === undefined) {
         state.startedAt = this.now();
@@ -559,6 +652,7 @@ export class PieceRound {
       if (state.startedAt !== undefined) {
         const ms = this.now() - state.startedAt;
         this.transferMs = this.transferMs === undefined ? ms : (this.transferMs * 3 + ms) / 4;
+        this.measured(won.holder.peerId, info.length, ms);
       }
       this.missing.delete(won.number);
       this.lastProgress = Date.now();
@@ -571,13 +665,15 @@ export class PieceRound {
       } else if (failed) {
         gaveUp = this.parentFailed(failed.holder, failed.number, e) ? failed.number : undefined;
       } else {
-        // Nobody started: every parent refused as busy, was unreachable or timed out. Leave
-        // them alone for a moment rather than asking again at once.
-        for (const c of state.asked) this.busyUntil.set(c.holder.peerId, this.now() + BUSY_BACKOFF_MS);
+        // Nobody started: every parent refused as busy, was unreachable, timed out or stalled.
+        // Leave the live ones alone for a moment rather than asking again at once (the
+        // stalled ones are dealt with below).
+        const stalled = new Set(race.stalled());
+        for (const [j, c] of state.asked.entries()) if (!stalled.has(j)) this.busyUntil.set(c.holder.peerId, this.now() + BUSY_BACKOFF_MS);
         this.deps.log.debug({ parents: state.parents.size, err: e instanceof Error ? e.message : String(e) }, "no parent of the race started sending");
       }
     } finally {
-      if (this.topUp === topUp) this.topUp = undefined;
+      this.topUps.delete(topUp);
       if (state.winner === undefined) this.letGo(state, -1);
       const kept = state.winner !== undefined ? state.asked[state.winner] : undefined;
       if (kept) {
@@ -587,6 +683,15 @@ export class PieceRound {
       }
       this.races.delete(state);
       this.inFlight--;
+      // Candidates whose parent never started answering within their first-byte deadline: the
+      // piece goes to another holder, and the silence counts against the parent.
+      for (const j of race.stalled()) {
+        const c = state.asked[j];
+        if (!c || j === state.winner) continue;
+        const silent = Object.assign(new Error(`parent ${c.holder.peerId} did not start answering piece ${c.number}`), { code: "DF_STALLED" });
+        if (this.missing.has(c.number)) this.parentFailed(c.holder, c.number, silent);
+        else this.parentError(c.holder, c.number, silent);
+      }
       this.notify();
     }
   }
@@ -612,21 +717,43 @@ export class PieceRound {
     const tried = this.tried.get(n) ?? new Set<string>();
     this.tried.set(n, tried);
     tried.add(holder.peerId);
-    this.blockIfCorrupt(holder, n, e);
+    this.parentError(holder, n, e);
     if (this.usable(n).length > 0) return false;
     this.retryLater(n, holder, e);
     return true;
   }
 
-  /** A parent that served bytes failing verification is not used again for this task. */
-  private blockIfCorrupt(holder: Holder, n: number, e: unknown): void {
-    if (isNativeError(e) && e.code === "DF_DIGEST_MISMATCH") {
-      const p = this.parents.get(holder.peerId);
-      if (p) p.blocked = true;
-      this.parentsChanged();
-      this.deps.onBadParent(holder, e);
-    }
+  /**
+   * What a failure says about the parent: one that served bytes failing verification is
+   * dropped for this task at once; one that stalled (went silent), the second time it does.
+   */
+  private parentError(holder: Holder, n: number, e: unknown): void {
     this.deps.log.debug({ piece: n, parent: holder.peerId, err: e instanceof Error ? e.message : String(e) }, "piece fetch from parent failed");
+    if (isNativeError(e) && e.code === "DF_DIGEST_MISMATCH") {
+      this.dropParent(holder, n, e);
+    } else if (isStall(e)) {
+      const stalls = (this.stalls.get(holder.peerId) ?? 0) + 1;
+      this.stalls.set(holder.peerId, stalls);
+      this.deps.log.info({ piece: n, parent: holder.peerId, host: holder.ip, stalls, err: e instanceof Error ? e.message : String(e) }, "parent stalled");
+      if (stalls >= STALLS_TO_DROP) this.dropParent(holder, n, e);
+    }
+  }
+
+  /**
+   * Drops a parent for this task: no more requests, and its SyncPieces stream (and SyncHost,
+   * once no other parent on its host is left) is cancelled, so the round does not wait for
+   * reports from it: with no other parent left it ends, and the task goes back to the
+   * scheduler (or to the origin) as when parents fail.
+   */
+  private dropParent(holder: Holder, n: number, e: unknown): void {
+    const p = this.parents.get(holder.peerId);
+    if (!p || p.blocked) return;
+    p.blocked = true;
+    this.parentsChanged();
+    p.stream?.cancel();
+    if (![...this.parents.values()].some((q) => q.host.id === p.host.id && !q.blocked)) this.hostStreams.get(p.host.id)?.cancel();
+    this.deps.onBadParent(holder, e, n);
+    this.notify();
   }
 
   private async fetchPiece(n: number): Promise<void> {
@@ -644,7 +771,7 @@ export class PieceRound {
       this.load.set(holder.peerId, (this.load.get(holder.peerId) ?? 0) + 1);
       const asked = this.now();
       try {
-        const info = await this.deps.fetch(holder, n).finally(() => this.load.set(holder.peerId, (this.load.get(holder.peerId) ?? 1) - 1));
+        const info = await this.deps.fetch(holder, n, this.deadlines(holder)).finally(() => this.load.set(holder.peerId, (this.load.get(holder.peerId) ?? 1) - 1));
         this.measured(holder.peerId, info.length, this.now() - asked);
         this.missing.delete(n);
         this.lastProgress = Date.now();
@@ -665,7 +792,7 @@ export class PieceRound {
         lastError = e;
         // A failed request delivered nothing in all that time.
         this.measured(holder.peerId, 0, this.now() - asked);
-        this.blockIfCorrupt(holder, n, e);
+        this.parentError(holder, n, e);
       }
     }
     if (refused && !failed) {

@@ -9,13 +9,18 @@ import { join } from "node:path";
 import { isTaskId } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
 import { DigestHasher, deleteTaskStore, openTaskStore, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
-import type { ParentAddress, PieceInfo, PieceRace, TaskMetadata, TaskStore } from "./types.js";
+import type { ParentAddress, PieceDeadlines, PieceInfo, PieceRace, TaskMetadata, TaskStore } from "./types.js";
 
 const META_FILE = "task.json";
 const NATIVE_DIGESTS = new Set(["sha256", "blake3", "crc32", "crc32c"]);
 
 function toPieceInfo(p: NativePieceInfo): PieceInfo {
   return { number: p.number, offset: p.offset, length: p.length, digest: p.digest, parentId: p.parentId, createdAt: p.createdAtMs, finishedAt: p.finishedAtMs };
+}
+
+/** The native request options for `deadlines`. */
+function timeouts(d: PieceDeadlines): { pieceTimeoutMs: number; firstByteTimeoutMs?: number; stallTimeoutMs?: number } {
+  return { pieceTimeoutMs: d.pieceMs, ...(d.firstByteMs !== undefined ? { firstByteTimeoutMs: d.firstByteMs } : {}), ...(d.stallMs !== undefined ? { stallTimeoutMs: d.stallMs } : {}) };
 }
 
 /** `ip:port`, with IPv6 addresses in brackets. */
@@ -55,16 +60,17 @@ class LocalTask implements TaskStore {
     return toPieceInfo(await this.native.writePiece(number, data, "", createdAt));
   }
 
-  async fetchPiece(parent: ParentAddress, number: number, parentId: string, timeoutMs: number, signal?: AbortSignal): Promise<PieceInfo> {
-    return toPieceInfo(await this.native.fetchPiece({ addr: addrOf(parent), number, parentId, pieceTimeoutMs: timeoutMs }, signal));
+  async fetchPiece(parent: ParentAddress, number: number, parentId: string, deadlines: PieceDeadlines, signal?: AbortSignal): Promise<PieceInfo> {
+    return toPieceInfo(await this.native.fetchPiece({ addr: addrOf(parent), number, parentId, ...timeouts(deadlines) }, signal));
   }
 
   race(timeoutMs: number, signal?: AbortSignal): PieceRace {
     const r = this.native.race(timeoutMs, signal);
     return {
-      add: (parent, number, parentId) => r.add({ addr: addrOf(parent), number, parentId, pieceTimeoutMs: timeoutMs }),
+      add: (parent, number, parentId, deadlines) => r.add({ addr: addrOf(parent), number, parentId, ...timeouts(deadlines ?? { pieceMs: timeoutMs }) }),
       started: r.started,
       done: r.done.then((w) => ({ index: w.index, info: toPieceInfo(w.info) })),
+      stalled: () => r.stalled(),
     };
   }
 

@@ -46,14 +46,29 @@ export interface PieceInfo {
   finishedAt: number;
 }
 
+/**
+ * How long one piece request may take. A parent that misses `firstByteMs` or `stallMs` fails
+ * the request with DF_STALLED (a stopped parent: its kernel keeps the connection open and
+ * nothing answers); unset, only `pieceMs` (download.pieceTimeout) bounds the request.
+ */
+export interface PieceDeadlines {
+  pieceMs: number;
+  /** From the request to the parent's first reply byte (its upload queue included). */
+  firstByteMs?: number;
+  /** Longest silence once the parent started answering. */
+  stallMs?: number;
+}
+
 /** See TaskStore.race. */
 export interface PieceRace {
   /** Asks `parent` for piece `number` too; ignored once a parent started sending. */
-  add(parent: ParentAddress, number: number, parentId: string): void;
+  add(parent: ParentAddress, number: number, parentId: string, deadlines?: PieceDeadlines): void;
   /** The winner's index (in the order added) once its parent starts sending; -1 if none does. */
   readonly started: Promise<number>;
   /** The winner and its landed piece; rejects when every candidate refused or failed. */
   readonly done: Promise<{ index: number; info: PieceInfo }>;
+  /** Candidates (indices) whose parent missed its first-byte deadline, so far. */
+  stalled(): number[];
 }
 
 export interface ParentAddress {
@@ -74,7 +89,7 @@ export interface TaskStore {
   /** Writes a whole piece (from the origin) and records it once durable. */
   writePiece(number: number, data: Buffer, createdAt: number, signal?: AbortSignal): Promise<PieceInfo>;
   /** Fetches a piece from a parent's piece server straight into the task file, verified. */
-  fetchPiece(parent: ParentAddress, number: number, parentId: string, timeoutMs: number, signal?: AbortSignal): Promise<PieceInfo>;
+  fetchPiece(parent: ParentAddress, number: number, parentId: string, deadlines: PieceDeadlines, signal?: AbortSignal): Promise<PieceInfo>;
   /**
    * A race among parents for a piece each: every candidate is asked at once, the first parent
    * to start sending wins and its piece lands verified; the other requests are withdrawn.

@@ -16,7 +16,7 @@ import { TrafficType, type Download, type Peer, type Piece } from "../../gen/com
 import { BackendError, type Backend, type BackendRegistry, type OriginRoute } from "../backend/index.js";
 import { describePin, hasValidator, OriginChangedError, pinFromHeaders, type OriginPin } from "../backend/pin.js";
 import { discard } from "../backend/http.js";
-import { PieceRound, type Holder } from "../piece/round.js";
+import { PieceRound } from "../piece/round.js";
 import type { UploadClientPool } from "../piece/parents.js";
 import { AnnouncePeerSession, type SchedulerResponse } from "../scheduler/session.js";
 import type { SchedulerPool } from "../scheduler/pool.js";
@@ -24,7 +24,7 @@ import type { DaemonMetrics } from "../metrics.js";
 import { freeBytes, makeRoom } from "../gc.js";
 import type { NewTask, Storage } from "../storage/storage.js";
 import type { PieceInfo, TaskStore } from "../storage/types.js";
-import { allocPieceBuffer, openTaskStore, type NativePieceInfo } from "../../native/index.js";
+import { allocPieceBuffer, isNativeError, openTaskStore, type NativePieceInfo } from "../../native/index.js";
 import { nativeToBackendError } from "../backend/http.js";
 import { parseDigest } from "./digest.js";
 import { DiskFaults, isNoSpace } from "./disk-faults.js";
@@ -507,6 +507,8 @@ export class TaskManager {
     let askedAt = Date.now();
     /** A response that arrived mid-round and is not a parent top-up: handled after the round. */
     let deferred: Read | undefined;
+    /** Stalls per parent over all rounds of this download (see RoundDeps.stalls). */
+    const stalls = new Map<string, number>();
     for (;;) {
       const r = deferred ?? (await (pending ?? read()));
       deferred = undefined;
@@ -553,7 +555,7 @@ export class TaskManager {
             throw new DownloadError("max schedule count exceeded", "unavailable");
           }
           session.started();
-          const round = this.newRound(session, task, parents, peerId, faults, req.signal);
+          const round = this.newRound(session, task, parents, peerId, faults, stalls, req.signal);
           if (!round) {
             session.finished();
             await this.closeAfterFinished(session);
@@ -617,7 +619,7 @@ export class TaskManager {
   }
 
   /** A round over the missing pieces, or undefined when nothing is missing. */
-  private newRound(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, faults: DiskFaults, signal?: AbortSignal): PieceRound | undefined {
+  private newRound(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, faults: DiskFaults, stalls: Map<string, number>, signal?: AbortSignal): PieceRound | undefined {
     const missing = this.missing(task);
     if (missing.size === 0) return undefined;
     return new PieceRound(
@@ -627,10 +629,13 @@ export class TaskManager {
         peerId,
         concurrency: this.opts.concurrentPieceCount,
         idleTimeoutMs: this.opts.collectedPieceTimeoutMs,
+        pieceLength: task.meta.pieceLength,
+        pieceTimeoutMs: this.opts.pieceTimeoutMs,
+        stalls,
         uploadClients: this.uploadClients,
         // Our own storage faults count against this download (see DiskFaults), not the parent.
-        fetch: (h: Holder, n: number) =>
-          task.fetchPiece({ ip: h.ip, port: h.tcpPort }, n, h.peerId, this.opts.pieceTimeoutMs, signal).catch((e: unknown) => {
+        fetch: (h, n, deadlines) =>
+          task.fetchPiece({ ip: h.ip, port: h.tcpPort }, n, h.peerId, deadlines, signal).catch((e: unknown) => {
             faults.observe(e);
             throw e;
           }),
@@ -640,16 +645,21 @@ export class TaskManager {
             faults.observe(e);
             throw e;
           });
-          return { add: (h: Holder, n: number) => r.add({ ip: h.ip, port: h.tcpPort }, n, h.peerId), started: r.started, done };
+          return { add: (h, n, deadlines) => r.add({ ip: h.ip, port: h.tcpPort }, n, h.peerId, deadlines), started: r.started, done, stalled: () => r.stalled() };
         },
         onPiece: (info) => {
           session.pieceFinished(toProtoPiece(info, TrafficType.REMOTE_PEER));
           this.emitPiece(task, info);
         },
         onPieceFailed: (n, last) => session.pieceFailed(n, last.peerId, true),
-        onBadParent: (h, e) => {
-          this.events.emit("badParent", { taskId: task.id, parentId: h.peerId, hostId: h.hostId });
-          this.log.warn({ taskId: task.id, parent: h.peerId, host: h.ip, err: e instanceof Error ? e.message : String(e) }, "parent served a piece that failed verification; blocked for this task");
+        onBadParent: (h, e, n) => {
+          const reason = isNativeError(e) && e.code === "DF_STALLED" ? "stalled" : "corrupt";
+          // Told the way Dragonfly's client reports a failed piece download: the scheduler
+          // then never offers this parent to us again (a temporary failure blocks it per peer).
+          session.pieceFailed(n, h.peerId, true);
+          this.events.emit("badParent", { taskId: task.id, parentId: h.peerId, hostId: h.hostId, reason });
+          const why = reason === "stalled" ? "parent stalled twice (sent nothing within its deadline)" : "parent served a piece that failed verification";
+          this.log.warn({ taskId: task.id, parent: h.peerId, host: h.ip, piece: n, err: e instanceof Error ? e.message : String(e) }, `${why}; dropped for this task`);
         },
         admit: (peer) => this.admitParent(task, peer),
         log: this.log,
