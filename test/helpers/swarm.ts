@@ -1,10 +1,12 @@
 // Starts schedulers and daemons on 127.0.0.1 with their own ports and directories, and
 // downloads through a daemon's unix socket the way dfget does.
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { stringify } from "yaml";
 import { silentLogger } from "../../src/common/logger.js";
 import { resolveDaemonConfig, DaemonConfigSchema, type DaemonConfig } from "../../src/daemon/config.js";
 import { startDaemon, type DaemonHandle } from "../../src/daemon/daemon.js";
@@ -97,4 +99,30 @@ export async function downloadVia(socketPath: string, partial: Partial<Download>
 
 export function sha256File(path: string): string {
   return createHash("sha256").update(readFileSync(path)).digest("hex");
+}
+
+/**
+ * A dfdaemon config file for a daemon in a process of its own (to be killed or stopped): the
+ * loopback settings of testDaemonConfig, with `overrides` merged per top-level section.
+ */
+export function writeDaemonConfigFile(dir: string, name: string, overrides: Record<string, Record<string, unknown>> = {}): { config: string; socket: string } {
+  const socket = join(dir, "dfdaemon.sock");
+  const config = join(dir, "dfdaemon.yaml");
+  const base: Record<string, Record<string, unknown>> = {
+    host: { ip: "127.0.0.1", hostname: name },
+    download: { server: { socketPath: socket } },
+    upload: { server: { ip: "127.0.0.1", port: 0 } },
+    storage: { dir, keep: true, server: { ip: "127.0.0.1", tcpPort: 0 } },
+    health: { server: { ip: "127.0.0.1", port: 0 } },
+    metrics: { server: { ip: "127.0.0.1", port: 0 } },
+  };
+  for (const [k, v] of Object.entries(overrides)) base[k] = { ...base[k], ...v };
+  writeFileSync(config, stringify(base));
+  return { config, socket };
+}
+
+/** Runs the built dfdaemon (bin/dfdaemon.js, which loads dist/) on a config file. */
+export function spawnDaemonProcess(config: string): ChildProcess {
+  const bin = new URL("../../bin/dfdaemon.js", import.meta.url).pathname;
+  return spawn(process.execPath, [bin, "--config", config, "--log-level", "error"], { stdio: ["ignore", "ignore", "inherit"] });
 }

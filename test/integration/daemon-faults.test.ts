@@ -1,14 +1,12 @@
 // The download path under faults: a parent that disappears mid-transfer, a parent that serves
 // corrupt bytes, and a daemon killed with SIGKILL half way through a download.
 import { afterEach, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { stringify } from "yaml";
 import type { DaemonHandle } from "../../src/daemon/daemon.js";
 import type { SchedulerHandle } from "../../src/scheduler/server.js";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
-import { cleanupTempDirs, downloadVia, sha256File, startTestDaemon, startTestScheduler, tempDir } from "../helpers/swarm.js";
+import { cleanupTempDirs, downloadVia, sha256File, spawnDaemonProcess, startTestDaemon, startTestScheduler, tempDir, writeDaemonConfigFile } from "../helpers/swarm.js";
 import { until } from "../helpers/until.js";
 
 const MiB = 1024 * 1024;
@@ -76,11 +74,6 @@ describe("faults on the P2P path", () => {
 });
 
 describe("dfdaemon killed with SIGKILL", () => {
-  function spawnDaemon(config: string): ChildProcess {
-    const bin = new URL("../../bin/dfdaemon.js", import.meta.url).pathname;
-    return spawn(process.execPath, [bin, "--config", config, "--log-level", "error"], { stdio: ["ignore", "ignore", "inherit"] });
-  }
-
   it("resumes after a restart without fetching the finished pieces again", async () => {
     const size = 48 * MiB;
     const pieceLength = 4 * MiB;
@@ -88,22 +81,10 @@ describe("dfdaemon killed with SIGKILL", () => {
     running.push(origin);
     origin.delayMs = 150;
     const dir = tempDir("resume");
-    const socket = join(dir, "dfdaemon.sock");
-    const config = join(dir, "dfdaemon.yaml");
-    writeFileSync(
-      config,
-      stringify({
-        host: { ip: "127.0.0.1", hostname: "resumer" },
-        download: { server: { socketPath: socket }, concurrentPieceCount: 1 },
-        upload: { server: { ip: "127.0.0.1", port: 0 } },
-        storage: { dir, keep: true, server: { ip: "127.0.0.1", tcpPort: 0 } },
-        health: { server: { ip: "127.0.0.1", port: 0 } },
-        metrics: { server: { ip: "127.0.0.1", port: 0 } },
-      }),
-    );
+    const { config, socket } = writeDaemonConfigFile(dir, "resumer", { download: { concurrentPieceCount: 1 } });
     const out = join(tempDir("resume-out"), "file");
 
-    let child = spawnDaemon(config);
+    let child = spawnDaemonProcess(config);
     await until(() => existsSync(socket), "the daemon socket", 30_000);
     let pieces = 0;
     const first = downloadVia(socket, { url: origin.url(), outputPath: out, pieceLength }, () => pieces++).catch((e: unknown) => e);
@@ -115,7 +96,7 @@ describe("dfdaemon killed with SIGKILL", () => {
     // SIGKILL leaves the socket file behind; its reappearance then tells the restart is up.
     rmSync(socket, { force: true });
 
-    child = spawnDaemon(config);
+    child = spawnDaemonProcess(config);
     running.push({ close: () => Promise.resolve(void child.kill("SIGTERM")) });
     await until(() => existsSync(socket), "the restarted daemon socket", 30_000);
     await downloadVia(socket, { url: origin.url(), outputPath: out, pieceLength });

@@ -5,18 +5,15 @@
 // The parent runs as a child process so that it can really be stopped; the scheduler, the
 // seed peer and the downloading child run in this process.
 import { afterEach, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { stringify } from "yaml";
 import type { DaemonHandle } from "../../src/daemon/daemon.js";
 import { makeContent, startOrigin } from "../helpers/origin.js";
-import { cleanupTempDirs, downloadVia, sha256File, startTestDaemon, startTestScheduler, tempDir } from "../helpers/swarm.js";
+import { cleanupTempDirs, downloadVia, sha256File, spawnDaemonProcess, startTestDaemon, startTestScheduler, tempDir, writeDaemonConfigFile } from "../helpers/swarm.js";
 import { until } from "../helpers/until.js";
 
 const MiB = 1024 * 1024;
-const root = fileURLToPath(new URL("../..", import.meta.url));
 const running: Array<{ close(): Promise<void> }> = [];
 
 afterEach(async () => {
@@ -24,28 +21,16 @@ afterEach(async () => {
   cleanupTempDirs();
 });
 
-/** A dfdaemon in a process of its own (from the sources, through tsx), so it can be stopped. */
+/** The parent: a dfdaemon in a process of its own, so it can be stopped. */
 function spawnParent(scheduler: string, pieceTimeout: string): { proc: ChildProcess; socket: string } {
-  const dir = tempDir("stall-parent");
-  const socket = join(dir, "dfdaemon.sock");
-  const config = join(dir, "dfdaemon.yaml");
-  writeFileSync(
-    config,
-    stringify({
-      host: { ip: "127.0.0.1", hostname: "stall-parent" },
-      download: { server: { socketPath: socket }, pieceTimeout },
-      // 8 MB/s: a 4 MiB piece takes half a second, so the child is mid-download when it stops.
-      upload: { server: { ip: "127.0.0.1", port: 0 }, bandwidthLimit: "8MB" },
-      scheduler: { addrs: [scheduler], announceInterval: "30s" },
-      storage: { dir, keep: true, server: { ip: "127.0.0.1", tcpPort: 0 } },
-      health: { server: { ip: "127.0.0.1", port: 0 } },
-      metrics: { server: { ip: "127.0.0.1", port: 0 } },
-      security: { allowedBackToSourceCIDRs: ["127.0.0.0/8"] },
-    }),
-  );
-  const loader = pathToFileURL(join(root, "node_modules", "tsx", "dist", "loader.mjs")).href;
-  const proc = spawn(process.execPath, ["--import", loader, join(root, "src", "up", "launch.ts"), "dfdaemon", "--config", config, "--log-level", "error"], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
-  return { proc, socket };
+  const { config, socket } = writeDaemonConfigFile(tempDir("stall-parent"), "stall-parent", {
+    download: { pieceTimeout },
+    // 8 MB/s: a 4 MiB piece takes half a second, so the child is mid-download when it stops.
+    upload: { bandwidthLimit: "8MB" },
+    scheduler: { addrs: [scheduler], announceInterval: "30s" },
+    security: { allowedBackToSourceCIDRs: ["127.0.0.0/8"] },
+  });
+  return { proc: spawnDaemonProcess(config), socket };
 }
 
 describe("a stopped parent", () => {
