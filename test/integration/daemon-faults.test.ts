@@ -96,7 +96,7 @@ describe("dfdaemon killed with SIGKILL", () => {
         host: { ip: "127.0.0.1", hostname: "resumer" },
         download: { server: { socketPath: socket }, concurrentPieceCount: 1 },
         upload: { server: { ip: "127.0.0.1", port: 0 } },
-        storage: { dir, keep: true, server: { ip: "127.0.0.1", tcpPort: 0 } },
+        storage: { dir, keep: true, server: { ip: "127.0.0.1", tcpPort: 0, quicPort: 0 } },
         health: { server: { ip: "127.0.0.1", port: 0 } },
         metrics: { server: { ip: "127.0.0.1", port: 0 } },
       }),

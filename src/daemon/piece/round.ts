@@ -18,6 +18,8 @@ export interface Holder {
   hostId: string;
   ip: string;
   tcpPort: number;
+  /** The parent's vortex QUIC port; 0 when it announced none. */
+  quicPort: number;
 }
 
 export interface RoundDeps {
@@ -209,7 +211,7 @@ export class PieceRound {
     this.openSyncs++;
     stream.on("data", (r: SyncPiecesResponse) => {
       if (p.blocked || !this.missing.has(r.number)) return;
-      const holder: Holder = { peerId: p.peer.id, hostId: p.host.id, ip: r.ip || p.host.ip, tcpPort: r.tcpPort ?? 0 };
+      const holder: Holder = { peerId: p.peer.id, hostId: p.host.id, ip: r.ip || p.host.ip, tcpPort: r.tcpPort ?? 0, quicPort: r.quicPort ?? 0 };
       if (!holder.tcpPort) return; // a parent that gives no piece port cannot serve bytes
       const list = this.holders.get(r.number) ?? [];
       list.push(holder);

@@ -56,13 +56,13 @@ class LocalTask implements TaskStore {
   }
 
   async fetchPiece(parent: ParentAddress, number: number, parentId: string, timeoutMs: number, signal?: AbortSignal): Promise<PieceInfo> {
-    return toPieceInfo(await this.native.fetchPiece({ addr: addrOf(parent), number, parentId, pieceTimeoutMs: timeoutMs }, signal));
+    return toPieceInfo(await this.native.fetchPiece({ addr: addrOf(parent), protocol: parent.protocol, number, parentId, pieceTimeoutMs: timeoutMs }, signal));
   }
 
   race(timeoutMs: number, signal?: AbortSignal): PieceRace {
     const r = this.native.race(timeoutMs, signal);
     return {
-      add: (parent, number, parentId) => r.add({ addr: addrOf(parent), number, parentId, pieceTimeoutMs: timeoutMs }),
+      add: (parent, number, parentId) => r.add({ addr: addrOf(parent), protocol: parent.protocol, number, parentId, pieceTimeoutMs: timeoutMs }),
       started: r.started,
       done: r.done.then((w) => ({ index: w.index, info: toPieceInfo(w.info) })),
     };

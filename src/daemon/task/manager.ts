@@ -19,7 +19,7 @@ import { AnnouncePeerSession, type SchedulerResponse } from "../scheduler/sessio
 import type { SchedulerPool } from "../scheduler/pool.js";
 import type { DaemonMetrics } from "../metrics.js";
 import type { Storage } from "../storage/storage.js";
-import type { PieceInfo, TaskStore } from "../storage/types.js";
+import type { ParentAddress, PieceInfo, TaskStore } from "../storage/types.js";
 import { allocPieceBuffer, openTaskStore, type NativePieceInfo } from "../../native/index.js";
 import { nativeToBackendError } from "../backend/http.js";
 import { parseDigest } from "./digest.js";
@@ -38,6 +38,17 @@ export interface TaskManagerOptions {
   scheduleTimeoutMs: number;
   maxScheduleCount: number;
   tier: "disk" | "memory";
+  /** `download.protocol`: how pieces are fetched from parents (default "tcp"). */
+  protocol?: "tcp" | "quic";
+}
+
+/**
+ * Where a parent serves piece bytes for us: its QUIC port with `download.protocol: quic` when
+ * it announced one, else its TCP port. Dragonfly's client opens vortex TCP to the parent's gRPC
+ * port in that case, which fails; TCP is what every parent serves.
+ */
+export function parentAddress(h: Holder, protocol: "tcp" | "quic" = "tcp"): ParentAddress {
+  return protocol === "quic" && h.quicPort > 0 ? { ip: h.ip, port: h.quicPort, protocol: "quic" } : { ip: h.ip, port: h.tcpPort };
 }
 
 export interface DownloadRequest {
@@ -437,10 +448,10 @@ export class TaskManager {
         concurrency: this.opts.concurrentPieceCount,
         idleTimeoutMs: this.opts.collectedPieceTimeoutMs,
         uploadClients: this.uploadClients,
-        fetch: (h: Holder, n: number) => task.fetchPiece({ ip: h.ip, port: h.tcpPort }, n, h.peerId, this.opts.pieceTimeoutMs, signal),
+        fetch: (h: Holder, n: number) => task.fetchPiece(parentAddress(h, this.opts.protocol), n, h.peerId, this.opts.pieceTimeoutMs, signal),
         race: () => {
           const r = task.race(this.opts.pieceTimeoutMs, signal);
-          return { add: (h: Holder, n: number) => r.add({ ip: h.ip, port: h.tcpPort }, n, h.peerId), started: r.started, done: r.done };
+          return { add: (h: Holder, n: number) => r.add(parentAddress(h, this.opts.protocol), n, h.peerId), started: r.started, done: r.done };
         },
         onPiece: (info) => {
           session.pieceFinished(toProtoPiece(info, TrafficType.REMOTE_PEER));
