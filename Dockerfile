@@ -27,8 +27,8 @@ COPY --from=build /src/native/binding/index.cjs /src/native/binding/*.node ./nat
 ENV PATH=/opt/damselfly/bin:$PATH NODE_ENV=production
 USER damselfly
 VOLUME ["/var/lib/damselfly"]
-# 4000 upload gRPC, 4001 proxy, 4002 metrics, 4003 health, 4005 piece TCP, 8002 scheduler, 8080 manager REST, 65003 manager gRPC
-EXPOSE 4000 4001 4002 4003 4005 8002 8080 65003
+# 4000 upload gRPC, 4001 proxy, 4002 metrics, 4003 health, 4005 piece TCP, 4006/udp piece QUIC, 8002 scheduler, 8080 manager REST, 65003 manager gRPC
+EXPOSE 4000 4001 4002 4003 4005 4006/udp 8002 8080 65003
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "bin/damselfly.js", "doctor", "--data-dir", "/var/lib/damselfly"]
 ENTRYPOINT ["node", "bin/damselfly.js"]

@@ -48,7 +48,7 @@ async function startDaemonProcess(dir: string, name: string, schedulers: string[
       download: { server: { socketPath: socket } },
       upload: { server: { ip: "127.0.0.1", port: 0 } },
       scheduler: { addrs: schedulers },
-      storage: { dir: join(dir, "data"), keep: false, server: { ip: "127.0.0.1", tcpPort: 0 } },
+      storage: { dir: join(dir, "data"), keep: false, server: { ip: "127.0.0.1", tcpPort: 0, quicPort: 0 } },
       health: { server: { ip: "127.0.0.1", port: 0 } },
       metrics: { server: { ip: "127.0.0.1", port: 0 } },
     }),

@@ -92,7 +92,7 @@ async function startProxyDaemon(ctx: BenchContext, registryPort: number): Promis
     host: { ip: "127.0.0.1", hostname: "bench-proxy" },
     download: { server: { socketPath: join(dir, "dfdaemon.sock") } },
     upload: { server: { ip: "127.0.0.1", port: 0 } },
-    storage: { dir, keep: false, server: { ip: "127.0.0.1", tcpPort: 0 } },
+    storage: { dir, keep: false, server: { ip: "127.0.0.1", tcpPort: 0, quicPort: 0 } },
     health: { server: { ip: "127.0.0.1", port: 0 } },
     metrics: { server: { ip: "127.0.0.1", port: 0 } },
     proxy: { server: { ip: "127.0.0.1", port: 0 }, registryMirror: { addr: `http://127.0.0.1:${registryPort}` } },

@@ -59,6 +59,8 @@ export declare class PieceRace {
 
 export declare class PieceServerHandle {
   get port(): number
+  /** The QUIC port, when the server answers over QUIC. */
+  get quicPort(): number | null
   get servePath(): string
   close(): Promise<void>
   stats(): PieceServerStats
@@ -150,8 +152,10 @@ export interface FetchFromOriginOptions {
 }
 
 export interface FetchPieceOptions {
-  /** Parent piece server, `host:port`. */
+  /** Parent piece server, `host:port`: its vortex TCP port, or its QUIC port with protocol "quic". */
   addr: string
+  /** "tcp" (default) or "quic" (Dragonfly's `download.protocol`). */
+  protocol?: string
   number: number
   expectedDigest?: string
   parentId?: string
@@ -281,6 +285,11 @@ export interface PieceServerOptions {
   idleTimeoutMs?: number
   readTimeoutMs?: number
   writeTimeoutMs?: number
+  /**
+   * Also answer vortex over QUIC on this UDP port of `host` (0 picks a free port); unset or
+   * negative = TCP only.
+   */
+  quicPort?: number
 }
 
 export interface PieceServerStats {
@@ -290,6 +299,10 @@ export interface PieceServerStats {
   activeConnections: number
   errorsSent: number
   uploadsDropped: number
+  /** Of the above, what went over QUIC (its pieces and bytes are in the totals too). */
+  quicConnectionsAccepted: number
+  quicPiecesServed: number
+  quicBytesServed: number
 }
 
 export interface PieceUpload {

@@ -32,6 +32,12 @@ export const DaemonConfigSchema = Type.Object(
        * bytes of the old one on (dfget to stdout, the proxy).
        */
       restartOnOriginChange: Type.Boolean({ default: false }),
+      /**
+       * How pieces are fetched from parents: vortex over TCP (their `tcp_port` in SyncPieces)
+       * or over QUIC (their `quic_port`). A parent that announces no QUIC port is asked over
+       * TCP either way.
+       */
+      protocol: Type.Union([Type.Literal("tcp"), Type.Literal("quic")], { default: "tcp" }),
     }),
     upload: obj({
       server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4000) }),
@@ -86,7 +92,15 @@ export const DaemonConfigSchema = Type.Object(
       uploadConcurrentPieceCount: Type.Integer({ minimum: 0, maximum: 1024, default: 2 }),
     }),
     storage: obj({
-      server: obj({ ip: Type.String({ default: "0.0.0.0" }), tcpPort: Port(4005) }),
+      server: obj({
+        ip: Type.String({ default: "0.0.0.0" }),
+        tcpPort: Port(4005),
+        /**
+         * Vortex over QUIC (UDP) on the same IP, for children with `download.protocol: quic`;
+         * 0 = any free port. Ours: -1 turns it off (then SyncPieces announces no QUIC port).
+         */
+        quicPort: Type.Integer({ minimum: -1, maximum: 65535, default: 4006 }),
+      }),
       dir: Type.String({ default: "" }),
       keep: Type.Boolean({ default: true }),
       tier: Type.Union([Type.Literal("disk"), Type.Literal("memory")], { default: "disk" }),

@@ -11,7 +11,7 @@ import { instrumentService } from "../common/grpc/metrics.js";
 import { startGrpcServer, type GrpcServerHandle } from "../common/grpc/server.js";
 import { SsrfPolicy } from "../common/ssrf.js";
 import { DfdaemonDownloadService, DfdaemonUploadService } from "../gen/dfdaemon/v2/dfdaemon.js";
-import { startPieceServer, type PieceServer } from "../native/index.js";
+import { startPieceServer, type PieceServer, type PieceServerStats } from "../native/index.js";
 import { BackendRegistry } from "./backend/index.js";
 import type { DaemonConfig } from "./config.js";
 import { DownloadService } from "./download/service.js";
@@ -33,6 +33,10 @@ export interface DaemonHandle {
   hostId: string;
   uploadPort: number;
   piecePort: number;
+  /** Vortex QUIC port; undefined when `storage.server.quicPort` is -1. */
+  quicPort: number | undefined;
+  /** Counters of the piece server, TCP and QUIC (tests, dfctl). */
+  pieceServerStats(): PieceServerStats;
   healthPort: number;
   metricsPort: number;
   /** The HTTP(S) proxy / registry mirror port; 0 when the config has no `proxy` section. */
@@ -74,6 +78,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       uploadSlots: seed ? config.seedPeer.uploadConcurrentPieceCount : config.upload.concurrentPieceCount,
       uploadQueue: config.upload.queueLength,
       sendBufferBytes: r.uploadSendBufferBytes,
+      // Same IP as the TCP server, as Dragonfly binds both; -1 leaves QUIC off.
+      quicPort: config.storage.server.quicPort,
     });
     closers.push(() => pieceServer.close());
 
@@ -103,6 +109,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         maxScheduleCount: config.scheduler.maxScheduleCount,
         tier: config.storage.tier,
         restartOnOriginChange: config.download.restartOnOriginChange,
+        protocol: config.download.protocol,
       },
       storage,
       backends,
@@ -155,7 +162,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     );
     const newPeerId = () => makePeerId(r.ip, r.hostname, seed);
 
-    const upload = new UploadService({ storage, tasks, log, hostId, ip: r.ip, piecePort: () => pieceServer.port, host, seedPeer: seed, newPeerId, spreader: seed && r.spreadHoldMs > 0 ? new PieceSpreader(r.spreadHoldMs) : undefined });
+    const upload = new UploadService({ storage, tasks, log, hostId, ip: r.ip, piecePort: () => pieceServer.port, quicPort: () => pieceServer.quicPort, host, seedPeer: seed, newPeerId, spreader: seed && r.spreadHoldMs > 0 ? new PieceSpreader(r.spreadHoldMs) : undefined });
     const uploadServer: GrpcServerHandle = await startGrpcServer(
       [{ definition: DfdaemonUploadService, implementation: instrumentService(DfdaemonUploadService, upload.handlers(), registry) }],
       config.upload.server.ip,
@@ -215,11 +222,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const gcLoop = startGc(storage, tasks, gcPolicy, r.gcIntervalMs, log, metrics);
     closers.push(() => gcLoop.stop());
 
-    log.info({ hostId, uploadPort, piecePort: pieceServer.port, socket: r.socketPath, seedPeer: seed, schedulers: config.scheduler.addrs }, "dfdaemon started");
+    log.info({ hostId, uploadPort, piecePort: pieceServer.port, quicPort: pieceServer.quicPort, socket: r.socketPath, seedPeer: seed, schedulers: config.scheduler.addrs }, "dfdaemon started");
     return {
       hostId,
       uploadPort,
       piecePort: pieceServer.port,
+      quicPort: pieceServer.quicPort,
+      pieceServerStats: () => pieceServer.stats(),
       healthPort: health.port,
       metricsPort: metricsServer.port,
       proxyPort,

@@ -58,9 +58,14 @@ export interface NativePieceInfo {
   ioMode?: "direct" | "buffered";
 }
 
+/** Vortex transport of a piece fetch (Dragonfly's `download.protocol`). */
+export type PieceProtocol = "tcp" | "quic";
+
 export interface FetchPieceOptions {
-  /** Parent's piece server, `host:port` (`[v6]:port` for IPv6). */
+  /** Parent's piece server, `host:port` (`[v6]:port` for IPv6): its TCP port, or its QUIC port with protocol "quic". */
   addr: string;
+  /** Default "tcp". Over QUIC each piece is a stream on a pooled connection to the parent. */
+  protocol?: PieceProtocol;
   number: number;
   /** Digest announced for the piece (checked in addition to the one the parent sends). */
   expectedDigest?: string;
@@ -287,6 +292,8 @@ export interface PieceServerOptions {
   idleTimeoutMs?: number;
   readTimeoutMs?: number;
   writeTimeoutMs?: number;
+  /** Also answer vortex over QUIC on this UDP port of `host` (0 = a free port); unset or negative = TCP only. */
+  quicPort?: number;
 }
 
 export interface PieceServerStats {
@@ -296,6 +303,10 @@ export interface PieceServerStats {
   activeConnections: number;
   errorsSent: number;
   uploadsDropped: number;
+  /** What went over QUIC; its pieces and bytes are in the totals too. */
+  quicConnectionsAccepted: number;
+  quicPiecesServed: number;
+  quicBytesServed: number;
 }
 
 export interface PieceUpload {
@@ -306,6 +317,8 @@ export interface PieceUpload {
 
 export interface NativePieceServer {
   readonly port: number;
+  /** The QUIC port; undefined when the server answers over TCP only. */
+  readonly quicPort: number | undefined;
   readonly servePath: ServePath;
   close(): Promise<void>;
   stats(): PieceServerStats;
@@ -318,6 +331,7 @@ export async function startPieceServer(options: PieceServerOptions): Promise<Nat
   const h = await nativeAsync(binding.startPieceServer(options));
   return {
     port: h.port,
+    quicPort: h.quicPort ?? undefined,
     servePath: h.servePath as ServePath,
     close: () => nativeAsync(h.close()),
     stats: () => h.stats(),

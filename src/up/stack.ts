@@ -81,7 +81,7 @@ const DEFAULT_PROXY_URL = `http://127.0.0.1:${DEFAULTS.proxy}`;
  * on its own keeps refusing loopback).
  */
 const LOOPBACK_CIDRS = ["127.0.0.1/32", "::1/128"];
-const daemonDefaults = (i: number) => ({ upload: 4000 + 10 * i, metrics: 4002 + 10 * i, health: 4003 + 10 * i, piece: 4005 + 10 * i });
+const daemonDefaults = (i: number) => ({ upload: 4000 + 10 * i, metrics: 4002 + 10 * i, health: 4003 + 10 * i, piece: 4005 + 10 * i, quic: 4006 + 10 * i });
 // sun_path is 108 bytes on Linux.
 const MAX_SOCKET_PATH = 107;
 
@@ -315,7 +315,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         upload: { server: { ip: "127.0.0.1", port: fb ? 0 : await port(d.upload) } },
         scheduler: { addrs: [schedulerAddr] },
         seedPeer: { enable: seed },
-        storage: { dir, keep: true, server: { ip: "127.0.0.1", tcpPort: fb ? 0 : await port(d.piece) } },
+        storage: { dir, keep: true, server: { ip: "127.0.0.1", tcpPort: fb ? 0 : await port(d.piece), quicPort: fb ? 0 : d.quic } },
         health: { server: { ip: "127.0.0.1", port: fb ? 0 : await port(d.health) } },
         metrics: { server: { ip: "127.0.0.1", port: fb ? 0 : await port(d.metrics) } },
         // Everything here runs on loopback, the scheduler included, so the seed peer may fetch

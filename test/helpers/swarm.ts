@@ -55,7 +55,7 @@ export function testDaemonConfig(o: TestDaemonOptions): DaemonConfig {
     upload: { server: { ip: "127.0.0.1", port: 0 } },
     scheduler: { addrs: o.schedulers, announceInterval: "30s" },
     seedPeer: { enable: o.seed === true },
-    storage: { dir, keep: o.keep ?? true, server: { ip: "127.0.0.1", tcpPort: 0 } },
+    storage: { dir, keep: o.keep ?? true, server: { ip: "127.0.0.1", tcpPort: 0, quicPort: 0 } },
     health: { server: { ip: "127.0.0.1", port: 0 } },
     metrics: { server: { ip: "127.0.0.1", port: 0 } },
     security: { allowedBackToSourceCIDRs: ["127.0.0.0/8"] },
@@ -112,7 +112,7 @@ export function writeDaemonConfigFile(dir: string, name: string, overrides: Reco
     host: { ip: "127.0.0.1", hostname: name },
     download: { server: { socketPath: socket } },
     upload: { server: { ip: "127.0.0.1", port: 0 } },
-    storage: { dir, keep: true, server: { ip: "127.0.0.1", tcpPort: 0 } },
+    storage: { dir, keep: true, server: { ip: "127.0.0.1", tcpPort: 0, quicPort: 0 } },
     health: { server: { ip: "127.0.0.1", port: 0 } },
     metrics: { server: { ip: "127.0.0.1", port: 0 } },
   };

@@ -2,7 +2,7 @@
 
 use crate::error::{to_js, Code, Result};
 use damselfly_core::cancel;
-use damselfly_core::client::{self, FetchOptions};
+use damselfly_core::client::{self, FetchOptions, Protocol};
 use damselfly_core::digest::Algorithm;
 use damselfly_core::origin;
 use damselfly_core::server::{self, PieceServer, ServePath, ServerConfig};
@@ -92,8 +92,10 @@ impl From<PieceRecord> for PieceInfo {
 
 #[napi(object)]
 pub struct FetchPieceOptions {
-    /// Parent piece server, `host:port`.
+    /// Parent piece server, `host:port`: its vortex TCP port, or its QUIC port with protocol "quic".
     pub addr: String,
+    /// "tcp" (default) or "quic" (Dragonfly's `download.protocol`).
+    pub protocol: Option<String>,
     pub number: u32,
     pub expected_digest: Option<String>,
     pub parent_id: Option<String>,
@@ -111,9 +113,11 @@ fn optional_ms(v: Option<u32>) -> Option<Duration> {
     v.filter(|&ms| ms > 0).map(|ms| Duration::from_millis(u64::from(ms)))
 }
 
-fn fetch_options(s: &PieceStore, options: FetchPieceOptions) -> FetchOptions {
-    FetchOptions {
+fn fetch_options(s: &PieceStore, options: FetchPieceOptions) -> Result<FetchOptions> {
+    let protocol = options.protocol.as_deref().map(Protocol::parse).transpose().map_err(to_js)?.unwrap_or_default();
+    Ok(FetchOptions {
         addr: options.addr,
+        protocol,
         task_id: s.info().task_id.clone(),
         number: options.number,
         expected_digest: options.expected_digest,
@@ -122,7 +126,7 @@ fn fetch_options(s: &PieceStore, options: FetchPieceOptions) -> FetchOptions {
         piece_timeout: Duration::from_millis(options.piece_timeout_ms.unwrap_or(360_000) as u64),
         first_byte_timeout: optional_ms(options.first_byte_timeout_ms),
         stall_timeout: optional_ms(options.stall_timeout_ms),
-    }
+    })
 }
 
 /// A race for whichever candidate parent starts sending first (see `TaskStore.race`).
@@ -140,8 +144,9 @@ pub struct PieceRace {
 impl PieceRace {
     /// Asks one more parent for one of its pieces; ignored once a parent started sending.
     #[napi]
-    pub fn add(&self, options: FetchPieceOptions) {
-        let _ = self.candidates.send(fetch_options(&self.store, options));
+    pub fn add(&self, options: FetchPieceOptions) -> Result<()> {
+        let _ = self.candidates.send(fetch_options(&self.store, options)?);
+        Ok(())
     }
 
     /// Resolves with the winner's index once its parent starts sending; -1 if none ever does.
@@ -366,7 +371,7 @@ impl TaskStore {
     ) -> Result<PromiseRaw<'e, PieceInfo>> {
         let s = self.inner.clone();
         let token = cancel.map(|c| c.inner.clone()).unwrap_or_default();
-        let opts = fetch_options(&s, options);
+        let opts = fetch_options(&s, options)?;
         env.spawn_future(async move {
             client::fetch_piece(client::default_pool(), &s, &opts, &token).await.map(PieceInfo::from).map_err(to_napi)
         })
@@ -475,6 +480,9 @@ pub struct PieceServerOptions {
     pub idle_timeout_ms: Option<u32>,
     pub read_timeout_ms: Option<u32>,
     pub write_timeout_ms: Option<u32>,
+    /// Also answer vortex over QUIC on this UDP port of `host` (0 picks a free port); unset or
+    /// negative = TCP only.
+    pub quic_port: Option<i32>,
 }
 
 #[napi(object)]
@@ -485,6 +493,10 @@ pub struct PieceServerStats {
     pub active_connections: i64,
     pub errors_sent: i64,
     pub uploads_dropped: i64,
+    /// Of the above, what went over QUIC (its pieces and bytes are in the totals too).
+    pub quic_connections_accepted: i64,
+    pub quic_pieces_served: i64,
+    pub quic_bytes_served: i64,
 }
 
 #[napi(object)]
@@ -510,6 +522,10 @@ pub fn start_piece_server(env: &Env, options: PieceServerOptions) -> Result<Prom
     let ip: std::net::IpAddr =
         options.host.parse().map_err(|_| invalid(format!("host {:?} is not an IP address", options.host)))?;
     let port = u16::try_from(options.port).map_err(|_| invalid("port must be below 65536"))?;
+    let quic_port = match options.quic_port {
+        Some(p) if p >= 0 => Some(u16::try_from(p).map_err(|_| invalid("quicPort must be below 65536"))?),
+        _ => None,
+    };
     let mut roots = vec![PathBuf::from(options.data_dir)];
     if let Some(t) = options.tmpfs_dir {
         roots.push(PathBuf::from(t));
@@ -532,6 +548,7 @@ pub fn start_piece_server(env: &Env, options: PieceServerOptions) -> Result<Prom
         idle_timeout: ms(options.idle_timeout_ms, defaults.idle_timeout),
         read_timeout: ms(options.read_timeout_ms, defaults.read_timeout),
         write_timeout: ms(options.write_timeout_ms, defaults.write_timeout),
+        quic_port,
     };
     env.spawn_future(async move {
         PieceServer::start(std::net::SocketAddr::new(ip, port), cfg)
@@ -547,6 +564,12 @@ impl PieceServerHandle {
     #[napi(getter)]
     pub fn port(&self) -> u32 {
         self.inner.local_addr().port() as u32
+    }
+
+    /// The QUIC port, when the server answers over QUIC.
+    #[napi(getter)]
+    pub fn quic_port(&self) -> Option<u32> {
+        self.inner.quic_addr().map(|a| u32::from(a.port()))
     }
 
     #[napi(getter)]
@@ -574,6 +597,9 @@ impl PieceServerHandle {
             active_connections: s.active_connections as i64,
             errors_sent: s.errors_sent as i64,
             uploads_dropped: s.uploads_dropped as i64,
+            quic_connections_accepted: s.quic_connections_accepted as i64,
+            quic_pieces_served: s.quic_pieces_served as i64,
+            quic_bytes_served: s.quic_bytes_served as i64,
         }
     }
 

@@ -9,11 +9,15 @@
 //! acknowledges our request, but nothing answers) fails the piece with `ErrorCode::Stalled`
 //! after the request's own deadlines, which the caller derives from the speed it measured:
 //! `first_byte_timeout` for the reply to start, `stall_timeout` for every wait after that.
+//! Over QUIC (`Protocol::Quic`, Dragonfly's `download.protocol: quic`) each request is a
+//! bidirectional stream on a pooled connection (see `quic::QuicPool`); the reply is read and the
+//! piece verified and landed by the same code as over TCP.
 
-use crate::aligned::PIECE_POOL;
+use crate::aligned::{PooledBuf, PIECE_POOL};
 use crate::cancel::CancelToken;
 use crate::digest::{self, Hasher};
 use crate::error::{CoreError, ErrorCode, Result};
+use crate::quic::{QuicPool, QuicStream};
 use crate::store::{PieceRecord, PieceStore, Prepared, WriteMeta};
 use crate::vortex::{self, Header, HEADER_LEN};
 use std::collections::HashMap;
@@ -21,7 +25,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -29,10 +33,29 @@ use tokio::task::JoinSet;
 /// Socket reads land in the piece buffer this many bytes at a time, each hashed right away.
 const RECV_CHUNK: usize = 1 << 20;
 
+/// The vortex transport a piece is fetched over (Dragonfly's `download.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Quic,
+}
+
+impl Protocol {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "tcp" => Ok(Self::Tcp),
+            "quic" => Ok(Self::Quic),
+            o => Err(CoreError::new(ErrorCode::InvalidArgument, format!("unknown piece protocol {o:?}"))),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
-    /// Parent address, `host:port`.
+    /// Parent address, `host:port`: its vortex TCP port, or its QUIC port with `Protocol::Quic`.
     pub addr: String,
+    pub protocol: Protocol,
     pub task_id: String,
     pub number: u32,
     /// Digest the scheduler/parent announced, checked in addition to the one in the reply.
@@ -74,6 +97,8 @@ pub struct ConnPool {
     next_id: AtomicU64,
     max_idle_per_addr: usize,
     idle_timeout: Duration,
+    /// Connections for pieces fetched over QUIC.
+    quic: Arc<QuicPool>,
 }
 
 /// One idle connection: its watcher task owns the socket and hands it over on request.
@@ -89,6 +114,7 @@ impl Default for ConnPool {
             next_id: AtomicU64::new(0),
             max_idle_per_addr: 8,
             idle_timeout: Duration::from_secs(30),
+            quic: Arc::new(QuicPool::default()),
         }
     }
 }
@@ -141,6 +167,11 @@ impl ConnPool {
     /// Number of idle connections held (for tests and stats).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|m| m.values().map(Vec::len).sum()).unwrap_or(0)
+    }
+
+    /// The QUIC connections.
+    pub fn quic(&self) -> &QuicPool {
+        &self.quic
     }
 }
 
@@ -233,8 +264,28 @@ pub async fn fetch_piece(
 
 async fn fetch_inner(pool: &ConnPool, store: &Arc<PieceStore>, opts: &FetchOptions) -> Result<PieceRecord> {
     let started_ms = crate::store::now_ms();
-    let (sock, value) = start_piece(Some(pool), opts.clone()).await?;
-    receive_piece(pool, store, opts, sock, value, started_ms).await
+    let (reply, value) = match opts.protocol {
+        Protocol::Tcp => start_piece(Some(pool), opts.clone()).await.map(|(s, v)| (Reply::Tcp(s), v))?,
+        Protocol::Quic => start_piece_quic(&pool.quic, opts).await.map(|(s, v)| (Reply::Quic(s), v))?,
+    };
+    receive_piece(pool, store, opts, reply, value, started_ms).await
+}
+
+/// Where a reply's body is read from once the parent started sending.
+enum Reply {
+    /// Pooled again after the piece.
+    Tcp(TcpStream),
+    /// Ends with the piece.
+    Quic(QuicStream),
+}
+
+/// One raced request up to its body: a fresh TCP connection of its own, or a QUIC stream of its
+/// own on a pooled connection; dropping either withdraws the request.
+async fn start_candidate(quic: Arc<QuicPool>, c: FetchOptions) -> Result<(Reply, Vec<u8>)> {
+    match c.protocol {
+        Protocol::Tcp => start_piece(None, c).await.map(|(s, v)| (Reply::Tcp(s), v)),
+        Protocol::Quic => start_piece_quic(&quic, &c).await.map(|(s, v)| (Reply::Quic(s), v)),
+    }
 }
 
 /// Candidates arriving for a race, and who hears when one of them starts sending.
@@ -276,20 +327,21 @@ pub async fn fetch_race(
                     Some(c) => {
                         let index = asked.len();
                         asked.push(c.clone());
-                        pending.spawn(async move { (index, start_piece(None, c).await) });
+                        let quic = pool.quic.clone();
+                        pending.spawn(async move { (index, start_candidate(quic, c).await) });
                     }
                     None => more = false,
                 },
                 Some(joined) = pending.join_next(), if !pending.is_empty() => {
                     let Ok((index, r)) = joined else { continue };
                     match r {
-                        Ok((sock, value)) => {
+                        Ok((reply, value)) => {
                             pending.abort_all();
                             if let Some(tx) = race.started.take() {
                                 let _ = tx.send(index as u32);
                             }
                             let c = &asked[index];
-                            let rec = receive_piece(pool, store, c, sock, value, crate::store::now_ms())
+                            let rec = receive_piece(pool, store, c, reply, value, crate::store::now_ms())
                                 .await
                                 .inspect_err(|e| {
                                     if e.code == ErrorCode::Stalled {
@@ -354,6 +406,51 @@ async fn start_piece(pool: Option<&ConnPool>, opts: FetchOptions) -> Result<(Tcp
             (s, h)
         }
     };
+    match read_reply(&mut sock, head, &opts).await? {
+        Ok(value) => Ok((sock, value)),
+        Err(refusal) => {
+            // The exchange completed cleanly, so the connection can serve the next piece.
+            if let Some(pool) = pool {
+                pool.put(&opts.addr, sock);
+            }
+            Err(refusal)
+        }
+    }
+}
+
+/// `start_piece` over QUIC: the request goes on a new stream of a pooled connection.
+async fn start_piece_quic(pool: &QuicPool, opts: &FetchOptions) -> Result<(QuicStream, Vec<u8>)> {
+    let request = vortex::encode_download_piece(&opts.task_id, opts.number)?;
+    let mut fresh = false;
+    loop {
+        let (mut s, made) = pool.open(&opts.addr, opts.connect_timeout, fresh).await?;
+        match quic_request(&mut s, &request).await {
+            Ok(head) => return read_reply(&mut s, head, opts).await?.map(|value| (s, value)),
+            // A pooled connection the parent dropped meanwhile (it restarted, or timed the
+            // connection out) earns one retry on a new one.
+            Err(_) if !made && !fresh && s.connection_lost() => fresh = true,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn quic_request(s: &mut QuicStream, request: &[u8]) -> Result<Header> {
+    s.write_all(request).await.map_err(|e| CoreError::io("send DownloadPiece", e))?;
+    // One request per stream: finishing our half tells the parent no other follows.
+    s.shutdown().await.map_err(|e| CoreError::io("finish the request stream", e))?;
+    let mut hb = [0u8; HEADER_LEN];
+    s.read_exact(&mut hb).await.map_err(|e| CoreError::io("read reply header", e))?;
+    Ok(Header::decode(&hb))
+}
+
+/// Reads a reply's value after its header. Ok(Ok(value)) for a PieceContent (the body
+/// follows), Ok(Err(refusal)) for an Error frame (the exchange is complete, the connection
+/// usable), Err when the reply is broken.
+async fn read_reply<S: AsyncRead + Unpin>(
+    sock: &mut S,
+    head: Header,
+    opts: &FetchOptions,
+) -> Result<std::result::Result<Vec<u8>, CoreError>> {
     if head.length > vortex::MAX_REPLY_VALUE {
         return Err(CoreError::new(ErrorCode::Protocol, format!("reply value of {} bytes is too large", head.length)));
     }
@@ -373,36 +470,54 @@ async fn start_piece(pool: Option<&ConnPool>, opts: FetchOptions) -> Result<(Tcp
         })?
         .map_err(|e| CoreError::io("read reply value", e))?;
     match head.tag {
-        vortex::TAG_PIECE_CONTENT => Ok((sock, value)),
+        vortex::TAG_PIECE_CONTENT => Ok(Ok(value)),
         vortex::TAG_ERROR => {
             let (code, msg) = vortex::decode_error(&value)?;
-            // The exchange completed cleanly, so the connection can serve the next piece.
-            if let Some(pool) = pool {
-                pool.put(&opts.addr, sock);
-            }
             let code = match code {
                 vortex::ERR_INTERNAL if msg.starts_with(vortex::BUSY_PREFIX) => ErrorCode::Busy,
                 vortex::ERR_NOT_FOUND => ErrorCode::NotFound,
                 vortex::ERR_INVALID_ARGUMENT => ErrorCode::InvalidArgument,
                 _ => ErrorCode::Protocol,
             };
-            Err(CoreError::new(code, format!("parent {} refused piece {}: {msg}", opts.addr, opts.number)))
+            Ok(Err(CoreError::new(code, format!("parent {} refused piece {}: {msg}", opts.addr, opts.number))))
         }
         t => Err(CoreError::new(ErrorCode::Protocol, format!("unexpected reply tag {t}"))),
     }
 }
 
-/// Reads the body hashing it as it arrives and lands the piece only if its digest matches.
+/// Reads the body and lands the piece if it verifies; a TCP connection goes back to the pool
+/// once its body was read in full.
 async fn receive_piece(
     pool: &ConnPool,
     store: &Arc<PieceStore>,
     opts: &FetchOptions,
-    mut sock: TcpStream,
+    reply: Reply,
     value: Vec<u8>,
     started_ms: i64,
 ) -> Result<PieceRecord> {
+    let (buf, prepared) = match reply {
+        Reply::Tcp(mut sock) => {
+            let body = receive_body(store, opts, &mut sock, &value).await?;
+            pool.put(&opts.addr, sock);
+            body
+        }
+        Reply::Quic(mut stream) => receive_body(store, opts, &mut stream, &value).await?,
+    };
+    let created_at_ms = Some(started_ms);
+    store
+        .write_prepared(opts.number, buf, prepared, WriteMeta { parent_id: opts.parent_id.clone(), created_at_ms })
+        .await
+}
+
+/// Reads the body hashing it as it arrives; Ok only if its digest matches.
+async fn receive_body<S: AsyncRead + Unpin>(
+    store: &Arc<PieceStore>,
+    opts: &FetchOptions,
+    sock: &mut S,
+    value: &[u8],
+) -> Result<(PooledBuf, Prepared)> {
     let (offset, length) = store.piece_range(opts.number)?;
-    let meta = vortex::decode_piece_content(&value)?;
+    let meta = vortex::decode_piece_content(value)?;
     // Dragonfly's client trusts only offset and digest and takes the length from SyncPieces;
     // our layout is fixed by the task, so all three must agree with it.
     if meta.number != opts.number || meta.offset != offset || meta.length != length {
@@ -465,12 +580,7 @@ async fn receive_piece(
             ));
         }
     }
-    pool.put(&opts.addr, sock);
-    let prepared = Prepared { digest: got_digest, extra_digest: extra.map(Hasher::finish) };
-    let created_at_ms = Some(started_ms);
-    store
-        .write_prepared(opts.number, buf, prepared, WriteMeta { parent_id: opts.parent_id.clone(), created_at_ms })
-        .await
+    Ok((buf, Prepared { digest: got_digest, extra_digest: extra.map(Hasher::finish) }))
 }
 
 /// Sends the request and waits for the reply header, within the first-byte deadline.

@@ -9,6 +9,7 @@ pub mod digest;
 pub mod error;
 pub mod origin;
 pub mod probe;
+pub mod quic;
 pub mod server;
 pub mod store;
 #[cfg(test)]

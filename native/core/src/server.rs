@@ -5,8 +5,14 @@
 //! a few more requests wait their turn and the rest are refused at once as busy; connections
 //! are reused until the peer closes them or stays idle too long; every malformed frame gets an
 //! Error frame and a close.
+//!
+//! The same server also answers vortex over QUIC when given a UDP port (`quic_port`): each
+//! bidirectional stream is handled like a TCP connection by the one `serve_conn`, generic over
+//! the transport, so both share admission, upload slots and queue, withdrawn requests, the
+//! rate limit and the counters. QUIC bodies are always read and written through a buffer.
 
 use crate::error::{CoreError, ErrorCode, Result};
+use crate::quic::{self, QuicStream};
 use crate::store::PieceStore;
 use crate::vortex::{self, Header, RequestKind, HEADER_LEN};
 use std::collections::{HashMap, VecDeque};
@@ -17,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -79,6 +85,9 @@ pub struct ServerConfig {
     pub read_timeout: Duration,
     /// Longest wait for the socket to accept more bytes.
     pub write_timeout: Duration,
+    /// Also serve vortex over QUIC on this UDP port of the same IP (0 = any free port);
+    /// None = TCP only.
+    pub quic_port: Option<u16>,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +102,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(60),
+            quic_port: None,
         }
     }
 }
@@ -112,6 +122,10 @@ pub struct StatsSnapshot {
     pub active_connections: u64,
     pub errors_sent: u64,
     pub uploads_dropped: u64,
+    /// Of the above, what went over QUIC (pieces and bytes are in the totals too).
+    pub quic_connections_accepted: u64,
+    pub quic_pieces_served: u64,
+    pub quic_bytes_served: u64,
 }
 
 #[derive(Default)]
@@ -122,6 +136,9 @@ struct Stats {
     active: AtomicU64,
     errors: AtomicU64,
     dropped: AtomicU64,
+    quic_accepted: AtomicU64,
+    quic_pieces: AtomicU64,
+    quic_bytes: AtomicU64,
     uploads: Mutex<VecDeque<Upload>>,
 }
 
@@ -177,9 +194,10 @@ struct Shared {
 
 pub struct PieceServer {
     addr: SocketAddr,
+    quic_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl PieceServer {
@@ -199,6 +217,15 @@ impl PieceServer {
         sock.bind(addr).map_err(|e| CoreError::io(&format!("bind {addr}"), e))?;
         let listener = sock.listen(1024).map_err(|e| CoreError::io("listen", e))?;
         let local = listener.local_addr().map_err(|e| CoreError::io("local_addr", e))?;
+        // Bound before anything runs, so a taken UDP port fails the start as a taken TCP port does.
+        let endpoint = match cfg.quic_port {
+            Some(port) => Some(quic::server_endpoint(SocketAddr::new(local.ip(), port))?),
+            None => None,
+        };
+        let quic_addr = match &endpoint {
+            Some(e) => Some(e.local_addr().map_err(|e| CoreError::io("local_addr", e))?),
+            None => None,
+        };
         let limiter = RateLimiter::new(cfg.rate_limit);
         let admission = tokio::sync::Semaphore::new(cfg.upload_slots + cfg.upload_queue);
         let slots = tokio::sync::Semaphore::new(cfg.upload_slots);
@@ -211,23 +238,31 @@ impl PieceServer {
             stores: Mutex::new(HashMap::new()),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
-        Ok(PieceServer { addr: local, shared, stop, task: Mutex::new(Some(task)) })
+        let mut tasks = vec![tokio::spawn(accept_loop(listener, shared.clone(), stop_rx.clone()))];
+        if let Some(e) = endpoint {
+            tasks.push(tokio::spawn(quic_accept_loop(e, shared.clone(), stop_rx)));
+        }
+        Ok(PieceServer { addr: local, quic_addr, shared, stop, tasks: Mutex::new(tasks) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// The QUIC endpoint's address, when the server answers over QUIC.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.quic_addr
+    }
+
     pub fn serve_path(&self) -> ServePath {
         self.shared.cfg.serve_path
     }
 
-    /// Stops accepting and drops every connection; resolves when the accept loop is gone.
+    /// Stops accepting and drops every connection; resolves when the accept loops are gone.
     pub async fn close(&self) {
         let _ = self.stop.send(true);
-        let task = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(t) = task {
+        let tasks = self.tasks.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        for t in tasks {
             let _ = t.await;
         }
     }
@@ -241,6 +276,9 @@ impl PieceServer {
             active_connections: s.active.load(Ordering::Relaxed),
             errors_sent: s.errors.load(Ordering::Relaxed),
             uploads_dropped: s.dropped.load(Ordering::Relaxed),
+            quic_connections_accepted: s.quic_accepted.load(Ordering::Relaxed),
+            quic_pieces_served: s.quic_pieces.load(Ordering::Relaxed),
+            quic_bytes_served: s.quic_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -283,6 +321,174 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     }
 }
 
+/// Accepts QUIC connections; each connection's bidirectional streams are served like TCP
+/// connections, one task per stream.
+async fn quic_accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                // The handshake runs in the connection's own task: a slow one holds up nobody.
+                tokio::spawn(serve_quic_conn(incoming, shared.clone(), stop.clone()));
+            }
+        }
+    }
+    endpoint.close(quinn::VarInt::from_u32(0), b"piece server closed");
+    // Lets the clients hear of the close before the socket goes (bounded: a silent peer would
+    // hold it for three PTOs).
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+}
+
+async fn serve_quic_conn(incoming: quinn::Incoming, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let conn = tokio::select! {
+        _ = stop.changed() => return,
+        c = incoming => match c {
+            Ok(c) => c,
+            Err(_) => return,
+        },
+    };
+    shared.stats.quic_accepted.fetch_add(1, Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            s = conn.accept_bi() => {
+                let Ok((send, recv)) = s else { return };
+                let shared = shared.clone();
+                let mut stop = stop.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        _ = serve_conn(QuicStream::new(send, recv), &shared) => {}
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Scratch space of one connection's body sends, kept across its requests.
+#[derive(Default)]
+struct BodyBufs {
+    scratch: Vec<u8>,
+    pipe: Option<Pipe>,
+}
+
+/// What `serve_conn` needs of a transport besides reading and writing bytes: a TCP connection,
+/// or one QUIC bidirectional stream. Everything else (framing, admission, upload slots and
+/// queue, rate limit, counters) is the same code for both.
+trait PieceConn: AsyncRead + AsyncWrite + Unpin + Send + Sized {
+    /// Whether to count the exchange in the QUIC figures too.
+    const QUIC: bool;
+
+    /// Resolves false once the client withdrew the request waiting for a slot (a raced request
+    /// it no longer wants), true if it sent more bytes (a pipelined request, left for the next
+    /// read). May stay pending while the client waits.
+    async fn still_open(&mut self) -> bool;
+
+    /// Writes the `len` raw bytes at `offset` of `file` that follow a PieceContent frame.
+    async fn send_body(
+        &mut self,
+        shared: &Shared,
+        file: &File,
+        bufs: &mut BodyBufs,
+        offset: u64,
+        len: u64,
+    ) -> std::io::Result<()>;
+
+    /// Ends the exchange after an Error frame, such that the frame still reaches the client.
+    async fn close_after_error(self);
+
+    /// Ends the exchange with a body cut short.
+    fn abandon(self);
+}
+
+impl PieceConn for TcpStream {
+    const QUIC: bool = false;
+
+    async fn still_open(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        !matches!(self.peek(&mut b).await, Ok(0) | Err(_))
+    }
+
+    async fn send_body(
+        &mut self,
+        shared: &Shared,
+        file: &File,
+        bufs: &mut BodyBufs,
+        offset: u64,
+        len: u64,
+    ) -> std::io::Result<()> {
+        match shared.cfg.serve_path {
+            ServePath::Sendfile => send_sendfile(self, shared, file, offset, len).await,
+            ServePath::Splice => {
+                if bufs.pipe.is_none() {
+                    bufs.pipe = Pipe::new().ok();
+                }
+                match &bufs.pipe {
+                    Some(p) => send_splice(self, shared, file, p, offset, len).await,
+                    None => send_buffered(self, shared, file, &mut bufs.scratch, offset, len).await,
+                }
+            }
+            ServePath::Buffered => send_buffered(self, shared, file, &mut bufs.scratch, offset, len).await,
+        }
+    }
+
+    /// Closing a socket with unread input makes the kernel send RST, which can destroy the
+    /// Error frame before the peer reads it, so the write side is shut first and a bounded
+    /// amount of pending input is drained.
+    async fn close_after_error(mut self) {
+        let _ = self.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let mut left = 256 * 1024usize;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while left > 0 {
+            match tokio::time::timeout_at(deadline, self.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+                _ => break,
+            }
+        }
+    }
+
+    fn abandon(self) {
+        // The peer sees the connection end before the body does and fails the piece.
+    }
+}
+
+impl PieceConn for QuicStream {
+    const QUIC: bool = true;
+
+    /// A client that gives a request up drops its stream, which stops our sending half
+    /// (STOP_SENDING); a lost connection ends the wait too.
+    async fn still_open(&mut self) -> bool {
+        let _ = self.send.stopped().await;
+        false
+    }
+
+    async fn send_body(
+        &mut self,
+        shared: &Shared,
+        file: &File,
+        bufs: &mut BodyBufs,
+        offset: u64,
+        len: u64,
+    ) -> std::io::Result<()> {
+        send_buffered(self, shared, file, &mut bufs.scratch, offset, len).await
+    }
+
+    /// The frame is delivered after the stream is finished for as long as the connection
+    /// lives; the client's unread input, if any, is refused with STOP_SENDING on drop.
+    async fn close_after_error(mut self) {
+        let _ = self.send.finish();
+    }
+
+    /// A reset rather than the FIN a drop would send: the client learns the body is incomplete
+    /// from the stream, not from counting bytes.
+    fn abandon(mut self) {
+        let _ = self.send.reset(quinn::VarInt::from_u32(0));
+    }
+}
+
 enum ReadOutcome {
     Full,
     /// Clean EOF before the first byte.
@@ -292,7 +498,12 @@ enum ReadOutcome {
     Idle,
 }
 
-async fn read_frame_part(sock: &mut TcpStream, buf: &mut [u8], first: Duration, rest: Duration) -> ReadOutcome {
+async fn read_frame_part<R: AsyncRead + Unpin>(
+    sock: &mut R,
+    buf: &mut [u8],
+    first: Duration,
+    rest: Duration,
+) -> ReadOutcome {
     let mut got = 0;
     while got < buf.len() {
         let limit = if got == 0 { first } else { rest };
@@ -307,33 +518,23 @@ async fn read_frame_part(sock: &mut TcpStream, buf: &mut [u8], first: Duration, 
     ReadOutcome::Full
 }
 
-async fn send_error(sock: &mut TcpStream, shared: &Shared, code: u8, msg: &str) {
+async fn send_error<W: AsyncWrite + Unpin>(sock: &mut W, shared: &Shared, code: u8, msg: &str) {
     shared.stats.errors.fetch_add(1, Ordering::Relaxed);
     let f = vortex::encode_error(code, msg);
     let _ = tokio::time::timeout(Duration::from_secs(5), sock.write_all(&f)).await;
 }
 
-/// Sends an Error frame and closes without a reset: closing a socket with unread input makes
-/// the kernel send RST, which can destroy the Error frame before the peer reads it, so the
-/// write side is shut first and a bounded amount of pending input is drained.
-async fn reject(mut sock: TcpStream, shared: &Shared, code: u8, msg: &str) {
+/// Sends an Error frame and ends the exchange without losing the frame.
+async fn reject<T: PieceConn>(mut sock: T, shared: &Shared, code: u8, msg: &str) {
     send_error(&mut sock, shared, code, msg).await;
-    let _ = sock.shutdown().await;
-    let mut sink = [0u8; 4096];
-    let mut left = 256 * 1024usize;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while left > 0 {
-        match tokio::time::timeout_at(deadline, sock.read(&mut sink)).await {
-            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
-            _ => break,
-        }
-    }
+    sock.close_after_error().await;
 }
 
-async fn serve_conn(mut sock: TcpStream, shared: &Shared) {
+/// Serves vortex requests on one TCP connection or QUIC stream until the client closes it,
+/// stays idle too long or sends something malformed.
+async fn serve_conn<T: PieceConn>(mut sock: T, shared: &Shared) {
     let cfg = &shared.cfg;
-    let mut scratch: Vec<u8> = Vec::new();
-    let mut pipe: Option<Pipe> = None;
+    let mut bufs = BodyBufs::default();
     loop {
         let mut hb = [0u8; HEADER_LEN];
         match read_frame_part(&mut sock, &mut hb, cfg.idle_timeout, cfg.read_timeout).await {
@@ -389,7 +590,7 @@ async fn serve_conn(mut sock: TcpStream, shared: &Shared) {
             let slot = tokio::select! {
                 biased;
                 slot = shared.slots.acquire() => slot.ok(),
-                open = still_open(&sock) => {
+                open = sock.still_open() => {
                     if !open {
                         return;
                     }
@@ -415,24 +616,15 @@ async fn serve_conn(mut sock: TcpStream, shared: &Shared) {
             return;
         }
         let file = store.content_file().clone();
-        let sent = match cfg.serve_path {
-            ServePath::Sendfile => send_sendfile(&sock, shared, &file, rec.offset, rec.length).await,
-            ServePath::Splice => {
-                if pipe.is_none() {
-                    pipe = Pipe::new().ok();
-                }
-                match &pipe {
-                    Some(p) => send_splice(&sock, shared, &file, p, rec.offset, rec.length).await,
-                    None => send_buffered(&mut sock, shared, &file, &mut scratch, rec.offset, rec.length).await,
-                }
-            }
-            ServePath::Buffered => send_buffered(&mut sock, shared, &file, &mut scratch, rec.offset, rec.length).await,
-        };
-        if sent.is_err() {
+        if sock.send_body(shared, &file, &mut bufs, rec.offset, rec.length).await.is_err() {
             // The body is cut short: the peer sees a short read and fails the piece.
-            return;
+            return sock.abandon();
         }
         shared.stats.pieces.fetch_add(1, Ordering::Relaxed);
+        if T::QUIC {
+            shared.stats.quic_pieces.fetch_add(1, Ordering::Relaxed);
+            shared.stats.quic_bytes.fetch_add(rec.length, Ordering::Relaxed);
+        }
         if let Ok(mut u) = shared.stats.uploads.lock() {
             if u.len() >= MAX_UPLOAD_LOG {
                 u.pop_front();
@@ -441,13 +633,6 @@ async fn serve_conn(mut sock: TcpStream, shared: &Shared) {
             u.push_back(Upload { task_id, number, length: rec.length });
         }
     }
-}
-
-/// Resolves false once the client closed its end (a raced request it withdrew), true if it
-/// sent more bytes (a pipelined request, left for the next read).
-async fn still_open(sock: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    !matches!(sock.peek(&mut b).await, Ok(0) | Err(_))
 }
 
 fn find_piece(shared: &Shared, task_id: &str, number: u32) -> Result<(Arc<PieceStore>, crate::store::PieceRecord)> {
@@ -620,8 +805,8 @@ async fn send_splice(
     Ok(())
 }
 
-async fn send_buffered(
-    sock: &mut TcpStream,
+async fn send_buffered<W: AsyncWrite + Unpin>(
+    sock: &mut W,
     shared: &Shared,
     file: &File,
     scratch: &mut Vec<u8>,
@@ -654,7 +839,7 @@ async fn send_buffered(
 mod tests {
     use super::*;
     use crate::cancel::CancelToken;
-    use crate::client::{fetch_piece, fetch_race, ConnPool, FetchOptions, Race};
+    use crate::client::{fetch_piece, fetch_race, ConnPool, FetchOptions, Protocol, Race};
     use crate::store::{StoreOptions, SyncPolicy, Tier, WriteMeta};
     use std::path::Path;
 
@@ -699,6 +884,7 @@ mod tests {
     fn fetch_opts(srv: &PieceServer, n: u32) -> FetchOptions {
         FetchOptions {
             addr: srv.local_addr().to_string(),
+            protocol: Protocol::Tcp,
             task_id: TID.into(),
             number: n,
             expected_digest: None,
@@ -883,6 +1069,7 @@ mod tests {
         let dst = open(b.path());
         let opts = FetchOptions {
             addr: addr.clone(),
+            protocol: Protocol::Tcp,
             task_id: TID.into(),
             number: 0,
             expected_digest: None,
@@ -1090,6 +1277,7 @@ mod tests {
     fn stalling_opts(addr: &str) -> FetchOptions {
         FetchOptions {
             addr: addr.to_string(),
+            protocol: Protocol::Tcp,
             task_id: TID.into(),
             number: 0,
             expected_digest: None,
@@ -1182,5 +1370,215 @@ mod tests {
         fetch_piece(&ConnPool::default(), &open(b.path()), &opts, &CancelToken::new()).await.unwrap();
         // Longer than either deadline: a whole-piece bound of 700 ms would have cut it.
         assert!(t0.elapsed() > Duration::from_millis(700), "{:?}", t0.elapsed());
+    }
+
+    /// A server answering over QUIC too, on an ephemeral UDP port of the same IP.
+    async fn quic_server(root: &Path, upload_slots: usize, upload_queue: usize, rate: u64) -> Arc<PieceServer> {
+        let cfg = ServerConfig {
+            roots: vec![root.to_path_buf()],
+            rate_limit: rate,
+            upload_slots,
+            upload_queue,
+            quic_port: Some(0),
+            ..Default::default()
+        };
+        Arc::new(PieceServer::start("127.0.0.1:0".parse().unwrap(), cfg).await.unwrap())
+    }
+
+    fn quic_opts(srv: &PieceServer, n: u32) -> FetchOptions {
+        FetchOptions {
+            addr: srv.quic_addr().expect("a QUIC server").to_string(),
+            protocol: Protocol::Quic,
+            ..fetch_opts(srv, n)
+        }
+    }
+
+    /// Sends `bytes` on a new stream, finishes it as Dragonfly's client does, reads to the end.
+    async fn raw_quic_exchange(pool: &crate::quic::QuicPool, srv: &PieceServer, bytes: &[u8]) -> Vec<u8> {
+        let addr = srv.quic_addr().unwrap().to_string();
+        let (mut s, _) = pool.open(&addr, Duration::from_secs(2), false).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await.unwrap().unwrap();
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quic_delivers_verified_pieces_on_streams_of_one_connection() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0, 1, 2, 3]).await;
+        let srv = quic_server(a.path(), 0, 0, 0).await;
+        assert_eq!(srv.quic_addr().unwrap().ip(), srv.local_addr().ip(), "bound to the TCP server's IP");
+        assert_ne!(srv.quic_addr().unwrap().port(), 0);
+        let dst = open(b.path());
+        let pool = ConnPool::default();
+        for n in 0..4 {
+            let rec = fetch_piece(&pool, &dst, &quic_opts(&srv, n), &CancelToken::new()).await.unwrap();
+            assert_eq!(rec.parent_id, "parent-peer");
+            // The landed piece's CRC-32 is what the parent's store recorded for it.
+            let want = &data()[rec.offset as usize..(rec.offset + rec.length) as usize];
+            assert_eq!(rec.digest, crate::digest::digest(crate::digest::Algorithm::Crc32, want));
+        }
+        let got = std::fs::read(&dst.info().content_path).unwrap();
+        assert_eq!(crate::digest::sha256_bytes(&got), crate::digest::sha256_bytes(&data()));
+        let st = srv.stats();
+        assert_eq!((st.pieces_served, st.quic_pieces_served), (4, 4));
+        assert_eq!((st.bytes_served, st.quic_bytes_served), (CONTENT, CONTENT));
+        assert_eq!(st.connections_accepted, 0, "nothing went over TCP");
+        assert_eq!(st.quic_connections_accepted, 1, "one connection, a stream per piece");
+        assert_eq!(pool.quic().connects(), 1);
+        assert_eq!(srv.drain_uploads().len(), 4);
+        // TCP still serves next to it.
+        let c = tempfile::tempdir().unwrap();
+        fetch_piece(&pool, &open(c.path()), &fetch_opts(&srv, 0), &CancelToken::new()).await.unwrap();
+        assert_eq!(srv.stats().quic_pieces_served, 4);
+        srv.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quic_unknown_tasks_and_malformed_frames_get_error_frames() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0]).await;
+        let srv = quic_server(a.path(), 0, 0, 0).await;
+        let pool = ConnPool::default();
+        // An unknown task: one Error frame (NotFound), then the stream ends.
+        let other = "f".repeat(64);
+        let reply = raw_quic_exchange(pool.quic(), &srv, &vortex::encode_download_piece(&other, 0).unwrap()).await;
+        assert_error_frame(&reply, vortex::ERR_NOT_FOUND);
+        // A piece the parent does not have, through our client.
+        let dst = open(b.path());
+        let e = fetch_piece(&pool, &dst, &quic_opts(&srv, 1), &CancelToken::new()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound, "{e}");
+        assert!(dst.piece(1).is_none());
+        // Malformed frames: an unknown tag, a truncated value.
+        let valid = vortex::encode_download_piece(TID, 0).unwrap();
+        let mut unknown = valid.to_vec();
+        unknown[1] = 9;
+        assert_error_frame(&raw_quic_exchange(pool.quic(), &srv, &unknown).await, vortex::ERR_INVALID_ARGUMENT);
+        assert_error_frame(&raw_quic_exchange(pool.quic(), &srv, &valid[..40]).await, vortex::ERR_INVALID_ARGUMENT);
+        assert!(srv.stats().errors_sent >= 4);
+        // The connection survived every refusal and still serves.
+        fetch_piece(&pool, &dst, &quic_opts(&srv, 0), &CancelToken::new()).await.unwrap();
+        assert_eq!(srv.stats().quic_connections_accepted, 1);
+        assert_eq!(srv.stats().quic_pieces_served, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quic_and_tcp_share_the_upload_slots_and_the_queue() {
+        let a = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0, 1, 2]).await;
+        // One slot, one waiting place, 256 KiB/s: each send lasts most of a second.
+        let srv = quic_server(a.path(), 1, 1, 256 * 1024).await;
+        let spawn_fetch = |opts: FetchOptions| {
+            tokio::spawn(async move {
+                let b = tempfile::tempdir().unwrap();
+                fetch_piece(&ConnPool::default(), &open(b.path()), &opts, &CancelToken::new()).await.map(|_| ())
+            })
+        };
+        // Sending over TCP, waiting over QUIC: the QUIC request is refused, the slot is taken.
+        let sending = spawn_fetch(fetch_opts(&srv, 0));
+        while srv.stats().bytes_served == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let waiting = spawn_fetch(quic_opts(&srv, 1));
+        while srv.stats().quic_connections_accepted < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let b = tempfile::tempdir().unwrap();
+        let e = fetch_piece(&ConnPool::default(), &open(b.path()), &quic_opts(&srv, 2), &CancelToken::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Busy, "{e}");
+        sending.await.unwrap().unwrap();
+        waiting.await.unwrap().unwrap();
+        // With the slot free again the refused piece is served.
+        fetch_piece(&ConnPool::default(), &open(b.path()), &quic_opts(&srv, 2), &CancelToken::new()).await.unwrap();
+        let st = srv.stats();
+        assert_eq!((st.pieces_served, st.quic_pieces_served), (3, 2));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_quic_race_withdraws_its_losing_stream_from_the_busy_parent() {
+        let a = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0, 1, 2]).await;
+        let busy = quic_server(a.path(), 1, 1, 256 * 1024).await;
+        let free = quic_server(a.path(), 0, 0, 0).await;
+        let hog = {
+            let opts = quic_opts(&busy, 0);
+            tokio::spawn(async move {
+                let b = tempfile::tempdir().unwrap();
+                fetch_piece(&ConnPool::default(), &open(b.path()), &opts, &CancelToken::new()).await
+            })
+        };
+        while busy.stats().bytes_served == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let b = tempfile::tempdir().unwrap();
+        let dst = open(b.path());
+        let pool = ConnPool::default();
+        let (race, started) = race_of(vec![quic_opts(&busy, 1), quic_opts(&free, 2)]);
+        let (index, rec) = fetch_race(&pool, &dst, race, &CancelToken::new()).await.unwrap();
+        assert_eq!((index, rec.number), (1, 2));
+        assert_eq!(started.await.unwrap(), 1);
+        // The stream that waited at the busy parent was dropped (STOP_SENDING) and gave its
+        // waiting place up: while piece 0 still sends, the next request is queued, not refused.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!hog.is_finished(), "the slow send outlasts the race");
+        fetch_piece(&pool, &dst, &quic_opts(&busy, 1), &CancelToken::new()).await.unwrap();
+        hog.await.unwrap().unwrap();
+        assert_eq!(busy.stats().quic_pieces_served, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quic_connections_are_shared_while_idle_replaced_when_closed_and_reaped_when_unused() {
+        let a = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0, 1, 2, 3]).await;
+        let srv = quic_server(a.path(), 0, 0, 0).await;
+        let quic = crate::quic::QuicPool::with_idle_timeout(Duration::from_millis(300));
+        let addr = srv.quic_addr().unwrap().to_string();
+        // Two streams at once: the second gets a connection of its own.
+        let (s1, made1) = quic.open(&addr, Duration::from_secs(2), false).await.unwrap();
+        let (s2, made2) = quic.open(&addr, Duration::from_secs(2), false).await.unwrap();
+        assert!(made1 && made2);
+        drop((s1, s2));
+        // An idle connection is reused.
+        let (s3, made3) = quic.open(&addr, Duration::from_secs(2), false).await.unwrap();
+        assert!(!made3);
+        drop(s3);
+        assert_eq!(quic.connects(), 2);
+        // Both are closed once unused for the idle timeout (keep-alives would hold them forever).
+        for _ in 0..200 {
+            if quic.open_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(quic.open_count(), 0);
+
+        // A parent that restarts on the same port: the pooled connection it closed is replaced.
+        let pool = ConnPool::default();
+        let b = tempfile::tempdir().unwrap();
+        let dst = open(b.path());
+        fetch_piece(&pool, &dst, &quic_opts(&srv, 0), &CancelToken::new()).await.unwrap();
+        let port = srv.quic_addr().unwrap().port();
+        srv.close().await;
+        let cfg = ServerConfig { roots: vec![a.path().to_path_buf()], quic_port: Some(port), ..Default::default() };
+        // The old endpoint's driver lets its socket go a moment after the close.
+        let mut again = PieceServer::start("127.0.0.1:0".parse().unwrap(), cfg.clone()).await;
+        for _ in 0..100 {
+            if again.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            again = PieceServer::start("127.0.0.1:0".parse().unwrap(), cfg.clone()).await;
+        }
+        let again = again.unwrap();
+        fetch_piece(&pool, &dst, &quic_opts(&again, 1), &CancelToken::new()).await.unwrap();
+        assert_eq!(pool.quic().connects(), 2);
+        assert_eq!(again.stats().quic_pieces_served, 1);
     }
 }

@@ -22,6 +22,8 @@ export interface Holder {
   hostId: string;
   ip: string;
   tcpPort: number;
+  /** The parent's vortex QUIC port; 0 when it announced none. */
+  quicPort: number;
 }
 
 export interface RoundDeps {
@@ -343,7 +345,7 @@ export class PieceRound {
 
   /** A parent holds piece `r.number`: it becomes a holder of it. */
   private reported(p: ParentState, r: SyncPiecesResponse): void {
-    const holder: Holder = { peerId: p.peer.id, hostId: p.host.id, ip: r.ip || p.host.ip, tcpPort: r.tcpPort ?? 0 };
+    const holder: Holder = { peerId: p.peer.id, hostId: p.host.id, ip: r.ip || p.host.ip, tcpPort: r.tcpPort ?? 0, quicPort: r.quicPort ?? 0 };
     if (!holder.tcpPort) return; // a parent that gives no piece port cannot serve bytes
     const list = this.holders.get(r.number) ?? [];
     list.push(holder);

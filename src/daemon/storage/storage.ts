@@ -61,13 +61,13 @@ class LocalTask implements TaskStore {
   }
 
   async fetchPiece(parent: ParentAddress, number: number, parentId: string, deadlines: PieceDeadlines, signal?: AbortSignal): Promise<PieceInfo> {
-    return toPieceInfo(await this.native.fetchPiece({ addr: addrOf(parent), number, parentId, ...timeouts(deadlines) }, signal));
+    return toPieceInfo(await this.native.fetchPiece({ addr: addrOf(parent), protocol: parent.protocol, number, parentId, ...timeouts(deadlines) }, signal));
   }
 
   race(timeoutMs: number, signal?: AbortSignal): PieceRace {
     const r = this.native.race(timeoutMs, signal);
     return {
-      add: (parent, number, parentId, deadlines) => r.add({ addr: addrOf(parent), number, parentId, ...timeouts(deadlines ?? { pieceMs: timeoutMs }) }),
+      add: (parent, number, parentId, deadlines) => r.add({ addr: addrOf(parent), protocol: parent.protocol, number, parentId, ...timeouts(deadlines ?? { pieceMs: timeoutMs }) }),
       started: r.started,
       done: r.done.then((w) => ({ index: w.index, info: toPieceInfo(w.info) })),
       stalled: () => r.stalled(),

@@ -73,8 +73,10 @@ export interface PieceRace {
 
 export interface ParentAddress {
   ip: string;
-  /** Vortex TCP port of the parent's piece server. */
+  /** Vortex port of the parent's piece server: its TCP port, or its QUIC port with protocol "quic". */
   port: number;
+  /** Default "tcp". */
+  protocol?: "tcp" | "quic";
 }
 
 /** One task's bytes and records; every byte moves through the native piece store. */

@@ -16,14 +16,14 @@ import { TrafficType, type Download, type Peer, type Piece } from "../../gen/com
 import { BackendError, type Backend, type BackendRegistry, type OriginRoute } from "../backend/index.js";
 import { describePin, hasValidator, OriginChangedError, pinFromHeaders, type OriginPin } from "../backend/pin.js";
 import { discard } from "../backend/http.js";
-import { PieceRound } from "../piece/round.js";
+import { PieceRound, type Holder } from "../piece/round.js";
 import type { UploadClientPool } from "../piece/parents.js";
 import { AnnouncePeerSession, type SchedulerResponse } from "../scheduler/session.js";
 import type { SchedulerPool } from "../scheduler/pool.js";
 import type { DaemonMetrics } from "../metrics.js";
 import { freeBytes, makeRoom } from "../gc.js";
 import type { NewTask, Storage } from "../storage/storage.js";
-import type { PieceInfo, TaskStore } from "../storage/types.js";
+import type { ParentAddress, PieceInfo, TaskStore } from "../storage/types.js";
 import { allocPieceBuffer, isNativeError, openTaskStore, type NativePieceInfo } from "../../native/index.js";
 import { nativeToBackendError } from "../backend/http.js";
 import { parseDigest } from "./digest.js";
@@ -48,6 +48,17 @@ export interface TaskManagerOptions {
   tier: "disk" | "memory";
   /** download.restartOnOriginChange: an origin that changes mid-way restarts the task once instead of failing it. */
   restartOnOriginChange?: boolean;
+  /** `download.protocol`: how pieces are fetched from parents (default "tcp"). */
+  protocol?: "tcp" | "quic";
+}
+
+/**
+ * Where a parent serves piece bytes for us: its QUIC port with `download.protocol: quic` when
+ * it announced one, else its TCP port. Dragonfly's client opens vortex TCP to the parent's gRPC
+ * port in that case, which fails; TCP is what every parent serves.
+ */
+export function parentAddress(h: Holder, protocol: "tcp" | "quic" = "tcp"): ParentAddress {
+  return protocol === "quic" && h.quicPort > 0 ? { ip: h.ip, port: h.quicPort, protocol: "quic" } : { ip: h.ip, port: h.tcpPort };
 }
 
 export interface DownloadRequest {
@@ -635,7 +646,7 @@ export class TaskManager {
         uploadClients: this.uploadClients,
         // Our own storage faults count against this download (see DiskFaults), not the parent.
         fetch: (h, n, deadlines) =>
-          task.fetchPiece({ ip: h.ip, port: h.tcpPort }, n, h.peerId, deadlines, signal).catch((e: unknown) => {
+          task.fetchPiece(parentAddress(h, this.opts.protocol), n, h.peerId, deadlines, signal).catch((e: unknown) => {
             faults.observe(e);
             throw e;
           }),
@@ -645,7 +656,7 @@ export class TaskManager {
             faults.observe(e);
             throw e;
           });
-          return { add: (h, n, deadlines) => r.add({ ip: h.ip, port: h.tcpPort }, n, h.peerId, deadlines), started: r.started, done, stalled: () => r.stalled() };
+          return { add: (h, n, deadlines) => r.add(parentAddress(h, this.opts.protocol), n, h.peerId, deadlines), started: r.started, done, stalled: () => r.stalled() };
         },
         onPiece: (info) => {
           session.pieceFinished(toProtoPiece(info, TrafficType.REMOTE_PEER));

@@ -24,6 +24,8 @@ export interface UploadServiceDeps {
   /** Advertised in SyncPieces so children know where to fetch piece bytes. */
   ip: string;
   piecePort: () => number;
+  /** Our vortex QUIC port, advertised next to the TCP one; undefined when QUIC is off. */
+  quicPort?: () => number | undefined;
   /** Our Host as SyncHost streams it (network figures sampled each second). */
   host: () => Host;
   seedPeer: boolean;
@@ -107,6 +109,9 @@ export class UploadService {
     // A child is downloading the task from us: GC leaves it alone while the stream is open.
     const release = this.deps.tasks.uploads.open(task.id);
     const port = this.deps.piecePort();
+    // A Dragonfly child set to `download.protocol: quic` fetches from a parent only through
+    // the quic_port of this reply; without one it falls back to nothing that works.
+    const quicPort = this.deps.quicPort?.();
     const spreader = this.deps.spreader;
     const sub: Subscriber = { wants: (n) => pending.has(n) };
     const unsubscribe = spreader?.subscribe(task.id, sub);
@@ -134,7 +139,7 @@ export class UploadService {
       const p = task.piece(n);
       if (!p) return;
       pending.delete(n);
-      call.write({ number: p.number, offset: p.offset, length: p.length, ip: this.deps.ip, tcpPort: port });
+      call.write({ number: p.number, offset: p.offset, length: p.length, ip: this.deps.ip, tcpPort: port, quicPort });
     };
     // Pieces known to be finished here, from the first pass and the landing events since.
     const seen = new Set<number>();
