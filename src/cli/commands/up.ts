@@ -5,6 +5,7 @@
 import { basename, dirname } from "node:path";
 import type { Command } from "commander";
 import { shellWord, startStack, type Stack } from "../../up/stack.js";
+import { UP_DIR } from "../endpoint.js";
 
 export interface UpCommandOptions {
   dataDir: string;
@@ -37,7 +38,7 @@ export function formatBanner(s: Stack): string {
     `  ${s.initContainerdCommand}`,
     "",
     // Discovery looks for .damselfly/endpoint.json from the working directory upwards.
-    basename(s.dataDir) === ".damselfly"
+    basename(s.dataDir) === UP_DIR
       ? `dfget, dfctl and dfcache run in ${dirname(s.dataDir)} (or below) use ${s.mirror.peer} without -e`
       : `dfget, dfctl and dfcache use ${s.mirror.peer} without -e after: export DAMSELFLY_ENDPOINT=${shellWord(s.peers[0]?.socketPath ?? s.seed.socketPath)}`,
     "",
@@ -93,7 +94,7 @@ export function register(program: Command): void {
   program
     .command("up")
     .description("run manager, scheduler, a seed peer and peers on 127.0.0.1 until Ctrl-C")
-    .option("--data-dir <dir>", "where every component keeps its state (reused by the next up)", ".damselfly")
+    .option("--data-dir <dir>", "where every component keeps its state (reused by the next up)", UP_DIR)
     .option("--peers <n>", "number of peers besides the seed peer", "1")
     .action(async (opts: UpCommandOptions) => {
       process.exitCode = await runUp(opts);
