@@ -1,7 +1,7 @@
 // nginx from Debian as a same-run baseline origin: one foreground process on a free loopback
 // port serving a directory with sendfile, as a production origin or CDN edge would.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 
@@ -83,10 +83,21 @@ export function nginxBytesSent(n: Nginx): number {
 }
 
 /** Seconds curl takes to write `url` to `out`. */
-export function curlSeconds(url: string, out: string): number {
+/**
+ * Seconds for `curl -o out url`; with `durable`, until the file's data is on the disk too
+ * (fdatasync after curl), as a dfdaemon's store has it when dfget returns (O_DIRECT writes).
+ */
+export function curlSeconds(url: string, out: string, durable = false): number {
   const t0 = process.hrtime.bigint();
   const r = spawnSync("curl", ["-s", "-f", "-o", out, url]);
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`curl ${url} failed with ${r.status}: ${r.stderr.toString()}`);
-  return s;
+  if (durable) {
+    const fd = openSync(out, "r");
+    try {
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return Number(process.hrtime.bigint() - t0) / 1e9;
 }
