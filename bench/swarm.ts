@@ -70,13 +70,19 @@ function plotDir(): string {
   return json ? dirname(json) : join(fileURLToPath(new URL(".", import.meta.url)), "results");
 }
 
-const cache = new Map<number, Promise<Measurement>>();
+// One measurement per swarm size and run; a second run (the gate measuring again) measures anew.
+const cache = new WeakMap<BenchContext, Map<number, Promise<Measurement>>>();
 
 function measure(n: number, ctx: BenchContext): Promise<Measurement> {
-  let m = cache.get(n);
+  let perRun = cache.get(ctx);
+  if (!perRun) {
+    perRun = new Map();
+    cache.set(ctx, perRun);
+  }
+  let m = perRun.get(n);
   if (!m) {
     m = run(n, ctx);
-    cache.set(n, m);
+    perRun.set(n, m);
   }
   return m;
 }
