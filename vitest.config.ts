@@ -1,7 +1,7 @@
 import { defineConfig } from "vitest/config";
 
-// Three suites with different costs: unit (no network, fast), integration (real servers on
-// 127.0.0.1), e2e (many hosts in network namespaces). `npm test` runs the first two.
+// Four suites with different costs: unit (no network, fast), integration (real servers on
+// 127.0.0.1), e2e (many hosts in network namespaces), interop (Dragonfly's client). `npm test` runs the first two.
 export default defineConfig({
   test: {
     projects: [
@@ -22,6 +22,16 @@ export default defineConfig({
           name: "e2e",
           include: ["test/e2e/**/*.test.ts"],
           testTimeout: 900_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        // Dragonfly's own client against ours (issue 19): real binaries, large transfers.
+        test: {
+          name: "interop",
+          include: ["test/interop/**/*.test.ts"],
+          testTimeout: 600_000,
           hookTimeout: 300_000,
           fileParallelism: false,
         },

@@ -14,6 +14,7 @@ import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { stringify } from "yaml";
 import { Download, TaskType } from "../../../src/gen/common/v2/common.js";
 import { DfdaemonDownloadClient, type DownloadTaskResponse } from "../../../src/gen/dfdaemon/v2/dfdaemon.js";
+import { dragonflyBinDir, dragonflyDaemonConfig } from "../../helpers/dragonfly.js";
 import { cleanupStaleNamespaces, EmulatedNetwork, netnsSupport, nsExec, type LinkQueue, type NetHost } from "./netns.js";
 
 export { netnsSupport };
@@ -48,6 +49,21 @@ export interface SwarmOptions {
   daemonConfig?: Record<string, unknown>;
   /** Extra keys of scheduler.yaml's `scheduler` section (e.g. candidateParentLimit). */
   schedulerConfig?: Record<string, unknown>;
+  /**
+   * Whose daemons: ours (default), Dragonfly's published client for the seed and every peer, or
+   * mixed (the seed and odd peers ours, even peers Dragonfly's). Always under our scheduler and
+   * manager; Dragonfly's daemons find the scheduler through the manager.
+   */
+  peerImpl?: PeerImpl;
+}
+
+export type PeerImpl = "damselfly" | "dragonfly" | "mixed";
+
+/** Which client runs daemon `index` (0 = the seed) under `impl`. */
+export function daemonImpl(impl: PeerImpl, index: number): "damselfly" | "dragonfly" {
+  if (impl === "dragonfly") return "dragonfly";
+  if (impl === "mixed") return index > 0 && index % 2 === 0 ? "dragonfly" : "damselfly";
+  return "damselfly";
 }
 
 export interface Proc {
@@ -60,6 +76,7 @@ export interface Proc {
 export interface DaemonHost {
   name: string;
   seed: boolean;
+  impl: "damselfly" | "dragonfly";
   net: NetHost;
   dir: string;
   socketPath: string;
@@ -195,7 +212,7 @@ export class Swarm {
       const net = this.net.addHost(name);
       const dir = join(o.workDir, name);
       mkdirSync(dir, { recursive: true });
-      this.daemons.push({ name, seed: i === 0, net, dir, socketPath: join(dir, "dfdaemon.sock"), configPath: join(dir, "dfdaemon.yaml"), logFile: join(this.logDir, `${name}.log`), proc: undefined });
+      this.daemons.push({ name, seed: i === 0, impl: daemonImpl(o.peerImpl ?? "damselfly", i), net, dir, socketPath: join(dir, "dfdaemon.sock"), configPath: join(dir, "dfdaemon.yaml"), logFile: join(this.logDir, `${name}.log`), proc: undefined });
     }
     this.startOrigin();
     if (this.manager) await this.startManager(this.manager);
@@ -357,6 +374,7 @@ http {
 
   /** Starts (or restarts) a daemon with its YAML config. */
   async startDaemon(d: DaemonHost): Promise<void> {
+    if (d.impl === "dragonfly") return this.startDragonflyDaemon(d);
     const ip = d.net.ip;
     const extra = this.opts.daemonConfig ?? {};
     writeFileSync(
@@ -376,6 +394,21 @@ http {
     const p = this.spawn(d.name, d.net.ns, [process.execPath, ...cliArgs("dfdaemon"), "--config", d.configPath, "--log-level", "info"]);
     d.proc = p;
     await this.waitHttp(d.net.ns, `http://${ip}:4003/healthy`, d.name, p);
+  }
+
+  /** Dragonfly's dfdaemon on the same well-known ports as ours, its config in Dragonfly's keys. */
+  private async startDragonflyDaemon(d: DaemonHost): Promise<void> {
+    if (!this.manager) throw new Error("Dragonfly's daemons find the scheduler through the manager: start the swarm with manager: true");
+    const ip = d.net.ip;
+    const ports = { upload: 4000, tcp: 4005, quic: 4006, health: 4003, metrics: 4002, stats: 4004, proxy: 4001 };
+    writeFileSync(d.configPath, stringify(dragonflyDaemonConfig({ name: d.name, ip, dir: d.dir, ports, managerAddr: `${this.manager.ip}:65003`, seed: d.seed, announceInterval: "30s" })));
+    const bin = join(dragonflyBinDir(), "dfdaemon");
+    const p = this.spawn(d.name, d.net.ns, [bin, "--config", d.configPath, "--log-dir", join(d.dir, "log"), "--console", "--log-level", "info"]);
+    d.proc = p;
+    await this.waitHttp(d.net.ns, `http://${ip}:${ports.health}/healthy`, d.name, p);
+    // Its download socket appears once it has registered with the scheduler.
+    for (let i = 0; i < 600 && !existsSync(d.socketPath); i++) await new Promise((r) => setTimeout(r, 100));
+    if (!existsSync(d.socketPath)) throw new Error(`Dragonfly dfdaemon ${d.name} opened no download socket; see ${d.logFile}`);
   }
 
   async killDaemon(d: DaemonHost, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {

@@ -1,0 +1,97 @@
+// Serving Dragonfly's own client (issue 19). peer-to-dragonfly-1g: a Dragonfly dfdaemon child
+// pulls a task whose only holder is one of our daemons (ours) or a Dragonfly dfdaemon (the
+// baseline), under our scheduler on loopback, timed by Dragonfly's dfget from start to exit.
+// Each round uses a new task for each side (the URL's query differs; nginx ignores it) and the
+// same child daemon, so both sides meet the same child, the same scheduler and the same disk.
+// The parents fetched their copy from nginx before the timing starts.
+import { mkdirSync, rmSync, openSync, writeSync, closeSync } from "node:fs";
+import { randomFillSync } from "node:crypto";
+import { join } from "node:path";
+import { cleanupTempDirs, downloadVia } from "../test/helpers/swarm.js";
+import { dragonflyDfget, startDragonflyDaemon, type DragonflyDaemon } from "../test/helpers/dragonfly.js";
+import { startOurStack } from "../test/interop/harness/stack.js";
+import { durationResult, median } from "./lib/measure.js";
+import { startNginx } from "./lib/nginx.js";
+import type { BenchSuite } from "./lib/types.js";
+
+const MiB = 1 << 20;
+
+function writeContent(path: string, size: number): void {
+  const fd = openSync(path, "w");
+  const block = Buffer.allocUnsafe(8 * MiB);
+  for (let off = 0; off < size; off += block.length) {
+    randomFillSync(block);
+    writeSync(fd, block, 0, Math.min(block.length, size - off));
+  }
+  closeSync(fd);
+}
+
+async function dfgetSeconds(d: DragonflyDaemon, url: string, out: string): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const r = await dragonflyDfget(d.socket, url, out, [], 600_000);
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  rmSync(out, { force: true });
+  if (r.code !== 0) throw new Error(`Dragonfly dfget ${url} exited ${r.code ?? r.signal}: ${r.output.slice(-2000)}`);
+  return s;
+}
+
+const suite: BenchSuite = {
+  suite: "interop",
+  benchmarks: [
+    {
+      name: "peer-to-dragonfly-1g",
+      run: async (ctx) => {
+        const size = ctx.short ? 256 * MiB : 1024 * MiB;
+        const rounds = ctx.short ? 2 : 3;
+        const www = join(ctx.workDir, "interop-www");
+        mkdirSync(www, { recursive: true });
+        writeContent(join(www, "blob"), size);
+        const nginx = await startNginx(ctx.workDir, www, "blob");
+        const stack = await startOurStack({ seed: false });
+        const dfs: DragonflyDaemon[] = [];
+        const dragonfly = async (name: string) => {
+          const d = await startDragonflyDaemon({ name, dir: join(ctx.workDir, name), managerAddr: stack.managerAddr });
+          dfs.push(d);
+          return d;
+        };
+        try {
+          const ourParent = await stack.addPeer("bench-our-parent");
+          const theirParent = await dragonfly("bench-df-parent");
+          const child = await dragonfly("bench-df-child");
+          const ours: number[] = [];
+          const baseline: number[] = [];
+          for (let r = 0; r < rounds; r++) {
+            const oursUrl = `http://127.0.0.1:${nginx.port}/blob?ours=${r}`;
+            const theirsUrl = `http://127.0.0.1:${nginx.port}/blob?theirs=${r}`;
+            await downloadVia(ourParent.socketPath, { url: oursUrl, outputPath: join(ctx.workDir, `parent-ours-${r}`) });
+            rmSync(join(ctx.workDir, `parent-ours-${r}`), { force: true });
+            await dfgetSeconds(theirParent, theirsUrl, join(ctx.workDir, `parent-theirs-${r}`));
+            // Alternate who goes first so neither always meets the warmer page cache.
+            const runOurs = async () => ours.push(await dfgetSeconds(child, oursUrl, join(ctx.workDir, `child-ours-${r}`)));
+            const runTheirs = async () => baseline.push(await dfgetSeconds(child, theirsUrl, join(ctx.workDir, `child-theirs-${r}`)));
+            if (r % 2 === 0) {
+              await runOurs();
+              await runTheirs();
+            } else {
+              await runTheirs();
+              await runOurs();
+            }
+            ctx.log(`peer-to-dragonfly round ${r}: ours ${ours.at(-1)?.toFixed(2)} s, Dragonfly parent ${baseline.at(-1)?.toFixed(2)} s`);
+          }
+          return durationResult("peer-to-dragonfly-1g", "s", median(ours), median(baseline), "Dragonfly dfdaemon parent → Dragonfly child", {
+            size,
+            oursRounds: ours,
+            baselineRounds: baseline,
+          });
+        } finally {
+          for (const d of dfs) await d.stop("SIGTERM", 5000);
+          await stack.close();
+          nginx.stop();
+          cleanupTempDirs();
+        }
+      },
+    },
+  ],
+};
+
+export default suite;
