@@ -20,7 +20,7 @@ const args = parseBenchArgs("bench:gate", process.argv.slice(2), true);
 const floors = JSON.parse(readFileSync(new URL("./floors.json", import.meta.url), "utf8")) as Record<string, Floor>;
 const results: BenchResult[] = args.results
   ? (JSON.parse(readFileSync(args.results, "utf8")) as BenchResult[])
-  : await runSuites({ suites: args.suites, only: args.only, short: args.short });
+  : await runSuites({ suites: args.suites, only: args.only, short: args.short, peerImpl: args.peerImpl });
 if (args.json) writeFileSync(args.json, `${JSON.stringify(results, null, 2)}\n`);
 
 const byName = new Map(results.map((r) => [r.name, r]));
@@ -40,7 +40,7 @@ const first = new Map(missed.map((n) => [n, byName.get(n)?.ratio ?? 0]));
 if (missed.length > 0 && !args.results) {
   console.log(`bench gate: measuring again: ${missed.join(", ")}`);
   // Whole suites: a suite's benchmarks share their set-up (piece-serve reads what piece-write left).
-  for (const r of await runSuites({ suites: [...new Set(missed.map((n) => floors[n]?.suite ?? ""))], only: [], short: args.short })) {
+  for (const r of await runSuites({ suites: [...new Set(missed.map((n) => floors[n]?.suite ?? ""))], only: [], short: args.short, peerImpl: args.peerImpl })) {
     if (first.has(r.name)) byName.set(r.name, r);
   }
   if (args.json) writeFileSync(args.json, `${JSON.stringify([...byName.values()], null, 2)}\n`);

@@ -10,7 +10,7 @@ process.on("uncaughtException", (e) => {
 });
 
 const args = parseBenchArgs("bench", process.argv.slice(2), false);
-const results = await runSuites({ suites: args.suites, only: args.only, short: args.short });
+const results = await runSuites({ suites: args.suites, only: args.only, short: args.short, peerImpl: args.peerImpl });
 const text = `${JSON.stringify(results, null, 2)}\n`;
 if (args.json) {
   mkdirSync(dirname(args.json), { recursive: true });

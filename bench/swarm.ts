@@ -17,6 +17,7 @@ import { completionSvg } from "../test/e2e/harness/plot.js";
 import { sha256File, Swarm, type DaemonHost, type DownloadOutcome } from "../test/e2e/harness/swarm.js";
 import { round3 } from "./lib/measure.js";
 import { pieceSpread, type SpreadSummary } from "./lib/spread.js";
+import type { PeerImpl } from "./lib/args.js";
 import type { BenchContext, BenchResult, BenchSuite } from "./lib/types.js";
 
 const MBIT = 100;
@@ -44,6 +45,7 @@ function linkQueue(): LinkQueue {
 
 interface Measurement {
   n: number;
+  impl: PeerImpl;
   size: number;
   idealS: number;
   oursS: number;
@@ -70,30 +72,31 @@ function plotDir(): string {
   return json ? dirname(json) : join(fileURLToPath(new URL(".", import.meta.url)), "results");
 }
 
-// One measurement per swarm size and run; a second run (the gate measuring again) measures anew.
-const cache = new WeakMap<BenchContext, Map<number, Promise<Measurement>>>();
+// One measurement per swarm size, daemon implementation and run; a second run (the gate
+// measuring again) measures anew.
+const cache = new WeakMap<BenchContext, Map<string, Promise<Measurement>>>();
 
-function measure(n: number, ctx: BenchContext): Promise<Measurement> {
+function measure(n: number, ctx: BenchContext, impl: PeerImpl = ctx.peerImpl): Promise<Measurement> {
   let perRun = cache.get(ctx);
   if (!perRun) {
     perRun = new Map();
     cache.set(ctx, perRun);
   }
-  let m = perRun.get(n);
+  let m = perRun.get(`${impl}:${n}`);
   if (!m) {
-    m = run(n, ctx);
-    perRun.set(n, m);
+    m = run(n, ctx, impl);
+    perRun.set(`${impl}:${n}`, m);
   }
   return m;
 }
 
-async function run(n: number, ctx: BenchContext): Promise<Measurement> {
+async function run(n: number, ctx: BenchContext, impl: PeerImpl): Promise<Measurement> {
   const support = netnsSupport();
   if (!support.ok) throw new Error(`swarm bench needs network namespaces: ${support.reason}`);
   const size = (ctx.short ? 16 : 128) << 20;
-  const work = mkdtempSync(join(ctx.workDir, `swarm-n${n}-`));
+  const work = mkdtempSync(join(ctx.workDir, `swarm-${impl}-n${n}-`));
   const files = [FIRST_TASK, ...MEASURED_TASKS].map((name) => ({ name, size }));
-  const swarm = await Swarm.start({ workDir: work, peers: n, mbit: MBIT, queue: linkQueue(), files, log: ctx.log });
+  const swarm = await Swarm.start({ workDir: work, peers: n, mbit: MBIT, queue: linkQueue(), files, log: ctx.log, peerImpl: impl });
   try {
     /** Every peer fetches `file` into `<peer>.<suffix>`; all outputs must verify (then go). */
     const fetchAll = async (file: string, suffix: string, fetch: (p: DaemonHost, url: string, out: string) => Promise<DownloadOutcome>) => {
@@ -129,7 +132,7 @@ async function run(n: number, ctx: BenchContext): Promise<Measurement> {
     const oursEgress = Math.max(first.egress, ...tasks.map((t) => t.egress));
     const dir = plotDir();
     mkdirSync(dir, { recursive: true });
-    const plot = join(dir, `swarm-n${n}.svg`);
+    const plot = join(dir, impl === "damselfly" ? `swarm-n${n}.svg` : `swarm-${impl}-n${n}.svg`);
     writeFileSync(
       plot,
       completionSvg(`${n} peers, ${size >> 20} MiB, ${MBIT} Mbit/s links`, size, idealS, [
@@ -142,10 +145,11 @@ async function run(n: number, ctx: BenchContext): Promise<Measurement> {
       ours.map((r) => r.samples),
       (MBIT * 1e6) / 8,
     );
-    ctx.log(`swarm n=${n}: ours ${oursS.toFixed(2)} s, direct ${directS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s, origin egress ${oursEgress.toFixed(3)}x; tasks ${tasks.map((t) => t.lastS.toFixed(2)).join(", ")} s, the first after the daemons started ${first.lastS.toFixed(2)} s; plot ${plot}`);
+    ctx.log(`swarm n=${n} (${impl} daemons): ours ${oursS.toFixed(2)} s, direct ${directS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s, origin egress ${oursEgress.toFixed(3)}x; tasks ${tasks.map((t) => t.lastS.toFixed(2)).join(", ")} s, the first after the daemons started ${first.lastS.toFixed(2)} s; plot ${plot}`);
     ctx.log(`swarm n=${n}: last piece entered the swarm at ${pieces.lastFirstCopyS} s, pieces spread to every peer in ${pieces.spreadS.p50} s (p50) / ${pieces.spreadS.max} s (max), peers received at ${pieces.receiveUtilization.mean} of their link`);
     return {
       n,
+      impl,
       size,
       idealS,
       oursS,
@@ -167,7 +171,7 @@ async function run(n: number, ctx: BenchContext): Promise<Measurement> {
 }
 
 function details(m: Measurement): Record<string, unknown> {
-  return { peers: m.n, fileBytes: m.size, linkMbit: MBIT, linkQueue: m.link.queue, tcpCongestionControl: m.link.congestionControl, idealSeconds: round3(m.idealS), directSeconds: round3(m.directS), firstTask: { lastPeerSeconds: round3(m.firstTask.lastPeerS), originEgress: round3(m.firstTask.originEgress) }, tasks: m.tasks.map((t) => ({ lastPeerSeconds: round3(t.lastPeerS), originEgress: round3(t.originEgress) })), cpuSeconds: m.cpu, perPeer: m.peers, pieces: m.pieces, plot: m.plot };
+  return { peerImpl: m.impl, peers: m.n, fileBytes: m.size, linkMbit: MBIT, linkQueue: m.link.queue, tcpCongestionControl: m.link.congestionControl, idealSeconds: round3(m.idealS), directSeconds: round3(m.directS), firstTask: { lastPeerSeconds: round3(m.firstTask.lastPeerS), originEgress: round3(m.firstTask.originEgress) }, tasks: m.tasks.map((t) => ({ lastPeerSeconds: round3(t.lastPeerS), originEgress: round3(t.originEgress) })), cpuSeconds: m.cpu, perPeer: m.peers, pieces: m.pieces, plot: m.plot };
 }
 
 function benchmarksFor(n: number) {
@@ -193,6 +197,20 @@ function benchmarksFor(n: number) {
         return { name: `swarm-vs-direct-n${n}`, unit: "s", ours: round3(m.oursS), baseline: round3(m.directS), baselineName: "curl from the origin", ratio: m.directS / m.oursS, details: details(m) };
       },
     },
+    // Reported, not gated (issue 19): the same run with Dragonfly's published daemons under the
+    // same scheduler, links and files; > 1 when our daemons finish the last peer sooner.
+    ...(n === 16
+      ? [
+          {
+            name: `swarm-vs-dragonfly-n${n}`,
+            run: async (ctx: BenchContext): Promise<BenchResult> => {
+              const ours = await measure(n, ctx, "damselfly");
+              const theirs = await measure(n, ctx, "dragonfly");
+              return { name: `swarm-vs-dragonfly-n${n}`, unit: "s", ours: round3(ours.oursS), baseline: round3(theirs.oursS), baselineName: "Dragonfly's dfdaemon (client 1.5.10) as every daemon, same scheduler", ratio: theirs.oursS / ours.oursS, details: { ours: details(ours), dragonfly: details(theirs) } };
+            },
+          },
+        ]
+      : []),
   ];
 }
 

@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import type { PeerImpl } from "./args.js";
 import type { BenchContext, BenchResult, BenchSuite } from "./types.js";
 
 const benchDir = fileURLToPath(new URL("..", import.meta.url));
@@ -25,6 +26,7 @@ export interface RunOptions {
   suites: string[];
   only: string[];
   short: boolean;
+  peerImpl?: PeerImpl;
 }
 
 export async function runSuites(opts: RunOptions): Promise<BenchResult[]> {
@@ -34,7 +36,7 @@ export async function runSuites(opts: RunOptions): Promise<BenchResult[]> {
   const chosen = all.filter((s) => opts.suites.length === 0 || opts.suites.includes(s.suite));
   const results: BenchResult[] = [];
   const workDir = mkdtempSync(join(process.env.DAMSELFLY_BENCH_DIR ?? tmpdir(), "damselfly-bench-"));
-  const ctx: BenchContext = { short: opts.short, workDir, log: (m) => process.stderr.write(`bench: ${m}\n`) };
+  const ctx: BenchContext = { short: opts.short, peerImpl: opts.peerImpl ?? "damselfly", workDir, log: (m) => process.stderr.write(`bench: ${m}\n`) };
   try {
     for (const suite of chosen) {
       for (const b of suite.benchmarks) {

@@ -1,6 +1,8 @@
 // The one result shape every benchmark writes. `ratio` always reads "how many times better
 // ours is than the baseline" (> 1: ours wins), whatever the unit: for throughputs it is
 // ours / baseline, for durations and latencies baseline / ours.
+import type { PeerImpl } from "./args.js";
+
 export interface BenchResult {
   name: string;
   unit: string;
@@ -18,6 +20,8 @@ export interface BenchContext {
   /** Scratch directory for this run, removed afterwards. */
   workDir: string;
   log: (msg: string) => void;
+  /** Whose daemons the swarm suite runs (`--peer-impl`). */
+  peerImpl: PeerImpl;
 }
 
 export interface Benchmark {
