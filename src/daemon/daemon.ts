@@ -24,6 +24,7 @@ import { startProxy } from "./proxy/server.js";
 import { HostAnnouncer } from "./scheduler/announcer.js";
 import { Dynconfig } from "./scheduler/dynconfig.js";
 import { SchedulerPool } from "./scheduler/pool.js";
+import { ownTmpfsRoot } from "./storage/tmpfs-root.js";
 import { Storage } from "./storage/storage.js";
 import { TaskManager } from "./task/manager.js";
 import { PieceSpreader } from "./upload/spread.js";
@@ -62,9 +63,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   };
 
   try {
+    // The tmpfs root only exists, and is only served from, when this daemon's tier is memory.
+    const memoryDir = config.storage.tier === "memory" ? await ownTmpfsRoot(config.storage.tmpfsDir, hostId) : undefined;
     const storage = await Storage.open({
       diskDir: join(r.storageDir, "content", "tasks"),
-      memoryDir: join(config.storage.tmpfsDir, `damselfly-${hostId.replace(/[^A-Za-z0-9.-]/g, "_")}`, "tasks"),
+      ...(memoryDir ? { memoryDir } : {}),
       keep: config.storage.keep,
       log,
     });
@@ -73,7 +76,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       host: config.storage.server.ip,
       port: config.storage.server.tcpPort,
       dataDir: join(r.storageDir, "content", "tasks"),
-      tmpfsDir: join(config.storage.tmpfsDir, `damselfly-${hostId.replace(/[^A-Za-z0-9.-]/g, "_")}`, "tasks"),
+      ...(memoryDir ? { tmpfsDir: memoryDir } : {}),
       rateLimitBytesPerSec: r.uploadBandwidthBytes,
       uploadSlots: seed ? config.seedPeer.uploadConcurrentPieceCount : config.upload.concurrentPieceCount,
       uploadQueue: config.upload.queueLength,

@@ -114,8 +114,8 @@ async function writeMeta(dir: string, meta: TaskMetadata): Promise<void> {
 export interface StorageOptions {
   /** Root for disk-tier tasks. */
   diskDir: string;
-  /** Root for memory-tier tasks (a tmpfs directory). */
-  memoryDir: string;
+  /** Root for memory-tier tasks (a tmpfs directory); only a memory-tier daemon has one. */
+  memoryDir?: string;
   /** Keep tasks from an earlier run (Dragonfly's storage.keep). */
   keep: boolean;
   log: Logger;
@@ -130,7 +130,7 @@ export class Storage {
 
   static async open(opts: StorageOptions): Promise<Storage> {
     const s = new Storage(opts);
-    for (const root of [opts.diskDir, opts.memoryDir]) {
+    for (const root of [opts.diskDir, ...(opts.memoryDir ? [opts.memoryDir] : [])]) {
       if (!opts.keep) await rm(root, { recursive: true, force: true });
       await mkdir(root, { recursive: true });
     }
@@ -140,12 +140,14 @@ export class Storage {
 
   /** The directory holding a tier's task directories. */
   rootFor(tier: "disk" | "memory"): string {
-    return tier === "memory" ? this.opts.memoryDir : this.opts.diskDir;
+    if (tier === "disk") return this.opts.diskDir;
+    if (!this.opts.memoryDir) throw new Error("memory-tier task on a daemon without a tmpfs root (storage.tier is disk)");
+    return this.opts.memoryDir;
   }
 
   /** Reopens tasks from a previous run: finished ones serve again, partial ones resume. */
   private async load(): Promise<void> {
-    for (const tier of ["disk", "memory"] as const) {
+    for (const tier of this.opts.memoryDir ? (["disk", "memory"] as const) : (["disk"] as const)) {
       const root = this.rootFor(tier);
       for (const id of await readdir(root).catch(() => [] as string[])) {
         if (!isTaskId(id)) continue;
