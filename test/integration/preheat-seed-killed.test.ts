@@ -4,18 +4,17 @@
 // succeeds there. When the killed seed comes back, its half task is not reported as complete,
 // and a new preheat leaves a complete task whose bytes verify. The manager (PGlite) and the
 // scheduler run in this process; the seed peers are dfdaemon processes, so they can be killed.
-import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { status, type ServiceError } from "@grpc/grpc-js";
 import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { taskIdFromUrl } from "../../src/common/ids.js";
 import { silentLogger } from "../../src/common/logger.js";
-import type { Task } from "../../src/gen/common/v2/common.js";
-import { DfdaemonUploadClient } from "../../src/gen/dfdaemon/v2/dfdaemon.js";
 import { DEFAULT_FILTERED_QUERY_PARAMS } from "../../src/manager/jobs/args.js";
 import { startManager, type ManagerHandle } from "../../src/manager/server.js";
 import { startScheduler, type SchedulerHandle } from "../../src/scheduler/server.js";
+import { restClient, statTask, type RestCall } from "../helpers/manager-api.js";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
 import { cleanupTempDirs, downloadVia, sha256File, spawnDaemonProcess, tempDir, writeDaemonConfigFile } from "../helpers/swarm.js";
 import { until } from "../helpers/until.js";
@@ -68,33 +67,13 @@ class SeedProcess {
   }
 }
 
-function statTask(port: number, taskId: string): Promise<Task> {
-  const client = new DfdaemonUploadClient(`127.0.0.1:${port}`, credentials.createInsecure());
-  return new Promise<Task>((resolve, reject) => {
-    client.statTask({ taskId }, new Metadata(), { deadline: Date.now() + 5000 }, (err: ServiceError | null, res?: Task) => {
-      client.close();
-      if (err) reject(err);
-      else resolve(res as Task);
-    });
-  });
-}
-
 describe("a seed peer killed during a preheat job", () => {
   let manager: ManagerHandle;
   let scheduler: SchedulerHandle;
-  let api: string;
+  let json: RestCall;
   let pat: string;
   const seeds: SeedProcess[] = [];
   const origins: Origin[] = [];
-
-  const json = async <T>(method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number; body: T }> => {
-    const res = await fetch(`${api}${path}`, {
-      method,
-      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, body: (await res.json()) as T };
-  };
 
   const createJob = async (url: string): Promise<number> => {
     const created = await json<JobView>("POST", "/oapi/v1/jobs", pat, {
@@ -137,7 +116,7 @@ describe("a seed peer killed during a preheat job", () => {
       },
       { logger: silentLogger(), env: { DRAGONFLY_INITIAL_ROOT_PASSWORD: ROOT_PASSWORD } },
     );
-    api = `http://127.0.0.1:${manager.restPort}`;
+    json = restClient(`http://127.0.0.1:${manager.restPort}`);
     scheduler = await startScheduler(
       {
         server: { listenIP: "127.0.0.1", port: 0, advertiseIP: "127.0.0.1", advertisePort: 0, host: "seed-killed-scheduler", logLevel: "silent" },
@@ -192,7 +171,7 @@ describe("a seed peer killed during a preheat job", () => {
     const port = seedHost(seed)!.message.port;
     const half = await statTask(port, taskId).catch((e: ServiceError) => e);
     if ("state" in half) expect(half.state).not.toBe("Succeeded");
-    else expect((half as ServiceError).code).toBe(5); // NOT_FOUND: nothing of it was kept
+    else expect(half.code).toBe(status.NOT_FOUND); // nothing of it was kept
 
     const again = await settled(await createJob(url));
     expect(again.state, JSON.stringify(again.result)).toBe("SUCCESS");
