@@ -5,7 +5,7 @@
 // each blob as a file the same way, at most concurrent_task_count blobs at once. Both answer
 // once the downloads are dispatched, as Dragonfly's scheduler does; StatFile / StatImage then
 // report which peers hold (or are fetching) each file or blob, from this scheduler's state.
-import { status } from "@grpc/grpc-js";
+import { status, type ServiceError } from "@grpc/grpc-js";
 import { isIP } from "node:net";
 import type { Logger } from "pino";
 import { taskIdFromUrl } from "../common/ids.js";
@@ -27,6 +27,11 @@ export const DEFAULT_CONCURRENT_TASK_COUNT = 8;
 const MAX_CONCURRENT_TASK_COUNT = 100;
 
 const invalid = (m: string) => new RequestError(status.INVALID_ARGUMENT, m);
+/** Failed preheats remembered for StatFile (oldest forgotten first). */
+const MAX_FAILED_PREHEATS = 10_000;
+
+const grpcCode = (e: unknown) => (typeof e === "object" && e !== null && typeof (e as ServiceError).code === "number" ? (e as ServiceError).code : undefined);
+const errorText = (e: unknown) => (grpcCode(e) !== undefined ? ((e as ServiceError).details ?? (e as Error).message) : e instanceof Error ? e.message : String(e));
 
 /** Narrows hosts by ips, else count, else percentage (at least one), else all. */
 export function selectHosts(hosts: Host[], ips: string[], count: number | undefined, percentage: number | undefined): Host[] {
@@ -57,6 +62,14 @@ interface Plan {
   taskId: string;
   download: Download;
   targets: Host[];
+  scope: PreheatScope;
+}
+
+/** The latest preheat of a task: targets still downloading, and why the others failed. */
+interface Outcome {
+  running: number;
+  succeeded: number;
+  failures: string[];
 }
 
 /** A peer holding (or fetching) a task: Dragonfly counts running and back-to-source peers too. */
@@ -80,6 +93,9 @@ async function eachLimit<T>(items: readonly T[], limit: number, fn: (item: T) =>
 }
 
 export class Preheat {
+  /** Per task id, its latest preheat's outcome; StatFile reports a failed one (PREHEAT_FAILED). */
+  private readonly outcomes = new Map<string, Outcome>();
+
   constructor(
     private readonly resource: Resource,
     private readonly seedPeers: SeedPeers | undefined,
@@ -139,23 +155,72 @@ export class Preheat {
       targets = selectHosts(pool, req.ips, req.count, req.percentage);
     }
     if (targets.length === 0) throw new RequestError(status.FAILED_PRECONDITION, `no ${scope === "all_peers" ? "peer" : "seed peer"} available to preheat ${url.slice(0, 200)}`);
-    return { taskId, download, targets };
+    return { taskId, download, targets, scope };
   }
 
-  /** Starts the downloads of a plan; settles when every target finished or failed. */
+  /**
+   * Starts the downloads of a plan; settles when every target finished or failed. The outcome
+   * is recorded for StatFile: a preheat that failed everywhere is reported as failed instead
+   * of leaving the manager to wait out the job's timeout for a file that will not appear.
+   */
   private dispatch(plan: Plan, seedPeers: SeedPeers): Promise<void> {
-    const { taskId, download, targets } = plan;
+    const { taskId, targets } = plan;
+    const outcome: Outcome = { running: targets.length, succeeded: 0, failures: [] };
+    this.outcomes.delete(taskId);
+    this.outcomes.set(taskId, outcome);
+    if (this.outcomes.size > MAX_FAILED_PREHEATS) this.outcomes.delete(this.outcomes.keys().next().value as string);
     return Promise.all(
-      targets.map((host) => {
-        // Seeds fetch from the origin; ordinary peers join the swarm like any download.
-        const started = seedPeers.trigger(taskId, download, host, host.isSeed);
-        if (!started) return Promise.resolve();
-        return started.done.then(
-          () => this.log.info({ taskId, hostId: host.id }, "preheat finished"),
-          (err: unknown) => this.log.warn({ taskId, hostId: host.id, err: err instanceof Error ? err.message : String(err) }, "preheat failed"),
-        );
+      targets.map(async (host) => {
+        const failure = await this.fetchOn(plan, host, seedPeers);
+        outcome.running--;
+        if (failure === undefined) outcome.succeeded++;
+        else outcome.failures.push(failure);
+        // Only a preheat that failed everywhere stays to be reported.
+        if (outcome.running === 0 && outcome.succeeded > 0 && this.outcomes.get(taskId) === outcome) this.outcomes.delete(taskId);
       }),
     ).then(() => undefined);
+  }
+
+  /**
+   * Has `host` download the plan's task; returns why it failed, or undefined. A seed peer that
+   * went away mid-download (killed, restarted: its stream ends UNAVAILABLE) hands a
+   * single_seed_peer preheat to the next seed on the ring, as if it had left; a failure of the
+   * download itself (an origin's 404) would only repeat elsewhere and ends the preheat.
+   */
+  private async fetchOn(plan: Plan, host: Host, seedPeers: SeedPeers): Promise<string | undefined> {
+    const { taskId, download } = plan;
+    const tried = new Set<string>();
+    const failures: string[] = [];
+    let target: Host | undefined = host;
+    while (target) {
+      tried.add(target.id);
+      // Seeds fetch from the origin; ordinary peers join the swarm like any download.
+      const started = seedPeers.trigger(taskId, download, target, target.isSeed);
+      if (!started) break;
+      try {
+        await started.done;
+        this.log.info({ taskId, hostId: target.id }, "preheat finished");
+        return undefined;
+      } catch (err) {
+        const why = `${target.isSeed ? "seed peer" : "peer"} ${target.hostname} (${target.ip}) failed: ${errorText(err)}`;
+        failures.push(why);
+        this.log.warn({ taskId, hostId: target.id, err: errorText(err) }, "preheat failed");
+        if (plan.scope !== "single_seed_peer" || grpcCode(err) !== status.UNAVAILABLE) break;
+        target = seedPeers.select(taskId, tried);
+        if (target) this.log.info({ taskId, hostId: target.id, after: [...tried] }, "preheat moves to another seed peer");
+      }
+    }
+    return failures.join("; ");
+  }
+
+  /**
+   * Why the latest preheat of `taskId` failed, when it failed on every target; undefined while
+   * it runs, after a success, or for a task this scheduler never preheated.
+   */
+  failure(taskId: string): string | undefined {
+    const o = this.outcomes.get(taskId);
+    if (!o || o.running > 0 || o.succeeded > 0 || o.failures.length === 0) return undefined;
+    return `preheat failed: ${o.failures.join("; ")}`;
   }
 
   /** Validates, picks targets and dispatches; returns the chosen hosts. */

@@ -73,12 +73,28 @@ export class SeedPeers {
     return this.ring.size > 0;
   }
 
-  /** The seed responsible for `taskId`, or undefined when none is available. */
-  select(taskId: string): Host | undefined {
-    const addr = this.ring.get(taskId);
+  /**
+   * The seed responsible for `taskId`, or undefined when none is available. Seeds in `except`
+   * (hosts that already failed the task) are taken off the ring for this choice, so the task
+   * goes where it would if they had left.
+   */
+  select(taskId: string, except?: ReadonlySet<string>): Host | undefined {
+    let ring = this.ring;
+    if (except && except.size > 0) ring = new HashRing([...this.byAddress].filter(([, h]) => !except.has(h.id)).map(([addr]) => addr));
+    const addr = ring.get(taskId);
     const host = addr === undefined ? undefined : this.byAddress.get(addr);
     // A host object replaced or removed since the last sync is not offered.
     return host && this.resource.hosts.get(host.id) === host ? host : undefined;
+  }
+
+  /**
+   * A seed announced itself: it is running and reached us, so one that failed its last health
+   * check (a seed restarted after a crash) is back on the ring at once rather than at the next
+   * sweep, up to healthCheckInterval later; a sweep takes it off again if it still fails.
+   */
+  announced(host: Host): void {
+    this.unhealthy.delete(host.id);
+    this.sync();
   }
 
   /** Health-checks every seed (service ""); failing ones leave the ring until they pass. */

@@ -3,6 +3,7 @@
 // persistent-cache tasks) are left out of the implementation, so grpc-js answers UNIMPLEMENTED.
 import { status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import { PREHEAT_FAILED } from "../common/grpc/preheat-failed.js";
 import { taskIdFromUrl } from "../common/ids.js";
 import type { ImageResolver } from "../common/oci/resolver.js";
 import type { Host as HostMessage, Peer as PeerMessage, Task as TaskMessage } from "../gen/common/v2/common.js";
@@ -117,7 +118,8 @@ export class SchedulerService {
           const wasSeed = resource.hosts.get(host.id)?.isSeed ?? false;
           const h = resource.announceHost(host, interval);
           metrics.announceHost.inc(this.hostLabels(host));
-          if (h.isSeed || wasSeed) seedPeers?.sync();
+          if (h.isSeed) seedPeers?.announced(h);
+          else if (wasSeed) seedPeers?.sync();
           return {};
         } catch (e) {
           if (req.host) metrics.announceHostFailure.inc(this.hostLabels(req.host));
@@ -190,7 +192,12 @@ export class SchedulerService {
         checkString("tag", req.tag, LIMITS.string);
         checkString("application", req.application, LIMITS.string);
         const taskId = taskIdFromUrl({ url: req.url, tag: req.tag, application: req.application, pieceLength: req.pieceLength, filteredQueryParams: req.filteredQueryParams });
-        return { peers: this.preheat.cachedCopies(taskId).map((c) => ({ ip: c.ip, hostname: c.hostname, cachedFiles: [{ url: req.url, isFinished: c.isFinished }] })) };
+        const copies = this.preheat.cachedCopies(taskId);
+        // No peer holds the file and the preheat that was to fetch it failed everywhere: it
+        // will not appear, and the manager polling for it learns why (PREHEAT_FAILED).
+        const failure = copies.some((c) => c.isFinished) ? undefined : this.preheat.failure(taskId);
+        if (failure) throw new RequestError(PREHEAT_FAILED, failure);
+        return { peers: copies.map((c) => ({ ip: c.ip, hostname: c.hostname, cachedFiles: [{ url: req.url, isFinished: c.isFinished }] })) };
       }),
 
       // The scheduler resolves the manifest itself (the shared OCI resolver) and preheats each

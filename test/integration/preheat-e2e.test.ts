@@ -3,18 +3,16 @@
 // and one peer that finds the scheduler through the manager (dynconfig). Harbor-shaped jobs
 // on the open API warm a file and an image's blobs on the seed peer; a pull of the same URL
 // from the peer is then served by the swarm, not the origin, under the same task id.
-import { credentials, Metadata } from "@grpc/grpc-js";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { taskIdFromUrl } from "../../src/common/ids.js";
 import { silentLogger } from "../../src/common/logger.js";
 import { defaultPlatform } from "../../src/common/oci/resolver.js";
 import type { DaemonHandle } from "../../src/daemon/daemon.js";
-import type { Task } from "../../src/gen/common/v2/common.js";
-import { DfdaemonUploadClient } from "../../src/gen/dfdaemon/v2/dfdaemon.js";
 import { DEFAULT_FILTERED_QUERY_PARAMS } from "../../src/manager/jobs/args.js";
 import { startManager, type ManagerHandle } from "../../src/manager/server.js";
 import { startScheduler, type SchedulerHandle } from "../../src/scheduler/server.js";
+import { restClient, statTask, type RestCall } from "../helpers/manager-api.js";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
 import { pushImage, REGISTRY_BIN, REGISTRY_SKIP, startRealRegistry, type PushedImage, type RealRegistry } from "../helpers/registry.js";
 import { cleanupTempDirs, downloadVia, sha256File, startTestDaemon, tempDir } from "../helpers/swarm.js";
@@ -42,37 +40,16 @@ function startTestSchedulerWithManager(managerAddr: string, host: string): Promi
   );
 }
 
-/** StatTask on a daemon's upload service (what the manager's get_task asks peers). */
-function statTask(daemon: DaemonHandle, taskId: string): Promise<Task> {
-  const client = new DfdaemonUploadClient(`127.0.0.1:${daemon.uploadPort}`, credentials.createInsecure());
-  return new Promise<Task>((resolve, reject) => {
-    client.statTask({ taskId }, new Metadata(), { deadline: Date.now() + 5000 }, (err, res) => {
-      client.close();
-      if (err) reject(err);
-      else resolve(res);
-    });
-  });
-}
-
 describe("preheat end to end: manager → scheduler → seed peer, then a peer pulls from the swarm", () => {
   let manager: ManagerHandle;
   let scheduler: SchedulerHandle;
   let seed: DaemonHandle;
   let peer: DaemonHandle;
   let origin: Origin;
-  let api: string;
   let pat: string;
   let managerAddr: string;
+  let json: RestCall;
   const out = tempDir("preheat-e2e-out");
-
-  const json = async <T>(method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number; body: T }> => {
-    const res = await fetch(`${api}${path}`, {
-      method,
-      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, body: (await res.json()) as T };
-  };
 
   /** Polls GET /oapi/v1/jobs/{id} as Harbor does until the job leaves PENDING. */
   const waitJob = async (id: number): Promise<JobView> => {
@@ -99,7 +76,7 @@ describe("preheat end to end: manager → scheduler → seed peer, then a peer p
       },
       { logger: silentLogger(), env: { DRAGONFLY_INITIAL_ROOT_PASSWORD: ROOT_PASSWORD } },
     );
-    api = `http://127.0.0.1:${manager.restPort}`;
+    json = restClient(`http://127.0.0.1:${manager.restPort}`);
     managerAddr = `127.0.0.1:${manager.grpcPort}`;
     scheduler = await startTestSchedulerWithManager(managerAddr, "sched-1");
     seed = await startTestDaemon({ name: "seed", schedulers: [`127.0.0.1:${scheduler.grpcPort}`], seed: true });
@@ -149,7 +126,7 @@ describe("preheat end to end: manager → scheduler → seed peer, then a peer p
 
     // The id the preheat path used (the manager's default filter) is the one the seed holds.
     const preheatTaskId = taskIdFromUrl({ url, filteredQueryParams: DEFAULT_FILTERED_QUERY_PARAMS });
-    const held = await statTask(seed, preheatTaskId);
+    const held = await statTask(seed.uploadPort, preheatTaskId);
     expect(held).toMatchObject({ id: preheatTaskId, state: "Succeeded", contentLength: SIZE });
     expect(origin.bytesServed).toBeGreaterThanOrEqual(SIZE);
 
@@ -161,7 +138,7 @@ describe("preheat end to end: manager → scheduler → seed peer, then a peer p
     expect(sha256File(output)).toBe(origin.sha256);
     // Only the daemon's metadata probe (a 1-byte range) reached the origin.
     expect(origin.bytesServed - before).toBeLessThanOrEqual(8);
-    expect((await statTask(peer, preheatTaskId)).state).toBe("Succeeded");
+    expect((await statTask(peer.uploadPort, preheatTaskId)).state).toBe("Succeeded");
   });
 
   (REGISTRY_BIN ? it : it.skip)(REGISTRY_BIN ? "a Harbor-shaped image preheat from docker-registry leaves every blob of the platform on the seed peer" : REGISTRY_SKIP, async () => {
@@ -196,7 +173,7 @@ describe("preheat end to end: manager → scheduler → seed peer, then a peer p
       for (const [i, blobUrl] of blobUrls.entries()) {
         const taskId = taskIdFromUrl({ url: blobUrl, filteredQueryParams: DEFAULT_FILTERED_QUERY_PARAMS });
         const digest = (image.blobs[arch] ?? [])[i] ?? "";
-        const held = await statTask(seed, taskId);
+        const held = await statTask(seed.uploadPort, taskId);
         expect(held).toMatchObject({ id: taskId, state: "Succeeded", contentLength: image.contents.get(digest)?.length });
       }
       // A pull of a layer from the peer gets the preheated task and the right bytes.

@@ -3,6 +3,7 @@
 // `job_states[].results[].success_tasks/failure_tasks` and `job_states[].error`).
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { randomUUID } from "node:crypto";
+import { PREHEAT_FAILED } from "../../common/grpc/preheat-failed.js";
 import { taskIdFromContent, taskIdFromUrl } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
 import { SsrfError, type SsrfPolicy } from "../../common/ssrf.js";
@@ -116,6 +117,10 @@ async function preheatUrl(deps: ExecutorDeps, s: SchedulerRow, args: PreheatArgs
     } catch (e) {
       // A scheduler without StatFile cannot confirm; its acceptance of PreheatFile is the result.
       if (isGrpc(e) && e.code === status.UNIMPLEMENTED) return { ok: [{ url, hostname: s.host_name, ip: s.ip }], failed: [] };
+      // The scheduler's preheat failed on every peer it went to (a seed peer killed and no
+      // other to take over): the file will not appear, and waiting out the job's timeout
+      // would only hide why.
+      if (isGrpc(e) && e.code === PREHEAT_FAILED) return fail(`scheduler ${s.host_name}: ${message(e)}`);
       deps.logger.warn({ url, scheduler: s.host_name, err: message(e) }, "StatFile failed; retrying");
     }
     if (Date.now() + wait > deadline) return fail(`timed out waiting for a peer to cache the file`);
