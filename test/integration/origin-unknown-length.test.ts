@@ -4,7 +4,6 @@
 // and only then holds a task, announced to the scheduler with its real length; a second peer
 // then downloads it from the first, not from the origin. A wrong digest or an origin that dies
 // mid-body fails cleanly: no output file, no task, no staged bytes.
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -12,20 +11,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DaemonHandle } from "../../src/daemon/daemon.js";
 import type { SchedulerHandle } from "../../src/scheduler/server.js";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
-import { cleanupTempDirs, downloadVia, sha256File, startTestDaemon, startTestScheduler, tempDir } from "../helpers/swarm.js";
+import { cleanupTempDirs, downloadVia, runDfget, sha256File, startTestDaemon, startTestScheduler, tempDir } from "../helpers/swarm.js";
 
 const MiB = 1024 * 1024;
 const SIZE = 21 * MiB + 4321; // 6 pieces of 4 MiB
-const bin = new URL("../../bin/dfget.js", import.meta.url).pathname;
 
-function dfget(socket: string, args: string[]): Promise<{ status: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [bin, ...args, "-e", socket, "--no-progress"], { stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    p.on("close", (status) => resolve({ status, stderr }));
-  });
-}
 
 const tasksOf = (d: DaemonHandle, url: string) => d.storage.list().filter((t) => t.meta.url === url);
 /** Files under the daemon's staging directory (none once a download ended, whichever way). */
@@ -94,13 +84,13 @@ describe("origin without a content length", () => {
   it("checks --digest on the bytes: equal passes, wrong fails with no output file and no task", async () => {
     origin.framing = "chunked";
     const good = origin.url("/file.bin?case=digest-good");
-    const ok = await dfget(first.socketPath, [good, "-O", join(out, "digest-good"), "--digest", `sha256:${origin.sha256}`]);
+    const ok = await runDfget(first.socketPath, [good, "-O", join(out, "digest-good"), "--digest", `sha256:${origin.sha256}`]);
     expect(ok.status, ok.stderr).toBe(0);
     expect(sha256File(join(out, "digest-good"))).toBe(origin.sha256);
 
     const bad = origin.url("/file.bin?case=digest-bad");
     const wrong = createHash("sha256").update("something else").digest("hex");
-    const r = await dfget(first.socketPath, [bad, "-O", join(out, "digest-bad"), "--digest", `sha256:${wrong}`]);
+    const r = await runDfget(first.socketPath, [bad, "-O", join(out, "digest-bad"), "--digest", `sha256:${wrong}`]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain("digest mismatch");
     expect(r.stderr).toContain(origin.sha256);

@@ -6,9 +6,10 @@
 // one download. A task is one version of the origin's content (#20, backend/pin.ts): every
 // request to the origin carries the pin, parents of another version are not used
 // (pin-state.ts), and an origin that changes mid-way fails the task (or restarts it once).
+// An origin that does not tell the length is read whole first (unknown-length.ts); an origin
+// that fails for a while is ridden out (outage.ts).
 import { EventEmitter } from "node:events";
 import { dirname } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Metadata } from "@grpc/grpc-js";
 import type { Logger } from "../../common/logger.js";
 import { peerId as newPeerId } from "../../common/ids.js";
@@ -29,6 +30,7 @@ import { allocPieceBuffer, isNativeError, openTaskStore, type NativePieceInfo } 
 import { nativeToBackendError } from "../backend/http.js";
 import { parseDigest } from "./digest.js";
 import { DiskFaults, isNoSpace } from "./disk-faults.js";
+import { rideOutage } from "./outage.js";
 import { askParent, TaskPin } from "./pin-state.js";
 import { failureCause, keepForResume } from "./retention.js";
 import { sameAsHeld, streamFromOrigin, type StreamedPiece } from "./stream.js";
@@ -320,30 +322,22 @@ export class TaskManager {
       // The origin answered without a length (chunked, close-delimited): a peer that read it
       // whole told the scheduler; otherwise this peer reads it whole.
       contentLength = await this.contentLengthFromScheduler(taskId);
-      if (contentLength === undefined) return this.unknownLength(taskId, req, backend, headers);
+      if (contentLength === undefined) {
+        try {
+          return await this.unknownLength(taskId, req, backend, headers);
+        } finally {
+          this.noRange.delete(taskId);
+          this.sourceUrls.delete(taskId);
+        }
+      }
       this.log.info({ taskId, contentLength }, "origin does not tell the content length; the swarm knows it");
     }
 
     // The first answer fixes the version (pin.ts); an origin that did not answer leaves it to
     // the parents (pin-state.ts), whose version a peer that holds nothing yet adopts.
     const pin = known?.meta.pin ?? pinFromHeaders(responseHeader, contentLength);
-    const pieceLength = d.pieceLength ?? pieceLengthFor(contentLength);
     const faults = new DiskFaults(taskId, this.storage.rootFor(this.opts.tier), this.log);
-    const task = await this.openTask({
-      id: taskId,
-      url: d.url,
-      tag: d.tag,
-      application: d.application,
-      filteredQueryParams: d.filteredQueryParams,
-      requestHeader: {},
-      contentLength,
-      pieceLength,
-      pieceCount: pieceCount(contentLength, pieceLength),
-      responseHeader,
-      pin,
-      digest: d.digest || undefined,
-      tier: this.opts.tier,
-    });
+    const task = await this.openTask(this.newTask(taskId, d, contentLength, responseHeader, pin));
     // Pieces on disk are of the recorded pin; a record without one vouches for nothing. After a
     // restart the origin's new version is the one wanted: parents of the old one are refused.
     const held = task.finishedCount() > 0;
@@ -392,23 +386,9 @@ export class TaskManager {
         throw new DownloadError(`digest mismatch: expected ${expected.algorithm}:${expected.hex}, got ${staged.digest ?? "none"}`, "invalid");
       }
       const contentLength = staged.length;
-      const pieceLength = d.pieceLength ?? pieceLengthFor(contentLength);
-      const task = await this.openTask({
-        id: taskId,
-        url: d.url,
-        tag: d.tag,
-        application: d.application,
-        filteredQueryParams: d.filteredQueryParams,
-        requestHeader: {},
-        contentLength,
-        pieceLength,
-        pieceCount: pieceCount(contentLength, pieceLength),
-        responseHeader: staged.headers,
-        // One response: one version by construction, whatever validators it carried.
-        pin: pinFromHeaders(staged.headers, contentLength),
-        digest: d.digest || undefined,
-        tier: this.opts.tier,
-      });
+      // One response: one version by construction, whatever validators it carried.
+      const task = await this.openTask(this.newTask(taskId, d, contentLength, staged.headers, pinFromHeaders(staged.headers, contentLength)));
+      const { pieceLength } = task.meta;
       this.events.emit(`started:${taskId}`, task, task.finished());
       try {
         for (let n = 0; n < task.meta.pieceCount; n++) {
@@ -464,6 +444,26 @@ export class TaskManager {
       session.cancel();
       this.log.warn({ taskId: task.id, err: messageOf(e) }, "could not announce a task read from an origin without a content length; peers will read the origin themselves");
     }
+  }
+
+  /** The record of a task about to be opened, in the layout every peer computes from its length. */
+  private newTask(taskId: string, d: Download, contentLength: number, responseHeader: Record<string, string>, pin: OriginPin): NewTask {
+    const pieceLength = d.pieceLength ?? pieceLengthFor(contentLength);
+    return {
+      id: taskId,
+      url: d.url,
+      tag: d.tag,
+      application: d.application,
+      filteredQueryParams: d.filteredQueryParams,
+      requestHeader: {},
+      contentLength,
+      pieceLength,
+      pieceCount: pieceCount(contentLength, pieceLength),
+      responseHeader,
+      pin,
+      digest: d.digest || undefined,
+      tier: this.opts.tier,
+    };
   }
 
   /** Bytes the task still needs on disk: its missing pieces, plus room for its records. */
@@ -918,41 +918,10 @@ export class TaskManager {
     }
   }
 
-  /**
-   * Retries back-to-source through a temporary origin outage (refused or broken connections,
-   * 408, 429, 5xx) with backoff (0.5 s doubling to 8 s apart): a seed peer that gives up on the
-   * first refused connection fails the task for every peer waiting on it, and pieces that
-   * landed are kept, so the download resumes where it stopped. Bounded by backend.retryTimeout
-   * from the first failure and by the download's own timeout, whichever ends first; the error
-   * then says how long the origin failed and which bound ended it. The origin's answers (4xx)
-   * end at once.
-   */
-  private async rideOutage<T>(fetch: () => Promise<T>, req: DownloadRequest, givenUp: () => boolean = () => false): Promise<T> {
-    const budgetMs = this.opts.backendRetryTimeoutMs ?? 60_000;
-    let since: number | undefined;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await fetch();
-      } catch (e) {
-        const be = e instanceof BackendError ? e : e instanceof DownloadError ? e.backend : undefined;
-        if (!be?.temporary || req.signal?.aborted || givenUp()) throw e;
-        const now = Date.now();
-        since ??= now;
-        const pauseMs = Math.min(8000, 500 * 2 ** (attempt - 1));
-        const retryEnd = since + budgetMs;
-        const end = req.deadline !== undefined ? Math.min(req.deadline, retryEnd) : retryEnd;
-        // Give up before a pause that would end past the bound: the requester hears why
-        // before its own deadline does.
-        if (now + pauseMs >= end) {
-          const bound = req.deadline !== undefined && req.deadline <= retryEnd ? "the download's timeout" : `backend.retryTimeout (${Math.round(budgetMs / 1000)}s)`;
-          this.log.warn({ url: req.download.url, attempts: attempt, err: be.message }, "origin kept failing; giving up");
-          throw new BackendError(`${be.message} (the origin has failed for ${Math.round((now - since) / 1000)}s, ${attempt} attempts; gave up at ${bound})`, be.statusCode, be.headers, false);
-        }
-        if (attempt === 1) this.log.warn({ url: req.download.url, err: be.message }, "origin failed; retrying with backoff");
-        await sleep(pauseMs, undefined, { signal: req.signal }).catch(() => undefined);
-        if (req.signal?.aborted) throw e;
-      }
-    }
+  /** outage.ts, with this daemon's backend.retryTimeout and the download's timeout. */
+  private rideOutage<T>(fetch: () => Promise<T>, req: DownloadRequest, givenUp?: () => boolean): Promise<T> {
+    const bounds = { budgetMs: this.opts.backendRetryTimeoutMs ?? 60_000, deadline: req.deadline, signal: req.signal, givenUp, url: req.download.url, log: this.log };
+    return rideOutage(fetch, bounds, (e) => (e instanceof BackendError ? e : e instanceof DownloadError ? e.backend : undefined));
   }
 
   private async streamToStore(task: TaskStore, req: DownloadRequest, route: OriginRoute, session: AnnouncePeerSession | undefined): Promise<void> {
