@@ -41,8 +41,9 @@ describe("all sources offline, then back within the download's timeout", () => {
     const download = downloadVia(daemon.socketPath, { url: origin.url(), outputPath: out, pieceLength: PIECE });
     await until(() => landed(daemon) >= 2, "the first pieces", 60_000);
     await origin.goOffline();
-    // Longer than the retries of one request (backend.maxRetries) and several backoff rounds.
-    await new Promise((r) => setTimeout(r, 6000));
+    // Longer than the retries of one request (backend.maxRetries), and than the fixed ~15.5 s
+    // of pauses the daemon allowed before backend.retryTimeout (60 s by default).
+    await new Promise((r) => setTimeout(r, 18_000));
     await origin.comeBack();
     await download;
     expect(sha256File(out)).toBe(origin.sha256);
