@@ -108,6 +108,14 @@ export const DaemonConfigSchema = Type.Object(
     }),
     backend: obj({
       maxRetries: Type.Integer({ minimum: 0, maximum: 10, default: 1 }),
+      /**
+       * Ours (Dragonfly's `backend.maxRetries` counts retries of one request, kept above): how
+       * long back-to-source keeps retrying an origin that fails temporarily mid-download
+       * (refused or broken connections, 408, 429, 5xx), with backoff from 0.5 s doubling to
+       * 8 s apart, before the download fails. A download's own timeout (dfget --timeout)
+       * ends it sooner; the pieces that landed stay either way.
+       */
+      retryTimeout: Duration("60s"),
       requestHeader: Type.Record(Type.String(), Type.String(), { default: {} }),
     }),
     gc: obj({
@@ -200,6 +208,7 @@ export interface DaemonConfig extends DaemonConfigInput {
     uploadBandwidthBytes: number;
     uploadSendBufferBytes: number;
     spreadHoldMs: number;
+    backendRetryTimeoutMs: number;
   };
 }
 
@@ -240,6 +249,7 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
     uploadBandwidthBytes: parseSize(input.upload.bandwidthLimit),
     uploadSendBufferBytes: parseSize(input.upload.socketSendBuffer),
     spreadHoldMs: durationMs(input.seedPeer.spreadHold),
+    backendRetryTimeoutMs: durationMs(input.backend.retryTimeout),
   };
   if (resolved.uploadSendBufferBytes > 1 << 30) throw new ConfigError("upload.socketSendBuffer must be at most 1GiB");
   if (input.gc.policy.diskLowThresholdPercent > input.gc.policy.diskHighThresholdPercent) {

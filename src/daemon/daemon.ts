@@ -112,6 +112,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         maxScheduleCount: config.scheduler.maxScheduleCount,
         tier: config.storage.tier,
         restartOnOriginChange: config.download.restartOnOriginChange,
+        backendRetryTimeoutMs: r.backendRetryTimeoutMs,
         protocol: config.download.protocol,
       },
       storage,

@@ -32,6 +32,18 @@ export interface Origin {
   beforeServe: ((n: number, req: IncomingMessage) => void) | undefined;
   /** Request headers of every request, in arrival order. */
   seen: IncomingHttpHeaders[];
+  /**
+   * How the body's end is told: Content-Length (default, with Range support), chunked
+   * Transfer-Encoding, or the close of the connection (HTTP/1.0 style). The last two send no
+   * length anywhere and ignore Range, as origins of generated content do.
+   */
+  framing: "length" | "chunked" | "close";
+  /** Cut the connection after sending this many body bytes (undefined: send everything). */
+  cutAfter: number | undefined;
+  /** Stops listening and drops every connection: clients get "connection refused". */
+  goOffline(): Promise<void>;
+  /** Listens again on the same port. */
+  comeBack(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -51,7 +63,7 @@ let versions = 0;
 
 export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<Origin> {
   const origin: Origin = {
-    url: (p = path) => `http://127.0.0.1:${(server.address() as AddressInfo).port}${p}`,
+    url: (p = path) => `http://127.0.0.1:${port}${p}`,
     bytesServed: 0,
     requests: 0,
     failWith: undefined,
@@ -71,7 +83,15 @@ export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<
     },
     beforeServe: undefined,
     seen: [],
-    close: () => new Promise((r) => server.close(() => r())),
+    framing: "length",
+    cutAfter: undefined,
+    goOffline: () =>
+      new Promise((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+    comeBack: () => new Promise((r) => server.listen(port, "127.0.0.1", () => r())),
+    close: () => new Promise((r) => (server.listening ? server.close(() => r()) : r())),
   };
   origin.setContent(content);
   const server: Server = createServer((req, res) => {
@@ -98,6 +118,7 @@ export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<
       const failed = ifMatch !== undefined ? ifMatch !== "*" && !ifMatch.split(",").some((t) => t.trim() === validators.etag) : ifUnmodified !== undefined && validators["last-modified"] !== undefined && Date.parse(validators["last-modified"]) > Date.parse(ifUnmodified);
       if (failed) return void res.writeHead(412, validators).end();
     }
+    if (origin.framing !== "length") return serveWithoutLength(req, res, content, validators);
     const m = origin.rangeSupport ? /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "") : null;
     let start = 0;
     let end = content.length - 1;
@@ -111,7 +132,32 @@ export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<
     origin.bytesServed += body.length;
     res.end(body);
   };
+  /** The whole content in 64 KiB writes, its end told by the chunked framing or by closing. */
+  const serveWithoutLength = (req: IncomingMessage, res: ServerResponse, content: Buffer, validators: Record<string, string>) => {
+    const socket = req.socket;
+    const size = origin.cutAfter ?? content.length;
+    if (origin.framing === "close") {
+      // Written on the socket: node's server would pick chunked framing for an HTTP/1.1 client.
+      const head = Object.entries(validators).map(([k, v]) => `${k}: ${v}\r\n`);
+      socket.write(`HTTP/1.1 200 OK\r\nconnection: close\r\n${head.join("")}\r\n`);
+    } else res.writeHead(200, validators);
+    let off = 0;
+    const pump = () => {
+      while (off < size) {
+        const piece = content.subarray(off, Math.min(size, off + 65536));
+        off += piece.length;
+        origin.bytesServed += piece.length;
+        const more = origin.framing === "close" ? socket.write(piece) : res.write(piece);
+        if (!more) return void (origin.framing === "close" ? socket : res).once("drain", pump);
+      }
+      if (origin.cutAfter !== undefined) return void socket.destroy();
+      if (origin.framing === "close") socket.end();
+      else res.end();
+    };
+    pump();
+  };
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const port = (server.address() as AddressInfo).port;
   return origin;
 }

@@ -126,3 +126,14 @@ export function spawnDaemonProcess(config: string): ChildProcess {
   const bin = new URL("../../bin/dfdaemon.js", import.meta.url).pathname;
   return spawn(process.execPath, [bin, "--config", config, "--log-level", "error"], { stdio: ["ignore", "ignore", "inherit"] });
 }
+
+/** Runs the built dfget (bin/dfget.js, which loads dist/) against a daemon's socket: its exit status and stderr. */
+export function runDfget(socket: string, args: string[]): Promise<{ status: number | null; stderr: string }> {
+  const bin = new URL("../../bin/dfget.js", import.meta.url).pathname;
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [bin, ...args, "-e", socket, "--no-progress"], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    p.on("close", (status) => resolve({ status, stderr }));
+  });
+}

@@ -12,6 +12,8 @@ import { DigestHasher, deleteTaskStore, openTaskStore, type NativePieceInfo, typ
 import type { ParentAddress, PieceDeadlines, PieceInfo, PieceRace, TaskMetadata, TaskStore } from "./types.js";
 
 const META_FILE = "task.json";
+/** Per tier: bytes of origins that do not tell their length, until a task can hold them (task/unknown-length.ts). */
+const STAGING_DIR = ".staging";
 const NATIVE_DIGESTS = new Set(["sha256", "blake3", "crc32", "crc32c"]);
 
 function toPieceInfo(p: NativePieceInfo): PieceInfo {
@@ -132,6 +134,8 @@ export class Storage {
     const s = new Storage(opts);
     for (const root of [opts.diskDir, ...(opts.memoryDir ? [opts.memoryDir] : [])]) {
       if (!opts.keep) await rm(root, { recursive: true, force: true });
+      // Staged bytes outlive no process: the download that staged them is gone.
+      await rm(join(root, STAGING_DIR), { recursive: true, force: true });
       await mkdir(root, { recursive: true });
     }
     if (opts.keep) await s.load();
@@ -143,6 +147,11 @@ export class Storage {
     if (tier === "disk") return this.opts.diskDir;
     if (!this.opts.memoryDir) throw new Error("memory-tier task on a daemon without a tmpfs root (storage.tier is disk)");
     return this.opts.memoryDir;
+  }
+
+  /** Where a tier stages the bytes of an origin that does not tell the length (never a task directory). */
+  stagingDir(tier: "disk" | "memory"): string {
+    return join(this.rootFor(tier), STAGING_DIR);
   }
 
   /** Reopens tasks from a previous run: finished ones serve again, partial ones resume. */

@@ -6,6 +6,8 @@
 // one download. A task is one version of the origin's content (#20, backend/pin.ts): every
 // request to the origin carries the pin, parents of another version are not used
 // (pin-state.ts), and an origin that changes mid-way fails the task (or restarts it once).
+// An origin that does not tell the length is read whole first (unknown-length.ts); an origin
+// that fails for a while is ridden out (outage.ts).
 import { EventEmitter } from "node:events";
 import { dirname } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
@@ -28,10 +30,12 @@ import { allocPieceBuffer, isNativeError, openTaskStore, type NativePieceInfo } 
 import { nativeToBackendError } from "../backend/http.js";
 import { parseDigest } from "./digest.js";
 import { DiskFaults, isNoSpace } from "./disk-faults.js";
+import { rideOutage } from "./outage.js";
 import { askParent, TaskPin } from "./pin-state.js";
 import { failureCause, keepForResume } from "./retention.js";
 import { sameAsHeld, streamFromOrigin, type StreamedPiece } from "./stream.js";
 import { taskIdOf } from "./task-id.js";
+import { stageFromOrigin, type StagedContent } from "./unknown-length.js";
 import { TaskUploads } from "./uploads.js";
 import { BackToSourceWidth } from "./width.js";
 
@@ -48,6 +52,8 @@ export interface TaskManagerOptions {
   tier: "disk" | "memory";
   /** download.restartOnOriginChange: an origin that changes mid-way restarts the task once instead of failing it. */
   restartOnOriginChange?: boolean;
+  /** backend.retryTimeout: how long back-to-source rides out an origin's temporary failures (default 60 s). */
+  backendRetryTimeoutMs?: number;
   /** `download.protocol`: how pieces are fetched from parents (default "tcp"). */
   protocol?: "tcp" | "quic";
 }
@@ -85,6 +91,8 @@ export interface DownloadRequest {
    * proxy streams: `stream`).
    */
   liveBytes?: boolean;
+  /** When the download's own timeout (Download.timeout) passes, in epoch ms; set by download(). */
+  deadline?: number | undefined;
 }
 
 export class DownloadError extends Error {
@@ -222,7 +230,8 @@ export class TaskManager {
       const live = this.storage.get(taskId);
       if (live) onStarted(live, live.finished());
     } else {
-      run = this.run(taskId, req).finally(() => this.running.delete(taskId));
+      const timeoutMs = d.timeout ? d.timeout.seconds * 1000 + d.timeout.nanos / 1e6 : 0;
+      run = this.run(taskId, { ...req, deadline: timeoutMs > 0 ? Date.now() + timeoutMs : undefined }).finally(() => this.running.delete(taskId));
       this.running.set(taskId, run);
     }
     this.events.on(`started:${taskId}`, onStarted);
@@ -309,28 +318,26 @@ export class TaskManager {
         if (contentLength === undefined) throw new DownloadError(statError.message, "backend", statError);
       }
     }
-    if (contentLength === undefined) throw new DownloadError(`${d.url}: origin did not tell the content length`, "backend");
+    if (contentLength === undefined) {
+      // The origin answered without a length (chunked, close-delimited): a peer that read it
+      // whole told the scheduler; otherwise this peer reads it whole.
+      contentLength = await this.contentLengthFromScheduler(taskId);
+      if (contentLength === undefined) {
+        try {
+          return await this.unknownLength(taskId, req, backend, headers);
+        } finally {
+          this.noRange.delete(taskId);
+          this.sourceUrls.delete(taskId);
+        }
+      }
+      this.log.info({ taskId, contentLength }, "origin does not tell the content length; the swarm knows it");
+    }
 
     // The first answer fixes the version (pin.ts); an origin that did not answer leaves it to
     // the parents (pin-state.ts), whose version a peer that holds nothing yet adopts.
     const pin = known?.meta.pin ?? pinFromHeaders(responseHeader, contentLength);
-    const pieceLength = d.pieceLength ?? pieceLengthFor(contentLength);
     const faults = new DiskFaults(taskId, this.storage.rootFor(this.opts.tier), this.log);
-    const task = await this.openTask({
-      id: taskId,
-      url: d.url,
-      tag: d.tag,
-      application: d.application,
-      filteredQueryParams: d.filteredQueryParams,
-      requestHeader: {},
-      contentLength,
-      pieceLength,
-      pieceCount: pieceCount(contentLength, pieceLength),
-      responseHeader,
-      pin,
-      digest: d.digest || undefined,
-      tier: this.opts.tier,
-    });
+    const task = await this.openTask(this.newTask(taskId, d, contentLength, responseHeader, pin));
     // Pieces on disk are of the recorded pin; a record without one vouches for nothing. After a
     // restart the origin's new version is the one wanted: parents of the old one are refused.
     const held = task.finishedCount() > 0;
@@ -352,6 +359,111 @@ export class TaskManager {
       this.streamedDigests.delete(taskId);
       this.pins.delete(taskId);
     }
+  }
+
+  /**
+   * A task whose origin does not tell its length (unknown-length.ts): one response read whole
+   * into a staging file, the requester's digest checked on the bytes, and only then, with the
+   * length known, the task created from the staged bytes, finished, and announced to the
+   * scheduler as a complete back-to-source download, so later peers get it P2P. Any failure
+   * leaves neither the staged bytes nor a task behind.
+   */
+  private async unknownLength(taskId: string, req: DownloadRequest, backend: Backend, headers: Record<string, string>): Promise<TaskStore> {
+    const d = req.download;
+    if (d.disableBackToSource) throw new DownloadError(`${d.url}: the origin does not tell the content length, no peer has the task, and back-to-source is disabled`, "unavailable");
+    const expected = d.digest ? parseDigest(d.digest) : undefined;
+    this.log.info({ taskId, url: d.url }, "origin does not tell the content length; reading it in one response");
+    let staged: StagedContent;
+    try {
+      staged = await this.rideOutage(() => stageFromOrigin({ backend, url: d.url, headers, signal: req.signal, dir: this.storage.stagingDir(this.opts.tier), digestAlgorithm: expected?.algorithm }), req);
+    } catch (e) {
+      if (e instanceof BackendError) throw backendFailure(e);
+      if (isNoSpace(e)) throw new DownloadError(`no space left in ${this.storage.stagingDir(this.opts.tier)} for task ${taskId}: ${messageOf(e)}`, "no_space");
+      throw e;
+    }
+    try {
+      if (expected && staged.digest !== `${expected.algorithm}:${expected.hex}`) {
+        throw new DownloadError(`digest mismatch: expected ${expected.algorithm}:${expected.hex}, got ${staged.digest ?? "none"}`, "invalid");
+      }
+      const contentLength = staged.length;
+      // One response: one version by construction, whatever validators it carried.
+      const task = await this.openTask(this.newTask(taskId, d, contentLength, staged.headers, pinFromHeaders(staged.headers, contentLength)));
+      const { pieceLength } = task.meta;
+      this.events.emit(`started:${taskId}`, task, task.finished());
+      try {
+        for (let n = 0; n < task.meta.pieceCount; n++) {
+          const { offset, length } = pieceRange(n, contentLength, pieceLength);
+          const buf = allocPieceBuffer(length);
+          await staged.read(offset, buf);
+          this.emitPiece(task, await task.writePiece(n, buf, Date.now(), req.signal));
+        }
+        if (staged.digest !== undefined) this.streamedDigests.set(taskId, staged.digest);
+        await this.verify(task);
+        await task.update({ state: "succeeded", finishedAt: Date.now(), failure: undefined });
+      } catch (e) {
+        await this.storage.delete(taskId).catch((err: unknown) => this.log.warn({ taskId, err: messageOf(err) }, "removing a failed task failed"));
+        if (isNoSpace(e)) throw this.noSpaceError(taskId, contentLength + METADATA_SLACK, await freeBytes(this.storage.rootFor(this.opts.tier)).catch(() => 0));
+        throw e;
+      } finally {
+        this.streamedDigests.delete(taskId);
+      }
+      await this.announceFinished(task, req);
+      return task;
+    } finally {
+      await staged.discard();
+    }
+  }
+
+  /**
+   * Tells the scheduler about a task this peer finished without it (unknownLength): registered
+   * with its layout, every piece reported as back-to-source, so the scheduler knows the length
+   * and offers this peer as a parent. Tiny tasks never involve the scheduler, as in Dragonfly.
+   * Best effort: the download succeeded whatever the scheduler says.
+   */
+  private async announceFinished(task: TaskStore, req: DownloadRequest): Promise<void> {
+    const scheduler = this.schedulers.forTask(task.id);
+    if (!scheduler || task.meta.contentLength <= MIN_PIECE_LENGTH) return;
+    const peerId = newPeerId(this.opts.ip, this.opts.hostname, this.opts.seedPeer);
+    const session = new AnnouncePeerSession(scheduler.client, { hostId: this.opts.hostId, taskId: task.id, peerId });
+    try {
+      session.register({
+        ...req.download,
+        outputPath: undefined,
+        actualContentLength: task.meta.contentLength,
+        actualPieceLength: task.meta.pieceLength,
+        actualPieceCount: task.meta.pieceCount,
+        needBackToSource: true,
+      });
+      const res = await session.next(Math.min(this.opts.scheduleTimeoutMs, 30_000));
+      if (res?.$case !== "needBackToSourceResponse") throw new Error(`scheduler answered ${res?.$case ?? "nothing"} to a peer that holds the task`);
+      session.backToSourceStarted();
+      for (const p of task.finished()) session.pieceBackToSourceFinished(toProtoPiece(p, TrafficType.BACK_TO_SOURCE));
+      session.backToSourceFinished();
+      await this.closeAfterFinished(session);
+    } catch (e) {
+      session.cancel();
+      this.log.warn({ taskId: task.id, err: messageOf(e) }, "could not announce a task read from an origin without a content length; peers will read the origin themselves");
+    }
+  }
+
+  /** The record of a task about to be opened, in the layout every peer computes from its length. */
+  private newTask(taskId: string, d: Download, contentLength: number, responseHeader: Record<string, string>, pin: OriginPin): NewTask {
+    const pieceLength = d.pieceLength ?? pieceLengthFor(contentLength);
+    return {
+      id: taskId,
+      url: d.url,
+      tag: d.tag,
+      application: d.application,
+      filteredQueryParams: d.filteredQueryParams,
+      requestHeader: {},
+      contentLength,
+      pieceLength,
+      pieceCount: pieceCount(contentLength, pieceLength),
+      responseHeader,
+      pin,
+      digest: d.digest || undefined,
+      tier: this.opts.tier,
+    };
   }
 
   /** Bytes the task still needs on disk: its missing pieces, plus room for its records. */
@@ -758,7 +870,7 @@ export class TaskManager {
           if (n === undefined) return;
           try {
             const started = performance.now();
-            const info = await this.rideOutage(() => (native ? this.pieceFromOrigin(native, n, req.signal) : this.pieceFromSource(task, n, req, backend, headers, state.pin)), req.signal, () => failure !== undefined);
+            const info = await this.rideOutage(() => (native ? this.pieceFromOrigin(native, n, req.signal) : this.pieceFromSource(task, n, req, backend, headers, state.pin)), req, () => failure !== undefined);
             session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
             this.emitPiece(task, info);
             width.landed(performance.now() - started);
@@ -799,29 +911,17 @@ export class TaskManager {
     if (this.missing(task).size === 0) return;
     try {
       const native = this.noRange.has(task.id) || task.meta.contentLength === 0 ? undefined : await this.nativeOrigin(task, req, backend, headers, pin);
-      await this.rideOutage(() => (native ? this.streamToStore(task, req, native.route, session) : this.backToSourceStream(task, req, backend, headers, session, pin)), req.signal, () => false);
+      await this.rideOutage(() => (native ? this.streamToStore(task, req, native.route, session) : this.backToSourceStream(task, req, backend, headers, session, pin)), req);
     } catch (e) {
       if (e instanceof BackendError) throw backendFailure(e);
       throw e;
     }
   }
 
-  /**
-   * Retries a piece through a temporary origin outage (network errors, 408, 429, 5xx) with
-   * growing pauses, about 15 s in all: a seed peer that gives up on the first 503 fails the
-   * task for every peer waiting on it. Errors that are the origin's answer (4xx) end at once.
-   */
-  private async rideOutage<T>(fetch: () => Promise<T>, signal: AbortSignal | undefined, givenUp: () => boolean): Promise<T> {
-    for (const pauseMs of [500, 1000, 2000, 4000, 8000, -1]) {
-      try {
-        return await fetch();
-      } catch (e) {
-        const be = e instanceof BackendError ? e : e instanceof DownloadError ? e.backend : undefined;
-        if (pauseMs < 0 || !be?.temporary || signal?.aborted || givenUp()) throw e;
-        await new Promise((r) => setTimeout(r, pauseMs));
-      }
-    }
-    throw new Error("unreachable");
+  /** outage.ts, with this daemon's backend.retryTimeout and the download's timeout. */
+  private rideOutage<T>(fetch: () => Promise<T>, req: DownloadRequest, givenUp?: () => boolean): Promise<T> {
+    const bounds = { budgetMs: this.opts.backendRetryTimeoutMs ?? 60_000, deadline: req.deadline, signal: req.signal, givenUp, url: req.download.url, log: this.log };
+    return rideOutage(fetch, bounds, (e) => (e instanceof BackendError ? e : e instanceof DownloadError ? e.backend : undefined));
   }
 
   private async streamToStore(task: TaskStore, req: DownloadRequest, route: OriginRoute, session: AnnouncePeerSession | undefined): Promise<void> {
