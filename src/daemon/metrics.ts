@@ -13,6 +13,8 @@ export interface DaemonMetrics {
   backendRequestFailureTotal: Counter<"scheme" | "method">;
   diskSpaceTotal: Gauge;
   diskUsageSpaceTotal: Gauge;
+  /** Ours: parents dropped for a task, by why: "corrupt" (a piece failed its digest) or "stalled". */
+  badParentTotal: Counter<"reason">;
 }
 
 export function daemonMetrics(registry: Registry): DaemonMetrics {
@@ -31,5 +33,6 @@ export function daemonMetrics(registry: Registry): DaemonMetrics {
     backendRequestFailureTotal: new Counter({ name: "dragonfly_client_backend_request_failure_total", help: "Counter of the number of failed of the backend request.", labelNames: ["scheme", "method"], registers: r }),
     diskSpaceTotal: new Gauge({ name: "dragonfly_client_disk_space_total", help: "Gauge of the disk space.", registers: r }),
     diskUsageSpaceTotal: new Gauge({ name: "dragonfly_client_disk_usage_space_total", help: "Gauge of the disk usage space.", registers: r }),
+    badParentTotal: new Counter({ name: "dragonfly_client_bad_parent_total", help: "Counter of parents dropped for a task, by reason (corrupt: a piece failed its digest; stalled).", labelNames: ["reason"], registers: r }),
   };
 }

@@ -35,8 +35,6 @@ type Outcome = "continue" | "end";
 const PRIORITY_NAMES = ["LEVEL0", "LEVEL1", "LEVEL2", "LEVEL3", "LEVEL4", "LEVEL5", "LEVEL6"];
 const TASK_TYPE_NAMES = ["STANDARD", "PERSISTENT", "PERSISTENT_CACHE", "CACHE"];
 const TRAFFIC_NAMES = ["BACK_TO_SOURCE", "REMOTE_PEER", "LOCAL_PEER"];
-/** Bound on back-to-source pieces kept per task when the piece count is unknown. */
-const MAX_STORED_PIECES = 100_000;
 
 function peerLabels(peer: Peer) {
   return { priority: PRIORITY_NAMES[peer.priority] ?? "LEVEL0", task_type: TASK_TYPE_NAMES[peer.task.type] ?? "STANDARD", host_type: peer.host.typeName };
@@ -349,6 +347,10 @@ export class AnnouncePeerSession {
           throw e;
         }
         peer.task.backToSourcePeers.add(peer.id);
+        // Named so in its children's candidate lists (Peer.need_back_to_source, as Dragonfly
+        // sets it for peers it sends to the origin): a receiver takes a piece whose origin
+        // digest is not known yet only from a peer that fetched it from the origin itself.
+        peer.needBackToSource = true;
         // Origin fetches do not use parents: release them.
         resource.deleteParents(peer);
         peer.updatedAt = now;
@@ -424,7 +426,11 @@ export class AnnouncePeerSession {
           if (parentHost) metrics.hostTraffic.inc({ type: "upload", task_type: labels.task_type, host_type: parentHost.typeName, host_id: parentHost.id, host_ip: parentHost.ip, host_name: parentHost.hostname }, piece.length);
         }
         if (backToSource) {
-          if (peer.task.totalPieceCount > 0 || peer.task.pieces.size < MAX_STORED_PIECES) peer.task.pieces.set(piece.number, { ...piece, content: undefined });
+          const vouched = peer.task.pieces.vouch(piece, peer.task.totalPieceCount);
+          if (vouched === "conflict") {
+            metrics.pieceDigestConflict.inc({ task_type: labels.task_type, host_type: labels.host_type });
+            this.ctx.log.warn({ taskId: peer.task.id, peerId: peer.id, piece: piece.number, reported: piece.digest, kept: peer.task.pieces.get(piece.number)?.digest }, "back-to-source piece digest differs from the first report; keeping the first");
+          }
         } else if (piece.parentId) {
           const parent = resource.peers.get(piece.parentId);
           if (parent) {

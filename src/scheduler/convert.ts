@@ -28,7 +28,7 @@ export function taskMessage(task: Task, withPieces = true): TaskMessage {
     contentLength: Math.max(0, task.contentLength),
     pieceCount: Math.max(0, task.totalPieceCount),
     sizeScope: task.sizeScope(),
-    pieces: withPieces ? [...task.pieces.values()].sort((a, b) => a.number - b.number) : [],
+    pieces: withPieces ? task.pieces.list() : [],
     state: task.fsm.current,
     peerCount: task.peerCount,
     hasAvailablePeer: task.dag.values().some((p) => p.fsm.is("Running", "Succeeded", "BackToSource")),

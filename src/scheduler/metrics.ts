@@ -63,6 +63,8 @@ export function createSchedulerMetrics(registry: Registry) {
       ...OBJECTIVES,
       registers,
     }),
+    /** Ours: back-to-source piece reports whose digest disagrees with the piece's first report (kept; see resource/piece-digests.ts). */
+    pieceDigestConflict: counter("piece_digest_conflict_total", "Counter of back-to-source piece reports whose digest disagrees with the first report of the piece.", ["task_type", "host_type"]),
     seedPeerTrigger: counter("seed_peer_trigger_total", "Counter of seed peer download triggers by result.", ["result"]),
     version: new Gauge({ name: `${P}version`, help: "Version info of the service.", labelNames: ["major", "minor", "git_version", "git_commit", "platform", "build_time", "go_version", "go_tags", "go_gcflags"], registers }),
   };

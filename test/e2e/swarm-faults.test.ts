@@ -1,11 +1,13 @@
 // Scenario 3: faults during transfers. Each fault gets a file (so a task) of its own on one
 // swarm: a parent peer killed, a parent peer stopped (SIGSTOP), the seed peer killed, the
 // scheduler restarted, the origin answering 503 for 10 s, a peer whose link drops 30% of its
-// packets, and a peer that serves corrupted pieces. Every other download completes and
-// verifies; the corrupt peer is blocked, the stopped one costs the others seconds.
-import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from "node:fs";
+// packets, a peer that serves corrupted pieces, and a peer that lies (serves other bytes with
+// their own CRC). Every other download completes and verifies; the corrupt and the lying peers
+// are blocked, the stopped one costs the others seconds.
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
+import { digest, isNativeError, openTaskStore } from "../../src/native/index.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { settings, skipReason, support } from "./harness/settings.js";
 import { sha256File, Swarm, type DaemonHost, type DownloadOutcome, type RunningDownload } from "./harness/swarm.js";
@@ -15,7 +17,7 @@ const M = settings.faultPeers;
 // The seed peer asks the origin for 8 pieces at a time: the 503 file has more pieces than that
 // (at least 96 MiB, 24 pieces), so requests are still to come when the origin starts failing.
 const SIZE_503 = Math.max(SIZE, 96 << 20);
-const FILES = ["parent", "stop-base", "stop", "seed", "scheduler", "loss", "corrupt"].map((n) => ({ name: `${n}.bin`, size: SIZE })).concat({ name: "origin503.bin", size: SIZE_503 });
+const FILES = ["parent", "stop-base", "stop", "seed", "scheduler", "loss", "corrupt", "liar"].map((n) => ({ name: `${n}.bin`, size: SIZE })).concat({ name: "origin503.bin", size: SIZE_503 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -196,6 +198,42 @@ describe.skipIf(!support.ok)(`swarm faults: seed peer and ${M} peers, ${settings
     expectAllVerified(file, running, await Promise.all(running.map((r) => r.done)));
     const blocks = rest.flatMap((d) => swarm.logLines(d.name).filter((l) => String(l.msg).includes("failed verification") && l.host === bad.net.ip && l.taskId === first.taskId));
     console.log(`${new Set(blocks.map((b) => b.pid)).size} peers blocked ${bad.name} for ${file}`);
+    expect(blocks.length).toBeGreaterThan(0);
+  });
+
+  it("a peer lying with matching CRCs is caught by the origin's digests, blocked, and every other output verifies", async () => {
+    const file = "liar.bin";
+    const [liar, ...rest] = swarm.peers as [DaemonHost, ...DaemonHost[]];
+    const first = await swarm.download(liar, swarm.url(file), out(file, liar));
+    expectVerified(file, liar, first);
+    // Killed (not stopped: a clean shutdown would leave the scheduler, which would then never
+    // offer it), its pieces rewritten with other bytes and recorded with their own CRC, and
+    // started again: its piece server then sends the lie with a CRC that matches it.
+    await swarm.killDaemon(liar);
+    const content = swarm.taskFiles(liar).find((p) => p.includes(first.taskId) && statSync(p).size >= SIZE);
+    expect(content, `task file of ${first.taskId}`).toBeDefined();
+    const dir = dirname(content as string);
+    const meta = JSON.parse(readFileSync(join(dir, "task.json"), "utf8")) as { contentLength: number; pieceLength: number };
+    const store = openTaskStore({ dataDir: dirname(dir), taskId: basename(dir), contentLength: meta.contentLength, pieceLength: meta.pieceLength });
+    const lies = store.finishedPieces();
+    expect(lies.length).toBeGreaterThan(0);
+    for (const p of lies) {
+      const lie = Buffer.from(await store.readPiece(p.number));
+      lie.write("made-up bytes", 4096);
+      const fd = openSync(content as string, "r+");
+      try {
+        writeSync(fd, lie, 0, lie.length, p.offset);
+      } finally {
+        closeSync(fd);
+      }
+      await expect(store.verifyPiece(p.number)).rejects.toSatisfy((e: unknown) => isNativeError(e) && e.code === "DF_DIGEST_MISMATCH");
+      expect((await store.writePiece(p.number, lie)).digest).toBe(digest("crc32", lie));
+    }
+    await swarm.startDaemon(liar);
+    const running = start(file, rest);
+    expectAllVerified(file, running, await Promise.all(running.map((r) => r.done)));
+    const blocks = rest.flatMap((d) => swarm.logLines(d.name).filter((l) => String(l.msg).includes("failed verification") && l.host === liar.net.ip && l.taskId === first.taskId));
+    console.log(`${new Set(blocks.map((b) => b.pid)).size} peers blocked ${liar.name} for ${file}`);
     expect(blocks.length).toBeGreaterThan(0);
   });
 

@@ -9,6 +9,7 @@ import { Priority } from "../../src/gen/common/v2/common.js";
 import { HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/health/v1/health.js";
 import type { SchedulerClient } from "../../src/gen/scheduler/v2/scheduler.js";
 import type { SchedulerHandle } from "../../src/scheduler/server.js";
+import { until } from "../helpers/until.js";
 import { Announce, announceHost, download, hostMsg, MiB, piece, startFakeSeed, startTestScheduler, unaryCall, type FakeSeed } from "./scheduler-helpers.js";
 
 type Client = InstanceType<typeof SchedulerClient>;
@@ -183,6 +184,35 @@ describe("scheduler AnnouncePeer", () => {
     expect(stat.peers.map((p) => p.hostname).sort()).toContain("10-0-0-1-a");
     const bad = unaryCall(client.preheatFile.bind(client), { url: url("x"), scope: "everyone", filteredQueryParams: [], header: {}, ips: [], priority: 0, certificateChain: [], insecureSkipVerify: false });
     await expect(bad).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+  });
+
+  it("vouched digests: back-to-source reports fix each piece's digest, StatTask hands them out, conflicts are kept out and counted", async () => {
+    const name = "vouch";
+    const blake = (n: number, c = "a") => `blake3:${String(n).padStart(2, "0")}${c.repeat(62)}`;
+    const a = new Announce(client, "10.0.0.4-d", tid(name), "peer-d-vouch");
+    // LEVEL3: to the origin itself, though an earlier test's seed is available.
+    a.register(download(url(name), LEN, { priority: Priority.LEVEL3 }));
+    const r = await a.next();
+    expect(r.response?.$case).toBe("needBackToSourceResponse");
+    a.send({ $case: "downloadPeerBackToSourceStartedRequest", downloadPeerBackToSourceStartedRequest: {} });
+    for (let n = 0; n < 3; n++) a.send({ $case: "downloadPieceBackToSourceFinishedRequest", downloadPieceBackToSourceFinishedRequest: { piece: { ...piece(n, PL, Math.min(PL, LEN - n * PL)), digest: blake(n) } } });
+    // A second report of piece 1 with another BLAKE3 does not replace the first.
+    a.send({ $case: "downloadPieceBackToSourceFinishedRequest", downloadPieceBackToSourceFinishedRequest: { piece: { ...piece(1, PL, PL), digest: blake(1, "b") } } });
+    const conflicts = async () => (await (await fetch(`http://127.0.0.1:${handle.metricsPort}/metrics`)).text()).match(/dragonfly_scheduler_piece_digest_conflict_total\{task_type="STANDARD",host_type="normal"\} (\d+)/)?.[1];
+    await until(async () => (await conflicts()) === "1", "the conflicting report counted");
+    const task = await unaryCall(client.statTask.bind(client), { hostId: "10.0.0.5-e", taskId: tid(name) });
+    expect(task.pieces.map((p) => [p.number, p.digest])).toEqual([0, 1, 2].map((n) => [n, blake(n)]));
+    // Children are told it fetched from the origin: its pieces may be taken before their digests are known.
+    const child = new Announce(client, "10.0.0.5-e", tid(name), "peer-e-vouch");
+    child.register(download(url(name), LEN));
+    const c = await child.next();
+    if (c.response?.$case !== "normalTaskResponse") throw new Error(`expected normal, got ${c.response?.$case}`);
+    expect(c.response.normalTaskResponse.candidateParents.find((p) => p.id === "peer-d-vouch")?.needBackToSource).toBe(true);
+    // Leaves its parents as it goes, so later tests find every upload slot free.
+    child.send({ $case: "downloadPeerFailedRequest", downloadPeerFailedRequest: { description: "test done" } });
+    expect((await child.status).code).toBe(status.OK);
+    a.send({ $case: "downloadPeerBackToSourceFinishedRequest", downloadPeerBackToSourceFinishedRequest: {} });
+    expect((await a.status).code).toBe(status.OK);
   });
 
   it("exports dragonfly_scheduler_* and grpc_server_handled_total on /metrics", async () => {

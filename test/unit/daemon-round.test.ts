@@ -8,6 +8,7 @@ import type { SyncHostRequest, SyncPiecesRequest } from "../../src/gen/dfdaemon/
 import type { UploadClientPool } from "../../src/daemon/piece/parents.js";
 import { MIN_FIRST_BYTE_MS, MIN_STALL_MS, pieceDeadlines, PieceRound, type Holder, type ParentRace } from "../../src/daemon/piece/round.js";
 import type { PieceDeadlines } from "../../src/daemon/storage/types.js";
+import type { Vouched } from "../../src/daemon/piece/vouched.js";
 
 class FakeStream extends EventEmitter {
   cancelled = false;
@@ -35,7 +36,7 @@ class FakeUploads {
   }
 }
 
-const parent = (id: string, ip: string, type = 0) => Peer.fromPartial({ id, host: { id: `host-${id}`, ip, port: 4000, type } });
+const parent = (id: string, ip: string, type = 0, needBackToSource = false) => Peer.fromPartial({ id, host: { id: `host-${id}`, ip, port: 4000, type }, needBackToSource });
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 type Fetch = (h: Holder, n: number) => Promise<{ number: number; offset: number; length: number; digest: string; parentId: string; createdAt: number; finishedAt: number }>;
@@ -43,8 +44,8 @@ type Fetch = (h: Holder, n: number) => Promise<{ number: number; offset: number;
 /** What a parent delivers for piece `n` of the fake 4-byte-piece task. */
 const piece = (h: Holder, n: number) => ({ number: n, offset: n * 4, length: 4, digest: "crc32:0", parentId: h.peerId, createdAt: 0, finishedAt: 0 });
 
-function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch; now?: () => number; race?: () => ParentRace; idleTimeoutMs?: number; stalls?: Map<string, number>; admit?: (peer: Peer) => Promise<boolean> } = {}) {
-  const fetched: Array<{ n: number; from: string; deadlines?: PieceDeadlines }> = [];
+function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>, opts: { concurrency?: number; fetch?: Fetch; now?: () => number; race?: () => ParentRace; idleTimeoutMs?: number; stalls?: Map<string, number>; admit?: (peer: Peer) => Promise<boolean>; vouched?: Vouched } = {}) {
+  const fetched: Array<{ n: number; from: string; deadlines?: PieceDeadlines; expected?: string | undefined }> = [];
   const failed: number[] = [];
   const bad: string[] = [];
   const round = new PieceRound(
@@ -57,8 +58,8 @@ function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>
       pieceLength: 4,
       pieceTimeoutMs: 120_000,
       uploadClients: uploads as unknown as UploadClientPool,
-      fetch: (h: Holder, n: number, deadlines: PieceDeadlines) => {
-        fetched.push({ n, from: h.peerId, ...(opts.stalls ? { deadlines } : {}) });
+      fetch: (h: Holder, n: number, deadlines: PieceDeadlines, expected?: string) => {
+        fetched.push({ n, from: h.peerId, ...(opts.stalls ? { deadlines } : {}), ...(opts.vouched ? { expected } : {}) });
         if (opts.fetch) return opts.fetch(h, n);
         return Promise.resolve(piece(h, n));
       },
@@ -70,6 +71,7 @@ function newRound(uploads: FakeUploads, candidates: Peer[], missing: Set<number>
       ...(opts.admit ? { admit: opts.admit } : {}),
       ...(opts.now ? { now: opts.now } : {}),
       ...(opts.race ? { race: opts.race } : {}),
+      ...(opts.vouched ? { vouched: opts.vouched } : {}),
     },
     candidates,
     missing,
@@ -645,5 +647,50 @@ describe("PieceRound and our own storage faults", () => {
     ]);
     expect(failed).toEqual([]);
     expect(bad).toEqual([]);
+  });
+});
+
+/** The origin's digests as a test hands them out (vouched.ts without a scheduler). */
+class FakeVouched implements Vouched {
+  readonly digests = new Map<number, string>();
+  wanted = 0;
+  private readonly listeners = new Set<() => void>();
+  get(n: number): string | undefined {
+    return this.digests.get(n);
+  }
+  want(): void {
+    this.wanted++;
+  }
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+  learn(n: number, digest: string): void {
+    this.digests.set(n, digest);
+    for (const fn of this.listeners) fn();
+  }
+}
+
+describe("PieceRound with vouched digests (issue 21)", () => {
+  it("checks every piece against the origin's digest, and takes a piece without one only from a parent that fetched it from the origin", async () => {
+    const uploads = new FakeUploads();
+    const vouched = new FakeVouched();
+    vouched.digests.set(1, "blake3:11");
+    const { round, fetched } = newRound(uploads, [parent("src", "10.0.0.1", 0, true), parent("b", "10.0.0.2")], new Set([0, 1, 2]), { vouched });
+    const done = round.run();
+    await tick();
+    report(uploads, "10.0.0.2", [0, 1, 2]);
+    report(uploads, "10.0.0.1", [2]);
+    await new Promise((r) => setTimeout(r, 50));
+    // Piece 1 from b, checked against its digest; piece 2 from the source, whose own report is
+    // its digest; piece 0 waits: only b holds it and nothing vouches for b's bytes yet.
+    expect([...fetched].sort((x, y) => x.n - y.n)).toEqual([
+      { n: 1, from: "b", expected: "blake3:11" },
+      { n: 2, from: "src", expected: undefined },
+    ]);
+    expect(vouched.wanted).toBeGreaterThan(0);
+    vouched.learn(0, "blake3:00");
+    expect(await done).toBe(true);
+    expect(fetched[2]).toEqual({ n: 0, from: "b", expected: "blake3:00" });
   });
 });

@@ -978,6 +978,47 @@ mod tests {
         assert_eq!(e.code, ErrorCode::DigestMismatch);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lying_parent_with_a_matching_crc_fails_the_vouched_digest() {
+        use crate::digest::{self, Algorithm};
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let d = data();
+        let src = open(a.path());
+        let (off, len) = src.piece_range(1).unwrap();
+        let right = &d[off as usize..(off + len) as usize];
+        // The liar's store records the CRC of the bytes it serves, so the frame's digest holds.
+        let mut wrong = right.to_vec();
+        wrong[7] ^= 0xff;
+        src.write_piece(1, wrong, WriteMeta::default()).await.unwrap();
+        src.write_piece(2, d[(2 * PIECE) as usize..(3 * PIECE) as usize].to_vec(), WriteMeta::default()).await.unwrap();
+        let srv = server(a.path(), DEFAULT_SERVE_PATH, 0).await;
+        let dst =
+            PieceStore::open(StoreOptions { extra_digest: Some(Algorithm::Blake3), ..store_opts(b.path()) }).unwrap();
+        let pool = ConnPool::default();
+        let vouched =
+            FetchOptions { expected_digest: Some(digest::digest(Algorithm::Blake3, right)), ..fetch_opts(&srv, 1) };
+        let e = fetch_piece(&pool, &dst, &vouched, &CancelToken::new()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::DigestMismatch, "{e}");
+        assert!(dst.piece(1).is_none());
+        // An honest piece passes its vouched digest (upper-case hex too) and records it.
+        let two = digest::digest(Algorithm::Blake3, &d[(2 * PIECE) as usize..(3 * PIECE) as usize]);
+        let honest = FetchOptions {
+            expected_digest: Some(two.to_uppercase().replace("BLAKE3:", "blake3:")),
+            ..fetch_opts(&srv, 2)
+        };
+        let rec = fetch_piece(&pool, &dst, &honest, &CancelToken::new()).await.unwrap();
+        assert_eq!(rec.extra_digest.as_deref(), Some(two.as_str()));
+        // A vouched digest of another algorithm than the store's is checked by a second pass.
+        let c = tempfile::tempdir().unwrap();
+        let dst2 = open(c.path());
+        let sha =
+            FetchOptions { expected_digest: Some(digest::digest(Algorithm::Sha256, right)), ..fetch_opts(&srv, 1) };
+        let e = fetch_piece(&pool, &dst2, &sha, &CancelToken::new()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::DigestMismatch);
+        srv.close().await;
+    }
+
     async fn raw_exchange(srv: &PieceServer, bytes: &[u8], half_close: bool) -> Vec<u8> {
         let mut s = TcpStream::connect(srv.local_addr()).await.unwrap();
         s.write_all(bytes).await.unwrap();

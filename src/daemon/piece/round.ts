@@ -16,6 +16,7 @@ import { isNativeError } from "../../native/index.js";
 import { HOST_TYPE } from "../host.js";
 import type { PieceDeadlines, PieceInfo } from "../storage/types.js";
 import { pickWeighted, spareBandwidthWeight, type UploadClientPool } from "./parents.js";
+import type { Vouched } from "./vouched.js";
 
 export interface Holder {
   peerId: string;
@@ -44,11 +45,18 @@ export interface RoundDeps {
   stalls?: Map<string, number>;
   uploadClients: UploadClientPool;
   /**
-   * Fetches one piece from a parent into the task store, verified; throws on any failure. A
-   * failure of our own storage (DF_DEVICE_IO, DF_NO_SPACE) queues the piece again without
-   * blaming the parent: the caller bounds those by aborting the round (DiskFaults).
+   * Fetches one piece from a parent into the task store, verified (against `expectedDigest`
+   * too, when given); throws on any failure. A failure of our own storage (DF_DEVICE_IO,
+   * DF_NO_SPACE) queues the piece again without blaming the parent: the caller bounds those by
+   * aborting the round (DiskFaults).
    */
-  fetch(holder: Holder, number: number, deadlines: PieceDeadlines): Promise<PieceInfo>;
+  fetch(holder: Holder, number: number, deadlines: PieceDeadlines, expectedDigest?: string): Promise<PieceInfo>;
+  /**
+   * The origin's piece digests (vouched.ts): every piece is verified against its digest, and
+   * a piece whose digest is not known yet is taken only from a parent that fetched it from the
+   * origin itself (Peer.need_back_to_source). Unset: the parent's own CRC is all we check.
+   */
+  vouched?: Vouched;
   /** Starts a race among parents for a piece each (see PieceRound.race); unset = fetch only. */
   race?(): ParentRace;
   onPiece(info: PieceInfo, holder: Holder): void;
@@ -72,8 +80,8 @@ export interface RoundDeps {
 
 /** One race: each candidate added asks one parent for one piece; the first to start sending wins. */
 export interface ParentRace {
-  /** Asks `holder` for piece `number` too; ignored once a parent started sending. */
-  add(holder: Holder, number: number, deadlines: PieceDeadlines): void;
+  /** Asks `holder` for piece `number` too (verified against `expectedDigest` too, when given); ignored once a parent started sending. */
+  add(holder: Holder, number: number, deadlines: PieceDeadlines, expectedDigest?: string): void;
   /** The winner's index (in the order added) once its parent starts sending; -1 if none does. */
   readonly started: Promise<number>;
   /** The winner and its landed, verified piece; rejects when every candidate refused or failed. */
@@ -98,6 +106,8 @@ interface ParentState {
   weight: number;
   blocked: boolean;
   seed: boolean;
+  /** It fetches the task from the origin (Peer.need_back_to_source): its pieces vouch for themselves. */
+  source: boolean;
   /** RoundDeps.admit's answer: unasked, being asked (reports held meanwhile), or given. */
   admission: "unasked" | "asking" | "admitted";
   held: SyncPiecesResponse[];
@@ -252,6 +262,7 @@ export class PieceRound {
       weight: spareBandwidthWeight(peer.host.network?.maxTxBandwidth, peer.host.network?.txBandwidth),
       blocked: false,
       seed: peer.host.type !== HOST_TYPE.normal,
+      source: peer.needBackToSource,
       admission: this.deps.admit ? "unasked" : "admitted",
       held: [],
     };
@@ -265,11 +276,17 @@ export class PieceRound {
     this.running = true;
     for (const p of this.parents.values()) this.sync(p);
     this.syncHosts();
+    // Digests learnt while we wait make held pieces usable from every holder.
+    const unsubscribe = this.deps.vouched?.onChange(() => {
+      this.lastProgress = Date.now();
+      this.notify();
+    });
     const workers = Array.from({ length: this.deps.concurrency }, () => this.worker(signal));
     try {
       await Promise.all(workers);
     } finally {
       this.ended = true;
+      unsubscribe?.();
       for (const s of this.streams) s.cancel();
     }
     return this.missing.size === 0;
@@ -405,7 +422,14 @@ export class PieceRound {
    */
   private usable(n: number): Holder[] {
     const tried = this.tried.get(n);
-    const all = (this.holders.get(n) ?? []).filter((h) => !tried?.has(h.peerId) && !this.parents.get(h.peerId)?.blocked);
+    let all = (this.holders.get(n) ?? []).filter((h) => !tried?.has(h.peerId) && !this.parents.get(h.peerId)?.blocked);
+    const vouched = this.deps.vouched;
+    if (vouched && vouched.get(n) === undefined && all.length > 0) {
+      // Nothing to check another parent's bytes against yet: only a source may serve it.
+      const sources = all.filter((h) => this.parents.get(h.peerId)?.source);
+      if (sources.length < all.length) vouched.want();
+      all = sources;
+    }
     const peers = all.filter((h) => !this.parents.get(h.peerId)?.seed);
     return peers.length > 0 ? peers : all;
   }
@@ -630,7 +654,7 @@ export class PieceRound {
       this.fetching.add(c.number);
       this.queued.delete(c.number);
       this.load.set(c.holder.peerId, (this.load.get(c.holder.peerId) ?? 0) + 1);
-      race.add(c.holder, c.number, this.deadlines(c.holder));
+      race.add(c.holder, c.number, this.deadlines(c.holder), this.deps.vouched?.get(c.number));
     };
     for (const c of first) ask(c);
     const topUp = () => {
@@ -773,7 +797,7 @@ export class PieceRound {
       this.load.set(holder.peerId, (this.load.get(holder.peerId) ?? 0) + 1);
       const asked = this.now();
       try {
-        const info = await this.deps.fetch(holder, n, this.deadlines(holder)).finally(() => this.load.set(holder.peerId, (this.load.get(holder.peerId) ?? 1) - 1));
+        const info = await this.deps.fetch(holder, n, this.deadlines(holder), this.deps.vouched?.get(n)).finally(() => this.load.set(holder.peerId, (this.load.get(holder.peerId) ?? 1) - 1));
         this.measured(holder.peerId, info.length, this.now() - asked);
         this.missing.delete(n);
         this.lastProgress = Date.now();

@@ -40,6 +40,11 @@ export interface PieceInfo {
   length: number;
   /** Dragonfly's wire digest, `crc32:<decimal>`. */
   digest: string;
+  /**
+   * The piece's collision-resistant digest (`blake3:<hex>`), computed with the CRC; absent for
+   * stores created without one. A back-to-source peer vouches for its pieces with it.
+   */
+  extraDigest?: string;
   /** Peer id of the parent it came from; empty when from the origin. */
   parentId: string;
   createdAt: number;
@@ -62,7 +67,7 @@ export interface PieceDeadlines {
 /** See TaskStore.race. */
 export interface PieceRace {
   /** Asks `parent` for piece `number` too; ignored once a parent started sending. */
-  add(parent: ParentAddress, number: number, parentId: string, deadlines?: PieceDeadlines): void;
+  add(parent: ParentAddress, number: number, parentId: string, deadlines?: PieceDeadlines, expectedDigest?: string): void;
   /** The winner's index (in the order added) once its parent starts sending; -1 if none does. */
   readonly started: Promise<number>;
   /** The winner and its landed piece; rejects when every candidate refused or failed. */
@@ -90,8 +95,12 @@ export interface TaskStore {
   piece(number: number): PieceInfo | undefined;
   /** Writes a whole piece (from the origin) and records it once durable. */
   writePiece(number: number, data: Buffer, createdAt: number, signal?: AbortSignal): Promise<PieceInfo>;
-  /** Fetches a piece from a parent's piece server straight into the task file, verified. */
-  fetchPiece(parent: ParentAddress, number: number, parentId: string, deadlines: PieceDeadlines, signal?: AbortSignal): Promise<PieceInfo>;
+  /**
+   * Fetches a piece from a parent's piece server straight into the task file, verified against
+   * the CRC in the parent's frame and, when given, `expectedDigest` (the origin's, as the
+   * scheduler vouches for it: piece/vouched.ts); a mismatch is DF_DIGEST_MISMATCH.
+   */
+  fetchPiece(parent: ParentAddress, number: number, parentId: string, deadlines: PieceDeadlines, signal?: AbortSignal, expectedDigest?: string): Promise<PieceInfo>;
   /**
    * A race among parents for a piece each: every candidate is asked at once, the first parent
    * to start sending wins and its piece lands verified; the other requests are withdrawn.

@@ -14,17 +14,18 @@ import { Metadata } from "@grpc/grpc-js";
 import type { Logger } from "../../common/logger.js";
 import { peerId as newPeerId } from "../../common/ids.js";
 import { pieceCount, pieceLengthFor, pieceRange, MIN_PIECE_LENGTH } from "../../common/piece.js";
-import { TrafficType, type Download, type Peer, type Piece } from "../../gen/common/v2/common.js";
+import { TrafficType, type Download, type Peer, type Piece, type Task as TaskMessage } from "../../gen/common/v2/common.js";
 import { BackendError, type Backend, type BackendRegistry, type OriginRoute } from "../backend/index.js";
 import { describePin, hasValidator, OriginChangedError, pinFromHeaders, type OriginPin } from "../backend/pin.js";
 import { discard } from "../backend/http.js";
 import { PieceRound, type Holder } from "../piece/round.js";
+import { VouchedDigests } from "../piece/vouched.js";
 import type { UploadClientPool } from "../piece/parents.js";
 import { AnnouncePeerSession, type SchedulerResponse } from "../scheduler/session.js";
-import type { SchedulerPool } from "../scheduler/pool.js";
+import type { Scheduler, SchedulerPool } from "../scheduler/pool.js";
 import type { DaemonMetrics } from "../metrics.js";
 import { freeBytes, makeRoom } from "../gc.js";
-import type { NewTask, Storage } from "../storage/storage.js";
+import { pieceInfoOf, type NewTask, type Storage } from "../storage/storage.js";
 import type { ParentAddress, PieceInfo, TaskStore } from "../storage/types.js";
 import { allocPieceBuffer, isNativeError, openTaskStore, type NativePieceInfo } from "../../native/index.js";
 import { nativeToBackendError } from "../backend/http.js";
@@ -136,6 +137,9 @@ const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 
+/** Least time between two reads of a task's vouched piece digests (StatTask) by one download. */
+const VOUCHED_REFRESH_MS = 250;
+
 const durationOf = (ms: number) => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
 
 export function toProtoPiece(p: PieceInfo, traffic: TrafficType): Piece {
@@ -144,7 +148,10 @@ export function toProtoPiece(p: PieceInfo, traffic: TrafficType): Piece {
     parentId: p.parentId || undefined,
     offset: p.offset,
     length: p.length,
-    digest: p.digest,
+    // A piece fetched from the origin is reported with its collision-resistant digest: the
+    // scheduler hands it to receivers as the digest to check that piece against, whoever sends
+    // it (piece/vouched.ts). Pieces from parents keep Dragonfly's crc32, as its client reports.
+    digest: traffic === TrafficType.BACK_TO_SOURCE ? (p.extraDigest ?? p.digest) : p.digest,
     trafficType: traffic,
     cost: durationOf(Math.max(0, p.finishedAt - p.createdAt)),
     createdAt: new Date(p.createdAt),
@@ -589,8 +596,9 @@ export class TaskManager {
 
     const peerId = newPeerId(this.opts.ip, this.opts.hostname, this.opts.seedPeer);
     const session = new AnnouncePeerSession(scheduler.client, { hostId: this.opts.hostId, taskId: task.id, peerId });
+    const vouched = new VouchedDigests({ statTask: () => this.statTask(scheduler.client, task.id), minIntervalMs: VOUCHED_REFRESH_MS, log: this.log });
     try {
-      await this.converse(session, task, req, backend, headers, peerId, faults);
+      await this.converse(session, task, req, backend, headers, peerId, faults, vouched);
     } catch (e) {
       if (e instanceof DownloadError && e.kind !== "unavailable") throw e;
       session.cancel();
@@ -601,11 +609,13 @@ export class TaskManager {
       this.log.warn({ taskId: task.id, err: e instanceof Error ? e.message : String(e) }, "scheduler conversation failed; going back to source");
       if (statError) throw new DownloadError(statError.message, "backend", statError);
       return toSource();
+    } finally {
+      vouched.close();
     }
   }
 
   /** The AnnouncePeer conversation (wire-protocol.md §3.2 a–d). */
-  private async converse(session: AnnouncePeerSession, task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, peerId: string, faults: DiskFaults): Promise<void> {
+  private async converse(session: AnnouncePeerSession, task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, peerId: string, faults: DiskFaults, vouched: VouchedDigests): Promise<void> {
     const d = req.download;
     session.register({
       ...d,
@@ -678,7 +688,9 @@ export class TaskManager {
             throw new DownloadError("max schedule count exceeded", "unavailable");
           }
           session.started();
-          const round = this.newRound(session, task, parents, peerId, faults, stalls, req.signal);
+          // The origin's digests of what the parents hold, before the first piece is picked.
+          vouched.want();
+          const round = this.newRound(session, task, parents, peerId, faults, stalls, vouched, req.signal);
           if (!round) {
             session.finished();
             await this.closeAfterFinished(session);
@@ -742,7 +754,7 @@ export class TaskManager {
   }
 
   /** A round over the missing pieces, or undefined when nothing is missing. */
-  private newRound(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, faults: DiskFaults, stalls: Map<string, number>, signal?: AbortSignal): PieceRound | undefined {
+  private newRound(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, faults: DiskFaults, stalls: Map<string, number>, vouched: VouchedDigests, signal?: AbortSignal): PieceRound | undefined {
     const missing = this.missing(task);
     if (missing.size === 0) return undefined;
     return new PieceRound(
@@ -757,8 +769,8 @@ export class TaskManager {
         stalls,
         uploadClients: this.uploadClients,
         // Our own storage faults count against this download (see DiskFaults), not the parent.
-        fetch: (h, n, deadlines) =>
-          task.fetchPiece(parentAddress(h, this.opts.protocol), n, h.peerId, deadlines, signal).catch((e: unknown) => {
+        fetch: (h, n, deadlines, expectedDigest) =>
+          task.fetchPiece(parentAddress(h, this.opts.protocol), n, h.peerId, deadlines, signal, expectedDigest).catch((e: unknown) => {
             faults.observe(e);
             throw e;
           }),
@@ -768,8 +780,9 @@ export class TaskManager {
             faults.observe(e);
             throw e;
           });
-          return { add: (h, n, deadlines) => r.add(parentAddress(h, this.opts.protocol), n, h.peerId, deadlines), started: r.started, done, stalled: () => r.stalled() };
+          return { add: (h, n, deadlines, expectedDigest) => r.add(parentAddress(h, this.opts.protocol), n, h.peerId, deadlines, expectedDigest), started: r.started, done, stalled: () => r.stalled() };
         },
+        vouched,
         onPiece: (info) => {
           session.pieceFinished(toProtoPiece(info, TrafficType.REMOTE_PEER));
           this.emitPiece(task, info);
@@ -780,6 +793,7 @@ export class TaskManager {
           // Told the way Dragonfly's client reports a failed piece download: the scheduler
           // then never offers this parent to us again (a temporary failure blocks it per peer).
           session.pieceFailed(n, h.peerId, true);
+          this.metrics?.badParentTotal.inc({ reason });
           this.events.emit("badParent", { taskId: task.id, parentId: h.peerId, hostId: h.hostId, reason });
           const why = reason === "stalled" ? "parent stalled twice (sent nothing within its deadline)" : "parent served a piece that failed verification";
           this.log.warn({ taskId: task.id, parent: h.peerId, host: h.ip, piece: n, err: e instanceof Error ? e.message : String(e) }, `${why}; dropped for this task`);
@@ -1043,8 +1057,7 @@ export class TaskManager {
   }
 
   private async pieceFromOrigin(native: NativeOrigin, n: number, signal: AbortSignal | undefined): Promise<PieceInfo> {
-    const p = await native.fetch(n, signal);
-    return { number: p.number, offset: p.offset, length: p.length, digest: p.digest, parentId: p.parentId, createdAt: p.createdAtMs, finishedAt: p.finishedAtMs };
+    return pieceInfoOf(await native.fetch(n, signal));
   }
 
   private async pieceFromSource(task: TaskStore, n: number, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, pin: OriginPin): Promise<PieceInfo> {
@@ -1095,12 +1108,16 @@ export class TaskManager {
   private async contentLengthFromScheduler(taskId: string): Promise<number | undefined> {
     const s = this.schedulers.forTask(taskId);
     if (!s) return undefined;
+    // Any state will do: the first peer registered the length it learned from the origin,
+    // and the pieces can still come from the peers downloading it now.
+    const task = await this.statTask(s.client, taskId);
+    return task && task.contentLength > 0 ? task.contentLength : undefined;
+  }
+
+  /** The scheduler's record of a task (StatTask); undefined when it cannot tell. */
+  private statTask(client: Scheduler, taskId: string): Promise<TaskMessage | undefined> {
     return new Promise((resolve) => {
-      s.client.statTask({ hostId: this.opts.hostId, taskId }, new Metadata(), { deadline: Date.now() + 5000 }, (err, task) => {
-        // Any state will do: the first peer registered the length it learned from the origin,
-        // and the pieces can still come from the peers downloading it now.
-        resolve(!err && task && task.contentLength > 0 ? task.contentLength : undefined);
-      });
+      client.statTask({ hostId: this.opts.hostId, taskId }, new Metadata(), { deadline: Date.now() + 5000 }, (err, task) => resolve(err ? undefined : task));
     });
   }
 }

@@ -1,10 +1,10 @@
 // A task is one piece of content (one task id). It owns the DAG of its peers and the
 // state machine Dragonfly exposes as Task.state.
-import type { Piece as PieceMessage } from "../../gen/common/v2/common.js";
 import { SizeScope, TaskType } from "../../gen/common/v2/common.js";
 import { Dag } from "./dag.js";
 import { Fsm } from "./fsm.js";
 import type { Peer } from "./peer.js";
+import { PieceDigests } from "./piece-digests.js";
 
 export const TaskState = { Pending: "Pending", Running: "Running", Succeeded: "Succeeded", Failed: "Failed", Leave: "Leave" } as const;
 export type TaskState = (typeof TaskState)[keyof typeof TaskState];
@@ -54,8 +54,8 @@ export class Task {
   readonly backToSourceLimit: number;
   /** Peers that were sent to the origin for this task. */
   readonly backToSourcePeers = new Set<string>();
-  /** Pieces fetched from the origin, as reported by back-to-source peers. */
-  readonly pieces = new Map<number, PieceMessage>();
+  /** Pieces fetched from the origin, as reported by back-to-source peers: the digests receivers verify against. */
+  readonly pieces = new PieceDigests();
   readonly dag = new Dag<Peer>();
   readonly fsm: Fsm<TaskState, TaskEvent>;
   readonly createdAt: number;
