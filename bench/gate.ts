@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { parseBenchArgs } from "./lib/args.js";
 import { runSuites } from "./lib/suites.js";
 import type { BenchResult } from "./lib/types.js";
+import { errorMessage } from "../src/common/errors.js";
 
 interface Floor {
   suite: string;
@@ -12,7 +13,7 @@ interface Floor {
 }
 
 process.on("uncaughtException", (e) => {
-  process.stderr.write(`bench:gate: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.stderr.write(`bench:gate: ${errorMessage(e)}\n`);
   process.exit(2);
 });
 

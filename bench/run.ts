@@ -3,9 +3,10 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { parseBenchArgs } from "./lib/args.js";
 import { runSuites } from "./lib/suites.js";
+import { errorMessage } from "../src/common/errors.js";
 
 process.on("uncaughtException", (e) => {
-  process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.stderr.write(`bench: ${errorMessage(e)}\n`);
   process.exit(2);
 });
 

@@ -2,6 +2,7 @@
 // instead of calling process.exit, so tests can run `main()` in-process.
 import { Command, CommanderError } from "commander";
 import { VERSION } from "../common/version.js";
+import { errorMessage } from "../common/errors.js";
 
 export function newProgram(name: string, description: string): Command {
   return new Command(name)
@@ -19,7 +20,7 @@ export async function runProgram(program: Command, argv: string[]): Promise<numb
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = errorMessage(e);
     process.stderr.write(`${program.name()}: ${msg}\n`);
     return 1;
   }

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { type Static, type TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { parse as parseYaml } from "yaml";
+import { errorMessage } from "./errors.js";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -16,7 +17,7 @@ export function parseConfig<T extends TSchema>(schema: T, text: string, source =
   try {
     raw = parseYaml(text) ?? {};
   } catch (e) {
-    throw new ConfigError(`${source}: invalid YAML: ${e instanceof Error ? e.message : String(e)}`);
+    throw new ConfigError(`${source}: invalid YAML: ${errorMessage(e)}`);
   }
   return validateConfig(schema, raw, source);
 }
@@ -40,7 +41,7 @@ export function loadConfigFile<T extends TSchema>(schema: T, path: string | unde
   try {
     text = readFileSync(path, "utf8");
   } catch (e) {
-    throw new ConfigError(`cannot read config ${path}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new ConfigError(`cannot read config ${path}: ${errorMessage(e)}`);
   }
   return parseConfig(schema, text, path);
 }

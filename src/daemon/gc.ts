@@ -10,6 +10,7 @@ import { runEvery, type Periodic } from "../common/periodic.js";
 import type { DaemonMetrics } from "./metrics.js";
 import type { Storage } from "./storage/storage.js";
 import type { TaskStore } from "./storage/types.js";
+import { errorMessage } from "../common/errors.js";
 
 export interface GcPolicy {
   taskTtlMs: number;
@@ -107,6 +108,6 @@ export function startGc(storage: Storage, usage: TaskUsage, policy: GcPolicy, in
   return runEvery(
     intervalMs,
     () => runGc(storage, usage, policy, log, metrics),
-    (e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, "gc failed"),
+    (e: unknown) => log.warn({ err: errorMessage(e) }, "gc failed"),
   );
 }

@@ -5,6 +5,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration, validateConfig } from "../common/config.js";
+import { errorMessage } from "../common/errors.js";
 
 const Obj = <T extends Record<string, TSchema>>(props: T) => Type.Object(props, { additionalProperties: false, default: {} });
 const Port = (d: number) => Type.Integer({ minimum: 0, maximum: 65535, default: d });
@@ -98,7 +99,7 @@ function duration(v: string, key: string): number {
   try {
     return parseDuration(v);
   } catch (e) {
-    throw new ConfigError(`${key}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new ConfigError(`${key}: ${errorMessage(e)}`);
   }
 }
 

@@ -19,6 +19,7 @@ import { startLivenessSweep } from "./grpc/liveness.js";
 import { ManagerGrpcService } from "./grpc/service.js";
 import { JobRunner } from "./jobs/runner.js";
 import { ManagerMetrics } from "./metrics.js";
+import { errorMessage } from "../common/errors.js";
 
 export interface ManagerHandle {
   restPort: number;
@@ -48,7 +49,7 @@ async function bindGrpc(service: ManagerGrpcService, metrics: ManagerMetrics, ho
       last = e;
     }
   }
-  throw new Error(`server.grpc.port: no free port in ${start}..${end}: ${last instanceof Error ? last.message : String(last)}`);
+  throw new Error(`server.grpc.port: no free port in ${start}..${end}: ${errorMessage(last)}`);
 }
 
 /** Accepts a resolved config or a raw (YAML-shaped) object, validated with defaults. */

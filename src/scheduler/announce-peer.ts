@@ -16,6 +16,7 @@ import { TaskEvent, TaskState } from "./resource/task.js";
 import { SchedulingError, type Scheduling } from "./scheduling/scheduling.js";
 import type { SeedPeers } from "./seed-peers.js";
 import { checkDownload, checkIds, checkPiece, checkString, LIMITS, RequestError } from "./validate.js";
+import { errorMessage } from "../common/errors.js";
 
 export interface AnnounceContext {
   resource: Resource;
@@ -95,7 +96,7 @@ export class AnnouncePeerSession {
     this.ctx.metrics.announcePeerFailure.inc();
     const e = fsmToStatus(err);
     const code = e instanceof RequestError || e instanceof SchedulingError ? e.code : status.INTERNAL;
-    const details = e instanceof Error ? e.message : String(e);
+    const details = errorMessage(e);
     if (code === status.INTERNAL) this.ctx.log.error({ err: e }, "AnnouncePeer failed");
     else this.ctx.log.info({ code, details, peerId: this.peer?.id }, "AnnouncePeer rejected");
     this.detach();
@@ -254,7 +255,7 @@ export class AnnouncePeerSession {
       (err: unknown) => {
         metrics.seedPeerTrigger.inc({ result: "failure" });
         task.seedPeerFailed = true;
-        log.warn({ taskId: task.id, seed: started.host.id, err: err instanceof Error ? err.message : String(err) }, "seed peer download failed");
+        log.warn({ taskId: task.id, seed: started.host.id, err: errorMessage(err) }, "seed peer download failed");
       },
     );
     return true;
@@ -315,7 +316,7 @@ export class AnnouncePeerSession {
       this.send({ response: { $case: "normalTaskResponse", normalTaskResponse: { candidateParents: parents.map((p) => peerMessage(p, now)) } } });
     } catch (e) {
       // A top-up is an optimisation: a failure must not end the peer's stream.
-      this.ctx.log.warn({ peerId: peer.id, err: e instanceof Error ? e.message : String(e) }, "parent refresh failed");
+      this.ctx.log.warn({ peerId: peer.id, err: errorMessage(e) }, "parent refresh failed");
     }
   }
 

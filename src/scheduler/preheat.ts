@@ -19,6 +19,7 @@ import type { Host } from "./resource/host.js";
 import type { Resource } from "./resource/resource.js";
 import type { SeedPeers } from "./seed-peers.js";
 import { checkString, checkUrl, isDefinedPriority, LIMITS, RequestError } from "./validate.js";
+import { errorMessage } from "../common/errors.js";
 
 export const PREHEAT_SCOPES = ["single_seed_peer", "all_seed_peers", "all_peers"] as const;
 export type PreheatScope = (typeof PREHEAT_SCOPES)[number];
@@ -31,7 +32,7 @@ const invalid = (m: string) => new RequestError(status.INVALID_ARGUMENT, m);
 const MAX_FAILED_PREHEATS = 10_000;
 
 const grpcCode = (e: unknown) => (typeof e === "object" && e !== null && typeof (e as ServiceError).code === "number" ? (e as ServiceError).code : undefined);
-const errorText = (e: unknown) => (grpcCode(e) !== undefined ? ((e as ServiceError).details ?? (e as Error).message) : e instanceof Error ? e.message : String(e));
+const errorText = (e: unknown) => (grpcCode(e) !== undefined ? ((e as ServiceError).details ?? (e as Error).message) : errorMessage(e));
 
 /** Narrows hosts by ips, else count, else percentage (at least one), else all. */
 export function selectHosts(hosts: Host[], ips: string[], count: number | undefined, percentage: number | undefined): Host[] {
@@ -251,7 +252,7 @@ export class Preheat {
       if (e instanceof ImageResolveError || e instanceof SsrfError) throw invalid(`failed to resolve manifests: ${e.message}`);
       const cause = e instanceof Error && e.cause instanceof SsrfError ? e.cause : undefined;
       if (cause) throw invalid(`failed to resolve manifests: ${cause.message}`);
-      throw new RequestError(status.UNAVAILABLE, `failed to resolve manifests: ${e instanceof Error ? e.message : String(e)}`);
+      throw new RequestError(status.UNAVAILABLE, `failed to resolve manifests: ${errorMessage(e)}`);
     }
   }
 

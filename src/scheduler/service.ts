@@ -35,6 +35,7 @@ import type { Resource } from "./resource/resource.js";
 import type { Scheduling } from "./scheduling/scheduling.js";
 import type { SeedPeers } from "./seed-peers.js";
 import { callerAddress, checkHost, checkIds, checkString, checkUrl, LIMITS, RequestError } from "./validate.js";
+import { errorMessage } from "../common/errors.js";
 
 export interface SchedulerServiceDeps {
   resource: Resource;
@@ -66,7 +67,7 @@ function unary<Req, Res>(log: Logger, name: string, onFailure: () => void, fn: (
             callback({ code: e.code, details: e.message });
           } else {
             log.error({ err: e, rpc: name }, "internal error");
-            callback({ code: status.INTERNAL, details: `${name}: ${e instanceof Error ? e.message : String(e)}` });
+            callback({ code: status.INTERNAL, details: `${name}: ${errorMessage(e)}` });
           }
         },
       );

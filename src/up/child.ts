@@ -10,6 +10,7 @@ import { startManager } from "../manager/server.js";
 import { loadSchedulerConfig } from "../scheduler/config.js";
 import { startScheduler } from "../scheduler/server.js";
 import type { ChildMessage, ComponentRole } from "./protocol.js";
+import { errorMessage } from "../common/errors.js";
 
 interface Running {
   message: ChildMessage;
@@ -51,7 +52,7 @@ export async function runChild(argv: string[]): Promise<number> {
   try {
     running = await start(role, configPath);
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
+    const message = errorMessage(e);
     process.stderr.write(`${role}: ${message}\n`);
     send({ type: "failed", message, addressInUse: /EADDRINUSE|address already in use|no free port/i.test(message) });
     return 1;

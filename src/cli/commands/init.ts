@@ -12,6 +12,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Command } from "commander";
 import { parse as parseToml } from "smol-toml";
+import { errorMessage } from "../../common/errors.js";
 
 export const RUNTIMES = ["containerd", "crio", "podman", "docker"] as const;
 export type Runtime = (typeof RUNTIMES)[number];
@@ -68,7 +69,7 @@ async function readOptional(path: string): Promise<string | undefined> {
     return await readFile(path, "utf8");
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new InitError(`cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new InitError(`cannot read ${path}: ${errorMessage(e)}`);
   }
 }
 
@@ -108,7 +109,7 @@ function ensureConfigPath(text: string, path: string, hostsDir: string): { dir: 
   try {
     doc = parseToml(text);
   } catch (e) {
-    throw new InitError(`${path}: not valid TOML: ${e instanceof Error ? e.message : String(e)}`);
+    throw new InitError(`${path}: not valid TOML: ${errorMessage(e)}`);
   }
   const version = typeof doc.version === "number" || typeof doc.version === "bigint" ? Number(doc.version) : 2;
   const pluginId = version >= 3 ? "io.containerd.cri.v1.images" : "io.containerd.grpc.v1.cri";
@@ -138,7 +139,7 @@ function ensureConfigPath(text: string, path: string, hostsDir: string): { dir: 
   try {
     check = (parseToml(after) as { plugins?: Record<string, { registry?: { config_path?: unknown } }> }).plugins?.[pluginId]?.registry?.config_path;
   } catch (e) {
-    throw new InitError(`${path}: cannot add plugins."${pluginId}".registry.config_path automatically (${e instanceof Error ? e.message : String(e)}); set it to ${hostsDir} by hand`);
+    throw new InitError(`${path}: cannot add plugins."${pluginId}".registry.config_path automatically (${errorMessage(e)}); set it to ${hostsDir} by hand`);
   }
   if (check !== hostsDir) throw new InitError(`${path}: cannot add plugins."${pluginId}".registry.config_path automatically; set it to ${hostsDir} by hand`);
   return { dir: hostsDir, after };
@@ -190,7 +191,7 @@ async function docker(o: InitOptions, proxy: URL): Promise<InitResult> {
       if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("top level is not an object");
       config = parsed as Record<string, unknown>;
     } catch (e) {
-      throw new InitError(`${path}: not a JSON object: ${e instanceof Error ? e.message : String(e)}`);
+      throw new InitError(`${path}: not a JSON object: ${errorMessage(e)}`);
     }
   }
   const addr = `http://${proxy.host}`;

@@ -15,6 +15,7 @@ import { VERSION } from "../../common/version.js";
 import { isNativeError, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
 import { mismatch, originChanged, OriginChangedError, preconditionHeaders, PRECONDITION_HEADERS, totalLength } from "./pin.js";
 import { BackendError, type Backend, type BackendRequest, type ByteRange, type GetResult, type OriginRoute, type StatResult } from "./types.js";
+import { errorMessage } from "../../common/errors.js";
 
 export interface HttpBackendOptions {
   maxRetries: number;
@@ -107,7 +108,7 @@ export class HttpBackend implements Backend {
       try {
         addresses = await lookup(name, { all: true });
       } catch (e) {
-        throw new BackendError(`${requested}: ${e instanceof Error ? e.message : String(e)}`, undefined, {}, true);
+        throw new BackendError(`${requested}: ${errorMessage(e)}`, undefined, {}, true);
       }
       const usable = this.options.ssrf ? addresses.filter((a) => this.options.ssrf?.isAllowed(a.address)) : addresses;
       const first = usable[0];
@@ -203,7 +204,7 @@ export class HttpBackend implements Backend {
         }
         return { statusCode: res.statusCode, headers: resHeaders, body: res.body };
       } catch (e) {
-        const err = e instanceof BackendError ? e : new BackendError(`${req.url}: ${e instanceof Error ? e.message : String(e)}`, undefined, {}, !(e instanceof Error && e.name === "SsrfError") && !req.signal?.aborted);
+        const err = e instanceof BackendError ? e : new BackendError(`${req.url}: ${errorMessage(e)}`, undefined, {}, !(e instanceof Error && e.name === "SsrfError") && !req.signal?.aborted);
         if (!err.temporary || attempt >= this.options.maxRetries) throw err;
         attempt++;
         await this.backoff(attempt);
@@ -223,7 +224,7 @@ export function headersAfterRedirect(from: string, to: string, headers: Record<s
 /** A native origin failure as the BackendError the JS path would have thrown for it. */
 export function nativeToBackendError(url: string, e: unknown, signal?: AbortSignal): BackendError {
   if (e instanceof BackendError) return e;
-  const message = `${url}: ${e instanceof Error ? e.message : String(e)}`;
+  const message = `${url}: ${errorMessage(e)}`;
   if (!isNativeError(e)) return new BackendError(message, undefined, {}, false);
   if (e.code === "DF_ORIGIN_CHANGED") return new OriginChangedError(message, e.statusCode, e.headers ?? {}, false);
   if (e.code === "DF_BACKEND") {

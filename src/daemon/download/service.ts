@@ -13,6 +13,7 @@ import type { TaskStore } from "../storage/types.js";
 import type { TaskManager } from "../task/manager.js";
 import { localTaskStat, localTaskToProto } from "../upload/service.js";
 import { checkOutputPath, OutputError, writeOutput } from "./output.js";
+import { errorMessage } from "../../common/errors.js";
 
 export interface DownloadServiceDeps {
   storage: Storage;
@@ -49,7 +50,7 @@ export class DownloadService {
     run().then(
       () => call.end(),
       (e: unknown) => {
-        this.deps.log.info({ url: d?.url, err: e instanceof Error ? e.message : String(e) }, "download failed");
+        this.deps.log.info({ url: d?.url, err: errorMessage(e) }, "download failed");
         failStream(call, this.fail(e));
       },
     );

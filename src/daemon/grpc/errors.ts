@@ -2,6 +2,7 @@
 // dfget and the proxy can tell a 404 at the origin from a broken swarm.
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { DownloadError } from "../task/manager.js";
+import { errorMessage } from "../../common/errors.js";
 
 export function grpcError(code: status, details: string, meta?: Record<string, string>): Partial<ServiceError> {
   const metadata = new Metadata();
@@ -18,7 +19,7 @@ export function toGrpcError(e: unknown): Partial<ServiceError> {
     return grpcError(code, e.message, meta);
   }
   if (e instanceof TypeError || e instanceof RangeError) return grpcError(status.INVALID_ARGUMENT, e.message);
-  return grpcError(status.INTERNAL, e instanceof Error ? e.message : String(e));
+  return grpcError(status.INTERNAL, errorMessage(e));
 }
 
 /**

@@ -17,6 +17,7 @@ import { HOST_TYPE } from "../host.js";
 import type { PieceDeadlines, PieceInfo } from "../storage/types.js";
 import { pickWeighted, spareBandwidthWeight, type UploadClientPool } from "./parents.js";
 import type { Vouched } from "./vouched.js";
+import { errorMessage } from "../../common/errors.js";
 
 export interface Holder {
   peerId: string;
@@ -687,7 +688,7 @@ export class PieceRound {
       const i = await race.started;
       const failed = i >= 0 ? state.asked[i] : undefined;
       if (failed && isLocalFault(e)) {
-        this.deps.log.debug({ piece: failed.number, parent: failed.holder.peerId, err: e instanceof Error ? e.message : String(e) }, "storing a raced piece failed; asking again");
+        this.deps.log.debug({ piece: failed.number, parent: failed.holder.peerId, err: errorMessage(e) }, "storing a raced piece failed; asking again");
       } else if (failed) {
         gaveUp = this.parentFailed(failed.holder, failed.number, e) ? failed.number : undefined;
       } else {
@@ -696,7 +697,7 @@ export class PieceRound {
         // stalled ones are dealt with below).
         const stalled = new Set(race.stalled());
         for (const [j, c] of state.asked.entries()) if (!stalled.has(j)) this.busyUntil.set(c.holder.peerId, this.now() + BUSY_BACKOFF_MS);
-        this.deps.log.debug({ parents: state.parents.size, err: e instanceof Error ? e.message : String(e) }, "no parent of the race started sending");
+        this.deps.log.debug({ parents: state.parents.size, err: errorMessage(e) }, "no parent of the race started sending");
       }
     } finally {
       this.topUps.delete(topUp);
@@ -754,13 +755,13 @@ export class PieceRound {
    * dropped for this task at once; one that stalled (went silent), the second time it does.
    */
   private parentError(holder: Holder, n: number, e: unknown): void {
-    this.deps.log.debug({ piece: n, parent: holder.peerId, err: e instanceof Error ? e.message : String(e) }, "piece fetch from parent failed");
+    this.deps.log.debug({ piece: n, parent: holder.peerId, err: errorMessage(e) }, "piece fetch from parent failed");
     if (isNativeError(e) && e.code === "DF_DIGEST_MISMATCH") {
       this.dropParent(holder, n, e);
     } else if (isStall(e)) {
       const stalls = (this.stalls.get(holder.peerId) ?? 0) + 1;
       this.stalls.set(holder.peerId, stalls);
-      this.deps.log.info({ piece: n, parent: holder.peerId, host: holder.ip, stalls, err: e instanceof Error ? e.message : String(e) }, "parent stalled");
+      this.deps.log.info({ piece: n, parent: holder.peerId, host: holder.ip, stalls, err: errorMessage(e) }, "parent stalled");
       if (stalls >= STALLS_TO_DROP) this.dropParent(holder, n, e);
     }
   }

@@ -15,6 +15,7 @@
 // lack, at most every `minIntervalMs`.
 import type { Task } from "../../gen/common/v2/common.js";
 import type { Logger } from "../../common/logger.js";
+import { errorMessage } from "../../common/errors.js";
 
 export interface VouchedDigestsDeps {
   /** The scheduler's view of the task (StatTask); undefined when it does not know the task. */
@@ -86,7 +87,7 @@ export class VouchedDigests implements Vouched {
       }
       if (learnt > 0) for (const fn of [...this.listeners]) fn();
     } catch (e) {
-      this.deps.log.debug({ err: e instanceof Error ? e.message : String(e) }, "cannot read the task's piece digests from the scheduler");
+      this.deps.log.debug({ err: errorMessage(e) }, "cannot read the task's piece digests from the scheduler");
     } finally {
       this.asking = false;
     }

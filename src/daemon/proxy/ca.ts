@@ -13,6 +13,7 @@ import { createRequire } from "node:module";
 import { createSecureContext, type SecureContext } from "node:tls";
 import type * as Forge from "node-forge";
 import { ConfigError } from "../../common/config.js";
+import { errorMessage } from "../../common/errors.js";
 
 // node-forge is CommonJS that fills its exports at run time: ESM named imports cannot see them.
 const forge = createRequire(import.meta.url)("node-forge") as typeof Forge;
@@ -65,7 +66,7 @@ export class CertificateAuthority {
     try {
       [certPem, keyPem] = await Promise.all([readFile(files.certPath, "utf8"), readFile(files.keyPath, "utf8")]);
     } catch (e) {
-      if (configured.caCert) throw new ConfigError(`proxy.server.caCert/caKey: ${e instanceof Error ? e.message : String(e)}`);
+      if (configured.caCert) throw new ConfigError(`proxy.server.caCert/caKey: ${errorMessage(e)}`);
       ({ certPem, keyPem } = CertificateAuthority.generate());
       await mkdir(dirname(generated.keyPath), { recursive: true, mode: 0o700 });
       await writeFile(generated.keyPath, keyPem, { mode: 0o600 });
@@ -78,7 +79,7 @@ export class CertificateAuthority {
       cert = forge.pki.certificateFromPem(certPem);
       key = forge.pki.privateKeyFromPem(keyPem);
     } catch (e) {
-      throw new ConfigError(`proxy CA ${files.certPath}: only RSA certificates and keys in PEM are supported (${e instanceof Error ? e.message : String(e)})`);
+      throw new ConfigError(`proxy CA ${files.certPath}: only RSA certificates and keys in PEM are supported (${errorMessage(e)})`);
     }
     const pub = cert.publicKey as Forge.pki.rsa.PublicKey;
     if (!pub.n || pub.n.compareTo(key.n) !== 0) throw new ConfigError(`proxy CA: the key in ${files.keyPath} does not belong to the certificate ${files.certPath}`);

@@ -5,6 +5,7 @@
 // upstream's own answer passed through (401 with its challenge, 404) is not a refusal.
 import { DownloadError } from "../task/manager.js";
 import { ProxyRequestError, type ErrorType } from "./headers.js";
+import { errorMessage } from "../../common/errors.js";
 
 export const REFUSAL_REASONS = [
   /** Malformed request or X-Dragonfly-* header, bad registry address (400). */
@@ -83,7 +84,7 @@ function isUnreachable(e: unknown): boolean {
   return causeChain(e).some((cur) => UNREACHABLE.test(errorCode(cur)) || UNREACHABLE.test(cur.message));
 }
 
-const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const messageOf = (e: unknown) => errorMessage(e);
 
 /** How the proxy answers a request that failed with `e`, and under which refusal reason. */
 export function classifyFailure(e: unknown): FailureAnswer {

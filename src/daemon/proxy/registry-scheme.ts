@@ -17,6 +17,7 @@ import type { Dispatcher } from "undici";
 import { ConfigError } from "../../common/config.js";
 import { ProxyRequestError } from "./headers.js";
 import { causeChain, errorCode } from "./refusals.js";
+import { errorMessage } from "../../common/errors.js";
 
 export type Scheme = "http:" | "https:";
 
@@ -51,7 +52,7 @@ export function parseConfiguredRegistries(values: readonly string[]): URL[] {
     try {
       return parseRegistryUrl(v, key);
     } catch (e) {
-      throw new ConfigError(e instanceof Error ? e.message : String(e));
+      throw new ConfigError(errorMessage(e));
     }
   });
 }
@@ -156,7 +157,7 @@ export class RegistrySchemes {
     try {
       scheme = await this.learn(authority);
     } catch (e) {
-      throw new ProxyRequestError(`${source}: cannot reach registry ${authority} to learn whether it speaks https or plain http: ${e instanceof Error ? e.message : String(e)}`, 502, "upstream_unreachable", { cause: e });
+      throw new ProxyRequestError(`${source}: cannot reach registry ${authority} to learn whether it speaks https or plain http: ${errorMessage(e)}`, 502, "upstream_unreachable", { cause: e });
     }
     if (scheme === "http:" && !this.plainHttpAllowed(host)) {
       throw new ProxyRequestError(

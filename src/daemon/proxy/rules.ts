@@ -2,6 +2,7 @@
 // query and fragment, first match wins (Dragonfly's order). `useTLS` switches the download to
 // https and `redirect` swaps the authority, so a plain-HTTP client can pull from a TLS origin.
 import { ConfigError } from "../../common/config.js";
+import { errorMessage } from "../../common/errors.js";
 
 export interface RuleConfig {
   regex: string;
@@ -20,7 +21,7 @@ export function compileRules(rules: readonly RuleConfig[]): Rule[] {
     try {
       pattern = new RegExp(r.regex);
     } catch (e) {
-      throw new ConfigError(`proxy.rules.${i}.regex: ${e instanceof Error ? e.message : String(e)}`);
+      throw new ConfigError(`proxy.rules.${i}.regex: ${errorMessage(e)}`);
     }
     if (r.redirect && !/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(r.redirect)) {
       throw new ConfigError(`proxy.rules.${i}.redirect: expected host[:port], got "${r.redirect}"`);

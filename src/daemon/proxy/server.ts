@@ -39,6 +39,7 @@ import { dispatcherProbe, parseConfiguredRegistries, parseRegistryUrl, RegistryS
 import { compileRules, downloadUrl, matchRule, type Rule } from "./rules.js";
 import { PieceStream } from "./stream.js";
 import { createUpstreams, forward, sendError, type Upstreams } from "./upstream.js";
+import { errorMessage } from "../../common/errors.js";
 
 export type ProxyConfig = NonNullable<DaemonConfig["proxy"]>;
 
@@ -121,7 +122,7 @@ class Proxy {
       try {
         mirrorCa = readFileSync(c.registryMirror.cert, "utf8");
       } catch (e) {
-        throw new ConfigError(`proxy.registryMirror.cert: ${e instanceof Error ? e.message : String(e)}`);
+        throw new ConfigError(`proxy.registryMirror.cert: ${errorMessage(e)}`);
       }
     }
     try {
@@ -129,7 +130,7 @@ class Proxy {
       const addr = c.registryMirror.addr;
       this.mirror = parseRegistryUrl(addr.includes("://") ? addr : `https://${addr}`, "proxy.registryMirror.addr");
     } catch (e) {
-      throw new ConfigError(e instanceof Error ? e.message : String(e));
+      throw new ConfigError(errorMessage(e));
     }
     this.upstreams = createUpstreams(new SsrfPolicy({ allowCidrs: o.allowedCidrs }), mirrorCa);
     this.schemes = new RegistrySchemes({ configured: [...parseConfiguredRegistries(c.registryMirror.registries), this.mirror], probe: dispatcherProbe(this.upstreams.chosen) });
@@ -385,7 +386,7 @@ class Proxy {
   }
 
   private logFailure(taskId: string, e: unknown): void {
-    this.o.log.warn({ taskId, err: e instanceof Error ? e.message : String(e) }, "proxy download failed");
+    this.o.log.warn({ taskId, err: errorMessage(e) }, "proxy download failed");
   }
 
   async close(): Promise<void> {
@@ -464,7 +465,7 @@ export async function startProxy(o: ProxyOptions): Promise<ProxyHandle> {
       if (head.length > 0) socket.unshift(head);
       tls = new TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: ["http/1.1"] });
     } catch (e) {
-      o.log.warn({ host: authority.host, err: e instanceof Error ? e.message : String(e) }, "CONNECT interception failed");
+      o.log.warn({ host: authority.host, err: errorMessage(e) }, "CONNECT interception failed");
       socket.destroy();
       return;
     }

@@ -11,6 +11,7 @@ import { VERSION } from "../../common/version.js";
 import { HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health.js";
 import { ManagerClient, SourceType, type ListSchedulersResponse, type Scheduler } from "../../gen/manager/v2/manager.js";
 import type { SchedulerPool } from "./pool.js";
+import { errorMessage } from "../../common/errors.js";
 
 export interface DynconfigOptions {
   managerAddr: string;
@@ -99,7 +100,7 @@ export class Dynconfig {
     try {
       schedulers = await this.listSchedulers();
     } catch (e) {
-      this.log.warn({ manager: this.opts.managerAddr, err: e instanceof Error ? e.message : String(e) }, "ListSchedulers failed; keeping the current schedulers");
+      this.log.warn({ manager: this.opts.managerAddr, err: errorMessage(e) }, "ListSchedulers failed; keeping the current schedulers");
       return false;
     }
     const health = await Promise.all(schedulers.map((s) => this.healthy(addrOf(s))));
@@ -131,7 +132,7 @@ export class Dynconfig {
       this.timer = setTimeout(() => {
         void this.refresh()
           .then((changed) => (changed && !this.stopped ? this.onChange(this.pool.all().map(([a]) => a)) : undefined))
-          .catch((e: unknown) => this.log.warn({ err: e instanceof Error ? e.message : String(e) }, "applying new schedulers failed"))
+          .catch((e: unknown) => this.log.warn({ err: errorMessage(e) }, "applying new schedulers failed"))
           .finally(() => {
             if (!this.stopped) schedule();
           });

@@ -10,6 +10,7 @@ import { isTaskId } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
 import { DigestHasher, deleteTaskStore, openTaskStore, type ExtraDigest, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
 import type { ParentAddress, PieceDeadlines, PieceInfo, PieceRace, TaskMetadata, TaskStore } from "./types.js";
+import { errorMessage } from "../../common/errors.js";
 
 const META_FILE = "task.json";
 /** Per tier: bytes of origins that do not tell their length, until a task can hold them (task/unknown-length.ts). */
@@ -193,7 +194,7 @@ export class Storage {
           if (meta.state === "running" && complete && !meta.digest) meta.state = "succeeded";
           this.tasks.set(id, task);
         } catch (e) {
-          this.opts.log.warn({ taskId: id, err: e instanceof Error ? e.message : String(e) }, "dropping unreadable task from storage");
+          this.opts.log.warn({ taskId: id, err: errorMessage(e) }, "dropping unreadable task from storage");
           await rm(dir, { recursive: true, force: true });
         }
       }

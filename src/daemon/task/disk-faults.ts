@@ -8,6 +8,7 @@
 // A device that fails DEVICE_IO_LIMIT writes of one task fails its download: by then the pieces
 // it holds are suspect too, and a download that goes on rewriting them never ends.
 import type { Logger } from "../../common/logger.js";
+import { errorMessage } from "../../common/errors.js";
 
 /** EIO writes one download survives; the next one fails it. */
 export const DEVICE_IO_LIMIT = 3;
@@ -17,7 +18,7 @@ function codeOf(e: unknown): string | undefined {
   return typeof code === "string" ? code : undefined;
 }
 
-const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const messageOf = (e: unknown) => errorMessage(e);
 
 /** The filesystem is full (or the quota spent): from the native store or from node:fs. */
 export function isNoSpace(e: unknown): boolean {

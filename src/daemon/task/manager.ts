@@ -39,6 +39,7 @@ import { taskIdOf } from "./task-id.js";
 import { stageFromOrigin, type StagedContent } from "./unknown-length.js";
 import { TaskUploads } from "./uploads.js";
 import { BackToSourceWidth } from "./width.js";
+import { errorMessage } from "../../common/errors.js";
 
 export interface TaskManagerOptions {
   hostId: string;
@@ -133,7 +134,6 @@ interface NativeOrigin {
  */
 const METADATA_SLACK = 1024 * 1024;
 
-const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 
@@ -282,7 +282,7 @@ export class TaskManager {
         return await this.attempt(taskId, req, restarted);
       } catch (e) {
         if (!(e instanceof DownloadError && e.kind === "origin_changed")) throw e;
-        await this.storage.delete(taskId).catch((err: unknown) => this.log.warn({ taskId, err: err instanceof Error ? err.message : String(err) }, "cannot drop a task whose origin changed"));
+        await this.storage.delete(taskId).catch((err: unknown) => this.log.warn({ taskId, err: errorMessage(err) }, "cannot drop a task whose origin changed"));
         const live = this.live.get(taskId) ?? 0;
         if (restarted || !this.opts.restartOnOriginChange || live > 0) {
           if (this.opts.restartOnOriginChange && !restarted && live > 0) this.log.warn({ taskId }, "origin changed, but a requester already passed bytes on: not restarting");
@@ -385,7 +385,7 @@ export class TaskManager {
       staged = await this.rideOutage(() => stageFromOrigin({ backend, url: d.url, headers, signal: req.signal, dir: this.storage.stagingDir(this.opts.tier), digestAlgorithm: expected?.algorithm }), req);
     } catch (e) {
       if (e instanceof BackendError) throw backendFailure(e);
-      if (isNoSpace(e)) throw new DownloadError(`no space left in ${this.storage.stagingDir(this.opts.tier)} for task ${taskId}: ${messageOf(e)}`, "no_space");
+      if (isNoSpace(e)) throw new DownloadError(`no space left in ${this.storage.stagingDir(this.opts.tier)} for task ${taskId}: ${errorMessage(e)}`, "no_space");
       throw e;
     }
     try {
@@ -408,7 +408,7 @@ export class TaskManager {
         await this.verify(task);
         await task.update({ state: "succeeded", finishedAt: Date.now(), failure: undefined });
       } catch (e) {
-        await this.storage.delete(taskId).catch((err: unknown) => this.log.warn({ taskId, err: messageOf(err) }, "removing a failed task failed"));
+        await this.storage.delete(taskId).catch((err: unknown) => this.log.warn({ taskId, err: errorMessage(err) }, "removing a failed task failed"));
         if (isNoSpace(e)) throw this.noSpaceError(taskId, contentLength + METADATA_SLACK, await freeBytes(this.storage.rootFor(this.opts.tier)).catch(() => 0));
         throw e;
       } finally {
@@ -449,7 +449,7 @@ export class TaskManager {
       await this.closeAfterFinished(session);
     } catch (e) {
       session.cancel();
-      this.log.warn({ taskId: task.id, err: messageOf(e) }, "could not announce a task read from an origin without a content length; peers will read the origin themselves");
+      this.log.warn({ taskId: task.id, err: errorMessage(e) }, "could not announce a task read from an origin without a content length; peers will read the origin themselves");
     }
   }
 
@@ -501,7 +501,7 @@ export class TaskManager {
     } catch (e) {
       if (!isNoSpace(e)) throw e;
       const bytes = this.bytesNeeded(t.contentLength, this.storage.get(t.id));
-      this.log.warn({ taskId: t.id, needed: bytes, err: messageOf(e) }, "no space left for a new task; evicting cached tasks");
+      this.log.warn({ taskId: t.id, needed: bytes, err: errorMessage(e) }, "no space left for a new task; evicting cached tasks");
       await this.roomFor(t.id, bytes);
       try {
         return await this.storage.open(t);
@@ -545,7 +545,7 @@ export class TaskManager {
    * it are done.
    */
   private async leaveFailed(task: TaskStore, failure: unknown, faults: DiskFaults): Promise<void> {
-    const message = messageOf(failure);
+    const message = errorMessage(failure);
     const cause = failureCause({
       kind: failure instanceof DownloadError ? failure.kind : "internal",
       originStatus: failure instanceof DownloadError ? failure.backend?.statusCode : failure instanceof BackendError ? failure.statusCode : undefined,
@@ -562,11 +562,11 @@ export class TaskManager {
       // A download of the task that started since owns it now.
       const t = this.storage.get(task.id);
       if (t !== task || this.running.has(task.id) || t.meta.state !== "failed") return;
-      this.storage.delete(task.id).catch((e: unknown) => this.log.warn({ taskId: task.id, err: messageOf(e) }, "removing a failed task failed"));
+      this.storage.delete(task.id).catch((e: unknown) => this.log.warn({ taskId: task.id, err: errorMessage(e) }, "removing a failed task failed"));
     };
     this.log.info({ taskId: task.id, cause, verified }, "removing failed task");
     if (!this.uploads.active(task.id)) {
-      await this.storage.delete(task.id).catch((e: unknown) => this.log.warn({ taskId: task.id, err: messageOf(e) }, "removing a failed task failed"));
+      await this.storage.delete(task.id).catch((e: unknown) => this.log.warn({ taskId: task.id, err: errorMessage(e) }, "removing a failed task failed"));
       return;
     }
     await task.update({ state: "failed", failure: message }).catch(() => undefined);
@@ -606,7 +606,7 @@ export class TaskManager {
       // back to source, which would only fail at once under the same signal.
       if (req.signal?.aborted) throw e;
       if (this.missing(task).size === 0) return;
-      this.log.warn({ taskId: task.id, err: e instanceof Error ? e.message : String(e) }, "scheduler conversation failed; going back to source");
+      this.log.warn({ taskId: task.id, err: errorMessage(e) }, "scheduler conversation failed; going back to source");
       if (statError) throw new DownloadError(statError.message, "backend", statError);
       return toSource();
     } finally {
@@ -670,10 +670,10 @@ export class TaskManager {
             await this.backToSource(task, req, backend, headers, session, faults);
           } catch (e) {
             const be = e instanceof DownloadError ? e.backend : e instanceof BackendError ? e : undefined;
-            session.pieceBackToSourceFailed(undefined, { message: e instanceof Error ? e.message : String(e), statusCode: be?.statusCode, header: be?.headers });
-            session.backToSourceFailed(e instanceof Error ? e.message : String(e));
+            session.pieceBackToSourceFailed(undefined, { message: errorMessage(e), statusCode: be?.statusCode, header: be?.headers });
+            session.backToSourceFailed(errorMessage(e));
             session.close();
-            throw e instanceof DownloadError ? e : be ? backendFailure(be) : new DownloadError(e instanceof Error ? e.message : String(e), "internal");
+            throw e instanceof DownloadError ? e : be ? backendFailure(be) : new DownloadError(errorMessage(e), "internal");
           }
           session.backToSourceFinished();
           await this.closeAfterFinished(session);
@@ -796,7 +796,7 @@ export class TaskManager {
           this.metrics?.badParentTotal.inc({ reason });
           this.events.emit("badParent", { taskId: task.id, parentId: h.peerId, hostId: h.hostId, reason });
           const why = reason === "stalled" ? "parent stalled twice (sent nothing within its deadline)" : "parent served a piece that failed verification";
-          this.log.warn({ taskId: task.id, parent: h.peerId, host: h.ip, piece: n, err: e instanceof Error ? e.message : String(e) }, `${why}; dropped for this task`);
+          this.log.warn({ taskId: task.id, parent: h.peerId, host: h.ip, piece: n, err: errorMessage(e) }, `${why}; dropped for this task`);
         },
         admit: (peer) => this.admitParent(task, peer),
         log: this.log,
@@ -864,9 +864,9 @@ export class TaskManager {
         // ENOSPC (or the EIO budget spent) stops the download here; a lone EIO leaves its piece
         // missing, and the per-piece way below fetches it again.
         faults.observe(e);
-        if (req.signal?.aborted) throw e instanceof DownloadError ? e : new DownloadError(e instanceof Error ? e.message : String(e), "internal");
+        if (req.signal?.aborted) throw e instanceof DownloadError ? e : new DownloadError(errorMessage(e), "internal");
         this.streamedDigests.delete(task.id);
-        this.log.warn({ taskId: task.id, err: e instanceof Error ? e.message : String(e) }, "streaming from the origin failed; fetching the remaining pieces one by one");
+        this.log.warn({ taskId: task.id, err: errorMessage(e) }, "streaming from the origin failed; fetching the remaining pieces one by one");
       }
       queue.splice(0, queue.length, ...[...this.missing(task)].sort((a, b) => a - b));
       if (queue.length === 0) return;

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { DigestHasher } from "../../native/index.js";
 import { BackendError, type Backend } from "../backend/index.js";
 import { discard } from "../backend/http.js";
+import { errorMessage } from "../../common/errors.js";
 
 /** Algorithms the native hasher computes; the others (sha512, md5, sha1) go through node:crypto. */
 const NATIVE_DIGESTS = new Set(["sha256", "blake3", "crc32"]);
@@ -70,7 +71,7 @@ export async function stageFromOrigin(o: StageOptions): Promise<StagedContent> {
       try {
         next = await chunks.next();
       } catch (e) {
-        throw new BackendError(`${o.url}: the origin's answer broke off after ${length} bytes: ${e instanceof Error ? e.message : String(e)}`, res.statusCode, res.headers, !o.signal?.aborted);
+        throw new BackendError(`${o.url}: the origin's answer broke off after ${length} bytes: ${errorMessage(e)}`, res.statusCode, res.headers, !o.signal?.aborted);
       }
       if (next.done) break;
       try {

@@ -15,6 +15,7 @@ import type { TaskManager } from "../task/manager.js";
 import { toProtoPiece } from "../task/manager.js";
 import { TrafficType } from "../../gen/common/v2/common.js";
 import type { PieceSpreader, Subscriber } from "./spread.js";
+import { errorMessage } from "../../common/errors.js";
 
 export interface UploadServiceDeps {
   storage: Storage;
@@ -236,7 +237,7 @@ export class UploadService {
     streamDownload(call, this.deps.tasks, { hostId: this.deps.hostId, peerId: this.deps.newPeerId() }, true).then(
       () => call.end(),
       (e: unknown) => {
-        this.deps.log.warn({ err: e instanceof Error ? e.message : String(e), url: d?.url }, "triggered download failed");
+        this.deps.log.warn({ err: errorMessage(e), url: d?.url }, "triggered download failed");
         failStream(call, toGrpcError(e));
       },
     );

@@ -27,6 +27,7 @@ import {
 } from "../../gen/manager/v2/manager.js";
 import type { ManagerMetrics } from "../metrics.js";
 import { rankClusters } from "./searcher.js";
+import { errorMessage } from "../../common/errors.js";
 
 class RpcError extends Error {
   constructor(
@@ -51,7 +52,7 @@ function unary<Req, Res>(log: Logger, name: string, fn: (req: Req) => Promise<Re
       (err: unknown) => {
         if (err instanceof RpcError) return callback({ code: err.code, details: err.message });
         log.error({ err, method: name }, "manager rpc failed");
-        callback({ code: status.INTERNAL, details: err instanceof Error ? err.message : String(err) });
+        callback({ code: status.INTERNAL, details: errorMessage(err) });
       },
     );
   };

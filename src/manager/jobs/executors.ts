@@ -16,6 +16,7 @@ import type { Empty } from "../../gen/google/protobuf/empty.js";
 import type { PreheatArgs, TaskArgs } from "./args.js";
 import { activeScheduler, call, mapLimit, type ClientPool, type SchedulerRow } from "./clients.js";
 import { ImageResolveError, type ImageResolver } from "../../common/oci/resolver.js";
+import { errorMessage } from "../../common/errors.js";
 
 export interface JobState {
   task_name: string;
@@ -49,7 +50,7 @@ export interface PreheatFailureTask extends PreheatSuccessTask {
 }
 
 const isGrpc = (e: unknown): e is ServiceError => typeof e === "object" && e !== null && "code" in e && typeof (e).code === "number";
-const message = (e: unknown) => (isGrpc(e) ? (e.details ?? e.message) : e instanceof Error ? e.message : String(e));
+const message = (e: unknown) => (isGrpc(e) ? (e.details ?? e.message) : errorMessage(e));
 const splitFilter = (s: string) => s.split("&").filter(Boolean);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

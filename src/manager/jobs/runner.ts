@@ -12,6 +12,7 @@ import { scrubArgs, type PreheatArgs, type TaskArgs } from "./args.js";
 import { ClientPool } from "./clients.js";
 import { runDeleteTask, runGetTask, runPreheat, runSyncPeers, type ExecutorDeps, type JobState } from "./executors.js";
 import { ImageResolver } from "../../common/oci/resolver.js";
+import { errorMessage } from "../../common/errors.js";
 
 export interface JobRunnerOptions {
   db: Database;
@@ -129,7 +130,7 @@ export class JobRunner {
       log.info({ state: result.state, clusters: states.length }, "job finished");
     } catch (err) {
       log.error({ err }, "job failed unexpectedly");
-      await this.finish(job, "FAILURE", { state: "FAILURE", group_uuid: job.task_id, job_states: [{ task_name: job.type, task_uuid: "", state: "FAILURE", error: err instanceof Error ? err.message : String(err), results: [], created_at: new Date().toISOString(), ttl: 0 }] }).catch(() => undefined);
+      await this.finish(job, "FAILURE", { state: "FAILURE", group_uuid: job.task_id, job_states: [{ task_name: job.type, task_uuid: "", state: "FAILURE", error: errorMessage(err), results: [], created_at: new Date().toISOString(), ttl: 0 }] }).catch(() => undefined);
     } finally {
       clearInterval(renew);
     }
