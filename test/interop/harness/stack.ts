@@ -28,7 +28,7 @@ export async function startOurStack(o: { seed?: boolean; seedOverrides?: TestDae
       server: { dataDir: tempDir("interop-manager"), logLevel: "silent", grpc: { listenIP: "127.0.0.1", port: { start: 0, end: 0 } }, rest: { addr: "127.0.0.1:0" } },
       metrics: { enable: false },
     },
-    { logger: silentLogger(), env: { DRAGONFLY_INITIAL_ROOT_PASSWORD: "interop-root-password-1" } },
+    { logger: silentLogger(), env: { DRAGONFLY_INITIAL_ROOT_PASSWORD: "interop-pass-1" } },
   );
   const managerAddr = `127.0.0.1:${manager.grpcPort}`;
   const scheduler = await startScheduler(
