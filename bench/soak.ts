@@ -79,7 +79,7 @@ function parseArgs(argv: string[]): Args {
   const o = new Command("soak")
     .option("--downloads <n>", "sequential downloads", int("downloads"), 1000)
     .option("--concurrent <n>", "concurrent downloads after the sequential ones", int("concurrent"), 200)
-    .option("--warmup <n>", "unmeasured downloads (sequential, then as many concurrent) before the baseline", int("warmup"), 20)
+    .option("--warmup <n>", "unmeasured sequential downloads before the baseline (then one concurrent burst as wide as --concurrent)", int("warmup"), 20)
     .option("--cli-every <n>", "every n-th sequential download runs the dfget CLI (0: never)", int("cli-every"), 100)
     .option("--json <file>", "where to write the result", "bench/results/soak.json")
     .option("--keep", "keep the work directory (stack logs, data dirs)", false)
@@ -217,6 +217,9 @@ async function downloadOne(socket: string, outDir: string, job: Job, i: number, 
 
 interface ProcSample {
   rssBytes: number;
+  /** RssAnon and RssFile of /proc/PID/status: heap and native buffers, or mapped files. */
+  rssAnonBytes: number;
+  rssFileBytes: number;
   fds: number;
   /**
    * fds by kind, to say what a difference is: TCP connections by the component at the other end
@@ -258,7 +261,8 @@ function socketTable(pid: number, portNames: Map<number, string>): Map<string, s
 }
 
 function procSample(pid: number, portNames: Map<number, string> = new Map()): ProcSample {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kB = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
   const sockets = socketTable(pid, portNames);
   const fdKinds: Record<string, number> = {};
   let fds = 0;
@@ -274,7 +278,7 @@ function procSample(pid: number, portNames: Map<number, string> = new Map()): Pr
     const kind = inode ? (sockets.get(inode) ?? "socket") : target.includes("/content/tasks/") ? "task files" : target.replace(/^(pipe|anon_inode:[^\]]*\]?).*$/, "$1");
     fdKinds[kind] = (fdKinds[kind] ?? 0) + 1;
   }
-  return { rssBytes: m?.[1] ? Number(m[1]) * 1024 : 0, fds, fdKinds };
+  return { rssBytes: kB("VmRSS"), rssAnonBytes: kB("RssAnon"), rssFileBytes: kB("RssFile"), fds, fdKinds };
 }
 
 function taskDirs(daemonDir: string): number {
@@ -282,10 +286,26 @@ function taskDirs(daemonDir: string): number {
   return existsSync(d) ? readdirSync(d).length : 0;
 }
 
+/** The V8 heap in use of a component, from its own metrics (prom-client's default ones). */
+async function heapUsed(metricsPort: number): Promise<number | undefined> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const m = /^nodejs_heap_size_used_bytes\s+(\S+)/m.exec(text);
+    return m?.[1] ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface DaemonSample extends ProcSample {
+  taskDirs: number;
+  heapUsedBytes: number | undefined;
+}
+
 interface Snapshot {
   at: string;
-  peer: ProcSample & { taskDirs: number };
-  seedPeer: ProcSample & { taskDirs: number };
+  peer: DaemonSample;
+  seedPeer: DaemonSample;
   scheduler: ProcSample;
   manager: ProcSample;
 }
@@ -303,13 +323,13 @@ function portNames(stack: Stack, originPort: number): Map<number, string> {
   return names;
 }
 
-function snapshot(stack: Stack, names: Map<number, string>): Snapshot {
+async function snapshot(stack: Stack, names: Map<number, string>): Promise<Snapshot> {
   const peer = stack.peers[0];
   if (!peer) throw new Error("the stack has no peer");
   return {
     at: new Date().toISOString(),
-    peer: { ...procSample(peer.pid, names), taskDirs: taskDirs(peer.dir) },
-    seedPeer: { ...procSample(stack.seed.pid, names), taskDirs: taskDirs(stack.seed.dir) },
+    peer: { ...procSample(peer.pid, names), taskDirs: taskDirs(peer.dir), heapUsedBytes: await heapUsed(peer.ports.metrics) },
+    seedPeer: { ...procSample(stack.seed.pid, names), taskDirs: taskDirs(stack.seed.dir), heapUsedBytes: await heapUsed(stack.seed.ports.metrics) },
     scheduler: procSample(stack.scheduler.pid, names),
     manager: procSample(stack.manager.pid, names),
   };
@@ -369,21 +389,28 @@ async function main(): Promise<number> {
     let seq = 0;
 
     // Warm-up: the one-time costs (JIT, channels to the scheduler and the seed peer, piece
-    // connections, the allocator's arenas under concurrency) go before the baseline.
+    // connections) go before the baseline, and so does one burst as wide as the measured one:
+    // what it leaves is the high-water mark of bounded pools (the native piece-buffer pool keeps
+    // up to 256 MiB of aligned buffers for reuse; malloc keeps its arenas), reached by the
+    // first burst of a run, not growth. Without it the peer's RSS went 182 -> 217 MiB, all of
+    // it during the concurrent burst and none after.
     const warm: Tally = { ok: 0, failed: [], bytes: 0, repeats: 0, viaCli: 0 };
     for (let i = 0; i < args.warmup; i++) await downloadOne(peer.socketPath, outDir, picker.next(), seq++, i === 0 && args.cliEvery > 0, warm);
-    await Promise.all(Array.from({ length: args.warmup }, () => downloadOne(peer.socketPath, outDir, picker.next(), seq++, false, warm)));
+    await Promise.all(Array.from({ length: Math.max(args.warmup, args.concurrent) }, () => downloadOne(peer.socketPath, outDir, picker.next(), seq++, false, warm)));
     if (warm.failed.length > 0) throw new Error(`warm-up downloads failed: ${JSON.stringify(warm.failed.slice(0, 5))}`);
     log(`warm-up: ${warm.ok} downloads; waiting for GC`);
     await settle(running, { peer: 0, seed: 0 }, log);
-    const start = snapshot(running, names);
+    const start = await snapshot(running, names);
     log(`baseline: peer rss ${(start.peer.rssBytes / MiB).toFixed(1)} MiB, fds ${start.peer.fds}, task dirs ${start.peer.taskDirs}`);
 
     const t0 = Date.now();
     const seqTally: Tally = { ok: 0, failed: [], bytes: 0, repeats: 0, viaCli: 0 };
     for (let i = 0; i < args.downloads && !crashed; i++) {
       await downloadOne(peer.socketPath, outDir, picker.next(), seq++, args.cliEvery > 0 && (i + 1) % args.cliEvery === 0, seqTally);
-      if ((i + 1) % 100 === 0) log(`sequential ${i + 1}/${args.downloads}: ${seqTally.failed.length} failed, peer rss ${(procSample(peer.pid).rssBytes / MiB).toFixed(1)} MiB, fds ${procSample(peer.pid).fds}, task dirs ${taskDirs(peer.dir)}`);
+      if ((i + 1) % 100 === 0) {
+        const [p, sp] = [procSample(peer.pid), procSample(running.seed.pid)];
+        log(`sequential ${i + 1}/${args.downloads}: ${seqTally.failed.length} failed; peer rss ${(p.rssBytes / MiB).toFixed(1)} MiB, fds ${p.fds}, task dirs ${taskDirs(peer.dir)}; seed peer rss ${(sp.rssBytes / MiB).toFixed(1)} MiB (anon ${(sp.rssAnonBytes / MiB).toFixed(1)}), heap ${((await heapUsed(running.seed.ports.metrics)) ?? 0) / MiB | 0} MiB`);
+      }
     }
     const seqSeconds = (Date.now() - t0) / 1000;
     const t1 = Date.now();
@@ -391,10 +418,10 @@ async function main(): Promise<number> {
     const jobs = Array.from({ length: args.concurrent }, () => picker.next());
     await Promise.all(jobs.map((j) => downloadOne(peer.socketPath, outDir, j, seq++, false, concTally)));
     const concSeconds = (Date.now() - t1) / 1000;
-    const peak = snapshot(running, names);
+    const peak = await snapshot(running, names);
     log(`concurrent ${args.concurrent}: ${concTally.failed.length} failed in ${concSeconds.toFixed(1)} s; waiting for GC`);
     const settleMs = await settle(running, { peer: start.peer.taskDirs, seed: start.seedPeer.taskDirs, fds: { peer: start.peer.fds + FD_SLACK, seed: start.seedPeer.fds + FD_SLACK } }, log);
-    const end = snapshot(running, names);
+    const end = await snapshot(running, names);
     const wallSeconds = (Date.now() - t0) / 1000;
 
     const growth = (a: number, b: number) => (a > 0 ? (b - a) / a : 0);
