@@ -27,6 +27,7 @@ import { Download, TaskType } from "../src/gen/common/v2/common.js";
 import { DfdaemonDownloadClient, type DownloadTaskResponse } from "../src/gen/dfdaemon/v2/dfdaemon.js";
 import { cliCommand, startStack, type Stack } from "../src/up/stack.js";
 import { startNginx, type Nginx } from "./lib/nginx.js";
+import { mulberry32 } from "./lib/prng.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -88,18 +89,6 @@ function parseArgs(argv: string[]): Args {
   return o;
 }
 
-/** A seeded generator (mulberry32): the same run picks the same sizes and URLs. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Origin {
   nginx: Nginx;
   files: Array<{ name: string; size: number; sha256: string; weight: number }>;
@@ -134,7 +123,8 @@ class Picker {
     private readonly origin: Origin,
     seed: number,
   ) {
-    this.rand = prng(seed);
+    // Seeded: the same run picks the same sizes and URLs.
+    this.rand = mulberry32(seed);
     this.total = origin.files.reduce((s, f) => s + f.weight, 0);
   }
 
