@@ -11,6 +11,7 @@ import { Resource } from "../src/scheduler/resource/resource.js";
 import { newEvaluator } from "../src/scheduler/scheduling/evaluator/index.js";
 import { Scheduling } from "../src/scheduler/scheduling/scheduling.js";
 import { durationResult, percentile } from "./lib/measure.js";
+import { mulberry32 } from "./lib/prng.js";
 import type { BenchSuite } from "./lib/types.js";
 
 const MiB = 1024 * 1024;
@@ -35,17 +36,6 @@ export interface SimResult {
   originBytes: number;
   backToSourcePeers: number;
   simSeconds: number;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface Transfer {

@@ -81,9 +81,17 @@ export declare class TaskStore {
   race(timeoutMs: number): PieceRace
   /** Fetches piece `number` from a plain-HTTP origin (ranged GET) into this store. */
   fetchFromOrigin(options: FetchFromOriginOptions, cancel?: CancelToken | undefined | null): Promise<PieceInfo>
+  /** None once closed: a closed handle holds no pieces. */
   piece(number: number): PieceInfo | null
   finishedPieces(): Array<PieceInfo>
   finishedCount(): number
+  /**
+   * Gives up this handle's reference to the store (the task stays on disk): the files close
+   * once no other handle and no operation in flight holds it. Later calls on this handle
+   * fail with DF_NOT_FOUND. Closing twice is harmless.
+   */
+  close(): void
+  /** Deletes the task's files and closes this handle; other handles see DF_NOT_FOUND. */
   delete(): void
 }
 

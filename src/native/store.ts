@@ -247,7 +247,16 @@ export class NativeTaskStore {
     return this.inner.finishedCount();
   }
 
-  /** Removes the task's directory; other handles then fail with DF_NOT_FOUND. */
+  /**
+   * Gives up this handle (the task stays on disk): the store's files close once no other
+   * handle and no operation in flight holds it, rather than whenever V8 collects this object.
+   * Later calls on this handle fail with DF_NOT_FOUND; info() still answers.
+   */
+  close(): void {
+    this.inner.close();
+  }
+
+  /** Removes the task's directory and closes this handle; other handles then fail with DF_NOT_FOUND. */
   delete(): void {
     this.inner.delete();
   }

@@ -29,6 +29,11 @@ export interface StackOptions {
   signal?: AbortSignal;
   /** Preferred ports (Dragonfly's defaults); tests pass 0 to take free ones. */
   preferDefaultPorts?: boolean;
+  /**
+   * Extra dfdaemon config sections for every peer and the seed peer (e.g. `gc`), for runs that
+   * need another policy than the defaults (the soak run collects tasks within seconds).
+   */
+  daemonConfig?: Record<string, unknown>;
 }
 
 export interface DaemonInfo {
@@ -322,6 +327,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         // from loopback origins when the scheduler asks it to (refused by default elsewhere).
         security: { allowedBackToSourceCIDRs: ["127.0.0.0/8", "::1/128"] },
         ...(mirror ? { proxy: { server: { ip: "127.0.0.1", port: fb ? 0 : await port(DEFAULTS.proxy) } } } : {}),
+        ...opts.daemonConfig,
       }));
       await until(name, () => httpHealthy(`http://127.0.0.1:${r.msg.ports.health}/healthy`), timeoutMs);
       daemons.push({ name, seed, dir, hostId: r.msg.hostId, socketPath: r.msg.socketPath, ports: r.msg.ports, pid: r.c.child.pid ?? 0 });

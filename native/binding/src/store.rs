@@ -13,7 +13,7 @@ use napi::Env;
 use napi_derive::napi;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -43,6 +43,7 @@ pub struct OpenTaskStoreOptions {
 }
 
 #[napi(object)]
+#[derive(Clone)]
 pub struct TaskStoreInfo {
     pub task_id: String,
     pub dir: String,
@@ -113,12 +114,12 @@ fn optional_ms(v: Option<u32>) -> Option<Duration> {
     v.filter(|&ms| ms > 0).map(|ms| Duration::from_millis(u64::from(ms)))
 }
 
-fn fetch_options(s: &PieceStore, options: FetchPieceOptions) -> Result<FetchOptions> {
+fn fetch_options(task_id: &str, options: FetchPieceOptions) -> Result<FetchOptions> {
     let protocol = options.protocol.as_deref().map(Protocol::parse).transpose().map_err(to_js)?.unwrap_or_default();
     Ok(FetchOptions {
         addr: options.addr,
         protocol,
-        task_id: s.info().task_id.clone(),
+        task_id: task_id.to_string(),
         number: options.number,
         expected_digest: options.expected_digest,
         parent_id: options.parent_id.unwrap_or_default(),
@@ -132,7 +133,11 @@ fn fetch_options(s: &PieceStore, options: FetchPieceOptions) -> Result<FetchOpti
 /// A race for whichever candidate parent starts sending first (see `TaskStore.race`).
 #[napi]
 pub struct PieceRace {
-    store: Arc<PieceStore>,
+    task_id: String,
+    /// Taken by `run`: the race's future holds the store until it settles, and the JS object
+    /// (collected whenever V8 gets to it) no longer does, so a task deleted afterwards closes
+    /// its files at once rather than at the next garbage collection.
+    store: Mutex<Option<Arc<PieceStore>>>,
     timeout: Duration,
     candidates: mpsc::UnboundedSender<FetchOptions>,
     pending: Mutex<Option<(mpsc::UnboundedReceiver<FetchOptions>, oneshot::Sender<u32>)>>,
@@ -145,7 +150,7 @@ impl PieceRace {
     /// Asks one more parent for one of its pieces; ignored once a parent started sending.
     #[napi]
     pub fn add(&self, options: FetchPieceOptions) -> Result<()> {
-        let _ = self.candidates.send(fetch_options(&self.store, options)?);
+        let _ = self.candidates.send(fetch_options(&self.task_id, options)?);
         Ok(())
     }
 
@@ -174,7 +179,8 @@ impl PieceRace {
     pub fn run<'e>(&self, env: &'e Env, cancel: Option<&CancelToken>) -> Result<PromiseRaw<'e, RaceWin>> {
         let (candidates, started) =
             self.pending.lock().ok().and_then(|mut g| g.take()).ok_or_else(|| invalid("a race runs only once"))?;
-        let store = self.store.clone();
+        let store =
+            self.store.lock().ok().and_then(|mut g| g.take()).ok_or_else(|| invalid("a race runs only once"))?;
         let race =
             client::Race { candidates, started: Some(started), timeout: self.timeout, stalled: self.stalled.clone() };
         let token = cancel.map(|c| c.inner.clone()).unwrap_or_default();
@@ -262,7 +268,52 @@ impl CancelToken {
 
 #[napi]
 pub struct TaskStore {
-    inner: Arc<PieceStore>,
+    /// None once this handle is closed or deleted the task. Given up then, not when V8 collects
+    /// the JS object: a deleted task's files (pointed at /dev/null by the delete) stay open as
+    /// long as any handle holds the store, and an idle daemon may not collect for hours, so
+    /// every task GC removed kept three descriptors. In-flight operations hold their own
+    /// reference; the files close when the last of them ends.
+    inner: RwLock<Option<Arc<PieceStore>>>,
+    /// Answered after close too (the paths and layout do not change).
+    info: TaskStoreInfo,
+}
+
+impl TaskStore {
+    fn store(&self) -> Result<Arc<PieceStore>> {
+        self.inner
+            .read()
+            .ok()
+            .and_then(|g| g.clone())
+            .ok_or_else(|| to_js(CoreError::new(ErrorCode::NotFound, format!("task {} is closed", self.info.task_id))))
+    }
+
+    fn open_store(&self) -> Option<Arc<PieceStore>> {
+        self.inner.read().ok().and_then(|g| g.clone())
+    }
+}
+
+fn info_of(s: &PieceStore) -> TaskStoreInfo {
+    let i = s.info();
+    TaskStoreInfo {
+        task_id: i.task_id.clone(),
+        dir: i.dir.to_string_lossy().into_owned(),
+        content_path: i.content_path.to_string_lossy().into_owned(),
+        content_length: i.content_length as i64,
+        piece_length: i.piece_length as i64,
+        piece_count: i.piece_count,
+        tier: match i.tier {
+            Tier::Disk => "disk".into(),
+            Tier::Tmpfs => "tmpfs".into(),
+        },
+        io_mode: i.io_mode.name().into(),
+        io_engine: i.io_engine.into(),
+        sync: match i.sync {
+            SyncPolicy::Auto => "auto".into(),
+            SyncPolicy::Always => "always".into(),
+            SyncPolicy::Never => "never".into(),
+        },
+        extra_digest: i.extra_digest.map(|a| a.name().to_string()),
+    }
 }
 
 #[napi]
@@ -290,7 +341,7 @@ pub fn open_task_store(options: OpenTaskStoreOptions) -> Result<TaskStore> {
         extra_digest,
     })
     .map_err(to_js)?;
-    Ok(TaskStore { inner })
+    Ok(TaskStore { info: info_of(&inner), inner: RwLock::new(Some(inner)) })
 }
 
 #[napi]
@@ -302,27 +353,7 @@ pub fn delete_task_store(data_dir: String, task_id: String) -> Result<()> {
 impl TaskStore {
     #[napi]
     pub fn info(&self) -> TaskStoreInfo {
-        let i = self.inner.info();
-        TaskStoreInfo {
-            task_id: i.task_id.clone(),
-            dir: i.dir.to_string_lossy().into_owned(),
-            content_path: i.content_path.to_string_lossy().into_owned(),
-            content_length: i.content_length as i64,
-            piece_length: i.piece_length as i64,
-            piece_count: i.piece_count,
-            tier: match i.tier {
-                Tier::Disk => "disk".into(),
-                Tier::Tmpfs => "tmpfs".into(),
-            },
-            io_mode: i.io_mode.name().into(),
-            io_engine: i.io_engine.into(),
-            sync: match i.sync {
-                SyncPolicy::Auto => "auto".into(),
-                SyncPolicy::Always => "always".into(),
-                SyncPolicy::Never => "never".into(),
-            },
-            extra_digest: i.extra_digest.map(|a| a.name().to_string()),
-        }
+        self.info.clone()
     }
 
     /// Writes piece `number`; resolves once it is durable and marked finished.
@@ -335,7 +366,7 @@ impl TaskStore {
         parent_id: Option<String>,
         created_at_ms: Option<i64>,
     ) -> Result<PromiseRaw<'e, PieceInfo>> {
-        let s = self.inner.clone();
+        let s = self.store()?;
         let meta = WriteMeta { parent_id: parent_id.unwrap_or_default(), created_at_ms };
         env.spawn_future(async move { s.write_piece(number, data, meta).await.map(PieceInfo::from).map_err(to_napi) })
             .map_err(status)
@@ -343,14 +374,14 @@ impl TaskStore {
 
     #[napi(ts_return_type = "Promise<Buffer>")]
     pub fn read_piece<'e>(&self, env: &'e Env, number: u32) -> Result<PromiseRaw<'e, Buffer>> {
-        let s = self.inner.clone();
+        let s = self.store()?;
         env.spawn_future(async move { s.read_piece(number).await.map(Buffer::from).map_err(to_napi) }).map_err(status)
     }
 
     /// Re-hashes a finished piece from disk; a mismatch unmarks it and rejects with DF_DIGEST_MISMATCH.
     #[napi(ts_return_type = "Promise<PieceInfo>")]
     pub fn verify_piece<'e>(&self, env: &'e Env, number: u32) -> Result<PromiseRaw<'e, PieceInfo>> {
-        let s = self.inner.clone();
+        let s = self.store()?;
         env.spawn_future(async move {
             tokio::task::spawn_blocking(move || s.verify_piece(number))
                 .await
@@ -369,9 +400,9 @@ impl TaskStore {
         options: FetchPieceOptions,
         cancel: Option<&CancelToken>,
     ) -> Result<PromiseRaw<'e, PieceInfo>> {
-        let s = self.inner.clone();
+        let s = self.store()?;
         let token = cancel.map(|c| c.inner.clone()).unwrap_or_default();
-        let opts = fetch_options(&s, options)?;
+        let opts = fetch_options(&self.info.task_id, options)?;
         env.spawn_future(async move {
             client::fetch_piece(client::default_pool(), &s, &opts, &token).await.map(PieceInfo::from).map_err(to_napi)
         })
@@ -380,17 +411,18 @@ impl TaskStore {
 
     /// A race among candidate parents for a piece each: add candidates, then run it.
     #[napi]
-    pub fn race(&self, timeout_ms: u32) -> PieceRace {
+    pub fn race(&self, timeout_ms: u32) -> Result<PieceRace> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (started_tx, started_rx) = oneshot::channel();
-        PieceRace {
-            store: self.inner.clone(),
+        Ok(PieceRace {
+            task_id: self.info.task_id.clone(),
+            store: Mutex::new(Some(self.store()?)),
             timeout: Duration::from_millis(u64::from(timeout_ms)),
             candidates: tx,
             pending: Mutex::new(Some((rx, started_tx))),
             started: Mutex::new(Some(started_rx)),
             stalled: Arc::default(),
-        }
+        })
     }
 
     /// Fetches piece `number` from a plain-HTTP origin (ranged GET) into this store.
@@ -401,7 +433,7 @@ impl TaskStore {
         options: FetchFromOriginOptions,
         cancel: Option<&CancelToken>,
     ) -> Result<PromiseRaw<'e, PieceInfo>> {
-        let s = self.inner.clone();
+        let s = self.store()?;
         let token = cancel.map(|c| c.inner.clone()).unwrap_or_default();
         let req = crate::origin::origin_request(
             &options.addr,
@@ -421,24 +453,44 @@ impl TaskStore {
         .map_err(status)
     }
 
+    /// None once closed: a closed handle holds no pieces.
     #[napi]
     pub fn piece(&self, number: u32) -> Option<PieceInfo> {
-        self.inner.piece(number).map(PieceInfo::from)
+        self.open_store()?.piece(number).map(PieceInfo::from)
     }
 
     #[napi]
     pub fn finished_pieces(&self) -> Vec<PieceInfo> {
-        self.inner.finished().into_iter().map(PieceInfo::from).collect()
+        self.open_store().map(|s| s.finished().into_iter().map(PieceInfo::from).collect()).unwrap_or_default()
     }
 
     #[napi]
     pub fn finished_count(&self) -> u32 {
-        self.inner.finished_count()
+        self.open_store().map_or(0, |s| s.finished_count())
     }
 
+    /// Gives up this handle's reference to the store (the task stays on disk): the files close
+    /// once no other handle and no operation in flight holds it. Later calls on this handle
+    /// fail with DF_NOT_FOUND. Closing twice is harmless.
+    #[napi]
+    pub fn close(&self) {
+        if let Ok(mut g) = self.inner.write() {
+            g.take();
+        }
+    }
+
+    /// Deletes the task's files and closes this handle; other handles see DF_NOT_FOUND.
     #[napi]
     pub fn delete(&self) -> Result<()> {
-        self.inner.delete().map_err(to_js)
+        let taken = self.inner.write().ok().and_then(|mut g| g.take());
+        match taken {
+            Some(s) => s.delete().map_err(to_js),
+            None => {
+                let dir = PathBuf::from(&self.info.dir);
+                let root = dir.parent().map(PathBuf::from).unwrap_or_default();
+                store::delete_task(&root, &self.info.task_id).map_err(to_js)
+            }
+        }
     }
 }
 

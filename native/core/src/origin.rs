@@ -177,6 +177,7 @@ impl OriginPool {
     /// origin meanwhile (a readable EOF), and with no unsolicited bytes waiting.
     fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
         let mut idle = self.idle.lock().ok()?;
+        self.expire(&mut idle);
         let list = idle.get_mut(&addr)?;
         while let Some((s, at)) = list.pop() {
             if at.elapsed() >= self.idle_timeout {
@@ -193,11 +194,29 @@ impl OriginPool {
 
     fn put(&self, addr: SocketAddr, s: TcpStream) {
         if let Ok(mut idle) = self.idle.lock() {
+            self.expire(&mut idle);
             let list = idle.entry(addr).or_default();
-            list.retain(|(_, at)| at.elapsed() < self.idle_timeout);
             if list.len() < self.max_idle_per_addr {
                 list.push((s, Instant::now()));
             }
+        }
+    }
+
+    /// Closes the connections idle past the timeout, of every origin, and forgets origins with
+    /// none left. Expired ones were closed only when their own origin was used again, so a
+    /// daemon at rest kept up to `max_idle_per_addr` sockets to every origin it ever fetched
+    /// from, and the map kept an entry per origin forever.
+    fn expire(&self, idle: &mut HashMap<SocketAddr, Vec<(TcpStream, Instant)>>) {
+        idle.retain(|_, list| {
+            list.retain(|(_, at)| at.elapsed() < self.idle_timeout);
+            !list.is_empty()
+        });
+    }
+
+    /// `expire` on a timer, for when no download comes to do it.
+    pub fn prune(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            self.expire(&mut idle);
         }
     }
 
@@ -219,7 +238,24 @@ impl OriginPool {
 /// Process-wide pool used by the binding.
 pub fn default_pool() -> &'static OriginPool {
     static POOL: std::sync::OnceLock<OriginPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(OriginPool::default)
+    static REAPER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let pool = POOL.get_or_init(OriginPool::default);
+    // The reaper starts with the first use from inside the runtime (a call from outside one,
+    // origin_stats, leaves it for later).
+    if !REAPER.load(Ordering::Acquire) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            if !REAPER.swap(true, Ordering::AcqRel) {
+                rt.spawn(async move {
+                    let mut tick = tokio::time::interval(pool.idle_timeout / 2);
+                    loop {
+                        tick.tick().await;
+                        pool.prune();
+                    }
+                });
+            }
+        }
+    }
+    pool
 }
 
 fn invalid(msg: impl Into<String>) -> CoreError {
@@ -1027,6 +1063,32 @@ mod tests {
     }
 
     const PIECE: u64 = 64 * 1024;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expired_idle_connections_close_for_every_origin() {
+        // Two origins, one connection each put back idle; once past the idle timeout a prune
+        // (what the reaper runs) closes both and forgets both origins.
+        let pool = OriginPool::new(4, Duration::from_millis(50));
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let c = TcpStream::connect(addr).await.unwrap();
+            let (peer, _) = l.accept().await.unwrap();
+            held.push(peer);
+            pool.put(addr, c);
+        }
+        assert_eq!(pool.idle_count(), 2);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        pool.prune();
+        assert_eq!(pool.idle_count(), 0);
+        assert!(pool.idle.lock().unwrap().is_empty());
+        // The far ends see the close: the sockets were dropped, not just forgotten.
+        for mut p in held {
+            let mut b = [0u8; 1];
+            assert_eq!(p.read(&mut b).await.unwrap(), 0);
+        }
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ranged_pieces_over_one_kept_alive_connection() {

@@ -190,6 +190,8 @@ struct Shared {
     slots: tokio::sync::Semaphore,
     /// Stores opened by this server, so metadata is not re-read per request.
     stores: Mutex<HashMap<String, Arc<PieceStore>>>,
+    /// `store::deletions()` when `stores` was last cleared of deleted stores.
+    pruned_at: AtomicU64,
 }
 
 pub struct PieceServer {
@@ -236,9 +238,13 @@ impl PieceServer {
             admission,
             slots,
             stores: Mutex::new(HashMap::new()),
+            pruned_at: AtomicU64::new(0),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(accept_loop(listener, shared.clone(), stop_rx.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(accept_loop(listener, shared.clone(), stop_rx.clone())),
+            tokio::spawn(prune_loop(shared.clone(), stop_rx.clone())),
+        ];
         if let Some(e) = endpoint {
             tasks.push(tokio::spawn(quic_accept_loop(e, shared.clone(), stop_rx)));
         }
@@ -293,6 +299,20 @@ impl Drop for PieceServer {
         let _ = self.stop.send(true);
     }
 }
+
+/// Clears deleted stores from the cache when no request comes to do it (an idle seed peer
+/// after GC); a tick costs one atomic load when nothing was deleted.
+async fn prune_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => prune_deleted(&shared),
+        }
+    }
+}
+
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
@@ -635,7 +655,21 @@ async fn serve_conn<T: PieceConn>(mut sock: T, shared: &Shared) {
     }
 }
 
+/// Drops the cached stores deleted since the last look: a deleted store's descriptors (and its
+/// piece records) stay open for as long as the cache holds it, and the cache only evicted when
+/// it reached 1024 entries, so a seed peer kept three descriptors of every task GC removed.
+fn prune_deleted(shared: &Shared) {
+    let now = crate::store::deletions();
+    if shared.pruned_at.swap(now, Ordering::AcqRel) == now {
+        return;
+    }
+    if let Ok(mut m) = shared.stores.lock() {
+        m.retain(|_, s| !s.is_deleted());
+    }
+}
+
 fn find_piece(shared: &Shared, task_id: &str, number: u32) -> Result<(Arc<PieceStore>, crate::store::PieceRecord)> {
+    prune_deleted(shared);
     let cached = shared.stores.lock().ok().and_then(|m| m.get(task_id).cloned()).filter(|s| !s.is_deleted());
     let store = match cached {
         Some(s) => s,
@@ -918,6 +952,29 @@ mod tests {
             assert_eq!(pool.idle_count(), 1);
             srv.close().await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_store_leaves_the_cache_without_another_request() {
+        // The server caches the store it served from; once the task is deleted the cache lets
+        // go of it by itself (an idle seed peer after GC), so its descriptors can close.
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let src = seeded(a.path(), &[0]).await;
+        let srv = server(a.path(), DEFAULT_SERVE_PATH, 0).await;
+        let dst = open(b.path());
+        fetch_piece(&ConnPool::default(), &dst, &fetch_opts(&srv, 0), &CancelToken::new()).await.unwrap();
+        assert_eq!(srv.shared.stores.lock().unwrap().len(), 1);
+        assert!(Arc::strong_count(&src) >= 2, "the cache holds the store");
+        src.delete().unwrap();
+        let mut waited = Duration::ZERO;
+        while !srv.shared.stores.lock().unwrap().is_empty() && waited < PRUNE_EVERY * 5 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += Duration::from_millis(50);
+        }
+        assert!(srv.shared.stores.lock().unwrap().is_empty(), "deleted store still cached after {waited:?}");
+        assert_eq!(Arc::strong_count(&src), 1, "nothing but this test holds the deleted store");
+        srv.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

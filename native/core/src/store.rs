@@ -20,7 +20,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use tokio::sync::oneshot;
 
@@ -152,6 +152,15 @@ struct Pending {
 }
 
 type Registry = Mutex<HashMap<PathBuf, Weak<PieceStore>>>;
+
+/// Stores deleted in this process so far: caches of open stores (the piece server's) compare
+/// it with what they saw last and drop the deleted ones, whose files stay open while held.
+static DELETIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many stores this process deleted so far (see DELETIONS).
+pub fn deletions() -> u64 {
+    DELETIONS.load(Ordering::Acquire)
+}
 
 /// Open stores by task directory, so the daemon's writer and the piece server in the same
 /// process share one instance and the server sees a piece the moment it is committed.
@@ -939,6 +948,7 @@ impl PieceStore {
     /// Deletes the task's files. Open handles elsewhere see DF_NOT_FOUND from then on.
     pub fn delete(&self) -> Result<()> {
         self.deleted.store(true, Ordering::Release);
+        DELETIONS.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut reg) = registry().lock() {
             reg.remove(&self.info.dir);
         }

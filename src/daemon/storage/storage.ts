@@ -112,10 +112,6 @@ class LocalTask implements TaskStore {
     await writeMeta(this.dir, this.meta);
   }
 
-  close(): void {
-    // Native stores are reference-counted by the registry; nothing to release explicitly.
-  }
-
   deleteNative(): void {
     this.native.delete();
   }

@@ -126,6 +126,8 @@ type Read = ({ res: SchedulerResponse | undefined } | { err: unknown }) & { at: 
 interface NativeOrigin {
   route: OriginRoute;
   fetch(number: number, signal: AbortSignal | undefined): Promise<NativePieceInfo>;
+  /** Gives up its handle on the task's store, so a task deleted later closes its files at once. */
+  close(): void;
 }
 
 /**
@@ -854,63 +856,68 @@ export class TaskManager {
       if (e instanceof BackendError) throw backendFailure(e);
       throw e;
     }
-    if (native && req.stream && queue.length === task.meta.pieceCount && task.meta.contentLength > 0) {
-      // A fresh task streamed to a waiting client: one GET, pieces in order; whatever the
-      // stream leaves missing (origin trouble mid-way) goes the per-piece way with its retries.
-      try {
-        await this.streamToStore(task, req, native.route, session);
-      } catch (e) {
-        if (e instanceof OriginChangedError) throw backendFailure(e);
-        // ENOSPC (or the EIO budget spent) stops the download here; a lone EIO leaves its piece
-        // missing, and the per-piece way below fetches it again.
-        faults.observe(e);
-        if (req.signal?.aborted) throw e instanceof DownloadError ? e : new DownloadError(errorMessage(e), "internal");
-        this.streamedDigests.delete(task.id);
-        this.log.warn({ taskId: task.id, err: errorMessage(e) }, "streaming from the origin failed; fetching the remaining pieces one by one");
-      }
-      queue.splice(0, queue.length, ...[...this.missing(task)].sort((a, b) => a - b));
-      if (queue.length === 0) return;
-    }
-    let failure: unknown;
-    const width = new BackToSourceWidth(Math.min(this.opts.concurrentPieceCount, Math.max(1, queue.length)));
-    const workers: Promise<void>[] = [];
-    let active = 0;
-    const worker = async () => {
-      active++;
-      try {
-        for (;;) {
-          if (failure !== undefined || active > width.target) return;
-          const n = queue.shift();
-          if (n === undefined) return;
-          try {
-            const started = performance.now();
-            const info = await this.rideOutage(() => (native ? this.pieceFromOrigin(native, n, req.signal) : this.pieceFromSource(task, n, req, backend, headers, state.pin)), req, () => failure !== undefined);
-            session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
-            this.emitPiece(task, info);
-            width.landed(performance.now() - started);
-            // Not once the download failed: each new worker would return at once, leaving
-            // `active` as it was, and this loop would spin forever.
-            while (failure === undefined && active < width.target && queue.length > 0) workers.push(worker());
-          } catch (e) {
-            // A write the storage device failed (EIO): the piece is missing again and goes
-            // back to the origin; ENOSPC or too many EIOs stop the download.
-            if (faults.observe(e) === "refetch") {
-              queue.push(n);
-              continue;
-            }
-            failure ??= e;
-          }
+    // The native origin's handle on the store goes when the pieces are in (or not).
+    try {
+      if (native && req.stream && queue.length === task.meta.pieceCount && task.meta.contentLength > 0) {
+        // A fresh task streamed to a waiting client: one GET, pieces in order; whatever the
+        // stream leaves missing (origin trouble mid-way) goes the per-piece way with its retries.
+        try {
+          await this.streamToStore(task, req, native.route, session);
+        } catch (e) {
+          if (e instanceof OriginChangedError) throw backendFailure(e);
+          // ENOSPC (or the EIO budget spent) stops the download here; a lone EIO leaves its piece
+          // missing, and the per-piece way below fetches it again.
+          faults.observe(e);
+          if (req.signal?.aborted) throw e instanceof DownloadError ? e : new DownloadError(errorMessage(e), "internal");
+          this.streamedDigests.delete(task.id);
+          this.log.warn({ taskId: task.id, err: errorMessage(e) }, "streaming from the origin failed; fetching the remaining pieces one by one");
         }
-      } finally {
-        active--;
+        queue.splice(0, queue.length, ...[...this.missing(task)].sort((a, b) => a - b));
+        if (queue.length === 0) return;
       }
-    };
-    workers.push(worker());
-    for (let i = 0; i < workers.length; i++) await workers[i];
-    if (failure !== undefined) {
-      if (failure instanceof DownloadError) throw failure;
-      if (failure instanceof BackendError) throw backendFailure(failure);
-      throw new DownloadError(failure instanceof Error ? failure.message : "back-to-source failed", "internal");
+      let failure: unknown;
+      const width = new BackToSourceWidth(Math.min(this.opts.concurrentPieceCount, Math.max(1, queue.length)));
+      const workers: Promise<void>[] = [];
+      let active = 0;
+      const worker = async () => {
+        active++;
+        try {
+          for (;;) {
+            if (failure !== undefined || active > width.target) return;
+            const n = queue.shift();
+            if (n === undefined) return;
+            try {
+              const started = performance.now();
+              const info = await this.rideOutage(() => (native ? this.pieceFromOrigin(native, n, req.signal) : this.pieceFromSource(task, n, req, backend, headers, state.pin)), req, () => failure !== undefined);
+              session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
+              this.emitPiece(task, info);
+              width.landed(performance.now() - started);
+              // Not once the download failed: each new worker would return at once, leaving
+              // `active` as it was, and this loop would spin forever.
+              while (failure === undefined && active < width.target && queue.length > 0) workers.push(worker());
+            } catch (e) {
+              // A write the storage device failed (EIO): the piece is missing again and goes
+              // back to the origin; ENOSPC or too many EIOs stop the download.
+              if (faults.observe(e) === "refetch") {
+                queue.push(n);
+                continue;
+              }
+              failure ??= e;
+            }
+          }
+        } finally {
+          active--;
+        }
+      };
+      workers.push(worker());
+      for (let i = 0; i < workers.length; i++) await workers[i];
+      if (failure !== undefined) {
+        if (failure instanceof DownloadError) throw failure;
+        if (failure instanceof BackendError) throw backendFailure(failure);
+        throw new DownloadError(failure instanceof Error ? failure.message : "back-to-source failed", "internal");
+      }
+    } finally {
+      native?.close();
     }
   }
 
@@ -925,6 +932,8 @@ export class TaskManager {
     if (this.missing(task).size === 0) return;
     try {
       const native = this.noRange.has(task.id) || task.meta.contentLength === 0 ? undefined : await this.nativeOrigin(task, req, backend, headers, pin);
+      // Only its route is used (the stream writes through the task): its store handle goes now.
+      native?.close();
       await this.rideOutage(() => (native ? this.streamToStore(task, req, native.route, session) : this.backToSourceStream(task, req, backend, headers, session, pin)), req);
     } catch (e) {
       if (e instanceof BackendError) throw backendFailure(e);
@@ -1053,7 +1062,7 @@ export class TaskManager {
       tier: task.meta.tier === "memory" ? "tmpfs" : "disk",
     });
     this.log.debug({ taskId: task.id, addr: route.addr, url }, "back-to-source through the native origin client");
-    return { route, fetch: (n, signal) => fetchPiece(route, store, n, signal) };
+    return { route, fetch: (n, signal) => fetchPiece(route, store, n, signal), close: () => store.close() };
   }
 
   private async pieceFromOrigin(native: NativeOrigin, n: number, signal: AbortSignal | undefined): Promise<PieceInfo> {
