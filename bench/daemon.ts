@@ -10,8 +10,7 @@
 //   dfget-p2p-cached-1g:     a second peer pulls the task another peer already holds.
 // Peak RSS of each daemon (VmHWM) is reported in the details.
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomFillSync } from "node:crypto";
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync, closeSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { stringify } from "yaml";
@@ -22,19 +21,10 @@ import { taskIdFromUrl } from "../src/common/ids.js";
 import { durationResult, median } from "./lib/measure.js";
 import { curlSeconds, startNginx } from "./lib/nginx.js";
 import type { BenchContext, BenchResult, BenchSuite } from "./lib/types.js";
+import { writeContent } from "./lib/content.js";
 
 const MiB = 1024 * 1024;
 const root = new URL("..", import.meta.url).pathname;
-
-function writeContent(path: string, size: number): void {
-  const fd = openSync(path, "w");
-  const block = Buffer.allocUnsafe(8 * MiB);
-  for (let off = 0; off < size; off += block.length) {
-    randomFillSync(block);
-    writeSync(fd, block, 0, Math.min(block.length, size - off));
-  }
-  closeSync(fd);
-}
 
 interface Daemon {
   proc: ChildProcess;

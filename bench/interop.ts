@@ -4,8 +4,7 @@
 // Each round uses a new task for each side (the URL's query differs; nginx ignores it) and the
 // same child daemon, so both sides meet the same child, the same scheduler and the same disk.
 // The parents fetched their copy from nginx before the timing starts.
-import { mkdirSync, rmSync, openSync, writeSync, closeSync } from "node:fs";
-import { randomFillSync } from "node:crypto";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { cleanupTempDirs, downloadVia } from "../test/helpers/swarm.js";
 import { dragonflyDfget, startDragonflyDaemon, type DragonflyDaemon } from "../test/helpers/dragonfly.js";
@@ -13,18 +12,9 @@ import { startOurStack } from "../test/interop/harness/stack.js";
 import { durationResult, median } from "./lib/measure.js";
 import { startNginx } from "./lib/nginx.js";
 import type { BenchSuite } from "./lib/types.js";
+import { writeContent } from "./lib/content.js";
 
 const MiB = 1 << 20;
-
-function writeContent(path: string, size: number): void {
-  const fd = openSync(path, "w");
-  const block = Buffer.allocUnsafe(8 * MiB);
-  for (let off = 0; off < size; off += block.length) {
-    randomFillSync(block);
-    writeSync(fd, block, 0, Math.min(block.length, size - off));
-  }
-  closeSync(fd);
-}
 
 async function dfgetSeconds(d: DragonflyDaemon, url: string, out: string): Promise<number> {
   const t0 = process.hrtime.bigint();

@@ -7,7 +7,7 @@
 // silently skips would hide exactly the bypass it exists to catch.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { request, type Dispatcher } from "undici";
@@ -249,4 +249,17 @@ export function findFile(root: string, name: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * The image's files that the native snapshotter under `root` does not hold byte for byte
+ * (missing, or other bytes): an empty list when the pull unpacked every layer right.
+ */
+export function unpackedMismatches(root: string, files: Record<string, Buffer>): string[] {
+  const snapshots = join(root, "io.containerd.snapshotter.v1.native", "snapshots");
+  return Object.entries(files).flatMap(([name, body]) => {
+    const path = findFile(snapshots, name);
+    if (!path) return [`${name}: missing`];
+    return readFileSync(path).equals(body) ? [] : [`${name}: other bytes`];
+  });
 }

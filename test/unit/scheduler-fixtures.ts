@@ -3,6 +3,7 @@ import { Host as HostMessage, Priority, TaskType } from "../../src/gen/common/v2
 import { PeerEvent, type Peer } from "../../src/scheduler/resource/peer.js";
 import { Resource } from "../../src/scheduler/resource/resource.js";
 import type { Task } from "../../src/scheduler/resource/task.js";
+import { mulberry32 } from "../../bench/lib/prng.js";
 
 export const MiB = 1024 * 1024;
 
@@ -59,14 +60,5 @@ export const RUNNING: PeerEvent[] = [PeerEvent.RegisterNormal, PeerEvent.Downloa
 export const SUCCEEDED: PeerEvent[] = [PeerEvent.RegisterNormal, PeerEvent.Download, PeerEvent.DownloadSucceeded];
 export const BACK_TO_SOURCE: PeerEvent[] = [PeerEvent.RegisterNormal, PeerEvent.DownloadBackToSource];
 
-/** Deterministic PRNG (mulberry32) for reproducible sampling. */
-export function seededRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (mulberry32) for reproducible sampling: the benchmarks' one. */
+export const seededRng = mulberry32;
