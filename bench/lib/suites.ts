@@ -7,7 +7,8 @@ import type { PeerImpl } from "./args.js";
 import type { BenchContext, BenchResult, BenchSuite } from "./types.js";
 
 const benchDir = fileURLToPath(new URL("..", import.meta.url));
-const NOT_SUITES = new Set(["run.ts", "gate.ts"]);
+// soak.ts is a command of its own (`npm run soak`), with its own flags and gate.
+const NOT_SUITES = new Set(["run.ts", "gate.ts", "soak.ts"]);
 
 export async function loadSuites(): Promise<BenchSuite[]> {
   const files = readdirSync(benchDir).filter((f) => f.endsWith(".ts") && !NOT_SUITES.has(f)).sort();

@@ -594,6 +594,8 @@ async fn serve_conn<T: PieceConn>(mut sock: T, shared: &Shared) {
                 continue;
             }
         };
+        // Its bytes start coming into the page cache now, while it waits for a slot.
+        prefetch(store.content_file(), rec.offset, rec.length);
         // A piece split among many children reaches each of them late, and none can pass it on
         // before it is whole; refused children go to another parent or piece instead.
         // Held (the admission also while waiting for a slot) until this piece is sent or its
@@ -839,6 +841,19 @@ async fn send_splice(
     Ok(())
 }
 
+/// Asks the kernel to read a piece into the page cache now (POSIX_FADV_WILLNEED: the whole
+/// piece is queued at once). Pieces are written with O_DIRECT, so a finished piece is seldom
+/// cached, and without this each body read waits for the kernel's small readahead, one chunk at
+/// a time: a Dragonfly child pulling 1 GiB (4 MiB pieces, 8 at once) from one of our parents
+/// took 3.4 s against 2.6 s from Dragonfly's own parent (which writes through the page cache),
+/// and 2.2 s once our parent's file was cached (bench interop/peer-to-dragonfly-1g).
+fn prefetch(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else { return };
+    // SAFETY: posix_fadvise only reads the descriptor, which `file` keeps open for the call;
+    // the advice is a hint, and its failure changes nothing but the speed of the reads.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
+}
+
 async fn send_buffered<W: AsyncWrite + Unpin>(
     sock: &mut W,
     shared: &Shared,
@@ -854,8 +869,8 @@ async fn send_buffered<W: AsyncWrite + Unpin>(
     let mut pos = 0u64;
     while pos < len {
         let want = grant(shared, ((len - pos) as usize).min(CHUNK)).await;
-        // Finished pieces are normally in the page cache; a cold read blocks this worker for
-        // one disk read, which is cheaper than a thread hop per chunk.
+        // The piece was prefetched when its request arrived (see prefetch); a read that still
+        // finds it cold blocks this worker for one disk read, cheaper than a thread hop per chunk.
         let n = file.read_at(&mut scratch[..want], offset + pos)?;
         if n == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shorter than piece"));
