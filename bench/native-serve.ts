@@ -46,7 +46,18 @@ async function ensureSource(ctx: BenchContext): Promise<Source> {
 }
 
 let round = 0;
+/**
+ * Dirty pages that earlier benchmarks left (the daemon suite writes GiBs just before) are written
+ * back now, not during a round: their writeback competes with ours' O_DIRECT piece writes but not
+ * with curl's page-cache writes, and made this ratio depend on what ran before it (0.82-0.86 in
+ * a CI gate run, 0.955-0.966 alone on the same build).
+ */
+function settleDisk(): void {
+  spawnSync("sync", [], { stdio: "ignore" });
+}
+
 async function addonServe(ctx: BenchContext, src: Source, servePath?: ServePath): Promise<number> {
+  settleDisk();
   const server = await startPieceServer({ host: "127.0.0.1", port: 0, dataDir: src.root, ...(servePath ? { servePath } : {}) });
   const dst = join(ctx.workDir, `serve-dst-${round++}`);
   mkdirSync(dst, { recursive: true });
@@ -71,6 +82,7 @@ async function addonServe(ctx: BenchContext, src: Source, servePath?: ServePath)
 
 /** Seconds → GB/s for one curl of the content file from nginx into the bench directory. */
 function curlFetch(ctx: BenchContext, port: number, size: number): number {
+  settleDisk();
   const out = join(ctx.workDir, `curl-${round++}`);
   try {
     return size / curlSeconds(`http://127.0.0.1:${port}/content`, out) / GB;
