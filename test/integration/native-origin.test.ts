@@ -9,17 +9,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { digest, isNativeError, openOriginBody, openTaskStore, originStats } from "../../src/native/index.js";
 import { rejection } from "../helpers/rejection.js";
+import { pattern } from "../helpers/native.js";
 
 const TASK = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const PIECE = 128 * 1024;
 const CONTENT = PIECE * 3 + 4321;
 
-function pattern(len: number): Buffer {
-  const b = Buffer.alloc(len);
-  for (let i = 0; i < len; i++) b[i] = (Math.imul(i, 2654435761) >>> 15) & 0xff;
-  return b;
-}
-const DATA = pattern(CONTENT);
+const DATA = pattern(CONTENT, 2654435761, 15);
 
 const failure = (p: Promise<unknown>) => rejection(p, isNativeError);
 

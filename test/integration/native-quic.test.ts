@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isNativeError, openTaskStore, startPieceServer, type NativeTaskStore, type PieceServer } from "../../src/native/index.js";
+import { openTaskStore, startPieceServer, type NativeTaskStore, type PieceServer } from "../../src/native/index.js";
+import { codeOf, pattern } from "../helpers/native.js";
 
 const TASK = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const PIECE = 256 * 1024;
@@ -13,22 +14,8 @@ const CONTENT = PIECE * 4 + 321;
 /** The last one a short piece. */
 const PIECES = 5;
 
-function pattern(len: number): Buffer {
-  const b = Buffer.alloc(len);
-  for (let i = 0; i < len; i++) b[i] = (Math.imul(i, 2246822519) >>> 11) & 0xff;
-  return b;
-}
-const DATA = pattern(CONTENT);
+const DATA = pattern(CONTENT, 2246822519, 11);
 const slice = (n: number): Buffer => DATA.subarray(n * PIECE, Math.min(CONTENT, (n + 1) * PIECE));
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (e) {
-    return isNativeError(e) ? e.code : `not native: ${String(e)}`;
-  }
-}
 
 describe("native vortex over QUIC", () => {
   let src: string;

@@ -3,28 +3,15 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isNativeError, openTaskStore, startPieceServer, type NativeTaskStore, type PieceServer, type ServePath } from "../../src/native/index.js";
+import { openTaskStore, startPieceServer, type NativeTaskStore, type PieceServer, type ServePath } from "../../src/native/index.js";
+import { codeOf, pattern } from "../helpers/native.js";
 
 const TASK = "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
 const PIECE = 256 * 1024;
 const CONTENT = PIECE * 4 + 999;
 
-function pattern(len: number): Buffer {
-  const b = Buffer.alloc(len);
-  for (let i = 0; i < len; i++) b[i] = (Math.imul(i, 2654435761) >>> 13) & 0xff;
-  return b;
-}
-const DATA = pattern(CONTENT);
+const DATA = pattern(CONTENT, 2654435761, 13);
 const slice = (n: number): Buffer => DATA.subarray(n * PIECE, Math.min(CONTENT, (n + 1) * PIECE));
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (e) {
-    return isNativeError(e) ? e.code : `not native: ${String(e)}`;
-  }
-}
 
 /** Sends raw bytes and collects everything until the server closes. */
 function exchange(port: number, bytes: Buffer, halfClose: boolean): Promise<Buffer> {

@@ -2,7 +2,8 @@ import { mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync, close
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { allocPieceBuffer, digest, isNativeError, openTaskStore, deleteTaskStore, type NativeTaskStore } from "../../src/native/index.js";
+import { allocPieceBuffer, digest, openTaskStore, deleteTaskStore, type NativeTaskStore } from "../../src/native/index.js";
+import { codeOf } from "../helpers/native.js";
 
 const TASK = "5844f27a257287e9b734256bb25603d8005422ced8c0377f15063ec11963b25f";
 
@@ -16,15 +17,6 @@ function bytes(len: number, seed: number): Buffer {
     b[i] = x & 0xff;
   }
   return b;
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (e) {
-    return isNativeError(e) ? e.code : `not native: ${String(e)}`;
-  }
 }
 
 describe("native piece store", () => {
