@@ -924,6 +924,13 @@ mod tests {
         s
     }
 
+    /// Polls a server's counters every 5 ms until `reached` holds for them.
+    async fn until_stats(srv: &PieceServer, reached: impl Fn(&StatsSnapshot) -> bool) {
+        while !reached(&srv.stats()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     async fn server(root: &Path, path: ServePath, rate: u64) -> PieceServer {
         let cfg =
             ServerConfig { roots: vec![root.to_path_buf()], serve_path: path, rate_limit: rate, ..Default::default() };
@@ -1283,9 +1290,7 @@ mod tests {
                 fetch_piece(&ConnPool::default(), &open(b.path()), &fetch_opts(&busy, 0), &CancelToken::new()).await
             })
         };
-        while busy.stats().bytes_served == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_stats(&busy, |st| st.bytes_served > 0).await;
         let b = tempfile::tempdir().unwrap();
         let dst = open(b.path());
         let (race, started) = race_of(vec![fetch_opts(&busy, 1), fetch_opts(&free, 2)]);
@@ -1333,14 +1338,10 @@ mod tests {
             })
         };
         let sending = spawn_fetch(0);
-        while srv.stats().bytes_served == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_stats(&srv, |st| st.bytes_served > 0).await;
         let waiting = spawn_fetch(1);
         // The waiting request is admitted once its frame is read; give it the time to arrive.
-        while srv.stats().connections_accepted < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_stats(&srv, |st| st.connections_accepted >= 2).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         let b = tempfile::tempdir().unwrap();
         let e = fetch_piece(&ConnPool::default(), &open(b.path()), &fetch_opts(&srv, 2), &CancelToken::new())
@@ -1593,13 +1594,9 @@ mod tests {
         };
         // Sending over TCP, waiting over QUIC: the QUIC request is refused, the slot is taken.
         let sending = spawn_fetch(fetch_opts(&srv, 0));
-        while srv.stats().bytes_served == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_stats(&srv, |st| st.bytes_served > 0).await;
         let waiting = spawn_fetch(quic_opts(&srv, 1));
-        while srv.stats().quic_connections_accepted < 1 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_stats(&srv, |st| st.quic_connections_accepted >= 1).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
         let b = tempfile::tempdir().unwrap();
         let e = fetch_piece(&ConnPool::default(), &open(b.path()), &quic_opts(&srv, 2), &CancelToken::new())
@@ -1627,9 +1624,7 @@ mod tests {
                 fetch_piece(&ConnPool::default(), &open(b.path()), &opts, &CancelToken::new()).await
             })
         };
-        while busy.stats().bytes_served == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_stats(&busy, |st| st.bytes_served > 0).await;
         let b = tempfile::tempdir().unwrap();
         let dst = open(b.path());
         let pool = ConnPool::default();
