@@ -428,8 +428,12 @@ export async function startProxy(o: ProxyOptions): Promise<ProxyHandle> {
   const serverOptions = { maxHeaderSize: MAX_HEADER_SIZE, insecureHTTPParser: false, requireHostHeader: true, highWaterMark: bufferSize };
   const onRequest = (req: IncomingMessage, res: ServerResponse) => void proxy.handle(req, res);
   const onClientError = (err: Error & { code?: string }, socket: Socket) => {
-    // Malformed framing (Content-Length with Transfer-Encoding, bad chunking), oversized headers.
-    if (err.code === "ECONNRESET") return socket.destroy();
+    // Malformed framing (Content-Length with Transfer-Encoding, bad chunking), oversized headers:
+    // llhttp's HPE_* codes. Anything else is the connection failing under a request (a client
+    // that reset or closed mid-response: EPIPE, ECONNRESET), no request of the client's to
+    // refuse and no one to answer; counted as a bad request it made the refusal counter grow
+    // with every client that hung up.
+    if (!err.code?.startsWith("HPE_")) return socket.destroy();
     if (err.code === "HPE_HEADER_OVERFLOW") {
       proxy.refused("header_too_large", 431, {}, `request headers over ${MAX_HEADER_SIZE} bytes`);
       return rawResponse(socket, 431, "Request Header Fields Too Large");

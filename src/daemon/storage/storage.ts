@@ -58,6 +58,10 @@ class LocalTask implements TaskStore {
     return this.native.info().contentPath;
   }
 
+  get ioMode(): "direct" | "buffered" {
+    return this.native.info().ioMode;
+  }
+
   finished(): PieceInfo[] {
     return this.native.finishedPieces().map(pieceInfoOf);
   }
@@ -130,6 +134,8 @@ export interface StorageOptions {
   memoryDir?: string;
   /** Keep tasks from an earlier run (Dragonfly's storage.keep). */
   keep: boolean;
+  /** O_DIRECT for disk-tier writes: true requires it, false never, "auto" where the filesystem takes it. */
+  direct: boolean | "auto";
   log: Logger;
 }
 
@@ -150,6 +156,11 @@ export class Storage {
     }
     if (opts.keep) await s.load();
     return s;
+  }
+
+  /** The store's O_DIRECT choice for a new task (memory-tier pieces live in the page cache anyway). */
+  private directOption(tier: "disk" | "memory"): { direct?: boolean } {
+    return tier === "disk" && this.opts.direct !== "auto" ? { direct: this.opts.direct } : {};
   }
 
   /** The directory holding a tier's task directories. */
@@ -218,7 +229,7 @@ export class Storage {
     const root = this.rootFor(t.tier);
     const dir = join(root, t.id);
     try {
-      const native = openTaskStore({ dataDir: root, taskId: t.id, contentLength: t.contentLength, pieceLength: t.pieceLength, tier: t.tier === "memory" ? "tmpfs" : "disk", extraDigest: PIECE_DIGEST });
+      const native = openTaskStore({ dataDir: root, taskId: t.id, contentLength: t.contentLength, pieceLength: t.pieceLength, tier: t.tier === "memory" ? "tmpfs" : "disk", ...this.directOption(t.tier), extraDigest: PIECE_DIGEST });
       const now = Date.now();
       const meta: TaskMetadata = { ...t, state: "running", createdAt: now, updatedAt: now, uploadedCount: 0 };
       await writeMeta(dir, meta);

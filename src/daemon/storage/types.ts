@@ -89,6 +89,8 @@ export interface TaskStore {
   readonly id: string;
   readonly meta: TaskMetadata;
   readonly contentPath: string;
+  /** How the store writes pieces: O_DIRECT ("direct") or through the page cache (storage.directIO). */
+  readonly ioMode: "direct" | "buffered";
   finished(): PieceInfo[];
   /** How many pieces are finished: finished().length without listing them. */
   finishedCount(): number;

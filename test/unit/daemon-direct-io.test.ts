@@ -1,0 +1,47 @@
+// storage.directIO: a seed peer writes with O_DIRECT where the filesystem takes it, a peer
+// through the page cache (the pieces it just received are what it serves next), and the two
+// forced modes reach the native store.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/common/config.js";
+import { silentLogger } from "../../src/common/logger.js";
+import { DaemonConfigSchema, resolveDaemonConfig } from "../../src/daemon/config.js";
+import { Storage } from "../../src/daemon/storage/storage.js";
+import { openTaskStore } from "../../src/native/index.js";
+
+const directIO = (yaml: string) => resolveDaemonConfig(parseConfig(DaemonConfigSchema, yaml), { dataDir: "/nonexistent" }).resolved.directIO;
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function ioModeOf(direct: boolean | "auto"): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), "damselfly-directio-"));
+  dirs.push(dir);
+  const storage = await Storage.open({ diskDir: dir, keep: false, direct, log: silentLogger() });
+  const id = "a".repeat(64);
+  const task = await storage.open({ id, url: "http://origin/blob", filteredQueryParams: [], requestHeader: {}, contentLength: 8 << 20, pieceLength: 4 << 20, pieceCount: 2, responseHeader: {}, tier: "disk" });
+  return task.ioMode;
+}
+
+describe("storage.directIO", () => {
+  it("resolves per role: a seed peer takes O_DIRECT where it can, a peer the page cache", () => {
+    expect(directIO("")).toBe(false);
+    expect(directIO("seedPeer:\n  enable: true\n")).toBe("auto");
+    expect(directIO("seedPeer:\n  enable: true\nstorage:\n  directIO: never\n")).toBe(false);
+    expect(directIO("storage:\n  directIO: always\n")).toBe(true);
+    expect(() => directIO("storage:\n  directIO: sometimes\n")).toThrow(/storage\.directIO/);
+  });
+
+  it("reaches the native store", async () => {
+    expect(await ioModeOf(false)).toBe("buffered");
+    // "auto" is whatever the filesystem gives an unforced store.
+    const probe = mkdtempSync(join(tmpdir(), "damselfly-directio-probe-"));
+    dirs.push(probe);
+    const unforced = openTaskStore({ dataDir: probe, taskId: "b".repeat(64), contentLength: 8 << 20, pieceLength: 4 << 20 }).info().ioMode;
+    expect(await ioModeOf("auto")).toBe(unforced);
+    if (unforced === "direct") expect(await ioModeOf(true)).toBe("direct");
+  });
+});
