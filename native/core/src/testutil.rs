@@ -13,8 +13,11 @@ const DEFAULT_FUZZ_CASES: u32 = 100_000;
 /// `npm run fuzz -- --cases 1000000`) and prints how many it ran, which `scripts/fuzz.mjs`
 /// reports. A failing input is shrunk by proptest and panics with it; such an input is then
 /// kept as a named regression test next to the target.
-pub(crate) fn fuzz<S>(name: &str, strategy: S, check: impl Fn(S::Value) -> Result<(), proptest::test_runner::TestCaseError>)
-where
+pub(crate) fn fuzz<S>(
+    name: &str,
+    strategy: S,
+    check: impl Fn(S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
+) where
     S: proptest::strategy::Strategy,
     S::Value: std::fmt::Debug,
 {

@@ -6,8 +6,8 @@
 
 use super::*;
 use crate::testutil::{any_bytes, fuzz, mutate, mutations, reached};
-use std::cell::Cell;
 use proptest::prelude::*;
+use std::cell::Cell;
 
 /// Placeholders in a generated head for the request's own range and length, so answers that
 /// match the request (the accepting branches) are reached, not only refusals.
@@ -45,7 +45,8 @@ fn header_name() -> impl Strategy<Value = &'static str> {
 
 /// A response head that httparse mostly accepts, then mutated.
 fn response_head() -> impl Strategy<Value = Vec<u8>> {
-    let status = prop_oneof![3 => Just(206u16), 2 => Just(200), 1 => Just(412), 1 => Just(100), 1 => Just(404), 1 => 0u16..1000];
+    let status =
+        prop_oneof![3 => Just(206u16), 2 => Just(200), 1 => Just(412), 1 => Just(100), 1 => Just(404), 1 => 0u16..1000];
     (
         prop::sample::select(vec!["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTP/1.1"]),
         status,
@@ -65,7 +66,10 @@ fn response_head() -> impl Strategy<Value = Vec<u8>> {
 /// The request side of `accept_answer`: a non-empty range inside the content (what
 /// `build_request` and the binding guarantee), and a pin.
 fn request_range() -> impl Strategy<Value = (u64, u64, u64, Pin)> {
-    let pin = (prop::option::of(Just("\"v1\"".to_string())), prop::option::of(Just("Mon, 07 Dec 2026 05:00:00 GMT".to_string())))
+    let pin = (
+        prop::option::of(Just("\"v1\"".to_string())),
+        prop::option::of(Just("Mon, 07 Dec 2026 05:00:00 GMT".to_string())),
+    )
         .prop_map(|(etag, last_modified)| Pin { etag, last_modified });
     // Half the time the piece is the whole content (where a 200 is acceptable).
     (1u64..1 << 40, 0u64..1 << 40, 0u64..1 << 40, any::<bool>(), pin).prop_map(|(length, offset, extra, whole, pin)| {
@@ -162,9 +166,8 @@ fn fuzz_parse_content_range() {
 
 #[test]
 fn fuzz_parse_chunk_size() {
-    let structured = (any::<u64>(), "(;[ -~]{0,12})?", mutations()).prop_map(|(n, ext, (edits, cut, tail))| {
-        mutate(format!("{n:x}{ext}").into_bytes(), &edits, cut, &tail)
-    });
+    let structured = (any::<u64>(), "(;[ -~]{0,12})?", mutations())
+        .prop_map(|(n, ext, (edits, cut, tail))| mutate(format!("{n:x}{ext}").into_bytes(), &edits, cut, &tail));
     fuzz("origin parse_chunk_size", prop_oneof![any_bytes(32), structured], |line| match parse_chunk_size(&line) {
         Ok(size) => {
             // At most 15 hex digits: a size the u64 arithmetic of the body reader cannot overflow.

@@ -5,9 +5,9 @@
 
 use super::*;
 use crate::testutil::{any_bytes, fuzz, mutate, mutations, reached};
-use std::cell::Cell;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
+use std::cell::Cell;
 
 /// 64 characters mostly from the wire alphabet, sometimes not (upper case, other bytes).
 fn task_id_like() -> impl Strategy<Value = Vec<u8>> {
@@ -77,9 +77,8 @@ fn fuzz_header_and_classify_request() {
 
 #[test]
 fn fuzz_decode_download_piece() {
-    let structured = (task_id_like(), any::<[u8; 4]>(), mutations()).prop_map(|(id, num, (edits, cut, tail))| {
-        mutate([id, num.to_vec()].concat(), &edits, cut, &tail)
-    });
+    let structured = (task_id_like(), any::<[u8; 4]>(), mutations())
+        .prop_map(|(id, num, (edits, cut, tail))| mutate([id, num.to_vec()].concat(), &edits, cut, &tail));
     let accepted = Cell::new(0u64);
     fuzz("vortex decode_download_piece", prop_oneof![any_bytes(96), structured], |value| {
         check_download_piece(&value, &accepted)
