@@ -66,6 +66,8 @@ describe("RegistrySchemes", () => {
     const e = await refusal(s.resolve("10.1.2.3:5000", "ns query parameter"));
     expect(e.statusCode).toBe(502);
     expect(e.reason).toBe("plain_http_registry");
+    // Found by test/unit/proxy-fuzz.test.ts: the refusal names where the registry came from.
+    expect(e.message).toMatch(/^ns query parameter: registry 10\.1\.2\.3:5000 speaks plain HTTP/);
     expect(e.message).toContain('add "http://10.1.2.3:5000" to proxy.registryMirror.registries');
     // A TLS registry without a port stays at 443 with an https URL.
     expect((await s.resolve("registry.example.com/prefix", "ns")).url.href).toBe("https://registry.example.com/prefix");

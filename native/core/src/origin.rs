@@ -428,6 +428,28 @@ fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
     Some((num(a)?, num(b)?, total))
 }
 
+/// Parses a response head from the start of `buf`: `Some((head bytes, head))` once the head is
+/// complete, `None` while more bytes are needed. Pure, so the fuzz tests reach it without a socket.
+fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>> {
+    let mut hs = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut hs);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => {
+            let headers = resp
+                .headers
+                .iter()
+                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                .collect();
+            Ok(Some((n, Head { status: resp.code.unwrap_or(0), version: resp.version.unwrap_or(1), headers })))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            Err(protocol(format!("origin sent more than {MAX_RESPONSE_HEADERS} headers")))
+        }
+        Err(e) => Err(protocol(format!("malformed response from origin: {e}"))),
+    }
+}
+
 /// A connection with a small read buffer for the head and chunk framing; body bytes are read
 /// straight into the piece buffer once the buffered ones are used up.
 struct Conn {
@@ -493,26 +515,7 @@ impl Conn {
     /// Reads and parses one response head (status line and headers).
     async fn read_head(&mut self) -> Result<Head> {
         loop {
-            let parsed = {
-                let mut hs = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-                let mut resp = httparse::Response::new(&mut hs);
-                match resp.parse(&self.buf[self.pos..self.end]) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        let headers = resp
-                            .headers
-                            .iter()
-                            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
-                            .collect();
-                        Some((n, Head { status: resp.code.unwrap_or(0), version: resp.version.unwrap_or(1), headers }))
-                    }
-                    Ok(httparse::Status::Partial) => None,
-                    Err(httparse::Error::TooManyHeaders) => {
-                        return Err(protocol(format!("origin sent more than {MAX_RESPONSE_HEADERS} headers")))
-                    }
-                    Err(e) => return Err(protocol(format!("malformed response from origin: {e}"))),
-                }
-            };
-            if let Some((n, head)) = parsed {
+            if let Some((n, head)) = parse_head(&self.buf[self.pos..self.end])? {
                 self.pos += n;
                 return Ok(head);
             }
@@ -716,6 +719,14 @@ async fn open_range(
             (c, h)
         }
     };
+    let framing = accept_answer(&head, &req.pin, offset, length, content_length)?;
+    Ok((conn, head, framing))
+}
+
+/// Whether a response head answers the ranged GET for bytes `offset..offset+length` of
+/// content pinned to `pin` and `content_length` bytes long, and how its body is framed. Pure,
+/// so the fuzz tests reach it without a socket.
+fn accept_answer(head: &Head, pin: &Pin, offset: u64, length: u64, content_length: u64) -> Result<Framing> {
     let last = offset + length - 1;
     let changed_length = |now: u64| {
         CoreError::origin_changed(
@@ -752,16 +763,16 @@ async fn open_range(
                 (None, None) => String::new(),
             };
             return Err(CoreError::origin_changed(
-                format!("origin content changed: it answered 412 Precondition Failed to {}{now}", req.pin.describe()),
+                format!("origin content changed: it answered 412 Precondition Failed to {}{now}", pin.describe()),
                 head.answer(),
             ));
         }
         s => return Err(CoreError::backend(format!("origin answered {s}"), head.answer())),
     }
-    if let Some(why) = req.pin.mismatch(&head) {
+    if let Some(why) = pin.mismatch(head) {
         return Err(CoreError::origin_changed(why, head.answer()));
     }
-    let framing = framing(&head)?;
+    let framing = framing(head)?;
     if let Framing::Length(n) = framing {
         if n != length {
             // A whole-content 200 of another length is another version, not a framing fault.
@@ -771,7 +782,7 @@ async fn open_range(
             return Err(protocol(format!("origin sent Content-Length {n} for a {length}-byte range")));
         }
     }
-    Ok((conn, head, framing))
+    Ok(framing)
 }
 
 async fn fetch_inner(pool: &OriginPool, store: &Arc<PieceStore>, req: &OriginRequest) -> Result<PieceRecord> {
@@ -1521,3 +1532,6 @@ mod tests {
         assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
     }
 }
+
+#[cfg(test)]
+mod fuzz;

@@ -338,62 +338,7 @@ mod tests {
         assert!(matches!(classify_request(&h(2, 68)), RequestKind::Reject(..)));
         assert_eq!(classify_request(&h(254, 0)), RequestKind::Close);
     }
-
-    /// xorshift64*: deterministic fuzz input without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
-    }
-
-    #[test]
-    fn fuzz_decoders_never_panic_and_reject_garbage() {
-        let mut rng = Rng(0x1234_5678_9abc_def1);
-        let valid = encode_download_piece(TID, 3).unwrap();
-        let content = encode_piece_content(&PieceMeta {
-            number: 1,
-            offset: 4096,
-            length: 4096,
-            digest: "crc32:1".into(),
-            parent_id: "peer".into(),
-            traffic_type: 1,
-            cost_secs: 1,
-            created_at_secs: 2,
-        });
-        for i in 0..20_000 {
-            let n = (rng.next() % 200) as usize;
-            let random = rng.bytes(n);
-            let _ = parse_requests(&random);
-            let _ = decode_piece_content(&random);
-            let _ = decode_error(&random);
-            let _ = decode_download_piece(&random);
-            // Mutations of valid frames: flip bytes, truncate, extend.
-            let mut m = if i % 2 == 0 { valid.to_vec() } else { content.clone() };
-            let flips = 1 + rng.next() % 4;
-            for _ in 0..flips {
-                let at = (rng.next() as usize) % m.len();
-                m[at] ^= (rng.next() as u8) | 1;
-            }
-            let cut = (rng.next() as usize) % (m.len() + 1);
-            let _ = parse_requests(&m[..cut]);
-            let _ = decode_piece_content(m.get(6..cut.max(6)).unwrap_or(&[]));
-            if let Ok(reqs) = parse_requests(&m) {
-                for (tid, _) in reqs {
-                    assert!(is_wire_task_id(tid.as_bytes()));
-                }
-            }
-        }
-        // Every truncation of a valid request is rejected, never accepted as a shorter request.
-        for cut in 1..valid.len() {
-            assert!(parse_requests(&valid[..cut]).is_err(), "cut at {cut}");
-        }
-        assert_eq!(parse_requests(&valid).unwrap(), vec![(TID.to_string(), 3)]);
-    }
 }
+
+#[cfg(test)]
+mod fuzz;

@@ -161,7 +161,7 @@ export class RegistrySchemes {
     }
     if (scheme === "http:" && !this.plainHttpAllowed(host)) {
       throw new ProxyRequestError(
-        `registry ${authority} speaks plain HTTP; the proxy only downgrades to plain HTTP for loopback or configured registries (a network attacker could strip TLS otherwise): add "http://${authority}" to proxy.registryMirror.registries if this registry is meant to be plain HTTP`,
+        `${source}: registry ${authority} speaks plain HTTP; the proxy only downgrades to plain HTTP for loopback or configured registries (a network attacker could strip TLS otherwise): add "http://${authority}" to proxy.registryMirror.registries if this registry is meant to be plain HTTP`,
         502,
         "plain_http_registry",
       );

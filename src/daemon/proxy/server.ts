@@ -34,6 +34,7 @@ import { DEFAULT_FILTERED_QUERY_PARAMS, H, ProxyRequestError, readDragonflyHeade
 import { proxyMetrics, type ProxyMetrics } from "./metrics.js";
 import { coveringPieces, parseRange } from "./range.js";
 import { RateLimitedLog } from "./rate-limited-log.js";
+import { requestTarget, type Target } from "./target.js";
 import { classifyFailure, loggableUrl, type FailureAnswer, type RefusalReason } from "./refusals.js";
 import { dispatcherProbe, parseConfiguredRegistries, parseRegistryUrl, RegistrySchemes } from "./registry-scheme.js";
 import { compileRules, downloadUrl, matchRule, type Rule } from "./rules.js";
@@ -74,12 +75,6 @@ const MAX_HEADER_SIZE = 32 * 1024;
 const NOT_FOR_ORIGIN = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "accept-encoding", "content-length"];
 /** Origin response headers worth repeating on a blob served from the swarm. */
 const KEPT_RESPONSE_HEADERS = ["content-type", "docker-content-digest", "etag", "last-modified", "cache-control", "docker-distribution-api-version"];
-
-interface Target {
-  url: URL;
-  /** A client picked this upstream: the SSRF policy applies. */
-  chosen: boolean;
-}
 
 /** What a refusal's log line says about the request. */
 interface RequestInfo {
@@ -194,25 +189,8 @@ class Proxy {
   }
 
   /** Where the request goes, by the request-target form. */
-  private async target(req: IncomingMessage, tunnel: { host: string; port: number } | undefined): Promise<Target> {
-    const raw = req.url ?? "";
-    if (tunnel) {
-      const origin = `https://${tunnel.host.includes(":") ? `[${tunnel.host}]` : tunnel.host}:${tunnel.port}`;
-      if (raw.startsWith("/")) return { url: new URL(`${origin}${raw}`), chosen: true };
-      const abs = parseAbsolute(raw);
-      if (abs.origin !== new URL(origin).origin) throw new ProxyRequestError(`request for ${abs.origin} inside a tunnel to ${origin}`);
-      return { url: abs, chosen: true };
-    }
-    if (raw.startsWith("/")) {
-      const header = single(req.headers, H.registry);
-      const query = new URLSearchParams(raw.includes("?") ? raw.slice(raw.indexOf("?")) : "");
-      const ns = query.get("ns") ?? undefined;
-      const named = header !== undefined ? await this.schemes.resolve(header, H.registry) : ns !== undefined ? await this.schemes.resolve(ns, "ns query parameter") : undefined;
-      const base = named?.url ?? this.mirror;
-      // A registry the operator listed is theirs to reach, like registryMirror.addr.
-      return { url: new URL(`${base.origin}${base.pathname.replace(/\/+$/, "")}${raw}`), chosen: named !== undefined && !named.configured };
-    }
-    return { url: parseAbsolute(raw), chosen: true };
+  private target(req: IncomingMessage, tunnel: { host: string; port: number } | undefined): Promise<Target> {
+    return requestTarget(req.url ?? "", req.headers, tunnel, this.schemes, this.mirror);
   }
 
   /** A GET through the swarm: stream pieces as they land, Range computed over pieces. */
@@ -393,17 +371,6 @@ class Proxy {
     this.lifetime.abort();
     await this.upstreams.close();
   }
-}
-
-function parseAbsolute(raw: string): URL {
-  let u: URL;
-  try {
-    u = new URL(raw);
-  } catch {
-    throw new ProxyRequestError(`request target "${raw.slice(0, 200)}" is neither a path nor an absolute http(s) URL`);
-  }
-  if (u.protocol !== "http:" && u.protocol !== "https:") throw new ProxyRequestError(`unsupported scheme ${u.protocol} in request target`);
-  return u;
 }
 
 /** CONNECT authority `host:port` (IPv6 in brackets). */
