@@ -105,10 +105,8 @@ async function measure(ctx: BenchContext, p2p: boolean): Promise<BenchResult> {
     // A resident daemon is measured, not a fresh one: one unmeasured small download first
     // (through P2P for the child) takes the one-time costs — JIT, first gRPC channels to the
     // scheduler and the parent, first piece connections — out of the rounds. What stays in
-    // round 0 of the P2P bench is real: the parent's first serve may read from disk what
-    // writeback has already evicted; later rounds find it in the page cache (the median shows
-    // those). A peer writes through the page cache (storage.directIO "auto"), a seed peer with
-    // O_DIRECT.
+    // round 0 of the P2P bench is real: the parent wrote the task with O_DIRECT, so its first
+    // serve reads it from disk; later rounds find it in the page cache (the median shows those).
     const warm = `http://127.0.0.1:${nginx.port}/warm.bin`;
     await dfgetSeconds(a.socket, warm, join(ctx.workDir, "warm"));
     rmSync(join(ctx.workDir, "warm"), { force: true });

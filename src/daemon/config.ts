@@ -106,16 +106,16 @@ export const DaemonConfigSchema = Type.Object(
       tier: Type.Union([Type.Literal("disk"), Type.Literal("memory")], { default: "disk" }),
       tmpfsDir: Type.String({ default: "/dev/shm" }),
       /**
-       * Ours: whether disk-tier pieces are written with O_DIRECT. "auto" (default): a seed peer
-       * writes with O_DIRECT (an NVMe cache host whose long-lived cache should not evict the
-       * page cache, and whose writes then go at device speed), a peer through the page cache,
-       * as Dragonfly's client always writes: a peer's value to the swarm is serving the pieces
-       * it just received, and from the page cache those leave at memory speed. Measured
-       * (bench interop/peer-to-dragonfly-1g, 1 GiB): a Dragonfly child pulling from our peer
-       * took 3.2 s with O_DIRECT (every body read from the disk while the child writes to it)
-       * against 2.5 s through the page cache and 2.5 s from Dragonfly's own parent; our own
-       * dfget back-to-source took 2.28 s with O_DIRECT, 2.56 s without. "always" / "never"
-       * force it ("always" fails a task on a filesystem without O_DIRECT).
+       * Ours: whether disk-tier pieces are written with O_DIRECT. "auto" (default): where the
+       * filesystem takes it; "always" requires it (a task fails on a filesystem without it);
+       * "never" writes through the page cache, as Dragonfly's client always does. The trade,
+       * measured on one 2-core host with one disk: a peer writing through the page cache
+       * serves its children from memory (bench interop/peer-to-dragonfly-1g, a Dragonfly child
+       * pulling 1 GiB: 3.2 s from our O_DIRECT peer, 2.5 s from our page-cache peer and from
+       * Dragonfly's own parent), but a swarm of page-cache peers on the same disk was slower
+       * (swarm-vs-ideal-n16: 16.7 s with O_DIRECT, 18.0 and 18.6 s without; their durable
+       * commits are fdatasyncs, where an O_DIRECT write carries RWF_DSYNC) and our own dfget
+       * back-to-source too (2.28 s vs 2.56 s for 1 GiB). Hence O_DIRECT by default.
        */
       directIO: Type.Union([Type.Literal("auto"), Type.Literal("always"), Type.Literal("never")], { default: "auto" }),
     }),
@@ -247,11 +247,8 @@ function defaultIp(): string {
 }
 
 /** storage.directIO as the store takes it: "auto" = O_DIRECT where the filesystem accepts it. */
-function directIO(input: DaemonConfigInput): boolean | "auto" {
-  const mode = input.storage.directIO;
-  if (mode === "always") return true;
-  if (mode === "never") return false;
-  return input.seedPeer.enable ? "auto" : false;
+function directIO(mode: DaemonConfigInput["storage"]["directIO"]): boolean | "auto" {
+  return mode === "always" ? true : mode === "never" ? false : "auto";
 }
 
 export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDir?: string } = {}): DaemonConfig {
@@ -273,7 +270,7 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
     uploadSendBufferBytes: parseSize(input.upload.socketSendBuffer),
     spreadHoldMs: durationMs(input.seedPeer.spreadHold),
     backendRetryTimeoutMs: durationMs(input.backend.retryTimeout),
-    directIO: directIO(input),
+    directIO: directIO(input.storage.directIO),
   };
   if (resolved.uploadSendBufferBytes > 1 << 30) throw new ConfigError("upload.socketSendBuffer must be at most 1GiB");
   if (input.gc.policy.diskLowThresholdPercent > input.gc.policy.diskHighThresholdPercent) {

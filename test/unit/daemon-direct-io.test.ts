@@ -1,6 +1,5 @@
-// storage.directIO: a seed peer writes with O_DIRECT where the filesystem takes it, a peer
-// through the page cache (the pieces it just received are what it serves next), and the two
-// forced modes reach the native store.
+// storage.directIO: O_DIRECT where the filesystem takes it by default, and the two forced
+// modes ("never": through the page cache, as Dragonfly's client writes) reach the native store.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,8 +26,8 @@ async function ioModeOf(direct: boolean | "auto"): Promise<string> {
 }
 
 describe("storage.directIO", () => {
-  it("resolves per role: a seed peer takes O_DIRECT where it can, a peer the page cache", () => {
-    expect(directIO("")).toBe(false);
+  it("resolves: O_DIRECT where the filesystem takes it unless forced either way", () => {
+    expect(directIO("")).toBe("auto");
     expect(directIO("seedPeer:\n  enable: true\n")).toBe("auto");
     expect(directIO("seedPeer:\n  enable: true\nstorage:\n  directIO: never\n")).toBe(false);
     expect(directIO("storage:\n  directIO: always\n")).toBe(true);

@@ -842,9 +842,9 @@ async fn send_splice(
 }
 
 /// Asks the kernel to read a piece into the page cache now (POSIX_FADV_WILLNEED: the whole
-/// piece is queued at once). A seed peer writes its pieces with O_DIRECT (the daemon's
-/// storage.directIO), so a finished piece there is seldom cached, and without this each body
-/// read waits for the kernel's small readahead, one chunk at a time: a Dragonfly child pulling 1 GiB (4 MiB pieces, 8 at once) from one of our parents
+/// piece is queued at once). Pieces are written with O_DIRECT (the daemon's storage.directIO
+/// "auto"), so a finished piece is seldom cached, and without this each body read waits for
+/// the kernel's small readahead, one chunk at a time: a Dragonfly child pulling 1 GiB (4 MiB pieces, 8 at once) from one of our parents
 /// took 3.4 s against 2.6 s from Dragonfly's own parent (which writes through the page cache),
 /// and 2.2 s once our parent's file was cached (bench interop/peer-to-dragonfly-1g).
 fn prefetch(file: &File, offset: u64, len: u64) {
