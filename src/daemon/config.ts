@@ -222,8 +222,6 @@ export interface DaemonConfig extends DaemonConfigInput {
     uploadSendBufferBytes: number;
     spreadHoldMs: number;
     backendRetryTimeoutMs: number;
-    /** storage.directIO resolved for this daemon: O_DIRECT required, never, or where the filesystem takes it. */
-    directIO: boolean | "auto";
   };
 }
 
@@ -246,11 +244,6 @@ function defaultIp(): string {
   return all.find((a) => a?.family === "IPv4")?.address ?? all.find((a) => a?.family === "IPv6")?.address ?? "127.0.0.1";
 }
 
-/** storage.directIO as the store takes it: "auto" = O_DIRECT where the filesystem accepts it. */
-function directIO(mode: DaemonConfigInput["storage"]["directIO"]): boolean | "auto" {
-  return mode === "always" ? true : mode === "never" ? false : "auto";
-}
-
 export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDir?: string } = {}): DaemonConfig {
   const storageDir = input.storage.dir || defaults.dataDir || "/var/lib/dragonfly";
   const resolved = {
@@ -270,7 +263,6 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
     uploadSendBufferBytes: parseSize(input.upload.socketSendBuffer),
     spreadHoldMs: durationMs(input.seedPeer.spreadHold),
     backendRetryTimeoutMs: durationMs(input.backend.retryTimeout),
-    directIO: directIO(input.storage.directIO),
   };
   if (resolved.uploadSendBufferBytes > 1 << 30) throw new ConfigError("upload.socketSendBuffer must be at most 1GiB");
   if (input.gc.policy.diskLowThresholdPercent > input.gc.policy.diskHighThresholdPercent) {

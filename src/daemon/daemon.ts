@@ -69,7 +69,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       diskDir: join(r.storageDir, "content", "tasks"),
       ...(memoryDir ? { memoryDir } : {}),
       keep: config.storage.keep,
-      direct: r.directIO,
+      directIO: config.storage.directIO,
       log,
     });
 

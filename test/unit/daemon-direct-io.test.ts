@@ -10,18 +10,21 @@ import { DaemonConfigSchema, resolveDaemonConfig } from "../../src/daemon/config
 import { Storage } from "../../src/daemon/storage/storage.js";
 import { openTaskStore } from "../../src/native/index.js";
 
-const directIO = (yaml: string) => resolveDaemonConfig(parseConfig(DaemonConfigSchema, yaml), { dataDir: "/nonexistent" }).resolved.directIO;
+const directIO = (yaml: string) => resolveDaemonConfig(parseConfig(DaemonConfigSchema, yaml), { dataDir: "/nonexistent" }).storage.directIO;
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-async function ioModeOf(direct: boolean | "auto"): Promise<string> {
+type Mode = "auto" | "always" | "never";
+const ID = "a".repeat(64);
+
+/** A new task's I/O mode under `directIO`. */
+async function ioModeOf(directIO: Mode): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), "damselfly-directio-"));
   dirs.push(dir);
-  const storage = await Storage.open({ diskDir: dir, keep: false, direct, log: silentLogger() });
-  const id = "a".repeat(64);
-  const task = await storage.open({ id, url: "http://origin/blob", filteredQueryParams: [], requestHeader: {}, contentLength: 8 << 20, pieceLength: 4 << 20, pieceCount: 2, responseHeader: {}, tier: "disk" });
+  const storage = await Storage.open({ diskDir: dir, keep: false, directIO, log: silentLogger() });
+  const task = await storage.open({ id: ID, url: "http://origin/blob", filteredQueryParams: [], requestHeader: {}, contentLength: 8 << 20, pieceLength: 4 << 20, pieceCount: 2, responseHeader: {}, tier: "disk" });
   return task.ioMode;
 }
 
@@ -29,18 +32,18 @@ describe("storage.directIO", () => {
   it("resolves: O_DIRECT where the filesystem takes it unless forced either way", () => {
     expect(directIO("")).toBe("auto");
     expect(directIO("seedPeer:\n  enable: true\n")).toBe("auto");
-    expect(directIO("seedPeer:\n  enable: true\nstorage:\n  directIO: never\n")).toBe(false);
-    expect(directIO("storage:\n  directIO: always\n")).toBe(true);
+    expect(directIO("seedPeer:\n  enable: true\nstorage:\n  directIO: never\n")).toBe("never");
+    expect(directIO("storage:\n  directIO: always\n")).toBe("always");
     expect(() => directIO("storage:\n  directIO: sometimes\n")).toThrow(/storage\.directIO/);
   });
 
   it("reaches the native store", async () => {
-    expect(await ioModeOf(false)).toBe("buffered");
+    expect(await ioModeOf("never")).toBe("buffered");
     // "auto" is whatever the filesystem gives an unforced store.
     const probe = mkdtempSync(join(tmpdir(), "damselfly-directio-probe-"));
     dirs.push(probe);
     const unforced = openTaskStore({ dataDir: probe, taskId: "b".repeat(64), contentLength: 8 << 20, pieceLength: 4 << 20 }).info().ioMode;
     expect(await ioModeOf("auto")).toBe(unforced);
-    if (unforced === "direct") expect(await ioModeOf(true)).toBe("direct");
+    if (unforced === "direct") expect(await ioModeOf("always")).toBe("direct");
   });
 });

@@ -134,8 +134,8 @@ export interface StorageOptions {
   memoryDir?: string;
   /** Keep tasks from an earlier run (Dragonfly's storage.keep). */
   keep: boolean;
-  /** O_DIRECT for disk-tier writes: true requires it, false never, "auto" where the filesystem takes it. */
-  direct: boolean | "auto";
+  /** storage.directIO: O_DIRECT for disk-tier writes where the filesystem takes it (auto), required (always), or never. */
+  directIO: "auto" | "always" | "never";
   log: Logger;
 }
 
@@ -158,9 +158,12 @@ export class Storage {
     return s;
   }
 
-  /** The store's O_DIRECT choice for a new task (memory-tier pieces live in the page cache anyway). */
-  private directOption(tier: "disk" | "memory"): { direct?: boolean } {
-    return tier === "disk" && this.opts.direct !== "auto" ? { direct: this.opts.direct } : {};
+  /** A task's native store, new or found on disk, with this daemon's tier and O_DIRECT choice. */
+  private openNative(root: string, id: string, layout: { contentLength: number; pieceLength: number }, tier: "disk" | "memory"): NativeTaskStore {
+    // Memory-tier pieces live in the page cache anyway; "auto" leaves the choice to the store.
+    const mode = tier === "disk" ? this.opts.directIO : "auto";
+    const direct = mode === "always" ? { direct: true } : mode === "never" ? { direct: false } : {};
+    return openTaskStore({ dataDir: root, taskId: id, contentLength: layout.contentLength, pieceLength: layout.pieceLength, tier: tier === "memory" ? "tmpfs" : "disk", ...direct, extraDigest: PIECE_DIGEST });
   }
 
   /** The directory holding a tier's task directories. */
@@ -185,7 +188,7 @@ export class Storage {
         try {
           const meta = JSON.parse(await readFile(join(dir, META_FILE), "utf8")) as TaskMetadata;
           if (meta.id !== id) throw new Error("metadata names another task");
-          const native = openTaskStore({ dataDir: root, taskId: id, contentLength: meta.contentLength, pieceLength: meta.pieceLength, tier: tier === "memory" ? "tmpfs" : "disk", extraDigest: PIECE_DIGEST });
+          const native = this.openNative(root, id, meta, tier);
           const task = new LocalTask(meta, native, dir);
           // The record may predate the last pieces (crash): the piece store is the truth.
           const complete = native.finishedCount() === meta.pieceCount;
@@ -229,7 +232,7 @@ export class Storage {
     const root = this.rootFor(t.tier);
     const dir = join(root, t.id);
     try {
-      const native = openTaskStore({ dataDir: root, taskId: t.id, contentLength: t.contentLength, pieceLength: t.pieceLength, tier: t.tier === "memory" ? "tmpfs" : "disk", ...this.directOption(t.tier), extraDigest: PIECE_DIGEST });
+      const native = this.openNative(root, t.id, t, t.tier);
       const now = Date.now();
       const meta: TaskMetadata = { ...t, state: "running", createdAt: now, updatedAt: now, uploadedCount: 0 };
       await writeMeta(dir, meta);
