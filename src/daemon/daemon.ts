@@ -16,6 +16,7 @@ import { BackendRegistry } from "./backend/index.js";
 import type { DaemonConfig } from "./config.js";
 import { DownloadService } from "./download/service.js";
 import { runGc, startGc } from "./gc.js";
+import { Scrubber, startScrub, type ScrubReport } from "./storage/scrub.js";
 import { serveHealth, type HealthServer } from "./health.js";
 import { buildHost, reusedHost } from "./host.js";
 import { daemonMetrics } from "./metrics.js";
@@ -48,6 +49,8 @@ export interface DaemonHandle {
   schedulers: SchedulerPool;
   /** Runs one GC pass now (tests, dfctl). */
   gc(): Promise<void>;
+  /** One scrub pass now, at the configured rate (storage.scrub). */
+  scrub(): Promise<ScrubReport>;
   close(): Promise<void>;
 }
 
@@ -226,6 +229,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const gcPolicy = { taskTtlMs: r.taskTtlMs, diskThresholdBytes: r.diskThresholdBytes, highPercent: config.gc.policy.diskHighThresholdPercent, lowPercent: config.gc.policy.diskLowThresholdPercent, storageDir: r.storageDir };
     const gcLoop = startGc(storage, tasks, gcPolicy, r.gcIntervalMs, log, metrics);
     closers.push(() => gcLoop.stop());
+    const scrubber = new Scrubber(storage, tasks, { rateBytesPerSecond: r.scrubRateBytes }, log.child({ part: "scrub" }), metrics);
+    const scrubLoop = startScrub(scrubber, r.scrubIntervalMs, log);
+    closers.push(() => scrubLoop.stop());
 
     log.info({ hostId, uploadPort, piecePort: pieceServer.port, quicPort: pieceServer.quicPort, socket: r.socketPath, seedPeer: seed, schedulers: config.scheduler.addrs }, "dfdaemon started");
     return {
@@ -242,6 +248,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       storage,
       schedulers,
       gc: () => runGc(storage, tasks, gcPolicy, log, metrics),
+      scrub: () => scrubber.pass(),
       close,
     };
   } catch (e) {

@@ -15,6 +15,8 @@ export interface DaemonMetrics {
   diskUsageSpaceTotal: Gauge;
   /** Ours: parents dropped for a task, by why: "corrupt" (a piece failed its digest) or "stalled". */
   badParentTotal: Counter<"reason">;
+  /** Ours: finished pieces the background scrub re-read, by verdict: "ok" or "corrupt" (storage/scrub.ts). */
+  scrubPieceTotal: Counter<"result">;
 }
 
 export function daemonMetrics(registry: Registry): DaemonMetrics {
@@ -34,5 +36,6 @@ export function daemonMetrics(registry: Registry): DaemonMetrics {
     diskSpaceTotal: new Gauge({ name: "dragonfly_client_disk_space_total", help: "Gauge of the disk space.", registers: r }),
     diskUsageSpaceTotal: new Gauge({ name: "dragonfly_client_disk_usage_space_total", help: "Gauge of the disk usage space.", registers: r }),
     badParentTotal: new Counter({ name: "dragonfly_client_bad_parent_total", help: "Counter of parents dropped for a task, by reason (corrupt: a piece failed its digest; stalled).", labelNames: ["reason"], registers: r }),
+    scrubPieceTotal: new Counter({ name: "dragonfly_client_scrub_piece_total", help: "Counter of finished pieces re-verified by the background scrub, by result (ok, corrupt).", labelNames: ["result"], registers: r }),
   };
 }

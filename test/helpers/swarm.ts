@@ -97,6 +97,13 @@ export async function downloadVia(socketPath: string, partial: Partial<Download>
   }
 }
 
+/** The value of one sample on a daemon's /metrics (`labels` as printed, e.g. `reason="corrupt"`); 0 when absent. */
+export async function metricValue(metricsPort: number, name: string, labels: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
+  return line ? Number(line.split(" ").pop()) : 0;
+}
+
 export function sha256File(path: string): string {
   return createHash("sha256").update(readFileSync(path)).digest("hex");
 }

@@ -10,7 +10,7 @@ import type { DaemonHandle } from "../../src/daemon/daemon.js";
 import { digest, isNativeError, openTaskStore } from "../../src/native/index.js";
 import type { SchedulerHandle } from "../../src/scheduler/server.js";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
-import { cleanupTempDirs, downloadVia, sha256File, startTestDaemon, startTestScheduler, tempDir } from "../helpers/swarm.js";
+import { cleanupTempDirs, downloadVia, metricValue, sha256File, startTestDaemon, startTestScheduler, tempDir } from "../helpers/swarm.js";
 
 const MiB = 1024 * 1024;
 const running: Array<{ close(): Promise<void> }> = [];
@@ -42,12 +42,6 @@ async function makeLiar(d: DaemonHandle): Promise<Map<number, Buffer>> {
     lies.set(p.number, lie);
   }
   return lies;
-}
-
-async function counter(metricsPort: number, name: string, labels: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
-  return line ? Number(line.split(" ").pop()) : 0;
 }
 
 describe("a lying parent", () => {
@@ -95,7 +89,7 @@ describe("a lying parent", () => {
     const childPeer = [...scheduler.resource.peers.values()].find((p) => p.host.id === child.hostId)!;
     expect(childPeer.blockParents.has(liarPeer!.parentId)).toBe(true);
     // ...and counted.
-    expect(await counter(child.metricsPort, "dragonfly_client_bad_parent_total", 'reason="corrupt"')).toBeGreaterThanOrEqual(1);
+    expect(await metricValue(child.metricsPort, "dragonfly_client_bad_parent_total", 'reason="corrupt"')).toBeGreaterThanOrEqual(1);
     // Every piece came from the honest holder (the seed): none from the liar, none from the
     // origin (those have no parent).
     const pieces = child.storage.list()[0]!.finished();

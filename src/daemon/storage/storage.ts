@@ -98,6 +98,10 @@ class LocalTask implements TaskStore {
     return this.native.readPiece(number);
   }
 
+  async verifyPiece(number: number): Promise<PieceInfo> {
+    return pieceInfoOf(await this.native.verifyPiece(number));
+  }
+
   async digest(algorithm: string): Promise<string> {
     if (NATIVE_DIGESTS.has(algorithm)) {
       const h = new DigestHasher(algorithm);

@@ -109,6 +109,11 @@ export interface TaskStore {
    */
   race(timeoutMs: number, signal?: AbortSignal): PieceRace;
   readPiece(number: number): Promise<Buffer>;
+  /**
+   * Re-reads finished piece `number` and checks it against the digests recorded when it landed;
+   * rejects with DF_DIGEST_MISMATCH, the piece then no longer finished (storage/scrub.ts).
+   */
+  verifyPiece(number: number): Promise<PieceInfo>;
   /** Digest `alg:hex` of the whole content (sha256, sha512, blake3, crc32). */
   digest(algorithm: string): Promise<string>;
   update(patch: Partial<TaskMetadata>): Promise<void>;
