@@ -37,6 +37,8 @@ export interface ManagerAppDeps {
   /** Called after a job is stored, to wake the job runner. */
   onJobCreated?: () => void;
   metrics?: ManagerMetrics;
+  /** PEM certificate and key: the REST API serves HTTPS only (server.rest.tls). */
+  https?: { cert: Buffer; key: Buffer };
 }
 
 export interface RouteEntry {
@@ -59,6 +61,7 @@ export async function buildManagerApp(deps: ManagerAppDeps): Promise<FastifyInst
     disableRequestLogging: true,
     trustProxy: false,
     bodyLimit: 1024 * 1024,
+    ...(deps.https ? { https: deps.https } : {}),
     ajv: { customOptions: { allErrors: false, coerceTypes: "array", removeAdditional: false, useDefaults: true } },
   }) as unknown as FastifyInstance;
   const limiter = deps.limiter ?? new JobRateLimiter();

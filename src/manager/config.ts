@@ -25,6 +25,8 @@ export const ManagerConfigSchema = Type.Object(
       }),
       rest: Obj({
         addr: Type.String({ default: ":8080" }),
+        /** Dragonfly's server.rest.tls: PEM files; with both set the REST API and console serve HTTPS only. */
+        tls: Obj({ cert: Type.String({ default: "" }), key: Type.String({ default: "" }) }),
         /** Ours: CORS stays off unless origins are listed. */
         cors: Obj({ allowOrigins: Type.Array(Type.String(), { default: [] }) }),
       }),
@@ -117,6 +119,8 @@ export function resolveManagerConfig(raw: unknown, source = "config", env: NodeJ
   for (const [i, cidr] of c.job.preheat.ssrf.allowCIDRs.entries()) {
     if (!/^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(cidr)) throw new ConfigError(`${source}: job.preheat.ssrf.allowCIDRs.${i}: "${cidr}" is not a CIDR`);
   }
+  const restTls = c.server.rest.tls;
+  if (Boolean(restTls.cert) !== Boolean(restTls.key)) throw new ConfigError(`${source}: server.rest.tls: cert and key must be set together (${restTls.cert ? "key" : "cert"} is missing)`);
   const ipv6 = c.network.enableIPv6;
   return {
     ...c,

@@ -1,6 +1,7 @@
 // Starting a whole manager: database (PostgreSQL or PGlite) with migrations, root account,
 // REST + open API, gRPC manager.v2 (first free port of server.grpc.port.start..end), the job
 // runner, liveness sweep, periodic sync_peers, and metrics.
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { instrumentService } from "../common/grpc/metrics.js";
 import { startGrpcServer, type GrpcServerHandle } from "../common/grpc/server.js";
@@ -20,6 +21,7 @@ import { ManagerGrpcService } from "./grpc/service.js";
 import { JobRunner } from "./jobs/runner.js";
 import { ManagerMetrics } from "./metrics.js";
 import { errorMessage } from "../common/errors.js";
+import { ConfigError } from "../common/config.js";
 
 export interface ManagerHandle {
   restPort: number;
@@ -52,6 +54,19 @@ async function bindGrpc(service: ManagerGrpcService, metrics: ManagerMetrics, ho
   throw new Error(`server.grpc.port: no free port in ${start}..${end}: ${errorMessage(last)}`);
 }
 
+/** server.rest.tls's PEM files, read once at start; an unreadable one names its key. */
+async function restTls(tls: { cert: string; key: string }): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+  if (!tls.cert) return undefined;
+  const read = async (key: "cert" | "key") => {
+    try {
+      return await readFile(tls[key]);
+    } catch (e) {
+      throw new ConfigError(`server.rest.tls.${key}: cannot read ${tls[key]}: ${errorMessage(e)}`);
+    }
+  };
+  return { cert: await read("cert"), key: await read("key") };
+}
+
 /** Accepts a resolved config or a raw (YAML-shaped) object, validated with defaults. */
 export async function startManager(config: ManagerConfig | Record<string, unknown> = {}, deps: ManagerDeps = {}): Promise<ManagerHandle> {
   const env = deps.env ?? process.env;
@@ -63,6 +78,8 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     for (const fn of cleanups.reverse()) await fn();
   };
   try {
+    // Before the database: a bad file fails the start at once.
+    const https = await restTls(cfg.server.rest.tls);
     const db = await openDatabase(r.databaseUrl ? { url: r.databaseUrl } : { dataDir: join(r.dataDir, "pgdata") });
     cleanups.push(() => db.close());
     log.info({ driver: db.kind, ...(db.kind === "pglite" ? { dir: join(r.dataDir, "pgdata") } : {}) }, "database opened");
@@ -81,7 +98,7 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
 
     const ssrf = new SsrfPolicy({ allowCidrs: cfg.job.preheat.ssrf.allowCIDRs, denyPrivate: cfg.job.preheat.ssrf.denyPrivate });
     const runner = new JobRunner({ db, logger: log.child({ part: "jobs" }), ssrf, metrics, concurrency: cfg.job.concurrency, registryTimeoutMs: r.registryTimeoutMs });
-    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated: () => runner.wake() });
+    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated: () => runner.wake(), ...(https ? { https } : {}) });
     cleanups.push(() => app.close());
     await app.listen({ host: r.rest.host, port: r.rest.port });
     const restPort = app.server.address() !== null && typeof app.server.address() === "object" ? (app.server.address() as { port: number }).port : r.rest.port;
