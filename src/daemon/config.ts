@@ -141,6 +141,12 @@ export const DaemonConfigSchema = Type.Object(
        */
       retryTimeout: Duration("60s"),
       requestHeader: Type.Record(Type.String(), Type.String(), { default: {} }),
+      /**
+       * Ours: file:// URLs (backend/file.ts), for a local dfget only. The daemon reads them with
+       * its own rights for any user of its socket, so by default it serves only files every
+       * user may read; true trusts the socket's users with the daemon's rights.
+       */
+      file: obj({ allowPrivate: Type.Boolean({ default: false }) }),
     }),
     gc: obj({
       interval: Duration("15m"),

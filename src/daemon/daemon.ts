@@ -16,6 +16,7 @@ import { BackendRegistry } from "./backend/index.js";
 import type { DaemonConfig } from "./config.js";
 import { DownloadService } from "./download/service.js";
 import { runGc, startGc } from "./gc.js";
+import { FileBackend } from "./backend/file.js";
 import { Scrubber, startScrub, type ScrubReport } from "./storage/scrub.js";
 import { serveHealth, type HealthServer } from "./health.js";
 import { buildHost, reusedHost } from "./host.js";
@@ -92,7 +93,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
 
     const httpOpts = { maxRetries: config.backend.maxRetries, requestHeader: config.backend.requestHeader };
     const backends = {
-      local: BackendRegistry.withDefaults(httpOpts),
+      local: BackendRegistry.withDefaults(httpOpts, [new FileBackend({ allowPrivate: config.backend.file.allowPrivate })]),
       remote: BackendRegistry.withDefaults({ ...httpOpts, ssrf: new SsrfPolicy({ allowCidrs: config.security.allowedBackToSourceCIDRs }) }),
     };
     closers.push(() => backends.local.close());

@@ -11,8 +11,9 @@ export class BackendRegistry {
     for (const b of backends) for (const s of b.schemes) this.bySchema.set(s, b);
   }
 
-  static withDefaults(http: HttpBackendOptions): BackendRegistry {
-    return new BackendRegistry([new HttpBackend(http)]);
+  /** http(s), plus `extra` (file:// only for a local dfget: see backend/file.ts). */
+  static withDefaults(http: HttpBackendOptions, extra: Backend[] = []): BackendRegistry {
+    return new BackendRegistry([new HttpBackend(http), ...extra]);
   }
 
   for(url: string): Backend {
