@@ -179,6 +179,12 @@ export interface FetchPieceOptions {
    * timeout. Missed: DF_STALLED.
    */
   stallTimeoutMs?: number
+  /**
+   * Vortex over TCP under mutual TLS with this parent: the cluster CA and this daemon's
+   * client identity (parsed once per distinct identity). A handshake refused either way:
+   * DF_AUTH, unless plaintext is allowed.
+   */
+  tls?: PieceClientTls
 }
 
 /** Does nothing; the benchmark harness measures the cost of crossing the boundary with it. */
@@ -256,6 +262,19 @@ export interface OriginStats {
   bytes: number
 }
 
+/** A child's side of a mutual-TLS piece connection (PEM texts). */
+export interface PieceClientTls {
+  /** The cluster CA that signs the parents' certificates. */
+  caPem: string
+  certPem: string
+  keyPem: string
+  /**
+   * A parent whose handshake fails (Dragonfly's, plaintext only) is asked in plaintext,
+   * now and from then on.
+   */
+  allowPlaintext?: boolean
+}
+
 export interface PieceInfo {
   number: number
   offset: number
@@ -298,6 +317,11 @@ export interface PieceServerOptions {
    * negative = TCP only.
    */
   quicPort?: number
+  /**
+   * Vortex over TCP under mutual TLS: the server's identity, client certificates required
+   * and verified against `caPem`. Unset = plaintext.
+   */
+  tls?: PieceServerTls
 }
 
 export interface PieceServerStats {
@@ -311,6 +335,19 @@ export interface PieceServerStats {
   quicConnectionsAccepted: number
   quicPiecesServed: number
   quicBytesServed: number
+  /** TCP connections that completed a TLS handshake. */
+  tlsConnectionsAccepted: number
+}
+
+export interface PieceServerTls {
+  caPem: string
+  certPem: string
+  keyPem: string
+  /**
+   * "required" (default): TLS clients only, a plaintext request gets an Error frame saying
+   * so; "optional": plaintext clients (Dragonfly's) are served too.
+   */
+  mode?: 'required' | 'optional'
 }
 
 export interface PieceUpload {

@@ -100,6 +100,22 @@ export const DaemonConfigSchema = Type.Object(
          * 0 = any free port. Ours: -1 turns it off (then SyncPieces announces no QUIC port).
          */
         quicPort: Type.Integer({ minimum: -1, maximum: 65535, default: 4006 }),
+        /**
+         * Ours: vortex over TCP under mutual TLS (Dragonfly's client sends pieces in plaintext
+         * even with its gRPC on mTLS). With caCert, cert and key (PEM files; the cert serves as
+         * both server and client identity, signed by the cluster CA that signs every peer's),
+         * this piece server serves only children presenting a certificate of that CA, and this
+         * daemon fetches pieces over TLS, checking the parent's certificate names its address.
+         * allowPlaintext also serves, and falls back to, plaintext vortex for peers that do not
+         * speak TLS there (Dragonfly's, in a mixed swarm): confidentiality then holds only
+         * between our peers, and a man in the middle can force the fallback.
+         */
+        tls: obj({
+          caCert: Type.String({ default: "" }),
+          cert: Type.String({ default: "" }),
+          key: Type.String({ default: "" }),
+          allowPlaintext: Type.Boolean({ default: false }),
+        }),
       }),
       dir: Type.String({ default: "" }),
       keep: Type.Boolean({ default: true }),
@@ -286,6 +302,9 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
     backendRetryTimeoutMs: durationMs(input.backend.retryTimeout),
   };
   if (resolved.uploadSendBufferBytes > 1 << 30) throw new ConfigError("upload.socketSendBuffer must be at most 1GiB");
+  const pieceTls = input.storage.server.tls;
+  const given = [pieceTls.caCert, pieceTls.cert, pieceTls.key].filter(Boolean).length;
+  if (given !== 0 && given !== 3) throw new ConfigError("storage.server.tls: caCert, cert and key must be set together");
   if (input.gc.policy.diskLowThresholdPercent > input.gc.policy.diskHighThresholdPercent) {
     throw new ConfigError("gc.policy.diskLowThresholdPercent must not exceed gc.policy.diskHighThresholdPercent");
   }

@@ -81,6 +81,20 @@ export interface FetchPieceOptions {
   firstByteTimeoutMs?: number;
   /** Longest silence once the parent started answering; unset or 0: only `pieceTimeoutMs`. Missed: DF_STALLED. */
   stallTimeoutMs?: number;
+  /**
+   * Vortex over TCP under mutual TLS with this parent (the cluster CA and our identity; parsed
+   * once per identity). A handshake refused either way: DF_AUTH, unless `allowPlaintext`: then
+   * that parent is asked in plaintext, now and from then on. Ignored over QUIC.
+   */
+  tls?: TlsPem & { allowPlaintext?: boolean };
+}
+
+/** PEM texts of one side of a mutual-TLS piece connection. */
+export interface TlsPem {
+  /** The cluster CA, which signed the other side's certificate. */
+  caPem: string;
+  certPem: string;
+  keyPem: string;
 }
 
 /** One race among parents (`NativeTaskStore.race`). */
@@ -303,6 +317,12 @@ export interface PieceServerOptions {
   writeTimeoutMs?: number;
   /** Also answer vortex over QUIC on this UDP port of `host` (0 = a free port); unset or negative = TCP only. */
   quicPort?: number;
+  /**
+   * Vortex over TCP under mutual TLS: client certificates required and verified against
+   * `caPem`. mode "required" (default) refuses plaintext requests with an Error frame saying
+   * so; "optional" serves plaintext clients (Dragonfly's) too. Unset = plaintext.
+   */
+  tls?: TlsPem & { mode?: "required" | "optional" };
 }
 
 export interface PieceServerStats {
@@ -316,6 +336,8 @@ export interface PieceServerStats {
   quicConnectionsAccepted: number;
   quicPiecesServed: number;
   quicBytesServed: number;
+  /** TCP connections that completed a TLS handshake. */
+  tlsConnectionsAccepted: number;
 }
 
 export interface PieceUpload {

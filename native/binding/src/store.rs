@@ -5,8 +5,9 @@ use damselfly_core::cancel;
 use damselfly_core::client::{self, FetchOptions, Protocol};
 use damselfly_core::digest::Algorithm;
 use damselfly_core::origin;
-use damselfly_core::server::{self, PieceServer, ServePath, ServerConfig};
+use damselfly_core::server::{self, PieceServer, ServePath, ServerConfig, ServerTls};
 use damselfly_core::store::{self, PieceRecord, PieceStore, StoreOptions, SyncPolicy, Tier, WriteMeta};
+use damselfly_core::tls::{self, TlsIdentity, TlsMode};
 use damselfly_core::{CoreError, ErrorCode};
 use napi::bindgen_prelude::{Buffer, PromiseRaw};
 use napi::Env;
@@ -108,6 +109,22 @@ pub struct FetchPieceOptions {
     /// Longest silence once the parent started answering; unset or 0 = only the piece
     /// timeout. Missed: DF_STALLED.
     pub stall_timeout_ms: Option<u32>,
+    /// Vortex over TCP under mutual TLS with this parent: the cluster CA and this daemon's
+    /// client identity (parsed once per distinct identity). A handshake refused either way:
+    /// DF_AUTH, unless plaintext is allowed.
+    pub tls: Option<PieceClientTls>,
+}
+
+/// A child's side of a mutual-TLS piece connection (PEM texts).
+#[napi(object)]
+pub struct PieceClientTls {
+    /// The cluster CA that signs the parents' certificates.
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// A parent whose handshake fails (Dragonfly's, plaintext only) is asked in plaintext,
+    /// now and from then on.
+    pub allow_plaintext: Option<bool>,
 }
 
 fn optional_ms(v: Option<u32>) -> Option<Duration> {
@@ -127,6 +144,19 @@ fn fetch_options(task_id: &str, options: FetchPieceOptions) -> Result<FetchOptio
         piece_timeout: Duration::from_millis(options.piece_timeout_ms.unwrap_or(360_000) as u64),
         first_byte_timeout: optional_ms(options.first_byte_timeout_ms),
         stall_timeout: optional_ms(options.stall_timeout_ms),
+        allow_plaintext: options.tls.as_ref().is_some_and(|t| t.allow_plaintext == Some(true)),
+        tls: options
+            .tls
+            .map(|t| {
+                let id = TlsIdentity {
+                    ca_pem: t.ca_pem.into_bytes(),
+                    cert_pem: t.cert_pem.into_bytes(),
+                    key_pem: t.key_pem.into_bytes(),
+                };
+                tls::client_config(&id)
+            })
+            .transpose()
+            .map_err(to_js)?,
     })
 }
 
@@ -535,6 +565,20 @@ pub struct PieceServerOptions {
     /// Also answer vortex over QUIC on this UDP port of `host` (0 picks a free port); unset or
     /// negative = TCP only.
     pub quic_port: Option<i32>,
+    /// Vortex over TCP under mutual TLS: the server's identity, client certificates required
+    /// and verified against `caPem`. Unset = plaintext.
+    pub tls: Option<PieceServerTls>,
+}
+
+#[napi(object)]
+pub struct PieceServerTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// "required" (default): TLS clients only, a plaintext request gets an Error frame saying
+    /// so; "optional": plaintext clients (Dragonfly's) are served too.
+    #[napi(ts_type = "'required' | 'optional'")]
+    pub mode: Option<String>,
 }
 
 #[napi(object)]
@@ -549,6 +593,8 @@ pub struct PieceServerStats {
     pub quic_connections_accepted: i64,
     pub quic_pieces_served: i64,
     pub quic_bytes_served: i64,
+    /// TCP connections that completed a TLS handshake.
+    pub tls_connections_accepted: i64,
 }
 
 #[napi(object)]
@@ -582,6 +628,22 @@ pub fn start_piece_server(env: &Env, options: PieceServerOptions) -> Result<Prom
     if let Some(t) = options.tmpfs_dir {
         roots.push(PathBuf::from(t));
     }
+    let tls = options
+        .tls
+        .map(|t| -> Result<ServerTls> {
+            let mode = match t.mode.as_deref() {
+                None | Some("required") => TlsMode::Required,
+                Some("optional") => TlsMode::Optional,
+                Some(o) => return Err(invalid(format!("tls.mode {o:?} is neither \"required\" nor \"optional\""))),
+            };
+            let id = TlsIdentity {
+                ca_pem: t.ca_pem.into_bytes(),
+                cert_pem: t.cert_pem.into_bytes(),
+                key_pem: t.key_pem.into_bytes(),
+            };
+            Ok(ServerTls { config: tls::server_config(&id).map_err(to_js)?, mode })
+        })
+        .transpose()?;
     let defaults = ServerConfig::default();
     let ms = |v: Option<u32>, d: Duration| v.map_or(d, |v| Duration::from_millis(v as u64));
     let cfg = ServerConfig {
@@ -601,6 +663,7 @@ pub fn start_piece_server(env: &Env, options: PieceServerOptions) -> Result<Prom
         read_timeout: ms(options.read_timeout_ms, defaults.read_timeout),
         write_timeout: ms(options.write_timeout_ms, defaults.write_timeout),
         quic_port,
+        tls,
     };
     env.spawn_future(async move {
         PieceServer::start(std::net::SocketAddr::new(ip, port), cfg)
@@ -652,6 +715,7 @@ impl PieceServerHandle {
             quic_connections_accepted: s.quic_connections_accepted as i64,
             quic_pieces_served: s.quic_pieces_served as i64,
             quic_bytes_served: s.quic_bytes_served as i64,
+            tls_connections_accepted: s.tls_connections_accepted as i64,
         }
     }
 

@@ -22,10 +22,12 @@ use crate::store::{PieceRecord, PieceStore, Prepared, WriteMeta};
 use crate::vortex::{self, Header, HEADER_LEN};
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -74,6 +76,79 @@ pub struct FetchOptions {
     /// legitimately long on a slow link is not cut, while a parent that stopped is given up on
     /// within this. `None`: only `piece_timeout` bounds it.
     pub stall_timeout: Option<Duration>,
+    /// Vortex over TCP under mutual TLS with this parent (tls.rs); None = plaintext. Ignored
+    /// over QUIC.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// With `tls`: a parent whose handshake fails is asked in plaintext, now and from then on
+    /// (a Dragonfly parent in a mixed swarm speaks plaintext vortex only).
+    pub allow_plaintext: bool,
+}
+
+/// Whether `addr` failed a TLS handshake and is asked in plaintext (tests, stats).
+pub fn knows_plaintext_parent(addr: &str) -> bool {
+    plaintext_parents().lock().is_ok_and(|p| p.contains(addr))
+}
+
+/// Parents that failed a TLS handshake while plaintext was allowed (see `allow_plaintext`).
+fn plaintext_parents() -> &'static Mutex<std::collections::HashSet<String>> {
+    static SET: std::sync::OnceLock<Mutex<std::collections::HashSet<String>>> = std::sync::OnceLock::new();
+    SET.get_or_init(|| Mutex::new(std::collections::HashSet::new()))
+}
+
+/// A connection to a parent's TCP piece port: plaintext, or under TLS.
+pub enum PeerStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl PeerStream {
+    /// The socket underneath, for readiness and peeking.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            Self::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Pooled connections are per parent and per security: a TLS connection never serves a
+/// plaintext request, nor the reverse.
+fn pool_key(opts: &FetchOptions) -> String {
+    if opts.tls.is_some() {
+        format!("tls:{}", opts.addr)
+    } else {
+        opts.addr.clone()
+    }
 }
 
 /// `fut` under an optional deadline: `None` when the deadline passed first.
@@ -104,7 +179,7 @@ pub struct ConnPool {
 /// One idle connection: its watcher task owns the socket and hands it over on request.
 struct IdleConn {
     id: u64,
-    hand_over: oneshot::Sender<oneshot::Sender<TcpStream>>,
+    hand_over: oneshot::Sender<oneshot::Sender<PeerStream>>,
 }
 
 impl Default for ConnPool {
@@ -121,7 +196,7 @@ impl Default for ConnPool {
 
 impl ConnPool {
     /// The most recently pooled live connection to `addr`, if any.
-    async fn take(&self, addr: &str) -> Option<TcpStream> {
+    async fn take(&self, addr: &str) -> Option<PeerStream> {
         loop {
             let conn = {
                 let mut idle = self.idle.lock().ok()?;
@@ -143,7 +218,7 @@ impl ConnPool {
     }
 
     /// Keeps `s` for the next piece from `addr`. Must run inside the tokio runtime.
-    fn put(&self, addr: &str, s: TcpStream) {
+    fn put(&self, addr: &str, s: PeerStream) {
         let Ok(mut idle) = self.idle.lock() else { return };
         let list = idle.entry(addr.to_string()).or_default();
         if list.len() >= self.max_idle_per_addr {
@@ -181,8 +256,8 @@ async fn watch_idle(
     pool: Arc<Mutex<HashMap<String, Vec<IdleConn>>>>,
     addr: String,
     id: u64,
-    s: TcpStream,
-    mut asked: oneshot::Receiver<oneshot::Sender<TcpStream>>,
+    s: PeerStream,
+    mut asked: oneshot::Receiver<oneshot::Sender<PeerStream>>,
     idle_timeout: Duration,
 ) {
     let deadline = tokio::time::sleep(idle_timeout);
@@ -190,12 +265,13 @@ async fn watch_idle(
     let taker = loop {
         tokio::select! {
             ask = &mut asked => break ask.ok(),
-            ready = s.readable() => {
+            ready = s.tcp().readable() => {
                 if ready.is_err() {
                     break None;
                 }
-                // Readiness can be spurious; EOF, unasked bytes or an error end the wait.
-                match s.try_read(&mut [0u8; 1]) {
+                // Readiness can be spurious; EOF, unasked bytes (a TLS close_notify too) or an
+                // error end the wait.
+                match s.tcp().try_read(&mut [0u8; 1]) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     _ => break None,
                 }
@@ -228,13 +304,36 @@ pub fn default_pool() -> &'static ConnPool {
     POOL.get_or_init(ConnPool::default)
 }
 
-async fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
-    let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+/// A new connection to `opts.addr`, with the TLS handshake when `opts.tls` (both within the
+/// connect timeout). A parent whose certificate the cluster CA did not sign, or does not name
+/// the address dialled, fails with DF_AUTH.
+async fn connect(opts: &FetchOptions) -> Result<PeerStream> {
+    let addr = &opts.addr;
+    let tcp = || async {
+        let s = TcpStream::connect(addr).await.map_err(|e| CoreError::io(&format!("connect to {addr}"), e))?;
+        let _ = s.set_nodelay(true);
+        Ok::<_, CoreError>(s)
+    };
+    let work = async {
+        let tls = match &opts.tls {
+            Some(t) if !(opts.allow_plaintext && plaintext_parents().lock().is_ok_and(|p| p.contains(addr))) => t,
+            _ => return Ok(PeerStream::Plain(tcp().await?)),
+        };
+        let name = crate::tls::server_name(addr)?;
+        match tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp().await?).await {
+            Ok(t) => Ok(PeerStream::Tls(Box::new(t))),
+            Err(_) if opts.allow_plaintext => {
+                if let Ok(mut p) = plaintext_parents().lock() {
+                    p.insert(addr.clone());
+                }
+                Ok(PeerStream::Plain(tcp().await?))
+            }
+            Err(e) => Err(CoreError::new(ErrorCode::Auth, format!("TLS handshake with parent {addr} failed: {e}"))),
+        }
+    };
+    tokio::time::timeout(opts.connect_timeout, work)
         .await
         .map_err(|_| CoreError::new(ErrorCode::Timeout, format!("connect to {addr} timed out")))?
-        .map_err(|e| CoreError::io(&format!("connect to {addr}"), e))?;
-    let _ = s.set_nodelay(true);
-    Ok(s)
 }
 
 /// Fetches piece `opts.number` into `store`, verifying it before it is marked finished.
@@ -257,7 +356,7 @@ pub async fn fetch_piece(
         _ = cancel.cancelled() => Err(CoreError::new(ErrorCode::Aborted, "piece download was aborted")),
     };
     if matches!(&r, Err(e) if e.code == ErrorCode::Stalled) {
-        pool.forget(&opts.addr);
+        pool.forget(&pool_key(opts));
     }
     r
 }
@@ -274,7 +373,7 @@ async fn fetch_inner(pool: &ConnPool, store: &Arc<PieceStore>, opts: &FetchOptio
 /// Where a reply's body is read from once the parent started sending.
 enum Reply {
     /// Pooled again after the piece.
-    Tcp(TcpStream),
+    Tcp(PeerStream),
     /// Ends with the piece.
     Quic(QuicStream),
 }
@@ -345,7 +444,7 @@ pub async fn fetch_race(
                                 .await
                                 .inspect_err(|e| {
                                     if e.code == ErrorCode::Stalled {
-                                        pool.forget(&c.addr);
+                                        pool.forget(&pool_key(c));
                                     }
                                 })?;
                             return Ok((index as u32, rec));
@@ -353,7 +452,7 @@ pub async fn fetch_race(
                         // A busy refusal says least about the task: any other failure is the one to report.
                         Err(e) => {
                             if e.code == ErrorCode::Stalled {
-                                pool.forget(&asked[index].addr);
+                                pool.forget(&pool_key(&asked[index]));
                                 if let Ok(mut s) = race.stalled.lock() {
                                     s.push(index as u32);
                                 }
@@ -381,13 +480,13 @@ pub async fn fetch_race(
 /// Sends the request and reads the reply up to the piece metadata: a parent answers once an
 /// upload slot is free, so this returns when the body is about to flow. Without a pool (a raced
 /// request) the request gets a fresh connection of its own: closing it withdraws the request.
-async fn start_piece(pool: Option<&ConnPool>, opts: FetchOptions) -> Result<(TcpStream, Vec<u8>)> {
+async fn start_piece(pool: Option<&ConnPool>, opts: FetchOptions) -> Result<(PeerStream, Vec<u8>)> {
     let request = vortex::encode_download_piece(&opts.task_id, opts.number)?;
     // A pooled connection may have been closed by the parent meanwhile; failing before the
     // first reply byte on such a connection earns one retry on a fresh one. A stall does not:
     // the parent is silent, not the connection dead, and a retry would only wait as long again.
     let pooled = match pool {
-        Some(p) => p.take(&opts.addr).await,
+        Some(p) => p.take(&pool_key(&opts)).await,
         None => None,
     };
     let (mut sock, head) = match pooled {
@@ -395,13 +494,13 @@ async fn start_piece(pool: Option<&ConnPool>, opts: FetchOptions) -> Result<(Tcp
             Ok(h) => (s, h),
             Err(e) if e.code == ErrorCode::Stalled => return Err(e),
             Err(_) => {
-                let mut s = connect(&opts.addr, opts.connect_timeout).await?;
+                let mut s = connect(&opts).await?;
                 let h = request_header(&mut s, &request, &opts).await?;
                 (s, h)
             }
         },
         None => {
-            let mut s = connect(&opts.addr, opts.connect_timeout).await?;
+            let mut s = connect(&opts).await?;
             let h = request_header(&mut s, &request, &opts).await?;
             (s, h)
         }
@@ -411,7 +510,7 @@ async fn start_piece(pool: Option<&ConnPool>, opts: FetchOptions) -> Result<(Tcp
         Err(refusal) => {
             // The exchange completed cleanly, so the connection can serve the next piece.
             if let Some(pool) = pool {
-                pool.put(&opts.addr, sock);
+                pool.put(&pool_key(&opts), sock);
             }
             Err(refusal)
         }
@@ -498,7 +597,7 @@ async fn receive_piece(
     let (buf, prepared) = match reply {
         Reply::Tcp(mut sock) => {
             let body = receive_body(store, opts, &mut sock, &value).await?;
-            pool.put(&opts.addr, sock);
+            pool.put(&pool_key(opts), sock);
             body
         }
         Reply::Quic(mut stream) => receive_body(store, opts, &mut stream, &value).await?,
@@ -605,7 +704,7 @@ fn same_algorithm(a: &str, b: &str) -> bool {
 }
 
 /// Sends the request and waits for the reply header, within the first-byte deadline.
-async fn request_header(sock: &mut TcpStream, request: &[u8], opts: &FetchOptions) -> Result<Header> {
+async fn request_header(sock: &mut PeerStream, request: &[u8], opts: &FetchOptions) -> Result<Header> {
     let exchange = async {
         sock.write_all(request).await.map_err(|e| CoreError::io("send DownloadPiece", e))?;
         let mut hb = [0u8; HEADER_LEN];
@@ -652,7 +751,7 @@ mod tests {
     async fn an_idle_connection_the_parent_closes_is_dropped_at_once() {
         let pool = ConnPool::default();
         let (addr, client, mut server) = pair().await;
-        pool.put(&addr, client);
+        pool.put(&addr, PeerStream::Plain(client));
         assert_eq!(pool.idle_count(), 1);
         drop(server.shutdown().await);
         drop(server);
@@ -664,7 +763,7 @@ mod tests {
     async fn our_side_closes_so_the_parent_sees_eof() {
         let pool = ConnPool::default();
         let (addr, client, mut server) = pair().await;
-        pool.put(&addr, client);
+        pool.put(&addr, PeerStream::Plain(client));
         server.shutdown().await.unwrap();
         // Our watcher drops the socket: the parent reads EOF instead of holding a half-closed peer.
         let mut buf = [0u8; 1];
@@ -676,7 +775,7 @@ mod tests {
     async fn unasked_bytes_from_the_parent_drop_the_connection() {
         let pool = ConnPool::default();
         let (addr, client, mut server) = pair().await;
-        pool.put(&addr, client);
+        pool.put(&addr, PeerStream::Plain(client));
         server.write_all(b"x").await.unwrap();
         assert_eq!(until_idle_count(&pool, 0).await, 0);
     }
@@ -685,7 +784,7 @@ mod tests {
     async fn a_live_idle_connection_is_handed_back_and_still_works() {
         let pool = ConnPool::default();
         let (addr, client, mut server) = pair().await;
-        pool.put(&addr, client);
+        pool.put(&addr, PeerStream::Plain(client));
         tokio::time::sleep(Duration::from_millis(20)).await;
         let mut s = pool.take(&addr).await.expect("the pooled connection");
         assert_eq!(pool.idle_count(), 0);
@@ -699,7 +798,7 @@ mod tests {
     async fn an_idle_connection_past_the_idle_timeout_is_dropped() {
         let pool = ConnPool { idle_timeout: Duration::from_millis(30), ..ConnPool::default() };
         let (addr, client, _server) = pair().await;
-        pool.put(&addr, client);
+        pool.put(&addr, PeerStream::Plain(client));
         assert_eq!(until_idle_count(&pool, 0).await, 0);
     }
 
@@ -707,9 +806,9 @@ mod tests {
     async fn forget_drops_every_idle_connection_to_a_parent() {
         let pool = ConnPool::default();
         let (addr, a, mut server_a) = pair().await;
-        pool.put(&addr, a);
+        pool.put(&addr, PeerStream::Plain(a));
         let (other, b, _server_b) = pair().await;
-        pool.put(&other, b);
+        pool.put(&other, PeerStream::Plain(b));
         pool.forget(&addr);
         assert_eq!(until_idle_count(&pool, 1).await, 1);
         assert!(pool.take(&addr).await.is_none());

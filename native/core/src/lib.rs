@@ -14,6 +14,7 @@ pub mod server;
 pub mod store;
 #[cfg(test)]
 mod testutil;
+pub mod tls;
 pub mod uring;
 pub mod vortex;
 

@@ -11,6 +11,9 @@
 //! endpoints, the stream type and the client's connection pool.
 
 use crate::error::{CoreError, ErrorCode, Result};
+// ring's provider (see tls.rs); its lack of post-quantum key exchange costs QUIC nothing: the
+// peer's certificate is never verified there, so that TLS only scrambles the bytes.
+use crate::tls::provider;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::rustls;
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -43,15 +46,6 @@ fn transport(server: bool) -> TransportConfig {
         t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     }
     t
-}
-
-/// rustls 0.23.48 deprecates its ring provider for lacking post-quantum key exchange. The core
-/// already links ring; aws-lc-rs would add a C/CMake build to every install. Nothing is lost
-/// here: the peer's certificate is never verified, so the TLS layer only scrambles the bytes,
-/// and X25519 is offered by both providers, so either side's peer agrees on it.
-#[allow(deprecated)]
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 fn tls_error(what: &str, e: impl std::fmt::Display) -> CoreError {

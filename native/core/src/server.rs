@@ -27,6 +27,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::tls::TlsMode;
+
 /// How piece bodies are copied from the task file to the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServePath {
@@ -88,6 +90,16 @@ pub struct ServerConfig {
     /// Also serve vortex over QUIC on this UDP port of the same IP (0 = any free port);
     /// None = TCP only.
     pub quic_port: Option<u16>,
+    /// Vortex over TCP under mutual TLS (tls.rs); None = plaintext.
+    pub tls: Option<ServerTls>,
+}
+
+/// A piece server's TLS: its rustls config (certificate, client certificates required and
+/// verified against the cluster CA) and whether plaintext clients are still served.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub mode: TlsMode,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +115,7 @@ impl Default for ServerConfig {
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(60),
             quic_port: None,
+            tls: None,
         }
     }
 }
@@ -126,6 +139,8 @@ pub struct StatsSnapshot {
     pub quic_connections_accepted: u64,
     pub quic_pieces_served: u64,
     pub quic_bytes_served: u64,
+    /// TCP connections that completed a TLS handshake (counted in `connections_accepted` too).
+    pub tls_connections_accepted: u64,
 }
 
 #[derive(Default)]
@@ -137,6 +152,7 @@ struct Stats {
     errors: AtomicU64,
     dropped: AtomicU64,
     quic_accepted: AtomicU64,
+    tls_accepted: AtomicU64,
     quic_pieces: AtomicU64,
     quic_bytes: AtomicU64,
     uploads: Mutex<VecDeque<Upload>>,
@@ -285,6 +301,7 @@ impl PieceServer {
             quic_connections_accepted: s.quic_accepted.load(Ordering::Relaxed),
             quic_pieces_served: s.quic_pieces.load(Ordering::Relaxed),
             quic_bytes_served: s.quic_bytes.load(Ordering::Relaxed),
+            tls_connections_accepted: s.tls_accepted.load(Ordering::Relaxed),
         }
     }
 
@@ -332,12 +349,46 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                     shared.stats.active.fetch_add(1, Ordering::Relaxed);
                     tokio::select! {
                         _ = stop.changed() => {}
-                        _ = serve_conn(sock, &shared) => {}
+                        _ = serve_tcp(sock, &shared) => {}
                     }
                     shared.stats.active.fetch_sub(1, Ordering::Relaxed);
                 });
             }
         }
+    }
+}
+
+/// Longest TLS handshake a client gets (it is a few round trips; a silent client is dropped).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One accepted TCP connection: plaintext, or TLS per the server's mode (tls.rs). In Optional
+/// mode the first byte tells a ClientHello from a plaintext vortex request; in Required mode a
+/// plaintext request gets an Error frame saying why, not a silent close.
+async fn serve_tcp(sock: TcpStream, shared: &Shared) {
+    let Some(tls) = &shared.cfg.tls else {
+        return serve_conn(sock, shared).await;
+    };
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(shared.cfg.idle_timeout, sock.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == crate::tls::TLS_HANDSHAKE_RECORD => {}
+        Ok(Ok(1)) if tls.mode == TlsMode::Optional => return serve_conn(sock, shared).await,
+        Ok(Ok(1)) => {
+            return reject(
+                sock,
+                shared,
+                vortex::ERR_INVALID_ARGUMENT,
+                "this parent serves pieces over TLS only (its storage.server.tls is required)",
+            )
+            .await
+        }
+        _ => return,
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+    // A handshake that fails (a certificate the cluster CA did not sign, or none) ends the
+    // connection; rustls has sent the alert that tells the client why.
+    if let Ok(Ok(s)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+        shared.stats.tls_accepted.fetch_add(1, Ordering::Relaxed);
+        serve_conn(s, shared).await;
     }
 }
 
@@ -473,6 +524,46 @@ impl PieceConn for TcpStream {
     fn abandon(self) {
         // The peer sees the connection end before the body does and fails the piece.
     }
+}
+
+/// A TCP connection under TLS: bodies go through rustls (encrypted in user space), so the
+/// zero-copy paths do not apply.
+impl PieceConn for tokio_rustls::server::TlsStream<TcpStream> {
+    const QUIC: bool = false;
+
+    /// Raw bytes on the socket: a pipelined request (or the client's close) arrived. A request
+    /// rustls already decrypted and holds is not seen; the wait then simply lasts until a slot.
+    async fn still_open(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        !matches!(self.get_ref().0.peek(&mut b).await, Ok(0) | Err(_))
+    }
+
+    async fn send_body(
+        &mut self,
+        shared: &Shared,
+        file: &File,
+        bufs: &mut BodyBufs,
+        offset: u64,
+        len: u64,
+    ) -> std::io::Result<()> {
+        send_buffered(self, shared, file, &mut bufs.scratch, offset, len).await
+    }
+
+    /// As for plain TCP: our close_notify first, then a bounded drain, so the frame arrives.
+    async fn close_after_error(mut self) {
+        let _ = self.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let mut left = 256 * 1024usize;
+        while left > 0 {
+            match tokio::time::timeout_at(deadline, self.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+                _ => break,
+            }
+        }
+    }
+
+    fn abandon(self) {}
 }
 
 impl PieceConn for QuicStream {
@@ -949,6 +1040,8 @@ mod tests {
             piece_timeout: Duration::from_secs(20),
             first_byte_timeout: None,
             stall_timeout: None,
+            tls: None,
+            allow_plaintext: false,
         }
     }
 
@@ -974,6 +1067,112 @@ mod tests {
             assert_eq!(pool.idle_count(), 1);
             srv.close().await;
         }
+    }
+
+    async fn tls_server(root: &Path, id: &crate::tls::TlsIdentity, mode: TlsMode) -> PieceServer {
+        let tls = ServerTls { config: crate::tls::server_config(id).unwrap(), mode };
+        let cfg = ServerConfig { roots: vec![root.to_path_buf()], tls: Some(tls), ..Default::default() };
+        PieceServer::start("127.0.0.1:0".parse().unwrap(), cfg).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tls_parent_serves_children_of_its_cluster_only() {
+        let (_, ids) = crate::tls::testpki::cluster(&["127.0.0.1", "127.0.0.1"]);
+        let (_, strangers) = crate::tls::testpki::cluster(&["127.0.0.1"]);
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0, 1, 2, 3]).await;
+        let srv = tls_server(a.path(), &ids[0], TlsMode::Required).await;
+        let dst = open(b.path());
+        let pool = ConnPool::default();
+        let child = Some(crate::tls::client_config(&ids[1]).unwrap());
+        for n in 0..4 {
+            fetch_piece(&pool, &dst, &FetchOptions { tls: child.clone(), ..fetch_opts(&srv, n) }, &CancelToken::new())
+                .await
+                .unwrap();
+        }
+        assert_eq!(std::fs::read(&dst.info().content_path).unwrap(), data());
+        let st = srv.stats();
+        assert_eq!((st.connections_accepted, st.tls_connections_accepted), (1, 1), "one TLS connection, reused");
+        assert_eq!(pool.idle_count(), 1);
+
+        // A plaintext child is told why it gets nothing.
+        let c = tempfile::tempdir().unwrap();
+        let plain = fetch_piece(&ConnPool::default(), &open(c.path()), &fetch_opts(&srv, 0), &CancelToken::new())
+            .await
+            .unwrap_err();
+        assert!(plain.message.contains("over TLS only"), "{}", plain.message);
+        // A child whose certificate another CA signed fails the handshake (so does the parent's
+        // certificate for it: neither side trusts the other).
+        let stranger = Some(crate::tls::client_config(&strangers[0]).unwrap());
+        let e = fetch_piece(
+            &ConnPool::default(),
+            &open(c.path()),
+            &FetchOptions { tls: stranger, ..fetch_opts(&srv, 0) },
+            &CancelToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Auth, "{}", e.message);
+        assert!(open(c.path()).piece(0).is_none(), "nothing stored from a refused exchange");
+        srv.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_optional_tls_parent_serves_plaintext_children_too() {
+        let (_, ids) = crate::tls::testpki::cluster(&["127.0.0.1", "127.0.0.1"]);
+        let a = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0, 1]).await;
+        let srv = tls_server(a.path(), &ids[0], TlsMode::Optional).await;
+        let tls_child = tempfile::tempdir().unwrap();
+        let plain_child = tempfile::tempdir().unwrap();
+        let child = Some(crate::tls::client_config(&ids[1]).unwrap());
+        let pool = ConnPool::default();
+        fetch_piece(
+            &pool,
+            &open(tls_child.path()),
+            &FetchOptions { tls: child, ..fetch_opts(&srv, 1) },
+            &CancelToken::new(),
+        )
+        .await
+        .unwrap();
+        fetch_piece(&pool, &open(plain_child.path()), &fetch_opts(&srv, 1), &CancelToken::new()).await.unwrap();
+        let st = srv.stats();
+        assert_eq!((st.connections_accepted, st.tls_connections_accepted), (2, 1));
+        assert_eq!(pool.idle_count(), 2, "a TLS and a plaintext connection, pooled apart");
+        srv.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tls_child_falls_back_to_a_plaintext_parent_only_when_allowed() {
+        // A plaintext parent, as Dragonfly's is: our ClientHello gets no TLS answer.
+        let (_, ids) = crate::tls::testpki::cluster(&["127.0.0.1"]);
+        let a = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0]).await;
+        let srv = server(a.path(), DEFAULT_SERVE_PATH, 0).await;
+        let tls = Some(crate::tls::client_config(&ids[0]).unwrap());
+        let strict = tempfile::tempdir().unwrap();
+        let e = fetch_piece(
+            &ConnPool::default(),
+            &open(strict.path()),
+            &FetchOptions { tls: tls.clone(), ..fetch_opts(&srv, 0) },
+            &CancelToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Auth, "{}", e.message);
+        let lenient = tempfile::tempdir().unwrap();
+        let rec = fetch_piece(
+            &ConnPool::default(),
+            &open(lenient.path()),
+            &FetchOptions { tls, allow_plaintext: true, ..fetch_opts(&srv, 0) },
+            &CancelToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(rec.number, 0);
+        assert!(crate::client::knows_plaintext_parent(&srv.local_addr().to_string()));
+        srv.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1198,6 +1397,8 @@ mod tests {
             piece_timeout: Duration::from_secs(600),
             first_byte_timeout: None,
             stall_timeout: None,
+            tls: None,
+            allow_plaintext: false,
         };
         let token = CancelToken::new();
         let t2 = token.clone();
@@ -1400,6 +1601,8 @@ mod tests {
             piece_timeout: Duration::from_secs(120),
             first_byte_timeout: Some(Duration::from_millis(800)),
             stall_timeout: Some(Duration::from_millis(300)),
+            tls: None,
+            allow_plaintext: false,
         }
     }
 

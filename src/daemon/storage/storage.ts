@@ -8,7 +8,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promise
 import { join } from "node:path";
 import { isTaskId } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
-import { DigestHasher, deleteTaskStore, openTaskStore, type ExtraDigest, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
+import { DigestHasher, deleteTaskStore, openTaskStore, type ExtraDigest, type FetchPieceOptions, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
 import type { ParentAddress, PieceDeadlines, PieceInfo, PieceRace, TaskMetadata, TaskStore } from "./types.js";
 import { errorMessage } from "../../common/errors.js";
 
@@ -43,11 +43,17 @@ function addrOf(parent: ParentAddress): string {
   return parent.ip.includes(":") ? `[${parent.ip}]:${parent.port}` : `${parent.ip}:${parent.port}`;
 }
 
+/** Where and how to ask `parent`: its address, protocol, and our TLS identity over TCP. */
+function route(parent: ParentAddress, tls: PieceClientTls | undefined): Pick<FetchPieceOptions, "addr" | "protocol" | "tls"> {
+  return { addr: addrOf(parent), protocol: parent.protocol, ...(tls && parent.protocol !== "quic" ? { tls } : {}) };
+}
+
 class LocalTask implements TaskStore {
   constructor(
     readonly meta: TaskMetadata,
     private readonly native: NativeTaskStore,
     private readonly dir: string,
+    private readonly tls: PieceClientTls | undefined,
   ) {}
 
   get id(): string {
@@ -80,14 +86,14 @@ class LocalTask implements TaskStore {
   }
 
   async fetchPiece(parent: ParentAddress, number: number, parentId: string, deadlines: PieceDeadlines, signal?: AbortSignal, expectedDigest?: string): Promise<PieceInfo> {
-    return pieceInfoOf(await this.native.fetchPiece({ addr: addrOf(parent), protocol: parent.protocol, number, parentId, ...timeouts(deadlines), ...(expectedDigest ? { expectedDigest } : {}) }, signal));
+    return pieceInfoOf(await this.native.fetchPiece({ ...route(parent, this.tls), number, parentId, ...timeouts(deadlines), ...(expectedDigest ? { expectedDigest } : {}) }, signal));
   }
 
   race(timeoutMs: number, signal?: AbortSignal): PieceRace {
     const r = this.native.race(timeoutMs, signal);
     return {
       add: (parent, number, parentId, deadlines, expectedDigest) =>
-        r.add({ addr: addrOf(parent), protocol: parent.protocol, number, parentId, ...timeouts(deadlines ?? { pieceMs: timeoutMs }), ...(expectedDigest ? { expectedDigest } : {}) }),
+        r.add({ ...route(parent, this.tls), number, parentId, ...timeouts(deadlines ?? { pieceMs: timeoutMs }), ...(expectedDigest ? { expectedDigest } : {}) }),
       started: r.started,
       done: r.done.then((w) => ({ index: w.index, info: pieceInfoOf(w.info) })),
       stalled: () => r.stalled(),
@@ -140,8 +146,13 @@ export interface StorageOptions {
   keep: boolean;
   /** storage.directIO: O_DIRECT for disk-tier writes where the filesystem takes it (auto), required (always), or never. */
   directIO: "auto" | "always" | "never";
+  /** storage.server.tls: our identity for vortex over TCP under mutual TLS; unset = plaintext. */
+  pieceTls?: PieceClientTls;
   log: Logger;
 }
+
+/** What a child presents to its parents for vortex over TLS (FetchPieceOptions.tls). */
+export type PieceClientTls = NonNullable<FetchPieceOptions["tls"]>;
 
 export type NewTask = Omit<TaskMetadata, "state" | "createdAt" | "updatedAt" | "finishedAt" | "failure" | "uploadedCount">;
 
@@ -193,7 +204,7 @@ export class Storage {
           const meta = JSON.parse(await readFile(join(dir, META_FILE), "utf8")) as TaskMetadata;
           if (meta.id !== id) throw new Error("metadata names another task");
           const native = this.openNative(root, id, meta, tier);
-          const task = new LocalTask(meta, native, dir);
+          const task = new LocalTask(meta, native, dir, this.opts.pieceTls);
           // The record may predate the last pieces (crash): the piece store is the truth.
           const complete = native.finishedCount() === meta.pieceCount;
           if (!complete && native.finishedCount() === 0) {
@@ -240,7 +251,7 @@ export class Storage {
       const now = Date.now();
       const meta: TaskMetadata = { ...t, state: "running", createdAt: now, updatedAt: now, uploadedCount: 0 };
       await writeMeta(dir, meta);
-      const task = new LocalTask(meta, native, dir);
+      const task = new LocalTask(meta, native, dir, this.opts.pieceTls);
       this.tasks.set(t.id, task);
       return task;
     } catch (e) {
