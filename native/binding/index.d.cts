@@ -69,6 +69,11 @@ export declare class PieceServerHandle {
 }
 
 export declare class TaskStore {
+  /**
+   * Creates or opens a task's store (DF_INVALID_ARGUMENT if it exists with another layout).
+   * A constructor rather than an `openTaskStore` export: the class is exported anyway.
+   */
+  constructor(options: OpenTaskStoreOptions)
   info(): TaskStoreInfo
   /** Writes piece `number`; resolves once it is durable and marked finished. */
   writePiece(number: number, data: Buffer, parentId?: string | undefined | null, createdAtMs?: number | undefined | null): Promise<PieceInfo>
@@ -133,11 +138,12 @@ export declare function defaultPieceServePath(): string
 
 export declare function deleteTaskStore(dataDir: string, taskId: string): void
 
-/** `alg:value` digest of `data` ("crc32" gives Dragonfly's `crc32:<decimal>`). */
-export declare function digest(algorithm: string, data: Buffer): string
-
-/** Same as `digest`, computed on a worker thread (not the libuv pool). */
-export declare function digestAsync(algorithm: string, data: Buffer): Promise<string>
+/**
+ * `alg:value` digest of `data` ("crc32" gives Dragonfly's `crc32:<decimal>`). With `expected`
+ * (`alg:value`) it also checks `data` against it: DF_DIGEST_MISMATCH when it differs. Hashing
+ * off the JS thread is `DigestHasher.updateAsync`, so no one-shot async twin is exported.
+ */
+export declare function digest(algorithm: string, data: Buffer, expected?: string | undefined | null): string
 
 export interface FetchFromOriginOptions {
   /** The origin's resolved address, `ip:port` (`[v6]:port`); never a host name. */
@@ -187,9 +193,6 @@ export interface FetchPieceOptions {
   tls?: PieceClientTls
 }
 
-/** Does nothing; the benchmark harness measures the cost of crossing the boundary with it. */
-export declare function noop(x: number): number
-
 /**
  * Sends a ranged GET and resolves once the answer's head checked out (206 with the asked
  * range, or 200 for the whole content); rejects with DF_BACKEND carrying the origin's answer.
@@ -225,8 +228,6 @@ export declare function openPiece(key: Buffer, taskId: string, number: number, s
 
 /** Opens several sealed pieces on all cores; rejects with DF_AUTH if any tag fails. */
 export declare function openPieces(key: Buffer, taskId: string, numbers: Array<number>, pieces: Array<Buffer>): Promise<Buffer[]>
-
-export declare function openTaskStore(options: OpenTaskStoreOptions): TaskStore
 
 export interface OpenTaskStoreOptions {
   /** Root directory; the task lives in `<dataDir>/<taskId>/`. */
@@ -385,16 +386,14 @@ export interface RaceWin {
   info: PieceInfo
 }
 
-export declare function sealPiece(key: Buffer, taskId: string, number: number, plain: Buffer): Buffer
+/** Seals one piece into a new Buffer, or into `out` (piece length + 16 bytes) when given. */
+export declare function sealPiece(key: Buffer, taskId: string, number: number, plain: Buffer, out?: Buffer | undefined | null): Buffer | undefined
 
-/** Seals one piece into `out` (piece length + 16 bytes). */
-export declare function sealPieceInto(key: Buffer, taskId: string, number: number, plain: Buffer, out: Buffer): void
-
-/** Seals several pieces on all cores; resolves to the sealed pieces in order. */
-export declare function sealPieces(key: Buffer, taskId: string, numbers: Array<number>, pieces: Array<Buffer>): Promise<Buffer[]>
-
-/** Seals several pieces into caller-provided outputs on all cores. */
-export declare function sealPiecesInto(key: Buffer, taskId: string, numbers: Array<number>, pieces: Array<Buffer>, outs: Array<Buffer>): Promise<void>
+/**
+ * Seals several pieces on all cores; resolves to the sealed pieces in order, or, with `outs`
+ * (one Buffer per piece, untouched until it settles), fills those and resolves to nothing.
+ */
+export declare function sealPieces(key: Buffer, taskId: string, numbers: Array<number>, pieces: Array<Buffer>, outs?: Array<Buffer> | undefined | null): Promise<Buffer[] | undefined>
 
 export declare function startPieceServer(options: PieceServerOptions): Promise<PieceServerHandle>
 
@@ -414,23 +413,21 @@ export interface TaskStoreInfo {
   extraDigest?: string
 }
 
-/** Checks `data` against an `alg:value` digest; throws DF_DIGEST_MISMATCH when it differs. */
-export declare function verifyDigest(expected: string, data: Buffer): void
-
 export declare function version(): AddonVersion
 
-export declare function zstdCompress(input: Buffer, level: number, workers?: number | undefined | null): Buffer
+/**
+ * Compresses one piece; with `out` (sized by the facade's `zstdCompressBound`) it writes there
+ * and returns the compressed length instead of a new Buffer, so a caller that reuses its
+ * buffers pays no fresh pages per piece.
+ */
+export declare function zstdCompress(input: Buffer, level: number, workers?: number | undefined | null, out?: Buffer | undefined | null): Buffer | number
 
 export declare function zstdCompressAsync(input: Buffer, level: number, workers?: number | undefined | null): Promise<Buffer>
 
-export declare function zstdCompressBound(len: number): number
-
-/** Compresses into `out` (size it with `zstdCompressBound`); returns the compressed length. */
-export declare function zstdCompressInto(input: Buffer, level: number, workers: number | undefined | null, out: Buffer): number
-
-export declare function zstdDecompress(input: Buffer, maxLen: number): Buffer
+/**
+ * Decompresses one piece. `limit` is either the most bytes it may yield (a new Buffer is
+ * returned) or the Buffer to fill (the decompressed length is returned); DF_CODEC past either.
+ */
+export declare function zstdDecompress(input: Buffer, limit: number | Buffer): Buffer | number
 
 export declare function zstdDecompressAsync(input: Buffer, maxLen: number): Promise<Buffer>
-
-/** Decompresses into `out`; returns the decompressed length (DF_CODEC if it does not fit). */
-export declare function zstdDecompressInto(input: Buffer, out: Buffer): number

@@ -10,5 +10,4 @@ export * from "./store.js";
 export * from "./origin.js";
 
 export const addonVersion = (): Binding.AddonVersion => binding.version();
-export const noop = (x: number): number => binding.noop(x);
 export const probeHost = (options: Binding.ProbeOptions): Binding.ProbeReport => binding.probeHost(options);

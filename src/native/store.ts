@@ -287,7 +287,7 @@ export function allocPieceBuffer(length: number): Buffer {
 
 /** Creates or opens a task's store (throws DF_INVALID_ARGUMENT if it exists with another layout). */
 export function openTaskStore(options: OpenTaskStoreOptions): NativeTaskStore {
-  return new NativeTaskStore(binding.openTaskStore(options));
+  return new NativeTaskStore(new binding.TaskStore(options));
 }
 
 /** Deletes `<dataDir>/<taskId>/` whether or not a store is open on it. */

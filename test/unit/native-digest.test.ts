@@ -19,6 +19,7 @@ import {
   zstdDecompressInto,
   sealPieceInto,
   zstdDecompressAsync,
+  sealPiecesInto,
 } from "../../src/native/index.js";
 
 const TASK = "06408fbf247ddaca478f8cb9565fe5591c28efd0994b8fea80a6a87d3203c5ca";
@@ -41,13 +42,20 @@ describe("native digests", () => {
     }
   });
 
-  it("rejects corrupt bytes with DF_DIGEST_MISMATCH", () => {
+  it("rejects corrupt bytes with DF_DIGEST_MISMATCH", async () => {
     const data = randomBytes(4096);
     const d = digest("blake3", data);
     verifyDigest(d, data);
     data[10] = (data[10] ?? 0) ^ 1;
     expect(() => verifyDigest(d, data)).toThrowError(expect.objectContaining({ code: "DF_DIGEST_MISMATCH" }) as Error);
+    expect(() => verifyDigest(d.toUpperCase().replace("BLAKE3", "blake3"), data)).toThrowError(expect.objectContaining({ code: "DF_DIGEST_MISMATCH" }) as Error);
+    data[10] = (data[10] ?? 0) ^ 1;
+    // Hex case is ignored, as before; a digest without its algorithm is refused, not compared.
+    verifyDigest(d.toUpperCase().replace("BLAKE3", "blake3"), data);
+    expect(() => verifyDigest("blake3", data)).toThrowError(expect.objectContaining({ code: "DF_INVALID_ARGUMENT" }) as Error);
+    expect(() => verifyDigest(d.replace("blake3", "sha256"), data)).toThrowError(expect.objectContaining({ code: "DF_DIGEST_MISMATCH" }) as Error);
     expect(() => new DigestHasher("md4")).toThrowError(expect.objectContaining({ code: "DF_INVALID_ARGUMENT" }) as Error);
+    await expect(digestAsync("md4" as "sha256", data)).rejects.toMatchObject({ code: "DF_INVALID_ARGUMENT" });
   });
 });
 
@@ -122,5 +130,28 @@ describe("native per-piece codecs", () => {
     sealPieceInto(key, TASK, 9, piece, sealed);
     expect(sealed.equals(sealPiece(key, TASK, 9, piece))).toBe(true);
     expect(() => sealPieceInto(key, TASK, 9, piece, Buffer.alloc(3))).toThrowError(expect.objectContaining({ code: "DF_INVALID_ARGUMENT" }) as Error);
+  });
+
+  it("seals a batch into caller buffers, the same bytes as one by one", async () => {
+    const pieces = [randomBytes(70_000), randomBytes(5)];
+    const outs = pieces.map((p) => Buffer.alloc(p.length + 16));
+    await sealPiecesInto(key, TASK, [3, 4], pieces, outs);
+    expect(outs[0]?.equals(sealPiece(key, TASK, 3, pieces[0] ?? Buffer.alloc(0)))).toBe(true);
+    expect(outs[1]?.equals(sealPiece(key, TASK, 4, pieces[1] ?? Buffer.alloc(0)))).toBe(true);
+    await expect(sealPiecesInto(key, TASK, [3, 4], pieces, outs.slice(0, 1))).rejects.toMatchObject({ code: "DF_INVALID_ARGUMENT" });
+  });
+
+  it("bounds compressed output by zstd's formula, also for incompressible pieces", () => {
+    // The bound is computed in TS; zstd must never need more, least of all where the formula's
+    // small-input margin applies (below 128 KiB) or for noise.
+    for (const length of [0, 1, 100, 2047, 2048, 65_536, 128 << 10, (128 << 10) + 1, 1 << 20]) {
+      const piece = randomBytes(length);
+      const out = Buffer.alloc(zstdCompressBound(length));
+      const n = zstdCompressInto(piece, 3, out);
+      expect(n).toBeLessThanOrEqual(out.length);
+      expect(zstdDecompress(out.subarray(0, n), length).equals(piece)).toBe(true);
+    }
+    expect(zstdCompressBound(0)).toBe(64);
+    expect(zstdCompressBound(4 << 20)).toBe((4 << 20) + (4 << 12));
   });
 });

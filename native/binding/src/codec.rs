@@ -1,9 +1,11 @@
-//! Codec calls over whole pieces (Buffer in, Buffer out), sync and off-thread variants.
+//! Codec calls over whole pieces (Buffer in, Buffer out), sync and off-thread variants. An
+//! optional output Buffer selects the allocation-free form of a call rather than a second
+//! export, so the binding surface stays small.
 
 use crate::error::{to_js, Result};
 use crate::store::{status, to_napi};
 use damselfly_core::{codec, CoreError, ErrorCode};
-use napi::bindgen_prelude::{Buffer, PromiseRaw};
+use napi::bindgen_prelude::{Buffer, Either, PromiseRaw, Undefined};
 use napi::Env;
 use napi_derive::napi;
 
@@ -21,14 +23,33 @@ where
     .map_err(status)
 }
 
-#[napi]
-pub fn zstd_compress(input: Buffer, level: i32, workers: Option<u32>) -> Result<Buffer> {
-    codec::zstd_compress_piece(&input, level, workers.unwrap_or(0)).map(Buffer::from).map_err(to_js)
+/// Compresses one piece; with `out` (sized by the facade's `zstdCompressBound`) it writes there
+/// and returns the compressed length instead of a new Buffer, so a caller that reuses its
+/// buffers pays no fresh pages per piece.
+#[napi(ts_return_type = "Buffer | number")]
+pub fn zstd_compress(
+    input: Buffer,
+    level: i32,
+    workers: Option<u32>,
+    out: Option<Buffer>,
+) -> Result<Either<Buffer, u32>> {
+    let workers = workers.unwrap_or(0);
+    match out {
+        None => codec::zstd_compress_piece(&input, level, workers).map(|v| Either::A(v.into())),
+        Some(mut out) => codec::zstd_compress_into(&input, level, workers, &mut out).map(|n| Either::B(n as u32)),
+    }
+    .map_err(to_js)
 }
 
-#[napi]
-pub fn zstd_decompress(input: Buffer, max_len: u32) -> Result<Buffer> {
-    codec::zstd_decompress_piece(&input, max_len as usize).map(Buffer::from).map_err(to_js)
+/// Decompresses one piece. `limit` is either the most bytes it may yield (a new Buffer is
+/// returned) or the Buffer to fill (the decompressed length is returned); DF_CODEC past either.
+#[napi(ts_return_type = "Buffer | number")]
+pub fn zstd_decompress(input: Buffer, limit: Either<u32, Buffer>) -> Result<Either<Buffer, u32>> {
+    match limit {
+        Either::A(max_len) => codec::zstd_decompress_piece(&input, max_len as usize).map(|v| Either::A(v.into())),
+        Either::B(mut out) => codec::zstd_decompress_into(&input, &mut out).map(|n| Either::B(n as u32)),
+    }
+    .map_err(to_js)
 }
 
 #[napi(ts_return_type = "Promise<Buffer>")]
@@ -56,9 +77,20 @@ pub fn aes_gcm_open(key: Buffer, nonce: Buffer, sealed: Buffer) -> Result<Buffer
     codec::aes_gcm_open(&key, &nonce, &sealed).map(Buffer::from).map_err(to_js)
 }
 
-#[napi]
-pub fn seal_piece(key: Buffer, task_id: String, number: u32, plain: Buffer) -> Result<Buffer> {
-    codec::seal_piece(&key, &task_id, number, &plain).map(Buffer::from).map_err(to_js)
+/// Seals one piece into a new Buffer, or into `out` (piece length + 16 bytes) when given.
+#[napi(ts_return_type = "Buffer | undefined")]
+pub fn seal_piece(
+    key: Buffer,
+    task_id: String,
+    number: u32,
+    plain: Buffer,
+    out: Option<Buffer>,
+) -> Result<Either<Buffer, Undefined>> {
+    match out {
+        None => codec::seal_piece(&key, &task_id, number, &plain).map(|v| Either::A(v.into())),
+        Some(mut out) => codec::seal_piece_into(&key, &task_id, number, &plain, &mut out).map(Either::B),
+    }
+    .map_err(to_js)
 }
 
 #[napi]
@@ -73,19 +105,29 @@ fn pairs(numbers: &[u32], pieces: &[Buffer]) -> damselfly_core::error::Result<()
     Ok(())
 }
 
-/// Seals several pieces on all cores; resolves to the sealed pieces in order.
-#[napi(ts_return_type = "Promise<Buffer[]>")]
+/// Seals several pieces on all cores; resolves to the sealed pieces in order, or, with `outs`
+/// (one Buffer per piece, untouched until it settles), fills those and resolves to nothing.
+#[napi(ts_return_type = "Promise<Buffer[] | undefined>")]
 pub fn seal_pieces(
     env: &Env,
     key: Buffer,
     task_id: String,
     numbers: Vec<u32>,
     pieces: Vec<Buffer>,
-) -> Result<PromiseRaw<'_, Vec<Buffer>>> {
+    outs: Option<Vec<Buffer>>,
+) -> Result<PromiseRaw<'_, Either<Vec<Buffer>, Undefined>>> {
     pairs(&numbers, &pieces).map_err(to_js)?;
     off_thread(env, move || {
         let list: Vec<(u32, &[u8])> = numbers.iter().copied().zip(pieces.iter().map(|b| &b[..])).collect();
-        codec::seal_pieces(&key, &task_id, &list).map(|v| v.into_iter().map(Buffer::from).collect())
+        match outs {
+            None => {
+                codec::seal_pieces(&key, &task_id, &list).map(|v| Either::A(v.into_iter().map(Buffer::from).collect()))
+            }
+            Some(mut outs) => {
+                let mut views: Vec<&mut [u8]> = outs.iter_mut().map(|b| &mut b[..]).collect();
+                codec::seal_pieces_into(&key, &task_id, &list, &mut views).map(Either::B)
+            }
+        }
     })
 }
 
@@ -102,48 +144,6 @@ pub fn open_pieces(
     off_thread(env, move || {
         let list: Vec<(u32, &[u8])> = numbers.iter().copied().zip(pieces.iter().map(|b| &b[..])).collect();
         codec::open_pieces(&key, &task_id, &list).map(|v| v.into_iter().map(Buffer::from).collect())
-    })
-}
-
-/// Compresses into `out` (size it with `zstdCompressBound`); returns the compressed length.
-#[napi]
-pub fn zstd_compress_into(input: Buffer, level: i32, workers: Option<u32>, mut out: Buffer) -> Result<u32> {
-    codec::zstd_compress_into(&input, level, workers.unwrap_or(0), &mut out).map(|n| n as u32).map_err(to_js)
-}
-
-#[napi]
-pub fn zstd_compress_bound(len: u32) -> u32 {
-    codec::zstd_compress_bound(len as usize) as u32
-}
-
-/// Decompresses into `out`; returns the decompressed length (DF_CODEC if it does not fit).
-#[napi]
-pub fn zstd_decompress_into(input: Buffer, mut out: Buffer) -> Result<u32> {
-    codec::zstd_decompress_into(&input, &mut out).map(|n| n as u32).map_err(to_js)
-}
-
-/// Seals one piece into `out` (piece length + 16 bytes).
-#[napi]
-pub fn seal_piece_into(key: Buffer, task_id: String, number: u32, plain: Buffer, mut out: Buffer) -> Result<()> {
-    codec::seal_piece_into(&key, &task_id, number, &plain, &mut out).map_err(to_js)
-}
-
-/// Seals several pieces into caller-provided outputs on all cores.
-#[napi(ts_return_type = "Promise<void>")]
-pub fn seal_pieces_into(
-    env: &Env,
-    key: Buffer,
-    task_id: String,
-    numbers: Vec<u32>,
-    pieces: Vec<Buffer>,
-    outs: Vec<Buffer>,
-) -> Result<PromiseRaw<'_, ()>> {
-    pairs(&numbers, &pieces).map_err(to_js)?;
-    off_thread(env, move || {
-        let mut outs = outs;
-        let list: Vec<(u32, &[u8])> = numbers.iter().copied().zip(pieces.iter().map(|b| &b[..])).collect();
-        let mut views: Vec<&mut [u8]> = outs.iter_mut().map(|b| &mut b[..]).collect();
-        codec::seal_pieces_into(&key, &task_id, &list, &mut views)
     })
 }
 

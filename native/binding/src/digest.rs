@@ -1,4 +1,4 @@
-//! Digests over Buffers: one-shot (sync and off-thread) and incremental.
+//! Digests over Buffers: one-shot (on the calling thread) and incremental (either thread).
 
 use crate::error::{to_js, Result};
 use crate::store::{status, to_napi};
@@ -8,29 +8,16 @@ use napi::Env;
 use napi_derive::napi;
 use std::sync::{Arc, Mutex};
 
-/// `alg:value` digest of `data` ("crc32" gives Dragonfly's `crc32:<decimal>`).
+/// `alg:value` digest of `data` ("crc32" gives Dragonfly's `crc32:<decimal>`). With `expected`
+/// (`alg:value`) it also checks `data` against it: DF_DIGEST_MISMATCH when it differs. Hashing
+/// off the JS thread is `DigestHasher.updateAsync`, so no one-shot async twin is exported.
 #[napi]
-pub fn digest(algorithm: String, data: Buffer) -> Result<String> {
-    let alg = Algorithm::parse(&algorithm).map_err(to_js)?;
-    Ok(digest::digest(alg, &data))
-}
-
-/// Same as `digest`, computed on a worker thread (not the libuv pool).
-#[napi(ts_return_type = "Promise<string>")]
-pub fn digest_async(env: &Env, algorithm: String, data: Buffer) -> Result<PromiseRaw<'_, String>> {
-    let alg = Algorithm::parse(&algorithm).map_err(to_js)?;
-    env.spawn_future(async move {
-        tokio::task::spawn_blocking(move || digest::digest(alg, &data)).await.map_err(|e| {
-            to_napi(damselfly_core::CoreError::new(damselfly_core::ErrorCode::Io, format!("worker task failed: {e}")))
-        })
-    })
-    .map_err(status)
-}
-
-/// Checks `data` against an `alg:value` digest; throws DF_DIGEST_MISMATCH when it differs.
-#[napi]
-pub fn verify_digest(expected: String, data: Buffer) -> Result<()> {
-    digest::verify(&expected, &data).map_err(to_js)
+pub fn digest(algorithm: String, data: Buffer, expected: Option<String>) -> Result<String> {
+    let got = digest::digest(Algorithm::parse(&algorithm).map_err(to_js)?, &data);
+    match expected {
+        None => Ok(got),
+        Some(expected) => digest::check(&expected, got).map_err(to_js),
+    }
 }
 
 /// Incremental hasher for pieces that arrive in chunks.

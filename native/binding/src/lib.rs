@@ -24,9 +24,3 @@ pub struct AddonVersion {
 pub fn version() -> AddonVersion {
     AddonVersion { addon: env!("CARGO_PKG_VERSION").to_string(), core: damselfly_core::VERSION.to_string() }
 }
-
-/// Does nothing; the benchmark harness measures the cost of crossing the boundary with it.
-#[napi]
-pub fn noop(x: u32) -> u32 {
-    x
-}

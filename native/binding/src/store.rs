@@ -347,40 +347,42 @@ fn info_of(s: &PieceStore) -> TaskStoreInfo {
 }
 
 #[napi]
-pub fn open_task_store(options: OpenTaskStoreOptions) -> Result<TaskStore> {
-    let tier = match options.tier.as_deref() {
-        None | Some("disk") => Tier::Disk,
-        Some("tmpfs") => Tier::Tmpfs,
-        Some(o) => return Err(invalid(format!("unknown tier {o:?}"))),
-    };
-    let sync = match options.sync.as_deref() {
-        None | Some("auto") => SyncPolicy::Auto,
-        Some("always") => SyncPolicy::Always,
-        Some("never") => SyncPolicy::Never,
-        Some(o) => return Err(invalid(format!("unknown sync policy {o:?}"))),
-    };
-    let extra_digest = options.extra_digest.as_deref().map(Algorithm::parse).transpose().map_err(to_js)?;
-    let inner = PieceStore::open(StoreOptions {
-        root: PathBuf::from(options.data_dir),
-        task_id: options.task_id,
-        content_length: non_negative("contentLength", options.content_length)?,
-        piece_length: non_negative("pieceLength", options.piece_length)?,
-        tier,
-        direct: options.direct,
-        sync,
-        extra_digest,
-    })
-    .map_err(to_js)?;
-    Ok(TaskStore { info: info_of(&inner), inner: RwLock::new(Some(inner)) })
-}
-
-#[napi]
 pub fn delete_task_store(data_dir: String, task_id: String) -> Result<()> {
     store::delete_task(&PathBuf::from(data_dir), &task_id).map_err(to_js)
 }
 
 #[napi]
 impl TaskStore {
+    /// Creates or opens a task's store (DF_INVALID_ARGUMENT if it exists with another layout).
+    /// A constructor rather than an `openTaskStore` export: the class is exported anyway.
+    #[napi(constructor)]
+    pub fn new(options: OpenTaskStoreOptions) -> Result<Self> {
+        let tier = match options.tier.as_deref() {
+            None | Some("disk") => Tier::Disk,
+            Some("tmpfs") => Tier::Tmpfs,
+            Some(o) => return Err(invalid(format!("unknown tier {o:?}"))),
+        };
+        let sync = match options.sync.as_deref() {
+            None | Some("auto") => SyncPolicy::Auto,
+            Some("always") => SyncPolicy::Always,
+            Some("never") => SyncPolicy::Never,
+            Some(o) => return Err(invalid(format!("unknown sync policy {o:?}"))),
+        };
+        let extra_digest = options.extra_digest.as_deref().map(Algorithm::parse).transpose().map_err(to_js)?;
+        let inner = PieceStore::open(StoreOptions {
+            root: PathBuf::from(options.data_dir),
+            task_id: options.task_id,
+            content_length: non_negative("contentLength", options.content_length)?,
+            piece_length: non_negative("pieceLength", options.piece_length)?,
+            tier,
+            direct: options.direct,
+            sync,
+            extra_digest,
+        })
+        .map_err(to_js)?;
+        Ok(Self { info: info_of(&inner), inner: RwLock::new(Some(inner)) })
+    }
+
     #[napi]
     pub fn info(&self) -> TaskStoreInfo {
         self.info.clone()

@@ -142,15 +142,25 @@ pub fn sha256_bytes(data: &[u8]) -> [u8; 32] {
 /// The comparison is on the canonical text form, exactly as Dragonfly compares strings, except
 /// that hex case is ignored.
 pub fn verify(expected: &str, data: &[u8]) -> Result<()> {
-    let (alg, _) = expected
-        .split_once(':')
-        .ok_or_else(|| CoreError::new(ErrorCode::InvalidArgument, format!("digest {expected:?} has no algorithm")))?;
-    let got = digest(Algorithm::parse(alg)?, data);
+    check(expected, digest(Algorithm::parse(algorithm_of(expected)?)?, data)).map(drop)
+}
+
+/// `got` (a digest just computed) when it is `expected`, compared as `verify` does;
+/// DF_DIGEST_MISMATCH otherwise, DF_INVALID_ARGUMENT if `expected` names no algorithm.
+pub fn check(expected: &str, got: String) -> Result<String> {
+    algorithm_of(expected)?;
     if got.eq_ignore_ascii_case(expected) {
-        Ok(())
+        Ok(got)
     } else {
         Err(CoreError::new(ErrorCode::DigestMismatch, format!("digest mismatch: expected {expected}, got {got}")))
     }
+}
+
+fn algorithm_of(expected: &str) -> Result<&str> {
+    expected
+        .split_once(':')
+        .map(|(alg, _)| alg)
+        .ok_or_else(|| CoreError::new(ErrorCode::InvalidArgument, format!("digest {expected:?} has no algorithm")))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -212,5 +222,14 @@ mod tests {
             data[100] ^= 1;
         }
         assert_eq!(verify("md5:00", &data).unwrap_err().code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn check_returns_the_canonical_digest_or_names_the_problem() {
+        let got = digest(Algorithm::Sha256, b"piece");
+        assert_eq!(check(&got.to_ascii_uppercase().replacen("SHA256", "sha256", 1), got.clone()).unwrap(), got);
+        let other = digest(Algorithm::Sha256, b"other");
+        assert_eq!(check(&other, got.clone()).unwrap_err().code, ErrorCode::DigestMismatch);
+        assert_eq!(check("sha256", got).unwrap_err().code, ErrorCode::InvalidArgument);
     }
 }
