@@ -193,6 +193,24 @@ describe("seed-peer announcements", () => {
     expect(scheduler.resource.hosts.get(seedId)?.isSeed).toBe(true);
   });
 
+  it("KeepAlive keeps a seed peer's registration alive only for a seed-peer certificate", async () => {
+    const hostname = `seed-${++seq}`;
+    await withClient(managerClient("seed-1"), (c) => unaryCall(c.updateSeedPeer.bind(c), { sourceType: SourceType.SEED_PEER_SOURCE, ...seedPeerRequest(hostname) }));
+    const keepAlive = (caller: Caller) =>
+      withClient(managerClient(caller), (c) =>
+        codeOf(
+          new Promise<void>((resolve, reject) => {
+            const stream = c.keepAlive(new Metadata(), { deadline: Date.now() + 5000 }, (e) => (e ? reject(e) : resolve()));
+            stream.write({ sourceType: SourceType.SEED_PEER_SOURCE, hostname, ip: "127.0.0.1", clusterId: 1 });
+            // The manager answers a refused stream at once; an accepted one when we end it.
+            setTimeout(() => stream.end(), 500);
+          }),
+        ),
+      );
+    expect(await keepAlive("scheduler")).toBe(status.PERMISSION_DENIED);
+    expect(await keepAlive("seed-1")).toBe(status.OK);
+  });
+
   it("without TLS the scheduler is open, as a plaintext Dragonfly scheduler is", async () => {
     const id = "127.0.0.1-plain-seed";
     const c = schedulerClient("plaintext", plainScheduler.grpcPort);
