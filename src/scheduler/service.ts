@@ -133,6 +133,8 @@ export class SchedulerService {
           const interval = req.interval ? durationToMs(req.interval) : undefined;
           if (interval !== undefined && !(interval > 0)) throw new RequestError(status.INVALID_ARGUMENT, "interval must be positive");
           const wasSeed = resource.hosts.get(host.id)?.isSeed ?? false;
+          // Nor may a peer's certificate take over a seed's host id and turn it into a normal host.
+          if (wasSeed) this.authorize(call, "AnnounceHost over a seed peer's host", ["seed-peer"]);
           const h = resource.announceHost(host, interval);
           metrics.announceHost.inc(this.hostLabels(host));
           if (h.isSeed) seedPeers?.announced(h);

@@ -186,10 +186,12 @@ describe("seed-peer announcements", () => {
     expect(denials).toHaveLength(1);
   });
 
-  it("a peer certificate cannot delete a seed peer's host", async () => {
+  it("a peer certificate cannot delete a seed peer's host or take over its id", async () => {
     const seedId = "127.0.0.1-real-seed";
     await withClient(schedulerClient("seed-1"), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(seedId, { type: HOST_TYPE_SUPER, port: 4998 }), interval: { seconds: 300, nanos: 0 } }));
     expect(await codeOf(withClient(schedulerClient("peer-1"), (c) => unaryCall(c.deleteHost.bind(c), { hostId: seedId })))).toBe(status.PERMISSION_DENIED);
+    // Nor re-announce the seed's host id as a normal host (which would take it off the ring).
+    expect(await codeOf(withClient(schedulerClient("peer-1"), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(seedId, { port: 4998 }), interval: { seconds: 300, nanos: 0 } })))).toBe(status.PERMISSION_DENIED);
     expect(scheduler.resource.hosts.get(seedId)?.isSeed).toBe(true);
   });
 
