@@ -73,7 +73,7 @@ async function oneShotDaemon(opts: DfgetOptions): Promise<{ socket: string; stop
   const config: DaemonConfig = {
     ...base,
     scheduler: { ...base.scheduler, addrs: opts.scheduler.length > 0 ? opts.scheduler : base.scheduler.addrs },
-    upload: { ...base.upload, server: { ip: "127.0.0.1", port: 0 } },
+    upload: { ...base.upload, server: { ...base.upload.server, ip: "127.0.0.1", port: 0 } },
     storage: { ...base.storage, dir, keep: false, server: { ...base.storage.server, ip: "127.0.0.1", tcpPort: 0, quicPort: base.storage.server.quicPort < 0 ? -1 : 0 } },
     health: { server: { ip: "127.0.0.1", port: 0 } },
     metrics: { server: { ip: "127.0.0.1", port: 0 } },

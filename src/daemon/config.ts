@@ -3,6 +3,7 @@
 import { hostname as osHostname, networkInterfaces } from "node:os";
 import { Type, type Static } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration } from "../common/config.js";
+import { tlsFields, tlsFilesOf, type TlsFiles } from "../common/grpc/tls.js";
 
 const obj = <T extends Parameters<typeof Type.Object>[0]>(props: T) => Type.Object(props, { additionalProperties: false, default: {} });
 const Port = (d: number) => Type.Integer({ minimum: 0, maximum: 65535, default: d });
@@ -40,7 +41,8 @@ export const DaemonConfigSchema = Type.Object(
       protocol: Type.Union([Type.Literal("tcp"), Type.Literal("quic")], { default: "tcp" }),
     }),
     upload: obj({
-      server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4000) }),
+      /** caCert/cert/key: mTLS of the upload gRPC server (Dragonfly's keys; empty = plaintext). */
+      server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4000), ...tlsFields() }),
       disableShared: Type.Boolean({ default: false }),
       bandwidthLimit: Size("50GB"),
       /**
@@ -64,7 +66,8 @@ export const DaemonConfigSchema = Type.Object(
        */
       socketSendBuffer: Size("128KiB"),
     }),
-    manager: obj({ addr: Type.String({ default: "" }) }),
+    /** caCert/cert/key: client certificate towards the manager (Dragonfly's keys; empty = plaintext). */
+    manager: obj({ addr: Type.String({ default: "" }), ...tlsFields() }),
     /** With manager.addr: how often the scheduler list is refreshed from the manager. */
     dynconfig: obj({ refreshInterval: Duration("1m") }),
     scheduler: obj({
@@ -72,6 +75,8 @@ export const DaemonConfigSchema = Type.Object(
       announceInterval: Duration("5m"),
       scheduleTimeout: Duration("3h"),
       maxScheduleCount: Type.Integer({ minimum: 1, default: 5 }),
+      /** Client certificate towards the schedulers (Dragonfly's keys; empty = plaintext). */
+      ...tlsFields(),
     }),
     seedPeer: obj({
       enable: Type.Boolean({ default: false }),
@@ -257,6 +262,8 @@ export interface DaemonConfig extends DaemonConfigInput {
     uploadSendBufferBytes: number;
     spreadHoldMs: number;
     backendRetryTimeoutMs: number;
+    /** Set where caCert, cert and key are all given; plaintext where none is. */
+    tls: { manager?: TlsFiles; scheduler?: TlsFiles; uploadServer?: TlsFiles };
   };
 }
 
@@ -300,6 +307,11 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
     uploadSendBufferBytes: parseSize(input.upload.socketSendBuffer),
     spreadHoldMs: durationMs(input.seedPeer.spreadHold),
     backendRetryTimeoutMs: durationMs(input.backend.retryTimeout),
+    tls: {
+      manager: tlsFilesOf(input.manager, "manager"),
+      scheduler: tlsFilesOf(input.scheduler, "scheduler"),
+      uploadServer: tlsFilesOf(input.upload.server, "upload.server"),
+    },
   };
   if (resolved.uploadSendBufferBytes > 1 << 30) throw new ConfigError("upload.socketSendBuffer must be at most 1GiB");
   const pieceTls = input.storage.server.tls;

@@ -9,6 +9,7 @@ import { hostId as makeHostId, peerId as makePeerId } from "../common/ids.js";
 import { createRegistry, serveMetrics, type MetricsServer } from "../common/metrics.js";
 import { instrumentService } from "../common/grpc/metrics.js";
 import { startGrpcServer, type GrpcServerHandle } from "../common/grpc/server.js";
+import { channelCredentials, loadTls, serverCredentials } from "../common/grpc/tls.js";
 import { SsrfPolicy } from "../common/ssrf.js";
 import { DfdaemonDownloadService, DfdaemonUploadService } from "../gen/dfdaemon/v2/dfdaemon.js";
 import { startPieceServer, type PieceServer, type PieceServerStats } from "../native/index.js";
@@ -99,7 +100,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     closers.push(() => backends.local.close());
     closers.push(() => backends.remote.close());
 
-    const schedulers = new SchedulerPool(config.scheduler.addrs);
+    // Certificates are read before anything is served: a missing file is a config error.
+    const schedulerTls = loadTls(r.tls.scheduler, "scheduler");
+    const managerTls = loadTls(r.tls.manager, "manager");
+    const uploadTls = loadTls(r.tls.uploadServer, "upload.server");
+    const schedulers = new SchedulerPool(config.scheduler.addrs, channelCredentials(schedulerTls, ["scheduler"]));
     closers.push(() => schedulers.close());
     const uploadClients = new UploadClientPool();
     closers.push(() => uploadClients.close());
@@ -176,7 +181,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       [{ definition: DfdaemonUploadService, implementation: instrumentService(DfdaemonUploadService, upload.handlers(), registry) }],
       config.upload.server.ip,
       config.upload.server.port,
-      undefined,
+      serverCredentials(uploadTls),
       log.child({ part: "upload-grpc" }),
     );
     uploadPort = uploadServer.port;
@@ -192,7 +197,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     if (config.manager.addr) {
       // Schedulers from the manager (Dragonfly's dynconfig); new ones learn this host at once.
       const dynconfig = new Dynconfig(
-        { managerAddr: config.manager.addr, refreshIntervalMs: r.dynconfigRefreshIntervalMs, hostname: r.hostname, ip: r.ip, idc: config.host.idc, location: config.host.location, schedulerClusterId: config.host.schedulerClusterID, seedPeer: seed },
+        { managerAddr: config.manager.addr, refreshIntervalMs: r.dynconfigRefreshIntervalMs, hostname: r.hostname, ip: r.ip, idc: config.host.idc, location: config.host.location, schedulerClusterId: config.host.schedulerClusterID, seedPeer: seed, managerCredentials: channelCredentials(managerTls, ["manager"]) },
         schedulers,
         log,
         () => announcer.announce(),

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration, validateConfig } from "../common/config.js";
 import { errorMessage } from "../common/errors.js";
+import { TlsSectionSchema } from "../common/grpc/tls.js";
 
 const Obj = <T extends Record<string, TSchema>>(props: T) => Type.Object(props, { additionalProperties: false, default: {} });
 const Port = (d: number) => Type.Integer({ minimum: 0, maximum: 65535, default: d });
@@ -22,6 +23,8 @@ export const ManagerConfigSchema = Type.Object(
         advertiseIP: Type.String({ default: "" }),
         listenIP: Type.String({ default: "0.0.0.0" }),
         port: Obj({ start: Port(65003), end: Port(65003) }),
+        /** mTLS of the gRPC server; also the identity the manager's job clients present to schedulers and peers. */
+        tls: TlsSectionSchema,
       }),
       rest: Obj({
         addr: Type.String({ default: ":8080" }),

@@ -4,7 +4,9 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { instrumentService } from "../common/grpc/metrics.js";
+import { Authorizer } from "../common/grpc/authz.js";
 import { startGrpcServer, type GrpcServerHandle } from "../common/grpc/server.js";
+import { channelCredentials, loadTls, serverCredentials, type TlsMaterial } from "../common/grpc/tls.js";
 import { createLogger, type Logger } from "../common/logger.js";
 import { createRegistry, serveMetrics, type MetricsServer } from "../common/metrics.js";
 import { SsrfPolicy } from "../common/ssrf.js";
@@ -42,11 +44,11 @@ function isResolved(c: unknown): c is ManagerConfig {
   return typeof c === "object" && c !== null && "resolved" in c;
 }
 
-async function bindGrpc(service: ManagerGrpcService, metrics: ManagerMetrics, host: string, start: number, end: number, log: Logger): Promise<GrpcServerHandle> {
+async function bindGrpc(service: ManagerGrpcService, metrics: ManagerMetrics, host: string, start: number, end: number, tls: TlsMaterial | undefined, log: Logger): Promise<GrpcServerHandle> {
   let last: unknown;
   for (let port = start; port <= end; port++) {
     try {
-      return await startGrpcServer([{ definition: ManagerService, implementation: instrumentService(ManagerService, service.handlers(), metrics.registry) }], host, port, undefined, log);
+      return await startGrpcServer([{ definition: ManagerService, implementation: instrumentService(ManagerService, service.handlers(), metrics.registry) }], host, port, serverCredentials(tls), log);
     } catch (e) {
       last = e;
     }
@@ -73,6 +75,8 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
   const cfg = isResolved(config) ? config : resolveManagerConfig(config, "config", env);
   const log = deps.logger ?? createLogger({ component: "manager", level: cfg.server.logLevel });
   const r = cfg.resolved;
+  // Read before anything starts: a missing certificate file is a config error, not a late failure.
+  const tls = loadTls(cfg.server.grpc.tls, "server.grpc.tls");
   const cleanups: Array<() => Promise<void> | void> = [];
   const close = async () => {
     for (const fn of cleanups.reverse()) await fn();
@@ -97,13 +101,24 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     };
 
     const ssrf = new SsrfPolicy({ allowCidrs: cfg.job.preheat.ssrf.allowCIDRs, denyPrivate: cfg.job.preheat.ssrf.denyPrivate });
-    const runner = new JobRunner({ db, logger: log.child({ part: "jobs" }), ssrf, metrics, concurrency: cfg.job.concurrency, registryTimeoutMs: r.registryTimeoutMs });
+    const runner = new JobRunner({
+      db,
+      logger: log.child({ part: "jobs" }),
+      ssrf,
+      metrics,
+      concurrency: cfg.job.concurrency,
+      registryTimeoutMs: r.registryTimeoutMs,
+      // Jobs call schedulers and peers' upload services with the manager's own certificate.
+      credentials: { scheduler: channelCredentials(tls, ["scheduler"]), daemon: channelCredentials(tls, ["seed-peer", "peer"]) },
+    });
     const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated: () => runner.wake(), ...(https ? { https } : {}) });
     cleanups.push(() => app.close());
     await app.listen({ host: r.rest.host, port: r.rest.port });
     const restPort = app.server.address() !== null && typeof app.server.address() === "object" ? (app.server.address() as { port: number }).port : r.rest.port;
 
-    const grpc = await bindGrpc(new ManagerGrpcService(db, log.child({ part: "grpc" }), metrics), metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, log.child({ part: "grpc" }));
+    const grpcLog = log.child({ part: "grpc" });
+    const service = new ManagerGrpcService(db, grpcLog, metrics, new Authorizer(tls !== undefined, grpcLog));
+    const grpc = await bindGrpc(service, metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, tls, grpcLog);
     grpc.health.setStatus("manager.v2.Manager", true);
     cleanups.push(() => grpc.close());
 
@@ -133,7 +148,7 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
       metricsServer = await serveMetrics(metrics.registry, r.metrics.host, r.metrics.port);
       cleanups.push(() => metricsServer?.close());
     }
-    log.info({ rest: `${r.rest.host}:${restPort}`, grpc: `${cfg.server.grpc.listenIP}:${grpc.port}`, metrics: metricsServer ? `${r.metrics.host}:${metricsServer.port}` : "off" }, "manager started");
+    log.info({ rest: `${r.rest.host}:${restPort}`, grpc: `${cfg.server.grpc.listenIP}:${grpc.port}`, grpcTls: tls !== undefined, metrics: metricsServer ? `${r.metrics.host}:${metricsServer.port}` : "off" }, "manager started");
     return { restPort, grpcPort: grpc.port, metricsPort: metricsServer?.port ?? 0, db, config: cfg, close };
   } catch (e) {
     await close().catch(() => undefined);

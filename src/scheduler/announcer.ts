@@ -1,7 +1,7 @@
 // Registration with the manager, as Dragonfly's scheduler does it: UpdateScheduler once at
 // start (failure aborts startup), then a client-streaming KeepAlive carrying one message per
 // interval; when the stream breaks it is reopened after one interval, forever, until closed.
-import { credentials, Metadata, type ClientWritableStream } from "@grpc/grpc-js";
+import { credentials, Metadata, type ChannelCredentials, type ClientWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { ManagerClient, SourceType, type KeepAliveRequest } from "../gen/manager/v2/manager.js";
 
@@ -16,6 +16,8 @@ export interface AnnouncerOptions {
   /** ms */
   keepAliveInterval: number;
   features: string[];
+  /** manager.tls; plaintext when not given. */
+  credentials?: ChannelCredentials;
 }
 
 export class ManagerAnnouncer {
@@ -28,7 +30,7 @@ export class ManagerAnnouncer {
     private readonly opts: AnnouncerOptions,
     private readonly log: Logger,
   ) {
-    this.client = new ManagerClient(opts.managerAddr, credentials.createInsecure());
+    this.client = new ManagerClient(opts.managerAddr, opts.credentials ?? credentials.createInsecure());
   }
 
   /** UpdateScheduler; rejects when the manager refuses or is unreachable (10 s). */

@@ -4,6 +4,7 @@
 import { type Static, Type } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration, validateConfig } from "../common/config.js";
 import { SsrfPolicy } from "../common/ssrf.js";
+import { TlsSectionSchema, type TlsFiles } from "../common/grpc/tls.js";
 
 const Duration = (def: string, description: string) => Type.String({ default: def, description, pattern: "^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$" });
 const Port = (def: number) => Type.Integer({ minimum: 0, maximum: 65535, default: def });
@@ -22,6 +23,8 @@ export const SchedulerConfigSchema = Type.Object(
       port: Port(8002),
       host: Type.String({ default: "", description: "hostname announced to the manager; os.hostname() when empty" }),
       requestRateLimit: Type.Number({ minimum: 0, default: 4000 }),
+      /** mTLS of the gRPC server (Dragonfly's server.tls). */
+      tls: TlsSectionSchema,
       logLevel: Type.Union(["trace", "debug", "info", "warn", "error", "fatal", "silent"].map((l) => Type.Literal(l)), { default: "info" }),
     }),
     scheduler: Obj({
@@ -61,12 +64,16 @@ export const SchedulerConfigSchema = Type.Object(
     }),
     seedPeer: Obj({
       enable: Type.Boolean({ default: true }),
+      /** Client certificate towards seed peers' upload servers (Dragonfly's seedPeer.tls). */
+      tls: TlsSectionSchema,
       taskDownloadTimeout: Duration("10h", "deadline of a DownloadTask triggered on a seed peer"),
       healthCheckInterval: Duration("30s", "how often seed peers are health-checked to rebuild the hash ring"),
     }),
     host: Obj({ idc: Type.String({ default: "" }), location: Type.String({ default: "" }) }),
     manager: Obj({
       addr: Type.String({ default: "", description: "manager gRPC address host:port; empty runs without a manager" }),
+      /** Client certificate towards the manager (Dragonfly's manager.tls). */
+      tls: TlsSectionSchema,
       schedulerClusterID: Type.Integer({ minimum: 1, default: 1 }),
       keepAlive: Obj({ interval: Duration("5s", "KeepAlive period towards the manager") }),
     }),
@@ -98,9 +105,9 @@ export interface SchedulerConfig {
     parentRefreshInterval: number;
     gc: { pieceDownloadTimeout: number; peerGCInterval: number; peerTTL: number; taskGCInterval: number; hostGCInterval: number; hostTTL: number };
   };
-  seedPeer: { enable: boolean; taskDownloadTimeout: number; healthCheckInterval: number };
+  seedPeer: { enable: boolean; tls?: TlsFiles; taskDownloadTimeout: number; healthCheckInterval: number };
   host: SchedulerConfigFile["host"];
-  manager: { addr: string; schedulerClusterID: number; keepAlive: { interval: number } };
+  manager: { addr: string; tls?: TlsFiles; schedulerClusterID: number; keepAlive: { interval: number } };
   metrics: SchedulerConfigFile["metrics"] & { host: string; port: number };
   network: SchedulerConfigFile["network"];
   job: { preheat: { ssrf: { allowCIDRs: string[]; denyPrivate: boolean }; registryTimeout: number } };
@@ -144,11 +151,12 @@ export function resolveSchedulerConfig(raw: unknown, source = "config"): Schedul
     },
     seedPeer: {
       enable: c.seedPeer.enable,
+      tls: c.seedPeer.tls,
       taskDownloadTimeout: d("seedPeer.taskDownloadTimeout", c.seedPeer.taskDownloadTimeout),
       healthCheckInterval: d("seedPeer.healthCheckInterval", c.seedPeer.healthCheckInterval),
     },
     host: c.host,
-    manager: { addr: c.manager.addr, schedulerClusterID: c.manager.schedulerClusterID, keepAlive: { interval: d("manager.keepAlive.interval", c.manager.keepAlive.interval) } },
+    manager: { addr: c.manager.addr, tls: c.manager.tls, schedulerClusterID: c.manager.schedulerClusterID, keepAlive: { interval: d("manager.keepAlive.interval", c.manager.keepAlive.interval) } },
     metrics: { ...c.metrics, ...parseListenAddr(c.metrics.addr, source) },
     network: c.network,
     job: { preheat: { ssrf: checkCidrs(c.job.preheat.ssrf, source), registryTimeout: d("job.preheat.registryTimeout", c.job.preheat.registryTimeout) } },

@@ -2,7 +2,7 @@
 // keyed by "ip:port" (the Go scheduler's choice, so a task maps to the same seed under either
 // scheduler), health-checked periodically, and asked to fetch a task from the origin with
 // DfdaemonUpload.DownloadTask(need_back_to_source = true).
-import { credentials, Metadata, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, type ChannelCredentials, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { HashRing } from "../common/hashring.js";
 import { HealthClient } from "../common/grpc/health.js";
@@ -22,6 +22,8 @@ export interface SeedPeerOptions {
   taskDownloadTimeout: number;
   /** ms; 0 disables the periodic health sweep. */
   healthCheckInterval: number;
+  /** Towards seed peers' upload servers (seedPeer.tls); plaintext when not given. */
+  credentials?: ChannelCredentials;
 }
 
 export interface TriggerResult {
@@ -43,6 +45,10 @@ export class SeedPeers {
     private readonly options: SeedPeerOptions,
     private readonly log: Logger,
   ) {}
+
+  private get credentials(): ChannelCredentials {
+    return this.options.credentials ?? credentials.createInsecure();
+  }
 
   start(): void {
     if (this.options.healthCheckInterval > 0) {
@@ -118,7 +124,7 @@ export class SeedPeers {
    */
   private check(addr: string): Promise<boolean> {
     return new Promise((resolve) => {
-      const client = new HealthClient(addr, credentials.createInsecure());
+      const client = new HealthClient(addr, this.credentials);
       client.check({ service: "" }, new Metadata(), { deadline: Date.now() + 3000 }, (err, res) => {
         client.close();
         resolve(!err && res?.status === HealthCheckResponse_ServingStatus.SERVING);
@@ -129,7 +135,7 @@ export class SeedPeers {
   private client(addr: string): InstanceType<typeof DfdaemonUploadClient> {
     let c = this.uploadClients.get(addr);
     if (!c) {
-      c = new DfdaemonUploadClient(addr, credentials.createInsecure(), { "grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1 });
+      c = new DfdaemonUploadClient(addr, this.credentials, { "grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1 });
       this.uploadClients.set(addr, c);
     }
     return c;

@@ -5,7 +5,9 @@ import { networkInterfaces, hostname as osHostname } from "node:os";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { instrumentService } from "../common/grpc/metrics.js";
+import { Authorizer } from "../common/grpc/authz.js";
 import { startGrpcServer } from "../common/grpc/server.js";
+import { channelCredentials, loadTls, serverCredentials } from "../common/grpc/tls.js";
 import { createLogger } from "../common/logger.js";
 import { createRegistry, serveMetrics, type MetricsServer } from "../common/metrics.js";
 import { ImageResolver } from "../common/oci/resolver.js";
@@ -55,16 +57,20 @@ export async function startScheduler(config: SchedulerConfig | Record<string, un
   const resource = new Resource(cfg.scheduler.loadLimit, deps.clock);
   const evaluator = evaluatorFromConfig(cfg.scheduler);
   const scheduling = new Scheduling(resource, cfg.scheduler, evaluator, deps.rng ? { rng: deps.rng } : {});
-  const seedPeers = cfg.seedPeer.enable ? new SeedPeers(resource, cfg.seedPeer, log) : undefined;
+  // Certificates are read before anything starts: a missing file is a config error.
+  const tls = loadTls(cfg.server.tls, "server.tls");
+  const managerTls = loadTls(cfg.manager.tls, "manager.tls");
+  const seedPeerTls = loadTls(cfg.seedPeer.tls, "seedPeer.tls");
+  const seedPeers = cfg.seedPeer.enable ? new SeedPeers(resource, { ...cfg.seedPeer, credentials: channelCredentials(seedPeerTls, ["seed-peer"]) }, log) : undefined;
   const ssrf = new SsrfPolicy({ allowCidrs: cfg.job.preheat.ssrf.allowCIDRs, denyPrivate: cfg.job.preheat.ssrf.denyPrivate });
   const images = new ImageResolver(ssrf.agent(), cfg.job.preheat.registryTimeout);
-  const service = new SchedulerService({ resource, scheduling, seedPeers, metrics, log, backToSourceCount: cfg.scheduler.backToSourceCount, parentRefreshInterval: cfg.scheduler.parentRefreshInterval, hostMetrics: cfg.metrics.enableHost, images });
+  const service = new SchedulerService({ resource, scheduling, seedPeers, metrics, log, backToSourceCount: cfg.scheduler.backToSourceCount, parentRefreshInterval: cfg.scheduler.parentRefreshInterval, hostMetrics: cfg.metrics.enableHost, images, authz: new Authorizer(tls !== undefined, log.child({ part: "grpc" })) });
   const gc = new ResourceGc(resource, cfg.scheduler.gc, log, () => seedPeers?.sync());
 
   const limited = rateLimitService(SchedulerServiceDefinition, service.implementation(), cfg.server.requestRateLimit);
   // Dragonfly's default listen address is IPv4-any; with network.enableIPv6 it is IPv6-any.
   const listenIP = cfg.network.enableIPv6 && cfg.server.listenIP === "0.0.0.0" ? "::" : cfg.server.listenIP;
-  const grpc = await startGrpcServer([{ definition: SchedulerServiceDefinition, implementation: instrumentService(SchedulerServiceDefinition, limited, registry) }], listenIP, cfg.server.port, undefined, log.child({ part: "grpc" }));
+  const grpc = await startGrpcServer([{ definition: SchedulerServiceDefinition, implementation: instrumentService(SchedulerServiceDefinition, limited, registry) }], listenIP, cfg.server.port, serverCredentials(tls), log.child({ part: "grpc" }));
   grpc.health.setStatus("scheduler.v2.Scheduler", true);
   let metricsServer: MetricsServer | undefined;
   let announcer: ManagerAnnouncer | undefined;
@@ -82,6 +88,7 @@ export async function startScheduler(config: SchedulerConfig | Record<string, un
           schedulerClusterId: cfg.manager.schedulerClusterID,
           keepAliveInterval: cfg.manager.keepAlive.interval,
           features: seedPeers ? ["schedule", "preheat"] : ["schedule"],
+          credentials: channelCredentials(managerTls, ["manager"]),
         },
         log,
       );
@@ -96,7 +103,7 @@ export async function startScheduler(config: SchedulerConfig | Record<string, un
   }
   seedPeers?.start();
   gc.start();
-  log.info({ grpcPort: grpc.port, metricsPort: metricsServer?.port ?? 0, algorithm: cfg.scheduler.algorithm }, "scheduler started");
+  log.info({ grpcPort: grpc.port, metricsPort: metricsServer?.port ?? 0, algorithm: cfg.scheduler.algorithm, tls: tls !== undefined }, "scheduler started");
 
   let closing: Promise<void> | undefined;
   return {

@@ -31,11 +31,14 @@ import { AnnouncePeerSession, type AnnounceContext } from "./announce-peer.js";
 import { durationToMs, hostMessage, peerMessage, taskMessage } from "./convert.js";
 import type { SchedulerMetrics } from "./metrics.js";
 import { Preheat } from "./preheat.js";
+import { HOST_TYPE_NORMAL } from "./resource/host.js";
 import type { Resource } from "./resource/resource.js";
 import type { Scheduling } from "./scheduling/scheduling.js";
 import type { SeedPeers } from "./seed-peers.js";
 import { callerAddress, checkHost, checkIds, checkString, checkUrl, LIMITS, RequestError } from "./validate.js";
 import { errorMessage } from "../common/errors.js";
+import type { Authorizer, CallerCall } from "../common/grpc/authz.js";
+import type { Role } from "../common/tls/identity.js";
 
 export interface SchedulerServiceDeps {
   resource: Resource;
@@ -50,6 +53,8 @@ export interface SchedulerServiceDeps {
   hostMetrics: boolean;
   /** Registry manifest resolution for PreheatImage / StatImage (SSRF-checked). */
   images: ImageResolver;
+  /** Who may announce a seed peer or delete a host; open when absent (plaintext server). */
+  authz?: Authorizer;
 }
 
 type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
@@ -100,6 +105,12 @@ export class SchedulerService {
     };
   }
 
+  /** Throws PERMISSION_DENIED unless the caller's certificate has one of `roles` (mTLS only). */
+  private authorize(call: CallerCall, what: string, roles: readonly Role[]): void {
+    const denied = this.deps.authz?.check(call, what, roles);
+    if (denied) throw new RequestError(denied.code, denied.details);
+  }
+
   /** The grpc-js implementation object (typed for the methods we serve). */
   implementation(): Implemented & UntypedServiceImplementation {
     const { resource, metrics, log, seedPeers } = this.deps;
@@ -114,9 +125,16 @@ export class SchedulerService {
         const caller = callerAddress(call.getPeer());
         try {
           const host = checkHost(req.host, caller);
+          // A seed peer is handed every new task first and becomes everyone's parent: only a
+          // host holding a seed-peer certificate may be one. A host refused here is not kept as
+          // a normal peer either: its operator sees the refusal instead of a seed that never
+          // gets a task.
+          if (host.type !== HOST_TYPE_NORMAL) this.authorize(call, "AnnounceHost as a seed peer", ["seed-peer"]);
           const interval = req.interval ? durationToMs(req.interval) : undefined;
           if (interval !== undefined && !(interval > 0)) throw new RequestError(status.INVALID_ARGUMENT, "interval must be positive");
           const wasSeed = resource.hosts.get(host.id)?.isSeed ?? false;
+          // Nor may a peer's certificate take over a seed's host id and turn it into a normal host.
+          if (wasSeed) this.authorize(call, "AnnounceHost over a seed peer's host", ["seed-peer"]);
           const h = resource.announceHost(host, interval);
           metrics.announceHost.inc(this.hostLabels(host));
           if (h.isSeed) seedPeers?.announced(h);
@@ -134,11 +152,15 @@ export class SchedulerService {
         return { hosts };
       }),
 
-      deleteHost: unary<DeleteHostRequest, Empty>(log, "DeleteHost", () => metrics.leaveHostFailure.inc(), (req) => {
+      deleteHost: unary<DeleteHostRequest, Empty>(log, "DeleteHost", () => metrics.leaveHostFailure.inc(), (req, call) => {
         metrics.leaveHost.inc();
+        // Daemons delete their own host when they stop; nobody else has a reason to.
+        this.authorize(call, "DeleteHost", ["seed-peer", "peer"]);
         checkIds({ hostId: req.hostId });
         const host = resource.hosts.get(req.hostId);
         if (!host) throw new RequestError(status.NOT_FOUND, `host ${req.hostId} not found`);
+        // A peer's certificate must not take seed peers off the ring.
+        if (host.isSeed) this.authorize(call, "DeleteHost of a seed peer", ["seed-peer"]);
         resource.deleteHost(host);
         if (host.isSeed) seedPeers?.sync();
         return {};

@@ -7,13 +7,15 @@ import { fork, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { extname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { credentials, Metadata } from "@grpc/grpc-js";
+import { Metadata, type ChannelCredentials } from "@grpc/grpc-js";
 import { stringify } from "yaml";
 import { HealthClient } from "../common/grpc/health.js";
+import { channelCredentials, loadTls, type TlsFiles } from "../common/grpc/tls.js";
 import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.js";
 import { processAlive, UP_ENDPOINT_FILE, type UpEndpoint } from "../cli/endpoint.js";
 import { INITIAL_PASSWORD_FILE } from "../manager/auth/bootstrap.js";
 import { ensureDemoFile, startDemoOrigin, type DemoOrigin } from "./demo-origin.js";
+import { stackCertificates } from "./pki.js";
 import { PortPlan } from "./ports.js";
 import { isChildMessage, type ChildMessage, type ComponentRole, type DaemonPorts, type ManagerPorts, type SchedulerPorts } from "./protocol.js";
 
@@ -34,6 +36,11 @@ export interface StackOptions {
    * need another policy than the defaults (the soak run collects tasks within seconds).
    */
   daemonConfig?: Record<string, unknown>;
+  /**
+   * gRPC in plaintext, as a Dragonfly cluster without certificates runs. By default the stack
+   * runs mTLS: a cluster CA in <data dir>/pki and a certificate per component.
+   */
+  plaintext?: boolean;
 }
 
 export interface DaemonInfo {
@@ -60,6 +67,11 @@ export interface Stack {
   peers: DaemonInfo[];
   demo: { url: string; sha256: string; size: number };
   logDir: string;
+  /**
+   * The stack's certificates by component name ("manager", "scheduler", "seed-peer",
+   * "peer-1", ...); undefined when it runs plaintext.
+   */
+  certificates: Map<string, TlsFiles> | undefined;
   /** A dfget command line that downloads the demo file through the first peer and verifies it. */
   dfgetExample: string;
   /** Resolves when a component exits on its own (the stack is then unhealthy). */
@@ -187,8 +199,8 @@ async function httpHealthy(url: string): Promise<boolean> {
   }
 }
 
-function grpcServing(addr: string, service: string): Promise<boolean> {
-  const client = new HealthClient(addr, credentials.createInsecure());
+function grpcServing(addr: string, service: string, creds: ChannelCredentials): Promise<boolean> {
+  const client = new HealthClient(addr, creds);
   return new Promise<boolean>((r) => {
     client.check({ service }, new Metadata(), { deadline: Date.now() + 2000 }, (err, res) => r(!err && res.status === HealthCheckResponse_ServingStatus.SERVING));
   }).finally(() => client.close());
@@ -238,6 +250,20 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const logDir = join(dataDir, "logs");
   mkdirSync(logDir, { recursive: true });
   const unlock = takeLock(dataDir);
+  let certs: Map<string, TlsFiles> | undefined;
+  try {
+    certs = opts.plaintext
+      ? undefined
+      : await stackCertificates(join(dataDir, "pki"), [
+          { name: "manager", role: "manager" },
+          { name: "scheduler", role: "scheduler" },
+          ...names.map((name) => ({ name, role: name === "seed-peer" ? ("seed-peer" as const) : ("peer" as const) })),
+        ]);
+  } catch (e) {
+    unlock();
+    throw e;
+  }
+  const tlsOf = (name: string): TlsFiles | undefined => certs?.get(name);
 
   const components: Component[] = [];
   let demo: DemoOrigin | undefined;
@@ -285,7 +311,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         server: {
           dataDir: mdir,
           rest: { addr: `127.0.0.1:${fb ? 0 : await port(DEFAULTS.managerRest)}` },
-          grpc: { listenIP: "127.0.0.1", advertiseIP: "127.0.0.1", port: { start: grpcPort, end: grpcPort } },
+          grpc: { listenIP: "127.0.0.1", advertiseIP: "127.0.0.1", port: { start: grpcPort, end: grpcPort }, tls: tlsOf("manager") },
         },
         metrics: { addr: `127.0.0.1:${fb ? 0 : await port(DEFAULTS.managerMetrics)}` },
         job: { preheat: { ssrf: { allowCIDRs: LOOPBACK_CIDRS } } },
@@ -298,14 +324,16 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const s = await launch<Extract<ChildMessage, { role: "scheduler" }>>("scheduler", "scheduler", sdir, "scheduler.yaml", async (fb) => {
       const grpcPort = fb ? 0 : await port(DEFAULTS.scheduler);
       return {
-        server: { listenIP: "127.0.0.1", advertiseIP: "127.0.0.1", port: grpcPort },
-        manager: { addr: `127.0.0.1:${m.msg.ports.grpc}`, schedulerClusterID: 1, keepAlive: { interval: "5s" } },
+        server: { listenIP: "127.0.0.1", advertiseIP: "127.0.0.1", port: grpcPort, tls: tlsOf("scheduler") },
+        manager: { addr: `127.0.0.1:${m.msg.ports.grpc}`, tls: tlsOf("scheduler"), schedulerClusterID: 1, keepAlive: { interval: "5s" } },
         metrics: { addr: `127.0.0.1:${fb ? 0 : await port(DEFAULTS.schedulerMetrics)}` },
         job: { preheat: { ssrf: { allowCIDRs: LOOPBACK_CIDRS } } },
       };
     });
     const schedulerAddr = `127.0.0.1:${s.msg.ports.grpc}`;
-    await until("scheduler", () => grpcServing(schedulerAddr, "scheduler.v2.Scheduler"), timeoutMs);
+    // Probed as the manager would call it: with the manager's certificate.
+    const probe = channelCredentials(loadTls(tlsOf("manager"), "manager"), ["scheduler"]);
+    await until("scheduler", () => grpcServing(schedulerAddr, "scheduler.v2.Scheduler", probe), timeoutMs);
 
     const daemons: DaemonInfo[] = [];
     for (const [i, name] of names.entries()) {
@@ -318,7 +346,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         host: { ip: "127.0.0.1", hostname: name, schedulerClusterID: 1 },
         download: { server: { socketPath: join(dir, "dfdaemon.sock") } },
         upload: { server: { ip: "127.0.0.1", port: fb ? 0 : await port(d.upload) } },
-        scheduler: { addrs: [schedulerAddr] },
+        // The upload server stays plaintext: peers fetch from each other through an upload
+        // client that has no certificate yet (the daemon's parent connections).
+        scheduler: { addrs: [schedulerAddr], ...tlsOf(name) },
         seedPeer: { enable: seed },
         storage: { dir, keep: true, server: { ip: "127.0.0.1", tcpPort: fb ? 0 : await port(d.piece), quicPort: fb ? 0 : d.quic } },
         health: { server: { ip: "127.0.0.1", port: fb ? 0 : await port(d.health) } },
@@ -358,6 +388,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       seed: seedInfo,
       peers: daemons.slice(1),
       demo: { url: demo.url(), sha256: origin.sha256, size: origin.size },
+      certificates: certs,
       logDir,
       dfgetExample: example,
       exited,

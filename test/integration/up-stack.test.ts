@@ -1,13 +1,18 @@
 // `damselfly up` as a newcomer runs it: a child process, wait for `ready`, run the printed
 // dfget example as printed (demo origin) and against a local origin, Ctrl-C, nothing left
 // running; a second `up` in the same directory keeps the database and the peers' caches.
+// The stack runs mTLS (issue #21): a plaintext gRPC client of its manager or scheduler is
+// refused, one with a certificate of the stack's CA is served.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { credentials, Metadata, status, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HealthClient } from "../../src/common/grpc/health.js";
+import { channelCredentials, loadTls } from "../../src/common/grpc/tls.js";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
 
 const root = join(import.meta.dirname, "..", "..");
@@ -53,6 +58,12 @@ async function runDfget(argv: string[], cwd: string): Promise<void> {
   p.stderr?.on("data", (b: Buffer) => (err += b.toString()));
   const code = await new Promise<number | null>((r) => p.once("exit", (c) => r(c)));
   if (code !== 0) throw new Error(`dfget failed (${code}): ${err}`);
+}
+
+/** The gRPC health status code of `service` at `addr` (OK when serving), or the call's error code. */
+function healthCode(addr: string, service: string, creds: ChannelCredentials): Promise<number> {
+  const c = new HealthClient(addr, creds);
+  return new Promise<number>((r) => c.check({ service }, new Metadata(), { deadline: Date.now() + 5000 }, (e: ServiceError | null) => r(e ? e.code : status.OK))).finally(() => c.close());
 }
 
 const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
@@ -136,6 +147,18 @@ describe("damselfly up", () => {
       expect(init.trim().endsWith(mirror === 4001 ? "init containerd" : `init containerd --proxy-addr http://127.0.0.1:${mirror}`), init).toBe(true);
       const v2 = await fetch(`http://127.0.0.1:${mirror}/v2/`, { headers: { "x-dragonfly-registry": origin.url() } });
       expect(v2.headers.get("x-dragonfly-error-type"), "the proxy answered, not something else on the port").not.toBe("proxy");
+
+      // mTLS: plaintext clients are refused by the manager and the scheduler; a certificate of
+      // the stack's CA (in <data dir>/pki) is served. The dfget example above talks to its peer
+      // over the unix socket and needs none.
+      expect(banner).toMatch(new RegExp(`^mTLS .*${join(dataDir, "pki", "ca.pem")}`, "m"));
+      const grpcAddrs = { "manager.v2.Manager": /^manager\s+gRPC (\S+),/m.exec(banner)?.[1] ?? "", "scheduler.v2.Scheduler": /^scheduler\s+gRPC (\S+),/m.exec(banner)?.[1] ?? "" };
+      const tls = loadTls({ caCert: join(dataDir, "pki", "ca.pem"), cert: join(dataDir, "pki", "peer-1.pem"), key: join(dataDir, "pki", "peer-1-key.pem") }, "peer-1");
+      for (const [service, addr] of Object.entries(grpcAddrs)) {
+        expect(addr, service).toMatch(/^127\.0\.0\.1:\d+$/);
+        expect(await healthCode(addr, service, credentials.createInsecure()), `plaintext ${service}`).toBe(status.UNAVAILABLE);
+        expect(await healthCode(addr, service, channelCredentials(tls, [service.startsWith("manager") ? "manager" : "scheduler"])), `mTLS ${service}`).toBe(status.OK);
+      }
 
       // dfctl and dfcache need no flag in the directory holding the data dir (.damselfly).
       const ls = spawnSync(process.execPath, ["--import", tsx, join(root, "src", "up", "launch.ts"), "dfctl", "task", "ls", "--json"], { cwd: work, encoding: "utf8" });

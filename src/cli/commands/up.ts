@@ -10,6 +10,7 @@ import { UP_DIR } from "../endpoint.js";
 export interface UpCommandOptions {
   dataDir: string;
   peers: string;
+  plaintext?: boolean;
 }
 
 /** The lines `up` prints once everything is healthy; the last one says `ready`. */
@@ -25,6 +26,9 @@ export function formatBanner(s: Stack): string {
       : `credentials   user root, password from DRAGONFLY_INITIAL_ROOT_PASSWORD when the database was created`,
     `manager       gRPC 127.0.0.1:${s.manager.ports.grpc}, metrics :${s.manager.ports.metrics}`,
     `scheduler     gRPC ${s.scheduler.addr}, metrics :${s.scheduler.ports.metrics}`,
+    s.certificates
+      ? `mTLS          manager and scheduler gRPC require a certificate of the CA ${s.certificates.get("manager")?.caCert ?? ""}`
+      : `mTLS          off (--plaintext): manager and scheduler gRPC accept anyone who reaches them`,
     `seed peer     ${d(s.seed)}`,
     ...s.peers.map((p) => `${p.name.padEnd(14)}${d(p)}`),
     `mirror        ${new URL(s.mirror.url).host} (registry mirror and HTTP proxy on ${s.mirror.peer})`,
@@ -69,7 +73,7 @@ export async function runUp(opts: UpCommandOptions, out: NodeJS.WritableStream =
   try {
     let stack: Stack;
     try {
-      stack = await startStack({ dataDir: opts.dataDir, peers, signal: abort.signal, onProgress: (l) => out.write(`damselfly: ${l}\n`) });
+      stack = await startStack({ dataDir: opts.dataDir, peers, plaintext: opts.plaintext === true, signal: abort.signal, onProgress: (l) => out.write(`damselfly: ${l}\n`) });
     } catch (e) {
       if (stopRequested) {
         out.write("damselfly: stopped\n");
@@ -96,6 +100,7 @@ export function register(program: Command): void {
     .description("run manager, scheduler, a seed peer and peers on 127.0.0.1 until Ctrl-C")
     .option("--data-dir <dir>", "where every component keeps its state (reused by the next up)", UP_DIR)
     .option("--peers <n>", "number of peers besides the seed peer", "1")
+    .option("--plaintext", "gRPC without TLS (by default a cluster CA is generated and every component runs mTLS)")
     .action(async (opts: UpCommandOptions) => {
       process.exitCode = await runUp(opts);
     });

@@ -4,7 +4,7 @@
 // returns the best-matching cluster first), and hand them to the SchedulerPool. When the
 // manager is unreachable or no scheduler is healthy, the current list stays: losing the
 // control plane must not stop downloads already possible.
-import { credentials, Metadata } from "@grpc/grpc-js";
+import { credentials, Metadata, type ChannelCredentials } from "@grpc/grpc-js";
 import type { Logger } from "../../common/logger.js";
 import { HealthClient } from "../../common/grpc/health.js";
 import { VERSION } from "../../common/version.js";
@@ -25,6 +25,8 @@ export interface DynconfigOptions {
   /** Non-zero pins one scheduler cluster. */
   schedulerClusterId: number;
   seedPeer: boolean;
+  /** The `manager` section's caCert/cert/key; plaintext when absent. */
+  managerCredentials?: ChannelCredentials;
   /** Deadline of ListSchedulers and of each health check (ms). */
   rpcTimeoutMs?: number;
 }
@@ -46,7 +48,7 @@ export class Dynconfig {
     /** Called after a periodic refresh changed the list (e.g. to announce the host to new schedulers). */
     private readonly onChange: (addrs: string[]) => Promise<unknown> = () => Promise.resolve(),
   ) {
-    this.manager = new ManagerClient(opts.managerAddr, credentials.createInsecure());
+    this.manager = new ManagerClient(opts.managerAddr, opts.managerCredentials ?? credentials.createInsecure());
   }
 
   private get timeoutMs(): number {
@@ -76,7 +78,8 @@ export class Dynconfig {
 
   private healthy(addr: string): Promise<boolean> {
     return new Promise((resolve) => {
-      const client = new HealthClient(addr, credentials.createInsecure());
+      // Schedulers are checked as they will be used: with the pool's credentials.
+      const client = new HealthClient(addr, this.pool.credentials);
       client.check({ service: "" }, new Metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
         client.close();
         resolve(!err && res?.status === HealthCheckResponse_ServingStatus.SERVING);

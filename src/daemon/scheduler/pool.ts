@@ -1,7 +1,7 @@
 // The schedulers this daemon talks to. A task always goes to the same scheduler (consistent
 // hash of the first five task-id characters, as Dragonfly's clients key it), because
 // schedulers do not share task state: two schedulers for one task would split the swarm.
-import { credentials } from "@grpc/grpc-js";
+import { credentials as grpcCredentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { HashRing } from "../../common/hashring.js";
 import { MAX_MESSAGE_BYTES } from "../../common/grpc/server.js";
 import { SchedulerClient } from "../../gen/scheduler/v2/scheduler.js";
@@ -12,7 +12,11 @@ export class SchedulerPool {
   private readonly clients = new Map<string, Scheduler>();
   private ring = new HashRing();
 
-  constructor(addrs: readonly string[]) {
+  constructor(
+    addrs: readonly string[],
+    /** The `scheduler` section's caCert/cert/key; plaintext when absent. */
+    readonly credentials: ChannelCredentials = grpcCredentials.createInsecure(),
+  ) {
     this.set(addrs);
   }
 
@@ -28,7 +32,7 @@ export class SchedulerPool {
       if (!this.clients.has(addr)) {
         this.clients.set(
           addr,
-          new SchedulerClient(addr, credentials.createInsecure(), {
+          new SchedulerClient(addr, this.credentials, {
             "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
             "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
             "grpc.keepalive_time_ms": 300_000,

@@ -25,6 +25,7 @@ import {
   type UpdateSchedulerRequest,
   type UpdateSeedPeerRequest,
 } from "../../gen/manager/v2/manager.js";
+import { Authorizer, type Denial } from "../../common/grpc/authz.js";
 import type { ManagerMetrics } from "../metrics.js";
 import { rankClusters } from "./searcher.js";
 import { errorMessage } from "../../common/errors.js";
@@ -45,8 +46,11 @@ function requireHost(hostname: string, ip: string): void {
   if (!isIP(ip)) throw new RpcError(status.INVALID_ARGUMENT, `invalid ip "${ip}"`);
 }
 
-function unary<Req, Res>(log: Logger, name: string, fn: (req: Req) => Promise<Res>) {
+/** `guard` answers PERMISSION_DENIED before `fn` runs when the caller's certificate may not. */
+function unary<Req, Res>(log: Logger, name: string, fn: (req: Req) => Promise<Res>, guard?: (call: ServerUnaryCall<Req, Res>) => Denial | undefined) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const denied = guard?.(call);
+    if (denied) return callback(denied);
     fn(call.request).then(
       (res) => callback(null, res),
       (err: unknown) => {
@@ -63,6 +67,8 @@ export class ManagerGrpcService {
     private readonly db: Database,
     private readonly log: Logger,
     private readonly metrics?: ManagerMetrics,
+    /** Who may register schedulers and seed peers; open unless the server runs mTLS. */
+    private readonly authz: Authorizer = new Authorizer(false, log),
   ) {}
 
   private seedPeerMessage(row: Row, cluster?: Row): SeedPeer {
@@ -284,6 +290,13 @@ export class ManagerGrpcService {
             failed = true;
             return finish({ code: status.INVALID_ARGUMENT, details: "keepalive source_type must be SCHEDULER_SOURCE or SEED_PEER_SOURCE" });
           }
+          // Keeping a registration active is the registrant's own business.
+          const denied =
+            req.sourceType === SourceType.SCHEDULER_SOURCE ? this.authz.check(call, "KeepAlive as a scheduler", ["scheduler"]) : this.authz.check(call, "KeepAlive as a seed peer", ["seed-peer"]);
+          if (denied) {
+            failed = true;
+            return finish(denied);
+          }
           who =
             req.sourceType === SourceType.SCHEDULER_SOURCE
               ? { table: "schedulers", column: "scheduler_cluster_id", hostname: req.hostname, ip: req.ip, clusterId: req.clusterId }
@@ -321,10 +334,10 @@ export class ManagerGrpcService {
     return {
       getSeedPeer: unary(l, "GetSeedPeer", (r: GetSeedPeerRequest) => this.getSeedPeer(r)),
       listSeedPeers: unary(l, "ListSeedPeers", (r: ListSeedPeersRequest) => this.listSeedPeers(r)),
-      updateSeedPeer: unary(l, "UpdateSeedPeer", (r: UpdateSeedPeerRequest) => this.updateSeedPeer(r)),
-      deleteSeedPeer: unary(l, "DeleteSeedPeer", (r: DeleteSeedPeerRequest) => this.deleteSeedPeer(r)),
+      updateSeedPeer: unary(l, "UpdateSeedPeer", (r: UpdateSeedPeerRequest) => this.updateSeedPeer(r), (c) => this.authz.check(c, "UpdateSeedPeer", ["seed-peer"])),
+      deleteSeedPeer: unary(l, "DeleteSeedPeer", (r: DeleteSeedPeerRequest) => this.deleteSeedPeer(r), (c) => this.authz.check(c, "DeleteSeedPeer", ["seed-peer"])),
       getScheduler: unary(l, "GetScheduler", (r: GetSchedulerRequest) => this.getScheduler(r)),
-      updateScheduler: unary(l, "UpdateScheduler", (r: UpdateSchedulerRequest) => this.updateScheduler(r)),
+      updateScheduler: unary(l, "UpdateScheduler", (r: UpdateSchedulerRequest) => this.updateScheduler(r), (c) => this.authz.check(c, "UpdateScheduler", ["scheduler"])),
       listSchedulers: unary(l, "ListSchedulers", (r: ListSchedulersRequest) => this.listSchedulers(r)),
       listApplications: unary(l, "ListApplications", (r: ListApplicationsRequest) => this.listApplications(r)),
       keepAlive: (call, callback) => this.keepAlive(call, callback),

@@ -1,6 +1,6 @@
 // gRPC clients the job runner uses: the scheduler chosen for a cluster, and peers' upload
 // services (for get_task/delete_task). Calls are promisified with a deadline.
-import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
 import type { Database } from "../db/database.js";
 import { DfdaemonUploadClient } from "../../gen/dfdaemon/v2/dfdaemon.js";
 import { SchedulerClient } from "../../gen/scheduler/v2/scheduler.js";
@@ -34,16 +34,23 @@ export function call<Res>(invoke: (md: Metadata, opts: { deadline: number }, cb:
 
 const addr = (ip: string, port: number) => (ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`);
 
+export interface ClientCredentials {
+  scheduler: ChannelCredentials;
+  daemon: ChannelCredentials;
+}
+
 /** Client pools keyed by address, closed together. */
 export class ClientPool {
   private readonly schedulers = new Map<string, InstanceType<typeof SchedulerClient>>();
   private readonly daemons = new Map<string, InstanceType<typeof DfdaemonUploadClient>>();
 
+  constructor(private readonly creds: ClientCredentials = { scheduler: credentials.createInsecure(), daemon: credentials.createInsecure() }) {}
+
   scheduler(ip: string, port: number): InstanceType<typeof SchedulerClient> {
     const a = addr(ip, port);
     let c = this.schedulers.get(a);
     if (!c) {
-      c = new SchedulerClient(a, credentials.createInsecure());
+      c = new SchedulerClient(a, this.creds.scheduler);
       this.schedulers.set(a, c);
     }
     return c;
@@ -53,7 +60,7 @@ export class ClientPool {
     const a = addr(ip, port);
     let c = this.daemons.get(a);
     if (!c) {
-      c = new DfdaemonUploadClient(a, credentials.createInsecure());
+      c = new DfdaemonUploadClient(a, this.creds.daemon);
       this.daemons.set(a, c);
     }
     return c;

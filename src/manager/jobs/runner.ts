@@ -9,7 +9,7 @@ import type { SsrfPolicy } from "../../common/ssrf.js";
 import type { Database, Row } from "../db/database.js";
 import type { ManagerMetrics } from "../metrics.js";
 import { scrubArgs, type PreheatArgs, type TaskArgs } from "./args.js";
-import { ClientPool } from "./clients.js";
+import { ClientPool, type ClientCredentials } from "./clients.js";
 import { runDeleteTask, runGetTask, runPreheat, runSyncPeers, type ExecutorDeps, type JobState } from "./executors.js";
 import { ImageResolver } from "../../common/oci/resolver.js";
 import { errorMessage } from "../../common/errors.js";
@@ -29,11 +29,13 @@ export interface JobRunnerOptions {
   rpcTimeoutMs?: number;
   /** Deadline of each registry request while resolving image manifests (ms). */
   registryTimeoutMs?: number;
+  /** Towards schedulers and peers; plaintext when not given. */
+  credentials?: ClientCredentials;
 }
 
 export class JobRunner {
   readonly owner = `manager-${randomUUID()}`;
-  private readonly clients = new ClientPool();
+  private readonly clients: ClientPool;
   private readonly deps: ExecutorDeps;
   private readonly running = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
@@ -42,6 +44,7 @@ export class JobRunner {
   private repoll = false;
 
   constructor(private readonly opts: JobRunnerOptions) {
+    this.clients = new ClientPool(opts.credentials);
     this.deps = {
       db: opts.db,
       clients: this.clients,

@@ -1,0 +1,32 @@
+// Who a verified certificate says its holder is. Our PKI (pki.ts) writes the role and name in a
+// SAN URI `damselfly://<role>/<name>` and in the subject (OU, CN); either is read here, the URI
+// first. Only certificates that chained to the cluster CA reach this code (the TLS handshake
+// verified them), so the role they carry is the CA's word.
+import type { PeerCertificate } from "node:tls";
+
+export const ROLES = ["manager", "scheduler", "seed-peer", "peer"] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface Identity {
+  role: Role;
+  name: string;
+}
+
+const isRole = (s: string | undefined): s is Role => s !== undefined && (ROLES as readonly string[]).includes(s);
+
+function first(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** The role and name in a certificate, or undefined when it names no role of ours. */
+export function identityOf(cert: Pick<PeerCertificate, "subject" | "subjectaltname"> | undefined): Identity | undefined {
+  if (!cert) return undefined;
+  // "URI:damselfly://seed-peer/host-1, IP Address:127.0.0.1"
+  for (const entry of (cert.subjectaltname ?? "").split(/,\s*/)) {
+    const m = /^URI:damselfly:\/\/([a-z-]+)\/(.+)$/.exec(entry);
+    if (m && isRole(m[1])) return { role: m[1], name: m[2] ?? "" };
+  }
+  const subject = cert.subject as Record<string, string | string[] | undefined> | undefined;
+  const ou = first(subject?.OU);
+  return isRole(ou) ? { role: ou, name: first(subject?.CN) ?? "" } : undefined;
+}
