@@ -43,6 +43,8 @@ export const DaemonConfigSchema = Type.Object(
     upload: obj({
       /** caCert/cert/key: mTLS of the upload gRPC server (Dragonfly's keys; empty = plaintext). */
       server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4000), ...tlsFields() }),
+      /** caCert/cert/key: our certificate towards parents' upload gRPC servers (Dragonfly's upload.client; empty = plaintext). */
+      client: obj({ ...tlsFields() }),
       disableShared: Type.Boolean({ default: false }),
       bandwidthLimit: Size("50GB"),
       /**
@@ -115,12 +117,7 @@ export const DaemonConfigSchema = Type.Object(
          * speak TLS there (Dragonfly's, in a mixed swarm): confidentiality then holds only
          * between our peers, and a man in the middle can force the fallback.
          */
-        tls: obj({
-          caCert: Type.String({ default: "" }),
-          cert: Type.String({ default: "" }),
-          key: Type.String({ default: "" }),
-          allowPlaintext: Type.Boolean({ default: false }),
-        }),
+        tls: obj({ ...tlsFields(), allowPlaintext: Type.Boolean({ default: false }) }),
       }),
       dir: Type.String({ default: "" }),
       keep: Type.Boolean({ default: true }),
@@ -263,7 +260,7 @@ export interface DaemonConfig extends DaemonConfigInput {
     spreadHoldMs: number;
     backendRetryTimeoutMs: number;
     /** Set where caCert, cert and key are all given; plaintext where none is. */
-    tls: { manager?: TlsFiles; scheduler?: TlsFiles; uploadServer?: TlsFiles };
+    tls: { manager?: TlsFiles; scheduler?: TlsFiles; uploadServer?: TlsFiles; uploadClient?: TlsFiles; pieces?: TlsFiles };
   };
 }
 
@@ -311,12 +308,11 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
       manager: tlsFilesOf(input.manager, "manager"),
       scheduler: tlsFilesOf(input.scheduler, "scheduler"),
       uploadServer: tlsFilesOf(input.upload.server, "upload.server"),
+      uploadClient: tlsFilesOf(input.upload.client, "upload.client"),
+      pieces: tlsFilesOf(input.storage.server.tls, "storage.server.tls"),
     },
   };
   if (resolved.uploadSendBufferBytes > 1 << 30) throw new ConfigError("upload.socketSendBuffer must be at most 1GiB");
-  const pieceTls = input.storage.server.tls;
-  const given = [pieceTls.caCert, pieceTls.cert, pieceTls.key].filter(Boolean).length;
-  if (given !== 0 && given !== 3) throw new ConfigError("storage.server.tls: caCert, cert and key must be set together");
   if (input.gc.policy.diskLowThresholdPercent > input.gc.policy.diskHighThresholdPercent) {
     throw new ConfigError("gc.policy.diskLowThresholdPercent must not exceed gc.policy.diskHighThresholdPercent");
   }

@@ -70,11 +70,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   try {
     // The tmpfs root only exists, and is only served from, when this daemon's tier is memory.
     const memoryDir = config.storage.tier === "memory" ? await ownTmpfsRoot(config.storage.tmpfsDir, hostId) : undefined;
+    // Vortex over TCP under mutual TLS (storage.server.tls): one identity serves and fetches.
+    const pieceTls = loadTls(r.tls.pieces, "storage.server.tls");
+    const piecePem = pieceTls ? { caPem: pieceTls.ca.toString(), certPem: pieceTls.cert.toString(), keyPem: pieceTls.key.toString() } : undefined;
+    const allowPlaintext = config.storage.server.tls.allowPlaintext;
     const storage = await Storage.open({
       diskDir: join(r.storageDir, "content", "tasks"),
       ...(memoryDir ? { memoryDir } : {}),
       keep: config.storage.keep,
       directIO: config.storage.directIO,
+      ...(piecePem ? { pieceTls: { ...piecePem, allowPlaintext } } : {}),
       log,
     });
 
@@ -89,6 +94,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       sendBufferBytes: r.uploadSendBufferBytes,
       // Same IP as the TCP server, as Dragonfly binds both; -1 leaves QUIC off.
       quicPort: config.storage.server.quicPort,
+      ...(piecePem ? { tls: { ...piecePem, mode: allowPlaintext ? ("optional" as const) : ("required" as const) } } : {}),
     });
     closers.push(() => pieceServer.close());
 
@@ -106,7 +112,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const uploadTls = loadTls(r.tls.uploadServer, "upload.server");
     const schedulers = new SchedulerPool(config.scheduler.addrs, channelCredentials(schedulerTls, ["scheduler"]));
     closers.push(() => schedulers.close());
-    const uploadClients = new UploadClientPool();
+    const uploadClients = new UploadClientPool(channelCredentials(loadTls(r.tls.uploadClient, "upload.client"), ["seed-peer", "peer"]));
     closers.push(() => uploadClients.close());
 
     const tasks = new TaskManager(
@@ -239,7 +245,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const scrubLoop = startScrub(scrubber, r.scrubIntervalMs, log);
     closers.push(() => scrubLoop.stop());
 
-    log.info({ hostId, uploadPort, piecePort: pieceServer.port, quicPort: pieceServer.quicPort, socket: r.socketPath, seedPeer: seed, schedulers: config.scheduler.addrs }, "dfdaemon started");
+    log.info({ hostId, uploadPort, piecePort: pieceServer.port, pieceTls: piecePem ? (allowPlaintext ? "optional" : "required") : "off", quicPort: pieceServer.quicPort, socket: r.socketPath, seedPeer: seed, schedulers: config.scheduler.addrs }, "dfdaemon started");
     return {
       hostId,
       uploadPort,

@@ -326,6 +326,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       return {
         server: { listenIP: "127.0.0.1", advertiseIP: "127.0.0.1", port: grpcPort, tls: tlsOf("scheduler") },
         manager: { addr: `127.0.0.1:${m.msg.ports.grpc}`, tls: tlsOf("scheduler"), schedulerClusterID: 1, keepAlive: { interval: "5s" } },
+        // The seed trigger calls the seed peer's upload server, which runs mTLS too.
+        ...(tlsOf("scheduler") ? { seedPeer: { tls: tlsOf("scheduler") } } : {}),
         metrics: { addr: `127.0.0.1:${fb ? 0 : await port(DEFAULTS.schedulerMetrics)}` },
         job: { preheat: { ssrf: { allowCIDRs: LOOPBACK_CIDRS } } },
       };
@@ -345,12 +347,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       const r = await launch<Extract<ChildMessage, { role: "dfdaemon" }>>(name, "dfdaemon", dir, "dfdaemon.yaml", async (fb) => ({
         host: { ip: "127.0.0.1", hostname: name, schedulerClusterID: 1 },
         download: { server: { socketPath: join(dir, "dfdaemon.sock") } },
-        upload: { server: { ip: "127.0.0.1", port: fb ? 0 : await port(d.upload) } },
-        // The upload server stays plaintext: peers fetch from each other through an upload
-        // client that has no certificate yet (the daemon's parent connections).
+        // One certificate per daemon for every connection it makes or takes: its upload gRPC
+        // server and client, the schedulers, and the vortex piece connections.
+        upload: { server: { ip: "127.0.0.1", port: fb ? 0 : await port(d.upload), ...tlsOf(name) }, client: { ...tlsOf(name) } },
         scheduler: { addrs: [schedulerAddr], ...tlsOf(name) },
         seedPeer: { enable: seed },
-        storage: { dir, keep: true, server: { ip: "127.0.0.1", tcpPort: fb ? 0 : await port(d.piece), quicPort: fb ? 0 : d.quic } },
+        storage: { dir, keep: true, server: { ip: "127.0.0.1", tcpPort: fb ? 0 : await port(d.piece), quicPort: fb ? 0 : d.quic, ...(tlsOf(name) ? { tls: tlsOf(name) } : {}) } },
         health: { server: { ip: "127.0.0.1", port: fb ? 0 : await port(d.health) } },
         metrics: { server: { ip: "127.0.0.1", port: fb ? 0 : await port(d.metrics) } },
         // Everything here runs on loopback, the scheduler included, so the seed peer may fetch

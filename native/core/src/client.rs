@@ -707,6 +707,8 @@ fn same_algorithm(a: &str, b: &str) -> bool {
 async fn request_header(sock: &mut PeerStream, request: &[u8], opts: &FetchOptions) -> Result<Header> {
     let exchange = async {
         sock.write_all(request).await.map_err(|e| CoreError::io("send DownloadPiece", e))?;
+        // Under TLS the request may still sit in rustls's buffer: push it out.
+        sock.flush().await.map_err(|e| CoreError::io("send DownloadPiece", e))?;
         let mut hb = [0u8; HEADER_LEN];
         sock.read_exact(&mut hb).await.map_err(|e| CoreError::io("read reply header", e))?;
         Ok(Header::decode(&hb))

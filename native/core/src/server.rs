@@ -546,7 +546,10 @@ impl PieceConn for tokio_rustls::server::TlsStream<TcpStream> {
         offset: u64,
         len: u64,
     ) -> std::io::Result<()> {
-        send_buffered(self, shared, file, &mut bufs.scratch, offset, len).await
+        send_buffered(self, shared, file, &mut bufs.scratch, offset, len).await?;
+        // rustls keeps what the socket would not take yet; without a flush the piece's tail
+        // would wait there for the next request, and the child would stall on it.
+        tokio::time::timeout(shared.cfg.write_timeout, self.flush()).await.map_err(|_| io_timeout())?
     }
 
     /// As for plain TCP: our close_notify first, then a bounded drain, so the frame arrives.
@@ -632,7 +635,13 @@ async fn read_frame_part<R: AsyncRead + Unpin>(
 async fn send_error<W: AsyncWrite + Unpin>(sock: &mut W, shared: &Shared, code: u8, msg: &str) {
     shared.stats.errors.fetch_add(1, Ordering::Relaxed);
     let f = vortex::encode_error(code, msg);
-    let _ = tokio::time::timeout(Duration::from_secs(5), sock.write_all(&f)).await;
+    // The flush matters under TLS: what rustls could not write yet stays in its buffer until
+    // the next write, and a refused client would wait for its frame until its deadline.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        sock.write_all(&f).await?;
+        sock.flush().await
+    })
+    .await;
 }
 
 /// Sends an Error frame and ends the exchange without losing the frame.
@@ -1071,7 +1080,10 @@ mod tests {
 
     async fn tls_server(root: &Path, id: &crate::tls::TlsIdentity, mode: TlsMode) -> PieceServer {
         let tls = ServerTls { config: crate::tls::server_config(id).unwrap(), mode };
-        let cfg = ServerConfig { roots: vec![root.to_path_buf()], tls: Some(tls), ..Default::default() };
+        // A small send buffer makes rustls hold back part of every reply (the socket would
+        // block), as a busy link does: a reply not flushed would then never arrive whole.
+        let cfg =
+            ServerConfig { roots: vec![root.to_path_buf()], tls: Some(tls), send_buffer: 4096, ..Default::default() };
         PieceServer::start("127.0.0.1:0".parse().unwrap(), cfg).await.unwrap()
     }
 
@@ -1087,9 +1099,13 @@ mod tests {
         let pool = ConnPool::default();
         let child = Some(crate::tls::client_config(&ids[1]).unwrap());
         for n in 0..4 {
-            fetch_piece(&pool, &dst, &FetchOptions { tls: child.clone(), ..fetch_opts(&srv, n) }, &CancelToken::new())
-                .await
-                .unwrap();
+            let opts = FetchOptions {
+                tls: child.clone(),
+                first_byte_timeout: Some(Duration::from_secs(3)),
+                stall_timeout: Some(Duration::from_secs(3)),
+                ..fetch_opts(&srv, n)
+            };
+            fetch_piece(&pool, &dst, &opts, &CancelToken::new()).await.unwrap();
         }
         assert_eq!(std::fs::read(&dst.info().content_path).unwrap(), data());
         let st = srv.stats();

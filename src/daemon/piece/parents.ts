@@ -1,7 +1,7 @@
 // Upload-service clients for parents, shared by all downloads, and the per-piece choice of a
 // parent weighted by its spare upload bandwidth (what the parent's SyncHost stream reports),
 // so a busy parent gets fewer of our piece requests.
-import { credentials } from "@grpc/grpc-js";
+import { credentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { MAX_MESSAGE_BYTES } from "../../common/grpc/server.js";
 import { DfdaemonUploadClient } from "../../gen/dfdaemon/v2/dfdaemon.js";
 
@@ -30,11 +30,14 @@ export function pickWeighted<T>(items: readonly T[], weight: (t: T) => number, r
 export class UploadClientPool {
   private readonly clients = new Map<string, UploadClient>();
 
+  /** `creds`: upload.client's certificate towards parents' upload servers (plaintext without). */
+  constructor(private readonly creds: ChannelCredentials = credentials.createInsecure()) {}
+
   get(ip: string, port: number): UploadClient {
     const addr = ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
     let c = this.clients.get(addr);
     if (!c) {
-      c = new DfdaemonUploadClient(addr, credentials.createInsecure(), {
+      c = new DfdaemonUploadClient(addr, this.creds, {
         "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
         "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
         "grpc.initial_reconnect_backoff_ms": 200,
