@@ -21,6 +21,7 @@ import type { Registry } from "prom-client";
 import { ConfigError } from "../../common/config.js";
 import { blobDigestFromUrl } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
+import { redactUrl } from "../../common/redact-url.js";
 import { SsrfPolicy } from "../../common/ssrf.js";
 import { TokenBucket } from "../../common/token-bucket.js";
 import { Download, TaskType } from "../../gen/common/v2/common.js";
@@ -38,7 +39,7 @@ import { proxyMetrics, type ProxyMetrics } from "./metrics.js";
 import { coveringPieces, parseRange } from "./range.js";
 import { RateLimitedLog } from "./rate-limited-log.js";
 import { requestTarget, type Target } from "./target.js";
-import { classifyFailure, loggableUrl, type FailureAnswer, type RefusalReason } from "./refusals.js";
+import { classifyFailure, type FailureAnswer, type RefusalReason } from "./refusals.js";
 import { dispatcherProbe, parseConfiguredRegistries, parseRegistryUrl, RegistrySchemes } from "./registry-scheme.js";
 import { compileRules, downloadUrl, matchRule, type Rule } from "./rules.js";
 import { PieceStream } from "./stream.js";
@@ -190,7 +191,7 @@ class Proxy {
   /** Counts a refusal by reason and logs it, at most one line per reason per 10 s. */
   refused(reason: RefusalReason, status: number, request: RequestInfo, detail?: string): void {
     this.metrics.requestRefusedTotal.inc({ reason });
-    const fields = { method: request.method, url: loggableUrl(request.url), upstream: loggableUrl(request.upstream?.href), status, reason, err: detail };
+    const fields = { method: request.method, url: redactUrl(request.url), upstream: redactUrl(request.upstream?.href), status, reason, err: detail };
     this.refusalLog.warn(reason, fields, "proxy refused a request: a runtime may pull from the registry directly, bypassing the mirror");
   }
 
@@ -476,7 +477,7 @@ export async function startProxy(o: ProxyOptions): Promise<ProxyHandle> {
     });
   });
   const port = (server.address() as AddressInfo).port;
-  o.log.info({ port, ip: c.server.ip, ca: ca.certPath, mirror: c.registryMirror.addr }, "proxy started");
+  o.log.info({ port, ip: c.server.ip, ca: ca.certPath, mirror: redactUrl(c.registryMirror.addr) }, "proxy started");
   return {
     port,
     caCertPath: ca.certPath,
