@@ -240,7 +240,12 @@ export const DaemonConfigSchema = Type.Object(
       ),
     ),
     security: obj({
-      /** Remote parties (the scheduler's seed trigger) may not make us fetch these unless allowlisted. */
+      /**
+       * Ours: what remote parties (the upload service's DownloadTask: seed triggers, preheats)
+       * and the proxy's client-chosen upstreams may reach although the SSRF policy refuses it:
+       * loopback, link-local, metadata endpoints and the private ranges 10/8, 172.16/12,
+       * 192.168/16, 100.64/10, fc00::/7 (common/ssrf.ts remoteFetchPolicy).
+       */
       allowedBackToSourceCIDRs: Type.Array(Type.String(), { default: [] }),
     }),
   },

@@ -139,6 +139,21 @@ describe("proxy edges", () => {
     expect(viaOurCa.status).toBe(60);
   });
 
+  it.each([
+    ["10/8", "10.20.30.40", "10.20.30.40:443"],
+    ["172.16/12", "172.20.0.5", "172.20.0.5:443"],
+    ["192.168/16", "192.168.100.1", "192.168.100.1:5000"],
+    ["100.64/10", "100.64.1.2", "100.64.1.2:443"],
+    ["fc00::/7", "fd00:1234::5", "[fd00:1234::5]:443"],
+  ])("refuses client-chosen upstreams in %s, forwarded or tunnelled, naming the address", async (_range, ip, authority) => {
+    const get = await raw(daemon.proxyPort, `GET http://${authority}/v2/a/blobs/sha256:${"0".repeat(64)} HTTP/1.1\r\nHost: ${authority}\r\n${auth}Connection: close\r\n\r\n`);
+    expect(statusOf(get)).toBe(403);
+    expect(get).toContain(ip);
+    expect(get).toMatch(/SSRF policy/);
+    const tunnel = await raw(daemon.proxyPort, `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${auth}\r\n`);
+    expect(statusOf(tunnel)).toBe(403);
+  });
+
   it("requires proxy basic auth and accepts only the right credentials", async () => {
     const none = await raw(daemon.proxyPort, "GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     expect(statusOf(none)).toBe(407);

@@ -22,7 +22,7 @@ import { ConfigError } from "../../common/config.js";
 import { blobDigestFromUrl } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
 import { redactUrl } from "../../common/redact-url.js";
-import { SsrfPolicy } from "../../common/ssrf.js";
+import { remoteFetchPolicy, type SsrfPolicy } from "../../common/ssrf.js";
 import { TokenBucket } from "../../common/token-bucket.js";
 import { Download, TaskType } from "../../gen/common/v2/common.js";
 import type { DaemonConfig } from "../config.js";
@@ -133,7 +133,7 @@ class Proxy {
     } catch (e) {
       throw new ConfigError(errorMessage(e));
     }
-    this.ssrf = new SsrfPolicy({ allowCidrs: o.allowedCidrs });
+    this.ssrf = remoteFetchPolicy(o.allowedCidrs);
     this.upstreams = createUpstreams(this.ssrf, mirrorCa);
     this.schemes = new RegistrySchemes({ configured: [...parseConfiguredRegistries(c.registryMirror.registries), this.mirror], probe: dispatcherProbe(this.upstreams.chosen) });
     const auth = c.server.basicAuth;
