@@ -1,8 +1,9 @@
 // SSRF policy for fetches a remote party can trigger (preheat URLs, registry redirects, back-to-
 // source downloads). By default it refuses addresses that reach the local machine or cloud
 // control planes: loopback, link-local, unspecified, multicast/broadcast and well-known metadata
-// endpoints. Private ranges (10/8, 192.168/16, …) stay allowed because registries and origins
-// commonly live there. An allowlist of CIDRs overrides every refusal.
+// endpoints. Private ranges (10/8, 192.168/16, …) are refused too with `denyPrivate`, which the
+// daemon sets for fetches a remote party can aim (remoteFetchPolicy); an allowlist of CIDRs
+// overrides every refusal.
 //
 // The check happens when the socket connects — on the address DNS actually returned — so a name
 // that resolves to a public address at validation time and to 127.0.0.1 at fetch time (DNS
@@ -155,4 +156,16 @@ export class SsrfPolicy {
       },
     });
   }
+}
+
+/**
+ * The daemon's policy for fetches another party aims: the upload service's DownloadTask
+ * (schedulers' seed triggers, managers' preheats) and the proxy's client-chosen upstreams. An
+ * attacker who can reach those ports could otherwise make the daemon fetch from the private
+ * network behind it (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) and read the result from
+ * the piece port; `allowCidrs` (security.allowedBackToSourceCIDRs) names the ones that are
+ * origins. Local dfget over the unix socket is not checked at all.
+ */
+export function remoteFetchPolicy(allowCidrs: readonly string[]): SsrfPolicy {
+  return new SsrfPolicy({ allowCidrs, denyPrivate: true });
 }

@@ -185,7 +185,12 @@ export const DaemonConfigSchema = Type.Object(
       Type.Object(
         {
           server: obj({
-            ip: Type.String({ default: "0.0.0.0" }),
+            /**
+             * Dragonfly binds 0.0.0.0. Ours: "" (default) binds 127.0.0.1, or 0.0.0.0 when
+             * basicAuth is set; a non-loopback address without basicAuth is refused at load
+             * (an open proxy lets anyone on the network fetch through this host).
+             */
+            ip: Type.String({ default: "" }),
             port: Port(4001),
             requestRateLimit: Type.Integer({ minimum: 1, default: 4000 }),
             caCert: Type.String({ default: "" }),
@@ -216,6 +221,13 @@ export const DaemonConfigSchema = Type.Object(
              */
             registries: Type.Array(Type.String({ pattern: "^https?://([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\])(:\\d{1,5})?(/[^\\s?#]*)?$" }), { default: [] }),
           }),
+          /**
+           * Dragonfly's Go client key: CONNECT tunnels to hosts whose `host:port` a regx matches
+           * are intercepted (TLS terminated with our CA), as are the registry mirror's and the
+           * listed registries' hosts and hosts a rule names literally; every other CONNECT is a
+           * plain TCP tunnel (intercept.ts).
+           */
+          hijackHTTPS: obj({ hosts: Type.Array(Type.Object({ regx: Type.String({ minLength: 1 }) }, { additionalProperties: false }), { default: [] }) }),
           disableBackToSource: Type.Boolean({ default: false }),
           prefetch: Type.Boolean({ default: false }),
           prefetchBandwidthLimit: Size("10GB"),
@@ -225,7 +237,12 @@ export const DaemonConfigSchema = Type.Object(
       ),
     ),
     security: obj({
-      /** Remote parties (the scheduler's seed trigger) may not make us fetch these unless allowlisted. */
+      /**
+       * Ours: what remote parties (the upload service's DownloadTask: seed triggers, preheats)
+       * and the proxy's client-chosen upstreams may reach although the SSRF policy refuses it:
+       * loopback, link-local, metadata endpoints and the private ranges 10/8, 172.16/12,
+       * 192.168/16, 100.64/10, fc00::/7 (common/ssrf.ts remoteFetchPolicy).
+       */
       allowedBackToSourceCIDRs: Type.Array(Type.String(), { default: [] }),
     }),
   },
@@ -283,6 +300,19 @@ function defaultIp(): string {
   return all.find((a) => a?.family === "IPv4")?.address ?? all.find((a) => a?.family === "IPv6")?.address ?? "127.0.0.1";
 }
 
+function isLoopback(ip: string): boolean {
+  return ip === "localhost" || ip === "::1" || /^127\.\d+\.\d+\.\d+$/.test(ip) || /^::ffff:127\./i.test(ip);
+}
+
+/** proxy.server.ip: loopback unless basic auth guards the proxy (see the schema). */
+function proxyBindIp(server: { ip: string; basicAuth?: unknown }): string {
+  if (!server.ip) return server.basicAuth ? "0.0.0.0" : "127.0.0.1";
+  if (!server.basicAuth && !isLoopback(server.ip)) {
+    throw new ConfigError(`proxy.server.ip: "${server.ip}" is not a loopback address and proxy.server.basicAuth is not set; an open proxy lets anyone who reaches it fetch through this host. Set proxy.server.basicAuth or bind 127.0.0.1`);
+  }
+  return server.ip;
+}
+
 export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDir?: string } = {}): DaemonConfig {
   const storageDir = input.storage.dir || defaults.dataDir || "/var/lib/dragonfly";
   const resolved = {
@@ -316,7 +346,8 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
   if (input.gc.policy.diskLowThresholdPercent > input.gc.policy.diskHighThresholdPercent) {
     throw new ConfigError("gc.policy.diskLowThresholdPercent must not exceed gc.policy.diskHighThresholdPercent");
   }
-  return { ...input, resolved };
+  const proxy = input.proxy && { ...input.proxy, server: { ...input.proxy.server, ip: proxyBindIp(input.proxy.server) } };
+  return { ...input, ...(proxy ? { proxy } : {}), resolved };
 }
 
 export function loadDaemonConfig(path: string | undefined, defaults: { dataDir?: string } = {}): DaemonConfig {

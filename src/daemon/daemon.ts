@@ -10,7 +10,7 @@ import { createRegistry, serveMetrics, type MetricsServer } from "../common/metr
 import { instrumentService } from "../common/grpc/metrics.js";
 import { startGrpcServer, type GrpcServerHandle } from "../common/grpc/server.js";
 import { channelCredentials, loadTls, serverCredentials } from "../common/grpc/tls.js";
-import { SsrfPolicy } from "../common/ssrf.js";
+import { remoteFetchPolicy } from "../common/ssrf.js";
 import { DfdaemonDownloadService, DfdaemonUploadService } from "../gen/dfdaemon/v2/dfdaemon.js";
 import { startPieceServer, type PieceServer, type PieceServerStats } from "../native/index.js";
 import { BackendRegistry } from "./backend/index.js";
@@ -101,7 +101,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const httpOpts = { maxRetries: config.backend.maxRetries, requestHeader: config.backend.requestHeader };
     const backends = {
       local: BackendRegistry.withDefaults(httpOpts, [new FileBackend({ allowPrivate: config.backend.file.allowPrivate })]),
-      remote: BackendRegistry.withDefaults({ ...httpOpts, ssrf: new SsrfPolicy({ allowCidrs: config.security.allowedBackToSourceCIDRs }) }),
+      remote: BackendRegistry.withDefaults({ ...httpOpts, ssrf: remoteFetchPolicy(config.security.allowedBackToSourceCIDRs) }),
     };
     closers.push(() => backends.local.close());
     closers.push(() => backends.remote.close());

@@ -44,7 +44,11 @@ export const ManagerConfigSchema = Type.Object(
         host: Type.String({ default: "" }),
         port: Port(5432),
         dbname: Type.String({ default: "manager" }),
-        sslMode: Type.Union(["disable", "allow", "prefer", "require", "verify-ca", "verify-full"].map((m) => Type.Literal(m)), { default: "disable" }),
+        /**
+         * Dragonfly's default is disable; ours is libpq's: prefer (TLS when the server has it,
+         * else plaintext; db/ssl-mode.ts). verify-full authenticates the server.
+         */
+        sslMode: Type.Union(["disable", "allow", "prefer", "require", "verify-ca", "verify-full"].map((m) => Type.Literal(m)), { default: "prefer" }),
         timezone: Type.String({ default: "UTC" }),
         migrate: Type.Boolean({ default: true }),
       }),

@@ -5,6 +5,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { connect, type AddressInfo } from "node:net";
+import { createSecureContext } from "node:tls";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/common/logger.js";
@@ -54,17 +55,22 @@ describe("proxy edges", () => {
   let caPath: string;
   let origin: HttpsServer;
   let originPort: number;
+  let originCaPath: string;
   const file = blobContent(300_000, 31);
 
   beforeAll(async () => {
     reg = await startFakeRegistry();
     // An HTTPS origin with its own CA, which the proxy trusts through registryMirror.cert.
     const dir = tempDir("proxy-sec");
-    const originCaFiles = CertificateAuthority.generate("test origin CA");
+    const originScope = { dnsNames: ["localhost"], ips: ["127.0.0.1"], anyDnsName: false };
+    const originCaFiles = await CertificateAuthority.generate(originScope, "test origin CA");
     writeFileSync(join(dir, "origin-ca.crt"), originCaFiles.certPem);
     writeFileSync(join(dir, "origin-ca.key"), originCaFiles.keyPem);
-    const originCa = await CertificateAuthority.open({ caCert: join(dir, "origin-ca.crt"), caKey: join(dir, "origin-ca.key") }, { certPath: "", keyPath: "" });
-    origin = createHttpsServer(originCa.issue("127.0.0.1"), (req, res) => {
+    originCaPath = join(dir, "origin-ca.crt");
+    const originCa = await CertificateAuthority.open({ caCert: originCaPath, caKey: join(dir, "origin-ca.key") }, { certPath: "", keyPath: "" }, originScope);
+    // One certificate naming both 127.0.0.1 and localhost would need two SANs: SNI picks.
+    const byName = { "127.0.0.1": await originCa.issue("127.0.0.1"), localhost: await originCa.issue("localhost") };
+    origin = createHttpsServer({ ...byName["127.0.0.1"], SNICallback: (name, cb) => cb(null, createSecureContext(name === "localhost" ? byName.localhost : byName["127.0.0.1"])) }, (req, res) => {
       if (req.url === "/file.bin") return res.writeHead(200, { "content-length": file.length }).end(file);
       res.writeHead(404).end("nope");
     });
@@ -95,6 +101,10 @@ describe("proxy edges", () => {
     const keyPath = caPath.replace(/ca\.crt$/, "ca.key");
     expect(readFileSync(keyPath, "utf8")).toContain("PRIVATE KEY");
     expect(statSync(keyPath).mode & 0o777).toBe(0o600);
+    // Constrained to what the proxy intercepts: the mirror's host, 127.0.0.1 (no DNS name).
+    const text = spawnSync("openssl", ["x509", "-noout", "-ext", "nameConstraints"], { input: pem, encoding: "utf8" });
+    expect(text.stdout).toMatch(/critical/);
+    expect(text.stdout).toMatch(/Permitted:\s+IP:127\.0\.0\.1\/255\.255\.255\.255/);
   });
 
   (CURL ? it : it.skip)("intercepts CONNECT: curl trusts the origin's bytes only with the generated CA", async () => {
@@ -114,6 +124,34 @@ describe("proxy edges", () => {
     const anon = await curl(["-sS", "--proxy", `http://127.0.0.1:${daemon.proxyPort}`, "--cacert", caPath, "-o", "/dev/null", url]);
     expect(anon.status).not.toBe(0);
     expect(anon.stderr).toMatch(/407/);
+  });
+
+  (CURL ? it : it.skip)("tunnels a CONNECT to a host it does not intercept: the origin's own certificate reaches curl", async () => {
+    const proxy = `http://alice:s3cret@127.0.0.1:${daemon.proxyPort}`;
+    // localhost is neither the mirror's host nor named by a rule or hijackHTTPS: not intercepted.
+    const url = `https://localhost:${originPort}/file.bin`;
+    const out = join(tempDir("curl"), "out");
+    const ok = await curl(["-sS", "--fail", "--proxy", proxy, "--cacert", originCaPath, "-o", out, url]);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(readFileSync(out).equals(file)).toBe(true);
+    // The proxy's CA does not vouch for it: nothing was re-signed on the way.
+    const viaOurCa = await curl(["-sS", "--proxy", proxy, "--cacert", caPath, "-o", "/dev/null", url]);
+    expect(viaOurCa.status).toBe(60);
+  });
+
+  it.each([
+    ["10/8", "10.20.30.40", "10.20.30.40:443"],
+    ["172.16/12", "172.20.0.5", "172.20.0.5:443"],
+    ["192.168/16", "192.168.100.1", "192.168.100.1:5000"],
+    ["100.64/10", "100.64.1.2", "100.64.1.2:443"],
+    ["fc00::/7", "fd00:1234::5", "[fd00:1234::5]:443"],
+  ])("refuses client-chosen upstreams in %s, forwarded or tunnelled, naming the address", async (_range, ip, authority) => {
+    const get = await raw(daemon.proxyPort, `GET http://${authority}/v2/a/blobs/sha256:${"0".repeat(64)} HTTP/1.1\r\nHost: ${authority}\r\n${auth}Connection: close\r\n\r\n`);
+    expect(statusOf(get)).toBe(403);
+    expect(get).toContain(ip);
+    expect(get).toMatch(/SSRF policy/);
+    const tunnel = await raw(daemon.proxyPort, `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${auth}\r\n`);
+    expect(statusOf(tunnel)).toBe(403);
   });
 
   it("requires proxy basic auth and accepts only the right credentials", async () => {

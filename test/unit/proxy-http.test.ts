@@ -125,9 +125,11 @@ describe("proxy config section", () => {
     expect(validateConfig(DaemonConfigSchema, {}).proxy).toBeUndefined();
     const p = validateConfig(DaemonConfigSchema, { proxy: {} }).proxy;
     expect(p).toMatchObject({
-      server: { ip: "0.0.0.0", port: 4001, caCert: "", caKey: "" },
+      // "" = loopback unless basicAuth is set (resolveDaemonConfig; proxy-intercept.test.ts).
+      server: { ip: "", port: 4001, caCert: "", caKey: "" },
       rules: [{ regex: "blobs/sha256.*", useTLS: false, redirect: "" }],
       registryMirror: { addr: "https://index.docker.io", cert: "", enableTaskIDBasedBlobDigest: false, registries: [] },
+      hijackHTTPS: { hosts: [] },
       disableBackToSource: false,
       prefetch: false,
       prefetchBandwidthLimit: "10GB",

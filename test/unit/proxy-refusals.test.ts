@@ -10,7 +10,7 @@ import { BackendError } from "../../src/daemon/backend/types.js";
 import { ProxyRequestError } from "../../src/daemon/proxy/headers.js";
 import { proxyMetrics } from "../../src/daemon/proxy/metrics.js";
 import { RateLimitedLog } from "../../src/daemon/proxy/rate-limited-log.js";
-import { classifyFailure, loggableUrl, REFUSAL_REASONS, reasonForStatus } from "../../src/daemon/proxy/refusals.js";
+import { classifyFailure, REFUSAL_REASONS, reasonForStatus } from "../../src/daemon/proxy/refusals.js";
 import { DownloadError } from "../../src/daemon/task/manager.js";
 
 describe("refusal reasons", () => {
@@ -62,23 +62,6 @@ describe("refusal reasons", () => {
     for (const r of REFUSAL_REASONS) expect(text).toContain(`dragonfly_client_proxy_request_refused_total{reason="${r}"} ${r === "bad_request" ? 1 : 0}`);
     // Dragonfly's counters stay unlabelled.
     expect(text).toMatch(/^dragonfly_client_proxy_request_total 0$/m);
-  });
-});
-
-describe("loggableUrl", () => {
-  it.each([
-    ["/v2/app/manifests/v1?ns=127.0.0.1:5000", "/v2/app/manifests/v1"],
-    ["http://user:secret@example.com/a/b?X-Amz-Signature=s#f", "http://example.com/a/b"],
-    ["https://example.com:8443/p?token=t", "https://example.com:8443/p"],
-    ["registry.example.com:443", "registry.example.com:443"],
-    ["u:p@registry.example.com:443", "registry.example.com:443"],
-    ["http://u:p@[bad/x?y", "http://[bad/x"],
-  ])("%s → %s", (raw, want) => {
-    expect(loggableUrl(raw)).toBe(want);
-  });
-  it("bounds the length", () => {
-    expect(loggableUrl(`/${"a".repeat(2000)}`)?.length).toBe(513);
-    expect(loggableUrl(undefined)).toBeUndefined();
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { SsrfError, SsrfPolicy } from "../../src/common/ssrf.js";
+import { remoteFetchPolicy, SsrfError, SsrfPolicy } from "../../src/common/ssrf.js";
 
 describe("SsrfPolicy", () => {
   const policy = new SsrfPolicy();
@@ -38,5 +38,30 @@ describe("SsrfPolicy", () => {
   it("filters lookup results and fails when nothing is left", async () => {
     const result = await new Promise<{ err: NodeJS.ErrnoException | null }>((resolve) => policy.lookup("localhost", {}, (err) => resolve({ err })));
     expect(result.err).toBeInstanceOf(SsrfError);
+  });
+});
+
+describe("remoteFetchPolicy (upload DownloadTask, proxy upstreams)", () => {
+  const ranges: Array<[string, string]> = [
+    ["10/8", "10.20.30.40"],
+    ["172.16/12", "172.31.255.1"],
+    ["192.168/16", "192.168.1.1"],
+    ["100.64/10", "100.127.0.9"],
+    ["fc00::/7", "fd12:3456::1"],
+    ["fc00::/7 (fc)", "fc00::1"],
+    ["IPv4-mapped 10/8", "::ffff:10.0.0.1"],
+  ];
+  it.each(ranges)("refuses %s, naming the address", (_range, ip) => {
+    const p = remoteFetchPolicy([]);
+    expect(() => p.check(ip, "origin.internal")).toThrow(SsrfError);
+    expect(() => p.check(ip, "origin.internal")).toThrow(new RegExp(`origin\\.internal \\(${ip.replace(/[.:]/g, "\\$&")}\\).*SSRF policy`));
+  });
+  it("lets the allowlist name a private origin, and only that one", () => {
+    const p = remoteFetchPolicy(["10.20.0.0/16", "fd12:3456::/32"]);
+    expect(p.isAllowed("10.20.30.40")).toBe(true);
+    expect(p.isAllowed("fd12:3456::1")).toBe(true);
+    expect(p.isAllowed("10.21.0.1")).toBe(false);
+    expect(p.isAllowed("192.168.1.1")).toBe(false);
+    expect(p.isAllowed("8.8.8.8")).toBe(true);
   });
 });

@@ -113,24 +113,3 @@ export function classifyFailure(e: unknown): FailureAnswer {
   // Direct forwarding (undici) failed before the upstream answered.
   return { status: 502, type: "backend", message: messageOf(e), reason: isUnreachable(e) ? "upstream_unreachable" : "backend_error" };
 }
-
-/** A request URL fit for a log line: no query (signed URLs, tokens), no userinfo, bounded. */
-export function loggableUrl(raw: string | undefined): string | undefined {
-  if (raw === undefined) return undefined;
-  const bare = raw.replace(/[?#][\s\S]*$/, "");
-  let out: string;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(bare)) {
-    try {
-      const u = new URL(bare);
-      u.username = "";
-      u.password = "";
-      out = u.href;
-    } catch {
-      out = bare.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/]*@/i, "$1");
-    }
-  } else {
-    // Origin-form path, or a CONNECT authority.
-    out = bare.replace(/^[^/]*@/, "");
-  }
-  return out.length > 512 ? `${out.slice(0, 512)}…` : out;
-}

@@ -3,8 +3,9 @@
 //   X-Dragonfly-Registry, then containerd's `?ns=`, then proxy.registryMirror.addr (a registry
 //   named without a scheme gets one from registry-scheme.ts);
 // - forward proxy: absolute-form requests (`GET http://host/…`);
-// - CONNECT: TLS is terminated with a per-host certificate from our CA and the requests inside
-//   the tunnel are handled like forward-proxy requests to https://host.
+// - CONNECT to a host the proxy intercepts (intercept.ts): TLS is terminated with a per-host
+//   certificate from our CA and the requests inside the tunnel are handled like forward-proxy
+//   requests to https://host; a CONNECT to any other host is a plain TCP tunnel (tunnel.ts).
 // GETs whose URL matches proxy.rules go through the swarm (TaskManager) and stream to the
 // client as pieces land; everything else is forwarded directly and never stored.
 // Every answer the proxy makes up itself is counted and logged by reason (refusals.ts): a
@@ -20,7 +21,8 @@ import type { Registry } from "prom-client";
 import { ConfigError } from "../../common/config.js";
 import { blobDigestFromUrl } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
-import { SsrfPolicy } from "../../common/ssrf.js";
+import { redactUrl } from "../../common/redact-url.js";
+import { remoteFetchPolicy, type SsrfPolicy } from "../../common/ssrf.js";
 import { TokenBucket } from "../../common/token-bucket.js";
 import { Download, TaskType } from "../../gen/common/v2/common.js";
 import type { DaemonConfig } from "../config.js";
@@ -30,12 +32,14 @@ import type { PieceInfo, TaskStore } from "../storage/types.js";
 import { DownloadError, type TaskManager } from "../task/manager.js";
 import { taskIdOf } from "../task/task-id.js";
 import { CertificateAuthority } from "./ca.js";
+import { InterceptPolicy } from "./intercept.js";
+import { dialTunnel, splice } from "./tunnel.js";
 import { DEFAULT_FILTERED_QUERY_PARAMS, H, ProxyRequestError, readDragonflyHeaders, single, upstreamRequestHeaders, type DragonflyRequestOptions } from "./headers.js";
 import { proxyMetrics, type ProxyMetrics } from "./metrics.js";
 import { coveringPieces, parseRange } from "./range.js";
 import { RateLimitedLog } from "./rate-limited-log.js";
 import { requestTarget, type Target } from "./target.js";
-import { classifyFailure, loggableUrl, type FailureAnswer, type RefusalReason } from "./refusals.js";
+import { classifyFailure, type FailureAnswer, type RefusalReason } from "./refusals.js";
 import { dispatcherProbe, parseConfiguredRegistries, parseRegistryUrl, RegistrySchemes } from "./registry-scheme.js";
 import { compileRules, downloadUrl, matchRule, type Rule } from "./rules.js";
 import { PieceStream } from "./stream.js";
@@ -99,6 +103,8 @@ class Proxy {
   private readonly mirror: URL;
   private readonly schemes: RegistrySchemes;
   private readonly refusalLog: RateLimitedLog;
+  /** For upstreams a client chose: forward-proxy URLs, registries it names, CONNECT tunnels. */
+  readonly ssrf: SsrfPolicy;
   readonly tunnels = new WeakMap<Socket, { host: string; port: number }>();
 
   constructor(
@@ -127,7 +133,8 @@ class Proxy {
     } catch (e) {
       throw new ConfigError(errorMessage(e));
     }
-    this.upstreams = createUpstreams(new SsrfPolicy({ allowCidrs: o.allowedCidrs }), mirrorCa);
+    this.ssrf = remoteFetchPolicy(o.allowedCidrs);
+    this.upstreams = createUpstreams(this.ssrf, mirrorCa);
     this.schemes = new RegistrySchemes({ configured: [...parseConfiguredRegistries(c.registryMirror.registries), this.mirror], probe: dispatcherProbe(this.upstreams.chosen) });
     const auth = c.server.basicAuth;
     this.expectedAuth = auth ? sha256(`Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString("base64")}`) : undefined;
@@ -184,7 +191,7 @@ class Proxy {
   /** Counts a refusal by reason and logs it, at most one line per reason per 10 s. */
   refused(reason: RefusalReason, status: number, request: RequestInfo, detail?: string): void {
     this.metrics.requestRefusedTotal.inc({ reason });
-    const fields = { method: request.method, url: loggableUrl(request.url), upstream: loggableUrl(request.upstream?.href), status, reason, err: detail };
+    const fields = { method: request.method, url: redactUrl(request.url), upstream: redactUrl(request.upstream?.href), status, reason, err: detail };
     this.refusalLog.warn(reason, fields, "proxy refused a request: a runtime may pull from the registry directly, bypassing the mirror");
   }
 
@@ -389,7 +396,9 @@ function rawResponse(socket: Socket, status: number, text: string, extra = ""): 
 
 export async function startProxy(o: ProxyOptions): Promise<ProxyHandle> {
   const c = o.config;
-  const ca = await CertificateAuthority.open({ caCert: c.server.caCert, caKey: c.server.caKey }, { certPath: join(o.caDir, "ca.crt"), keyPath: join(o.caDir, "ca.key") });
+  const intercept = new InterceptPolicy(c);
+  const ca = await CertificateAuthority.open({ caCert: c.server.caCert, caKey: c.server.caKey }, { certPath: join(o.caDir, "ca.crt"), keyPath: join(o.caDir, "ca.key") }, intercept.scope);
+  if (ca.generated) o.log.warn({ ca: ca.certPath, dnsNames: intercept.scope.dnsNames, ips: intercept.scope.ips }, "proxy generated a new CA for intercepted hosts: give runtimes that use the proxy for HTTPS the new certificate");
   const proxy = new Proxy(o, ca);
   const bufferSize = parseSize(c.readBufferSize);
   const serverOptions = { maxHeaderSize: MAX_HEADER_SIZE, insecureHTTPParser: false, requireHostHeader: true, highWaterMark: bufferSize };
@@ -429,20 +438,35 @@ export async function startProxy(o: ProxyOptions): Promise<ProxyHandle> {
     if (!proxy.authorized(req)) return refuse("auth", 407, "Proxy Authentication Required", 'Proxy-Authenticate: Basic realm="damselfly"\r\n');
     const authority = parseAuthority(req.url ?? "");
     if (!authority) return refuse("bad_request", 400, "Bad Request");
-    let tls: TLSSocket;
-    try {
-      const secureContext = ca.contextFor(authority.host);
-      socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-      if (head.length > 0) socket.unshift(head);
-      tls = new TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: ["http/1.1"] });
-    } catch (e) {
-      o.log.warn({ host: authority.host, err: errorMessage(e) }, "CONNECT interception failed");
-      socket.destroy();
+    if (!intercept.intercepts(authority.host, authority.port)) {
+      void dialTunnel(authority.host, authority.port, proxy.ssrf).then(
+        (upstream) => {
+          if (!socket.writable) return upstream.destroy();
+          socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+          splice(socket, upstream, head);
+        },
+        (e: unknown) => {
+          const why = classifyFailure(e);
+          proxy.refused(why.reason ?? "upstream_unreachable", why.status, { method: req.method, url: req.url }, why.message);
+          rawResponse(socket, why.status, why.status === 403 ? "Forbidden" : "Bad Gateway");
+        },
+      );
       return;
     }
-    tls.on("error", () => socket.destroy());
-    proxy.tunnels.set(tls, authority);
-    inner.emit("connection", tls);
+    void ca.contextFor(authority.host).then(
+      (secureContext) => {
+        socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+        if (head.length > 0) socket.unshift(head);
+        const tls = new TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: ["http/1.1"] });
+        tls.on("error", () => socket.destroy());
+        proxy.tunnels.set(tls, authority);
+        inner.emit("connection", tls);
+      },
+      (e: unknown) => {
+        o.log.warn({ host: authority.host, err: errorMessage(e) }, "CONNECT interception failed");
+        socket.destroy();
+      },
+    );
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -453,7 +477,7 @@ export async function startProxy(o: ProxyOptions): Promise<ProxyHandle> {
     });
   });
   const port = (server.address() as AddressInfo).port;
-  o.log.info({ port, ip: c.server.ip, ca: ca.certPath, mirror: c.registryMirror.addr }, "proxy started");
+  o.log.info({ port, ip: c.server.ip, ca: ca.certPath, mirror: redactUrl(c.registryMirror.addr) }, "proxy started");
   return {
     port,
     caCertPath: ca.certPath,

@@ -8,6 +8,7 @@ import { dirname, extname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
+import { pgConnectOptions } from "./ssl-mode.js";
 
 export type Row = Record<string, unknown>;
 
@@ -98,8 +99,9 @@ async function openPg(url: string, schema: string | undefined, max: number): Pro
   // int8 (OID 20) comes back as a JS number like PGlite's; our ids and counts stay far below 2^53.
   const getTypeParser = (oid: number, format?: "text" | "binary"): unknown => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format));
   const types = { getTypeParser: getTypeParser as typeof pg.types.getTypeParser };
+  const connect = await pgConnectOptions(url);
   if (schema) {
-    const admin = new pg.Client({ connectionString: url });
+    const admin = new pg.Client(connect);
     await admin.connect();
     try {
       await admin.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
@@ -108,7 +110,7 @@ async function openPg(url: string, schema: string | undefined, max: number): Pro
     }
   }
   const pool = new pg.Pool({
-    connectionString: url,
+    ...connect,
     max,
     types,
     ...(schema ? { options: `-c search_path=${schema}` } : {}),
@@ -143,7 +145,7 @@ async function openPg(url: string, schema: string | undefined, max: number): Pro
 /** Drops a test schema created by `openDatabase({schema})`. */
 export async function dropSchema(url: string, schema: string): Promise<void> {
   if (!SCHEMA_NAME.test(schema)) throw new Error(`invalid database schema name "${schema}"`);
-  const admin = new pg.Client({ connectionString: url });
+  const admin = new pg.Client(await pgConnectOptions(url));
   await admin.connect();
   try {
     await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);

@@ -4,7 +4,7 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import type { Queryable, Row } from "../db/database.js";
 import { actionFor, assertTenant, can, guard, principalOf, type Principal } from "../auth/principal.js";
-import { hashPassword, verifyPassword } from "../auth/passwords.js";
+import { hashPassword, TIMING_DUMMY_HASH, verifyPassword } from "../auth/passwords.js";
 import { badRequest, conflict, forbidden, HttpError, notFound, unauthorized } from "../errors.js";
 import * as S from "../schemas.js";
 import { JWT_SECURITY, type RouteContext } from "./context.js";
@@ -72,7 +72,7 @@ export function registerUsers(app: FastifyInstance, ctx: RouteContext): void {
         [name],
       );
       // Verify against a dummy hash when the user is unknown so timing does not reveal names.
-      const ok = await verifyPassword(password, user?.password_hash ?? DUMMY_HASH);
+      const ok = await verifyPassword(password, user?.password_hash ?? TIMING_DUMMY_HASH);
       if (!user || !ok || user.state !== "enable") throw unauthorized("incorrect name or password");
       const { token, expire } = await ctx.jwt.issue(user.id, user.token_version);
       return { token, expire: expire.toISOString() };
@@ -313,6 +313,3 @@ export function registerUsers(app: FastifyInstance, ctx: RouteContext): void {
     ctx.db.query("SELECT * FROM tenants ORDER BY id"),
   );
 }
-
-// scrypt hash of a random string nobody knows; used only to equalise sign-in timing.
-const DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$" + Buffer.alloc(64, 7).toString("base64");
