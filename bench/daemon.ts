@@ -8,6 +8,7 @@
 // baseline) stays in the details as ratioWithoutSync.
 //   dfget-back-to-source-1g: a fresh task each round (the daemon goes to the origin).
 //   dfget-p2p-cached-1g:     a second peer pulls the task another peer already holds.
+//   dfget-p2p-mtls-1g:       the same with mTLS everywhere, against it in plaintext (issue 21).
 // Peak RSS of each daemon (VmHWM) is reported in the details.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -22,6 +23,8 @@ import { durationResult, median } from "./lib/measure.js";
 import { curlSeconds, startNginx } from "./lib/nginx.js";
 import type { BenchContext, BenchResult, BenchSuite } from "./lib/types.js";
 import { writeContent } from "./lib/content.js";
+import type { TlsFiles } from "../src/common/grpc/tls.js";
+import { stackCertificates } from "../src/up/pki.js";
 
 const MiB = 1024 * 1024;
 const root = new URL("..", import.meta.url).pathname;
@@ -33,7 +36,8 @@ interface Daemon {
   peakRssBytes(): number;
 }
 
-async function startDaemonProcess(dir: string, name: string, schedulers: string[]): Promise<Daemon> {
+/** `tls`: the daemon's certificate for every connection it makes or takes (mTLS on, as `up` runs it). */
+async function startDaemonProcess(dir: string, name: string, schedulers: string[], tls?: TlsFiles): Promise<Daemon> {
   mkdirSync(dir, { recursive: true });
   const socket = join(dir, "dfdaemon.sock");
   const config = join(dir, "dfdaemon.yaml");
@@ -42,9 +46,9 @@ async function startDaemonProcess(dir: string, name: string, schedulers: string[
     stringify({
       host: { ip: "127.0.0.1", hostname: name },
       download: { server: { socketPath: socket } },
-      upload: { server: { ip: "127.0.0.1", port: 0 } },
-      scheduler: { addrs: schedulers },
-      storage: { dir: join(dir, "data"), keep: false, server: { ip: "127.0.0.1", tcpPort: 0, quicPort: 0 } },
+      upload: { server: { ip: "127.0.0.1", port: 0, ...tls }, client: { ...tls } },
+      scheduler: { addrs: schedulers, ...tls },
+      storage: { dir: join(dir, "data"), keep: false, server: { ip: "127.0.0.1", tcpPort: 0, quicPort: 0, ...(tls ? { tls } : {}) } },
       health: { server: { ip: "127.0.0.1", port: 0 } },
       metrics: { server: { ip: "127.0.0.1", port: 0 } },
     }),
@@ -160,11 +164,79 @@ async function measure(ctx: BenchContext, p2p: boolean): Promise<BenchResult> {
   }
 }
 
+/**
+ * dfget-p2p-mtls-1g (issue 21): the P2P download of dfget-p2p-cached-1g with mTLS on everywhere
+ * (scheduler gRPC, upload gRPC, vortex piece connections, one cluster CA), against the same
+ * download in plaintext, in the same run: two schedulers and two parent/child pairs, rounds
+ * alternating between them. The ratio is plaintext time / mTLS time (≥ 1: TLS costs nothing).
+ */
+async function measureMtls(ctx: BenchContext): Promise<BenchResult> {
+  const size = 1024 * MiB;
+  const rounds = ctx.short ? 5 : 7;
+  const www = join(ctx.workDir, "www");
+  mkdirSync(www, { recursive: true });
+  if (!existsSync(join(www, "file.bin"))) writeContent(join(www, "file.bin"), size);
+  if (!existsSync(join(www, "warm.bin"))) writeContent(join(www, "warm.bin"), 16 * MiB);
+  const nginx = await startNginx(ctx.workDir, www, "file.bin");
+  const certs = await stackCertificates(join(ctx.workDir, "pki"), [
+    { name: "scheduler", role: "scheduler" },
+    { name: "tls-a", role: "peer" },
+    { name: "tls-b", role: "peer" },
+  ]);
+  const schedulerConfig = (tls?: TlsFiles) => ({ server: { listenIP: "127.0.0.1", port: 0, logLevel: "silent", ...(tls ? { tls } : {}) }, metrics: { enable: false }, seedPeer: { enable: false } });
+  const plainScheduler = await startScheduler(schedulerConfig(), { logger: silentLogger() });
+  const tlsScheduler = await startScheduler(schedulerConfig(certs.get("scheduler")), { logger: silentLogger() });
+  const daemons: Daemon[] = [];
+  const start = async (name: string, scheduler: { grpcPort: number }, tls?: TlsFiles) => {
+    const d = await startDaemonProcess(join(ctx.workDir, `mtls-${name}`), `bench-${name}`, [`127.0.0.1:${scheduler.grpcPort}`], tls);
+    daemons.push(d);
+    return d;
+  };
+  try {
+    const pairs = {
+      plain: { a: await start("plain-a", plainScheduler), b: await start("plain-b", plainScheduler) },
+      mtls: { a: await start("tls-a", tlsScheduler, certs.get("tls-a")), b: await start("tls-b", tlsScheduler, certs.get("tls-b")) },
+    };
+    const base = `http://127.0.0.1:${nginx.port}/file.bin`;
+    const warm = `http://127.0.0.1:${nginx.port}/warm.bin`;
+    // As in measure(): one-time costs out of the rounds, and each parent holds the task.
+    for (const { a, b } of Object.values(pairs)) {
+      for (const [d, url] of [[a, warm], [b, warm], [a, base]] as const) {
+        await dfgetSeconds(d.socket, url, join(ctx.workDir, "warm"));
+        rmSync(join(ctx.workDir, "warm"), { force: true });
+      }
+    }
+    const times = { plain: [] as number[], mtls: [] as number[] };
+    for (let i = 0; i < rounds; i++) {
+      const order = i % 2 === 0 ? (["mtls", "plain"] as const) : (["plain", "mtls"] as const);
+      for (const k of order) {
+        const out = join(ctx.workDir, `mtls-out-${k}-${i}`);
+        times[k].push(await dfgetSeconds(pairs[k].b.socket, base, out));
+        rmSync(out, { force: true });
+        await deleteTask(pairs[k].b.socket, taskIdFromUrl({ url: base }));
+      }
+      ctx.log(`round ${i}: mTLS ${times.mtls.at(-1)?.toFixed(2)}s, plaintext ${times.plain.at(-1)?.toFixed(2)}s`);
+    }
+    return durationResult("dfget-p2p-mtls-1g", "s", median(times.mtls), median(times.plain), "the same P2P download in plaintext (dfget-p2p-cached-1g's setup)", {
+      sizeBytes: size,
+      rounds,
+      oursRounds: times.mtls,
+      baselineRounds: times.plain,
+    });
+  } finally {
+    for (const d of daemons) d.stop();
+    await plainScheduler.close();
+    await tlsScheduler.close();
+    nginx.stop();
+  }
+}
+
 const suite: BenchSuite = {
   suite: "daemon",
   benchmarks: [
     { name: "dfget-back-to-source-1g", run: (ctx) => measure(ctx, false) },
     { name: "dfget-p2p-cached-1g", run: (ctx) => measure(ctx, true) },
+    { name: "dfget-p2p-mtls-1g", run: (ctx) => measureMtls(ctx) },
   ],
 };
 

@@ -27,7 +27,7 @@ export function formatBanner(s: Stack): string {
     `manager       gRPC 127.0.0.1:${s.manager.ports.grpc}, metrics :${s.manager.ports.metrics}`,
     `scheduler     gRPC ${s.scheduler.addr}, metrics :${s.scheduler.ports.metrics}`,
     s.certificates
-      ? `mTLS          manager and scheduler gRPC require a certificate of the CA ${s.certificates.get("manager")?.caCert ?? ""}`
+      ? `mTLS          gRPC and piece connections require a certificate of the CA ${s.certificates.get("manager")?.caCert ?? ""}`
       : `mTLS          off (--plaintext): manager and scheduler gRPC accept anyone who reaches them`,
     `seed peer     ${d(s.seed)}`,
     ...s.peers.map((p) => `${p.name.padEnd(14)}${d(p)}`),
