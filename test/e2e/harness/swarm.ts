@@ -15,7 +15,7 @@ import { stringify } from "yaml";
 import { Download, TaskType } from "../../../src/gen/common/v2/common.js";
 import { DfdaemonDownloadClient, type DownloadTaskResponse } from "../../../src/gen/dfdaemon/v2/dfdaemon.js";
 import { dragonflyBinDir, dragonflyDaemonConfig } from "../../helpers/dragonfly.js";
-import { cleanupStaleNamespaces, EmulatedNetwork, netnsSupport, nsExec, type LinkQueue, type NetHost } from "./netns.js";
+import { cleanupStaleNamespaces, EmulatedNetwork, netnsSupport, nsExec, SUBNET, type LinkQueue, type NetHost } from "./netns.js";
 
 export { netnsSupport };
 
@@ -388,6 +388,9 @@ http {
         storage: { dir: d.dir, keep: true, server: { ip, tcpPort: 4005 } },
         health: { server: { ip, port: 4003 } },
         metrics: { server: { ip, port: 4002 } },
+        // The origin lives in the swarm's private subnet: the scheduler's seed trigger may aim
+        // the seed peer there, as an operator allows a private origin (refused by default).
+        security: { allowedBackToSourceCIDRs: [SUBNET] },
         ...extra,
       }),
     );
