@@ -20,7 +20,7 @@ import { DfdaemonDownloadClient } from "../src/gen/dfdaemon/v2/dfdaemon.js";
 import { startScheduler } from "../src/scheduler/server.js";
 import { taskIdFromUrl } from "../src/common/ids.js";
 import { durationResult, median } from "./lib/measure.js";
-import { curlSeconds, startNginx } from "./lib/nginx.js";
+import { curlSeconds, startNginx, type Nginx } from "./lib/nginx.js";
 import type { BenchContext, BenchResult, BenchSuite } from "./lib/types.js";
 import { writeContent } from "./lib/content.js";
 import type { TlsFiles } from "../src/common/grpc/tls.js";
@@ -85,7 +85,8 @@ async function deleteTask(socket: string, taskId: string): Promise<void> {
   c.close();
 }
 
-async function measure(ctx: BenchContext, p2p: boolean): Promise<BenchResult> {
+/** The content every bench here downloads (file.bin, 1 GiB; warm.bin, 16 MiB) behind nginx, and its rounds. */
+async function serveContent(ctx: BenchContext): Promise<{ size: number; rounds: number; nginx: Nginx }> {
   // 1 GiB even in short (CI) mode: at 256 MiB a dfget process's own start (~0.1 s of module
   // loading) is a third of the run and the gate would measure Node start-up, not the transfer.
   const size = 1024 * MiB;
@@ -96,7 +97,11 @@ async function measure(ctx: BenchContext, p2p: boolean): Promise<BenchResult> {
   mkdirSync(www, { recursive: true });
   if (!existsSync(join(www, "file.bin"))) writeContent(join(www, "file.bin"), size);
   if (!existsSync(join(www, "warm.bin"))) writeContent(join(www, "warm.bin"), 16 * MiB);
-  const nginx = await startNginx(ctx.workDir, www, "file.bin");
+  return { size, rounds, nginx: await startNginx(ctx.workDir, www, "file.bin") };
+}
+
+async function measure(ctx: BenchContext, p2p: boolean): Promise<BenchResult> {
+  const { size, rounds, nginx } = await serveContent(ctx);
   const scheduler = p2p ? await startScheduler({ server: { listenIP: "127.0.0.1", port: 0, logLevel: "silent" }, metrics: { enable: false }, seedPeer: { enable: false } }, { logger: silentLogger() }) : undefined;
   const schedulers = scheduler ? [`127.0.0.1:${scheduler.grpcPort}`] : [];
   const daemons: Daemon[] = [];
@@ -171,13 +176,7 @@ async function measure(ctx: BenchContext, p2p: boolean): Promise<BenchResult> {
  * alternating between them. The ratio is plaintext time / mTLS time (≥ 1: TLS costs nothing).
  */
 async function measureMtls(ctx: BenchContext): Promise<BenchResult> {
-  const size = 1024 * MiB;
-  const rounds = ctx.short ? 5 : 7;
-  const www = join(ctx.workDir, "www");
-  mkdirSync(www, { recursive: true });
-  if (!existsSync(join(www, "file.bin"))) writeContent(join(www, "file.bin"), size);
-  if (!existsSync(join(www, "warm.bin"))) writeContent(join(www, "warm.bin"), 16 * MiB);
-  const nginx = await startNginx(ctx.workDir, www, "file.bin");
+  const { size, rounds, nginx } = await serveContent(ctx);
   const certs = await stackCertificates(join(ctx.workDir, "pki"), [
     { name: "scheduler", role: "scheduler" },
     { name: "tls-a", role: "peer" },

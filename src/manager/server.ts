@@ -1,12 +1,11 @@
 // Starting a whole manager: database (PostgreSQL or PGlite) with migrations, root account,
 // REST + open API, gRPC manager.v2 (first free port of server.grpc.port.start..end), the job
 // runner, liveness sweep, periodic sync_peers, and metrics.
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { instrumentService } from "../common/grpc/metrics.js";
 import { Authorizer } from "../common/grpc/authz.js";
 import { startGrpcServer, type GrpcServerHandle } from "../common/grpc/server.js";
-import { channelCredentials, loadTls, serverCredentials, type TlsMaterial } from "../common/grpc/tls.js";
+import { channelCredentials, loadTls, readPemFile, serverCredentials, type TlsMaterial } from "../common/grpc/tls.js";
 import { createLogger, type Logger } from "../common/logger.js";
 import { createRegistry, serveMetrics, type MetricsServer } from "../common/metrics.js";
 import { SsrfPolicy } from "../common/ssrf.js";
@@ -23,7 +22,6 @@ import { ManagerGrpcService } from "./grpc/service.js";
 import { JobRunner } from "./jobs/runner.js";
 import { ManagerMetrics } from "./metrics.js";
 import { errorMessage } from "../common/errors.js";
-import { ConfigError } from "../common/config.js";
 
 export interface ManagerHandle {
   restPort: number;
@@ -57,16 +55,9 @@ async function bindGrpc(service: ManagerGrpcService, metrics: ManagerMetrics, ho
 }
 
 /** server.rest.tls's PEM files, read once at start; an unreadable one names its key. */
-async function restTls(tls: { cert: string; key: string }): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+function restTls(tls: { cert: string; key: string }): { cert: Buffer; key: Buffer } | undefined {
   if (!tls.cert) return undefined;
-  const read = async (key: "cert" | "key") => {
-    try {
-      return await readFile(tls[key]);
-    } catch (e) {
-      throw new ConfigError(`server.rest.tls.${key}: cannot read ${tls[key]}: ${errorMessage(e)}`);
-    }
-  };
-  return { cert: await read("cert"), key: await read("key") };
+  return { cert: readPemFile(tls.cert, "server.rest.tls.cert"), key: readPemFile(tls.key, "server.rest.tls.key") };
 }
 
 /** Accepts a resolved config or a raw (YAML-shaped) object, validated with defaults. */
@@ -83,7 +74,7 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
   };
   try {
     // Before the database: a bad file fails the start at once.
-    const https = await restTls(cfg.server.rest.tls);
+    const https = restTls(cfg.server.rest.tls);
     const db = await openDatabase(r.databaseUrl ? { url: r.databaseUrl } : { dataDir: join(r.dataDir, "pgdata") });
     cleanups.push(() => db.close());
     log.info({ driver: db.kind, ...(db.kind === "pglite" ? { dir: join(r.dataDir, "pgdata") } : {}) }, "database opened");

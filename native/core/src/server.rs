@@ -474,12 +474,34 @@ trait PieceConn: AsyncRead + AsyncWrite + Unpin + Send + Sized {
     fn abandon(self);
 }
 
+/// `PieceConn::still_open` of a TCP socket: false once the client closed it, true once more
+/// bytes arrived (left unread).
+async fn bytes_or_open(sock: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    !matches!(sock.peek(&mut b).await, Ok(0) | Err(_))
+}
+
+/// `PieceConn::close_after_error` of a TCP connection, plain or TLS. Closing a socket with
+/// unread input makes the kernel send RST, which can destroy the Error frame before the peer
+/// reads it, so the write side is shut first and a bounded amount of pending input is drained.
+async fn shut_and_drain<S: AsyncRead + AsyncWrite + Unpin>(mut sock: S) {
+    let _ = sock.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut left = 256 * 1024usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, sock.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
+    }
+}
+
 impl PieceConn for TcpStream {
     const QUIC: bool = false;
 
     async fn still_open(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        !matches!(self.peek(&mut b).await, Ok(0) | Err(_))
+        bytes_or_open(self).await
     }
 
     async fn send_body(
@@ -505,20 +527,8 @@ impl PieceConn for TcpStream {
         }
     }
 
-    /// Closing a socket with unread input makes the kernel send RST, which can destroy the
-    /// Error frame before the peer reads it, so the write side is shut first and a bounded
-    /// amount of pending input is drained.
-    async fn close_after_error(mut self) {
-        let _ = self.shutdown().await;
-        let mut sink = [0u8; 4096];
-        let mut left = 256 * 1024usize;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while left > 0 {
-            match tokio::time::timeout_at(deadline, self.read(&mut sink)).await {
-                Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
-                _ => break,
-            }
-        }
+    async fn close_after_error(self) {
+        shut_and_drain(self).await;
     }
 
     fn abandon(self) {
@@ -534,8 +544,7 @@ impl PieceConn for tokio_rustls::server::TlsStream<TcpStream> {
     /// Raw bytes on the socket: a pipelined request (or the client's close) arrived. A request
     /// rustls already decrypted and holds is not seen; the wait then simply lasts until a slot.
     async fn still_open(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        !matches!(self.get_ref().0.peek(&mut b).await, Ok(0) | Err(_))
+        bytes_or_open(self.get_ref().0).await
     }
 
     async fn send_body(
@@ -552,18 +561,9 @@ impl PieceConn for tokio_rustls::server::TlsStream<TcpStream> {
         tokio::time::timeout(shared.cfg.write_timeout, self.flush()).await.map_err(|_| io_timeout())?
     }
 
-    /// As for plain TCP: our close_notify first, then a bounded drain, so the frame arrives.
-    async fn close_after_error(mut self) {
-        let _ = self.shutdown().await;
-        let mut sink = [0u8; 4096];
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        let mut left = 256 * 1024usize;
-        while left > 0 {
-            match tokio::time::timeout_at(deadline, self.read(&mut sink)).await {
-                Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
-                _ => break,
-            }
-        }
+    /// As for plain TCP, with our close_notify as the shutdown.
+    async fn close_after_error(self) {
+        shut_and_drain(self).await;
     }
 
     fn abandon(self) {}

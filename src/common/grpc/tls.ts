@@ -57,15 +57,18 @@ export interface TlsMaterial {
   key: Buffer;
 }
 
+/** A PEM file of the config key `key`, read at start; an unreadable one is a ConfigError naming the key. */
+export function readPemFile(path: string, key: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ConfigError(`${key}: cannot read ${path}: ${errorMessage(e)}`);
+  }
+}
+
 export function loadTls(files: TlsFiles | undefined, key: string): TlsMaterial | undefined {
   if (!files) return undefined;
-  const read = (k: keyof TlsFiles) => {
-    try {
-      return readFileSync(files[k]);
-    } catch (e) {
-      throw new ConfigError(`${key}.${k}: cannot read ${files[k]}: ${errorMessage(e)}`);
-    }
-  };
+  const read = (k: keyof TlsFiles) => readPemFile(files[k], `${key}.${k}`);
   return { ca: read("caCert"), cert: read("cert"), key: read("key") };
 }
 
