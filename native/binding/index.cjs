@@ -846,6 +846,7 @@ module.exports.ZstdEncoder = nativeBinding.ZstdEncoder
 module.exports.aesGcmOpen = nativeBinding.aesGcmOpen
 module.exports.aesGcmSeal = nativeBinding.aesGcmSeal
 module.exports.allocPieceBuffer = nativeBinding.allocPieceBuffer
+module.exports.closeIdlePieceConnections = nativeBinding.closeIdlePieceConnections
 module.exports.defaultPieceServePath = nativeBinding.defaultPieceServePath
 module.exports.deleteTaskStore = nativeBinding.deleteTaskStore
 module.exports.digest = nativeBinding.digest

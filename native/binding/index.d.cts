@@ -133,6 +133,12 @@ export declare function aesGcmSeal(key: Buffer, nonce: Buffer, plain: Buffer): B
  */
 export declare function allocPieceBuffer(length: number): Buffer
 
+/**
+ * Closes the idle piece connections (TCP, TLS, QUIC) to a parent address no download of ours
+ * uses any more; returns how many were closed.
+ */
+export declare function closeIdlePieceConnections(addr: string): number
+
 /** The body path a server uses when none is configured, chosen by measurement. */
 export declare function defaultPieceServePath(): string
 

@@ -124,18 +124,18 @@ export const DaemonConfigSchema = Type.Object(
       tier: Type.Union([Type.Literal("disk"), Type.Literal("memory")], { default: "disk" }),
       tmpfsDir: Type.String({ default: "/dev/shm" }),
       /**
-       * Ours: whether disk-tier pieces are written with O_DIRECT. "auto" (default): where the
-       * filesystem takes it; "always" requires it (a task fails on a filesystem without it);
-       * "never" writes through the page cache, as Dragonfly's client always does. The trade,
-       * measured on one 2-core host with one disk: a peer writing through the page cache
-       * serves its children from memory (bench interop/peer-to-dragonfly-1g, a Dragonfly child
-       * pulling 1 GiB: 3.2 s from our O_DIRECT peer, 2.5 s from our page-cache peer and from
-       * Dragonfly's own parent), but a swarm of page-cache peers on the same disk was slower
-       * (swarm-vs-ideal-n16: 16.7 s with O_DIRECT, 18.0 and 18.6 s without; their durable
-       * commits are fdatasyncs, where an O_DIRECT write carries RWF_DSYNC) and our own dfget
-       * back-to-source too (2.28 s vs 2.56 s for 1 GiB). Hence O_DIRECT by default.
+       * Ours: whether disk-tier pieces are written with O_DIRECT. "never" (default) writes
+       * through the page cache, as Dragonfly's client does, each write made durable by itself
+       * (RWF_DSYNC, no fdatasync round trip); "auto" uses O_DIRECT where the filesystem takes it;
+       * "always" requires it (a task fails on a filesystem without it). The trade, measured on
+       * one 2-core host with one disk on 2026-12-07: a page-cache peer serves its children from
+       * memory, so a Dragonfly child pulls 1 GiB from it as fast as from Dragonfly's own parent
+       * (bench interop/peer-to-dragonfly-1g: ratio 1.003 and 1.021, against 0.74-0.88 from an
+       * O_DIRECT peer, which reads every piece back from the disk); a swarm of page-cache peers
+       * on one shared disk is 2-3 % slower (swarm-vs-ideal-n16: 16.00 and 15.94 s against 15.70
+       * and 15.43 s with O_DIRECT); our dfget back-to-source is even (1.91 s vs 1.93 s per GiB).
        */
-      directIO: Type.Union([Type.Literal("auto"), Type.Literal("always"), Type.Literal("never")], { default: "auto" }),
+      directIO: Type.Union([Type.Literal("auto"), Type.Literal("always"), Type.Literal("never")], { default: "never" }),
       /**
        * Ours: the background scrub (storage/scrub.ts) re-reads cached pieces and checks them
        * against the digests recorded when they landed, so a cache hit never serves rotten

@@ -146,6 +146,11 @@ export interface OriginStats {
   bytes: number;
 }
 
+/** Closes the idle piece connections (TCP, TLS, QUIC) to a parent address `ip:port`; returns how many. */
+export function closeIdlePieceConnections(addr: string): number {
+  return binding.closeIdlePieceConnections(addr);
+}
+
 /** Counters of the process-wide native origin client (connection pool and pieces fetched). */
 export function originStats(): OriginStats {
   return binding.originStats();

@@ -21,6 +21,7 @@ const EXPORTS = [
   "aesGcmOpen",
   "aesGcmSeal",
   "allocPieceBuffer",
+  "closeIdlePieceConnections",
   "defaultPieceServePath",
   "deleteTaskStore",
   "digest",

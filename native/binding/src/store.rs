@@ -265,6 +265,13 @@ pub fn origin_stats() -> OriginStats {
     OriginStats { connects: s.connects as i64, reuses: s.reuses as i64, pieces: s.pieces as i64, bytes: s.bytes as i64 }
 }
 
+/// Closes the idle piece connections (TCP, TLS, QUIC) to a parent address no download of ours
+/// uses any more; returns how many were closed.
+#[napi]
+pub fn close_idle_piece_connections(addr: String) -> u32 {
+    client::default_pool().close_idle_to(&addr) as u32
+}
+
 /// Cancels long native operations; the facade flips it from an AbortSignal.
 #[napi]
 pub struct CancelToken {

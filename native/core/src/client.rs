@@ -233,10 +233,18 @@ impl ConnPool {
 
     /// Drops every idle connection to `addr` (a parent that stalled: a pooled connection to it
     /// would only stall the next piece too). Their watchers close the sockets.
-    pub fn forget(&self, addr: &str) {
+    pub fn forget(&self, addr: &str) -> usize {
         let gone = self.idle.lock().ok().and_then(|mut idle| idle.remove(addr));
         // Dropping an entry drops its hand-over channel, which ends its watcher.
-        drop(gone);
+        gone.map_or(0, |g| g.len())
+    }
+
+    /// Closes what is idle towards a parent that left every download of ours (its address
+    /// `addr`, plain or TLS, or its QUIC address): nothing would ask for those connections
+    /// again before the idle timeout closes them, and the parent holds a socket for each.
+    /// Connections in use are left to finish. Returns how many were closed.
+    pub fn close_idle_to(&self, addr: &str) -> usize {
+        self.forget(addr) + self.forget(&format!("tls:{addr}")) + self.quic.close_idle_to(addr)
     }
 
     /// Number of idle connections held (for tests and stats).

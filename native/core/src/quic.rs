@@ -250,6 +250,19 @@ impl QuicPool {
         self.conns.lock().map(|m| m.values().flatten().filter(|c| c.conn.close_reason().is_none()).count()).unwrap_or(0)
     }
 
+    /// Closes the connections to `addr` that carry no stream; their reapers forget them.
+    pub fn close_idle_to(&self, addr: &str) -> usize {
+        let Ok(map) = self.conns.lock() else { return 0 };
+        let mut closed = 0;
+        for c in map.get(addr).into_iter().flatten() {
+            if c.streams.load(Ordering::Acquire) == 0 && c.conn.close_reason().is_none() {
+                c.conn.close(VarInt::from_u32(0), b"parent left");
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     fn pick(&self, addr: &str) -> Option<Arc<PooledConn>> {
         let mut map = self.conns.lock().ok()?;
         let list = map.get_mut(addr)?;

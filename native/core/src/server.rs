@@ -1771,6 +1771,32 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_idle_connections_to_a_parent_that_left_closes_tcp_and_quic_alike() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        seeded(a.path(), &[0, 1]).await;
+        let srv = quic_server(a.path(), 0, 0, 0).await;
+        let dst = open(b.path());
+        let pool = ConnPool::default();
+        fetch_piece(&pool, &dst, &fetch_opts(&srv, 0), &CancelToken::new()).await.unwrap();
+        fetch_piece(&pool, &dst, &quic_opts(&srv, 1), &CancelToken::new()).await.unwrap();
+        assert_eq!((pool.idle_count(), pool.quic().open_count()), (1, 1));
+        // Another address is untouched.
+        assert_eq!(pool.close_idle_to("127.0.0.1:1"), 0);
+        assert_eq!(pool.close_idle_to(&srv.local_addr().to_string()), 1);
+        assert_eq!(pool.close_idle_to(&srv.quic_addr().unwrap().to_string()), 1);
+        assert_eq!((pool.idle_count(), pool.quic().open_count()), (0, 0));
+        // The parent still serves: the next piece connects anew.
+        let c = tempfile::tempdir().unwrap();
+        let again = open(c.path());
+        fetch_piece(&pool, &again, &fetch_opts(&srv, 0), &CancelToken::new()).await.unwrap();
+        fetch_piece(&pool, &again, &quic_opts(&srv, 1), &CancelToken::new()).await.unwrap();
+        assert_eq!(srv.stats().connections_accepted, 2);
+        assert_eq!(pool.quic().connects(), 2);
+        srv.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn quic_unknown_tasks_and_malformed_frames_get_error_frames() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();

@@ -378,11 +378,15 @@ impl std::ops::Deref for PieceView {
 }
 
 /// How a write becomes durable under `policy`: (RWF_DSYNC on the write, fdatasync before its
-/// commit).
+/// commit). Auto uses RWF_DSYNC in both modes: each write returns once its own range is on the
+/// disk, so a buffered piece needs no fdatasync round trip of its own (which also flushes
+/// whatever else the file has dirty) and its bytes stay in the page cache for serving. Measured
+/// 2026-12-07, 16-peer swarm at 100 Mbit/s: buffered+RWF_DSYNC 16.00 s, O_DIRECT 15.70 s,
+/// buffered+fdatasync 17.97-18.64 s.
 fn durability(policy: SyncPolicy, buffered: bool) -> (bool, bool) {
     match policy {
         SyncPolicy::Never => (false, false),
-        SyncPolicy::Auto => (!buffered, buffered),
+        SyncPolicy::Auto => (true, false),
         SyncPolicy::Always => (!buffered, true),
     }
 }
@@ -1333,12 +1337,11 @@ mod tests {
             for policy in [SyncPolicy::Auto, SyncPolicy::Always] {
                 let (dsync, fdatasync) = durability(policy, buffered);
                 assert!(dsync || fdatasync, "{policy:?} buffered={buffered}");
-                // RWF_DSYNC only where O_DIRECT makes it the whole cost (no page cache to write back).
-                assert_eq!(dsync, !buffered);
             }
+            // Auto: each write durable by itself (RWF_DSYNC), no fdatasync round trip after it.
+            assert_eq!(durability(SyncPolicy::Auto, buffered), (true, false));
             assert_eq!(durability(SyncPolicy::Never, buffered), (false, false));
         }
-        assert_eq!(durability(SyncPolicy::Auto, false), (true, false), "no fdatasync round trip after O_DIRECT");
     }
 
     #[test]

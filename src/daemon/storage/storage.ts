@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { isTaskId } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
 import { DigestHasher, deleteTaskStore, openTaskStore, type ExtraDigest, type FetchPieceOptions, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
+import { addrOf } from "./parent-links.js";
 import type { ParentAddress, PieceDeadlines, PieceInfo, PieceRace, TaskMetadata, TaskStore } from "./types.js";
 import { errorMessage } from "../../common/errors.js";
 
@@ -36,11 +37,6 @@ export function pieceInfoOf(p: NativePieceInfo): PieceInfo {
 /** The native request options for `deadlines`. */
 function timeouts(d: PieceDeadlines): { pieceTimeoutMs: number; firstByteTimeoutMs?: number; stallTimeoutMs?: number } {
   return { pieceTimeoutMs: d.pieceMs, ...(d.firstByteMs !== undefined ? { firstByteTimeoutMs: d.firstByteMs } : {}), ...(d.stallMs !== undefined ? { stallTimeoutMs: d.stallMs } : {}) };
-}
-
-/** `ip:port`, with IPv6 addresses in brackets. */
-function addrOf(parent: ParentAddress): string {
-  return parent.ip.includes(":") ? `[${parent.ip}]:${parent.port}` : `${parent.ip}:${parent.port}`;
 }
 
 /** Where and how to ask `parent`: its address, protocol, and our TLS identity over TCP. */

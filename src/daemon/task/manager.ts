@@ -18,7 +18,7 @@ import { TrafficType, type Download, type Peer, type Piece, type Task as TaskMes
 import { BackendError, type Backend, type BackendRegistry, type OriginRoute } from "../backend/index.js";
 import { describePin, hasValidator, OriginChangedError, pinFromHeaders, type OriginPin } from "../backend/pin.js";
 import { discard } from "../backend/http.js";
-import { PieceRound, type Holder } from "../piece/round.js";
+import { PieceRound, type Holder, type ParentRace } from "../piece/round.js";
 import { VouchedDigests } from "../piece/vouched.js";
 import type { UploadClientPool } from "../piece/parents.js";
 import { AnnouncePeerSession, type SchedulerResponse } from "../scheduler/session.js";
@@ -27,7 +27,8 @@ import type { DaemonMetrics } from "../metrics.js";
 import { freeBytes, makeRoom } from "../gc.js";
 import { pieceInfoOf, type NewTask, type Storage } from "../storage/storage.js";
 import type { ParentAddress, PieceInfo, TaskStore } from "../storage/types.js";
-import { allocPieceBuffer, isNativeError, openTaskStore, type NativePieceInfo } from "../../native/index.js";
+import { ParentLinks, type RoundLinks } from "../storage/parent-links.js";
+import { allocPieceBuffer, closeIdlePieceConnections, isNativeError, openTaskStore, type NativePieceInfo } from "../../native/index.js";
 import { nativeToBackendError } from "../backend/http.js";
 import { parseDigest } from "./digest.js";
 import { DiskFaults, isNoSpace } from "./disk-faults.js";
@@ -177,6 +178,8 @@ export class TaskManager {
   readonly events = new EventEmitter().setMaxListeners(0);
   /** Tasks children are downloading from us (fed by the upload service and the piece server). */
   readonly uploads = new TaskUploads();
+  /** Which parents our running rounds use: idle connections to the others are closed. */
+  readonly parentLinks = new ParentLinks(closeIdlePieceConnections);
 
   constructor(
     private readonly opts: TaskManagerOptions,
@@ -692,7 +695,8 @@ export class TaskManager {
           session.started();
           // The origin's digests of what the parents hold, before the first piece is picked.
           vouched.want();
-          const round = this.newRound(session, task, parents, peerId, faults, stalls, vouched, req.signal);
+          const links = this.parentLinks.round();
+          const round = this.newRound(session, task, parents, peerId, faults, stalls, vouched, links, req.signal);
           if (!round) {
             session.finished();
             await this.closeAfterFinished(session);
@@ -700,7 +704,10 @@ export class TaskManager {
           }
           // Read the scheduler while the round runs: a NormalTaskResponse now is a top-up
           // with parents that started serving since (the full list; new ones join the round).
-          const running = round.run(req.signal).then((done) => ({ done }));
+          const running = round
+            .run(req.signal)
+            .finally(() => links.end())
+            .then((done) => ({ done }));
           let reading = true;
           let done: boolean;
           for (;;) {
@@ -756,7 +763,7 @@ export class TaskManager {
   }
 
   /** A round over the missing pieces, or undefined when nothing is missing. */
-  private newRound(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, faults: DiskFaults, stalls: Map<string, number>, vouched: VouchedDigests, signal?: AbortSignal): PieceRound | undefined {
+  private newRound(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, faults: DiskFaults, stalls: Map<string, number>, vouched: VouchedDigests, links: RoundLinks, signal?: AbortSignal): PieceRound | undefined {
     const missing = this.missing(task);
     if (missing.size === 0) return undefined;
     return new PieceRound(
@@ -771,18 +778,26 @@ export class TaskManager {
         stalls,
         uploadClients: this.uploadClients,
         // Our own storage faults count against this download (see DiskFaults), not the parent.
-        fetch: (h, n, deadlines, expectedDigest) =>
-          task.fetchPiece(parentAddress(h, this.opts.protocol), n, h.peerId, deadlines, signal, expectedDigest).catch((e: unknown) => {
+        fetch: (h, n, deadlines, expectedDigest) => {
+          const parent = parentAddress(h, this.opts.protocol);
+          links.use(parent);
+          return task.fetchPiece(parent, n, h.peerId, deadlines, signal, expectedDigest).catch((e: unknown) => {
             faults.observe(e);
             throw e;
-          }),
+          });
+        },
         race: () => {
           const r = task.race(this.opts.pieceTimeoutMs, signal);
           const done = r.done.catch((e: unknown) => {
             faults.observe(e);
             throw e;
           });
-          return { add: (h, n, deadlines, expectedDigest) => r.add(parentAddress(h, this.opts.protocol), n, h.peerId, deadlines, expectedDigest), started: r.started, done, stalled: () => r.stalled() };
+          const add: ParentRace["add"] = (h, n, deadlines, expectedDigest) => {
+            const parent = parentAddress(h, this.opts.protocol);
+            links.use(parent);
+            r.add(parent, n, h.peerId, deadlines, expectedDigest);
+          };
+          return { add, started: r.started, done, stalled: () => r.stalled() };
         },
         vouched,
         onPiece: (info) => {
