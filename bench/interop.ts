@@ -38,8 +38,8 @@ const suite: BenchSuite = {
       run: async (ctx) => {
         // 1 GiB in short (CI) mode too: at 256 MiB the child's own start and its scheduling
         // are most of a run. Seven rounds: single rounds spread ±15% on a quiet host (±40% on
-        // a busy one), and the two sides are close, so the median must be steady for the gate
-        // (medians of five rounds on 2026-12-07: 1.021, 1.080, 1.004).
+        // a busy one); with a page-cache parent (storage.directIO: never) the two sides are
+        // close (medians on 2026-12-07: 1.021, 1.080, 1.004, 1.018), so the median must be steady.
         const size = 1024 * MiB;
         const rounds = 7;
         const www = join(ctx.workDir, "interop-www");

@@ -124,18 +124,20 @@ export const DaemonConfigSchema = Type.Object(
       tier: Type.Union([Type.Literal("disk"), Type.Literal("memory")], { default: "disk" }),
       tmpfsDir: Type.String({ default: "/dev/shm" }),
       /**
-       * Ours: whether disk-tier pieces are written with O_DIRECT. "never" (default) writes
-       * through the page cache, as Dragonfly's client does, each write made durable by itself
-       * (RWF_DSYNC, no fdatasync round trip); "auto" uses O_DIRECT where the filesystem takes it;
-       * "always" requires it (a task fails on a filesystem without it). The trade, measured on
-       * one 2-core host with one disk on 2026-12-07: a page-cache peer serves its children from
-       * memory, so a Dragonfly child pulls 1 GiB from it as fast as from Dragonfly's own parent
-       * (bench interop/peer-to-dragonfly-1g: ratio 1.003 and 1.021, against 0.74-0.88 from an
-       * O_DIRECT peer, which reads every piece back from the disk); a swarm of page-cache peers
-       * on one shared disk is 2-3 % slower (swarm-vs-ideal-n16: 16.00 and 15.94 s against 15.70
-       * and 15.43 s with O_DIRECT); our dfget back-to-source is even (1.91 s vs 1.93 s per GiB).
+       * Ours: whether disk-tier pieces are written with O_DIRECT. "auto" (default): where the
+       * filesystem takes it; "always" requires it (a task fails on a filesystem without it);
+       * "never" writes through the page cache, as Dragonfly's client does, each write made
+       * durable by itself (RWF_DSYNC). The trade, measured on one 2-core host with one virtual
+       * disk on 2026-12-07: a page-cache parent serves its children from memory, so a
+       * Dragonfly child pulls 1 GiB from it as fast as from Dragonfly's own parent (bench
+       * interop/peer-to-dragonfly-1g: 1.00-1.08, against 0.73-0.88 from an O_DIRECT parent,
+       * which reads the pieces back from the disk); but the page cache's writeback made our own
+       * P2P download of 1 GiB 1.65x slower (daemon/dfget-p2p-cached-1g: 3.71 s against 2.25 s)
+       * and a 16-peer swarm at 100 Mbit/s 2-3 % slower (swarm-vs-ideal-n16: 15.94 s against
+       * 15.43 s). Hence O_DIRECT by default; "never" for a parent whose children are mostly
+       * Dragonfly clients.
        */
-      directIO: Type.Union([Type.Literal("auto"), Type.Literal("always"), Type.Literal("never")], { default: "never" }),
+      directIO: Type.Union([Type.Literal("auto"), Type.Literal("always"), Type.Literal("never")], { default: "auto" }),
       /**
        * Ours: the background scrub (storage/scrub.ts) re-reads cached pieces and checks them
        * against the digests recorded when they landed, so a cache hit never serves rotten

@@ -1,6 +1,6 @@
-// storage.directIO: through the page cache by default ("never", as Dragonfly's client writes,
-// so children are served from memory), and O_DIRECT where the filesystem takes it ("auto") or
-// required ("always"); each mode reaches the native store.
+// storage.directIO: O_DIRECT where the filesystem takes it by default ("auto"), required
+// ("always"), or never (through the page cache, as Dragonfly's client writes); each mode
+// reaches the native store.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,10 +30,10 @@ async function ioModeOf(directIO: Mode): Promise<string> {
 }
 
 describe("storage.directIO", () => {
-  it("resolves: the page cache unless O_DIRECT is asked for", () => {
-    expect(directIO("")).toBe("never");
-    expect(directIO("seedPeer:\n  enable: true\n")).toBe("never");
-    expect(directIO("seedPeer:\n  enable: true\nstorage:\n  directIO: auto\n")).toBe("auto");
+  it("resolves: O_DIRECT where the filesystem takes it unless forced either way", () => {
+    expect(directIO("")).toBe("auto");
+    expect(directIO("seedPeer:\n  enable: true\n")).toBe("auto");
+    expect(directIO("seedPeer:\n  enable: true\nstorage:\n  directIO: never\n")).toBe("never");
     expect(directIO("storage:\n  directIO: always\n")).toBe("always");
     expect(() => directIO("storage:\n  directIO: sometimes\n")).toThrow(/storage\.directIO/);
   });
