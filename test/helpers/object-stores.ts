@@ -1,0 +1,177 @@
+// Real object stores on 127.0.0.1 for the back-to-source tests (issue 23): SeaweedFS (S3),
+// Azurite (Azure Blob) and fake-gcs-server (GCS), each on ephemeral ports in a temp dir, with
+// a counting proxy in front (what the store served). The Go servers are built once per machine
+// by scripts/install-object-stores.sh (.ci/run runs it); a missing binary fails the test.
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
+import { Storage } from "@google-cloud/storage";
+import { freePort, Processes, waitFor } from "./containerd.js";
+import { startCountingProxy, type CountingProxy } from "./counting-proxy.js";
+
+const CACHE_BIN = join(process.env.DAMSELFLY_CACHE ?? "/var/cache/damselfly", "bin");
+
+export function objectStoreBin(name: "weed" | "fake-gcs-server"): string {
+  const bin = join(CACHE_BIN, name);
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run scripts/install-object-stores.sh (.ci/run does)`);
+  return bin;
+}
+
+export interface RunningStore {
+  /** The endpoint clients use: the counting proxy's. */
+  endpoint: string;
+  proxy: CountingProxy;
+  /** Puts an object (creating nothing else). */
+  put(bucket: string, key: string, body: Buffer): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function tcpUp(port: number): Promise<boolean> {
+  const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
+  return res !== undefined;
+}
+
+export const S3_ACCESS_KEY = "damselfly-test";
+export const S3_SECRET_KEY = "damselfly-test-secret-key-0123456789";
+
+/**
+ * `weed server` (master, volume, filer, S3 gateway) with one admin identity: with an identity
+ * configured the gateway refuses anonymous and unknown credentials. The bucket is created
+ * through the S3 API.
+ */
+export async function startSeaweedFs(dir: string, bucket: string): Promise<RunningStore> {
+  const bin = objectStoreBin("weed");
+  const procs = new Processes();
+  const ports: number[] = [];
+  // One at a time: two free ports asked for together may be the same one.
+  for (let i = 0; i < 8; i++) {
+    let p = await freePort();
+    while (ports.includes(p)) p = await freePort();
+    ports.push(p);
+  }
+  const [master, masterGrpc, volume, volumeGrpc, filer, filerGrpc, s3, s3Grpc] = ports as [number, number, number, number, number, number, number, number];
+  const config = join(dir, "s3.json");
+  writeFileSync(config, JSON.stringify({ identities: [{ name: "admin", credentials: [{ accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY }], actions: ["Admin", "Read", "List", "Tagging", "Write"] }] }));
+  let log = "";
+  const child = procs.spawn(
+    bin,
+    [
+      "server",
+      `-dir=${dir}`,
+      "-ip=127.0.0.1",
+      "-ip.bind=127.0.0.1",
+      `-master.port=${master}`,
+      `-master.port.grpc=${masterGrpc}`,
+      "-master.volumeSizeLimitMB=256",
+      `-volume.port=${volume}`,
+      `-volume.port.grpc=${volumeGrpc}`,
+      "-volume.max=8",
+      "-filer",
+      `-filer.port=${filer}`,
+      `-filer.port.grpc=${filerGrpc}`,
+      "-s3",
+      `-s3.port=${s3}`,
+      `-s3.port.grpc=${s3Grpc}`,
+      `-s3.config=${config}`,
+    ],
+    (t) => (log = (log + t).slice(-4000)),
+  );
+  const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`weed server exited (${code}): ${log}`))));
+  try {
+    await Promise.race([waitFor(() => tcpUp(s3), "SeaweedFS S3 gateway", 2400), exited]);
+  } catch (e) {
+    await procs.stopAll();
+    throw e;
+  }
+  const proxy = await startCountingProxy(s3);
+  const endpoint = `http://127.0.0.1:${proxy.port}`;
+  const client = new S3Client({ region: "us-east-1", endpoint: `http://127.0.0.1:${s3}`, forcePathStyle: true, credentials: { accessKeyId: S3_ACCESS_KEY, secretAccessKey: S3_SECRET_KEY } });
+  // The filer may still be joining the master: retry until the bucket exists.
+  for (let i = 0; ; i++) {
+    try {
+      await client.send(new CreateBucketCommand({ Bucket: bucket }));
+      break;
+    } catch (e) {
+      if (i >= 100) throw e;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  return {
+    endpoint,
+    proxy,
+    put: async (b, key, body) => {
+      await client.send(new PutObjectCommand({ Bucket: b, Key: key, Body: body }));
+    },
+    close: async () => {
+      client.destroy();
+      await proxy.close();
+      await procs.stopAll();
+    },
+  };
+}
+
+/** Azurite's well-known development account (documented by Azure; not a secret). */
+export const AZURITE_ACCOUNT = "devstoreaccount1";
+export const AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/** Azurite's blob service (npm devDependency), with the container created through the Blob API. */
+export async function startAzurite(dir: string, container: string): Promise<RunningStore> {
+  const bin = new URL("../../node_modules/.bin/azurite-blob", import.meta.url).pathname;
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: npm ci installs azurite (a devDependency)`);
+  const procs = new Processes();
+  const port = await freePort();
+  let log = "";
+  const child = procs.spawn(bin, ["--blobHost", "127.0.0.1", "--blobPort", String(port), "--location", dir, "--silent", "--skipApiVersionCheck", "--inMemoryPersistence"], (t) => (log = (log + t).slice(-4000)));
+  const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`azurite exited (${code}): ${log}`))));
+  try {
+    await Promise.race([waitFor(() => tcpUp(port), "Azurite", 1200), exited]);
+  } catch (e) {
+    await procs.stopAll();
+    throw e;
+  }
+  const proxy = await startCountingProxy(port);
+  const service = new BlobServiceClient(`http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY));
+  await service.getContainerClient(container).create();
+  return {
+    endpoint: `http://127.0.0.1:${proxy.port}/${AZURITE_ACCOUNT}`,
+    proxy,
+    put: async (c, key, body) => {
+      await service.getContainerClient(c).getBlockBlobClient(key).uploadData(body);
+    },
+    close: async () => {
+      await proxy.close();
+      await procs.stopAll();
+    },
+  };
+}
+
+/** fake-gcs-server (GCS's JSON API), in memory, with the bucket created through the API. */
+export async function startFakeGcs(bucket: string): Promise<RunningStore> {
+  const bin = objectStoreBin("fake-gcs-server");
+  const procs = new Processes();
+  const port = await freePort();
+  let log = "";
+  const child = procs.spawn(bin, ["-scheme", "http", "-host", "127.0.0.1", "-port", String(port), "-backend", "memory", "-log-level", "error"], (t) => (log = (log + t).slice(-4000)));
+  const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`fake-gcs-server exited (${code}): ${log}`))));
+  try {
+    await Promise.race([waitFor(() => tcpUp(port), "fake-gcs-server", 1200), exited]);
+  } catch (e) {
+    await procs.stopAll();
+    throw e;
+  }
+  const proxy = await startCountingProxy(port);
+  const storage = new Storage({ apiEndpoint: `http://127.0.0.1:${port}`, projectId: "test" });
+  await storage.createBucket(bucket);
+  return {
+    endpoint: `http://127.0.0.1:${proxy.port}`,
+    proxy,
+    put: async (b, key, body) => {
+      await storage.bucket(b).file(key).save(body, { resumable: false, validation: false });
+    },
+    close: async () => {
+      await proxy.close();
+      await procs.stopAll();
+    },
+  };
+}
