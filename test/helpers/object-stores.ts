@@ -122,7 +122,7 @@ export async function startAzurite(dir: string, container: string): Promise<Runn
   const procs = new Processes();
   const port = await freePort();
   let log = "";
-  const child = procs.spawn(bin, ["--blobHost", "127.0.0.1", "--blobPort", String(port), "--location", dir, "--silent", "--skipApiVersionCheck", "--inMemoryPersistence"], (t) => (log = (log + t).slice(-4000)));
+  const child = procs.spawn(bin, ["--blobHost", "127.0.0.1", "--blobPort", String(port), "--location", dir, "--silent", "--skipApiVersionCheck"], (t) => (log = (log + t).slice(-4000)));
   const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`azurite exited (${code}): ${log}`))));
   try {
     await Promise.race([waitFor(() => tcpUp(port), "Azurite", 1200), exited]);
