@@ -27,9 +27,26 @@ export interface RunningStore {
   close(): Promise<void>;
 }
 
-async function tcpUp(port: number): Promise<boolean> {
+async function httpUp(port: number): Promise<boolean> {
   const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
   return res !== undefined;
+}
+
+/** Starts a server and waits until `port` answers HTTP; a server that exits first fails with its output. */
+async function startServer(what: string, bin: string, args: string[], port: number, attempts: number): Promise<Processes> {
+  const procs = new Processes();
+  let log = "";
+  const child = procs.spawn(bin, args, (t) => (log = (log + t).slice(-4000)));
+  const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`${what} exited (${code}): ${log}`))));
+  // Stopping it later is no failure.
+  exited.catch(() => undefined);
+  try {
+    await Promise.race([waitFor(() => httpUp(port), what, attempts), exited]);
+  } catch (e) {
+    await procs.stopAll();
+    throw e;
+  }
+  return procs;
 }
 
 export const S3_ACCESS_KEY = "damselfly-test";
@@ -42,7 +59,6 @@ export const S3_SECRET_KEY = "damselfly-test-secret-key-0123456789";
  */
 export async function startSeaweedFs(dir: string, bucket: string): Promise<RunningStore> {
   const bin = objectStoreBin("weed");
-  const procs = new Processes();
   const ports: number[] = [];
   // One at a time: two free ports asked for together may be the same one.
   for (let i = 0; i < 8; i++) {
@@ -53,37 +69,26 @@ export async function startSeaweedFs(dir: string, bucket: string): Promise<Runni
   const [master, masterGrpc, volume, volumeGrpc, filer, filerGrpc, s3, s3Grpc] = ports as [number, number, number, number, number, number, number, number];
   const config = join(dir, "s3.json");
   writeFileSync(config, JSON.stringify({ identities: [{ name: "admin", credentials: [{ accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY }], actions: ["Admin", "Read", "List", "Tagging", "Write"] }] }));
-  let log = "";
-  const child = procs.spawn(
-    bin,
-    [
-      "server",
-      `-dir=${dir}`,
-      "-ip=127.0.0.1",
-      "-ip.bind=127.0.0.1",
-      `-master.port=${master}`,
-      `-master.port.grpc=${masterGrpc}`,
-      "-master.volumeSizeLimitMB=256",
-      `-volume.port=${volume}`,
-      `-volume.port.grpc=${volumeGrpc}`,
-      "-volume.max=8",
-      "-filer",
-      `-filer.port=${filer}`,
-      `-filer.port.grpc=${filerGrpc}`,
-      "-s3",
-      `-s3.port=${s3}`,
-      `-s3.port.grpc=${s3Grpc}`,
-      `-s3.config=${config}`,
-    ],
-    (t) => (log = (log + t).slice(-4000)),
-  );
-  const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`weed server exited (${code}): ${log}`))));
-  try {
-    await Promise.race([waitFor(() => tcpUp(s3), "SeaweedFS S3 gateway", 2400), exited]);
-  } catch (e) {
-    await procs.stopAll();
-    throw e;
-  }
+  const flags = {
+    dir,
+    ip: "127.0.0.1",
+    "ip.bind": "127.0.0.1",
+    "master.port": master,
+    "master.port.grpc": masterGrpc,
+    "master.volumeSizeLimitMB": 256,
+    "volume.port": volume,
+    "volume.port.grpc": volumeGrpc,
+    "volume.max": 8,
+    filer: true,
+    "filer.port": filer,
+    "filer.port.grpc": filerGrpc,
+    s3: true,
+    "s3.port": s3,
+    "s3.port.grpc": s3Grpc,
+    "s3.config": config,
+  };
+  const args = ["server", ...Object.entries(flags).map(([k, v]) => `-${k}=${v}`)];
+  const procs = await startServer("SeaweedFS's S3 gateway", bin, args, s3, 2400);
   const proxy = await startCountingProxy(s3);
   const endpoint = `http://127.0.0.1:${proxy.port}`;
   const client = new S3Client({ region: "us-east-1", endpoint: `http://127.0.0.1:${s3}`, forcePathStyle: true, credentials: { accessKeyId: S3_ACCESS_KEY, secretAccessKey: S3_SECRET_KEY } });
@@ -119,17 +124,8 @@ export const AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2U
 export async function startAzurite(dir: string, container: string): Promise<RunningStore> {
   const bin = new URL("../../node_modules/.bin/azurite-blob", import.meta.url).pathname;
   if (!existsSync(bin)) throw new Error(`${bin} is missing: npm ci installs azurite (a devDependency)`);
-  const procs = new Processes();
   const port = await freePort();
-  let log = "";
-  const child = procs.spawn(bin, ["--blobHost", "127.0.0.1", "--blobPort", String(port), "--location", dir, "--silent", "--skipApiVersionCheck"], (t) => (log = (log + t).slice(-4000)));
-  const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`azurite exited (${code}): ${log}`))));
-  try {
-    await Promise.race([waitFor(() => tcpUp(port), "Azurite", 1200), exited]);
-  } catch (e) {
-    await procs.stopAll();
-    throw e;
-  }
+  const procs = await startServer("Azurite", bin, ["--blobHost", "127.0.0.1", "--blobPort", String(port), "--location", dir, "--silent", "--skipApiVersionCheck"], port, 1200);
   const proxy = await startCountingProxy(port);
   const service = new BlobServiceClient(`http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY));
   await service.getContainerClient(container).create();
@@ -149,17 +145,8 @@ export async function startAzurite(dir: string, container: string): Promise<Runn
 /** fake-gcs-server (GCS's JSON API), in memory, with the bucket created through the API. */
 export async function startFakeGcs(bucket: string): Promise<RunningStore> {
   const bin = objectStoreBin("fake-gcs-server");
-  const procs = new Processes();
   const port = await freePort();
-  let log = "";
-  const child = procs.spawn(bin, ["-scheme", "http", "-host", "127.0.0.1", "-port", String(port), "-backend", "memory", "-log-level", "error"], (t) => (log = (log + t).slice(-4000)));
-  const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`fake-gcs-server exited (${code}): ${log}`))));
-  try {
-    await Promise.race([waitFor(() => tcpUp(port), "fake-gcs-server", 1200), exited]);
-  } catch (e) {
-    await procs.stopAll();
-    throw e;
-  }
+  const procs = await startServer("fake-gcs-server", bin, ["-scheme", "http", "-host", "127.0.0.1", "-port", String(port), "-backend", "memory", "-log-level", "error"], port, 1200);
   const proxy = await startCountingProxy(port);
   const storage = new Storage({ apiEndpoint: `http://127.0.0.1:${port}`, projectId: "test" });
   await storage.createBucket(bucket);

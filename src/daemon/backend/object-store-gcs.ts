@@ -6,9 +6,8 @@
 // which object-storage.ts reports as the origin having changed, never as another version.
 import { readFile } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
-import type { Readable } from "node:stream";
 import { ApiError, Storage } from "@google-cloud/storage";
-import { type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
+import { totalOfContentRange, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
 import { BackendError, type ByteRange } from "./types.js";
 
 export async function createGcsStore(ctx: StoreContext): Promise<ObjectStore> {
@@ -83,12 +82,12 @@ class GcsStore implements ObjectStore {
         });
         body.read(0);
       });
-      const total = /\/(\d+)\s*$/.exec(String(res.headers["content-range"] ?? ""))?.[1];
+      const total = totalOfContentRange(res.headers["content-range"]);
       const length = res.headers["content-length"];
       return {
-        body: body as Readable,
+        body,
         etag: generationEtag(res.headers["x-goog-generation"] as string | undefined),
-        total: total !== undefined ? Number(total) : !range && length !== undefined ? Number(length) : undefined,
+        total: total ?? (!range && length !== undefined ? Number(length) : undefined),
       };
     } catch (e) {
       body.destroy();
