@@ -20,6 +20,7 @@ install_one() {
   local name=$1 module=$2 pkg=$3 version=$4
   if [ -x "$bin/$name" ] && [ "$(cat "$bin/$name.version" 2>/dev/null)" = "$version" ]; then return 0; fi
   local tmp dir
+  rm -rf "$bin/.$name."*  # what an interrupted run left
   tmp=$(mktemp -d "$bin/.$name.XXXXXX")
   dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
   [ -n "$dir" ] || { echo "install-object-stores: cannot download $module@$version" >&2; return 1; }

@@ -30,6 +30,8 @@ export interface ObjectStorageSuite {
   flags(endpoint: string): string[];
   /** Refused credentials: the flags, and the secret that must not appear in any output. */
   wrongCredentials(endpoint: string): { flags: string[]; secret: string } | { flags: string[]; secret: undefined; error: RegExp };
+  /** Schemes served by this store's API too (oss, obs, cos through S3's), downloaded once each. */
+  compatible?: Array<"oss" | "obs" | "cos">;
 }
 
 export function objectStorageSuite(s: ObjectStorageSuite): void {
@@ -88,6 +90,14 @@ export function objectStorageSuite(s: ObjectStorageSuite): void {
       expect(n).toBe(MiB);
       await store.put(s.bucket, "pinned.bin", makeContent(2 * MiB, 2));
       await expect(backend.get({ url: pinnedUrl, headers: {}, pin, range: { start: 0, length: MiB } })).rejects.toBeInstanceOf(OriginChangedError);
+    });
+
+    it.each(s.compatible ?? [])("downloads the object as %s:// through the same API", async (scheme) => {
+      const d = await startTestDaemon({ name: `${scheme}-peer`, schedulers: [] });
+      daemons.push(d);
+      const out = join(tempDir(`${scheme}-out`), "weights.bin");
+      await downloadVia(d.socketPath, { url: url.replace(/^\w+:/, `${scheme}:`), outputPath: out, objectStorage: s.options(store.endpoint) });
+      expect(sha256File(out)).toBe(want);
     });
 
     describe("bad input through dfget", () => {

@@ -10,6 +10,9 @@ import { Storage } from "@google-cloud/storage";
 import { freePort, Processes, waitFor } from "./containerd.js";
 import { startCountingProxy, type CountingProxy } from "./counting-proxy.js";
 
+// The SDK's Node 22 notice (object-store-s3.ts) is noise in test output too.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
 const CACHE_BIN = join(process.env.DAMSELFLY_CACHE ?? "/var/cache/damselfly", "bin");
 
 export function objectStoreBin(name: "weed" | "fake-gcs-server"): string {
@@ -86,6 +89,9 @@ export async function startSeaweedFs(dir: string, bucket: string): Promise<Runni
     "s3.port": s3,
     "s3.port.grpc": s3Grpc,
     "s3.config": config,
+    // Iceberg and Lance catalogs listen on fixed ports by default: off.
+    "s3.port.iceberg": 0,
+    "s3.port.lance": 0,
   };
   const args = ["server", ...Object.entries(flags).map(([k, v]) => `-${k}=${v}`)];
   const procs = await startServer("SeaweedFS's S3 gateway", bin, args, s3, 2400);

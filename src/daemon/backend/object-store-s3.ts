@@ -27,6 +27,9 @@ function pathStyle(ctx: StoreContext): boolean {
 }
 
 export function createS3Store(ctx: StoreContext): Promise<ObjectStore> {
+  // The SDK warns once that its releases after January 2027 need Node 22; the version pinned in
+  // package.json runs on Node 20, and the warning would be printed into dfget's output.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const os = ctx.options;
   // insecure_skip_verify: the store's certificate is not checked (a private store's self-signed one).
   const agentOptions = { keepAlive: true, maxSockets: MAX_SOCKETS, ...(ctx.ssrf ? { lookup: ctx.ssrf.lookup } : {}) };
@@ -93,16 +96,18 @@ class S3Store implements ObjectStore {
       return new BackendError(`cannot reach the store: ${(e as Error).message}`, undefined, {}, true);
     }
     const status = e.$metadata.httpStatusCode;
-    const code = e.name;
+    // A HEAD's error has no body: the SDK names it "Unknown" or after the status ("NotFound").
+    const code = e.name === "Unknown" ? "" : e.name;
     if (status === 404) {
       if (code === "NoSuchBucket" || (code !== "NoSuchKey" && !(await this.bucketExists(bucket, signal)))) return new BackendError(`bucket "${bucket}" does not exist`, 404);
       return new BackendError("no such object", 404);
     }
-    if (status === 403) return new BackendError(`access denied (403 ${code}): the store refused the credentials, or they may not read this object`, 403);
+    if (code === "ExpiredToken" || code === "TokenRefreshRequired") return new BackendError(`the session token has expired (${status ?? "?"} ${code})`, 403);
+    if (status === 403) return new BackendError(`access denied (403${code ? ` ${code}` : ""}): the store refused the credentials, or they may not read this object`, 403);
     if (status === 412) return new BackendError("412 Precondition Failed", 412);
     if (status === 301 || code === "PermanentRedirect" || code === "AuthorizationHeaderMalformed") return new BackendError(`the bucket is in another region (${code}); pass its region (--storage-region)`, 400);
     const temporary = status === undefined || status === 408 || status === 429 || status >= 500;
-    return new BackendError(`the store answered ${status ?? "?"} ${code}`, status, {}, temporary);
+    return new BackendError(`the store answered ${status ?? "?"} ${code}`.trimEnd(), status, {}, temporary);
   }
 
   private async bucketExists(bucket: string, signal: AbortSignal | undefined): Promise<boolean> {
