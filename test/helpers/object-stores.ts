@@ -4,6 +4,7 @@
 // by scripts/install-object-stores.sh (.ci/run runs it); a missing binary fails the test.
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, PutUserPolicyCommand } from "@aws-sdk/client-iam";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
 import { Storage } from "@google-cloud/storage";
@@ -52,15 +53,22 @@ async function startServer(what: string, bin: string, args: string[], port: numb
   return procs;
 }
 
-export const S3_ACCESS_KEY = "damselfly-test";
-export const S3_SECRET_KEY = "damselfly-test-secret-key-0123456789";
+const ADMIN_ACCESS_KEY = "damselfly-admin";
+const ADMIN_SECRET_KEY = "damselfly-admin-secret-key-0123456789";
+
+export interface SeaweedFs extends RunningStore {
+  /** A reader's access key, created through SeaweedFS's IAM API, allowed to read every bucket. */
+  accessKeyId: string;
+  secretAccessKey: string;
+}
 
 /**
- * `weed server` (master, volume, filer, S3 gateway) with one admin identity: with an identity
- * configured the gateway refuses anonymous and unknown credentials. The bucket is created
- * through the S3 API.
+ * `weed server` (master, volume, filer, S3 gateway with its embedded IAM API) bootstrapped with
+ * one admin identity (with any identity configured the gateway refuses anonymous and unknown
+ * credentials). The bucket is created through the S3 API, and a reader's user, policy and
+ * access key through the IAM API, as an operator would.
  */
-export async function startSeaweedFs(dir: string, bucket: string): Promise<RunningStore> {
+export async function startSeaweedFs(dir: string, bucket: string): Promise<SeaweedFs> {
   const bin = objectStoreBin("weed");
   const ports: number[] = [];
   // One at a time: two free ports asked for together may be the same one.
@@ -71,7 +79,7 @@ export async function startSeaweedFs(dir: string, bucket: string): Promise<Runni
   }
   const [master, masterGrpc, volume, volumeGrpc, filer, filerGrpc, s3, s3Grpc] = ports as [number, number, number, number, number, number, number, number];
   const config = join(dir, "s3.json");
-  writeFileSync(config, JSON.stringify({ identities: [{ name: "admin", credentials: [{ accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY }], actions: ["Admin", "Read", "List", "Tagging", "Write"] }] }));
+  writeFileSync(config, JSON.stringify({ identities: [{ name: "admin", credentials: [{ accessKey: ADMIN_ACCESS_KEY, secretKey: ADMIN_SECRET_KEY }], actions: ["Admin", "Read", "List", "Tagging", "Write"] }] }));
   const flags = {
     dir,
     ip: "127.0.0.1",
@@ -89,26 +97,46 @@ export async function startSeaweedFs(dir: string, bucket: string): Promise<Runni
     "s3.port": s3,
     "s3.port.grpc": s3Grpc,
     "s3.config": config,
+    "s3.iam.readOnly": false,
     // Iceberg and Lance catalogs listen on fixed ports by default: off.
     "s3.port.iceberg": 0,
     "s3.port.lance": 0,
   };
   const args = ["server", ...Object.entries(flags).map(([k, v]) => `-${k}=${v}`)];
   const procs = await startServer("SeaweedFS's S3 gateway", bin, args, s3, 2400);
-  const proxy = await startCountingProxy(s3);
-  const endpoint = `http://127.0.0.1:${proxy.port}`;
-  const client = new S3Client({ region: "us-east-1", endpoint: `http://127.0.0.1:${s3}`, forcePathStyle: true, credentials: { accessKeyId: S3_ACCESS_KEY, secretAccessKey: S3_SECRET_KEY } });
-  // The filer may still be joining the master: retry until the bucket exists.
-  for (let i = 0; ; i++) {
-    try {
-      await client.send(new CreateBucketCommand({ Bucket: bucket }));
-      break;
-    } catch (e) {
-      if (i >= 100) throw e;
-      await new Promise((r) => setTimeout(r, 200));
+  const admin = { accessKeyId: ADMIN_ACCESS_KEY, secretAccessKey: ADMIN_SECRET_KEY };
+  const client = new S3Client({ region: "us-east-1", endpoint: `http://127.0.0.1:${s3}`, forcePathStyle: true, credentials: admin });
+  let proxy: CountingProxy | undefined;
+  let key: { AccessKeyId?: string | undefined; SecretAccessKey?: string | undefined } | undefined;
+  try {
+    // The filer may still be joining the master: retry what the store answers 5xx or cannot take yet.
+    for (let i = 0; ; i++) {
+      try {
+        await client.send(new CreateBucketCommand({ Bucket: bucket }));
+        break;
+      } catch (e) {
+        const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+        if (i >= 100 || (status !== undefined && status < 500)) throw e;
+        await new Promise((r) => setTimeout(r, 200));
+      }
     }
+    const iam = new IAMClient({ region: "us-east-1", endpoint: `http://127.0.0.1:${s3}`, credentials: admin });
+    await iam.send(new CreateUserCommand({ UserName: "reader" }));
+    const policy = { Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: ["s3:GetObject", "s3:ListBucket"], Resource: ["arn:aws:s3:::*"] }] };
+    await iam.send(new PutUserPolicyCommand({ UserName: "reader", PolicyName: "read", PolicyDocument: JSON.stringify(policy) }));
+    key = (await iam.send(new CreateAccessKeyCommand({ UserName: "reader" }))).AccessKey;
+    iam.destroy();
+    if (!key?.AccessKeyId || !key.SecretAccessKey) throw new Error("SeaweedFS's IAM API created no access key");
+    proxy = await startCountingProxy(s3);
+  } catch (e) {
+    client.destroy();
+    await procs.stopAll();
+    throw e;
   }
+  const endpoint = `http://127.0.0.1:${proxy.port}`;
   return {
+    accessKeyId: key.AccessKeyId,
+    secretAccessKey: key.SecretAccessKey,
     endpoint,
     proxy,
     put: async (b, key, body) => {
@@ -132,9 +160,12 @@ export async function startAzurite(dir: string, container: string): Promise<Runn
   if (!existsSync(bin)) throw new Error(`${bin} is missing: npm ci installs azurite (a devDependency)`);
   const port = await freePort();
   const procs = await startServer("Azurite", bin, ["--blobHost", "127.0.0.1", "--blobPort", String(port), "--location", dir, "--silent", "--skipApiVersionCheck"], port, 1200);
-  const proxy = await startCountingProxy(port);
   const service = new BlobServiceClient(`http://127.0.0.1:${port}/${AZURITE_ACCOUNT}`, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY));
-  await service.getContainerClient(container).create();
+  await service.getContainerClient(container).create().catch(async (e: unknown) => {
+    await procs.stopAll();
+    throw e;
+  });
+  const proxy = await startCountingProxy(port);
   return {
     endpoint: `http://127.0.0.1:${proxy.port}/${AZURITE_ACCOUNT}`,
     proxy,
@@ -153,9 +184,12 @@ export async function startFakeGcs(bucket: string): Promise<RunningStore> {
   const bin = objectStoreBin("fake-gcs-server");
   const port = await freePort();
   const procs = await startServer("fake-gcs-server", bin, ["-scheme", "http", "-host", "127.0.0.1", "-port", String(port), "-backend", "memory", "-log-level", "error"], port, 1200);
-  const proxy = await startCountingProxy(port);
   const storage = new Storage({ apiEndpoint: `http://127.0.0.1:${port}`, projectId: "test" });
-  await storage.createBucket(bucket);
+  await storage.createBucket(bucket).catch(async (e: unknown) => {
+    await procs.stopAll();
+    throw e;
+  });
+  const proxy = await startCountingProxy(port);
   return {
     endpoint: `http://127.0.0.1:${proxy.port}`,
     proxy,

@@ -31,8 +31,9 @@ describe("ObjectStorageBackend", () => {
     const missing = "/tmp/damselfly-no-such-credential-file.json";
     // The credential path is not a secret; the session token and key are: an unreachable store's error quotes neither.
     const os = { endpoint: "http://127.0.0.1:1", accessKeyId: "id", accessKeySecret: "the-key-s3cr3t", sessionToken: "the-token-s3cr3t" };
-    const e = await bound(backend, "s3://bucket/key", os).stat({ url: "s3://bucket/key", headers: {} }).catch((x: unknown) => x as Error);
-    expect(e.message).not.toMatch(/s3cr3t/);
+    const e = await bound(backend, "s3://bucket/key", os).stat({ url: "s3://bucket/key", headers: {} }).then(() => undefined, (x: unknown) => x as Error);
+    expect(e?.message).toMatch(/^s3:\/\/bucket\/key: cannot reach the store/);
+    expect(e?.message).not.toMatch(/s3cr3t/);
     await expect(bound(backend, url, { credentialPath: missing }).stat({ url, headers: {} })).rejects.toThrow(/^gs:\/\/bucket\/key: cannot read the credential file .* ENOENT$/);
   });
 });
