@@ -92,6 +92,16 @@ export function objectStorageSuite(s: ObjectStorageSuite): void {
       await expect(backend.get({ url: pinnedUrl, headers: {}, pin, range: { start: 0, length: MiB } })).rejects.toBeInstanceOf(OriginChangedError);
     });
 
+    it.each([0, 5 * MiB + 3])("downloads an object of %i bytes (empty, and a last piece shorter than the others)", async (size) => {
+      const d = await startTestDaemon({ name: `${s.scheme}-sized-${size}`, schedulers: [] });
+      daemons.push(d);
+      const body = makeContent(size, 5);
+      await store.put(s.bucket, `sized/${size}.bin`, body);
+      const out = join(tempDir(`${s.scheme}-sized`), "f.bin");
+      await downloadVia(d.socketPath, { url: `${s.scheme}://${s.bucket}/sized/${size}.bin`, outputPath: out, objectStorage: s.options(store.endpoint) });
+      expect(sha256File(out)).toBe(createHash("sha256").update(body).digest("hex"));
+    });
+
     it.each(s.compatible ?? [])("downloads the object as %s:// through the same API", async (scheme) => {
       const d = await startTestDaemon({ name: `${scheme}-peer`, schedulers: [] });
       daemons.push(d);
