@@ -64,10 +64,9 @@ export function objectStorageSuite(s: ObjectStorageSuite): void {
       daemons.push(...peers);
       const before = store.proxy.served();
       const outs = peers.map((_, i) => join(tempDir(`${s.scheme}-out-${i}`), "weights.bin"));
-      // The first peer's request makes the scheduler trigger the seed peer (it gets the
-      // credentials with the download); the second finds the task in the swarm.
-      await downloadVia(peers[0]!.socketPath, { url, outputPath: outs[0], objectStorage: s.options(store.endpoint) });
-      await downloadVia(peers[1]!.socketPath, { url, outputPath: outs[1], objectStorage: s.options(store.endpoint) });
+      // Both at once: the first request makes the scheduler trigger the seed peer (it gets the
+      // credentials with the download); the peers then share what the seed fetched.
+      await Promise.all(peers.map((p, i) => downloadVia(p.socketPath, { url, outputPath: outs[i], objectStorage: s.options(store.endpoint) })));
       for (const out of outs) expect(sha256File(out)).toBe(want);
       const served = store.proxy.served() - before;
       expect(served).toBeGreaterThanOrEqual(SIZE);
