@@ -12,9 +12,10 @@ import { parseDigest } from "../daemon/task/digest.js";
 import { Download, TaskType } from "../gen/common/v2/common.js";
 import { DfdaemonDownloadClient, type DownloadTaskResponse } from "../gen/dfdaemon/v2/dfdaemon.js";
 import { daemonCallError, daemonTarget, discoverEndpoint, endpointOption, isExplicit, unreachableError } from "./endpoint.js";
+import { addObjectStorageOptions, objectStorageOf, type ObjectStorageFlags } from "./object-storage-flags.js";
 import { newProgram, runProgram } from "./program.js";
 
-interface DfgetOptions {
+interface DfgetOptions extends ObjectStorageFlags {
   output: string;
   digest?: string;
   header: string[];
@@ -122,6 +123,7 @@ async function download(url: string, opts: DfgetOptions): Promise<void> {
     contentForCalculatingTaskId: opts.contentForCalculatingTaskId,
     overwrite: opts.overwrite === true,
     enableTaskIdBasedBlobDigest: false,
+    objectStorage: objectStorageOf(url, opts),
   });
 
   const ep = discoverEndpoint({ flag: opts.endpoint });
@@ -214,7 +216,8 @@ export async function main(argv: string[]): Promise<number> {
     .option("--force-hard-link", "fail unless the output can be hard-linked to the cache")
     .option("--content-for-calculating-task-id <content>", "compute the task id from this instead of the URL")
     .option("-c, --config <file>", "dfdaemon config for the one-shot daemon")
-    .option("--scheduler <addr>", "scheduler address for the one-shot daemon (repeatable)", collect, [])
+    .option("--scheduler <addr>", "scheduler address for the one-shot daemon (repeatable)", collect, []);
+  addObjectStorageOptions(program)
     .action(async (url: string, opts: DfgetOptions) => download(url, opts));
   return runProgram(program, argv);
 }

@@ -5,7 +5,8 @@
 import { pino, type Logger, type LoggerOptions } from "pino";
 import { redactUrl, redactUrlsIn } from "./redact-url.js";
 
-const SECRET_KEYS = ["authorization", "Authorization", "password", "token", "accessToken", "refreshToken", "secret", "cookie", "Cookie"];
+// The object storage ones are Download.object_storage's (and its snake_case JSON form).
+const SECRET_KEYS = ["authorization", "Authorization", "password", "token", "accessToken", "refreshToken", "secret", "cookie", "Cookie", "accessKeySecret", "sessionToken", "securityToken", "access_key_secret", "session_token", "security_token"];
 const REDACT_PATHS = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `headers.${k}`, `req.headers.${k}`]);
 
 /** Top-level fields whose value is a URL, in every component's log lines. */

@@ -18,6 +18,7 @@ import type { DaemonConfig } from "./config.js";
 import { DownloadService } from "./download/service.js";
 import { runGc, startGc } from "./gc.js";
 import { FileBackend } from "./backend/file.js";
+import { ObjectStorageBackend } from "./backend/object-storage.js";
 import { Scrubber, startScrub, type ScrubReport } from "./storage/scrub.js";
 import { serveHealth, type HealthServer } from "./health.js";
 import { buildHost, reusedHost } from "./host.js";
@@ -99,9 +100,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     closers.push(() => pieceServer.close());
 
     const httpOpts = { maxRetries: config.backend.maxRetries, requestHeader: config.backend.requestHeader };
+    const remoteSsrf = remoteFetchPolicy(config.security.allowedBackToSourceCIDRs);
     const backends = {
-      local: BackendRegistry.withDefaults(httpOpts, [new FileBackend({ allowPrivate: config.backend.file.allowPrivate })]),
-      remote: BackendRegistry.withDefaults({ ...httpOpts, ssrf: remoteFetchPolicy(config.security.allowedBackToSourceCIDRs) }),
+      local: BackendRegistry.withDefaults(httpOpts, [new FileBackend({ allowPrivate: config.backend.file.allowPrivate }), new ObjectStorageBackend({})]),
+      // A seed trigger's object storage endpoint is a remote party's choice: SSRF-checked.
+      remote: BackendRegistry.withDefaults({ ...httpOpts, ssrf: remoteSsrf }, [new ObjectStorageBackend({ ssrf: remoteSsrf })]),
     };
     closers.push(() => backends.local.close());
     closers.push(() => backends.remote.close());

@@ -13,4 +13,13 @@ describe("logger", () => {
     expect(out).toContain("[redacted]");
     expect(out).toContain('"component":"test"');
   });
+
+  it("never writes a download's object storage secrets", () => {
+    const lines: string[] = [];
+    const sink = new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) });
+    const log = createLogger({ component: "test" }, sink);
+    log.info({ download: { objectStorage: { accessKeyId: "AKID", accessKeySecret: "s3cr3t-key", sessionToken: "sess-tok", securityToken: "sts-tok" } } }, "download");
+    const out = lines.join("");
+    for (const secret of ["s3cr3t-key", "sess-tok", "sts-tok"]) expect(out).not.toContain(secret);
+  });
 });

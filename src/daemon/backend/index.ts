@@ -1,5 +1,6 @@
 // Picks the backend for a URL by its scheme.
 import { HttpBackend, type HttpBackendOptions } from "./http.js";
+import type { Download } from "../../gen/common/v2/common.js";
 import type { Backend } from "./types.js";
 
 export * from "./types.js";
@@ -16,7 +17,8 @@ export class BackendRegistry {
     return new BackendRegistry([new HttpBackend(http), ...extra]);
   }
 
-  for(url: string): Backend {
+  /** The backend for `url`, bound to `download`'s options (credentials) when it takes any. */
+  for(url: string, download?: Download): Backend {
     let scheme: string;
     try {
       scheme = new URL(url).protocol.replace(/:$/, "");
@@ -25,7 +27,7 @@ export class BackendRegistry {
     }
     const b = this.bySchema.get(scheme);
     if (!b) throw new TypeError(`unsupported URL scheme "${scheme}" (supported: ${[...this.bySchema.keys()].sort().join(", ")})`);
-    return b;
+    return download && b.forDownload ? b.forDownload(download) : b;
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@
 // OCI, Maven, YUM plug in behind it). The pipeline only asks two things of a backend: how long
 // is the content, and give me these bytes.
 import type { Readable } from "node:stream";
+import type { Download } from "../../gen/common/v2/common.js";
 import type { NativePieceInfo, NativeTaskStore } from "../../native/index.js";
 import type { OriginPin } from "./pin.js";
 
@@ -71,6 +72,11 @@ export interface Backend {
   route?(url: string, requested: string, headers: Record<string, string>, signal?: AbortSignal): Promise<OriginRoute | undefined>;
   /** Fetches one piece over `route` straight into the task's native store; fails with BackendError. */
   fetchPiece?(route: OriginRoute, store: NativeTaskStore, number: number, signal?: AbortSignal): Promise<NativePieceInfo>;
+  /**
+   * This backend bound to one download's options (object storage credentials travel with each
+   * download, not with the daemon); backends without per-download options leave it out.
+   */
+  forDownload?(download: Download): Backend;
   close?(): Promise<void>;
 }
 

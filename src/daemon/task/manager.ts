@@ -300,7 +300,7 @@ export class TaskManager {
 
   private async attempt(taskId: string, req: DownloadRequest, restarted: boolean): Promise<TaskStore> {
     const d = req.download;
-    const backend = (req.remote ? this.backends.remote : this.backends.local).for(d.url);
+    const backend = (req.remote ? this.backends.remote : this.backends.local).for(d.url, d);
     const headers = { ...d.requestHeader };
 
     // Learn the content length: from the origin, as Dragonfly's clients do, or from the

@@ -1,0 +1,125 @@
+// The S3 client of object-storage.ts (AWS SDK v3), for s3:// and for the S3-compatible APIs of
+// Aliyun OSS, Huawei OBS and Tencent COS (oss://, obs://, cos://), which accept SigV4 with the
+// same access key pair (OSS's STS security token rides as the S3 session token).
+//
+// Addressing follows OpenDAL's, as Dragonfly's client uses it: s3:// with a custom endpoint is
+// path-style (SeaweedFS, MinIO, Ceph), AWS itself virtual-hosted; OSS, OBS and COS serve their
+// S3 APIs virtual-hosted only, except on an endpoint that is an IP address or localhost, which
+// cannot carry the bucket in its name.
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import { isIP } from "node:net";
+import type { Readable } from "node:stream";
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
+import { DEFAULT_S3_REGION } from "./object-url.js";
+import { strongEtag, totalOfContentRange, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
+import { BackendError, type ByteRange } from "./types.js";
+
+/** Connections per client: a seed fetches many pieces of many tasks at once. */
+const MAX_SOCKETS = 256;
+
+function pathStyle(ctx: StoreContext): boolean {
+  const endpoint = ctx.options.endpoint;
+  if (!endpoint) return false;
+  if (ctx.scheme === "s3") return true;
+  const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, "");
+  return isIP(host) !== 0 || host === "localhost";
+}
+
+export function createS3Store(ctx: StoreContext): Promise<ObjectStore> {
+  // The SDK warns once that its releases after January 2027 need Node 22; the version pinned in
+  // package.json runs on Node 20, and the warning would be printed into dfget's output.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+  const os = ctx.options;
+  // insecure_skip_verify: the store's certificate is not checked (a private store's self-signed one).
+  const agentOptions = { keepAlive: true, maxSockets: MAX_SOCKETS, ...(ctx.ssrf ? { lookup: ctx.ssrf.lookup } : {}) };
+  const client = new S3Client({
+    region: os.region || DEFAULT_S3_REGION,
+    ...(os.endpoint ? { endpoint: os.endpoint } : {}),
+    forcePathStyle: pathStyle(ctx),
+    ...(os.accessKeyId && os.accessKeySecret ? { credentials: { accessKeyId: os.accessKeyId, secretAccessKey: os.accessKeySecret, ...(os.sessionToken || os.securityToken ? { sessionToken: os.sessionToken || os.securityToken } : {}) } } : {}),
+    // Ranged reads carry no whole-object checksum to validate; the task's digest covers the bytes.
+    responseChecksumValidation: "WHEN_REQUIRED",
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    // The piece pipeline retries pieces itself (and goes to peers); one SDK retry for a dropped connection.
+    maxAttempts: 2,
+    requestHandler: {
+      httpAgent: new HttpAgent(agentOptions),
+      httpsAgent: new HttpsAgent({ ...agentOptions, rejectUnauthorized: os.insecureSkipVerify !== true }),
+      connectionTimeout: 10_000,
+      requestTimeout: 120_000,
+    },
+  });
+  return Promise.resolve(new S3Store(client));
+}
+
+class S3Store implements ObjectStore {
+  constructor(private readonly client: S3Client) {}
+
+  async head(bucket: string, key: string, signal: AbortSignal | undefined): Promise<ObjectInfo> {
+    try {
+      const r = await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
+      if (r.ContentLength === undefined) throw new BackendError("the store did not tell the object's length", 502);
+      return { size: r.ContentLength, etag: strongEtag(r.ETag), lastModified: r.LastModified };
+    } catch (e) {
+      throw await this.failure(e, bucket, signal);
+    }
+  }
+
+  async read(bucket: string, key: string, range: ByteRange | undefined, version: string | undefined, signal: AbortSignal | undefined): Promise<ObjectRead> {
+    try {
+      const r = await this.client.send(
+        new GetObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          ...(range ? { Range: `bytes=${range.start}-${range.start + range.length - 1}` } : {}),
+          ...(version !== undefined ? { IfMatch: version } : {}),
+        }),
+        { abortSignal: signal },
+      );
+      if (!r.Body) throw new BackendError("the store answered without a body", 502);
+      return { body: r.Body as Readable, etag: strongEtag(r.ETag), total: range ? totalOfContentRange(r.ContentRange) : r.ContentLength };
+    } catch (e) {
+      throw await this.failure(e, bucket, signal);
+    }
+  }
+
+  /**
+   * The SDK's error as the reason a user can act on. A HEAD's 404 has no body to say whether the
+   * bucket or the object is missing, so the bucket is asked about.
+   */
+  private async failure(e: unknown, bucket: string, signal: AbortSignal | undefined): Promise<BackendError> {
+    if (e instanceof BackendError) return e;
+    if (!(e instanceof S3ServiceException)) {
+      if ((e as Error).name === "AbortError") return new BackendError("aborted", undefined, {}, false);
+      // Connection refused, DNS, TLS, timeouts: the store may come back.
+      return new BackendError(`cannot reach the store: ${(e as Error).message}`, undefined, {}, true);
+    }
+    const status = e.$metadata.httpStatusCode;
+    // A HEAD's error has no body: the SDK names it "Unknown" or after the status ("NotFound").
+    const code = e.name === "Unknown" ? "" : e.name;
+    if (status === 404) {
+      if (code === "NoSuchBucket" || (code !== "NoSuchKey" && !(await this.bucketExists(bucket, signal)))) return new BackendError(`bucket "${bucket}" does not exist`, 404);
+      return new BackendError("no such object", 404);
+    }
+    if (code === "ExpiredToken" || code === "TokenRefreshRequired") return new BackendError(`the session token has expired (${status ?? "?"} ${code})`, 403);
+    if (status === 403) return new BackendError(`access denied (403${code ? ` ${code}` : ""}): the store refused the credentials, or they may not read this object`, 403);
+    if (status === 412) return new BackendError("412 Precondition Failed", 412);
+    if (status === 301 || code === "PermanentRedirect" || code === "AuthorizationHeaderMalformed") return new BackendError(`the bucket is in another region (${code}); pass its region (--storage-region)`, 400);
+    const temporary = status === undefined || status === 408 || status === 429 || status >= 500;
+    return new BackendError(`the store answered ${status ?? "?"} ${code}`.trimEnd(), status, {}, temporary);
+  }
+
+  private async bucketExists(bucket: string, signal: AbortSignal | undefined): Promise<boolean> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: signal });
+      return true;
+    } catch (e) {
+      return !(e instanceof S3ServiceException && e.$metadata.httpStatusCode === 404);
+    }
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+}
