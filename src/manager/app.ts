@@ -15,6 +15,7 @@ import type { Database } from "./db/database.js";
 import { errorHandler } from "./errors.js";
 import { JobRateLimiter } from "./jobs/rate-limiter.js";
 import { JobService } from "./jobs/service.js";
+import type { JobSecrets } from "./jobs/secrets.js";
 import type { ManagerMetrics } from "./metrics.js";
 import { registerApiIndex } from "./routes/api-index.js";
 import { registerAudits } from "./routes/audits.js";
@@ -36,6 +37,8 @@ export interface ManagerAppDeps {
   limiter?: JobRateLimiter;
   /** Called after a job is stored, to wake the job runner. */
   onJobCreated?: () => void;
+  /** Where preheat jobs' object storage secrets wait for this manager's runner. */
+  jobSecrets?: JobSecrets;
   metrics?: ManagerMetrics;
   /** PEM certificate and key: the REST API serves HTTPS only (server.rest.tls). */
   https?: { cert: Buffer; key: Buffer };
@@ -71,7 +74,7 @@ export async function buildManagerApp(deps: ManagerAppDeps): Promise<FastifyInst
     jwt: deps.jwt,
     logger,
     limiter,
-    jobs: new JobService(deps.db, limiter, deps.onJobCreated),
+    jobs: new JobService(deps.db, limiter, deps.onJobCreated, deps.jobSecrets),
     signUp: deps.signUp ?? false,
   };
 

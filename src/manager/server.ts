@@ -20,6 +20,7 @@ import { startGc } from "./gc.js";
 import { startLivenessSweep } from "./grpc/liveness.js";
 import { ManagerGrpcService } from "./grpc/service.js";
 import { JobRunner } from "./jobs/runner.js";
+import { JobSecrets } from "./jobs/secrets.js";
 import { ManagerMetrics } from "./metrics.js";
 import { errorMessage } from "../common/errors.js";
 
@@ -92,8 +93,11 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     };
 
     const ssrf = new SsrfPolicy({ allowCidrs: cfg.job.preheat.ssrf.allowCIDRs, denyPrivate: cfg.job.preheat.ssrf.denyPrivate });
+    // Object storage secrets of preheat jobs stay in this process, between the API and the runner.
+    const jobSecrets = new JobSecrets();
     const runner = new JobRunner({
       db,
+      secrets: jobSecrets,
       logger: log.child({ part: "jobs" }),
       ssrf,
       metrics,
@@ -102,7 +106,7 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
       // Jobs call schedulers and peers' upload services with the manager's own certificate.
       credentials: { scheduler: channelCredentials(tls, ["scheduler"]), daemon: channelCredentials(tls, ["seed-peer", "peer"]) },
     });
-    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated: () => runner.wake(), ...(https ? { https } : {}) });
+    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated: () => runner.wake(), jobSecrets, ...(https ? { https } : {}) });
     cleanups.push(() => app.close());
     await app.listen({ host: r.rest.host, port: r.rest.port });
     const restPort = app.server.address() !== null && typeof app.server.address() === "object" ? (app.server.address() as { port: number }).port : r.rest.port;

@@ -8,11 +8,11 @@
 // never in the URL: a URL is logged, reported to the scheduler and part of the task id. Which
 // fields each store needs follows Dragonfly's client (dragonfly-client-backend object_storage):
 // abs, oss, obs and cos need an endpoint; s3 defaults its region to us-east-1.
+import { isObjectStorageScheme, needsAccessKey, needsEndpoint, OBJECT_STORAGE_SCHEMES, type ObjectStorageScheme } from "../../common/object-storage.js";
 import type { ObjectStorage } from "../../gen/common/v2/common.js";
 import { BackendError } from "./types.js";
 
-export const OBJECT_STORAGE_SCHEMES = ["s3", "gs", "abs", "oss", "obs", "cos"] as const;
-export type ObjectStorageScheme = (typeof OBJECT_STORAGE_SCHEMES)[number];
+export { isObjectStorageScheme, OBJECT_STORAGE_SCHEMES, type ObjectStorageScheme };
 
 /** Dragonfly's default S3 region when none is given. */
 export const DEFAULT_S3_REGION = "us-east-1";
@@ -23,10 +23,6 @@ export interface ObjectUrl {
   bucket: string;
   /** Object key, percent-decoded, without the leading slash. */
   key: string;
-}
-
-export function isObjectStorageScheme(scheme: string): scheme is ObjectStorageScheme {
-  return (OBJECT_STORAGE_SCHEMES as readonly string[]).includes(scheme);
 }
 
 /** Parses `scheme://bucket/key`; a URL without a bucket or key, or with userinfo or a query, is refused (400). */
@@ -58,9 +54,9 @@ export function parseObjectUrl(url: string): ObjectUrl {
 /** The fields a store cannot work without, as Dragonfly's client checks them ("abs need endpoint"). */
 export function checkObjectStorage(url: string, scheme: ObjectStorageScheme, os: ObjectStorage | undefined): void {
   const missing: string[] = [];
-  if (scheme !== "s3" && scheme !== "gs" && !os?.endpoint) missing.push("endpoint (--storage-endpoint)");
+  if (needsEndpoint(scheme) && !os?.endpoint) missing.push("endpoint (--storage-endpoint)");
   if (scheme === "abs" && (!os?.accessKeyId || !os.accessKeySecret)) missing.push("account name and key (--storage-access-key-id, --storage-access-key-secret)");
-  if ((scheme === "oss" || scheme === "obs" || scheme === "cos") && (!os?.accessKeyId || !os.accessKeySecret)) missing.push("access key id and secret (--storage-access-key-id, --storage-access-key-secret)");
+  if (scheme !== "abs" && needsAccessKey(scheme) && (!os?.accessKeyId || !os.accessKeySecret)) missing.push("access key id and secret (--storage-access-key-id, --storage-access-key-secret)");
   if (os?.accessKeyId && !os.accessKeySecret) missing.push("access key secret (--storage-access-key-secret)");
   if (missing.length > 0) throw new BackendError(`${url}: ${scheme} needs ${missing.join(" and ")}`, 400);
   if (os?.endpoint) {

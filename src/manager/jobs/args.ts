@@ -9,6 +9,8 @@ import { parseDuration } from "../../common/config.js";
 import { MANIFEST_PATH } from "../../common/oci/resolver.js";
 import { MAX_PIECE_LENGTH, MIN_PIECE_LENGTH } from "../../common/piece.js";
 import { badRequest } from "../errors.js";
+import type { ObjectStorageScheme } from "../../common/object-storage.js";
+import { checkObjectUrl, ObjectStorageArgsSchema, objectScheme, parseObjectStorageArgs, redactObjectStorage, type ObjectStorageArgs } from "./object-storage-args.js";
 
 export const DEFAULT_JOB_TIMEOUT_NS = 60 * 60 * 1e9;
 export const DEFAULT_CONCURRENT_TASK_COUNT = 8;
@@ -22,12 +24,12 @@ export { DEFAULT_FILTERED_QUERY_PARAMS };
 const Opt = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
 const PieceLength = Type.Integer({ minimum: MIN_PIECE_LENGTH, maximum: MAX_PIECE_LENGTH });
 const Timeout = Type.Union([Type.Integer({ minimum: 0 }), Type.String()]);
-const HttpUrl = Type.String({ maxLength: 8192 });
+const SourceUrl = Type.String({ maxLength: 8192 });
 
 const PreheatArgsSchema = Type.Object({
   type: Type.Union([Type.Literal("image"), Type.Literal("file")]),
-  url: Opt(HttpUrl),
-  urls: Opt(Type.Array(HttpUrl, { maxItems: 1000 })),
+  url: Opt(SourceUrl),
+  urls: Opt(Type.Array(SourceUrl, { maxItems: 1000 })),
   piece_length: Opt(PieceLength),
   tag: Opt(Type.String({ maxLength: 1024 })),
   application: Opt(Type.String({ maxLength: 1024 })),
@@ -43,11 +45,12 @@ const PreheatArgsSchema = Type.Object({
   concurrent_task_count: Opt(Type.Integer({ minimum: 0, maximum: 100 })),
   concurrent_peer_count: Opt(Type.Integer({ minimum: 0, maximum: 1000 })),
   timeout: Opt(Timeout),
+  object_storage: Opt(ObjectStorageArgsSchema),
 });
 
 const TaskArgsSchema = Type.Object({
   task_id: Opt(Type.String({ maxLength: 256 })),
-  url: Opt(HttpUrl),
+  url: Opt(SourceUrl),
   piece_length: Opt(PieceLength),
   tag: Opt(Type.String({ maxLength: 1024 })),
   application: Opt(Type.String({ maxLength: 1024 })),
@@ -80,6 +83,8 @@ export interface PreheatArgs {
   concurrent_peer_count: number;
   /** Go time.Duration: nanoseconds. */
   timeout: number;
+  /** For object storage URLs (file preheats); its secrets are split off before the job is stored. */
+  object_storage?: ObjectStorageArgs;
 }
 
 export interface TaskArgs {
@@ -114,14 +119,34 @@ function timeoutNs(v: unknown): number {
   return DEFAULT_JOB_TIMEOUT_NS;
 }
 
-function checkHttpUrl(u: string, field: string): void {
-  let parsed: URL;
+function parseUrl(u: string, field: string): URL {
   try {
-    parsed = new URL(u);
+    return new URL(u);
   } catch {
     throw badRequest(field, `invalid URL "${u}"`);
   }
+}
+
+function checkHttpUrl(u: string, field: string): void {
+  const parsed = parseUrl(u, field);
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw badRequest(field, `unsupported URL scheme "${parsed.protocol}"`);
+}
+
+/**
+ * A file preheat's URL: http(s) or an object store (the seed peers' back-to-source backends).
+ * file:// is refused by name: a manager must not make seed peers read their local disks.
+ * Returns the object storage scheme, if any.
+ */
+function checkFileUrl(u: string, field: string): ObjectStorageScheme | undefined {
+  const parsed = parseUrl(u, field);
+  if (parsed.protocol === "http:" || parsed.protocol === "https:") return undefined;
+  const scheme = objectScheme(u);
+  if (scheme) {
+    checkObjectUrl(parsed, field);
+    return scheme;
+  }
+  if (parsed.protocol === "file:") throw badRequest(field, "file:// URLs cannot be preheated: a manager must not make seed peers read their local disks");
+  throw badRequest(field, `unsupported URL scheme "${parsed.protocol}": expected http, https, s3, gs, abs, oss, obs or cos`);
 }
 
 export function parsePreheatArgs(raw: unknown): PreheatArgs {
@@ -129,14 +154,18 @@ export function parsePreheatArgs(raw: unknown): PreheatArgs {
   if (!compiledPreheat.Check(v)) firstError(compiledPreheat, v);
   const urls = (v.urls ?? []).filter((u) => u !== "");
   const url = v.url ?? "";
+  let objectStorage: ObjectStorageArgs | undefined;
   if (v.type === "image") {
     if (!url) throw badRequest("body.args.url", "is required for an image preheat");
     checkHttpUrl(url, "body.args.url");
     if (!MANIFEST_PATH.test(new URL(url).pathname)) throw badRequest("body.args.url", "must be a manifest URL: {scheme}://{registry}/v2/{repository}/manifests/{tag or digest}");
   } else {
     if (!url && urls.length === 0) throw badRequest("body.args.url", "url or urls is required");
-    if (url) checkHttpUrl(url, "body.args.url");
-    urls.forEach((u, i) => checkHttpUrl(u, `body.args.urls.${i}`));
+    const schemes = new Set<ObjectStorageScheme>();
+    const add = (s: ObjectStorageScheme | undefined) => s && schemes.add(s);
+    if (url) add(checkFileUrl(url, "body.args.url"));
+    urls.forEach((u, i) => add(checkFileUrl(u, `body.args.urls.${i}`)));
+    objectStorage = parseObjectStorageArgs(v.object_storage, schemes);
   }
   if (v.platform && !/^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/.test(v.platform)) throw badRequest("body.args.platform", `must look like os/arch[/variant], got "${v.platform}"`);
   (v.ips ?? []).forEach((ip, i) => {
@@ -162,6 +191,7 @@ export function parsePreheatArgs(raw: unknown): PreheatArgs {
   if (v.piece_length != null) out.piece_length = v.piece_length;
   if (v.percentage != null) out.percentage = v.percentage;
   if (v.count != null) out.count = v.count;
+  if (objectStorage) out.object_storage = objectStorage;
   return out;
 }
 
@@ -193,6 +223,7 @@ export function redactArgs(args: Record<string, unknown>): Record<string, unknow
   if (out.headers && typeof out.headers === "object") {
     out.headers = Object.fromEntries(Object.entries(out.headers as Record<string, string>).map(([k, v]) => [k, SECRET_HEADER.test(k) ? "[redacted]" : v]));
   }
+  if ("object_storage" in out) out.object_storage = redactObjectStorage(out.object_storage);
   return out;
 }
 

@@ -14,6 +14,8 @@ import type { ListHostsResponse, PreheatFileRequest, StatFileRequest, StatFileRe
 import type { Task } from "../../gen/common/v2/common.js";
 import type { Empty } from "../../gen/google/protobuf/empty.js";
 import type { PreheatArgs, TaskArgs } from "./args.js";
+import { objectScheme, toObjectStorage, type ObjectStorageSecrets } from "./object-storage-args.js";
+import type { ObjectStorage } from "../../gen/common/v2/common.js";
 import { activeScheduler, call, mapLimit, type ClientPool, type SchedulerRow } from "./clients.js";
 import { ImageResolveError, type ImageResolver } from "../../common/oci/resolver.js";
 import { errorMessage } from "../../common/errors.js";
@@ -65,13 +67,26 @@ async function requireScheduler(deps: ExecutorDeps, clusterId: number, feature: 
 }
 
 /** Preheat one URL through a scheduler, then wait until a peer reports it cached. */
-async function preheatUrl(deps: ExecutorDeps, s: SchedulerRow, args: PreheatArgs, url: string, headers: Record<string, string>, deadline: number): Promise<{ ok: PreheatSuccessTask[]; failed: PreheatFailureTask[] }> {
+async function preheatUrl(
+  deps: ExecutorDeps,
+  s: SchedulerRow,
+  args: PreheatArgs,
+  url: string,
+  headers: Record<string, string>,
+  deadline: number,
+  objectStorage: ObjectStorage | undefined,
+): Promise<{ ok: PreheatSuccessTask[]; failed: PreheatFailureTask[] }> {
   const fail = (description: string) => ({ ok: [], failed: [{ url, hostname: s.host_name, ip: s.ip, description }] });
+  // An object store is reached at its endpoint (the bucket is no host); without one, at the
+  // provider's public endpoint. Either way the manager's SSRF policy decides, as for http(s).
+  const object = objectScheme(url) !== undefined;
+  const reached = object ? objectStorage?.endpoint : url;
   try {
-    await deps.ssrf.checkUrl(url);
+    if (reached) await deps.ssrf.checkUrl(reached);
   } catch (e) {
-    return fail(e instanceof SsrfError ? e.message : `invalid preheat URL: ${message(e)}`);
+    return fail(e instanceof SsrfError ? `${object ? "storage endpoint: " : ""}${e.message}` : `invalid preheat URL: ${message(e)}`);
   }
+  const os = object ? objectStorage : undefined;
   const client = deps.clients.scheduler(s.ip, s.port);
   const remainingNs = Math.max(1, deadline - Date.now()) * 1e6;
   const req: PreheatFileRequest = {
@@ -91,6 +106,7 @@ async function preheatUrl(deps: ExecutorDeps, s: SchedulerRow, args: PreheatArgs
     priority: Priority.LEVEL0,
     certificateChain: [],
     insecureSkipVerify: false,
+    objectStorage: os,
   };
   try {
     await call<Empty>((md, o, cb) => client.preheatFile(req, md, o, cb), deps.rpcTimeoutMs);
@@ -107,6 +123,7 @@ async function preheatUrl(deps: ExecutorDeps, s: SchedulerRow, args: PreheatArgs
     concurrentPeerCount: args.concurrent_peer_count,
     certificateChain: [],
     insecureSkipVerify: false,
+    objectStorage: os,
   };
   // PreheatFile only dispatches the downloads; the job succeeds when a peer holds the file.
   let wait = deps.statIntervalMs;
@@ -130,7 +147,9 @@ async function preheatUrl(deps: ExecutorDeps, s: SchedulerRow, args: PreheatArgs
   }
 }
 
-export async function runPreheat(deps: ExecutorDeps, clusterId: number, args: PreheatArgs): Promise<JobState> {
+/** `secrets`: the object storage secrets split off the stored args (secrets.ts). */
+export async function runPreheat(deps: ExecutorDeps, clusterId: number, args: PreheatArgs, secrets?: ObjectStorageSecrets): Promise<JobState> {
+  const objectStorage = toObjectStorage(args.object_storage, secrets);
   const deadline = Date.now() + args.timeout / 1e6;
   let urls: string[];
   let headers = args.headers;
@@ -143,7 +162,7 @@ export async function runPreheat(deps: ExecutorDeps, clusterId: number, args: Pr
     } else {
       urls = [...new Set([...(args.url ? [args.url] : []), ...args.urls])];
     }
-    const outcomes = await mapLimit(urls, args.concurrent_task_count, (url) => preheatUrl(deps, s, args, url, headers, deadline));
+    const outcomes = await mapLimit(urls, args.concurrent_task_count, (url) => preheatUrl(deps, s, args, url, headers, deadline, objectStorage));
     const success_tasks = outcomes.flatMap((o) => o.ok);
     const failure_tasks = outcomes.flatMap((o) => o.failed);
     const error = failure_tasks.length > 0 ? `${failure_tasks.length} of ${urls.length} preheat tasks failed: ${failure_tasks[0]?.description ?? ""}` : "";

@@ -2,13 +2,16 @@
 // LOCKED), so several managers can share one PostgreSQL and a job whose manager died is picked
 // up again when its lease runs out — jobs survive restarts. While running a job stays PENDING
 // (the only in-progress state Harbor understands) and ends SUCCESS or FAILURE with one
-// `job_states` entry per cluster. Credentials in the args are dropped once the job is done.
-import { randomUUID } from "node:crypto";
+// `job_states` entry per cluster. Credentials in the args are dropped once the job is done;
+// object storage secrets never were in them (secrets.ts): they are joined back from this
+// manager's memory just before dispatch.
 import type { Logger } from "../../common/logger.js";
 import type { SsrfPolicy } from "../../common/ssrf.js";
 import type { Database, Row } from "../db/database.js";
 import type { ManagerMetrics } from "../metrics.js";
 import { scrubArgs, type PreheatArgs, type TaskArgs } from "./args.js";
+import { needsSecrets, type ObjectStorageSecrets } from "./object-storage-args.js";
+import { JobSecrets } from "./secrets.js";
 import { ClientPool, type ClientCredentials } from "./clients.js";
 import { runDeleteTask, runGetTask, runPreheat, runSyncPeers, type ExecutorDeps, type JobState } from "./executors.js";
 import { ImageResolver } from "../../common/oci/resolver.js";
@@ -31,19 +34,25 @@ export interface JobRunnerOptions {
   registryTimeoutMs?: number;
   /** Towards schedulers and peers; plaintext when not given. */
   credentials?: ClientCredentials;
+  /** Secrets of the jobs this manager accepted (shared with its JobService). */
+  secrets?: JobSecrets;
 }
 
 export class JobRunner {
-  readonly owner = `manager-${randomUUID()}`;
+  readonly owner: string;
+  private readonly secrets: JobSecrets;
   private readonly clients: ClientPool;
   private readonly deps: ExecutorDeps;
   private readonly running = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
+  private holdTimer: NodeJS.Timeout | undefined;
   private stopped = true;
   private polling = false;
   private repoll = false;
 
   constructor(private readonly opts: JobRunnerOptions) {
+    this.secrets = opts.secrets ?? new JobSecrets(undefined, opts.leaseMs);
+    this.owner = this.secrets.owner;
     this.clients = new ClientPool(opts.credentials);
     this.deps = {
       db: opts.db,
@@ -57,13 +66,22 @@ export class JobRunner {
   }
 
   private get leaseMs() {
-    return this.opts.leaseMs ?? 60_000;
+    return this.opts.leaseMs ?? this.secrets.leaseMs;
   }
 
   start(): void {
     this.stopped = false;
     this.timer = setInterval(() => this.wake(), this.opts.pollIntervalMs ?? 2000);
     this.timer.unref();
+    // Jobs whose secrets only this manager holds stay leased to it until it runs them.
+    this.holdTimer = setInterval(() => {
+      const waiting = this.secrets.waiting();
+      if (waiting.length === 0) return;
+      this.opts.db
+        .query("UPDATE jobs SET lease_until = now() + make_interval(secs => $1::double precision) WHERE lease_owner = $2 AND state = 'PENDING' AND id = ANY(string_to_array($3, ',')::int[])", [this.leaseMs / 1000, this.owner, waiting.join(",")])
+        .catch((err: unknown) => this.opts.logger.warn({ err }, "lease renewal of held jobs failed"));
+    }, this.leaseMs / 3);
+    this.holdTimer.unref();
     this.wake();
   }
 
@@ -102,9 +120,11 @@ export class JobRunner {
   private async claim(): Promise<Row | undefined> {
     const [job] = await this.opts.db.query(
       `UPDATE jobs SET lease_owner = $1, lease_until = now() + make_interval(secs => $2::double precision), attempts = attempts + 1
-       WHERE id = (SELECT id FROM jobs WHERE state = 'PENDING' AND (lease_until IS NULL OR lease_until < now()) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+       WHERE id = (SELECT id FROM jobs WHERE state = 'PENDING' AND (lease_until IS NULL OR lease_until < now() OR (lease_owner = $1 AND id = ANY(string_to_array($3, ',')::int[])))
+                   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
        RETURNING *`,
-      [this.owner, this.leaseMs / 1000],
+      // Besides free jobs: those leased to this manager at creation, not started yet.
+      [this.owner, this.leaseMs / 1000, this.secrets.waiting().join(",")],
     );
     return job;
   }
@@ -120,7 +140,14 @@ export class JobRunner {
     try {
       const clusters = await this.opts.db.query<{ scheduler_cluster_id: number }>("SELECT scheduler_cluster_id FROM job_scheduler_clusters WHERE job_id = $1 ORDER BY 1", [job.id]);
       const args = job.args as Record<string, unknown>;
-      const states: JobState[] = await Promise.all(clusters.map((c) => this.runOne(job.type as string, c.scheduler_cluster_id, args)));
+      const secrets = this.secrets.take(job.id as number);
+      if (needsSecrets((args as { object_storage?: PreheatArgs["object_storage"] }).object_storage) && !secrets) {
+        const error = "the job's object storage credentials were kept only in the memory of the manager that accepted it, which stopped before running it; create the job again";
+        await this.finish(job, "FAILURE", { state: "FAILURE", group_uuid: job.task_id, job_states: [{ task_name: job.type, task_uuid: "", state: "FAILURE", error, results: [], created_at: new Date().toISOString(), ttl: 0 }] });
+        log.warn("job failed: its object storage credentials are gone");
+        return;
+      }
+      const states: JobState[] = await Promise.all(clusters.map((c) => this.runOne(job.type as string, c.scheduler_cluster_id, args, secrets)));
       const ok = states.length > 0 && states.every((s) => s.state === "SUCCESS");
       const result = {
         created_at: (job.created_at as Date).toISOString(),
@@ -136,13 +163,14 @@ export class JobRunner {
       await this.finish(job, "FAILURE", { state: "FAILURE", group_uuid: job.task_id, job_states: [{ task_name: job.type, task_uuid: "", state: "FAILURE", error: errorMessage(err), results: [], created_at: new Date().toISOString(), ttl: 0 }] }).catch(() => undefined);
     } finally {
       clearInterval(renew);
+      this.secrets.drop(job.id as number);
     }
   }
 
-  private runOne(type: string, clusterId: number, args: Record<string, unknown>): Promise<JobState> {
+  private runOne(type: string, clusterId: number, args: Record<string, unknown>, secrets: ObjectStorageSecrets | undefined): Promise<JobState> {
     switch (type) {
       case "preheat":
-        return runPreheat(this.deps, clusterId, args as unknown as PreheatArgs);
+        return runPreheat(this.deps, clusterId, args as unknown as PreheatArgs, secrets);
       case "get_task":
         return runGetTask(this.deps, clusterId, args as unknown as TaskArgs);
       case "delete_task":
@@ -168,6 +196,7 @@ export class JobRunner {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.holdTimer) clearInterval(this.holdTimer);
     await Promise.allSettled([...this.running]);
     this.clients.close();
   }

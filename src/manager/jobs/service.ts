@@ -5,6 +5,8 @@ import type { Database, Queryable, Row } from "../db/database.js";
 import type { Principal } from "../auth/principal.js";
 import { badRequest, forbidden, HttpError, notFound } from "../errors.js";
 import { parsePreheatArgs, parseTaskArgs, redactArgs } from "./args.js";
+import { splitSecrets, type ObjectStorageSecrets } from "./object-storage-args.js";
+import { JobSecrets } from "./secrets.js";
 import { DEFAULT_JOB_RATE_LIMIT, type JobRateLimiter } from "./rate-limiter.js";
 
 export type JobType = "preheat" | "sync_peers" | "get_task" | "delete_task";
@@ -23,17 +25,24 @@ export class JobService {
     private readonly limiter: JobRateLimiter,
     /** Wakes the runner so a new job starts without waiting for the next poll. */
     private readonly notify: () => void = () => undefined,
+    /** Where a job's object storage secrets wait for dispatch (shared with this manager's runner). */
+    private readonly secrets: JobSecrets = new JobSecrets(),
   ) {}
 
-  private normaliseArgs(type: JobType, args: unknown): Record<string, unknown> {
+  /** The args to store, and the secrets split off them (kept in memory only). */
+  private normaliseArgs(type: JobType, args: unknown): { stored: Record<string, unknown>; secrets?: ObjectStorageSecrets } {
     switch (type) {
-      case "preheat":
-        return { ...parsePreheatArgs(args) };
+      case "preheat": {
+        const parsed = parsePreheatArgs(args);
+        if (!parsed.object_storage) return { stored: { ...parsed } };
+        const { stored, secrets } = splitSecrets(parsed.object_storage);
+        return { stored: { ...parsed, object_storage: stored }, ...(Object.keys(secrets).length > 0 ? { secrets } : {}) };
+      }
       case "get_task":
       case "delete_task":
-        return { ...parseTaskArgs(args) };
+        return { stored: { ...parseTaskArgs(args) } };
       case "sync_peers":
-        return {};
+        return { stored: {} };
     }
   }
 
@@ -64,19 +73,22 @@ export class JobService {
   }
 
   async create(p: Principal, body: CreateJobBody): Promise<Row> {
-    const args = this.normaliseArgs(body.type, body.args);
+    const { stored: args, secrets } = this.normaliseArgs(body.type, body.args);
     const clusters = await this.targetClusters(p, body.type, body.scheduler_cluster_ids);
     const limited = this.limiter.take(clusters);
     if (limited !== undefined) throw new HttpError(429, `job rate limit exceeded for scheduler cluster ${limited}`);
     const id = await this.db.transaction(async (tx) => {
+      // A job whose secrets only this manager holds is leased to it from the start (secrets.ts).
       const [row] = await tx.query<{ id: number }>(
-        "INSERT INTO jobs (tenant_id, user_id, task_id, bio, type, args) VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING id",
-        [p.tenantId, p.userId, `group_${randomUUID()}`, body.bio ?? "", body.type, JSON.stringify(args)],
+        `INSERT INTO jobs (tenant_id, user_id, task_id, bio, type, args, lease_owner, lease_until)
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, CASE WHEN $7::text IS NULL THEN NULL ELSE now() + make_interval(secs => $8::double precision) END) RETURNING id`,
+        [p.tenantId, p.userId, `group_${randomUUID()}`, body.bio ?? "", body.type, JSON.stringify(args), secrets ? this.secrets.owner : null, this.secrets.leaseMs / 1000],
       );
       if (!row) throw new Error("job insert returned nothing");
       for (const c of clusters) await tx.query("INSERT INTO job_scheduler_clusters (job_id, scheduler_cluster_id) VALUES ($1, $2)", [row.id, c.id]);
       return row.id;
     });
+    if (secrets) this.secrets.hold(id, secrets);
     this.notify();
     return this.load(this.db, id);
   }
