@@ -1,7 +1,8 @@
 // Jobs end to end on PGlite and PostgreSQL: Harbor-shaped preheats (a file served on loopback,
 // an image in a registry with the bearer-token flow and a manifest list) reach SUCCESS through
 // a scheduler's PreheatFile/StatFile; SSRF refusals fail the job; jobs survive a manager
-// restart; get_task / delete_task / sync_peers talk to peers; credentials leave the database.
+// restart; get_task / delete_task / sync_peers talk to peers; credentials leave the database;
+// an s3:// preheat's secrets reach the scheduler but never the database or the API.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createHash } from "node:crypto";
@@ -25,6 +26,7 @@ import { JwtService, loadSigningKey } from "../../src/manager/auth/tokens.js";
 import type { Database } from "../../src/manager/db/database.js";
 import { collectGarbage } from "../../src/manager/gc.js";
 import { JobRunner } from "../../src/manager/jobs/runner.js";
+import { JobSecrets } from "../../src/manager/jobs/secrets.js";
 import { databaseVariants } from "../../src/manager/testing.js";
 import { pushImage, REGISTRY_BIN, REGISTRY_SKIP, startRealRegistry } from "../helpers/registry.js";
 
@@ -124,7 +126,9 @@ describe.each(variants)("manager jobs on $name", (variant) => {
   let registry: Awaited<ReturnType<typeof fakeRegistry>>;
   let pat: string;
   const allowLoopback = new SsrfPolicy({ allowCidrs: ["127.0.0.0/8"] });
-  const newRunner = (ssrf = allowLoopback) => new JobRunner({ db, logger: silentLogger(), ssrf, pollIntervalMs: 50, statIntervalMs: 20, leaseMs: 3000, rpcTimeoutMs: 5000 });
+  // This manager's: shared by its API (JobService) and whichever runner it has at the time.
+  const secrets = new JobSecrets(undefined, 3000);
+  const newRunner = (ssrf = allowLoopback, held = secrets) => new JobRunner({ db, logger: silentLogger(), ssrf, pollIntervalMs: 50, statIntervalMs: 20, leaseMs: 3000, rpcTimeoutMs: 5000, secrets: held });
 
   const waitJob = async (id: number) => {
     for (let i = 0; i < 1000; i++) {
@@ -156,7 +160,7 @@ describe.each(variants)("manager jobs on $name", (variant) => {
     await ensureRootUser(db, "/nonexistent", silentLogger(), { DRAGONFLY_INITIAL_ROOT_PASSWORD: "root-pass-123" });
     const jwt = new JwtService(await loadSigningKey(db), { realm: "Dragonfly", timeoutMs: 3_600_000, maxRefreshMs: 3_600_000 });
     runner = newRunner();
-    app = await buildManagerApp({ db, jwt, onJobCreated: () => runner.wake() });
+    app = await buildManagerApp({ db, jwt, onJobCreated: () => runner.wake(), jobSecrets: secrets });
     runner.start();
     const token = (await app.inject({ method: "POST", url: "/api/v1/users/signin", payload: { name: "root", password: "root-pass-123" } })).json<{ token: string }>().token;
     pat = (
@@ -194,6 +198,50 @@ describe.each(variants)("manager jobs on $name", (variant) => {
     expect(taskIdFromUrl({ url: sent.url, filteredQueryParams: sent.filteredQueryParams })).toBe(taskIdFromUrl({ url: "http://127.0.0.1:9/files/blob.bin?X-Amz-Signature=zzz", filteredQueryParams: sent.filteredQueryParams }));
     const [stored] = await db.query<{ args: { headers: Record<string, string> } }>("SELECT args FROM jobs WHERE id = $1", [id]);
     expect(stored?.args.headers).toEqual({ "X-Trace": "t1" });
+  });
+
+  const objectStorage = { endpoint: "http://127.0.0.1:9", region: "us-east-1", access_key_id: "AKIDREADER", access_key_secret: "s3-secret-never-stored", session_token: "session-never-stored" };
+
+  it("preheats an s3:// object with Dragonfly's object_storage args: the scheduler gets the secrets, the database and the API never do", async () => {
+    const url = "s3://models/llama/weights%20v1.bin";
+    const r = await app.inject({ method: "POST", url: "/oapi/v1/jobs", headers: { authorization: `Bearer ${pat}` }, payload: { type: "preheat", args: { type: "file", url, object_storage: objectStorage } } });
+    expect(r.statusCode, r.body).toBe(200);
+    const created = r.json<{ id: number; args: { object_storage: object } }>();
+    expect(created.args.object_storage).toEqual({ ...objectStorage, access_key_secret: "[redacted]", session_token: "[redacted]" });
+    // Leased to the manager holding the secrets from the start: no other manager claims it.
+    const [row] = await db.query<{ args: string; lease_owner: string | null }>("SELECT args::text AS args, lease_owner FROM jobs WHERE id = $1", [created.id]);
+    expect(row?.args).not.toContain("never-stored");
+    expect(row?.lease_owner).toBe(secrets.owner);
+    const job = await waitJob(created.id);
+    expect(job.state, JSON.stringify(job.result)).toBe("SUCCESS");
+    const sent = scheduler.preheats.find((p) => p.url === url) as PreheatFileRequest;
+    expect(sent.objectStorage).toMatchObject({ endpoint: objectStorage.endpoint, region: "us-east-1", accessKeyId: "AKIDREADER", accessKeySecret: "s3-secret-never-stored", sessionToken: "session-never-stored" });
+    const [after] = await db.query<{ args: string; result: string }>("SELECT args::text AS args, result::text AS result FROM jobs WHERE id = $1", [created.id]);
+    expect(after?.args).not.toContain("never-stored");
+    expect(after?.result).not.toContain("never-stored");
+    const got = await app.inject({ method: "GET", url: `/oapi/v1/jobs/${created.id}`, headers: { authorization: `Bearer ${pat}` } });
+    expect(got.body).not.toContain("never-stored");
+    expect(got.json<{ args: { object_storage: object } }>().args.object_storage).toEqual(created.args.object_storage);
+    expect(secrets.waiting()).not.toContain(created.id);
+  });
+
+  it("fails an s3:// preheat whose secrets went with the manager that accepted it, without dispatching it", async () => {
+    await runner.stop();
+    const url = "s3://models/orphaned.bin";
+    const id = await createJob({ type: "preheat", args: { type: "file", url, object_storage: objectStorage } });
+    expect(secrets.waiting()).toContain(id);
+    // The accepting manager died (its lease ran out); another manager, without the secrets, claims the job.
+    await db.query("UPDATE jobs SET lease_until = now() - interval '1 second' WHERE id = $1", [id]);
+    runner = newRunner(allowLoopback, new JobSecrets(undefined, 3000));
+    runner.start();
+    const job = await waitJob(id);
+    expect(job.state).toBe("FAILURE");
+    expect(job.result.job_states[0]?.error).toMatch(/object storage credentials .* create the job again/);
+    expect(scheduler.preheats.some((p) => p.url === url)).toBe(false);
+    await runner.stop();
+    secrets.drop(id);
+    runner = newRunner();
+    runner.start();
   });
 
   it("preheats an image through the registry token flow and the platform's manifest", async () => {

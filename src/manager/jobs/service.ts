@@ -81,8 +81,9 @@ export class JobService {
       // A job whose secrets only this manager holds is leased to it from the start (secrets.ts).
       const [row] = await tx.query<{ id: number }>(
         `INSERT INTO jobs (tenant_id, user_id, task_id, bio, type, args, lease_owner, lease_until)
-         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, CASE WHEN $7::text IS NULL THEN NULL ELSE now() + make_interval(secs => $8::double precision) END) RETURNING id`,
-        [p.tenantId, p.userId, `group_${randomUUID()}`, body.bio ?? "", body.type, JSON.stringify(args), secrets ? this.secrets.owner : null, this.secrets.leaseMs / 1000],
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, now() + make_interval(secs => $8::double precision)) RETURNING id`,
+        // Without secrets both are NULL (make_interval of NULL is NULL): a free job.
+        [p.tenantId, p.userId, `group_${randomUUID()}`, body.bio ?? "", body.type, JSON.stringify(args), secrets ? this.secrets.owner : null, secrets ? this.secrets.leaseMs / 1000 : null],
       );
       if (!row) throw new Error("job insert returned nothing");
       for (const c of clusters) await tx.query("INSERT INTO job_scheduler_clusters (job_id, scheduler_cluster_id) VALUES ($1, $2)", [row.id, c.id]);
