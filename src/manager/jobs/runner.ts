@@ -73,12 +73,20 @@ export class JobRunner {
     this.stopped = false;
     this.timer = setInterval(() => this.wake(), this.opts.pollIntervalMs ?? 2000);
     this.timer.unref();
-    // Jobs whose secrets only this manager holds stay leased to it until it runs them.
+    // Jobs whose secrets only this manager holds stay leased to it until it runs them; the
+    // secrets of a job that is no longer ours (deleted, or taken over after a stall) are dropped.
     this.holdTimer = setInterval(() => {
       const waiting = this.secrets.waiting();
       if (waiting.length === 0) return;
       this.opts.db
-        .query("UPDATE jobs SET lease_until = now() + make_interval(secs => $1::double precision) WHERE lease_owner = $2 AND state = 'PENDING' AND id = ANY(string_to_array($3, ',')::int[])", [this.leaseMs / 1000, this.owner, waiting.join(",")])
+        .query<{ id: number }>(
+          "UPDATE jobs SET lease_until = now() + make_interval(secs => $1::double precision) WHERE lease_owner = $2 AND state = 'PENDING' AND id = ANY(string_to_array($3, ',')::int[]) RETURNING id",
+          [this.leaseMs / 1000, this.owner, waiting.join(",")],
+        )
+        .then((rows) => {
+          const ours = new Set(rows.map((r) => r.id));
+          for (const id of waiting) if (!ours.has(id)) this.secrets.drop(id);
+        })
         .catch((err: unknown) => this.opts.logger.warn({ err }, "lease renewal of held jobs failed"));
     }, this.leaseMs / 3);
     this.holdTimer.unref();
