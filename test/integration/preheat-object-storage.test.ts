@@ -16,7 +16,7 @@ import { makeContent } from "../helpers/origin.js";
 import { startPreheatStack, type PreheatStack } from "../helpers/preheat-stack.js";
 import { cleanupTempDirs, runDfget, sha256File, startTestDaemon, tempDir } from "../helpers/swarm.js";
 
-const ROOT_PASSWORD = "preheat-s3-root-password-1";
+const ROOT_PASSWORD = "s3-preheat-root-1";
 const BUCKET = "damselfly-preheat";
 const MiB = 1024 * 1024;
 const SIZE = 32 * MiB + 5;
