@@ -14,7 +14,7 @@ import { SsrfError, type SsrfPolicy } from "../../common/ssrf.js";
 import { VERSION } from "../../common/version.js";
 import { isNativeError, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
 import { mismatch, originChanged, OriginChangedError, preconditionHeaders, PRECONDITION_HEADERS, totalLength } from "./pin.js";
-import { BackendError, type Backend, type BackendRequest, type ByteRange, type GetResult, type OriginRoute, type StatResult } from "./types.js";
+import { BackendError, isTemporaryStatus, type Backend, type BackendRequest, type ByteRange, type GetResult, type OriginRoute, type StatResult } from "./types.js";
 import { errorMessage } from "../../common/errors.js";
 
 export interface HttpBackendOptions {
@@ -45,10 +45,6 @@ function flattenHeaders(h: Record<string, string | string[] | undefined>): Recor
 export function discard(body: Readable): void {
   body.on("error", () => undefined);
   body.destroy();
-}
-
-function isTemporaryStatus(code: number): boolean {
-  return code === 408 || code === 429 || code >= 500;
 }
 
 export class HttpBackend implements Backend {

@@ -20,8 +20,9 @@ import type { Readable } from "node:stream";
 import type { SsrfPolicy } from "../../common/ssrf.js";
 import type { Download, ObjectStorage } from "../../gen/common/v2/common.js";
 import { checkObjectStorage, OBJECT_STORAGE_SCHEMES, parseObjectUrl, scrub, secretsOf, type ObjectStorageScheme } from "./object-url.js";
+import { discard } from "./http.js";
 import { originChanged, OriginChangedError, type OriginPin } from "./pin.js";
-import { BackendError, type Backend, type BackendRequest, type ByteRange, type GetResult, type StatResult } from "./types.js";
+import { BackendError, isTemporaryStatus, type Backend, type BackendRequest, type ByteRange, type GetResult, type StatResult } from "./types.js";
 
 /** What a store tells about an object. */
 export interface ObjectInfo {
@@ -198,8 +199,7 @@ class BoundObjectStorage implements Backend {
     }
     const why = pin && versionMismatch(pin, r);
     if (why) {
-      r.body.on("error", () => undefined);
-      r.body.destroy();
+      discard(r.body);
       throw originChanged(req.url, why, 200, {});
     }
     const headers: Record<string, string> = {};
@@ -221,6 +221,25 @@ function versionMismatch(pin: OriginPin, r: ObjectRead): string | undefined {
   if (pin.etag !== undefined && r.etag !== undefined && r.etag !== pin.etag) return `origin content changed: the task is pinned to ETag ${pin.etag}, the store now answers ETag ${r.etag}`;
   if (r.total !== undefined && r.total !== pin.contentLength) return `origin content changed: it is now ${r.total} bytes long, the task is pinned to ${pin.contentLength}`;
   return undefined;
+}
+
+/**
+ * A failure that is not a store's answer: the download was aborted, or the store was not
+ * reached (connection refused, DNS, TLS, timeouts: it may come back).
+ */
+export function unreached(e: unknown): BackendError {
+  if ((e as Error).name === "AbortError") return new BackendError("aborted", undefined, {}, false);
+  return new BackendError(`cannot reach the store: ${(e as Error).message}`, undefined, {}, true);
+}
+
+/**
+ * A store's answer the store's own mapping did not explain: a failed version precondition
+ * (412, which the backend reports as the origin having changed), or the status and the store's
+ * error code; temporary as an http origin's (unknown status: the store may come back).
+ */
+export function storeAnswered(status: number | undefined, code = ""): BackendError {
+  if (status === 412) return new BackendError("412 Precondition Failed", 412);
+  return new BackendError(`the store answered ${status ?? "?"} ${code}`.trimEnd(), status, {}, status === undefined || isTemporaryStatus(status));
 }
 
 /** The total length in a Content-Range (`bytes 0-9/100`), if any. */

@@ -4,7 +4,7 @@
 // (https://<account>.blob.core.windows.net, or Azurite's http://127.0.0.1:10000/<account>).
 import type { Readable } from "node:stream";
 import { BlobServiceClient, RestError, StorageSharedKeyCredential } from "@azure/storage-blob";
-import { strongEtag, totalOfContentRange, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
+import { storeAnswered, strongEtag, totalOfContentRange, unreached, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
 import { BackendError, type ByteRange } from "./types.js";
 
 export function createAzureStore(ctx: StoreContext): Promise<ObjectStore> {
@@ -61,10 +61,7 @@ class AzureStore implements ObjectStore {
 /** The SDK's error as the reason a user can act on; x-ms-error-code tells a missing container from a missing blob. */
 function failure(e: unknown, container: string): BackendError {
   if (e instanceof BackendError) return e;
-  if (!(e instanceof RestError) || e.statusCode === undefined) {
-    if ((e as Error).name === "AbortError") return new BackendError("aborted", undefined, {}, false);
-    return new BackendError(`cannot reach the store: ${(e as Error).message}`, undefined, {}, true);
-  }
+  if (!(e instanceof RestError) || e.statusCode === undefined) return unreached(e);
   const status = e.statusCode;
   const code = e.code ?? (e.response?.headers.get("x-ms-error-code") || undefined);
   if (status === 404) {
@@ -72,7 +69,5 @@ function failure(e: unknown, container: string): BackendError {
     return new BackendError("no such blob", 404);
   }
   if (status === 403) return new BackendError(`access denied (403 ${code ?? "Forbidden"}): the store refused the account name and key, or they may not read this blob`, 403);
-  if (status === 412) return new BackendError("412 Precondition Failed", 412);
-  const temporary = status === 408 || status === 429 || status >= 500;
-  return new BackendError(`the store answered ${status} ${code ?? ""}`.trimEnd(), status, {}, temporary);
+  return storeAnswered(status, code);
 }

@@ -7,7 +7,7 @@
 import { readFile } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
 import { ApiError, Storage } from "@google-cloud/storage";
-import { totalOfContentRange, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
+import { storeAnswered, totalOfContentRange, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
 import { BackendError, type ByteRange } from "./types.js";
 
 export async function createGcsStore(ctx: StoreContext): Promise<ObjectStore> {
@@ -107,9 +107,7 @@ class GcsStore implements ObjectStore {
       return exists ? new BackendError("no such object", 404) : new BackendError(`bucket "${bucket}" does not exist`, 404);
     }
     if (status === 401 || status === 403) return new BackendError(`access denied (${status}): the store refused the credentials, or they may not read this object`, status);
-    if (status === 412) return new BackendError("412 Precondition Failed", 412);
-    const temporary = status === 408 || status === 429 || status >= 500;
-    return new BackendError(`the store answered ${status}`, status, {}, temporary);
+    return storeAnswered(status);
   }
 
   close(): void {

@@ -12,7 +12,7 @@ import { isIP } from "node:net";
 import type { Readable } from "node:stream";
 import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
 import { DEFAULT_S3_REGION } from "./object-url.js";
-import { strongEtag, totalOfContentRange, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
+import { storeAnswered, strongEtag, totalOfContentRange, unreached, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
 import { BackendError, type ByteRange } from "./types.js";
 
 /** Connections per client: a seed fetches many pieces of many tasks at once. */
@@ -90,11 +90,7 @@ class S3Store implements ObjectStore {
    */
   private async failure(e: unknown, bucket: string, signal: AbortSignal | undefined): Promise<BackendError> {
     if (e instanceof BackendError) return e;
-    if (!(e instanceof S3ServiceException)) {
-      if ((e as Error).name === "AbortError") return new BackendError("aborted", undefined, {}, false);
-      // Connection refused, DNS, TLS, timeouts: the store may come back.
-      return new BackendError(`cannot reach the store: ${(e as Error).message}`, undefined, {}, true);
-    }
+    if (!(e instanceof S3ServiceException)) return unreached(e);
     const status = e.$metadata.httpStatusCode;
     // A HEAD's error has no body: the SDK names it "Unknown" or after the status ("NotFound").
     const code = e.name === "Unknown" ? "" : e.name;
@@ -104,10 +100,8 @@ class S3Store implements ObjectStore {
     }
     if (code === "ExpiredToken" || code === "TokenRefreshRequired") return new BackendError(`the session token has expired (${status ?? "?"} ${code})`, 403);
     if (status === 403) return new BackendError(`access denied (403${code ? ` ${code}` : ""}): the store refused the credentials, or they may not read this object`, 403);
-    if (status === 412) return new BackendError("412 Precondition Failed", 412);
     if (status === 301 || code === "PermanentRedirect" || code === "AuthorizationHeaderMalformed") return new BackendError(`the bucket is in another region (${code}); pass its region (--storage-region)`, 400);
-    const temporary = status === undefined || status === 408 || status === 429 || status >= 500;
-    return new BackendError(`the store answered ${status ?? "?"} ${code}`.trimEnd(), status, {}, temporary);
+    return storeAnswered(status, code);
   }
 
   private async bucketExists(bucket: string, signal: AbortSignal | undefined): Promise<boolean> {

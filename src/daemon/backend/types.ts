@@ -80,6 +80,11 @@ export interface Backend {
   close?(): Promise<void>;
 }
 
+/** An origin status worth asking again for: a timeout, throttling or a server error. */
+export function isTemporaryStatus(code: number): boolean {
+  return code === 408 || code === 429 || code >= 500;
+}
+
 /**
  * An origin failure, kept with the origin's status code and headers so that the scheduler
  * (DownloadPieceBackToSourceFailedRequest.response = Backend{…}) and the proxy can pass them on.
