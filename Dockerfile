@@ -10,6 +10,7 @@ COPY package.json package-lock.json ./
 COPY native ./native
 COPY proto ./proto
 COPY scripts ./scripts
+COPY patches ./patches
 COPY src ./src
 COPY bin ./bin
 COPY tsconfig.json tsconfig.build.json ./
