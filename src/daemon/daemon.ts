@@ -80,6 +80,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       ...(memoryDir ? { memoryDir } : {}),
       keep: config.storage.keep,
       directIO: config.storage.directIO,
+      warmLimitBytes: r.warmLimitBytes,
       ...(piecePem ? { pieceTls: { ...piecePem, allowPlaintext } } : {}),
       log,
     });

@@ -226,6 +226,11 @@ export class NativeTaskStore {
     return toInfo(await nativeAsync(this.inner.verifyPiece(number)));
   }
 
+  /** Starts reading an O_DIRECT-written task into the page cache (a no-op for a buffered one). */
+  warm(): Promise<void> {
+    return nativeAsync(this.inner.warm());
+  }
+
   /** Downloads a piece from a parent into this store, verified before it is marked finished. */
   async fetchPiece(options: FetchPieceOptions, signal?: AbortSignal): Promise<NativePieceInfo> {
     return toInfo(await withSignal(signal, (token) => this.inner.fetchPiece(options, token)));

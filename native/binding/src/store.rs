@@ -431,6 +431,20 @@ impl TaskStore {
         .map_err(status)
     }
 
+    /// Starts reading a task written with O_DIRECT into the page cache, for children that
+    /// ask for it next; resolves once the reads are queued (no-op for a buffered store).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn warm<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ()>> {
+        let s = self.store()?;
+        env.spawn_future(async move {
+            tokio::task::spawn_blocking(move || s.warm())
+                .await
+                .map_err(|e| to_napi(CoreError::new(ErrorCode::Io, format!("worker task failed: {e}"))))?
+                .map_err(to_napi)
+        })
+        .map_err(status)
+    }
+
     /// Fetches piece `number` from a parent's piece server into this store.
     #[napi(ts_return_type = "Promise<PieceInfo>")]
     pub fn fetch_piece<'e>(

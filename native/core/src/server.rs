@@ -695,7 +695,7 @@ async fn serve_conn<T: PieceConn>(mut sock: T, shared: &Shared) {
             }
         };
         // Its bytes start coming into the page cache now, while it waits for a slot.
-        prefetch(store.content_file(), rec.offset, rec.length);
+        crate::store::prefetch(store.content_file(), rec.offset, rec.length);
         // A piece split among many children reaches each of them late, and none can pass it on
         // before it is whole; refused children go to another parent or piece instead.
         // Held (the admission also while waiting for a slot) until this piece is sent or its
@@ -939,19 +939,6 @@ async fn send_splice(
         }
     }
     Ok(())
-}
-
-/// Asks the kernel to read a piece into the page cache now (POSIX_FADV_WILLNEED: the whole
-/// piece is queued at once). Pieces are written with O_DIRECT (the daemon's storage.directIO
-/// "auto"), so a finished piece is seldom cached, and without this each body read waits for
-/// the kernel's small readahead, one chunk at a time: a Dragonfly child pulling 1 GiB (4 MiB pieces, 8 at once) from one of our parents
-/// took 3.4 s against 2.6 s from Dragonfly's own parent (which writes through the page cache),
-/// and 2.2 s once our parent's file was cached (bench interop/peer-to-dragonfly-1g).
-fn prefetch(file: &File, offset: u64, len: u64) {
-    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else { return };
-    // SAFETY: posix_fadvise only reads the descriptor, which `file` keeps open for the call;
-    // the advice is a hint, and its failure changes nothing but the speed of the reads.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
 }
 
 async fn send_buffered<W: AsyncWrite + Unpin>(

@@ -898,6 +898,28 @@ impl PieceStore {
         Ok(PieceView { map })
     }
 
+    /// Starts reading the finished content into the page cache (reclaimable memory), for a
+    /// task written with O_DIRECT whose children are likely to ask for it next: the reads then
+    /// come from memory, as from a parent that wrote through the page cache, while the writes
+    /// kept O_DIRECT's speed. A buffered store's pages are cached already. The kernel reads in
+    /// the background; this returns once the reads are queued.
+    pub fn warm(&self) -> Result<()> {
+        self.check_live()?;
+        if self.direct.is_none() {
+            return Ok(());
+        }
+        // One piece per advice: the kernel caps one WILLNEED at its readahead maximum (a single
+        // advice for a 256 MiB task cached 8 MiB of it on this host), so the range goes in
+        // steps; each call only queues reads.
+        let step = self.info.piece_length.max(1);
+        let mut offset = 0;
+        while offset < self.info.content_length && !self.is_deleted() {
+            prefetch(&self.file, offset, step.min(self.info.content_length - offset));
+            offset += step;
+        }
+        Ok(())
+    }
+
     /// Re-hashes a finished piece from disk; on mismatch the piece is unmarked (so it is
     /// fetched again) and DF_DIGEST_MISMATCH is returned.
     pub fn verify_piece(&self, n: u32) -> Result<PieceRecord> {
@@ -1096,6 +1118,20 @@ pub fn copy_and_hash(data: &[u8], extra: Option<Algorithm>) -> Result<(PooledBuf
         h.update(buf.as_slice());
     }
     Ok((buf, Prepared { digest: digest::crc32_string(crc.finalize()), extra_digest: ex.map(Hasher::finish) }))
+}
+
+/// Asks the kernel to read a range into the page cache now (POSIX_FADV_WILLNEED: the whole
+/// range is queued at once). Pieces are written with O_DIRECT (the daemon's storage.directIO
+/// "auto"), so a finished piece is seldom cached, and without this each body read waits for
+/// the kernel's small readahead, one chunk at a time: a Dragonfly child pulling 1 GiB (4 MiB
+/// pieces, 8 at once) from one of our parents took 3.4 s against 2.6 s from Dragonfly's own
+/// parent (which writes through the page cache), and 2.2 s once our parent's file was cached
+/// (bench interop/peer-to-dragonfly-1g).
+pub(crate) fn prefetch(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else { return };
+    // SAFETY: posix_fadvise only reads the descriptor, which `file` keeps open for the call;
+    // the advice is a hint, and its failure changes nothing but the speed of the reads.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
 }
 
 #[cfg(test)]

@@ -104,6 +104,10 @@ class LocalTask implements TaskStore {
     return pieceInfoOf(await this.native.verifyPiece(number));
   }
 
+  warm(): Promise<void> {
+    return this.native.warm();
+  }
+
   async digest(algorithm: string): Promise<string> {
     if (NATIVE_DIGESTS.has(algorithm)) {
       const h = new DigestHasher(algorithm);
@@ -142,6 +146,8 @@ export interface StorageOptions {
   keep: boolean;
   /** storage.directIO: O_DIRECT for disk-tier writes where the filesystem takes it (auto), required (always), or never. */
   directIO: "auto" | "always" | "never";
+  /** storage.warmLimit: finished O_DIRECT tasks up to this size are read back into the page cache (0 = never). */
+  warmLimitBytes?: number;
   /** storage.server.tls: our identity for vortex over TCP under mutual TLS; unset = plaintext. */
   pieceTls?: PieceClientTls;
   log: Logger;
@@ -261,6 +267,17 @@ export class Storage {
       await rm(dir, { recursive: true, force: true });
       throw e;
     }
+  }
+
+  /**
+   * A task just finished: when it was written with O_DIRECT and fits storage.warmLimit, its
+   * content is read back into the page cache in the background, for the children that ask for
+   * it next (a task written through the page cache, or on tmpfs, is there already).
+   */
+  warmForChildren(taskId: string): void {
+    const task = this.tasks.get(taskId);
+    if (!task || task.meta.tier !== "disk" || task.ioMode !== "direct" || task.meta.contentLength > (this.opts.warmLimitBytes ?? 0)) return;
+    task.warm().catch((e: unknown) => this.opts.log.warn({ taskId, err: errorMessage(e) }, "reading a finished task into the page cache failed"));
   }
 
   async delete(taskId: string): Promise<void> {

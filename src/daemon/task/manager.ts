@@ -360,6 +360,7 @@ export class TaskManager {
       await this.fillWithRoom(task, req, backend, headers, statError, faults);
       await this.verify(task);
       await task.update({ state: "succeeded", finishedAt: Date.now(), failure: undefined });
+      this.storage.warmForChildren(taskId);
       return task;
     } catch (e) {
       const failure = await this.failureOf(task, e, faults);
@@ -412,6 +413,7 @@ export class TaskManager {
         if (staged.digest !== undefined) this.streamedDigests.set(taskId, staged.digest);
         await this.verify(task);
         await task.update({ state: "succeeded", finishedAt: Date.now(), failure: undefined });
+        this.storage.warmForChildren(taskId);
       } catch (e) {
         await this.storage.delete(taskId).catch((err: unknown) => this.log.warn({ taskId, err: errorMessage(err) }, "removing a failed task failed"));
         if (isNoSpace(e)) throw this.noSpaceError(taskId, contentLength + METADATA_SLACK, await freeBytes(this.storage.rootFor(this.opts.tier)).catch(() => 0));
