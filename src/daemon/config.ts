@@ -134,8 +134,9 @@ export const DaemonConfigSchema = Type.Object(
        * which reads the pieces back from the disk); but the page cache's writeback made our own
        * P2P download of 1 GiB 1.65x slower (daemon/dfget-p2p-cached-1g: 3.71 s against 2.25 s)
        * and a 16-peer swarm at 100 Mbit/s 2-3 % slower (swarm-vs-ideal-n16: 15.94 s against
-       * 15.43 s). Hence O_DIRECT by default; "never" for a parent whose children are mostly
-       * Dragonfly clients.
+       * 15.43 s). Hence O_DIRECT by default, with finished tasks read back into the page cache
+       * for their children (warmLimit below: 0.94 of Dragonfly's parent); "never" for a parent
+       * whose children are mostly Dragonfly clients.
        */
       directIO: Type.Union([Type.Literal("auto"), Type.Literal("always"), Type.Literal("never")], { default: "auto" }),
       /**
