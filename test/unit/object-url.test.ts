@@ -15,6 +15,10 @@ describe("parseObjectUrl", () => {
     expect(() => parseObjectUrl("s3:///key")).toThrow(/no bucket/);
     expect(() => parseObjectUrl("s3://bucket/")).toThrow(/no object key/);
     expect(() => parseObjectUrl("s3://bucket/dir/")).toThrow(/names a directory/);
+    // The key is percent-decoded before the directory rule: %2F is a slash (the preheat agrees).
+    expect(() => parseObjectUrl("s3://bucket/a%2F")).toThrow(/names a directory/);
+    expect(() => parseObjectUrl("s3://bucket/a%E0%A4")).toThrow(/not valid percent-encoding/);
+    expect(parseObjectUrl("s3://bucket/a%2Fb").key).toBe("a/b");
     expect(() => parseObjectUrl("s3://bucket/k?versionId=1")).toThrow(/has no query/);
     expect(() => parseObjectUrl("ftp://bucket/k")).toThrow(/not an object storage URL/);
     let err: Error | undefined;
