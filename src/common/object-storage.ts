@@ -47,35 +47,62 @@ export function bucketRule(u: URL): Checked<string, "no-bucket"> {
   return u.hostname === "" ? fail("no-bucket") : pass(u.hostname);
 }
 
+/** The URL's path without its leading slash, percent-decoded; undefined when it is not valid percent-encoding. */
+function decodedPath(u: URL): string | undefined {
+  try {
+    return decodeURIComponent(u.pathname.replace(/^\//, ""));
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The object key is the URL's path without its leading slash, percent-decoded: `a%2F` is the key
  * `a/`, so it names a directory exactly as `a/` does, whoever checks it.
  */
 export function objectKeyRule(u: URL): Checked<string, "key-encoding" | "no-key" | "directory"> {
-  let key: string;
-  try {
-    key = decodeURIComponent(u.pathname.replace(/^\//, ""));
-  } catch {
-    return fail("key-encoding");
-  }
+  const key = decodedPath(u);
+  if (key === undefined) return fail("key-encoding");
   if (key === "") return fail("no-key");
   if (key.endsWith("/")) return fail("directory");
   return pass(key);
 }
 
+/**
+ * A directory's key prefix: the URL's path without its leading slash, percent-decoded, empty (the
+ * whole bucket) or ending in a slash; every object whose key starts with it is in the directory.
+ */
+export function directoryPrefixRule(u: URL): Checked<string, "key-encoding" | "not-directory"> {
+  const prefix = decodedPath(u);
+  if (prefix === undefined) return fail("key-encoding");
+  if (prefix !== "" && !prefix.endsWith("/")) return fail("not-directory");
+  return pass(prefix);
+}
+
 export type ObjectUrlWrong = "credentials" | "query" | "no-bucket" | "key-encoding" | "no-key" | "directory";
+export type DirectoryUrlWrong = "credentials" | "query" | "no-bucket" | "key-encoding" | "not-directory";
+
+/**
+ * The rules every object storage URL meets, an object's or a directory's (no credentials, no
+ * query, a bucket), then `rule` for its path, whose value is returned under `name`.
+ */
+function withBucket<K extends string, W extends string>(u: URL, name: K, rule: (u: URL) => Checked<string, W>): Checked<{ bucket: string } & Record<K, string>, "credentials" | "query" | "no-bucket" | W> {
+  for (const r of [urlCredentialsRule(u), urlQueryRule(u)]) if (!r.ok) return r;
+  const bucket = bucketRule(u);
+  if (!bucket.ok) return bucket;
+  const path = rule(u);
+  if (!path.ok) return path;
+  return pass({ bucket: bucket.value, [name]: path.value } as { bucket: string } & Record<K, string>);
+}
 
 /** Every rule of an object URL, in the order a refusal names the first one broken. */
 export function objectUrlRules(u: URL): Checked<{ bucket: string; key: string }, ObjectUrlWrong> {
-  const credentials = urlCredentialsRule(u);
-  if (!credentials.ok) return credentials;
-  const query = urlQueryRule(u);
-  if (!query.ok) return query;
-  const bucket = bucketRule(u);
-  if (!bucket.ok) return bucket;
-  const key = objectKeyRule(u);
-  if (!key.ok) return key;
-  return pass({ bucket: bucket.value, key: key.value });
+  return withBucket(u, "key", objectKeyRule);
+}
+
+/** Every rule of a directory URL (dfget --recursive), in the order a refusal names the first one broken. */
+export function directoryUrlRules(u: URL): Checked<{ bucket: string; prefix: string }, DirectoryUrlWrong> {
+  return withBucket(u, "prefix", directoryPrefixRule);
 }
 
 export type EndpointWrong = "not-a-url" | "not-http" | "credentials";

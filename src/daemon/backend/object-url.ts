@@ -8,7 +8,7 @@
 // never in the URL: a URL is logged, reported to the scheduler and part of the task id. Which
 // fields each store needs follows Dragonfly's client (dragonfly-client-backend object_storage):
 // abs, oss, obs and cos need an endpoint; s3 defaults its region to us-east-1.
-import { endpointRule, isObjectStorageScheme, needsAccessKey, needsEndpoint, OBJECT_STORAGE_SCHEMES, objectUrlRules, type ObjectStorageScheme, type ObjectUrlWrong } from "../../common/object-storage.js";
+import { directoryUrlRules, endpointRule, isObjectStorageScheme, needsAccessKey, needsEndpoint, OBJECT_STORAGE_SCHEMES, objectUrlRules, type DirectoryUrlWrong, type ObjectStorageScheme, type ObjectUrlWrong } from "../../common/object-storage.js";
 import type { ObjectStorage } from "../../gen/common/v2/common.js";
 import { BackendError } from "./types.js";
 
@@ -25,18 +25,19 @@ export interface ObjectUrl {
   key: string;
 }
 
-/** How the daemon words each broken rule of an object URL (dfget's flags name where credentials go). */
-const URL_WRONG: Record<ObjectUrlWrong, (u: URL, url: string, scheme: ObjectStorageScheme) => string> = {
+/** How the daemon words each broken rule of an object or directory URL (dfget's flags name where credentials go). */
+const URL_WRONG: Record<ObjectUrlWrong | DirectoryUrlWrong, (u: URL, url: string, scheme: ObjectStorageScheme) => string> = {
   credentials: (u, _url, scheme) => `${scheme}://${u.host}${u.pathname}: credentials do not belong in the URL; pass them as the download's object storage options (dfget --storage-access-key-id/--storage-access-key-secret)`,
   query: (_u, url) => `${url}: an object storage URL has no query`,
   "no-bucket": (_u, url, scheme) => `${url}: no bucket: expected ${scheme}://<bucket>/<key>`,
   "key-encoding": (_u, url) => `${url}: the object key is not valid percent-encoding`,
   "no-key": (_u, url, scheme) => `${url}: no object key: expected ${scheme}://<bucket>/<key>`,
-  directory: (_u, url) => `${url}: names a directory; a single object is expected (directory downloads are not supported yet)`,
+  directory: (_u, url) => `${url}: names a directory; a single object is expected (download a directory with dfget --recursive)`,
+  "not-directory": (_u, url) => `${url}: names an object; a directory ends with "/"`,
 };
 
-/** Parses `scheme://bucket/key`; a URL that breaks a rule of common/object-storage.ts is refused (400). */
-export function parseObjectUrl(url: string): ObjectUrl {
+/** The URL and its object storage scheme; anything else is refused (400). */
+function objectStorageUrl(url: string): { u: URL; scheme: ObjectStorageScheme } {
   let u: URL;
   try {
     u = new URL(url);
@@ -45,9 +46,32 @@ export function parseObjectUrl(url: string): ObjectUrl {
   }
   const scheme = u.protocol.replace(/:$/, "");
   if (!isObjectStorageScheme(scheme)) throw new BackendError(`${url}: not an object storage URL (${OBJECT_STORAGE_SCHEMES.join(", ")})`, 400);
+  return { u, scheme };
+}
+
+/** Parses `scheme://bucket/key`; a URL that breaks a rule of common/object-storage.ts is refused (400). */
+export function parseObjectUrl(url: string): ObjectUrl {
+  const { u, scheme } = objectStorageUrl(url);
   const checked = objectUrlRules(u);
   if (!checked.ok) throw new BackendError(URL_WRONG[checked.wrong](u, url, scheme), 400);
   return { scheme, ...checked.value };
+}
+
+/** Parses a directory URL, `scheme://bucket/` or `scheme://bucket/prefix/` (ListTaskEntries). */
+export function parseObjectDirectoryUrl(url: string): { scheme: ObjectStorageScheme; bucket: string; prefix: string } {
+  const { u, scheme } = objectStorageUrl(url);
+  const checked = directoryUrlRules(u);
+  if (!checked.ok) throw new BackendError(URL_WRONG[checked.wrong](u, url, scheme), 400);
+  return { scheme, ...checked.value };
+}
+
+/**
+ * The URL of an object, each segment of its key percent-encoded. Built as text, never through
+ * `new URL`, which would resolve `.` and `..` segments into another key: a listing hands such a
+ * key on as it is, and dfget refuses it by name (it would land outside the output directory).
+ */
+export function objectUrlOf(scheme: ObjectStorageScheme, bucket: string, key: string): string {
+  return `${scheme}://${bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
 }
 
 /** The fields a store cannot work without, as Dragonfly's client checks them ("abs need endpoint"). */
