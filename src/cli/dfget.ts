@@ -1,7 +1,10 @@
 // `dfget URL -O PATH`: download through the local dfdaemon (found as ./endpoint.ts says, or a
 // one-shot daemon started here when none runs), with Dragonfly's flags. The daemon writes the
-// output atomically; stdout output (`-O -`) streams pieces in order as they land.
+// output atomically; stdout output (`-O -`) streams pieces in order as they land. `-r` downloads
+// a directory of an object store (./dfget-directory.ts).
+import { randomUUID } from "node:crypto";
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import type { SingleBar } from "cli-progress";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -10,7 +13,9 @@ import { MAX_MESSAGE_BYTES } from "../common/grpc/server.js";
 import type { DaemonConfig } from "../daemon/config.js";
 import { parseDigest } from "../daemon/task/digest.js";
 import { Download, TaskType } from "../gen/common/v2/common.js";
-import { DfdaemonDownloadClient, type DownloadTaskResponse } from "../gen/dfdaemon/v2/dfdaemon.js";
+import { DfdaemonDownloadClient, ListTaskEntriesRequest, type DownloadTaskResponse, type Entry } from "../gen/dfdaemon/v2/dfdaemon.js";
+import { isObjectStorageScheme } from "../common/object-storage.js";
+import { directoryUrl, downloadDirectory } from "./dfget-directory.js";
 import { daemonCallError, daemonTarget, discoverEndpoint, endpointOption, isExplicit, unreachableError } from "./endpoint.js";
 import { addObjectStorageOptions, objectStorageOf, type ObjectStorageFlags } from "./object-storage-flags.js";
 import { newProgram, runProgram } from "./program.js";
@@ -27,6 +32,7 @@ interface DfgetOptions extends ObjectStorageFlags {
   priority: number;
   disableBackToSource?: boolean;
   overwrite?: boolean;
+  recursive?: boolean;
   progress: boolean;
   endpoint?: string;
   forceHardLink?: boolean;
@@ -91,17 +97,9 @@ async function oneShotDaemon(opts: DfgetOptions): Promise<{ socket: string; stop
   };
 }
 
-async function download(url: string, opts: DfgetOptions): Promise<void> {
-  try {
-    new URL(url);
-  } catch {
-    throw new Error(`invalid URL: ${url}`);
-  }
-  if (opts.digest) parseDigest(opts.digest);
-  const toStdout = opts.output === "-";
-  const output = toStdout ? undefined : resolve(opts.output);
-  const timeoutMs = parseTimeoutMs(opts.timeout);
-  const d: Download = Download.fromPartial({
+/** The Download dfget asks for: `output` undefined means stdout (pieces ride in the answers). */
+function downloadOf(url: string, output: string | undefined, opts: DfgetOptions, timeoutMs: number): Download {
+  return Download.fromPartial({
     url,
     digest: opts.digest,
     type: TaskType.STANDARD,
@@ -118,14 +116,24 @@ async function download(url: string, opts: DfgetOptions): Promise<void> {
     certificateChain: [],
     prefetch: false,
     isPrefetch: false,
-    needPieceContent: toStdout,
+    needPieceContent: output === undefined,
     forceHardLink: opts.forceHardLink === true,
     contentForCalculatingTaskId: opts.contentForCalculatingTaskId,
     overwrite: opts.overwrite === true,
     enableTaskIdBasedBlobDigest: false,
     objectStorage: objectStorageOf(url, opts),
   });
+}
 
+/** The daemon dfget talks to: the discovered one, or a one-shot daemon started for this run. */
+interface DaemonSession {
+  client: DfdaemonDownloadClient;
+  /** A daemon call's failure as the user's error (a one-shot daemon has no endpoint to explain). */
+  failed(e: ServiceError): Error;
+  close(): Promise<void>;
+}
+
+async function openSession(opts: DfgetOptions): Promise<DaemonSession> {
   const ep = discoverEndpoint({ flag: opts.endpoint });
   let socket = ep.socket;
   let oneShot: { stop(): Promise<void> } | undefined;
@@ -141,50 +149,114 @@ async function download(url: string, opts: DfgetOptions): Promise<void> {
   }
   // Pieces (up to 64 MiB) ride in messages when writing to stdout.
   const client = new DfdaemonDownloadClient(daemonTarget(socket), credentials.createInsecure(), { "grpc.max_receive_message_length": MAX_MESSAGE_BYTES * 2 });
-  const bar = opts.progress && process.stderr.isTTY && !toStdout ? new (await import("cli-progress")).SingleBar({ format: "{bar} {percentage}% | {done}/{size} | {speed}/s | ETA {eta_formatted}", hideCursor: true, stream: process.stderr }) : undefined;
+  return {
+    client,
+    failed: (e) => daemonCallError(e, oneShot ? undefined : ep),
+    close: async () => {
+      client.close();
+      await oneShot?.stop();
+    },
+  };
+}
+
+/** Runs one download task to its end; `bar` follows it; stdout gets the pieces in order. Resolves to its length. */
+function runTask(session: DaemonSession, d: Download, timeoutMs: number, bar: SingleBar | undefined): Promise<number> {
   const started = Date.now();
   let total = 0;
   let done = 0;
-  try {
-    await new Promise<void>((resolveDone, reject) => {
-      const call = client.downloadTask({ download: d }, new Metadata(), { deadline: Date.now() + timeoutMs });
-      // stdout needs the pieces in order; they arrive in any order.
-      const held = new Map<number, Buffer>();
-      let next = 0;
-      call.on("data", (res: DownloadTaskResponse) => {
-        const r = res.response;
-        if (r?.$case === "downloadTaskStartedResponse") {
-          // A second Started: the daemon restarted the task from scratch (the origin changed).
-          total = r.downloadTaskStartedResponse.contentLength;
-          done = 0;
-          bar?.start(total, 0, { done: human(0), size: human(total), speed: human(0) });
-        } else if (r?.$case === "downloadPieceFinishedResponse" && r.downloadPieceFinishedResponse.piece) {
-          const p = r.downloadPieceFinishedResponse.piece;
-          done += p.length;
-          const secs = Math.max(0.001, (Date.now() - started) / 1000);
-          bar?.update(done, { done: human(done), size: human(total), speed: human(done / secs) });
-          if (toStdout && p.content) {
-            held.set(p.number, p.content);
-            for (let b = held.get(next); b; b = held.get(next)) {
-              process.stdout.write(b);
-              held.delete(next);
-              next++;
-            }
+  return new Promise<number>((resolveDone, reject) => {
+    const call = session.client.downloadTask({ download: d }, new Metadata(), { deadline: Date.now() + timeoutMs });
+    // stdout needs the pieces in order; they arrive in any order.
+    const held = new Map<number, Buffer>();
+    let next = 0;
+    call.on("data", (res: DownloadTaskResponse) => {
+      const r = res.response;
+      if (r?.$case === "downloadTaskStartedResponse") {
+        // A second Started: the daemon restarted the task from scratch (the origin changed).
+        total = r.downloadTaskStartedResponse.contentLength;
+        done = 0;
+        bar?.start(total, 0, { done: human(0), size: human(total), speed: human(0) });
+      } else if (r?.$case === "downloadPieceFinishedResponse" && r.downloadPieceFinishedResponse.piece) {
+        const p = r.downloadPieceFinishedResponse.piece;
+        done += p.length;
+        const secs = Math.max(0.001, (Date.now() - started) / 1000);
+        bar?.update(done, { done: human(done), size: human(total), speed: human(done / secs) });
+        if (d.needPieceContent && p.content) {
+          held.set(p.number, p.content);
+          for (let b = held.get(next); b; b = held.get(next)) {
+            process.stdout.write(b);
+            held.delete(next);
+            next++;
           }
         }
-      });
-      // A one-shot daemon was not discovered, so its failures have no endpoint to explain.
-      call.on("error", (e: ServiceError) => reject(daemonCallError(e, oneShot ? undefined : ep)));
-      call.on("end", () => resolveDone());
+      }
     });
-  } finally {
-    bar?.stop();
-    client.close();
-    await oneShot?.stop();
+    call.on("error", (e: ServiceError) => reject(session.failed(e)));
+    call.on("end", () => resolveDone(total));
+  });
+}
+
+/** The entries below a directory URL, listed by the daemon with the download's credentials. */
+function listEntries(session: DaemonSession, url: string, opts: DfgetOptions, timeoutMs: number): Promise<Entry[]> {
+  const req = ListTaskEntriesRequest.fromPartial({ taskId: randomUUID(), url, requestHeader: parseHeaders(opts.header), objectStorage: objectStorageOf(url, opts), timeout: { seconds: Math.floor(timeoutMs / 1000), nanos: 0 } });
+  return new Promise((resolveList, reject) => {
+    session.client.listTaskEntries(req, new Metadata(), { deadline: Date.now() + timeoutMs }, (e, res) => (e ? reject(session.failed(e)) : resolveList(res?.entries ?? [])));
+  });
+}
+
+/** Directory URLs: `-r`, or an object store's URL ending in "/" (Dragonfly's dfget reads it as a directory too). */
+function isDirectoryDownload(url: string, opts: DfgetOptions): boolean {
+  const u = new URL(url);
+  return opts.recursive === true || (isObjectStorageScheme(u.protocol.replace(/:$/, "")) && u.pathname.endsWith("/"));
+}
+
+async function download(url: string, opts: DfgetOptions): Promise<void> {
+  try {
+    new URL(url);
+  } catch {
+    throw new Error(`invalid URL: ${url}`);
   }
-  const secs = (Date.now() - started) / 1000;
-  if (!toStdout && opts.progress !== false) {
-    process.stderr.write(`dfget: downloaded ${human(total)} in ${secs.toFixed(2)}s (${human(total / Math.max(secs, 0.001))}/s) to ${output}\n`);
+  if (opts.digest) parseDigest(opts.digest);
+  parseHeaders(opts.header);
+  const toStdout = opts.output === "-";
+  const directory = isDirectoryDownload(url, opts);
+  if (directory && toStdout) throw new Error("a recursive download writes into a directory: -O - (stdout) cannot take it");
+  // One digest cannot cover many objects.
+  if (directory && opts.digest) throw new Error("--digest verifies one file: it cannot be used with a recursive download");
+  const output = toStdout ? undefined : resolve(opts.output);
+  const timeoutMs = parseTimeoutMs(opts.timeout);
+  const session = await openSession(opts);
+  const started = Date.now();
+  try {
+    if (directory) {
+      const dirUrl = directoryUrl(url);
+      const report = opts.progress !== false ? (line: string) => process.stderr.write(`${line}\n`) : undefined;
+      const fetcher = {
+        list: (u: string) => listEntries(session, u, opts, timeoutMs),
+        fetch: async (u: string, out: string) => {
+          const n = await runTask(session, downloadOf(u, out, opts, timeoutMs), timeoutMs, undefined);
+          report?.(`dfget: ${human(n)} to ${out}`);
+          return n;
+        },
+      };
+      const r = await downloadDirectory(dirUrl, output ?? "", fetcher, { overwrite: opts.overwrite === true, report, warn: (line) => process.stderr.write(`${line}\n`) });
+      const secs = (Date.now() - started) / 1000;
+      report?.(`dfget: downloaded ${r.files} files, ${human(r.bytes)} in ${secs.toFixed(2)}s to ${output}`);
+      return;
+    }
+    const bar = opts.progress && process.stderr.isTTY && !toStdout ? new (await import("cli-progress")).SingleBar({ format: "{bar} {percentage}% | {done}/{size} | {speed}/s | ETA {eta_formatted}", hideCursor: true, stream: process.stderr }) : undefined;
+    let total: number;
+    try {
+      total = await runTask(session, downloadOf(url, output, opts, timeoutMs), timeoutMs, bar);
+    } finally {
+      bar?.stop();
+    }
+    const secs = (Date.now() - started) / 1000;
+    if (!toStdout && opts.progress !== false) {
+      process.stderr.write(`dfget: downloaded ${human(total)} in ${secs.toFixed(2)}s (${human(total / Math.max(secs, 0.001))}/s) to ${output}\n`);
+    }
+  } finally {
+    await session.close();
   }
 }
 
@@ -211,6 +283,7 @@ export async function main(argv: string[]): Promise<number> {
     }))
     .option("--disable-back-to-source", "never fetch from the origin, only from peers")
     .option("--overwrite", "replace an existing output file")
+    .option("-r, --recursive", "download every object below a directory URL (s3, gs, abs, oss, obs, cos) into the -O directory")
     .option("--no-progress", "no progress bar")
     .addOption(endpointOption())
     .option("--force-hard-link", "fail unless the output can be hard-linked to the cache")

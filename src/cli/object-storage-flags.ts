@@ -2,7 +2,7 @@
 // download's ObjectStorage for s3://, gs://, abs://, oss://, obs:// and cos:// URLs only (as
 // Dragonfly's dfget does): other URLs never carry the credentials to the daemon.
 import { Option, type Command } from "commander";
-import { isObjectStorageScheme } from "../daemon/backend/object-url.js";
+import { isObjectStorageScheme } from "../common/object-storage.js";
 import type { ObjectStorage } from "../gen/common/v2/common.js";
 
 export interface ObjectStorageFlags {

@@ -221,7 +221,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     announcer.start();
     closers.push(() => announcer.stop());
 
-    const download = new DownloadService({ storage, tasks, log, hostId, newPeerId });
+    const download = new DownloadService({ storage, backends: backends.local, tasks, log, hostId, newPeerId });
     await mkdir(dirname(r.socketPath), { recursive: true });
     await rm(r.socketPath, { force: true });
     const downloadServer = await startGrpcServer(

@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { ObjectStorageBackend } from "../../src/daemon/backend/object-storage.js";
 import { OriginChangedError } from "../../src/daemon/backend/pin.js";
 import type { DaemonHandle } from "../../src/daemon/daemon.js";
-import type { ObjectStorage } from "../../src/gen/common/v2/common.js";
 import { Download } from "../../src/gen/common/v2/common.js";
 import type { SchedulerHandle } from "../../src/scheduler/server.js";
+import type { StoreAccess } from "./object-store-access.js";
 import type { RunningStore } from "./object-stores.js";
 import { makeContent } from "./origin.js";
 import { cleanupTempDirs, downloadVia, runDfget, sha256File, startTestDaemon, startTestScheduler, tempDir } from "./swarm.js";
@@ -20,14 +20,8 @@ import { cleanupTempDirs, downloadVia, runDfget, sha256File, startTestDaemon, st
 const MiB = 1024 * 1024;
 const SIZE = 64 * MiB;
 
-export interface ObjectStorageSuite {
+export interface ObjectStorageSuite extends StoreAccess {
   scheme: "s3" | "abs" | "gs";
-  bucket: string;
-  start(dir: string): Promise<RunningStore>;
-  /** The download's options for the running store. */
-  options(endpoint: string): ObjectStorage;
-  /** dfget's flags for `options`. */
-  flags(endpoint: string): string[];
   /** Refused credentials: the flags, and the secret that must not appear in any output. */
   wrongCredentials(endpoint: string): { flags: string[]; secret: string } | { flags: string[]; secret: undefined; error: RegExp };
   /** Schemes served by this store's API too (oss, obs, cos through S3's), downloaded once each. */

@@ -3,19 +3,15 @@
 // credentials" here is a credential file that cannot be used: named, its content never shown.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fakeGcsAccess } from "../helpers/object-store-access.js";
 import { objectStorageSuite } from "../helpers/object-storage-suite.js";
-import { startFakeGcs } from "../helpers/object-stores.js";
 import { tempDir } from "../helpers/swarm.js";
 
-const BUCKET = "damselfly-gs";
 const SECRET = "private-key-material-5a4b3c2d1e";
 
 objectStorageSuite({
   scheme: "gs",
-  bucket: BUCKET,
-  start: () => startFakeGcs(BUCKET),
-  options: (endpoint) => ({ endpoint }),
-  flags: (endpoint) => ["--storage-endpoint", endpoint],
+  ...fakeGcsAccess("damselfly-gs"),
   wrongCredentials: (endpoint) => {
     const file = join(tempDir("gcs-cred"), "key.json");
     writeFileSync(file, `{"private_key": "${SECRET}"`);

@@ -50,6 +50,10 @@ describe("preheat args: object storage URLs", () => {
   it("refuses malformed object URLs: no key, a directory, credentials or a query in the URL", () => {
     expect(refused({ type: "file", url: "s3://bucket" }).message).toMatch(/no object key/);
     expect(refused({ type: "file", url: "s3://bucket/dir/" }).message).toMatch(/directory/);
+    // The key is percent-decoded as the seed peers' daemons decode it: a%2F is the directory a/.
+    expect(refused({ type: "file", url: "s3://bucket/a%2F" }).message).toMatch(/names a directory/);
+    expect(refused({ type: "file", urls: ["s3://bucket/ok", "s3://bucket/a%E0%A4"] }).message).toMatch(/body\.args\.urls\.1: .*not valid percent-encoding/);
+    expect(parsePreheatArgs({ type: "file", url: "s3://bucket/a%2Fb" }).url).toBe("s3://bucket/a%2Fb");
     const userinfo = refused({ type: "file", url: "s3://AKID:hunter2@bucket/k" });
     expect(userinfo.message).toMatch(/credentials do not belong in the URL/);
     expect(userinfo.message).not.toContain("hunter2");

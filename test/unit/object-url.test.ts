@@ -2,7 +2,7 @@
 // needs, credentials kept out of URLs and scrubbed from texts, and dfget's --storage-* flags.
 import { describe, expect, it } from "vitest";
 import { objectStorageOf } from "../../src/cli/object-storage-flags.js";
-import { checkObjectStorage, parseObjectUrl, scrub, secretsOf } from "../../src/daemon/backend/object-url.js";
+import { checkObjectStorage, objectUrlOf, parseObjectDirectoryUrl, parseObjectUrl, scrub, secretsOf } from "../../src/daemon/backend/object-url.js";
 
 describe("parseObjectUrl", () => {
   it("takes the bucket from the host and the percent-decoded key from the path", () => {
@@ -15,6 +15,10 @@ describe("parseObjectUrl", () => {
     expect(() => parseObjectUrl("s3:///key")).toThrow(/no bucket/);
     expect(() => parseObjectUrl("s3://bucket/")).toThrow(/no object key/);
     expect(() => parseObjectUrl("s3://bucket/dir/")).toThrow(/names a directory/);
+    // The key is percent-decoded before the directory rule: %2F is a slash (the preheat agrees).
+    expect(() => parseObjectUrl("s3://bucket/a%2F")).toThrow(/names a directory/);
+    expect(() => parseObjectUrl("s3://bucket/a%E0%A4")).toThrow(/not valid percent-encoding/);
+    expect(parseObjectUrl("s3://bucket/a%2Fb").key).toBe("a/b");
     expect(() => parseObjectUrl("s3://bucket/k?versionId=1")).toThrow(/has no query/);
     expect(() => parseObjectUrl("ftp://bucket/k")).toThrow(/not an object storage URL/);
     let err: Error | undefined;
@@ -25,6 +29,23 @@ describe("parseObjectUrl", () => {
     }
     expect(err?.message).toMatch(/credentials do not belong in the URL/);
     expect(err?.message).not.toContain("topsecret");
+  });
+});
+
+describe("parseObjectDirectoryUrl and objectUrlOf (ListTaskEntries)", () => {
+  it("takes a directory's decoded key prefix, the whole bucket included, and refuses an object's URL", () => {
+    expect(parseObjectDirectoryUrl("s3://bucket/my%20dir/")).toEqual({ scheme: "s3", bucket: "bucket", prefix: "my dir/" });
+    expect(parseObjectDirectoryUrl("gs://bucket/")).toEqual({ scheme: "gs", bucket: "bucket", prefix: "" });
+    expect(parseObjectDirectoryUrl("abs://c/a%2F")).toEqual({ scheme: "abs", bucket: "c", prefix: "a/" });
+    expect(() => parseObjectDirectoryUrl("s3://bucket/file")).toThrow(/names an object; a directory ends with "\/"/);
+    expect(() => parseObjectDirectoryUrl("s3://bucket/d/?x=1")).toThrow(/has no query/);
+    expect(() => parseObjectDirectoryUrl("s3://k:s@bucket/d/")).toThrow(/credentials do not belong/);
+  });
+
+  it("builds an entry's URL as text, each segment encoded, dot segments kept for dfget to refuse", () => {
+    expect(objectUrlOf("s3", "b", "d/part 1.bin")).toBe("s3://b/d/part%201.bin");
+    expect(objectUrlOf("gs", "b", "d/../../x")).toBe("gs://b/d/../../x");
+    expect(parseObjectUrl(objectUrlOf("s3", "b", "d/100%/a?b#c")).key).toBe("d/100%/a?b#c");
   });
 });
 

@@ -19,10 +19,10 @@ import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import type { SsrfPolicy } from "../../common/ssrf.js";
 import type { Download, ObjectStorage } from "../../gen/common/v2/common.js";
-import { checkObjectStorage, OBJECT_STORAGE_SCHEMES, parseObjectUrl, scrub, secretsOf, type ObjectStorageScheme } from "./object-url.js";
+import { checkObjectStorage, OBJECT_STORAGE_SCHEMES, objectUrlOf, parseObjectDirectoryUrl, parseObjectUrl, scrub, secretsOf, type ObjectStorageScheme } from "./object-url.js";
 import { discard } from "./http.js";
 import { originChanged, OriginChangedError, type OriginPin } from "./pin.js";
-import { BackendError, isTemporaryStatus, type Backend, type BackendRequest, type ByteRange, type GetResult, type StatResult } from "./types.js";
+import { BackendError, isTemporaryStatus, type Backend, type BackendRequest, type ByteRange, type GetResult, type ListedEntry, type StatResult } from "./types.js";
 
 /** What a store tells about an object. */
 export interface ObjectInfo {
@@ -30,6 +30,11 @@ export interface ObjectInfo {
   /** The version validator: the object's strong ETag, quotes included (GCS: `"<generation>"`). */
   etag: string | undefined;
   lastModified: Date | undefined;
+}
+
+export interface ListedObject {
+  key: string;
+  size: number;
 }
 
 export interface ObjectRead {
@@ -46,6 +51,8 @@ export interface ObjectRead {
  * missing bucket or object, 403 for refused credentials, 412 for a failed version precondition.
  */
 export interface ObjectStore {
+  /** The objects whose keys start with `prefix`, a page of at most `pageSize` at a time, the store's pagination followed to its end. */
+  list(bucket: string, prefix: string, pageSize: number, signal: AbortSignal | undefined): AsyncIterable<ListedObject[]>;
   head(bucket: string, key: string, signal: AbortSignal | undefined): Promise<ObjectInfo>;
   read(bucket: string, key: string, range: ByteRange | undefined, version: string | undefined, signal: AbortSignal | undefined): Promise<ObjectRead>;
   close(): void;
@@ -62,7 +69,12 @@ export type StoreFactory = (ctx: StoreContext) => Promise<ObjectStore>;
 
 export interface ObjectStorageBackendOptions {
   ssrf?: SsrfPolicy | undefined;
+  /** Objects asked for per listing request (the stores' own maximum, 1000, by default; tests page with fewer). */
+  listPageSize?: number | undefined;
 }
+
+/** A directory of more objects than this is refused rather than held in memory and answered in one message. */
+export const MAX_LISTED_OBJECTS = 100_000;
 
 // Each scheme's client module, loaded on first use: the SDKs are large and most daemons never
 // fetch from an object store.
@@ -125,6 +137,10 @@ export class ObjectStorageBackend implements Backend {
     return this.options.ssrf;
   }
 
+  get listPageSize(): number {
+    return this.options.listPageSize ?? 1000;
+  }
+
   async close(): Promise<void> {
     const all = [...this.clients.values()];
     this.clients.clear();
@@ -147,6 +163,11 @@ class BoundObjectStorage implements Backend {
   /** The store for `url`, after the URL's and the options' checks (400 for bad input). */
   private async store(url: string): Promise<{ store: ObjectStore; bucket: string; key: string }> {
     const { scheme, bucket, key } = parseObjectUrl(url);
+    return { store: await this.client(url, scheme), bucket, key };
+  }
+
+  /** The client for the store of `url`, once the options pass their checks and the SSRF policy. */
+  private async client(url: string, scheme: ObjectStorageScheme): Promise<ObjectStore> {
     checkObjectStorage(url, scheme, this.os);
     const ssrf = this.parent.ssrf;
     // Checked here, not only at connect: an SDK may reuse a pooled connection or skip lookup for IP literals.
@@ -158,10 +179,33 @@ class BoundObjectStorage implements Backend {
       }
     }
     try {
-      return { store: await this.parent.client(scheme, this.os), bucket, key };
+      return await this.parent.client(scheme, this.os);
     } catch (e) {
       throw this.named(url, e);
     }
+  }
+
+  /**
+   * The objects below a directory URL, each as its own URL. Keys ending in "/" are the stores'
+   * directory markers (an empty directory made in a console): entries with is_dir set.
+   */
+  async list(req: BackendRequest): Promise<ListedEntry[]> {
+    const { scheme, bucket, prefix } = parseObjectDirectoryUrl(req.url);
+    const store = await this.client(req.url, scheme);
+    const out: ListedEntry[] = [];
+    try {
+      for await (const page of store.list(bucket, prefix, this.parent.listPageSize, req.signal)) {
+        for (const o of page) {
+          // The directory's own marker is the directory itself.
+          if (o.key === prefix) continue;
+          out.push({ url: objectUrlOf(scheme, bucket, o.key), contentLength: o.size, isDir: o.key.endsWith("/") });
+        }
+        if (out.length > MAX_LISTED_OBJECTS) throw new BackendError(`more than ${MAX_LISTED_OBJECTS} objects; list a narrower prefix`, 400);
+      }
+    } catch (e) {
+      throw this.named(req.url, e);
+    }
+    return out;
   }
 
   /** A store's failure as the URL's: prefixed with it, secrets scrubbed, class and status kept. */

@@ -4,7 +4,7 @@
 // (https://<account>.blob.core.windows.net, or Azurite's http://127.0.0.1:10000/<account>).
 import type { Readable } from "node:stream";
 import { BlobServiceClient, RestError, StorageSharedKeyCredential } from "@azure/storage-blob";
-import { storeAnswered, strongEtag, totalOfContentRange, unreached, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
+import { storeAnswered, strongEtag, totalOfContentRange, unreached, type ListedObject, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
 import { BackendError, type ByteRange } from "./types.js";
 
 export function createAzureStore(ctx: StoreContext): Promise<ObjectStore> {
@@ -23,6 +23,18 @@ export function createAzureStore(ctx: StoreContext): Promise<ObjectStore> {
 
 class AzureStore implements ObjectStore {
   constructor(private readonly service: BlobServiceClient) {}
+
+  async *list(container: string, prefix: string, pageSize: number, signal: AbortSignal | undefined): AsyncIterable<ListedObject[]> {
+    const pages = this.service
+      .getContainerClient(container)
+      .listBlobsFlat({ abortSignal: signal, ...(prefix ? { prefix } : {}) })
+      .byPage({ maxPageSize: pageSize });
+    try {
+      for await (const page of pages) yield page.segment.blobItems.map((b) => ({ key: b.name, size: b.properties.contentLength ?? 0 }));
+    } catch (e) {
+      throw failure(e, container);
+    }
+  }
 
   private blob(container: string, key: string) {
     return this.service.getContainerClient(container).getBlobClient(key);

@@ -6,8 +6,8 @@
 // which object-storage.ts reports as the origin having changed, never as another version.
 import { readFile } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
-import { ApiError, Storage } from "@google-cloud/storage";
-import { storeAnswered, totalOfContentRange, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
+import { ApiError, Storage, type File } from "@google-cloud/storage";
+import { storeAnswered, totalOfContentRange, type ListedObject, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
 import { BackendError, type ByteRange } from "./types.js";
 
 export async function createGcsStore(ctx: StoreContext): Promise<ObjectStore> {
@@ -49,6 +49,22 @@ function generationEtag(generation: string | number | undefined): string | undef
 
 class GcsStore implements ObjectStore {
   constructor(private readonly storage: Storage) {}
+
+  async *list(bucket: string, prefix: string, pageSize: number, signal: AbortSignal | undefined): AsyncIterable<ListedObject[]> {
+    let pageToken: string | undefined;
+    do {
+      signal?.throwIfAborted();
+      let files: File[];
+      let next: { pageToken?: string } | null | undefined;
+      try {
+        [files, next] = await this.storage.bucket(bucket).getFiles({ autoPaginate: false, maxResults: pageSize, ...(prefix ? { prefix } : {}), ...(pageToken ? { pageToken } : {}) });
+      } catch (e) {
+        throw await this.failure(e, bucket);
+      }
+      yield files.map((f) => ({ key: f.name, size: Number(f.metadata.size ?? 0) }));
+      pageToken = next?.pageToken;
+    } while (pageToken);
+  }
 
   async head(bucket: string, key: string, signal: AbortSignal | undefined): Promise<ObjectInfo> {
     signal?.throwIfAborted();

@@ -10,9 +10,9 @@ import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { isIP } from "node:net";
 import type { Readable } from "node:stream";
-import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, S3ServiceException, type ListObjectsV2CommandOutput } from "@aws-sdk/client-s3";
 import { DEFAULT_S3_REGION } from "./object-url.js";
-import { storeAnswered, strongEtag, totalOfContentRange, unreached, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
+import { storeAnswered, strongEtag, totalOfContentRange, unreached, type ListedObject, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
 import { BackendError, type ByteRange } from "./types.js";
 
 /** Connections per client: a seed fetches many pieces of many tasks at once. */
@@ -55,6 +55,20 @@ export function createS3Store(ctx: StoreContext): Promise<ObjectStore> {
 
 class S3Store implements ObjectStore {
   constructor(private readonly client: S3Client) {}
+
+  async *list(bucket: string, prefix: string, pageSize: number, signal: AbortSignal | undefined): AsyncIterable<ListedObject[]> {
+    let token: string | undefined;
+    do {
+      let r: ListObjectsV2CommandOutput;
+      try {
+        r = await this.client.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: pageSize, ...(prefix ? { Prefix: prefix } : {}), ...(token ? { ContinuationToken: token } : {}) }), { abortSignal: signal });
+      } catch (e) {
+        throw await this.failure(e, bucket, signal);
+      }
+      yield (r.Contents ?? []).flatMap((o) => (o.Key === undefined ? [] : [{ key: o.Key, size: o.Size ?? 0 }]));
+      token = r.IsTruncated === true ? r.NextContinuationToken : undefined;
+    } while (token);
+  }
 
   async head(bucket: string, key: string, signal: AbortSignal | undefined): Promise<ObjectInfo> {
     try {

@@ -59,11 +59,21 @@ export interface GetResult {
   body: Readable;
 }
 
+/** One entry below a directory URL, as dfdaemon.v2's ListTaskEntries answers it. */
+export interface ListedEntry {
+  /** The entry's own URL, as text: a download of it is a task of its own. */
+  url: string;
+  contentLength: number;
+  isDir: boolean;
+}
+
 export interface Backend {
   /** URL schemes this backend serves, without the colon. */
   readonly schemes: readonly string[];
   stat(req: BackendRequest): Promise<StatResult>;
   get(req: BackendRequest & { range?: ByteRange | undefined }): Promise<GetResult>;
+  /** Every entry below a directory URL (ListTaskEntries); backends without directories leave it out. */
+  list?(req: BackendRequest): Promise<ListedEntry[]>;
   /**
    * Native fast path, for backends whose bytes the native core can fetch itself: the route
    * for `url` (the stat's final URL; `requested` is the URL the user asked for), or undefined

@@ -6,7 +6,7 @@
 // place and the accepting manager holds the values in memory until the job is dispatched
 // (jobs/secrets.ts).
 import { Type } from "@sinclair/typebox";
-import { isObjectStorageScheme, needsAccessKey, needsEndpoint, type ObjectStorageScheme } from "../../common/object-storage.js";
+import { endpointRule, isObjectStorageScheme, needsAccessKey, needsEndpoint, objectUrlRules, type ObjectStorageScheme, type ObjectUrlWrong } from "../../common/object-storage.js";
 import type { ObjectStorage } from "../../gen/common/v2/common.js";
 import { badRequest } from "../errors.js";
 
@@ -49,14 +49,20 @@ export function objectScheme(url: string): ObjectStorageScheme | undefined {
   return isObjectStorageScheme(scheme) ? scheme : undefined;
 }
 
-/** Checks an object storage URL's form: scheme://bucket/key, no credentials, no query. */
+/** How a preheat words each broken rule of an object URL (the REST API's field names say where credentials go). */
+const URL_WRONG: Record<ObjectUrlWrong, (shown: string, scheme: string) => string> = {
+  credentials: (shown) => `${shown}: credentials do not belong in the URL; pass them in args.object_storage`,
+  query: (shown) => `${shown}: an object storage URL has no query`,
+  "no-bucket": (shown, scheme) => `${shown}: no bucket: expected ${scheme}//<bucket>/<key>`,
+  "key-encoding": (shown) => `${shown}: the object key is not valid percent-encoding`,
+  "no-key": (shown, scheme) => `${shown}: no object key: expected ${scheme}//<bucket>/<key>`,
+  directory: (shown) => `${shown}: names a directory; a single object is expected`,
+};
+
+/** Checks an object storage URL against the rules the seed peers' daemons apply (common/object-storage.ts). */
 export function checkObjectUrl(u: URL, field: string): void {
-  const shown = `${u.protocol}//${u.host}${u.pathname}`;
-  if (u.username !== "" || u.password !== "") throw badRequest(field, `${shown}: credentials do not belong in the URL; pass them in args.object_storage`);
-  if (u.search !== "") throw badRequest(field, `${shown}: an object storage URL has no query`);
-  if (u.hostname === "") throw badRequest(field, `${shown}: no bucket: expected ${u.protocol}//<bucket>/<key>`);
-  if (u.pathname === "" || u.pathname === "/") throw badRequest(field, `${shown}: no object key: expected ${u.protocol}//<bucket>/<key>`);
-  if (u.pathname.endsWith("/")) throw badRequest(field, `${shown}: names a directory; a single object is expected`);
+  const checked = objectUrlRules(u);
+  if (!checked.ok) throw badRequest(field, URL_WRONG[checked.wrong](`${u.protocol}//${u.host}${u.pathname}`, u.protocol));
 }
 
 /**
@@ -79,15 +85,12 @@ export function parseObjectStorageArgs(raw: RawObjectStorage | null | undefined,
     if (needsAccessKey(scheme) && (!out.access_key_id || !out.access_key_secret)) throw badRequest(`${f}.access_key_id`, `access_key_id and access_key_secret are required for ${scheme}:// URLs`);
   }
   if (out.access_key_id && !out.access_key_secret) throw badRequest(`${f}.access_key_secret`, "is required with access_key_id");
-  if (out.endpoint) {
-    let e: URL;
-    try {
-      e = new URL(out.endpoint);
-    } catch {
-      throw badRequest(`${f}.endpoint`, `invalid endpoint "${out.endpoint}": expected http(s)://host[:port]`);
-    }
-    if (e.protocol !== "http:" && e.protocol !== "https:") throw badRequest(`${f}.endpoint`, `invalid endpoint scheme "${e.protocol}": expected http(s)://host[:port]`);
-    if (e.username !== "" || e.password !== "") throw badRequest(`${f}.endpoint`, "carries credentials; pass them as access_key_id and access_key_secret");
+  const endpoint = out.endpoint ? endpointRule(out.endpoint) : undefined;
+  if (endpoint && !endpoint.ok) {
+    const expected = "expected http(s)://host[:port]";
+    if (endpoint.wrong === "not-a-url") throw badRequest(`${f}.endpoint`, `invalid endpoint "${out.endpoint}": ${expected}`);
+    if (endpoint.wrong === "not-http") throw badRequest(`${f}.endpoint`, `invalid endpoint scheme "${endpoint.parsed.protocol}": ${expected}`);
+    throw badRequest(`${f}.endpoint`, "carries credentials; pass them as access_key_id and access_key_secret");
   }
   return Object.keys(out).length > 0 ? out : undefined;
 }
