@@ -78,17 +78,25 @@ async function oneShotDaemon(opts: DfgetOptions): Promise<{ socket: string; stop
     storage: { ...base.storage, dir, keep: false, server: { ...base.storage.server, ip: "127.0.0.1", tcpPort: 0, quicPort: base.storage.server.quicPort < 0 ? -1 : 0 } },
     health: { server: { ip: "127.0.0.1", port: 0 } },
     metrics: { server: { ip: "127.0.0.1", port: 0 } },
-    resolved: { ...base.resolved, storageDir: dir, socketPath: join(dir, "dfdaemon.sock") },
+    // Its own tmpfs root: the resident daemon's (same host id) is not this process's to fill or empty.
+    resolved: { ...base.resolved, storageDir: dir, socketPath: join(dir, "dfdaemon.sock"), privateTmpfs: true },
   };
   const { silentLogger } = await import("../common/logger.js");
   const d = await startDaemon(config, silentLogger());
-  return {
-    socket: d.socketPath,
-    stop: async () => {
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
       await d.close();
       rmSync(dir, { recursive: true, force: true });
-    },
+    })());
+  // Interrupted, it still removes its directories (and a memory-tier daemon's own tmpfs root,
+  // which would otherwise hold the download's bytes in RAM until reboot).
+  const onSignal = (signal: NodeJS.Signals) => {
+    void stop().finally(() => process.exit(128 + (signal === "SIGINT" ? 2 : 15)));
   };
+  process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
+  return { socket: d.socketPath, stop };
 }
 
 async function download(url: string, opts: DfgetOptions): Promise<void> {

@@ -3,7 +3,7 @@
 // fails. Every failure is one line on stderr, a non-zero exit and no file left behind.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
@@ -146,5 +146,25 @@ describe("dfget", () => {
     } finally {
       if (asRoot) spawnSync("umount", [ro]);
     }
+  });
+
+  it("gives a one-shot daemon of the memory tier its own tmpfs root, removed when dfget exits", async () => {
+    const shm = join(dir, "shm");
+    mkdirSync(shm, { mode: 0o1777 });
+    // The shared root of this uid, planted as a symlink: a daemon using it would refuse it (or
+    // fill what it points to); the one-shot daemon must not go near it.
+    const uid = process.getuid?.() ?? 0;
+    const elsewhere = join(dir, "planted");
+    mkdirSync(elsewhere, { mode: 0o700 });
+    symlinkSync(elsewhere, join(shm, `damselfly-${uid}`));
+    const config = join(dir, "memory-tier.yaml");
+    writeFileSync(config, `storage:\n  tier: memory\n  tmpfsDir: ${shm}\n`);
+    const out = join(dir, "memory-tier.bin");
+    const r = await dfget([origin.url(), "-O", out, "-c", config]);
+    expect(r.stderr.split("\n")[0]).toBe(notice);
+    expect(r.status, r.stderr).toBe(0);
+    expect(createHash("sha256").update(readFileSync(out)).digest("hex")).toBe(origin.sha256);
+    expect(readdirSync(shm)).toEqual([`damselfly-${uid}`]);
+    expect(readdirSync(elsewhere)).toEqual([]);
   });
 });
