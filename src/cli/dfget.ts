@@ -82,21 +82,28 @@ async function oneShotDaemon(opts: DfgetOptions): Promise<{ socket: string; stop
     resolved: { ...base.resolved, storageDir: dir, socketPath: join(dir, "dfdaemon.sock"), privateTmpfs: true },
   };
   const { silentLogger } = await import("../common/logger.js");
-  const d = await startDaemon(config, silentLogger());
+  const started = startDaemon(config, silentLogger());
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
-      await d.close();
+      // A daemon that failed to start has closed itself already.
+      const d = await started.catch(() => undefined);
+      await d?.close();
       rmSync(dir, { recursive: true, force: true });
     })());
-  // Interrupted, it still removes its directories (and a memory-tier daemon's own tmpfs root,
-  // which would otherwise hold the download's bytes in RAM until reboot).
+  // Interrupted, even while starting, it still removes its directories (and a memory-tier
+  // daemon's own tmpfs root, which would otherwise hold the download's bytes in RAM until reboot).
   const onSignal = (signal: NodeJS.Signals) => {
     void stop().finally(() => process.exit(128 + (signal === "SIGINT" ? 2 : 15)));
   };
   process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
-  return { socket: d.socketPath, stop };
+  try {
+    return { socket: (await started).socketPath, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
 }
 
 async function download(url: string, opts: DfgetOptions): Promise<void> {

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFil
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
+import { until } from "../helpers/until.js";
 import { cleanupTempDirs, tempDir } from "../helpers/swarm.js";
 
 const bin = new URL("../../bin/dfget.js", import.meta.url).pathname;
@@ -166,5 +167,30 @@ describe("dfget", () => {
     expect(createHash("sha256").update(readFileSync(out)).digest("hex")).toBe(origin.sha256);
     expect(readdirSync(shm)).toEqual([`damselfly-${uid}`]);
     expect(readdirSync(elsewhere)).toEqual([]);
+  });
+
+  it("removes the one-shot daemon's directories and tmpfs root when interrupted", async () => {
+    const shm = join(dir, "shm-int");
+    const tmp = join(dir, "tmp-int");
+    mkdirSync(shm, { mode: 0o1777 });
+    mkdirSync(tmp);
+    const config = join(dir, "memory-tier-int.yaml");
+    writeFileSync(config, `storage:\n  tier: memory\n  tmpfsDir: ${shm}\n`);
+    origin.delayMs = 5000;
+    try {
+      const p = spawn(process.execPath, [bin, origin.url("/file.bin?interrupted=1"), "-O", join(dir, "interrupted.bin"), "-c", config], { cwd: dir, env: { ...process.env, DAMSELFLY_ENDPOINT: undefined, TMPDIR: tmp }, stdio: ["ignore", "ignore", "pipe"] });
+      let err = "";
+      p.stderr.on("data", (b: Buffer) => (err += b.toString()));
+      const exited = new Promise<number | null>((resolve) => p.on("close", resolve));
+      // Interrupted while the one-shot daemon waits for the slow origin.
+      await until(() => readdirSync(shm).length > 0 && readdirSync(tmp).some((d) => existsSync(join(tmp, d, "dfdaemon.sock"))), "the one-shot daemon's socket");
+      p.kill("SIGINT");
+      expect(await exited, err).toBe(130);
+      expect(readdirSync(shm)).toEqual([]);
+      expect(readdirSync(tmp)).toEqual([]);
+      expect(existsSync(join(dir, "interrupted.bin"))).toBe(false);
+    } finally {
+      origin.delayMs = 0;
+    }
   });
 });
