@@ -3,7 +3,7 @@
 // DF_INVALID_ARGUMENT) for an fd that is not a connected unix socket.
 import { binding } from "./binding.js";
 
-/** The kernel's record of the peer when it connected: process id, effective uid and gid. */
+/** The kernel's record of the peer when it connected: effective uid and gid, and process id (0 when that process is outside this pid namespace). */
 export interface PeerCredentials {
   pid: number;
   uid: number;

@@ -5,7 +5,8 @@
 use crate::error::{CoreError, ErrorCode};
 use std::os::fd::RawFd;
 
-/// Process id, user id and group id of a unix socket's peer at connect time.
+/// Process id (0 when the peer's process is outside this pid namespace), user id and group id
+/// of a unix socket's peer at connect time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerCredentials {
     pub pid: i32,
@@ -36,9 +37,10 @@ pub fn peer_credentials(fd: RawFd) -> Result<PeerCredentials, CoreError> {
             format!("peer credentials: kernel returned {len} bytes, not a ucred"),
         ));
     }
-    // A socket that is not a connected unix socket reports pid 0 and uid/gid -1 (overflow ids):
-    // nobody must be mistaken for a caller with those ids.
-    if cred.pid <= 0 || cred.uid == u32::MAX || cred.gid == u32::MAX {
+    // A socket without a peer reports uid/gid -1: nobody must be mistaken for a caller with
+    // those ids. pid 0 alone is a real peer whose process is outside this pid namespace (a
+    // host process calling a containerised daemon): its ids still hold, its pid tells nothing.
+    if cred.uid == u32::MAX || cred.gid == u32::MAX {
         return Err(CoreError::new(
             ErrorCode::InvalidArgument,
             format!("peer credentials: fd {fd} has no connected unix peer"),
