@@ -854,6 +854,7 @@ module.exports.openOriginBody = nativeBinding.openOriginBody
 module.exports.openPiece = nativeBinding.openPiece
 module.exports.openPieces = nativeBinding.openPieces
 module.exports.originStats = nativeBinding.originStats
+module.exports.peerCredentials = nativeBinding.peerCredentials
 module.exports.probeHost = nativeBinding.probeHost
 module.exports.sealPiece = nativeBinding.sealPiece
 module.exports.sealPieces = nativeBinding.sealPieces

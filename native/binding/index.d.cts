@@ -274,6 +274,16 @@ export interface OriginStats {
   bytes: number
 }
 
+/** Credentials of the peer of the connected unix socket `fd` (owned by the caller, only read). */
+export declare function peerCredentials(fd: number): PeerCredentials
+
+/** The kernel's record of who connected: process id, user id, group id. */
+export interface PeerCredentials {
+  pid: number
+  uid: number
+  gid: number
+}
+
 /** A child's side of a mutual-TLS piece connection (PEM texts). */
 export interface PieceClientTls {
   /** The cluster CA that signs the parents' certificates. */

@@ -84,17 +84,32 @@ async function oneShotDaemon(opts: DfgetOptions): Promise<{ socket: string; stop
     storage: { ...base.storage, dir, keep: false, server: { ...base.storage.server, ip: "127.0.0.1", tcpPort: 0, quicPort: base.storage.server.quicPort < 0 ? -1 : 0 } },
     health: { server: { ip: "127.0.0.1", port: 0 } },
     metrics: { server: { ip: "127.0.0.1", port: 0 } },
-    resolved: { ...base.resolved, storageDir: dir, socketPath: join(dir, "dfdaemon.sock") },
+    // Its own tmpfs root: the resident daemon's (same host id) is not this process's to fill or empty.
+    resolved: { ...base.resolved, storageDir: dir, socketPath: join(dir, "dfdaemon.sock"), privateTmpfs: true },
   };
   const { silentLogger } = await import("../common/logger.js");
-  const d = await startDaemon(config, silentLogger());
-  return {
-    socket: d.socketPath,
-    stop: async () => {
-      await d.close();
+  const started = startDaemon(config, silentLogger());
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      process.off("SIGINT", onSignal).off("SIGTERM", onSignal);
+      // A daemon that failed to start has closed itself already.
+      const d = await started.catch(() => undefined);
+      await d?.close();
       rmSync(dir, { recursive: true, force: true });
-    },
+    })());
+  // Interrupted, even while starting, it still removes its directories (and a memory-tier
+  // daemon's own tmpfs root, which would otherwise hold the download's bytes in RAM until reboot).
+  const onSignal = (signal: NodeJS.Signals) => {
+    void stop().finally(() => process.exit(128 + (signal === "SIGINT" ? 2 : 15)));
   };
+  process.once("SIGINT", onSignal).once("SIGTERM", onSignal);
+  try {
+    return { socket: (await started).socketPath, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
 }
 
 /** The Download dfget asks for: `output` undefined means stdout (pieces ride in the answers). */

@@ -289,6 +289,12 @@ export interface DaemonConfig extends DaemonConfigInput {
     uploadSendBufferBytes: number;
     spreadHoldMs: number;
     backendRetryTimeoutMs: number;
+    /**
+     * A one-shot daemon (dfget when no dfdaemon runs): memory-tier tasks go to a tmpfs root of
+     * its own, removed when it stops, not the shared `<tmpfsDir>/damselfly-<uid>` of the host's
+     * resident daemon.
+     */
+    privateTmpfs?: boolean;
     /** Set where caCert, cert and key are all given; plaintext where none is. */
     tls: { manager?: TlsFiles; scheduler?: TlsFiles; uploadServer?: TlsFiles; uploadClient?: TlsFiles; pieces?: TlsFiles };
   };

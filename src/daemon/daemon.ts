@@ -1,14 +1,14 @@
 // dfdaemon: wires storage, the native piece server, the upload gRPC service (network), the
 // download gRPC service (unix socket), health, metrics, host announcements and GC. A seed peer
 // is the same process with `seedPeer.enable`: a super host the scheduler triggers.
-import { chmod, mkdir, rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { ServerCredentials } from "@grpc/grpc-js";
 import { createLogger, type Logger } from "../common/logger.js";
 import { hostId as makeHostId, peerId as makePeerId } from "../common/ids.js";
 import { createRegistry, serveMetrics, type MetricsServer } from "../common/metrics.js";
 import { instrumentService } from "../common/grpc/metrics.js";
-import { startGrpcServer, type GrpcServerHandle } from "../common/grpc/server.js";
+import { closeGrpcServer, createGrpcServer, startGrpcServer, type GrpcServerHandle } from "../common/grpc/server.js";
+import { serveUnixCallers, type UnixCallersSocket } from "./grpc/unix-callers.js";
 import { channelCredentials, loadTls, serverCredentials } from "../common/grpc/tls.js";
 import { remoteFetchPolicy } from "../common/ssrf.js";
 import { DfdaemonDownloadService, DfdaemonUploadService } from "../gen/dfdaemon/v2/dfdaemon.js";
@@ -28,7 +28,7 @@ import { startProxy } from "./proxy/server.js";
 import { HostAnnouncer } from "./scheduler/announcer.js";
 import { Dynconfig } from "./scheduler/dynconfig.js";
 import { SchedulerPool } from "./scheduler/pool.js";
-import { ownTmpfsRoot } from "./storage/tmpfs-root.js";
+import { ownTmpfsRoot, privateTmpfsRoot } from "./storage/tmpfs-root.js";
 import { Storage } from "./storage/storage.js";
 import { TaskManager } from "./task/manager.js";
 import { PieceSpreader } from "./upload/spread.js";
@@ -70,7 +70,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
 
   try {
     // The tmpfs root only exists, and is only served from, when this daemon's tier is memory.
-    const memoryDir = config.storage.tier === "memory" ? await ownTmpfsRoot(config.storage.tmpfsDir, hostId) : undefined;
+    let memoryDir: string | undefined;
+    if (config.storage.tier === "memory" && r.privateTmpfs) {
+      const own = await privateTmpfsRoot(config.storage.tmpfsDir);
+      closers.push(() => own.remove());
+      memoryDir = own.root;
+    } else if (config.storage.tier === "memory") memoryDir = await ownTmpfsRoot(config.storage.tmpfsDir, hostId);
     // Vortex over TCP under mutual TLS (storage.server.tls): one identity serves and fetches.
     const pieceTls = loadTls(r.tls.pieces, "storage.server.tls");
     const piecePem = pieceTls ? { caPem: pieceTls.ca.toString(), certPem: pieceTls.cert.toString(), keyPem: pieceTls.key.toString() } : undefined;
@@ -221,20 +226,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     announcer.start();
     closers.push(() => announcer.stop());
 
-    const download = new DownloadService({ storage, backends: backends.local, tasks, log, hostId, newPeerId });
+    // The download socket is accepted by unix-callers.ts so each call knows who called (SO_PEERCRED).
     await mkdir(dirname(r.socketPath), { recursive: true });
     await rm(r.socketPath, { force: true });
-    const downloadServer = await startGrpcServer(
-      [{ definition: DfdaemonDownloadService, implementation: instrumentService(DfdaemonDownloadService, download.handlers(), registry) }],
-      `unix://${r.socketPath}`,
-      -1,
-      ServerCredentials.createInsecure(),
-      log.child({ part: "download-grpc" }),
-    );
-    await chmod(r.socketPath, Number.parseInt(config.download.server.socketMode, 8));
+    // Calls only arrive once the socket below serves, so `socket` is set by then.
+    const download = new DownloadService({ storage, backends: backends.local, tasks, log, hostId, newPeerId, callerOf: (call) => socket.callerOf(call) });
+    const downloadGrpc = createGrpcServer([{ definition: DfdaemonDownloadService, implementation: instrumentService(DfdaemonDownloadService, download.handlers(), registry) }], log.child({ part: "download-grpc" }));
+    const socket: UnixCallersSocket = await serveUnixCallers(downloadGrpc.server, r.socketPath, Number.parseInt(config.download.server.socketMode, 8), log.child({ part: "download-socket" }));
+    // The socket stops accepting and waits for its connections, which the gRPC shutdown ends.
     closers.push(async () => {
-      await downloadServer.close();
-      await rm(r.socketPath, { force: true });
+      await Promise.all([socket.close(), closeGrpcServer(downloadGrpc.server)]);
     });
 
     const health: HealthServer = await serveHealth(config.health.server.ip, config.health.server.port, () => true);

@@ -8,6 +8,7 @@ export { isNativeError, type NativeError, type NativeErrorCode } from "./errors.
 export * from "./codec.js";
 export * from "./store.js";
 export * from "./origin.js";
+export * from "./peercred.js";
 
 export const addonVersion = (): Binding.AddonVersion => binding.version();
 export const probeHost = (options: Binding.ProbeOptions): Binding.ProbeReport => binding.probeHost(options);

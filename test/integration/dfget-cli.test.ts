@@ -3,10 +3,11 @@
 // fails. Every failure is one line on stderr, a non-zero exit and no file left behind.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
+import { until } from "../helpers/until.js";
 import { cleanupTempDirs, tempDir } from "../helpers/swarm.js";
 
 const bin = new URL("../../bin/dfget.js", import.meta.url).pathname;
@@ -145,6 +146,51 @@ describe("dfget", () => {
       expect(existsSync(join(ro, "file"))).toBe(false);
     } finally {
       if (asRoot) spawnSync("umount", [ro]);
+    }
+  });
+
+  it("gives a one-shot daemon of the memory tier its own tmpfs root, removed when dfget exits", async () => {
+    const shm = join(dir, "shm");
+    mkdirSync(shm, { mode: 0o1777 });
+    // The shared root of this uid, planted as a symlink: a daemon using it would refuse it (or
+    // fill what it points to); the one-shot daemon must not go near it.
+    const uid = process.getuid?.() ?? 0;
+    const elsewhere = join(dir, "planted");
+    mkdirSync(elsewhere, { mode: 0o700 });
+    symlinkSync(elsewhere, join(shm, `damselfly-${uid}`));
+    const config = join(dir, "memory-tier.yaml");
+    writeFileSync(config, `storage:\n  tier: memory\n  tmpfsDir: ${shm}\n`);
+    const out = join(dir, "memory-tier.bin");
+    const r = await dfget([origin.url(), "-O", out, "-c", config]);
+    expect(r.stderr.split("\n")[0]).toBe(notice);
+    expect(r.status, r.stderr).toBe(0);
+    expect(createHash("sha256").update(readFileSync(out)).digest("hex")).toBe(origin.sha256);
+    expect(readdirSync(shm)).toEqual([`damselfly-${uid}`]);
+    expect(readdirSync(elsewhere)).toEqual([]);
+  });
+
+  it("removes the one-shot daemon's directories and tmpfs root when interrupted", async () => {
+    const shm = join(dir, "shm-int");
+    const tmp = join(dir, "tmp-int");
+    mkdirSync(shm, { mode: 0o1777 });
+    mkdirSync(tmp);
+    const config = join(dir, "memory-tier-int.yaml");
+    writeFileSync(config, `storage:\n  tier: memory\n  tmpfsDir: ${shm}\n`);
+    origin.delayMs = 5000;
+    try {
+      const p = spawn(process.execPath, [bin, origin.url("/file.bin?interrupted=1"), "-O", join(dir, "interrupted.bin"), "-c", config], { cwd: dir, env: { ...process.env, DAMSELFLY_ENDPOINT: undefined, TMPDIR: tmp }, stdio: ["ignore", "ignore", "pipe"] });
+      let err = "";
+      p.stderr.on("data", (b: Buffer) => (err += b.toString()));
+      const exited = new Promise<number | null>((resolve) => p.on("close", resolve));
+      // Interrupted while the one-shot daemon waits for the slow origin.
+      await until(() => readdirSync(shm).length > 0 && readdirSync(tmp).some((d) => existsSync(join(tmp, d, "dfdaemon.sock"))), "the one-shot daemon's socket");
+      p.kill("SIGINT");
+      expect(await exited, err).toBe(130);
+      expect(readdirSync(shm)).toEqual([]);
+      expect(readdirSync(tmp)).toEqual([]);
+      expect(existsSync(join(dir, "interrupted.bin"))).toBe(false);
+    } finally {
+      origin.delayMs = 0;
     }
   });
 });

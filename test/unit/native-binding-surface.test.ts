@@ -29,6 +29,7 @@ const EXPORTS = [
   "openPiece",
   "openPieces",
   "originStats",
+  "peerCredentials",
   "probeHost",
   "sealPiece",
   "sealPieces",

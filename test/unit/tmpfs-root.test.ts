@@ -1,10 +1,10 @@
 // The memory tier's root in a world-writable tmpfs: created 0700 for this user, and refused when
 // somebody else got there first (symlink, foreign owner, open mode).
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { ownTmpfsRoot } from "../../src/daemon/storage/tmpfs-root.js";
+import { ownTmpfsRoot, privateTmpfsRoot } from "../../src/daemon/storage/tmpfs-root.js";
 
 const uid = process.getuid?.() ?? 0;
 const dirs: string[] = [];
@@ -49,5 +49,30 @@ describe("ownTmpfsRoot", () => {
     mkdirSync(join(d, `damselfly-${uid}`), { mode: 0o700 });
     chownSync(join(d, `damselfly-${uid}`), 65534, 65534);
     await expect(ownTmpfsRoot(d, "h")).rejects.toThrow(/belongs to uid 65534, not 0/);
+  });
+});
+
+describe("privateTmpfsRoot (a one-shot dfget's daemon)", () => {
+  it("makes a fresh 0700 directory of its own per call, apart from the shared root, and removes it", async () => {
+    const d = shm();
+    const a = await privateTmpfsRoot(d);
+    const b = await privateTmpfsRoot(d);
+    expect(a.root).not.toBe(b.root);
+    for (const r of [a, b]) {
+      const base = join(r.root, "..");
+      expect(base.startsWith(join(d, `damselfly-${uid}-oneshot-`))).toBe(true);
+      const st = lstatSync(base);
+      expect([st.isDirectory(), st.uid, st.mode & 0o777]).toEqual([true, uid, 0o700]);
+    }
+    expect(existsSync(join(d, `damselfly-${uid}`))).toBe(false);
+    mkdirSync(a.root, { recursive: true });
+    writeFileSync(join(a.root, "piece"), "x");
+    await a.remove();
+    await b.remove();
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it("fails clearly when the tmpfs directory is missing", async () => {
+    await expect(privateTmpfsRoot(join(shm(), "absent"))).rejects.toThrow(/storage\.tmpfsDir: cannot create a directory in .*absent/);
   });
 });

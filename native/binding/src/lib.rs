@@ -8,6 +8,7 @@ mod codec;
 mod digest;
 mod error;
 mod origin;
+mod peercred;
 mod probe;
 mod store;
 

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod digest;
 pub mod error;
 pub mod origin;
+pub mod peercred;
 pub mod probe;
 pub mod quic;
 pub mod server;

@@ -21,13 +21,8 @@ export interface GrpcService {
   implementation: UntypedServiceImplementation;
 }
 
-export async function startGrpcServer(
-  services: GrpcService[],
-  host: string,
-  port: number,
-  credentials = ServerCredentials.createInsecure(),
-  log: Logger = createLogger({ component: "grpc" }),
-): Promise<GrpcServerHandle> {
+/** A server with the services and health added, not yet serving any address. */
+export function createGrpcServer(services: GrpcService[], log: Logger = createLogger({ component: "grpc" })): { server: Server; health: HealthImplementation } {
   const server = new Server({
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_MESSAGE_BYTES * 2,
@@ -40,24 +35,33 @@ export async function startGrpcServer(
   const health = new HealthImplementation();
   server.addService(withDecodeLogging(HealthService, log), health.handlers());
   for (const s of services) server.addService(withDecodeLogging(s.definition, log), s.implementation);
+  return { server, health };
+}
+
+/** Stops `server`: in-flight streams get a moment, then are cut. */
+export function closeGrpcServer(server: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    // A stuck AnnouncePeer stream must not keep a process from stopping.
+    const timer = setTimeout(() => server.forceShutdown(), 2000);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+export async function startGrpcServer(
+  services: GrpcService[],
+  host: string,
+  port: number,
+  credentials = ServerCredentials.createInsecure(),
+  log: Logger = createLogger({ component: "grpc" }),
+): Promise<GrpcServerHandle> {
+  const { server, health } = createGrpcServer(services, log);
   const bound = await new Promise<number>((resolve, reject) => {
     // A negative port means `host` is a complete address, e.g. "unix:///run/dfdaemon.sock".
     const address = port < 0 ? host : `${host.includes(":") ? `[${host}]` : host}:${port}`;
     server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p)));
   });
-  return {
-    server,
-    health,
-    port: bound,
-    close: () =>
-      new Promise<void>((resolve) => {
-        // Give in-flight streams a moment, then cut them: a stuck AnnouncePeer stream must
-        // not keep a process from stopping.
-        const timer = setTimeout(() => server.forceShutdown(), 2000);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
-  };
+  return { server, health, port: bound, close: () => closeGrpcServer(server) };
 }

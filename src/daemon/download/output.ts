@@ -1,7 +1,8 @@
 // Writing a finished task to the caller's output path without ever leaving a partial file
 // there: the bytes go to a temporary name in the target directory (hard link to the task file
 // when on the same filesystem, else a reflink-or-copy), and only a complete file is renamed
-// into place. Without overwrite, an existing file is never replaced.
+// into place. Without overwrite, an existing file is never replaced. This is the path for a
+// caller with the daemon's own uid; another user's output goes through caller-output.ts.
 import { constants } from "node:fs";
 import { access, copyFile, link, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join } from "node:path";
@@ -9,6 +10,13 @@ import { randomBytes } from "node:crypto";
 
 export class OutputError extends Error {
   override name = "OutputError";
+  /** `denied`: the caller may not write there (PERMISSION_DENIED); otherwise a bad request. */
+  constructor(
+    message: string,
+    readonly denied = false,
+  ) {
+    super(message);
+  }
 }
 
 /** Checks before any download starts, so a bad path fails fast. */

@@ -1,5 +1,7 @@
 // dfdaemon.v2.DfdaemonDownload on the local unix socket: what dfget, dfcache and dfctl ask.
-// Only this service may choose an output path, because only local users reach the socket.
+// Only this service may choose an output path, because only local users reach the socket; an
+// output path is written with the rights of the user who called (caller-output.ts), known from
+// the socket's SO_PEERCRED (grpc/unix-callers.ts).
 import { status, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { isTaskId } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
@@ -14,6 +16,9 @@ import type { TaskStore } from "../storage/types.js";
 import { DownloadError, type TaskManager } from "../task/manager.js";
 import { localTaskStat, localTaskToProto } from "../upload/service.js";
 import { checkOutputPath, OutputError, writeOutput } from "./output.js";
+import { callerOf, type Caller } from "./caller-access.js";
+import { checkCallerOutputPath, isOtherUser, writeCallerOutput } from "./caller-output.js";
+import type { PeerCredentials } from "../../native/index.js";
 import { errorMessage } from "../../common/errors.js";
 
 export interface DownloadServiceDeps {
@@ -24,6 +29,8 @@ export interface DownloadServiceDeps {
   log: Logger;
   hostId: string;
   newPeerId: () => string;
+  /** Who is calling, from the socket the call came on; undefined when that is unknown. */
+  callerOf: (call: { getPeer(): string }) => PeerCredentials | undefined;
 }
 
 /** A listing without a timeout of its own gives up after this long (a store that stopped answering). */
@@ -41,22 +48,32 @@ export class DownloadService {
 
   private fail(e: unknown) {
     if ((e as { notFound?: boolean }).notFound) return grpcError(status.NOT_FOUND, (e as Error).message);
-    if (e instanceof OutputError) return grpcError(status.INVALID_ARGUMENT, e.message);
+    if (e instanceof OutputError) return grpcError(e.denied ? status.PERMISSION_DENIED : status.INVALID_ARGUMENT, e.message);
     return toGrpcError(e);
   }
 
   downloadTask(call: ServerWritableStream<DownloadTaskRequest, DownloadTaskResponse>): void {
     const d = call.request.download;
+    const cred = this.deps.callerOf(call);
     const run = async () => {
       if (!d) throw new OutputError("download is required");
-      if (d.outputPath) await checkOutputPath(d.outputPath, d.overwrite);
+      const opts = { overwrite: d.overwrite, forceHardLink: d.forceHardLink };
+      // Another user's output is checked and written with that user's rights; the daemon's own
+      // uid keeps the hard-link path. Without credentials no file is written for anyone.
+      let other: Caller | undefined;
+      if (d.outputPath) {
+        if (!cred) throw new OutputError(`cannot tell who is calling, so ${d.outputPath} is not written: output paths are only written for callers on the daemon's unix socket`, true);
+        if (isOtherUser(cred.uid)) other = await callerOf(cred);
+        await (other ? checkCallerOutputPath(d.outputPath, opts, other) : checkOutputPath(d.outputPath, d.overwrite));
+      }
       const task = await streamDownload(call, this.deps.tasks, { hostId: this.deps.hostId, peerId: this.deps.newPeerId() }, false);
-      if (d.outputPath) await writeOutput(task.contentPath, d.outputPath, { overwrite: d.overwrite, forceHardLink: d.forceHardLink });
+      if (!d.outputPath) return;
+      await (other ? writeCallerOutput(task.contentPath, d.outputPath, opts, other) : writeOutput(task.contentPath, d.outputPath, opts));
     };
     run().then(
       () => call.end(),
       (e: unknown) => {
-        this.deps.log.info({ url: d?.url, err: errorMessage(e) }, "download failed");
+        this.deps.log.info({ url: d?.url, caller: cred, err: errorMessage(e) }, "download failed");
         failStream(call, this.fail(e));
       },
     );
