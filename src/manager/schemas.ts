@@ -375,6 +375,7 @@ export const Webhook = Type.Object(
     bio: Type.String(),
     url: Type.String(),
     event_types: Type.Array(Type.String()),
+    skip_cert_verify: Type.Boolean(),
     active: Type.Boolean(),
     /** Whether an Authorization header is sent (its value, like the secret, is never returned). */
     has_auth_header: Type.Boolean(),
@@ -389,6 +390,7 @@ export const CreateWebhook = Type.Object(
     event_types: Type.Array(WebhookEventType, { minItems: 1, uniqueItems: true }),
     secret: WebhookSecret,
     auth_header: Type.Optional(Type.String({ maxLength: 1024, description: "sent as the Authorization header of every delivery; write-only" })),
+    skip_cert_verify: Type.Optional(Type.Boolean({ description: "accept any certificate of an https URL (Harbor's skip_cert_verify); off by default" })),
     active: Type.Optional(Type.Boolean()),
     tenant_id: Type.Optional(Id),
   },

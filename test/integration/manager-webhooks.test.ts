@@ -4,11 +4,14 @@
 // secret; a receiver answering 500 then 200 gets one successful delivery after a retry; a
 // delivery that succeeded is never sent again, also across a manager restart; a delivery that
 // used up its attempts is FAILURE and can be redelivered; the secret and auth header never
-// appear in a GET response nor in the logs; guests cannot create webhooks; bad URLs are 400
+// appear in a GET response nor in the logs; an https receiver with a self-signed certificate is
+// refused unless the webhook skips certificate verification; guests cannot create webhooks; bad URLs are 400
 // naming the field. Then two dispatchers on one database send each delivery exactly once.
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -282,6 +285,35 @@ describe.each(variants)("webhooks on a manager on $name", (variant) => {
         expect(d.state, JSON.stringify(d)).toBe("SUCCESS");
         expect(successes.get(d.delivery_id), JSON.stringify(d)).toBe(1);
       }
+    }
+  });
+
+  it("verifies https receivers' certificates unless the webhook sets skip_cert_verify", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "webhook-tls-"));
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdio: ["ignore", "ignore", "pipe"] });
+    const seen: string[] = [];
+    const tls = createHttpsServer({ cert: readFileSync(join(dir, "cert.pem")), key: readFileSync(join(dir, "key.pem")) }, (req, res) => {
+      seen.push(String(req.headers["x-damselfly-delivery"]));
+      req.resume();
+      req.on("end", () => res.writeHead(200).end());
+    });
+    await new Promise<void>((r) => tls.listen(0, "127.0.0.1", r));
+    try {
+      const url = `https://127.0.0.1:${(tls.address() as AddressInfo).port}/hook`;
+      const strict = await api("POST", "/api/v1/webhooks", { name: "tls-strict", url, event_types: ["job.created"], secret: SECRET });
+      const lax = await api("POST", "/api/v1/webhooks", { name: "tls-skip", url, event_types: ["job.created"], secret: SECRET, skip_cert_verify: true });
+      expect([strict.status, lax.status], strict.text + lax.text).toEqual([200, 200]);
+      expect(lax.json()).toMatchObject({ skip_cert_verify: true });
+      await createJob(1);
+      const refused = await until("the strict delivery to fail", async () => (await deliveries(strict.json<{ id: number }>().id)).find((d) => d.state === "FAILURE"));
+      expect(refused).toMatchObject({ attempts: 3, status_code: null });
+      expect(refused.error).toMatch(/certificate/i);
+      const accepted = await until("the lax delivery", async () => (await deliveries(lax.json<{ id: number }>().id)).find((d) => d.state === "SUCCESS"));
+      expect(seen).toEqual([accepted.delivery_id]);
+      for (const hook of [strict, lax]) expect((await api("DELETE", `/api/v1/webhooks/${hook.json<{ id: number }>().id}`)).status).toBe(200);
+    } finally {
+      tls.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -260,6 +260,7 @@ CREATE TABLE webhooks (
   event_types jsonb NOT NULL DEFAULT '[]',
   secret varchar(256) NOT NULL,
   auth_header varchar(1024) NOT NULL DEFAULT '',
+  skip_cert_verify boolean NOT NULL DEFAULT false,
   active boolean NOT NULL DEFAULT true,
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now()

@@ -29,7 +29,7 @@ export function registerWebhooks(app: FastifyInstance, ctx: RouteContext, deps: 
     table: "webhooks",
     what: "webhook",
     tag: "webhooks",
-    columns: { name: "text", bio: "text", url: "text", event_types: "json", secret: "text", auth_header: "text", active: "bool", user_id: "int" },
+    columns: { name: "text", bio: "text", url: "text", event_types: "json", secret: "text", auth_header: "text", skip_cert_verify: "bool", active: "bool", user_id: "int" },
     tenant: { kind: "direct" },
     filters: { active: "bool", name: "text" },
     create: S.CreateWebhook,

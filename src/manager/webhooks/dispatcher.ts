@@ -56,6 +56,7 @@ interface Claimed {
   url: string;
   secret: string;
   auth_header: string;
+  skip_cert_verify: boolean;
   active: boolean;
 }
 
@@ -65,6 +66,8 @@ export class WebhookDispatcher {
   /** This manager's name on the leases it takes. */
   readonly owner = `webhooks-${randomUUID()}`;
   private readonly agent: Dispatcher;
+  /** For webhooks with skip_cert_verify: the same SSRF checks, any certificate. */
+  private readonly insecureAgent: Dispatcher;
   private readonly running = new Set<Promise<void>>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private poller: NodeJS.Timeout | undefined;
@@ -74,6 +77,7 @@ export class WebhookDispatcher {
 
   constructor(private readonly opts: WebhookDispatcherOptions) {
     this.agent = opts.ssrf.agent();
+    this.insecureAgent = opts.ssrf.agent({ connect: { rejectUnauthorized: false } });
   }
 
   private get maxAttempts() {
@@ -144,7 +148,7 @@ export class WebhookDispatcher {
          WHERE id = (SELECT id FROM webhook_deliveries WHERE state = 'PENDING' AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until < now())
                      ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
          RETURNING id, webhook_id, delivery_id, event, body, attempts)
-       SELECT c.id, c.delivery_id, c.event, c.body, c.attempts, w.url, w.secret, w.auth_header, w.active FROM c JOIN webhooks w ON w.id = c.webhook_id`,
+       SELECT c.id, c.delivery_id, c.event, c.body, c.attempts, w.url, w.secret, w.auth_header, w.skip_cert_verify, w.active FROM c JOIN webhooks w ON w.id = c.webhook_id`,
       [this.owner, this.leaseMs / 1000],
     );
     return row;
@@ -167,7 +171,7 @@ export class WebhookDispatcher {
         method: "POST",
         headers,
         body: d.body,
-        dispatcher: this.agent,
+        dispatcher: d.skip_cert_verify ? this.insecureAgent : this.agent,
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
         signal: AbortSignal.timeout(this.timeoutMs),
@@ -214,6 +218,6 @@ export class WebhookDispatcher {
     // A claim in progress still sends what it claimed, rather than leaving it leased for minutes.
     await this.polling;
     await Promise.allSettled([...this.running]);
-    await this.agent.close();
+    await Promise.all([this.agent.close(), this.insecureAgent.close()]);
   }
 }
