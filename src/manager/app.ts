@@ -8,6 +8,7 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyInstance } from "fastify";
 import { silentLogger, type Logger } from "../common/logger.js";
+import { SsrfPolicy } from "../common/ssrf.js";
 import { VERSION } from "../common/version.js";
 import { Authenticator } from "./auth/principal.js";
 import type { JwtService } from "./auth/tokens.js";
@@ -25,6 +26,7 @@ import { registerJobs } from "./routes/jobs.js";
 import { registerResources } from "./routes/resources.js";
 import { registerTokens } from "./routes/tokens.js";
 import { registerUsers } from "./routes/users.js";
+import { registerWebhooks } from "./routes/webhooks.js";
 
 export interface ManagerAppDeps {
   db: Database;
@@ -35,8 +37,12 @@ export interface ManagerAppDeps {
   /** Origins allowed by CORS; empty or absent means CORS stays off. */
   corsAllowOrigins?: string[];
   limiter?: JobRateLimiter;
-  /** Called after a job is stored, to wake the job runner. */
+  /** Called after a job is stored, to wake the job runner (and the webhook dispatcher: job.created). */
   onJobCreated?: () => void;
+  /** Where webhook URLs may point; the default policy (loopback, link-local, metadata refused) when absent. */
+  webhookSsrf?: SsrfPolicy;
+  /** Called after a webhook delivery was queued by the API (redeliver), to wake the dispatcher. */
+  onWebhookQueued?: () => void;
   /** Where preheat jobs' object storage secrets wait for this manager's runner. */
   jobSecrets?: JobSecrets;
   metrics?: ManagerMetrics;
@@ -127,6 +133,7 @@ export async function buildManagerApp(deps: ManagerAppDeps): Promise<FastifyInst
   registerClusters(app, ctx, "/oapi/v1");
   registerJobs(app, ctx, "/api/v1");
   registerJobs(app, ctx, "/oapi/v1");
+  registerWebhooks(app, ctx, { ssrf: deps.webhookSsrf ?? new SsrfPolicy(), onQueued: deps.onWebhookQueued ?? (() => undefined) });
   registerApiIndex(app, "/api/v1", () => routes);
   registerApiIndex(app, "/oapi/v1", () => routes);
   await app.ready();

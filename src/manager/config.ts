@@ -10,6 +10,8 @@ import { TlsSectionSchema } from "../common/grpc/tls.js";
 
 const Obj = <T extends Record<string, TSchema>>(props: T) => Type.Object(props, { additionalProperties: false, default: {} });
 const Port = (d: number) => Type.Integer({ minimum: 0, maximum: 65535, default: d });
+/** Addresses outbound fetches may reach despite the SSRF policy (common/ssrf.ts). */
+const Ssrf = () => Obj({ allowCIDRs: Type.Array(Type.String(), { default: [] }), denyPrivate: Type.Boolean({ default: false }) });
 const Duration = (d: string) => Type.String({ default: d, description: "Go duration, e.g. 30s, 5m, 48h" });
 
 export const ManagerConfigSchema = Type.Object(
@@ -67,13 +69,25 @@ export const ManagerConfigSchema = Type.Object(
     job: Obj({
       preheat: Obj({
         /** Ours: addresses preheat URLs and registry connections may reach despite the SSRF policy. */
-        ssrf: Obj({ allowCIDRs: Type.Array(Type.String(), { default: [] }), denyPrivate: Type.Boolean({ default: false }) }),
+        ssrf: Ssrf(),
         /** Ours: deadline of each request to a registry while resolving an image manifest. */
         registryTimeout: Duration("30s"),
       }),
       syncPeers: Obj({ interval: Duration("24h"), timeout: Duration("10m"), batchSize: Type.Integer({ minimum: 1, default: 500 }) }),
       /** Ours: jobs one manager runs at once. */
       concurrency: Type.Integer({ minimum: 1, maximum: 256, default: 4 }),
+    }),
+    /** Ours: delivery of webhook events (routes/webhooks.ts, webhooks/dispatcher.ts). */
+    webhook: Obj({
+      /** Addresses webhook URLs may reach despite the SSRF policy (loopback, link-local and metadata are refused by default). */
+      ssrf: Ssrf(),
+      /** Attempts of one delivery (network error, timeout or non-2xx answer) before it is marked FAILURE. */
+      maxAttempts: Type.Integer({ minimum: 1, maximum: 100, default: 8 }),
+      /** Delay before the first retry, doubled on each further one (with jitter), up to maxBackoff. */
+      backoff: Duration("30s"),
+      maxBackoff: Duration("1h"),
+      /** Deadline of one attempt. */
+      timeout: Duration("10s"),
     }),
     metrics: Obj({ enable: Type.Boolean({ default: true }), addr: Type.String({ default: ":8000" }) }),
     network: Obj({ enableIPv6: Type.Boolean({ default: false }) }),
@@ -92,6 +106,7 @@ export interface ManagerConfig extends ManagerConfigFile {
     jwt: { timeoutMs: number; maxRefreshMs: number };
     syncPeersIntervalMs: number;
     registryTimeoutMs: number;
+    webhook: { backoffMs: number; maxBackoffMs: number; timeoutMs: number };
   };
 }
 
@@ -123,8 +138,10 @@ export function resolveManagerConfig(raw: unknown, source = "config", env: NodeJ
     databaseUrl = `postgres://${auth}${pgc.host.includes(":") ? `[${pgc.host}]` : pgc.host}:${pgc.port}/${encodeURIComponent(pgc.dbname)}?sslmode=${pgc.sslMode}&options=${encodeURIComponent(`-c TimeZone=${pgc.timezone}`)}`;
   }
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) throw new ConfigError(`${source}: database.url: must start with postgres://`);
-  for (const [i, cidr] of c.job.preheat.ssrf.allowCIDRs.entries()) {
-    if (!/^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(cidr)) throw new ConfigError(`${source}: job.preheat.ssrf.allowCIDRs.${i}: "${cidr}" is not a CIDR`);
+  for (const [key, cidrs] of [["job.preheat.ssrf.allowCIDRs", c.job.preheat.ssrf.allowCIDRs], ["webhook.ssrf.allowCIDRs", c.webhook.ssrf.allowCIDRs]] as const) {
+    for (const [i, cidr] of cidrs.entries()) {
+      if (!/^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(cidr)) throw new ConfigError(`${source}: ${key}.${i}: "${cidr}" is not a CIDR`);
+    }
   }
   const restTls = c.server.rest.tls;
   if (Boolean(restTls.cert) !== Boolean(restTls.key)) throw new ConfigError(`${source}: server.rest.tls: cert and key must be set together (${restTls.cert ? "key" : "cert"} is missing)`);
@@ -139,6 +156,11 @@ export function resolveManagerConfig(raw: unknown, source = "config", env: NodeJ
       jwt: { timeoutMs: duration(c.auth.jwt.timeout, `${source}: auth.jwt.timeout`), maxRefreshMs: duration(c.auth.jwt.maxRefresh, `${source}: auth.jwt.maxRefresh`) },
       syncPeersIntervalMs: duration(c.job.syncPeers.interval, `${source}: job.syncPeers.interval`),
       registryTimeoutMs: duration(c.job.preheat.registryTimeout, `${source}: job.preheat.registryTimeout`),
+      webhook: {
+        backoffMs: duration(c.webhook.backoff, `${source}: webhook.backoff`),
+        maxBackoffMs: duration(c.webhook.maxBackoff, `${source}: webhook.maxBackoff`),
+        timeoutMs: duration(c.webhook.timeout, `${source}: webhook.timeout`),
+      },
     },
   };
 }

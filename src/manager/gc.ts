@@ -1,6 +1,7 @@
 // Retention, as Dragonfly's manager GC: audits and finished jobs older than the TTLs in the
 // `gc` config row (Go durations in ns: {"audit":{"ttl":…},"job":{"ttl":…}}) are deleted, and
-// revoked session ids are forgotten once the token they revoke has expired anyway.
+// revoked session ids are forgotten once the token they revoke has expired anyway; finished
+// webhook deliveries go with the jobs (same TTL).
 import type { Logger } from "../common/logger.js";
 import { runEvery, type Periodic } from "../common/periodic.js";
 import type { Database } from "./db/database.js";
@@ -12,6 +13,7 @@ export interface GcResult {
   audits: number;
   jobs: number;
   revokedTokens: number;
+  webhookDeliveries: number;
 }
 
 export async function collectGarbage(db: Database): Promise<GcResult> {
@@ -28,14 +30,16 @@ export async function collectGarbage(db: Database): Promise<GcResult> {
   const audits = await db.query("DELETE FROM audits WHERE operated_at < now() - make_interval(secs => $1::double precision) RETURNING id", [auditTtl / 1e9]);
   const jobs = await db.query("DELETE FROM jobs WHERE state IN ('SUCCESS', 'FAILURE') AND updated_at < now() - make_interval(secs => $1::double precision) RETURNING id", [jobTtl / 1e9]);
   const revoked = await db.query("DELETE FROM revoked_tokens WHERE expires_at < now() RETURNING jti");
-  return { audits: audits.length, jobs: jobs.length, revokedTokens: revoked.length };
+  // The webhook delivery log is kept as long as the jobs it reports on; pending ones are kept.
+  const deliveries = await db.query("DELETE FROM webhook_deliveries WHERE state IN ('SUCCESS', 'FAILURE') AND updated_at < now() - make_interval(secs => $1::double precision) RETURNING id", [jobTtl / 1e9]);
+  return { audits: audits.length, jobs: jobs.length, revokedTokens: revoked.length, webhookDeliveries: deliveries.length };
 }
 
 export function startGc(db: Database, logger: Logger, everyMs = 3_600_000): Periodic {
   return runEvery(
     everyMs,
     () => collectGarbage(db).then((r) => {
-      if (r.audits + r.jobs + r.revokedTokens > 0) logger.info(r, "garbage collected");
+      if (r.audits + r.jobs + r.revokedTokens + r.webhookDeliveries > 0) logger.info(r, "garbage collected");
     }),
     (err: unknown) => logger.warn({ err }, "gc failed"),
   );

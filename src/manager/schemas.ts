@@ -2,6 +2,8 @@
 // Response schemas double as an allowlist: fields not listed (password hashes, token hashes)
 // can never be serialised.
 import { Type, type TSchema } from "@sinclair/typebox";
+import { WEBHOOK_EVENTS } from "./webhooks/events.js";
+import { SIGNATURE_SCHEME } from "./webhooks/signature.js";
 
 export const Id = Type.Integer({ minimum: 1, maximum: 2147483647 });
 export const IdParams = Type.Object({ id: Id });
@@ -356,3 +358,58 @@ export const Audit = Type.Object({
 // --- tenants (Damselfly extension: Dragonfly has no tenancy) ---
 export const Tenant = Type.Object({ id: Type.Integer(), name: Type.String(), bio: Type.String(), created_at: Timestamp, updated_at: Timestamp });
 export const CreateTenant = Type.Object({ name: Type.String({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9_.-]+$" }), bio: Type.Optional(Type.String({ maxLength: 1024 })) });
+
+// --- webhooks (Damselfly extension: Dragonfly's manager has no notifications; shaped as Harbor's webhook policies) ---
+export const WebhookEventType = Type.Union(WEBHOOK_EVENTS.map((e) => Type.Literal(e)));
+const WebhookSecret = Type.String({
+  minLength: 8,
+  maxLength: 256,
+  description: `Key of the HMAC-SHA256 signature of every delivery; write-only (never returned). ${SIGNATURE_SCHEME}`,
+});
+export const Webhook = Type.Object(
+  {
+    ...Base,
+    tenant_id: Type.Integer(),
+    user_id: Nullable(Type.Integer()),
+    name: Type.String(),
+    bio: Type.String(),
+    url: Type.String(),
+    event_types: Type.Array(Type.String()),
+    skip_cert_verify: Type.Boolean(),
+    active: Type.Boolean(),
+    /** Whether an Authorization header is sent (its value, like the secret, is never returned). */
+    has_auth_header: Type.Boolean(),
+  },
+  { description: `A subscription of a URL to job events. ${SIGNATURE_SCHEME}` },
+);
+export const CreateWebhook = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 256 }),
+    bio: Type.Optional(Type.String({ maxLength: 1024 })),
+    url: Type.String({ minLength: 1, maxLength: 2048, description: "http(s) URL the events are POSTed to; no credentials in it (use auth_header)" }),
+    event_types: Type.Array(WebhookEventType, { minItems: 1, uniqueItems: true }),
+    secret: WebhookSecret,
+    auth_header: Type.Optional(Type.String({ maxLength: 1024, description: "sent as the Authorization header of every delivery; write-only" })),
+    skip_cert_verify: Type.Optional(Type.Boolean({ description: "accept any certificate of an https URL (Harbor's skip_cert_verify); off by default" })),
+    active: Type.Optional(Type.Boolean()),
+    tenant_id: Type.Optional(Id),
+  },
+  { description: `Subscribe a URL to job events. ${SIGNATURE_SCHEME}` },
+);
+export const UpdateWebhook = Type.Partial(Type.Omit(CreateWebhook, ["tenant_id"]));
+export const WebhookDeliveryState = Type.Union([Type.Literal("PENDING"), Type.Literal("SUCCESS"), Type.Literal("FAILURE")]);
+export const WebhookDelivery = Type.Object({
+  id: Type.Integer(),
+  webhook_id: Type.Integer(),
+  delivery_id: Type.String({ description: "the X-Damselfly-Delivery header: the same on every attempt" }),
+  event: Type.String(),
+  state: Type.String(),
+  attempts: Type.Integer(),
+  status_code: Nullable(Type.Integer({ description: "HTTP status of the last attempt; null when it got no answer" })),
+  error: Type.String({ description: "why the last attempt failed; empty after a success" }),
+  next_attempt_at: Nullable(Timestamp),
+  delivered_at: Nullable(Timestamp),
+  created_at: Timestamp,
+  updated_at: Timestamp,
+});
+export const WebhookDeliveryParams = Type.Object({ id: Id, delivery: Id });

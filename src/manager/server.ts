@@ -1,6 +1,6 @@
 // Starting a whole manager: database (PostgreSQL or PGlite) with migrations, root account,
 // REST + open API, gRPC manager.v2 (first free port of server.grpc.port.start..end), the job
-// runner, liveness sweep, periodic sync_peers, and metrics.
+// runner, the webhook dispatcher, liveness sweep, periodic sync_peers, and metrics.
 import { join } from "node:path";
 import { instrumentService } from "../common/grpc/metrics.js";
 import { Authorizer } from "../common/grpc/authz.js";
@@ -14,7 +14,7 @@ import { buildManagerApp } from "./app.js";
 import { ensureRootUser } from "./auth/bootstrap.js";
 import { JwtService, loadSigningKey } from "./auth/tokens.js";
 import { resolveManagerConfig, type ManagerConfig } from "./config.js";
-import { openDatabase, type Database } from "./db/database.js";
+import { openDatabase, type Database, type Row } from "./db/database.js";
 import { migrate } from "./db/migrations.js";
 import { startGc } from "./gc.js";
 import { startLivenessSweep } from "./grpc/liveness.js";
@@ -22,6 +22,8 @@ import { ManagerGrpcService } from "./grpc/service.js";
 import { JobRunner } from "./jobs/runner.js";
 import { JobSecrets } from "./jobs/secrets.js";
 import { ManagerMetrics } from "./metrics.js";
+import { WebhookDispatcher } from "./webhooks/dispatcher.js";
+import { enqueueJobEvent } from "./webhooks/events.js";
 import { errorMessage } from "../common/errors.js";
 
 export interface ManagerHandle {
@@ -95,6 +97,16 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     const ssrf = new SsrfPolicy({ allowCidrs: cfg.job.preheat.ssrf.allowCIDRs, denyPrivate: cfg.job.preheat.ssrf.denyPrivate });
     // Object storage secrets of preheat jobs stay in this process, between the API and the runner.
     const jobSecrets = new JobSecrets();
+    const webhookSsrf = new SsrfPolicy({ allowCidrs: cfg.webhook.ssrf.allowCIDRs, denyPrivate: cfg.webhook.ssrf.denyPrivate });
+    const dispatcher = new WebhookDispatcher({
+      db,
+      logger: log.child({ part: "webhooks" }),
+      ssrf: webhookSsrf,
+      maxAttempts: cfg.webhook.maxAttempts,
+      backoffMs: r.webhook.backoffMs,
+      maxBackoffMs: r.webhook.maxBackoffMs,
+      timeoutMs: r.webhook.timeoutMs,
+    });
     const runner = new JobRunner({
       db,
       secrets: jobSecrets,
@@ -105,8 +117,13 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
       registryTimeoutMs: r.registryTimeoutMs,
       // Jobs call schedulers and peers' upload services with the manager's own certificate.
       credentials: { scheduler: channelCredentials(tls, ["scheduler"]), daemon: channelCredentials(tls, ["seed-peer", "peer"]) },
+      onFinished: () => dispatcher.wake(),
     });
-    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated: () => runner.wake(), jobSecrets, ...(https ? { https } : {}) });
+    const onJobCreated = () => {
+      runner.wake();
+      dispatcher.wake();
+    };
+    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated, jobSecrets, webhookSsrf, onWebhookQueued: () => dispatcher.wake(), ...(https ? { https } : {}) });
     cleanups.push(() => app.close());
     await app.listen({ host: r.rest.host, port: r.rest.port });
     const restPort = app.server.address() !== null && typeof app.server.address() === "object" ? (app.server.address() as { port: number }).port : r.rest.port;
@@ -119,6 +136,8 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
 
     runner.start();
     cleanups.push(() => runner.stop());
+    dispatcher.start();
+    cleanups.push(() => dispatcher.stop());
     const sweep = startLivenessSweep(db, log);
     cleanups.push(() => sweep.stop());
     const gc = startGc(db, log);
@@ -127,11 +146,13 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     if (r.syncPeersIntervalMs > 0) {
       // Dragonfly refreshes the peers table from every scheduler on this interval.
       const timer = setInterval(() => {
-        db.query<{ id: number }>(
-          `WITH j AS (INSERT INTO jobs (tenant_id, task_id, type, bio) VALUES (1, 'group_' || gen_random_uuid(), 'sync_peers', 'periodic') RETURNING id)
-           INSERT INTO job_scheduler_clusters (job_id, scheduler_cluster_id) SELECT j.id, sc.id FROM j, scheduler_clusters sc RETURNING job_id AS id`,
-        )
-          .then(() => runner.wake())
+        db.transaction(async (tx) => {
+          const [job] = await tx.query<Row>("INSERT INTO jobs (tenant_id, task_id, type, bio) VALUES (1, 'group_' || gen_random_uuid(), 'sync_peers', 'periodic') RETURNING *");
+          if (!job) throw new Error("job insert returned nothing");
+          await tx.query("INSERT INTO job_scheduler_clusters (job_id, scheduler_cluster_id) SELECT $1, id FROM scheduler_clusters", [job.id]);
+          await enqueueJobEvent(tx, "job.created", job);
+        })
+          .then(onJobCreated)
           .catch((err: unknown) => log.warn({ err }, "periodic sync_peers failed"));
       }, r.syncPeersIntervalMs);
       timer.unref();

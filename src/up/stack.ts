@@ -315,6 +315,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         },
         metrics: { addr: `127.0.0.1:${fb ? 0 : await port(DEFAULTS.managerMetrics)}` },
         job: { preheat: { ssrf: { allowCIDRs: LOOPBACK_CIDRS } } },
+        // Everything of a local stack is on loopback, webhook receivers included.
+        webhook: { ssrf: { allowCIDRs: LOOPBACK_CIDRS } },
       };
     });
     const apiUrl = `http://127.0.0.1:${m.msg.ports.rest}`;

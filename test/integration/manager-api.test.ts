@@ -110,7 +110,10 @@ describe.each(variants)("manager API on $name", (variant) => {
     tokens.patJob = (await ok("POST", "/api/v1/personal-access-tokens", root, { name: "root-job", scopes: ["job"], expired_at: new Date(Date.now() + 86_400_000).toISOString() })).token;
     tokens.patCluster = (await ok("POST", "/api/v1/personal-access-tokens", root, { name: "root-cluster", scopes: ["cluster"], expired_at: new Date(Date.now() + 86_400_000).toISOString() })).token;
     tokens.patTenant2 = (await ok("POST", "/api/v1/personal-access-tokens", tokens.tadmin, { name: "t2-all", expired_at: new Date(Date.now() + 86_400_000).toISOString() })).token;
+    ids.webhook = (await ok("POST", "/api/v1/webhooks", root, { name: "hook1", url: "http://10.0.0.9/hook", event_types: ["job.created"], secret: "hook-secret-1" })).id;
     ids.job = (await ok("POST", "/api/v1/jobs", root, { type: "sync_peers", scheduler_cluster_ids: [ids.cluster] })).id;
+    ids.delivery = (await db.query<{ id: number }>("SELECT id FROM webhook_deliveries WHERE webhook_id = $1", [ids.webhook]))[0]?.id ?? 0;
+    expect(ids.delivery, "the job.created delivery of hook1").toBeGreaterThan(0);
   });
 
   afterAll(async () => {
@@ -157,6 +160,10 @@ describe.each(variants)("manager API on $name", (variant) => {
     ...crud("configs", "config", { body: { name: "n" }, field: "body.value" }, { body: { value: "" }, field: "body.value" }, false),
     ...crud("clusters", "cluster", { body: { name: "x", scheduler_cluster_config: {}, seed_peer_cluster_config: {} }, field: "body.peer_cluster_config" }, { body: { scopes: { hostnames: ["("] } }, field: "body.scopes.hostnames.0" }),
     ...crud("jobs", "job", { body: { type: "preheat", args: { type: "file" } }, field: "body.args.url" }, { body: { bio: "x".repeat(2000) }, field: "body.bio" }),
+    ...crud("webhooks", "webhook", { body: { name: "w", url: "ftp://10.0.0.9/", event_types: ["job.created"], secret: "0123456789" }, field: "body.url" }, { body: { event_types: ["job.exploded"] }, field: "body.event_types.0" }),
+    { method: "GET", route: "/api/v1/webhooks/:id/deliveries", url: () => `/api/v1/webhooks/${id("webhook")}/deliveries`, tenantScoped: true, bad: { url: () => `/api/v1/webhooks/${id("webhook")}/deliveries?state=BOGUS`, field: "querystring.state" } },
+    { method: "GET", route: "/api/v1/webhooks/:id/deliveries/:delivery", url: () => `/api/v1/webhooks/${id("webhook")}/deliveries/${id("delivery")}`, tenantScoped: true, bad: { url: () => `/api/v1/webhooks/${id("webhook")}/deliveries/0`, field: "params.delivery" } },
+    { method: "POST", route: "/api/v1/webhooks/:id/deliveries/:delivery/redeliver", url: () => `/api/v1/webhooks/${id("webhook")}/deliveries/${id("delivery")}/redeliver`, tenantScoped: true, bad: { url: () => `/api/v1/webhooks/${id("webhook")}/deliveries/abc/redeliver`, field: "params.delivery" } },
     { method: "GET", route: "/api/v1/audits", url: () => "/api/v1/audits", bad: { url: () => "/api/v1/audits?actor_type=ROBOT", field: "querystring.actor_type" } },
     ...crud("clusters", "cluster", { body: { name: "x", scheduler_cluster_config: { filter_parent_limit: 5 }, seed_peer_cluster_config: {}, peer_cluster_config: {} }, field: "body.scheduler_cluster_config.filter_parent_limit" }, { body: { is_default: "maybe" }, field: "body.is_default" }, true, "/oapi/v1", "pat:cluster"),
     ...crud("jobs", "job", { body: { type: "preheat", args: { type: "image", url: "https://r.example.com/v2/a/b" } }, field: "body.args.url" }, { body: { bio: "x".repeat(2000) }, field: "body.bio" }, true, "/oapi/v1", "pat:job"),

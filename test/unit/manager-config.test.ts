@@ -42,6 +42,14 @@ describe("manager config", () => {
     expect(() => resolveManagerConfig({ server: { grpc: { port: { start: 65004, end: 65003 } } } }, "m.yaml", {})).toThrow(/server\.grpc\.port\.end/);
     expect(() => resolveManagerConfig({ database: { url: "mysql://x" } }, "m.yaml", {})).toThrow(/database\.url/);
     expect(() => resolveManagerConfig({ job: { preheat: { ssrf: { allowCIDRs: ["everything"] } } } }, "m.yaml", {})).toThrow(/allowCIDRs\.0/);
+    expect(() => resolveManagerConfig({ webhook: { ssrf: { allowCIDRs: ["127.0.0.1", "loopback"] } } }, "m.yaml", {})).toThrow(/webhook\.ssrf\.allowCIDRs\.1: "loopback" is not a CIDR/);
+    expect(() => resolveManagerConfig({ webhook: { backoff: "soon" } }, "m.yaml", {})).toThrow(/webhook\.backoff/);
+    expect(() => resolveManagerConfig({ webhook: { maxAttempts: 0 } }, "m.yaml", {})).toThrow(/webhook\.maxAttempts/);
+  });
+  it("resolves the webhook delivery settings", () => {
+    expect(resolveManagerConfig({}, "t", {}).resolved.webhook).toEqual({ backoffMs: 30_000, maxBackoffMs: 3_600_000, timeoutMs: 10_000 });
+    expect(resolveManagerConfig({}, "t", {}).webhook.maxAttempts).toBe(8);
+    expect(resolveManagerConfig({ webhook: { backoff: "250ms", timeout: "2s" } }, "t", {}).resolved.webhook).toMatchObject({ backoffMs: 250, timeoutMs: 2000 });
   });
   it("parses listen addresses", () => {
     expect(parseAddr("127.0.0.1:0", "k", false)).toEqual({ host: "127.0.0.1", port: 0 });

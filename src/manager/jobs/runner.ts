@@ -16,6 +16,7 @@ import { ClientPool, type ClientCredentials } from "./clients.js";
 import { runDeleteTask, runGetTask, runPreheat, runSyncPeers, type ExecutorDeps, type JobState } from "./executors.js";
 import { ImageResolver } from "../../common/oci/resolver.js";
 import { errorMessage } from "../../common/errors.js";
+import { enqueueJobEvent } from "../webhooks/events.js";
 
 export interface JobRunnerOptions {
   db: Database;
@@ -36,6 +37,8 @@ export interface JobRunnerOptions {
   credentials?: ClientCredentials;
   /** Secrets of the jobs this manager accepted (shared with its JobService). */
   secrets?: JobSecrets;
+  /** Called after a job finished (its job.succeeded/job.failed event is queued), to wake the webhook dispatcher. */
+  onFinished?: () => void;
 }
 
 export class JobRunner {
@@ -192,12 +195,17 @@ export class JobRunner {
 
   private async finish(job: Row, finalState: string, result: unknown): Promise<void> {
     // Only the lease holder writes the outcome: a manager that lost its lease must not
-    // overwrite the result of the one that took over.
-    await this.opts.db.query(
-      "UPDATE jobs SET state = $1, result = $2::jsonb, args = $3::jsonb, lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = $4 AND lease_owner = $5",
-      [finalState, JSON.stringify(result), JSON.stringify(scrubArgs(job.args as Record<string, unknown>)), job.id, this.owner],
-    );
+    // overwrite the result of the one that took over. The webhook event is written with it, so
+    // there is one per finished job.
+    const finished = await this.opts.db.transaction(async (tx) => {
+      const [row] = await tx.query(
+        "UPDATE jobs SET state = $1, result = $2::jsonb, args = $3::jsonb, lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = $4 AND lease_owner = $5 RETURNING *",
+        [finalState, JSON.stringify(result), JSON.stringify(scrubArgs(job.args as Record<string, unknown>)), job.id, this.owner],
+      );
+      return row ? (await enqueueJobEvent(tx, finalState === "SUCCESS" ? "job.succeeded" : "job.failed", row)) > 0 : false;
+    });
     this.opts.metrics?.jobs.inc({ type: job.type as string, state: finalState });
+    if (finished) this.opts.onFinished?.();
   }
 
   /** Stops claiming, waits for running jobs, closes clients. */

@@ -8,6 +8,7 @@ import { parsePreheatArgs, parseTaskArgs, redactArgs } from "./args.js";
 import { splitSecrets, type ObjectStorageSecrets } from "./object-storage-args.js";
 import { JobSecrets } from "./secrets.js";
 import { DEFAULT_JOB_RATE_LIMIT, type JobRateLimiter } from "./rate-limiter.js";
+import { enqueueJobEvent } from "../webhooks/events.js";
 
 export type JobType = "preheat" | "sync_peers" | "get_task" | "delete_task";
 
@@ -79,14 +80,15 @@ export class JobService {
     if (limited !== undefined) throw new HttpError(429, `job rate limit exceeded for scheduler cluster ${limited}`);
     const id = await this.db.transaction(async (tx) => {
       // A job whose secrets only this manager holds is leased to it from the start (secrets.ts).
-      const [row] = await tx.query<{ id: number }>(
+      const [row] = await tx.query<Row & { id: number }>(
         `INSERT INTO jobs (tenant_id, user_id, task_id, bio, type, args, lease_owner, lease_until)
-         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, now() + make_interval(secs => $8::double precision)) RETURNING id`,
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, now() + make_interval(secs => $8::double precision)) RETURNING *`,
         // Without secrets both are NULL (make_interval of NULL is NULL): a free job.
         [p.tenantId, p.userId, `group_${randomUUID()}`, body.bio ?? "", body.type, JSON.stringify(args), secrets ? this.secrets.owner : null, secrets ? this.secrets.leaseMs / 1000 : null],
       );
       if (!row) throw new Error("job insert returned nothing");
       for (const c of clusters) await tx.query("INSERT INTO job_scheduler_clusters (job_id, scheduler_cluster_id) VALUES ($1, $2)", [row.id, c.id]);
+      await enqueueJobEvent(tx, "job.created", row);
       return row.id;
     });
     if (secrets) this.secrets.hold(id, secrets);
