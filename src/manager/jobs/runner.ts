@@ -17,6 +17,7 @@ import { runDeleteTask, runGetTask, runPreheat, runSyncPeers, type ExecutorDeps,
 import { ImageResolver } from "../../common/oci/resolver.js";
 import { errorMessage } from "../../common/errors.js";
 import { enqueueJobEvent } from "../webhooks/events.js";
+import { CoalescedPoll } from "../coalesced-poll.js";
 
 export interface JobRunnerOptions {
   db: Database;
@@ -50,8 +51,10 @@ export class JobRunner {
   private timer: NodeJS.Timeout | undefined;
   private holdTimer: NodeJS.Timeout | undefined;
   private stopped = true;
-  private polling = false;
-  private repoll = false;
+  private readonly polls = new CoalescedPoll(
+    () => this.poll(),
+    (err: unknown) => this.opts.logger.error({ err }, "job poll failed"),
+  );
 
   constructor(private readonly opts: JobRunnerOptions) {
     this.secrets = opts.secrets ?? new JobSecrets(undefined, opts.leaseMs);
@@ -74,6 +77,7 @@ export class JobRunner {
 
   start(): void {
     this.stopped = false;
+    this.polls.start();
     this.timer = setInterval(() => this.wake(), this.opts.pollIntervalMs ?? 2000);
     this.timer.unref();
     // Jobs whose secrets only this manager holds stay leased to it until it runs them; the
@@ -98,21 +102,7 @@ export class JobRunner {
 
   /** Looks for pending jobs now (called when a job is created). */
   wake(): void {
-    if (this.stopped) return;
-    if (this.polling) {
-      this.repoll = true;
-      return;
-    }
-    this.polling = true;
-    void this.poll()
-      .catch((err: unknown) => this.opts.logger.error({ err }, "job poll failed"))
-      .finally(() => {
-        this.polling = false;
-        if (this.repoll) {
-          this.repoll = false;
-          this.wake();
-        }
-      });
+    this.polls.wake();
   }
 
   private async poll(): Promise<void> {
@@ -213,6 +203,8 @@ export class JobRunner {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.holdTimer) clearInterval(this.holdTimer);
+    // A claim in progress adds its job to `running` before the poll ends.
+    await this.polls.stop();
     await Promise.allSettled([...this.running]);
     this.clients.close();
   }

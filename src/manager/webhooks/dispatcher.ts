@@ -16,6 +16,7 @@ import type { SsrfPolicy } from "../../common/ssrf.js";
 import { VERSION } from "../../common/version.js";
 import type { Database } from "../db/database.js";
 import { DELIVERY_HEADER, EVENT_HEADER, signPayload, SIGNATURE_HEADER, TIMESTAMP_HEADER } from "./signature.js";
+import { CoalescedPoll } from "../coalesced-poll.js";
 
 export interface WebhookDispatcherOptions {
   db: Database;
@@ -72,8 +73,10 @@ export class WebhookDispatcher {
   private readonly timers = new Set<NodeJS.Timeout>();
   private poller: NodeJS.Timeout | undefined;
   private stopped = true;
-  private polling: Promise<void> | undefined;
-  private repoll = false;
+  private readonly polls = new CoalescedPoll(
+    () => this.poll(),
+    (err: unknown) => this.opts.logger.error({ err }, "webhook poll failed"),
+  );
 
   constructor(private readonly opts: WebhookDispatcherOptions) {
     this.agent = opts.ssrf.agent();
@@ -93,6 +96,7 @@ export class WebhookDispatcher {
 
   start(): void {
     this.stopped = false;
+    this.polls.start();
     this.poller = setInterval(() => this.wake(), this.opts.pollIntervalMs ?? 1000);
     this.poller.unref();
     this.wake();
@@ -100,20 +104,7 @@ export class WebhookDispatcher {
 
   /** Looks for due deliveries now (called when events were written). */
   wake(): void {
-    if (this.stopped) return;
-    if (this.polling) {
-      this.repoll = true;
-      return;
-    }
-    this.polling = this.poll()
-      .catch((err: unknown) => this.opts.logger.error({ err }, "webhook poll failed"))
-      .finally(() => {
-        this.polling = undefined;
-        if (this.repoll) {
-          this.repoll = false;
-          this.wake();
-        }
-      });
+    this.polls.wake();
   }
 
   /** Wakes when a retry scheduled `ms` from now is due, without waiting for the next poll. */
@@ -216,7 +207,7 @@ export class WebhookDispatcher {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     // A claim in progress still sends what it claimed, rather than leaving it leased for minutes.
-    await this.polling;
+    await this.polls.stop();
     await Promise.allSettled([...this.running]);
     await Promise.all([this.agent.close(), this.insecureAgent.close()]);
   }
