@@ -3,25 +3,11 @@
 //! export, so the binding surface stays small.
 
 use crate::error::{to_js, Result};
-use crate::store::{status, to_napi};
+use crate::store::off_thread;
 use damselfly_core::{codec, CoreError, ErrorCode};
 use napi::bindgen_prelude::{Buffer, Either, PromiseRaw, Undefined};
 use napi::Env;
 use napi_derive::napi;
-
-fn off_thread<T, F>(env: &Env, f: F) -> Result<PromiseRaw<'_, T>>
-where
-    T: 'static + Send + napi::bindgen_prelude::ToNapiValue,
-    F: 'static + Send + FnOnce() -> damselfly_core::error::Result<T>,
-{
-    env.spawn_future(async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| to_napi(CoreError::new(ErrorCode::Io, format!("worker task failed: {e}"))))?
-            .map_err(to_napi)
-    })
-    .map_err(status)
-}
 
 /// Compresses one piece; with `out` (sized by the facade's `zstdCompressBound`) it writes there
 /// and returns the compressed length instead of a new Buffer, so a caller that reuses its

@@ -1,7 +1,7 @@
 //! Digests over Buffers: one-shot (on the calling thread) and incremental (either thread).
 
 use crate::error::{to_js, Result};
-use crate::store::{status, to_napi};
+use crate::store::off_thread;
 use damselfly_core::digest::{self, Algorithm, Hasher};
 use napi::bindgen_prelude::{Buffer, PromiseRaw};
 use napi::Env;
@@ -50,30 +50,19 @@ impl DigestHasher {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn update_async<'e>(&self, env: &'e Env, data: Buffer) -> Result<PromiseRaw<'e, ()>> {
         let inner = self.inner.clone();
-        env.spawn_future(async move {
-            tokio::task::spawn_blocking(move || match inner.lock() {
-                Ok(mut g) => match g.as_mut() {
-                    Some(h) => {
-                        h.update(&data);
-                        Ok(())
-                    }
-                    None => Err(damselfly_core::CoreError::new(
-                        damselfly_core::ErrorCode::InvalidArgument,
-                        "hasher already finished",
-                    )),
-                },
-                Err(_) => Err(damselfly_core::CoreError::new(damselfly_core::ErrorCode::Io, "hasher lock poisoned")),
-            })
-            .await
-            .map_err(|e| {
-                to_napi(damselfly_core::CoreError::new(
-                    damselfly_core::ErrorCode::Io,
-                    format!("worker task failed: {e}"),
-                ))
-            })?
-            .map_err(to_napi)
+        off_thread(env, move || match inner.lock() {
+            Ok(mut g) => match g.as_mut() {
+                Some(h) => {
+                    h.update(&data);
+                    Ok(())
+                }
+                None => Err(damselfly_core::CoreError::new(
+                    damselfly_core::ErrorCode::InvalidArgument,
+                    "hasher already finished",
+                )),
+            },
+            Err(_) => Err(damselfly_core::CoreError::new(damselfly_core::ErrorCode::Io, "hasher lock poisoned")),
         })
-        .map_err(status)
     }
 
     /// Finishes and returns `alg:value`; the hasher cannot be used afterwards.

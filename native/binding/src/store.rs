@@ -421,14 +421,7 @@ impl TaskStore {
     #[napi(ts_return_type = "Promise<PieceInfo>")]
     pub fn verify_piece<'e>(&self, env: &'e Env, number: u32) -> Result<PromiseRaw<'e, PieceInfo>> {
         let s = self.store()?;
-        env.spawn_future(async move {
-            tokio::task::spawn_blocking(move || s.verify_piece(number))
-                .await
-                .map_err(|e| to_napi(CoreError::new(ErrorCode::Io, format!("worker task failed: {e}"))))?
-                .map(PieceInfo::from)
-                .map_err(to_napi)
-        })
-        .map_err(status)
+        off_thread(env, move || s.verify_piece(number).map(PieceInfo::from))
     }
 
     /// Starts reading a task written with O_DIRECT into the page cache, for children that
@@ -436,13 +429,7 @@ impl TaskStore {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn warm<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ()>> {
         let s = self.store()?;
-        env.spawn_future(async move {
-            tokio::task::spawn_blocking(move || s.warm())
-                .await
-                .map_err(|e| to_napi(CoreError::new(ErrorCode::Io, format!("worker task failed: {e}"))))?
-                .map_err(to_napi)
-        })
-        .map_err(status)
+        off_thread(env, move || s.warm())
     }
 
     /// Fetches piece `number` from a parent's piece server into this store.
@@ -561,6 +548,22 @@ pub(crate) fn to_napi(e: CoreError) -> napi::Error {
 
 pub(crate) fn status(e: napi::Error) -> napi::Error<Code> {
     napi::Error::new(Code("DF_IO"), e.reason.clone())
+}
+
+/// Runs blocking core work (hashing, file reads, advice) on tokio's blocking pool and resolves
+/// the promise with its result, so the JS thread never waits on it.
+pub(crate) fn off_thread<T, F>(env: &Env, f: F) -> Result<PromiseRaw<'_, T>>
+where
+    T: 'static + Send + napi::bindgen_prelude::ToNapiValue,
+    F: 'static + Send + FnOnce() -> damselfly_core::error::Result<T>,
+{
+    env.spawn_future(async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| to_napi(CoreError::new(ErrorCode::Io, format!("worker task failed: {e}"))))?
+            .map_err(to_napi)
+    })
+    .map_err(status)
 }
 
 #[napi(object)]
