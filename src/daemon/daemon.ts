@@ -71,11 +71,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   try {
     // The tmpfs root only exists, and is only served from, when this daemon's tier is memory.
     let memoryDir: string | undefined;
-    if (config.storage.tier === "memory" && r.privateTmpfs) {
-      const own = await privateTmpfsRoot(config.storage.tmpfsDir);
-      closers.push(() => own.remove());
-      memoryDir = own.root;
-    } else if (config.storage.tier === "memory") memoryDir = await ownTmpfsRoot(config.storage.tmpfsDir, hostId);
+    if (config.storage.tier === "memory") {
+      if (r.privateTmpfs) {
+        const own = await privateTmpfsRoot(config.storage.tmpfsDir);
+        closers.push(() => own.remove());
+        memoryDir = own.root;
+      } else memoryDir = await ownTmpfsRoot(config.storage.tmpfsDir, hostId);
+    }
     // Vortex over TCP under mutual TLS (storage.server.tls): one identity serves and fetches.
     const pieceTls = loadTls(r.tls.pieces, "storage.server.tls");
     const piecePem = pieceTls ? { caPem: pieceTls.ca.toString(), certPem: pieceTls.cert.toString(), keyPem: pieceTls.key.toString() } : undefined;

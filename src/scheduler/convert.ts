@@ -2,18 +2,9 @@
 // scheduler fills them, so clients that echo Peers back in ReschedulePeerRequest get every
 // field their validators require (id, state, cost, task, host, timestamps).
 import type { Host as HostMessage, Peer as PeerMessage, Task as TaskMessage } from "../gen/common/v2/common.js";
-import type { Duration } from "../gen/google/protobuf/duration.js";
+import { msToDuration } from "../common/grpc/duration.js";
 import type { Peer } from "./resource/peer.js";
 import type { Task } from "./resource/task.js";
-
-export function msToDuration(ms: number): Duration {
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
-}
-
-export function durationToMs(d: Duration | undefined): number {
-  return d ? d.seconds * 1000 + d.nanos / 1e6 : 0;
-}
 
 export function taskMessage(task: Task, withPieces = true): TaskMessage {
   return {

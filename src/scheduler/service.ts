@@ -28,7 +28,8 @@ import type {
   SchedulerServer,
 } from "../gen/scheduler/v2/scheduler.js";
 import { AnnouncePeerSession, type AnnounceContext } from "./announce-peer.js";
-import { durationToMs, hostMessage, peerMessage, taskMessage } from "./convert.js";
+import { durationToMs } from "../common/grpc/duration.js";
+import { hostMessage, peerMessage, taskMessage } from "./convert.js";
 import type { SchedulerMetrics } from "./metrics.js";
 import { Preheat } from "./preheat.js";
 import { HOST_TYPE_NORMAL } from "./resource/host.js";

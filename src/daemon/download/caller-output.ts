@@ -19,7 +19,7 @@ import { access, copyFile, link, lstat, open, readlink, rename, stat, unlink, ty
 import type { Stats } from "node:fs";
 import { basename, dirname, isAbsolute } from "node:path";
 import { callerMay, callerMayReplace, describeInode, MAY_EXEC, MAY_WRITE, type Caller } from "./caller-access.js";
-import { OutputError } from "./output.js";
+import { OutputError, refuseOutput } from "./output.js";
 
 /** Mode of an output written for another user: theirs to read (and, once chowned, to change). */
 const CALLER_OUTPUT_MODE = 0o644;
@@ -47,10 +47,10 @@ interface PinnedDir {
 }
 
 async function pinDir(path: string, caller: Caller): Promise<PinnedDir> {
-  if (!isAbsolute(path)) throw new OutputError(`output path must be absolute: ${path}`);
+  if (!isAbsolute(path)) throw refuseOutput.relative(path);
   const dir = dirname(path);
   const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === "ENOENT" || e.code === "ENOTDIR") throw new OutputError(`output directory does not exist: ${dir}`);
+    if (e.code === "ENOENT" || e.code === "ENOTDIR") throw refuseOutput.noDirectory(dir);
     throw denied(`cannot open output directory ${dir}: ${e.message}`, caller);
   });
   try {
@@ -84,8 +84,8 @@ async function checkTarget(dir: PinnedDir, path: string, caller: Caller, overwri
   });
   if (!st) return;
   if (st.isSymbolicLink()) throw denied(`output path ${path} is a symbolic link; the daemon does not follow links when writing for uid ${caller.uid} (remove it or choose another path)`, caller);
-  if (st.isDirectory()) throw new OutputError(`output path is a directory: ${path}`);
-  if (!overwrite) throw new OutputError(`output file already exists (use --overwrite to replace it): ${path}`);
+  if (st.isDirectory()) throw refuseOutput.isDirectory(path);
+  if (!overwrite) throw refuseOutput.exists(path);
   if (!callerMay(caller, st, MAY_WRITE) || !callerMayReplace(caller, dir.st, st)) throw denied(`output file ${path} may not be replaced by uid ${caller.uid} (${describeInode(st)})`, caller);
 }
 
@@ -136,7 +136,7 @@ export async function writeCallerOutput(contentPath: string, path: string, opts:
       await rename(tmp, dir.at(name));
     } else {
       await link(tmp, dir.at(name)).catch((e: NodeJS.ErrnoException) => {
-        throw e.code === "EEXIST" ? new OutputError(`output file already exists (use --overwrite to replace it): ${path}`) : e;
+        throw e.code === "EEXIST" ? refuseOutput.exists(path) : e;
       });
       await unlink(tmp);
     }

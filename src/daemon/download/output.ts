@@ -19,20 +19,28 @@ export class OutputError extends Error {
   }
 }
 
+/** The refusals of an output path that the daemon's own path and a caller's (caller-output.ts) share. */
+export const refuseOutput = {
+  relative: (path: string) => new OutputError(`output path must be absolute: ${path}`),
+  noDirectory: (dir: string) => new OutputError(`output directory does not exist: ${dir}`),
+  isDirectory: (path: string) => new OutputError(`output path is a directory: ${path}`),
+  exists: (path: string) => new OutputError(`output file already exists (use --overwrite to replace it): ${path}`),
+};
+
 /** Checks before any download starts, so a bad path fails fast. */
 export async function checkOutputPath(path: string, overwrite: boolean): Promise<void> {
-  if (!isAbsolute(path)) throw new OutputError(`output path must be absolute: ${path}`);
+  if (!isAbsolute(path)) throw refuseOutput.relative(path);
   const dir = dirname(path);
   const st = await stat(dir).catch(() => undefined);
-  if (!st?.isDirectory()) throw new OutputError(`output directory does not exist: ${dir}`);
+  if (!st?.isDirectory()) throw refuseOutput.noDirectory(dir);
   try {
     await access(dir, constants.W_OK);
   } catch {
     throw new OutputError(`output directory is not writable: ${dir}`);
   }
   const existing = await stat(path).catch(() => undefined);
-  if (existing?.isDirectory()) throw new OutputError(`output path is a directory: ${path}`);
-  if (existing && !overwrite) throw new OutputError(`output file already exists (use --overwrite to replace it): ${path}`);
+  if (existing?.isDirectory()) throw refuseOutput.isDirectory(path);
+  if (existing && !overwrite) throw refuseOutput.exists(path);
 }
 
 export async function writeOutput(contentPath: string, path: string, opts: { overwrite: boolean; forceHardLink: boolean }): Promise<"hardlink" | "copy"> {
@@ -50,7 +58,7 @@ export async function writeOutput(contentPath: string, path: string, opts: { ove
     else {
       // link(2) refuses an existing target, which closes the check-then-rename race.
       await link(tmp, path).catch((e: NodeJS.ErrnoException) => {
-        throw new OutputError(e.code === "EEXIST" ? `output file already exists (use --overwrite to replace it): ${path}` : `cannot write ${path}: ${e.message}`);
+        throw e.code === "EEXIST" ? refuseOutput.exists(path) : new OutputError(`cannot write ${path}: ${e.message}`);
       });
       await unlink(tmp);
     }

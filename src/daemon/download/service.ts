@@ -20,6 +20,7 @@ import { callerOf, type Caller } from "./caller-access.js";
 import { checkCallerOutputPath, isOtherUser, writeCallerOutput } from "./caller-output.js";
 import type { PeerCredentials } from "../../native/index.js";
 import { errorMessage } from "../../common/errors.js";
+import { durationToMs } from "../../common/grpc/duration.js";
 
 export interface DownloadServiceDeps {
   storage: Storage;
@@ -114,7 +115,7 @@ export class DownloadService {
         throw new DownloadError((e as Error).message, "invalid");
       }
       if (!backend.list) throw new DownloadError(`${r.url}: listing a directory is not supported for ${new URL(r.url).protocol}// URLs`, "invalid");
-      const asked = r.timeout ? r.timeout.seconds * 1000 + r.timeout.nanos / 1e6 : 0;
+      const asked = durationToMs(r.timeout);
       const timeoutMs = asked > 0 ? asked : LIST_TIMEOUT_MS;
       try {
         const entries = await backend.list({ url: r.url, headers: r.requestHeader, signal: AbortSignal.timeout(timeoutMs) });

@@ -272,11 +272,11 @@ export class Storage {
   /**
    * A task just finished: when it was written with O_DIRECT and fits storage.warmLimit, its
    * content is read back into the page cache in the background, for the children that ask for
-   * it next (a task written through the page cache, or on tmpfs, is there already).
+   * it next (a task written through the page cache, tmpfs ones included, is there already).
    */
   warmForChildren(taskId: string): void {
     const task = this.tasks.get(taskId);
-    if (!task || task.meta.tier !== "disk" || task.ioMode !== "direct" || task.meta.contentLength > (this.opts.warmLimitBytes ?? 0)) return;
+    if (!task || task.ioMode !== "direct" || task.meta.contentLength > (this.opts.warmLimitBytes ?? 0)) return;
     task.warm().catch((e: unknown) => this.opts.log.warn({ taskId, err: errorMessage(e) }, "reading a finished task into the page cache failed"));
   }
 

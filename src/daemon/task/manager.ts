@@ -41,6 +41,7 @@ import { stageFromOrigin, type StagedContent } from "./unknown-length.js";
 import { TaskUploads } from "./uploads.js";
 import { BackToSourceWidth } from "./width.js";
 import { errorMessage } from "../../common/errors.js";
+import { durationToMs } from "../../common/grpc/duration.js";
 
 export interface TaskManagerOptions {
   hostId: string;
@@ -242,7 +243,7 @@ export class TaskManager {
       const live = this.storage.get(taskId);
       if (live) onStarted(live, live.finished());
     } else {
-      const timeoutMs = d.timeout ? d.timeout.seconds * 1000 + d.timeout.nanos / 1e6 : 0;
+      const timeoutMs = durationToMs(d.timeout);
       run = this.run(taskId, { ...req, deadline: timeoutMs > 0 ? Date.now() + timeoutMs : undefined }).finally(() => this.running.delete(taskId));
       this.running.set(taskId, run);
     }
@@ -359,8 +360,7 @@ export class TaskManager {
     try {
       await this.fillWithRoom(task, req, backend, headers, statError, faults);
       await this.verify(task);
-      await task.update({ state: "succeeded", finishedAt: Date.now(), failure: undefined });
-      this.storage.warmForChildren(taskId);
+      await this.succeeded(task);
       return task;
     } catch (e) {
       const failure = await this.failureOf(task, e, faults);
@@ -372,6 +372,12 @@ export class TaskManager {
       this.streamedDigests.delete(taskId);
       this.pins.delete(taskId);
     }
+  }
+
+  /** Records a verified task as succeeded; its content then warms for the children that ask next. */
+  private async succeeded(task: TaskStore): Promise<void> {
+    await task.update({ state: "succeeded", finishedAt: Date.now(), failure: undefined });
+    this.storage.warmForChildren(task.id);
   }
 
   /**
@@ -412,8 +418,7 @@ export class TaskManager {
         }
         if (staged.digest !== undefined) this.streamedDigests.set(taskId, staged.digest);
         await this.verify(task);
-        await task.update({ state: "succeeded", finishedAt: Date.now(), failure: undefined });
-        this.storage.warmForChildren(taskId);
+        await this.succeeded(task);
       } catch (e) {
         await this.storage.delete(taskId).catch((err: unknown) => this.log.warn({ taskId, err: errorMessage(err) }, "removing a failed task failed"));
         if (isNoSpace(e)) throw this.noSpaceError(taskId, contentLength + METADATA_SLACK, await freeBytes(this.storage.rootFor(this.opts.tier)).catch(() => 0));
