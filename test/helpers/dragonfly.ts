@@ -6,7 +6,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { freePort } from "./containerd.js";
+import { createServer, type AddressInfo, type Server } from "node:net";
+import { createSocket } from "node:dgram";
 
 export const DRAGONFLY_CLIENT_VERSION = "1.5.10";
 
@@ -83,10 +84,52 @@ export function dragonflyDaemonConfig(o: DragonflyConfigOptions): Record<string,
   };
 }
 
+/** Seven distinct ports, each free for TCP and (quic) UDP when chosen: all are held open together so
+ * that two of them cannot be one port, which sequential listen(0)/close pairs allow. */
+async function daemonPorts(): Promise<DragonflyDaemon["ports"]> {
+  const names = ["upload", "tcp", "quic", "health", "metrics", "stats", "proxy"] as const;
+  const held: Server[] = [];
+  try {
+    const chosen: number[] = [];
+    while (chosen.length < names.length) {
+      const s = createServer();
+      await new Promise<void>((resolve, reject) => s.once("error", reject).listen(0, "127.0.0.1", resolve));
+      held.push(s);
+      const port = (s.address() as AddressInfo).port;
+      if (names[chosen.length] === "quic" && !(await udpFree(port))) continue;
+      chosen.push(port);
+    }
+    return Object.fromEntries(names.map((n, i) => [n, chosen[i]])) as unknown as DragonflyDaemon["ports"];
+  } finally {
+    await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
+  }
+}
+
+async function udpFree(port: number): Promise<boolean> {
+  const socket = createSocket("udp4");
+  return new Promise((resolve) => {
+    socket.once("error", () => resolve(false));
+    socket.bind(port, "127.0.0.1", () => socket.close(() => resolve(true)));
+  });
+}
+
+/** Starts a Dragonfly dfdaemon. A port another test process took between choosing and binding makes
+ * it exit with "Address already in use"; that start is retried on fresh ports, nothing else is. */
 export async function startDragonflyDaemon(o: DragonflyDaemonOptions): Promise<DragonflyDaemon> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDragonflyDaemonOnce(o, await daemonPorts());
+    } catch (e) {
+      if (attempt >= 3 || !(e instanceof PortTakenError)) throw e;
+    }
+  }
+}
+
+class PortTakenError extends Error {}
+
+async function startDragonflyDaemonOnce(o: DragonflyDaemonOptions, ports: DragonflyDaemon["ports"]): Promise<DragonflyDaemon> {
   const bin = join(dragonflyBinDir(), "dfdaemon");
   mkdirSync(o.dir, { recursive: true });
-  const ports = { upload: await freePort(), tcp: await freePort(), quic: await freePort(), health: await freePort(), metrics: await freePort(), stats: await freePort(), proxy: await freePort() };
   const ip = "127.0.0.1";
   const socket = join(o.dir, "dfdaemon.sock");
   const config = dragonflyDaemonConfig({ ...o, ip, ports });
@@ -130,6 +173,10 @@ export async function startDragonflyDaemon(o: DragonflyDaemonOptions): Promise<D
   // Up when its health server answers and its download socket exists (it opens the socket after
   // registering with the scheduler); an early exit is reported with what it printed.
   for (let i = 0; i < 600; i++) {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      const printed = output();
+      if (printed.includes("Address already in use")) throw new PortTakenError(`Dragonfly dfdaemon ${o.name}: a port was taken:\n${printed.slice(-2000)}`);
+    }
     if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`Dragonfly dfdaemon ${o.name} exited at start (${proc.exitCode ?? proc.signalCode}):\n${output().slice(-4000)}`);
     if (existsSync(socket) && (await healthy())) return daemon;
     await new Promise((r) => setTimeout(r, 100));
