@@ -6,12 +6,15 @@ import { ErrorNote, Loading } from "./components/notes.js";
 import { useLoad } from "./hooks.js";
 import { loadMe, MeContext, type Me } from "./me.js";
 import { Audits } from "./pages/audits.js";
+import { ClusterDetail } from "./pages/cluster.js";
 import { Forbidden } from "./pages/forbidden.js";
 import { JobDetail } from "./pages/job.js";
 import { Jobs } from "./pages/jobs.js";
 import { NotFound } from "./pages/not-found.js";
 import { Overview } from "./pages/overview.js";
 import { SignIn } from "./pages/signin.js";
+import { Tasks } from "./pages/tasks.js";
+import { Tenants } from "./pages/tenants.js";
 import { Tokens } from "./pages/tokens.js";
 import { Users } from "./pages/users.js";
 import { Link, localPath, matchRoute, navigate, useLocation } from "./router.js";
@@ -20,8 +23,11 @@ import { currentToken, onSessionChange, setSession } from "./session.js";
 const NAV: Array<[string, string]> = [
   ["/", "Overview"],
   ["/jobs", "Jobs"],
+  ["/tasks", "Tasks"],
   ["/users", "Users & roles"],
   ["/tokens", "Access tokens"],
+  // Root only (the manager refuses others); not offered to other roles.
+  ["/tenants", "Tenants"],
   ["/audits", "Audit log"],
 ];
 
@@ -30,8 +36,12 @@ function Page({ path }: { path: string }) {
   if (path === "/jobs") return <Jobs />;
   const job = matchRoute("/jobs/:id", path);
   if (job && /^\d+$/.test(job.id ?? "")) return <JobDetail id={Number(job.id)} />;
+  const cluster = matchRoute("/clusters/:id", path);
+  if (cluster && /^\d+$/.test(cluster.id ?? "")) return <ClusterDetail id={Number(cluster.id)} />;
+  if (path === "/tasks") return <Tasks />;
   if (path === "/users") return <Users />;
   if (path === "/tokens") return <Tokens />;
+  if (path === "/tenants") return <Tenants />;
   if (path === "/audits") return <Audits />;
   if (path === "/403") return <Forbidden />;
   return <NotFound path={path} />;
@@ -55,7 +65,7 @@ function Shell({ me, path }: { me: Me; path: string }) {
           <img src="/favicon.svg" alt="" width={22} height={22} /> Damselfly
         </Link>
         <nav aria-label="console">
-          {NAV.map(([href, label]) => (
+          {NAV.filter(([href]) => href !== "/tenants" || me.roles.includes("root")).map(([href, label]) => (
             <Link key={href} href={href} class={isCurrent(href, path) ? "current" : undefined} aria-current={isCurrent(href, path) ? "page" : undefined}>
               {label}
             </Link>

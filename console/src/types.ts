@@ -30,7 +30,8 @@ export interface Scheduler {
   scheduler_cluster_id: number;
 }
 
-export interface SeedPeer {
+/** What seed peers and peers share: a host with an upload server. */
+interface Host {
   id: number;
   host_name: string;
   type: string;
@@ -38,18 +39,14 @@ export interface SeedPeer {
   port: number;
   download_port: number;
   state: string;
+}
+
+export interface SeedPeer extends Host {
   seed_peer_cluster_id: number;
 }
 
-export interface Peer {
-  id: number;
-  host_name: string;
-  type: string;
-  ip: string;
-  port: number;
-  download_port: number;
+export interface Peer extends Host {
   proxy_port: number;
-  state: string;
   os: string;
   platform: string;
   git_version: string;
@@ -66,10 +63,13 @@ export interface JobClusterState {
   task_name: string;
   state: string;
   error: string;
+  /** preheat: success/failure_tasks by URL; delete_task: by host; get_task: peers; sync_peers: peer_count. */
   results: Array<{
     scheduler_cluster_id?: number;
-    success_tasks?: Array<{ url: string; hostname: string; ip: string }>;
-    failure_tasks?: Array<{ url: string; hostname: string; ip: string; description: string }>;
+    task_id?: string;
+    success_tasks?: Array<{ url?: string; hostname: string; ip: string; host_type?: string }>;
+    failure_tasks?: Array<{ url?: string; hostname: string; ip: string; host_type?: string; description: string }>;
+    peers?: Array<{ hostname: string; ip: string; host_type: string; IsFinished: boolean; updated_at: string }>;
     peer_count?: number;
   }>;
   created_at: string;

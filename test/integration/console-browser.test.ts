@@ -1,11 +1,12 @@
 // The web console as a person uses it, in Debian's chromium (headless, playwright-core), against
 // the stack `damselfly up` runs: manager on PGlite, a real scheduler, seed peer and peer, and
 // the demo origin. Signs in with the password file the manager wrote, reads the overview, syncs
-// the peers, preheats the demo file and follows the job until it succeeds, creates a personal
-// access token that the open API then accepts, makes a read-only user who gets the 403 page for
-// a preheat, and finds all of it in the audit log. The console is built from console/ first, so
-// the test runs what the sources say. A screenshot of each page lands in test-results/console/,
-// and of the page on screen when a test fails (FAILED-<test>.png).
+// the peers, edits a cluster's limits, preheats the demo file and follows the job until it
+// succeeds (and a missing file until it fails), finds where the file is cached and deletes it,
+// creates a personal access token that the open API then accepts, a tenant, and a read-only user
+// who gets the 403 page for a preheat, and finds all of it in the audit log. The console is built from console/ first, so the test runs what the
+// sources say. A screenshot of each page lands in test-results/console/, and of the page on
+// screen when a test fails (FAILED-<test>.png).
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -93,16 +94,43 @@ describe("web console in chromium", () => {
     await page.locator("#clusters").getByText("cluster-1").waitFor();
     const scheduler = page.locator("#schedulers tbody tr").first();
     await expect.poll(() => scheduler.locator("[data-state]").getAttribute("data-state")).toBe("active");
-    // The peers table holds what the schedulers report; Sync peers asks them now.
+    // Seed peers and peers are the hosts the schedulers report; Sync peers asks them now.
     await page.click("text=Sync peers");
-    const peer = page.locator("#peers tbody tr", { hasText: "peer-1" });
+    const peer = page.locator('#peers tr[data-host="peer-1"]');
     await peer.waitFor({ timeout: 60_000 });
     expect(await peer.locator("[data-state]").getAttribute("data-state")).toBe("active");
-    const seed = page.locator("#peers tbody tr", { hasText: "seed-peer" });
-    expect(await seed.textContent()).toContain("super");
+    const seed = page.locator('#seed-peers tr[data-host="seed-peer"]');
+    expect(await seed.locator("[data-state]").getAttribute("data-state")).toBe("active");
+    expect(await page.locator('#peers tr[data-host="seed-peer"]').count()).toBe(0);
     // The sync itself was a job, and it succeeded.
     await expect.poll(() => page.textContent('[data-count="SUCCESS"]'), { timeout: 10_000 }).toBe("1");
     await screenshot(page, "overview");
+  });
+
+  it("edits a cluster's limits, validated, and the manager keeps them", async () => {
+    await nav("Overview", "/");
+    await page.locator("#clusters").getByText("cluster-1").click();
+    await page.waitForURL(`${base}/clusters/1`);
+    const limit = page.locator('input[name="scheduler_cluster_config.candidate_parent_limit"]');
+    await expect.poll(() => limit.inputValue()).toBe("3");
+    // Out of the schema's range (1–20): the browser refuses to send it.
+    await limit.fill("25");
+    expect(await limit.evaluate((el) => (el as HTMLInputElement).validity.rangeOverflow)).toBe(true);
+    await limit.fill("5");
+    await page.fill('input[name="seed_peer_cluster_config.load_limit"]', "3000");
+    await page.click("text=Save limits");
+    await page.locator("#cluster-config >> text=Saved.").waitFor();
+    await screenshot(page, "cluster");
+    // Hosts of the cluster are listed with it.
+    expect(await page.locator("#cluster-members").textContent()).toContain("peer-1");
+    await page.reload();
+    await expect.poll(() => limit.inputValue()).toBe("5");
+    const token = await page.evaluate(() => (JSON.parse(localStorage.getItem("damselfly.session") ?? "{}") as { token?: string }).token ?? "");
+    const stored = (await (await fetch(`${base}/api/v1/clusters/1`, { headers: { authorization: `Bearer ${token}` } })).json()) as Record<string, Record<string, unknown>>;
+    // The keys the form changed, and the ones it does not show left as they were.
+    expect(stored.scheduler_cluster_config).toEqual({ candidate_parent_limit: 5, filter_parent_limit: 15, job_rate_limit: 10 });
+    expect(stored.seed_peer_cluster_config).toEqual({ load_limit: 3000 });
+    expect(stored.peer_cluster_config).toEqual({ load_limit: 200 });
   });
 
   let jobId = 0;
@@ -129,6 +157,24 @@ describe("web console in chromium", () => {
     expect(await row.locator("[data-state]").getAttribute("data-state")).toBe("SUCCESS");
     expect(await row.textContent()).toContain(stack.demo.url);
     await screenshot(page, "jobs");
+  });
+
+  it("finds where the preheated file is cached and deletes it from every peer", async () => {
+    await nav("Tasks", "/tasks");
+    await page.fill('input[name="task"]', stack.demo.url);
+    await page.click('button[type="submit"]:has-text("Find")');
+    const seed = page.locator('#task-holders tr[data-host="seed-peer"]');
+    await seed.waitFor({ timeout: 60_000 });
+    expect(await seed.textContent()).toContain("seed peer");
+    expect(await seed.textContent()).toContain("yes");
+    expect(await page.textContent("#task-id")).toMatch(/^[0-9a-f]{64}$/);
+    await screenshot(page, "tasks");
+    page.once("dialog", (d) => void d.accept());
+    await page.click("text=Delete from every peer");
+    await page.locator("#task-deleted").waitFor({ timeout: 60_000 });
+    expect(await page.textContent("#task-deleted")).toContain("seed-peer");
+    // Asked again after the delete: no peer holds it any more.
+    await page.locator("text=No peer holds this task.").waitFor({ timeout: 60_000 });
   });
 
   it("follows a preheat of a missing file until it fails, with the reason", async () => {
@@ -168,6 +214,12 @@ describe("web console in chromium", () => {
   });
 
   it("gives a read-only user the overview, and the 403 page for a preheat", async () => {
+    await nav("Tenants", "/tenants");
+    await page.fill('input[name="tenant-name"]', "team-a");
+    await page.click("text=Create tenant");
+    await page.locator('#tenants tr[data-tenant="team-a"]').waitFor();
+    await screenshot(page, "tenants");
+
     await nav("Users & roles", "/users");
     await page.fill('input[name="user-name"]', "viewer");
     await page.fill('input[name="email"]', "viewer@example.com");
@@ -195,6 +247,11 @@ describe("web console in chromium", () => {
     // Back leads to where the refused action was.
     await page.click("text=← Back");
     await page.waitForURL(`${base}/jobs`);
+    // Reading tenants is root's: not in the guest's menu, and refused when opened anyway.
+    expect(await page.locator("header nav >> text=Tenants").count()).toBe(0);
+    await page.goto(`${base}/tenants`);
+    await page.waitForURL(`${base}/403`);
+    expect(await page.textContent("#forbidden-reason")).toBe("only root may do this");
     await signOut();
   });
 

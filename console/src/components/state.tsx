@@ -20,3 +20,11 @@ export function StateBadge({ state }: { state: string }) {
     </span>
   );
 }
+
+export function StateCell({ state }: { state: string }) {
+  return (
+    <td>
+      <StateBadge state={state} />
+    </td>
+  );
+}

@@ -1,9 +1,10 @@
 // The audit log: every state-changing API call (who, what, where, outcome), newest first.
 import { useState } from "preact/hooks";
 import { list } from "../api.js";
-import { Empty, ErrorNote, Loading } from "../components/notes.js";
+import { FilterSelect } from "../components/filter.js";
 import { Pager } from "../components/pager.js";
-import { StateBadge } from "../components/state.js";
+import { StateCell } from "../components/state.js";
+import { Listing, Table } from "../components/table.js";
 import { when } from "../format.js";
 import { useLoad } from "../hooks.js";
 import type { Audit } from "../types.js";
@@ -16,8 +17,8 @@ export function Audits() {
   const [state, setState] = useState("");
   const [operation, setOperation] = useState("");
   const audits = useLoad(() => list<Audit>("/api/v1/audits", { page, per_page: PER_PAGE, actor_name: actor.trim(), state, operation }), [page, actor, state, operation]);
-  const filter = (set: (v: string) => void) => (e: Event) => {
-    set((e.currentTarget as HTMLInputElement | HTMLSelectElement).value);
+  const narrow = (set: (v: string) => void) => (v: string) => {
+    set(v);
     setPage(1);
   };
 
@@ -26,47 +27,19 @@ export function Audits() {
       <h1>Audit log</h1>
       <div class="filters card">
         <label>
-          Actor <input name="actor" value={actor} onChange={filter(setActor)} placeholder="user name" />
+          Actor <input name="actor" value={actor} onChange={(e) => narrow(setActor)(e.currentTarget.value)} placeholder="user name" />
         </label>
-        <label>
-          Method{" "}
-          <select name="operation" value={operation} onChange={filter(setOperation)}>
-            <option value="">any</option>
-            {["POST", "PATCH", "PUT", "DELETE"].map((m) => (
-              <option key={m} value={m}>
-                {m}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Outcome{" "}
-          <select name="outcome" value={state} onChange={filter(setState)}>
-            <option value="">any</option>
-            <option value="SUCCESS">SUCCESS</option>
-            <option value="FAILURE">FAILURE</option>
-          </select>
-        </label>
+        <FilterSelect name="operation" label="Method" value={operation} options={["POST", "PATCH", "PUT", "DELETE"]} onChange={narrow(setOperation)} />
+        <FilterSelect name="outcome" label="Outcome" value={state} options={["SUCCESS", "FAILURE"]} onChange={narrow(setState)} />
       </div>
-      <ErrorNote error={audits.error} />
-      {!audits.data ? (
-        !audits.error && <Loading />
-      ) : audits.data.items.length === 0 ? (
-        <Empty>No record matches.</Empty>
-      ) : (
-        <table id="audits">
-          <thead>
-            <tr>
-              <th>When</th>
-              <th>Actor</th>
-              <th>Method</th>
-              <th>Path</th>
-              <th>Status</th>
-              <th>Outcome</th>
-            </tr>
-          </thead>
-          <tbody>
-            {audits.data.items.map((a) => (
+      <Listing
+        data={audits.data}
+        error={audits.error}
+        isEmpty={(d) => d.items.length === 0}
+        empty="No record matches."
+        render={(d) => (
+          <Table id="audits" head={["When", "Actor", "Method", "Path", "Status", "Outcome"]}>
+            {d.items.map((a) => (
               <tr key={a.id}>
                 <td>{when(a.operated_at)}</td>
                 <td>
@@ -77,14 +50,12 @@ export function Audits() {
                   <code>{a.path}</code>
                 </td>
                 <td>{a.status_code}</td>
-                <td>
-                  <StateBadge state={a.state} />
-                </td>
+                <StateCell state={a.state} />
               </tr>
             ))}
-          </tbody>
-        </table>
-      )}
+          </Table>
+        )}
+      />
       {audits.data && <Pager page={page} perPage={PER_PAGE} total={audits.data.total} onPage={setPage} />}
     </>
   );

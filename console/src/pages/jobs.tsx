@@ -2,15 +2,17 @@
 // sends), then the list of jobs, refreshed while any of them is still running.
 import { useState } from "preact/hooks";
 import { api, list } from "../api.js";
-import { Empty, ErrorNote, Loading } from "../components/notes.js";
+import { FilterSelect } from "../components/filter.js";
+import { ErrorNote } from "../components/notes.js";
 import { Pager } from "../components/pager.js";
-import { StateBadge } from "../components/state.js";
-import { ago, jobTarget } from "../format.js";
+import { JobRow } from "../components/job-row.js";
+import { Listing, Table } from "../components/table.js";
 import { useAction, useLoad } from "../hooks.js";
-import { Link, navigate } from "../router.js";
+import { navigate } from "../router.js";
 import { FINAL_JOB_STATES, JOB_STATES, type Cluster, type Job } from "../types.js";
 
 const PER_PAGE = 20;
+const JOB_TYPES = ["preheat", "sync_peers", "get_task", "delete_task"] as const;
 const RUNNING_REFRESH_MS = 2000;
 const SCOPES = [
   ["single_seed_peer", "one seed peer"],
@@ -25,6 +27,10 @@ export function Jobs() {
   const jobs = useLoad(() => list<Job>("/api/v1/jobs", { page, per_page: PER_PAGE, state, type }), [page, state, type], (d) =>
     d.items.some((j) => !FINAL_JOB_STATES.includes(j.state)) ? RUNNING_REFRESH_MS : undefined,
   );
+  const narrow = (set: (v: string) => void) => (v: string) => {
+    set(v);
+    setPage(1);
+  };
 
   return (
     <>
@@ -34,79 +40,23 @@ export function Jobs() {
         <div class="section-head">
           <h2 id="job-list-title">All jobs</h2>
           <div class="filters">
-            <label>
-              Type{" "}
-              <select
-                name="type-filter"
-                value={type}
-                onChange={(e) => {
-                  setType(e.currentTarget.value);
-                  setPage(1);
-                }}
-              >
-                <option value="">any</option>
-                {["preheat", "sync_peers", "get_task", "delete_task"].map((t) => (
-                  <option key={t} value={t}>
-                    {t}
-                  </option>
-                ))}
-              </select>
-            </label>
-            <label>
-              State{" "}
-              <select
-                name="state-filter"
-                value={state}
-                onChange={(e) => {
-                  setState(e.currentTarget.value);
-                  setPage(1);
-                }}
-              >
-                <option value="">any</option>
-                {JOB_STATES.map((s) => (
-                  <option key={s} value={s}>
-                    {s}
-                  </option>
-                ))}
-              </select>
-            </label>
+            <FilterSelect name="type-filter" label="Type" value={type} options={JOB_TYPES} onChange={narrow(setType)} />
+            <FilterSelect name="state-filter" label="State" value={state} options={JOB_STATES} onChange={narrow(setState)} />
           </div>
         </div>
-        <ErrorNote error={jobs.error} />
-        {!jobs.data ? (
-          !jobs.error && <Loading />
-        ) : jobs.data.items.length === 0 ? (
-          <Empty>No job matches.</Empty>
-        ) : (
-          <table id="jobs">
-            <thead>
-              <tr>
-                <th>Job</th>
-                <th>Type</th>
-                <th>Source</th>
-                <th>Clusters</th>
-                <th>State</th>
-                <th>Created</th>
-              </tr>
-            </thead>
-            <tbody>
-              {jobs.data.items.map((j) => (
-                <tr key={j.id} data-job={j.id}>
-                  <td>
-                    <Link href={`/jobs/${j.id}`}>#{j.id}</Link>
-                  </td>
-                  <td>{j.type}</td>
-                  <td class="wrap">{jobTarget(j.args)}</td>
-                  <td>{j.scheduler_clusters.map((c) => c.name).join(", ")}</td>
-                  <td>
-                    <StateBadge state={j.state} />
-                  </td>
-                  <td>{ago(j.created_at)}</td>
-                </tr>
+        <Listing
+          data={jobs.data}
+          error={jobs.error}
+          isEmpty={(d) => d.items.length === 0}
+          empty="No job matches."
+          render={(d) => (
+            <Table id="jobs" head={["Job", "Type", "Source", "Clusters", "State", "Created"]}>
+              {d.items.map((j) => (
+                <JobRow key={j.id} job={j} clusters />
               ))}
-            </tbody>
-          </table>
-        )}
+            </Table>
+          )}
+        />
         {jobs.data && <Pager page={page} perPage={PER_PAGE} total={jobs.data.total} onPage={setPage} />}
       </section>
     </>

@@ -3,8 +3,9 @@
 // shown once here, with a copy button, and never again.
 import { useState } from "preact/hooks";
 import { api, list } from "../api.js";
-import { Empty, ErrorNote, Loading } from "../components/notes.js";
-import { StateBadge } from "../components/state.js";
+import { ErrorNote } from "../components/notes.js";
+import { StateCell } from "../components/state.js";
+import { Listing, Table } from "../components/table.js";
 import { ago, when } from "../format.js";
 import { useAction, useLoad } from "../hooks.js";
 import { useMe } from "../me.js";
@@ -56,35 +57,23 @@ export function Tokens() {
       )}
       <section aria-labelledby="tokens-title">
         <h2 id="tokens-title">Your tokens</h2>
-        <ErrorNote error={change.error ?? tokens.error} />
-        {!tokens.data ? (
-          !tokens.error && <Loading />
-        ) : tokens.data.items.length === 0 ? (
-          <Empty>No token yet.</Empty>
-        ) : (
-          <table id="tokens">
-            <thead>
-              <tr>
-                <th>Name</th>
-                <th>Scopes</th>
-                <th>State</th>
-                <th>Expires</th>
-                <th>Last used</th>
-                <th />
-              </tr>
-            </thead>
-            <tbody>
-              {tokens.data.items.map((t) => (
+        <ErrorNote error={change.error} />
+        <Listing
+          data={tokens.data}
+          error={tokens.error}
+          isEmpty={(d) => d.items.length === 0}
+          empty="No token yet."
+          render={(d) => (
+            <Table id="tokens" head={["Name", "Scopes", "State", "Expires", "Last used", ""]}>
+              {d.items.map((t) => (
                 <tr key={t.id} data-token={t.name}>
                   <td>
                     {t.name}
                     {t.bio && <div class="hint">{t.bio}</div>}
                   </td>
                   <td>{t.scopes.join(", ")}</td>
-                  <td>
-                    <StateBadge state={Date.parse(t.expired_at) <= Date.now() ? "expired" : t.state} />
-                  </td>
-                  <td title={when(t.expired_at)}>{when(t.expired_at)}</td>
+                  <StateCell state={Date.parse(t.expired_at) <= Date.now() ? "expired" : t.state} />
+                  <td>{when(t.expired_at)}</td>
                   <td>{ago(t.last_used_at)}</td>
                   <td class="row-actions">
                     {t.state === "active" ? (
@@ -102,9 +91,9 @@ export function Tokens() {
                   </td>
                 </tr>
               ))}
-            </tbody>
-          </table>
-        )}
+            </Table>
+          )}
+        />
       </section>
     </>
   );

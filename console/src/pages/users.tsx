@@ -3,9 +3,10 @@
 // other than guest needs root — the manager refuses otherwise and the 403 page says why.
 import { useState } from "preact/hooks";
 import { api, list } from "../api.js";
-import { Empty, ErrorNote, Loading } from "../components/notes.js";
+import { ErrorNote } from "../components/notes.js";
 import { Pager } from "../components/pager.js";
-import { StateBadge } from "../components/state.js";
+import { StateCell } from "../components/state.js";
+import { Listing, Table } from "../components/table.js";
 import { ago } from "../format.js";
 import { useAction, useLoad } from "../hooks.js";
 import type { Role, User } from "../types.js";
@@ -29,64 +30,46 @@ export function Users() {
       <CreateUser roles={roles.data ?? []} onCreated={users.reload} />
       <section aria-labelledby="users-title">
         <h2 id="users-title">Users</h2>
-        <ErrorNote error={users.error} />
-        {!users.data ? (
-          !users.error && <Loading />
-        ) : (
-          <table id="users">
-            <thead>
-              <tr>
-                <th>Name</th>
-                <th>Email</th>
-                <th>Roles</th>
-                <th>State</th>
-                <th>Tenant</th>
-                <th>Created</th>
-              </tr>
-            </thead>
-            <tbody>
-              {users.data.users.map((u) => (
+        <Listing
+          data={users.data}
+          error={users.error}
+          isEmpty={(d) => d.users.length === 0}
+          empty="No user."
+          render={(d) => (
+            <Table id="users" head={["Name", "Email", "Roles", "State", "Tenant", "Created"]}>
+              {d.users.map((u) => (
                 <tr key={u.id} data-user={u.name}>
                   <td>{u.name}</td>
                   <td>{u.email}</td>
                   <td>{u.roles.join(", ")}</td>
-                  <td>
-                    <StateBadge state={u.state} />
-                  </td>
+                  <StateCell state={u.state} />
                   <td>{u.tenant_id}</td>
                   <td>{ago(u.created_at)}</td>
                 </tr>
               ))}
-            </tbody>
-          </table>
-        )}
+            </Table>
+          )}
+        />
         {users.data && <Pager page={page} perPage={PER_PAGE} total={users.data.total} onPage={setPage} />}
       </section>
       <section aria-labelledby="roles-title">
         <h2 id="roles-title">Roles</h2>
-        <ErrorNote error={roles.error} />
-        {!roles.data ? (
-          !roles.error && <Loading />
-        ) : roles.data.length === 0 ? (
-          <Empty>No role.</Empty>
-        ) : (
-          <table id="roles">
-            <thead>
-              <tr>
-                <th>Role</th>
-                <th>Permissions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {roles.data.map((r) => (
+        <Listing
+          data={roles.data}
+          error={roles.error}
+          isEmpty={(d) => d.length === 0}
+          empty="No role."
+          render={(d) => (
+            <Table id="roles" head={["Role", "Permissions"]}>
+              {d.map((r) => (
                 <tr key={r.role}>
                   <td>{r.role}</td>
                   <td>{r.permissions.map((p) => `${p.action === "*" ? "all of" : "read"} ${p.object === "*" ? "everything" : p.object}`).join("; ") || "none"}</td>
                 </tr>
               ))}
-            </tbody>
-          </table>
-        )}
+            </Table>
+          )}
+        />
       </section>
     </>
   );
