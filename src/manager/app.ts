@@ -3,6 +3,7 @@
 // at /swagger/, and the web console at /. Everything it needs comes in through `deps`, so tests build it around an
 // in-memory PGlite and call it with `inject`.
 import cors from "@fastify/cors";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
@@ -67,15 +68,15 @@ export function registeredRoutes(app: FastifyInstance): RouteEntry[] {
 export async function buildManagerApp(deps: ManagerAppDeps): Promise<FastifyInstance> {
   const logger = deps.logger ?? silentLogger();
   // pino's Logger and fastify's logger interface differ only in generics; one instance type is
-  // used throughout so route modules take a plain FastifyInstance.
-  const app = Fastify({
+  // used throughout; routes are typed from their TypeBox schemas (routes/context.ts ManagerApp).
+  const app = (Fastify({
     loggerInstance: logger,
     disableRequestLogging: true,
     trustProxy: false,
     bodyLimit: 1024 * 1024,
     ...(deps.https ? { https: deps.https } : {}),
     ajv: { customOptions: { allErrors: false, coerceTypes: "array", removeAdditional: false, useDefaults: true } },
-  }) as unknown as FastifyInstance;
+  }) as unknown as FastifyInstance).withTypeProvider<TypeBoxTypeProvider>();
   const limiter = deps.limiter ?? new JobRateLimiter();
   const ctx: RouteContext = {
     db: deps.db,

@@ -115,6 +115,12 @@ export interface GuardOptions {
   selfService?: "rbac" | "root" | "any";
 }
 
+/** The `:id` of a route on a user; this hook runs before params are validated, so it may be anything. */
+function userIdParam(request: FastifyRequest): number {
+  const params = request.params;
+  return params && typeof params === "object" && "id" in params ? Number(params.id) : NaN;
+}
+
 /** A preValidation hook (auth runs before body validation, so 401/403 come before 400): 401 without valid credentials, 403 without the permission, scope or role. */
 export function guard(auth: Authenticator, via: "jwt" | "pat", opts: GuardOptions): preValidationAsyncHookHandler {
   return async (request: FastifyRequest, _reply: FastifyReply) => {
@@ -125,7 +131,7 @@ export function guard(auth: Authenticator, via: "jwt" | "pat", opts: GuardOption
     }
     if (opts.rootOnly && !p.isRoot) throw forbidden("only root may do this");
     if (opts.selfService === "any") return;
-    if (opts.selfService && Number((request.params as { id?: string } | undefined)?.id) === p.userId) return;
+    if (opts.selfService && userIdParam(request) === p.userId) return;
     if (opts.selfService === "root" && !p.isRoot) throw forbidden("only root may do this to another user");
     if (!can(p, opts.object, actionFor(request.method))) throw forbidden(`permission denied: ${actionFor(request.method)} ${opts.object}`);
   };
