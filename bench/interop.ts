@@ -7,10 +7,11 @@
 // what the last downloads wrote is settled (sync) before each timed one: the child is CPU-
 // and disk-bound on a 2-core host, and a download that starts under another's writeback was
 // up to 2x slower (same side, same round), which decided the ratio more than the parents did.
-import { spawnSync } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
+import { spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { cleanupTempDirs, downloadVia } from "../test/helpers/swarm.js";
+import { cleanupTempDirs, downloadVia, spawnDaemonProcess, writeDaemonConfigFile } from "../test/helpers/swarm.js";
+import { until } from "../test/helpers/until.js";
 import { dragonflyDfget, startDragonflyDaemon, type DragonflyDaemon } from "../test/helpers/dragonfly.js";
 import { startOurStack } from "../test/interop/harness/stack.js";
 import { durationResult, median } from "./lib/measure.js";
@@ -53,8 +54,18 @@ const suite: BenchSuite = {
           dfs.push(d);
           return d;
         };
+        let ourProc: ChildProcess | undefined;
         try {
-          const ourParent = await stack.addPeer("bench-our-parent");
+          // Our parent is a dfdaemon process of its own, as Dragonfly's parent is: in this
+          // process it shared one event loop with the scheduler that answers the child.
+          const parentDir = join(ctx.workDir, "bench-our-parent");
+          mkdirSync(parentDir, { recursive: true });
+          const ourParent = writeDaemonConfigFile(parentDir, "bench-our-parent", {
+            scheduler: { addrs: [stack.schedulerAddr], announceInterval: "30s" },
+            security: { allowedBackToSourceCIDRs: ["127.0.0.0/8"] },
+          });
+          ourProc = spawnDaemonProcess(ourParent.config);
+          await until(() => existsSync(ourParent.socket), "our parent's socket", 60_000);
           const theirParent = await dragonfly("bench-df-parent");
           const child = await dragonfly("bench-df-child");
           const ours: number[] = [];
@@ -62,7 +73,7 @@ const suite: BenchSuite = {
           for (let r = 0; r < rounds; r++) {
             const oursUrl = `http://127.0.0.1:${nginx.port}/blob?ours=${r}`;
             const theirsUrl = `http://127.0.0.1:${nginx.port}/blob?theirs=${r}`;
-            await downloadVia(ourParent.socketPath, { url: oursUrl, outputPath: join(ctx.workDir, `parent-ours-${r}`) });
+            await downloadVia(ourParent.socket, { url: oursUrl, outputPath: join(ctx.workDir, `parent-ours-${r}`) });
             rmSync(join(ctx.workDir, `parent-ours-${r}`), { force: true });
             await dfgetSeconds(theirParent, theirsUrl, join(ctx.workDir, `parent-theirs-${r}`));
             // Alternate who goes first so neither always meets the warmer page cache.
@@ -84,6 +95,11 @@ const suite: BenchSuite = {
           });
         } finally {
           for (const d of dfs) await d.stop("SIGTERM", 5000);
+          if (ourProc && ourProc.exitCode === null && ourProc.signalCode === null) {
+            const exited = new Promise((r) => ourProc?.once("exit", r));
+            ourProc.kill("SIGTERM");
+            await exited;
+          }
           await stack.close();
           nginx.stop();
           cleanupTempDirs();

@@ -904,12 +904,22 @@ impl PieceStore {
     /// O_DIRECT's speed. A buffered store's pages are cached already. Blocks until the content
     /// is cached (run it off the event loop) or the task is deleted.
     ///
-    /// The pages come in through sendfile(2) to /dev/null: an ordinary read, so the kernel's
-    /// readahead builds large folios, and no byte is copied to user space. WILLNEED advice
-    /// (what this did first) caches order-0 folios, and every later read or sendfile of them
-    /// walks four-kilobyte pages: measured on this host (6.18, ext4, 1 GiB), copying the
-    /// content afterwards cost 0.27-0.32 s of system time after WILLNEED against 0.11-0.13 s
-    /// after sendfile to /dev/null or a plain read, and sendfile itself took 0.05 s of CPU.
+    /// The pages come in through ordinary reads (pread into a small reused buffer), so the
+    /// kernel's readahead builds large folios. WILLNEED advice (what this did first) caches
+    /// order-0 folios, and every later read or sendfile of them walks four-kilobyte pages:
+    /// measured on this host (6.18, ext4, 1 GiB), copying the content afterwards cost
+    /// 0.27-0.32 s of system time after WILLNEED against 0.11-0.13 s after a plain read.
+    ///
+    /// The bytes are copied to user space on purpose. The disk fills the pages by DMA, and on
+    /// a virtual machine whose freed memory goes back to the host (free page reporting, as
+    /// here: Firecracker's balloon) a page the guest's CPU has not touched since it was
+    /// reused costs its first reader a fault in the hypervisor. sendfile to /dev/null (what
+    /// this did next) never touches the bytes, so that reader was the child: reading 1 GiB
+    /// warmed that way took `dd` 0.78-0.93 s of system time the first time and 0.10-0.13 s
+    /// after, a Dragonfly child's receive copies cost it 3.5-3.9 s of system time against
+    /// 2.5-2.9 s from Dragonfly's parent (which wrote its pages with the CPU), and 0.8-0.9 of
+    /// Dragonfly's parent's speed (interop/peer-to-dragonfly-1g). The copy here pays those
+    /// faults in the background, before the children come.
     ///
     /// One sequential reader keeps a single readahead window in flight: while the disk was
     /// busy with other writes, 1 GiB took 2.8-4.8 s that way and overlapped the children it
@@ -938,25 +948,23 @@ impl PieceStore {
 
     /// warm() for pieces `first..last`, on a descriptor of its own.
     fn warm_pieces(&self, first: u64, last: u64) -> Result<()> {
+        use std::os::unix::fs::FileExt;
         let file = File::open(&self.info.content_path).map_err(|e| io_err("open", &self.info.content_path, e))?;
-        let null = OpenOptions::new().write(true).open("/dev/null").map_err(|e| CoreError::io("open /dev/null", e))?;
+        // Small enough to stay in the core's L2 between reads: the copy's destination costs
+        // no memory traffic of its own.
+        let mut buf = vec![0u8; WARM_CHUNK];
         let step = self.info.piece_length.max(1);
         let end = (last * step).min(self.info.content_length);
-        let mut off = (first * step) as libc::off_t;
-        // A piece at a time, so a task deleted meanwhile stops the reads within a piece.
-        while (off as u64) < end && !self.is_deleted() {
-            let left = (end - off as u64).min(step) as usize;
-            // SAFETY: both descriptors stay open for the call; `off` is a valid in/out pointer
-            // that sendfile advances by what it read.
-            let n = unsafe { libc::sendfile(null.as_raw_fd(), file.as_raw_fd(), &mut off, left) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(CoreError::io("sendfile to /dev/null", e));
-                }
-            } else if n == 0 {
+        let mut off = first * step;
+        // A chunk at a time, so a task deleted meanwhile stops the reads at once.
+        while off < end && !self.is_deleted() {
+            let want = ((end - off) as usize).min(WARM_CHUNK);
+            match file.read_at(&mut buf[..want], off) {
                 // The file ends before its content length: nothing more to cache.
-                break;
+                Ok(0) => break,
+                Ok(n) => off += n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err("read", &self.info.content_path, e)),
             }
         }
         Ok(())
@@ -1165,6 +1173,8 @@ pub fn copy_and_hash(data: &[u8], extra: Option<Algorithm>) -> Result<(PooledBuf
 /// Readers of PieceStore::warm, each with one readahead window (the device's read_ahead_kb)
 /// in flight; see there for the measurement.
 const WARM_READERS: usize = 4;
+/// Bytes per read of warm(): 256 KiB, within L2 (see warm_pieces).
+const WARM_CHUNK: usize = 256 << 10;
 
 /// Asks the kernel to read a range into the page cache now (POSIX_FADV_WILLNEED: queued at
 /// once, up to the kernel's readahead maximum per call, which a piece fits). Pieces are written with O_DIRECT (the daemon's storage.directIO
