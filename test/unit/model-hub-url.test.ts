@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { modelHubOf } from "../../src/cli/model-hub-flags.js";
 import { hubFileUrl, parseHubUrl, type HubUrl } from "../../src/common/model-hub.js";
 import { huggingFace, nextLink } from "../../src/daemon/backend/hugging-face.js";
-import { ModelHubBackend } from "../../src/daemon/backend/model-hub.js";
+import { ModelHubBackend, resolveUrl } from "../../src/daemon/backend/model-hub.js";
 import { modelScope } from "../../src/daemon/backend/model-scope.js";
 import { Download } from "../../src/gen/common/v2/common.js";
 
@@ -51,14 +51,14 @@ describe("parseHubUrl", () => {
 
 describe("hub URLs", () => {
   it("Hugging Face resolves a file at a revision, with the type prefix for datasets and spaces only", () => {
-    expect(huggingFace.fileUrl("https://huggingface.co", repo("hf://acme/m/a b/c.bin"), "main", "a b/c.bin")).toBe("https://huggingface.co/acme/m/resolve/main/a%20b/c.bin");
-    expect(huggingFace.fileUrl("http://h", repo("hf://datasets/acme/c/f"), "refs/pr/1", "f")).toBe("http://h/datasets/acme/c/resolve/refs%2Fpr%2F1/f");
-    expect(huggingFace.fileUrl("http://h", repo("hf://models/acme/m/f"), "v1", "f")).toBe("http://h/acme/m/resolve/v1/f");
+    expect(resolveUrl(huggingFace, "https://huggingface.co", repo("hf://acme/m/a b/c.bin"), "main", "a b/c.bin")).toBe("https://huggingface.co/acme/m/resolve/main/a%20b/c.bin");
+    expect(resolveUrl(huggingFace, "http://h", repo("hf://datasets/acme/c/f"), "refs/pr/1", "f")).toBe("http://h/datasets/acme/c/resolve/refs%2Fpr%2F1/f");
+    expect(resolveUrl(huggingFace, "http://h", repo("hf://models/acme/m/f"), "v1", "f")).toBe("http://h/acme/m/resolve/v1/f");
   });
 
   it("ModelScope resolves a file under its repository type always", () => {
-    expect(modelScope.fileUrl("https://modelscope.cn", repo("modelscope://acme/m/w.bin"), "master", "w.bin")).toBe("https://modelscope.cn/models/acme/m/resolve/master/w.bin");
-    expect(modelScope.fileUrl("http://h", repo("modelscope://datasets/acme/c/d/e"), "v2", "d/e")).toBe("http://h/datasets/acme/c/resolve/v2/d/e");
+    expect(resolveUrl(modelScope, "https://modelscope.cn", repo("modelscope://acme/m/w.bin"), "master", "w.bin")).toBe("https://modelscope.cn/models/acme/m/resolve/master/w.bin");
+    expect(resolveUrl(modelScope, "http://h", repo("modelscope://datasets/acme/c/d/e"), "v2", "d/e")).toBe("http://h/datasets/acme/c/resolve/v2/d/e");
   });
 
   it("a listing's entries are hub URLs in the form the repository was named", () => {

@@ -45,7 +45,7 @@ export const huggingFace: HubApi = {
   flag: "--hf",
   optionsOf: (d: Download) => d.huggingFace,
 
-  fileUrl: (base, repo, revision, path) => `${base}/${repoPath(repo)}/resolve/${encodeURIComponent(revision)}/${encodePath(path)}`,
+  repoPath,
 
   commitOf: (headers) => headers["x-repo-commit"],
 

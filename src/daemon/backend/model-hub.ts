@@ -20,10 +20,10 @@
 // repository, a revision that does not exist, no such file, or a refused token.
 import type { Download } from "../../gen/common/v2/common.js";
 import { endpointRule } from "../../common/object-storage.js";
-import { DEFAULT_REVISION, hubFileUrl, parseHubUrl, type HubUrl, type HubUrlWrong, type ModelHubScheme } from "../../common/model-hub.js";
+import { DEFAULT_REVISION, encodePath, hubFileUrl, parseHubUrl, type HubUrl, type HubUrlWrong, type ModelHubScheme } from "../../common/model-hub.js";
 import { HttpBackend, type HttpBackendOptions } from "./http.js";
 import { OriginChangedError } from "./pin.js";
-import { BackendError, type Backend, type BackendRequest, type ByteRange, type GetResult, type ListedEntry, type OriginRoute, type StatResult } from "./types.js";
+import { BackendError, parseBackendUrl, type Backend, type BackendRequest, type ByteRange, type GetResult, type ListedEntry, type OriginRoute, type StatResult } from "./types.js";
 import type { NativePieceInfo, NativeTaskStore } from "../../native/index.js";
 
 /** One download's options for a hub, from Download.hugging_face / model_scope. */
@@ -58,8 +58,8 @@ export interface HubApi {
   flag: string;
   /** The download's options for this hub. */
   optionsOf(d: Download): HubOptions | undefined;
-  /** Where the hub serves a file at a revision. */
-  fileUrl(base: string, repo: HubUrl, revision: string, path: string): string;
+  /** The repository's place on the hub, below the base URL (`[datasets/]<owner>/<repo>`): a file is at `<base>/<repoPath>/resolve/<revision>/<path>`. */
+  repoPath(repo: HubUrl): string;
   /** Every file of the repository at the revision (below `repo.path` when set), and the commit the revision is at when the hub says. */
   list(call: HubCall): Promise<{ files: HubFile[]; commit?: string | undefined }>;
   /** The commit a file answer was served from (a pin that cannot move), when the hub says. */
@@ -72,6 +72,11 @@ export interface ModelHubBackendOptions {
   http: HttpBackendOptions;
   /** The hub's base URL when a download names none (backend.huggingFace.endpoint / backend.modelScope.endpoint). */
   endpoint: string;
+}
+
+/** Where a hub serves a file of a repository at a revision (or commit): both hubs' resolve route. */
+export function resolveUrl(hub: HubApi, base: string, repo: HubUrl, revision: string, path: string): string {
+  return `${base}/${hub.repoPath(repo)}/resolve/${encodeURIComponent(revision)}/${encodePath(path)}`;
 }
 
 /** A repository of more files than this is refused rather than held in memory and answered in one message. */
@@ -140,13 +145,7 @@ class BoundHub implements Backend {
 
   /** The repository and base URL of `url`, after the URL's and the options' checks (400 for bad input). */
   private target(url: string): { repo: HubUrl; base: string } {
-    let u: URL;
-    try {
-      u = new URL(url);
-    } catch {
-      throw new BackendError(`invalid URL: ${url}`, 400);
-    }
-    const parsed = parseHubUrl(u);
+    const parsed = parseHubUrl(parseBackendUrl(url));
     if (!parsed.ok) throw new BackendError(URL_WRONG[parsed.wrong](url, this.hub), 400);
     const base = this.opts?.baseUrl || this.parent.endpoint;
     const checked = endpointRule(base);
@@ -233,7 +232,7 @@ class BoundHub implements Backend {
     const { repo, base } = this.target(url);
     if (repo.path === undefined) throw new BackendError(`${url}: names a repository, not a file; download a whole repository with dfget --recursive`, 400);
     const call = this.call(repo, base, signal, headers);
-    return { httpUrl: this.hub.fileUrl(base, repo, this.commits.get(url) ?? this.revision, repo.path), call, path: repo.path };
+    return { httpUrl: resolveUrl(this.hub, base, repo, this.commits.get(url) ?? this.revision, repo.path), call, path: repo.path };
   }
 
   async stat(req: BackendRequest): Promise<StatResult> {
@@ -248,7 +247,7 @@ class BoundHub implements Backend {
     if (commit !== undefined && /^[0-9a-f]{40}$/.test(commit)) {
       this.commits.set(req.url, commit);
       // No redirect: the pieces are read from the commit's URL, which cannot move to other content.
-      if (st.url === httpUrl) st = { ...st, url: this.hub.fileUrl(call.base, call.repo, commit, path) };
+      if (st.url === httpUrl) st = { ...st, url: resolveUrl(this.hub, call.base, call.repo, commit, path) };
     }
     return st;
   }

@@ -26,7 +26,7 @@ export const modelScope: HubApi = {
   flag: "--ms",
   optionsOf: (d: Download) => d.modelScope,
 
-  fileUrl: (base, repo, revision, path) => `${base}/${repoPath(repo)}/resolve/${encodeURIComponent(revision)}/${encodePath(path)}`,
+  repoPath,
 
   async list(call: HubCall): Promise<{ files: HubFile[] }> {
     const url = `${call.base}/api/v1/${repoPath(call.repo)}/repo/files?Revision=${encodeURIComponent(call.revision)}&Recursive=true`;
