@@ -176,6 +176,12 @@ export const DaemonConfigSchema = Type.Object(
        * user may read; true trusts the socket's users with the daemon's rights.
        */
       file: obj({ allowPrivate: Type.Boolean({ default: false }) }),
+      /**
+       * Ours: the model hubs' base URLs when a download names none (dfget --hf-base-url /
+       * --ms-base-url, Download.hugging_face / model_scope.base_url): a mirror, or a test's hub.
+       */
+      huggingFace: obj({ endpoint: Type.String({ default: "https://huggingface.co" }) }),
+      modelScope: obj({ endpoint: Type.String({ default: "https://modelscope.cn" }) }),
     }),
     gc: obj({
       interval: Duration("15m"),

@@ -10,7 +10,7 @@
 // abs, oss, obs and cos need an endpoint; s3 defaults its region to us-east-1.
 import { directoryUrlRules, endpointRule, isObjectStorageScheme, needsAccessKey, needsEndpoint, OBJECT_STORAGE_SCHEMES, objectUrlRules, type DirectoryUrlWrong, type ObjectStorageScheme, type ObjectUrlWrong } from "../../common/object-storage.js";
 import type { ObjectStorage } from "../../gen/common/v2/common.js";
-import { BackendError } from "./types.js";
+import { BackendError, parseBackendUrl } from "./types.js";
 
 export { isObjectStorageScheme, OBJECT_STORAGE_SCHEMES, type ObjectStorageScheme };
 
@@ -38,12 +38,7 @@ const URL_WRONG: Record<ObjectUrlWrong | DirectoryUrlWrong, (u: URL, url: string
 
 /** The URL and its object storage scheme; anything else is refused (400). */
 function objectStorageUrl(url: string): { u: URL; scheme: ObjectStorageScheme } {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new BackendError(`invalid URL: ${url}`, 400);
-  }
+  const u = parseBackendUrl(url);
   const scheme = u.protocol.replace(/:$/, "");
   if (!isObjectStorageScheme(scheme)) throw new BackendError(`${url}: not an object storage URL (${OBJECT_STORAGE_SCHEMES.join(", ")})`, 400);
   return { u, scheme };

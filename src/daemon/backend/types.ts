@@ -90,6 +90,15 @@ export interface Backend {
   close?(): Promise<void>;
 }
 
+/** `url` parsed, or refused as bad input (400) naming it. */
+export function parseBackendUrl(url: string): URL {
+  try {
+    return new URL(url);
+  } catch {
+    throw new BackendError(`invalid URL: ${url}`, 400);
+  }
+}
+
 /** An origin status worth asking again for: a timeout, throttling or a server error. */
 export function isTemporaryStatus(code: number): boolean {
   return code === 408 || code === 429 || code >= 500;
