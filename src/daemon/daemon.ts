@@ -19,6 +19,7 @@ import { DownloadService } from "./download/service.js";
 import { runGc, startGc } from "./gc.js";
 import { FileBackend } from "./backend/file.js";
 import { ObjectStorageBackend } from "./backend/object-storage.js";
+import { HdfsBackend } from "./backend/hdfs.js";
 import { Scrubber, startScrub, type ScrubReport } from "./storage/scrub.js";
 import { serveHealth, type HealthServer } from "./health.js";
 import { buildHost, reusedHost } from "./host.js";
@@ -110,9 +111,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const httpOpts = { maxRetries: config.backend.maxRetries, requestHeader: config.backend.requestHeader };
     const remoteSsrf = remoteFetchPolicy(config.security.allowedBackToSourceCIDRs);
     const backends = {
-      local: BackendRegistry.withDefaults(httpOpts, [new FileBackend({ allowPrivate: config.backend.file.allowPrivate }), new ObjectStorageBackend({})]),
-      // A seed trigger's object storage endpoint is a remote party's choice: SSRF-checked.
-      remote: BackendRegistry.withDefaults({ ...httpOpts, ssrf: remoteSsrf }, [new ObjectStorageBackend({ ssrf: remoteSsrf })]),
+      local: BackendRegistry.withDefaults(httpOpts, [new FileBackend({ allowPrivate: config.backend.file.allowPrivate }), new ObjectStorageBackend({}), new HdfsBackend()]),
+      // A seed trigger's object storage endpoint or namenode is a remote party's choice: SSRF-checked.
+      remote: BackendRegistry.withDefaults({ ...httpOpts, ssrf: remoteSsrf }, [new ObjectStorageBackend({ ssrf: remoteSsrf }), new HdfsBackend({ ssrf: remoteSsrf })]),
     };
     closers.push(() => backends.local.close());
     closers.push(() => backends.remote.close());
