@@ -1,7 +1,7 @@
 // `dfget URL -O PATH`: download through the local dfdaemon (found as ./endpoint.ts says, or a
 // one-shot daemon started here when none runs), with Dragonfly's flags. The daemon writes the
 // output atomically; stdout output (`-O -`) streams pieces in order as they land. `-r` downloads
-// a directory of an object store (./dfget-directory.ts).
+// a directory of an object store or of HDFS (./dfget-directory.ts).
 import { randomUUID } from "node:crypto";
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import type { SingleBar } from "cli-progress";
@@ -19,9 +19,10 @@ import { directoryUrl, downloadDirectory } from "./dfget-directory.js";
 import { daemonCallError, daemonTarget, discoverEndpoint, endpointOption, isExplicit, unreachableError } from "./endpoint.js";
 import { addObjectStorageOptions, objectStorageOf, type ObjectStorageFlags } from "./object-storage-flags.js";
 import { addModelHubOptions, modelHubOf, type ModelHubFlags } from "./model-hub-flags.js";
+import { addHdfsOptions, hdfsOf, type HdfsFlags } from "./hdfs-flags.js";
 import { newProgram, runProgram } from "./program.js";
 
-interface DfgetOptions extends ObjectStorageFlags, ModelHubFlags {
+interface DfgetOptions extends ObjectStorageFlags, ModelHubFlags, HdfsFlags {
   output: string;
   digest?: string;
   header: string[];
@@ -139,6 +140,7 @@ function downloadOf(url: string, output: string | undefined, opts: DfgetOptions,
     enableTaskIdBasedBlobDigest: false,
     objectStorage: objectStorageOf(url, opts),
     ...modelHubOf(url, opts),
+    hdfs: hdfsOf(url, opts),
   });
 }
 
@@ -215,16 +217,17 @@ function runTask(session: DaemonSession, d: Download, timeoutMs: number, bar: Si
 
 /** The entries below a directory URL, listed by the daemon with the download's credentials. */
 function listEntries(session: DaemonSession, url: string, opts: DfgetOptions, timeoutMs: number): Promise<Entry[]> {
-  const req = ListTaskEntriesRequest.fromPartial({ taskId: randomUUID(), url, requestHeader: parseHeaders(opts.header), objectStorage: objectStorageOf(url, opts), ...modelHubOf(url, opts), timeout: { seconds: Math.floor(timeoutMs / 1000), nanos: 0 } });
+  const req = ListTaskEntriesRequest.fromPartial({ taskId: randomUUID(), url, requestHeader: parseHeaders(opts.header), objectStorage: objectStorageOf(url, opts), ...modelHubOf(url, opts), hdfs: hdfsOf(url, opts), timeout: { seconds: Math.floor(timeoutMs / 1000), nanos: 0 } });
   return new Promise((resolveList, reject) => {
     session.client.listTaskEntries(req, new Metadata(), { deadline: Date.now() + timeoutMs }, (e, res) => (e ? reject(session.failed(e)) : resolveList(res?.entries ?? [])));
   });
 }
 
-/** Directory URLs: `-r`, or an object store's URL ending in "/" (Dragonfly's dfget reads it as a directory too). */
+/** Directory URLs: `-r`, or an object store's or HDFS URL ending in "/" (Dragonfly's dfget reads it as a directory too). */
 function isDirectoryDownload(url: string, opts: DfgetOptions): boolean {
   const u = new URL(url);
-  return opts.recursive === true || (isObjectStorageScheme(u.protocol.replace(/:$/, "")) && u.pathname.endsWith("/"));
+  const scheme = u.protocol.replace(/:$/, "");
+  return opts.recursive === true || ((isObjectStorageScheme(scheme) || scheme === "hdfs") && u.pathname.endsWith("/"));
 }
 
 async function download(url: string, opts: DfgetOptions): Promise<void> {
@@ -300,14 +303,14 @@ export async function main(argv: string[]): Promise<number> {
     }))
     .option("--disable-back-to-source", "never fetch from the origin, only from peers")
     .option("--overwrite", "replace an existing output file")
-    .option("-r, --recursive", "download every object below a directory URL (s3, gs, abs, oss, obs, cos) or every file of a model hub repository (hf, modelscope) into the -O directory")
+    .option("-r, --recursive", "download every object below a directory URL (s3, gs, abs, oss, obs, cos, hdfs) or every file of a model hub repository (hf, modelscope) into the -O directory")
     .option("--no-progress", "no progress bar")
     .addOption(endpointOption())
     .option("--force-hard-link", "fail unless the output can be hard-linked to the cache")
     .option("--content-for-calculating-task-id <content>", "compute the task id from this instead of the URL")
     .option("-c, --config <file>", "dfdaemon config for the one-shot daemon")
     .option("--scheduler <addr>", "scheduler address for the one-shot daemon (repeatable)", collect, []);
-  addModelHubOptions(addObjectStorageOptions(program))
+  addHdfsOptions(addModelHubOptions(addObjectStorageOptions(program)))
     .action(async (url: string, opts: DfgetOptions) => download(url, opts));
   return runProgram(program, argv);
 }

@@ -20,6 +20,7 @@ import { runGc, startGc } from "./gc.js";
 import { FileBackend } from "./backend/file.js";
 import { ObjectStorageBackend } from "./backend/object-storage.js";
 import { modelHubBackends } from "./backend/model-hubs.js";
+import { HdfsBackend } from "./backend/hdfs.js";
 import { Scrubber, startScrub, type ScrubReport } from "./storage/scrub.js";
 import { serveHealth, type HealthServer } from "./health.js";
 import { buildHost, reusedHost } from "./host.js";
@@ -112,9 +113,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const remoteSsrf = remoteFetchPolicy(config.security.allowedBackToSourceCIDRs);
     const hubEndpoints = { hf: config.backend.huggingFace.endpoint, modelscope: config.backend.modelScope.endpoint };
     const backends = {
-      local: BackendRegistry.withDefaults(httpOpts, [new FileBackend({ allowPrivate: config.backend.file.allowPrivate }), new ObjectStorageBackend({}), ...modelHubBackends(httpOpts, hubEndpoints)]),
-      // A seed trigger's object storage endpoint (or hub base URL) is a remote party's choice: SSRF-checked.
-      remote: BackendRegistry.withDefaults({ ...httpOpts, ssrf: remoteSsrf }, [new ObjectStorageBackend({ ssrf: remoteSsrf }), ...modelHubBackends({ ...httpOpts, ssrf: remoteSsrf }, hubEndpoints)]),
+      local: BackendRegistry.withDefaults(httpOpts, [new FileBackend({ allowPrivate: config.backend.file.allowPrivate }), new ObjectStorageBackend({}), new HdfsBackend(), ...modelHubBackends(httpOpts, hubEndpoints)]),
+      // A seed trigger's object storage endpoint, namenode or hub base URL is a remote party's choice: SSRF-checked.
+      remote: BackendRegistry.withDefaults({ ...httpOpts, ssrf: remoteSsrf }, [new ObjectStorageBackend({ ssrf: remoteSsrf }), new HdfsBackend({ ssrf: remoteSsrf }), ...modelHubBackends({ ...httpOpts, ssrf: remoteSsrf }, hubEndpoints)]),
     };
     closers.push(() => backends.local.close());
     closers.push(() => backends.remote.close());

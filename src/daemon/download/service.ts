@@ -110,7 +110,7 @@ export class DownloadService {
     const run = async (): Promise<ListTaskEntriesResponse> => {
       let backend: Backend;
       try {
-        backend = this.deps.backends.for(r.url, Download.fromPartial({ url: r.url, objectStorage: r.objectStorage, huggingFace: r.huggingFace, modelScope: r.modelScope, requestHeader: r.requestHeader }));
+        backend = this.deps.backends.for(r.url, Download.fromPartial({ url: r.url, objectStorage: r.objectStorage, huggingFace: r.huggingFace, modelScope: r.modelScope, hdfs: r.hdfs, requestHeader: r.requestHeader }));
       } catch (e) {
         throw new DownloadError((e as Error).message, "invalid");
       }
