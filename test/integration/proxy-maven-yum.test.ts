@@ -7,7 +7,6 @@
 // swarm. Then the bad inputs the proxy can tell: an upstream 404 passed on and not cached, an
 // artifact that does not match the repository's .sha1 refused and not kept, a path that leaves
 // the mirrored repository.
-import { request as httpRequest } from "node:http";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,34 +15,7 @@ import { startDaemon, type DaemonHandle } from "../../src/daemon/daemon.js";
 import type { SchedulerHandle } from "../../src/scheduler/server.js";
 import { artifactDir, buildRpm, createRepo, run, startRepoServer, tinyJar, writeMavenArtifact, writeMavenMetadata, type RepoServer } from "../helpers/package-repos.js";
 import { cleanupTempDirs, startTestDaemon, startTestScheduler, tempDir, testDaemonConfig } from "../helpers/swarm.js";
-
-interface Reply {
-  status: number;
-  body: Buffer;
-  /** False when the connection was cut before the announced length arrived. */
-  complete: boolean;
-}
-
-function get(port: number, path: string): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: "127.0.0.1", port, path, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      let done = false;
-      const finish = (complete: boolean) => {
-        if (done) return;
-        done = true;
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), complete });
-      };
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => finish(res.complete));
-      res.on("error", () => finish(false));
-      res.on("aborted", () => finish(false));
-      res.on("close", () => finish(res.complete));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
+import { get } from "./proxy-fixtures.js";
 
 const EXT = { groupId: "com.example", artifactId: "ext", version: "1.0", dependencies: "<dependency><groupId>com.example</groupId><artifactId>lib</artifactId><version>[1.0,2.0)</version></dependency>" };
 const LIB = (version: string) => ({ groupId: "com.example", artifactId: "lib", version });
