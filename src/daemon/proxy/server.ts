@@ -2,6 +2,8 @@
 // - registry-mirror mode: origin-form requests (`GET /v2/…`); the upstream comes from
 //   X-Dragonfly-Registry, then containerd's `?ns=`, then proxy.registryMirror.addr (a registry
 //   named without a scheme gets one from registry-scheme.ts);
+// - Maven/YUM repository mirror (proxy.mirrors, mirrors.ts): origin-form requests under a
+//   mirror's prefix go to its upstream; the repository layout, not proxy.rules, picks the swarm;
 // - forward proxy: absolute-form requests (`GET http://host/…`);
 // - CONNECT to a host the proxy intercepts (intercept.ts): TLS is terminated with a per-host
 //   certificate from our CA and the requests inside the tunnel are handled like forward-proxy
