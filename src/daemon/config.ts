@@ -239,6 +239,23 @@ export const DaemonConfigSchema = Type.Object(
             registries: Type.Array(Type.String({ pattern: "^https?://([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\])(:\\d{1,5})?(/[^\\s?#]*)?$" }), { default: [] }),
           }),
           /**
+           * Ours (issue 23): Maven and YUM/DNF repository mirrors. An origin-form request under
+           * `prefix` goes to `upstream` with the prefix swapped; the repository layout (`kind`)
+           * decides what goes through the swarm (immutable artifacts and RPMs) and what is always
+           * fetched from the upstream (metadata, checksums, repodata). See proxy/mirrors.ts.
+           */
+          mirrors: Type.Array(
+            Type.Object(
+              {
+                prefix: Type.String({ minLength: 1 }),
+                upstream: Type.String({ minLength: 1 }),
+                kind: Type.Union([Type.Literal("maven"), Type.Literal("yum")]),
+              },
+              { additionalProperties: false },
+            ),
+            { default: [] },
+          ),
+          /**
            * Dragonfly's Go client key: CONNECT tunnels to hosts whose `host:port` a regx matches
            * are intercepted (TLS terminated with our CA), as are the registry mirror's and the
            * listed registries' hosts and hosts a rule names literally; every other CONNECT is a

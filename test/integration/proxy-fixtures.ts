@@ -1,9 +1,9 @@
 // A fake OCI registry on 127.0.0.1 for the proxy tests: blobs by digest with Range support,
 // a manifest, a private repository behind a bearer-token challenge, and knobs for the failure
 // modes the proxy must not cache (error pages, wrong bytes, stalls). It counts what it served
-// per path so tests can tell P2P from direct fetches.
+// per path so tests can tell P2P from direct fetches. `get` is the tests' one-request client.
 import { createHash } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 export interface FakeBlob {
@@ -119,4 +119,34 @@ export function blobContent(size: number, seed: number): Buffer {
   }
   for (let i = size - (size % 4); i < size; i++) out[i] = i & 0xff;
   return out;
+}
+
+export interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  /** False when the connection was cut before the announced length arrived. */
+  complete: boolean;
+}
+
+/** One request with its own connection; `path` may be absolute-form (forward proxy). */
+export function get(port: number, path: string, headers: Record<string, string> = {}, method = "GET"): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: "127.0.0.1", port, path, method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      let done = false;
+      const finish = (complete: boolean) => {
+        if (done) return;
+        done = true;
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), complete });
+      };
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => finish(res.complete));
+      res.on("error", () => finish(false));
+      res.on("aborted", () => finish(false));
+      res.on("close", () => finish(res.complete));
+    });
+    req.on("error", reject);
+    req.end();
+  });
 }

@@ -1,43 +1,13 @@
 // The dfdaemon proxy against a fake registry on 127.0.0.1: registry-mirror and forward-proxy
 // modes, blobs through the task pipeline with exact Range answers, registry auth passed
 // through, error pages and wrong bytes never cached or served, header validation, metrics.
-import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
+import { request as httpRequest, type IncomingMessage } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DaemonHandle } from "../../src/daemon/daemon.js";
 import { startDaemon } from "../../src/daemon/daemon.js";
 import { silentLogger } from "../../src/common/logger.js";
 import { cleanupTempDirs, testDaemonConfig } from "../helpers/swarm.js";
-import { blobContent, digestOf, MANIFEST, startFakeRegistry, TOKEN, type FakeRegistry } from "./proxy-fixtures.js";
-
-interface Reply {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-  /** False when the connection was cut before the announced length arrived. */
-  complete: boolean;
-}
-
-/** One request with its own connection; `path` may be absolute-form (forward proxy). */
-function get(port: number, path: string, headers: Record<string, string> = {}, method = "GET"): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: "127.0.0.1", port, path, method, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      let done = false;
-      const finish = (complete: boolean) => {
-        if (done) return;
-        done = true;
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), complete });
-      };
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => finish(res.complete));
-      res.on("error", () => finish(false));
-      res.on("aborted", () => finish(false));
-      res.on("close", () => finish(res.complete));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
+import { blobContent, digestOf, get, MANIFEST, startFakeRegistry, TOKEN, type FakeRegistry } from "./proxy-fixtures.js";
 
 const PIECE = 4 * 1024 * 1024;
 const SIZE = 2 * PIECE + 12_345;

@@ -2,6 +2,8 @@
 // - registry-mirror mode: origin-form requests (`GET /v2/…`); the upstream comes from
 //   X-Dragonfly-Registry, then containerd's `?ns=`, then proxy.registryMirror.addr (a registry
 //   named without a scheme gets one from registry-scheme.ts);
+// - Maven/YUM repository mirror (proxy.mirrors, mirrors.ts): origin-form requests under a
+//   mirror's prefix go to its upstream; the repository layout, not proxy.rules, picks the swarm;
 // - forward proxy: absolute-form requests (`GET http://host/…`);
 // - CONNECT to a host the proxy intercepts (intercept.ts): TLS is terminated with a per-host
 //   certificate from our CA and the requests inside the tunnel are handled like forward-proxy
@@ -41,6 +43,7 @@ import { RateLimitedLog } from "./rate-limited-log.js";
 import { requestTarget, type Target } from "./target.js";
 import { classifyFailure, type FailureAnswer, type RefusalReason } from "./refusals.js";
 import { dispatcherProbe, parseConfiguredRegistries, parseRegistryUrl, RegistrySchemes } from "./registry-scheme.js";
+import { compileMirrors, isImmutable, publishedDigest, type Mirror } from "./mirrors.js";
 import { compileRules, downloadUrl, matchRule, type Rule } from "./rules.js";
 import { PieceStream } from "./stream.js";
 import { createUpstreams, forward, sendError, type Upstreams } from "./upstream.js";
@@ -98,8 +101,9 @@ class Proxy {
   private readonly upstreams: Upstreams;
   private readonly lifetime = new AbortController();
   private readonly expectedAuth: Buffer | undefined;
-  /** Tasks whose stored content we checked against the blob digest in this process. */
-  private readonly verified = new Set<string>();
+  /** Tasks whose stored content we checked in this process, with the digest it matched. */
+  private readonly verified = new Map<string, string>();
+  private readonly mirrors: Mirror[];
   private readonly mirror: URL;
   private readonly schemes: RegistrySchemes;
   private readonly refusalLog: RateLimitedLog;
@@ -115,6 +119,7 @@ class Proxy {
     // Every download in flight listens on the lifetime signal.
     setMaxListeners(0, this.lifetime.signal);
     this.rules = compileRules(c.rules);
+    this.mirrors = compileMirrors(c.mirrors);
     this.metrics = proxyMetrics(o.registry);
     this.bucket = new TokenBucket(c.server.requestRateLimit);
     this.refusalLog = new RateLimitedLog(o.log);
@@ -164,9 +169,12 @@ class Proxy {
       }
       if (req.rawHeaders.filter((_, i) => i % 2 === 0 && req.rawHeaders[i]?.toLowerCase() === "host").length > 1) throw new ProxyRequestError("more than one Host header");
       target = await this.target(req, tunnel);
-      const rule = matchRule(this.rules, target.url);
+      // Under a repository mirror the layout alone decides: no rule or header may send its
+      // metadata through the swarm, where a stale copy would be served (mirrors.ts).
+      const rule = target.mirror ? undefined : matchRule(this.rules, target.url);
       const opts = readDragonflyHeaders(req.headers, rule?.filteredQueryParams ?? DEFAULT_FILTERED_QUERY_PARAMS);
-      if (req.method === "GET" && (rule !== undefined || opts.useP2P)) {
+      const p2p = target.mirror ? isImmutable(target.mirror, target.url) : rule !== undefined || opts.useP2P;
+      if (req.method === "GET" && p2p) {
         this.metrics.requestViaDfdaemonTotal.inc();
         await this.viaSwarm(req, res, target, rule, opts);
       } else {
@@ -197,7 +205,7 @@ class Proxy {
 
   /** Where the request goes, by the request-target form. */
   private target(req: IncomingMessage, tunnel: { host: string; port: number } | undefined): Promise<Target> {
-    return requestTarget(req.url ?? "", req.headers, tunnel, this.schemes, this.mirror);
+    return requestTarget(req.url ?? "", req.headers, tunnel, this.schemes, this.mirror, this.mirrors);
   }
 
   /** A GET through the swarm: stream pieces as they land, Range computed over pieces. */
@@ -206,7 +214,11 @@ class Proxy {
     const url = downloadUrl(target.url, rule);
     const requestHeader = upstreamRequestHeaders(req.headers);
     for (const k of NOT_FOR_ORIGIN) delete requestHeader[k];
-    const blobDigest = blobDigestFromUrl(url.href);
+    // A registry blob's digest is in its URL; a Maven artifact's is published next to it.
+    // An operator's redirect names the origin; otherwise a client-chosen upstream is remote.
+    const remote = target.chosen && !rule?.redirect;
+    const dispatcher = remote ? this.upstreams.chosen : this.upstreams.trusted;
+    const blobDigest = blobDigestFromUrl(url.href) ?? (target.mirror ? await publishedDigest(target.mirror, url, dispatcher, requestHeader, this.lifetime.signal) : undefined);
     const download = Download.fromPartial({
       url: url.href,
       type: TaskType.STANDARD,
@@ -224,8 +236,6 @@ class Proxy {
       prefetch: opts.prefetch ?? c.prefetch,
     });
     const taskId = taskIdOf(download);
-    // An operator's redirect names the origin; otherwise a client-chosen upstream is remote.
-    const remote = target.chosen && !rule?.redirect;
     const rangeHeader = single(req.headers, "range");
 
     let stored = this.o.storage.get(taskId);
@@ -242,7 +252,7 @@ class Proxy {
       // range from the origin; never start a whole-blob download for it.
       if (stored && this.servePartial(res, stored, rangeHeader, taskId)) return;
       res.setHeader(H.taskId, taskId);
-      await forward(req, res, url, remote ? this.upstreams.chosen : this.upstreams.trusted, this.lifetime.signal);
+      await forward(req, res, url, dispatcher, this.lifetime.signal);
       return;
     }
 
@@ -257,7 +267,7 @@ class Proxy {
       markStarted();
     };
     const dl = this.o.tasks
-      .download({ download, remote, stream: true, signal: this.lifetime.signal, onStarted, onPiece: (_t, p, data) => stream?.piece(p, data) })
+      .download({ download, remote, stream: true, swarmSmall: target.mirror !== undefined, signal: this.lifetime.signal, onStarted, onPiece: (_t, p, data) => stream?.piece(p, data) })
       .then(
         () => ({ ok: true as const }),
         (e: unknown) => ({ ok: false as const, error: e }),
@@ -291,7 +301,7 @@ class Proxy {
       res.destroy();
       return;
     }
-    if (blobDigest) this.verified.add(taskId);
+    if (blobDigest) this.verified.set(taskId, blobDigest);
     if (await s.written) s.finish();
   }
 
@@ -343,15 +353,15 @@ class Proxy {
 
   /** Whether a stored task's bytes match the blob digest (computed once per process). */
   private async contentMatches(task: TaskStore, blobDigest: string): Promise<boolean> {
-    if (this.verified.has(task.id)) return true;
+    if (this.verified.get(task.id) === blobDigest) return true;
     // The pipeline verified the digest before marking the task succeeded.
     if (task.meta.digest === blobDigest) {
-      this.verified.add(task.id);
+      this.verified.set(task.id, blobDigest);
       return true;
     }
     const algorithm = blobDigest.slice(0, blobDigest.indexOf(":"));
     const ok = (await task.digest(algorithm)) === blobDigest;
-    if (ok) this.verified.add(task.id);
+    if (ok) this.verified.set(task.id, blobDigest);
     return ok;
   }
 
@@ -477,7 +487,7 @@ export async function startProxy(o: ProxyOptions): Promise<ProxyHandle> {
     });
   });
   const port = (server.address() as AddressInfo).port;
-  o.log.info({ port, ip: c.server.ip, ca: ca.certPath, mirror: redactUrl(c.registryMirror.addr) }, "proxy started");
+  o.log.info({ port, ip: c.server.ip, ca: ca.certPath, mirror: redactUrl(c.registryMirror.addr), repositories: c.mirrors.map((m) => `${m.prefix} ${m.kind} ${redactUrl(m.upstream)}`) }, "proxy started");
   return {
     port,
     caCertPath: ca.certPath,

@@ -3,12 +3,15 @@
 // proxy cannot route is refused with ProxyRequestError naming what was wrong with it.
 import type { IncomingHttpHeaders } from "node:http";
 import { H, ProxyRequestError, single } from "./headers.js";
+import { mirrorOf, mirrorTarget, type Mirror } from "./mirrors.js";
 import type { RegistrySchemes } from "./registry-scheme.js";
 
 export interface Target {
   url: URL;
   /** A client picked this upstream: the SSRF policy applies. */
   chosen: boolean;
+  /** The Maven/YUM repository mirror (proxy.mirrors) whose upstream holds the URL. */
+  mirror?: Mirror | undefined;
 }
 
 /** An absolute-form request target: http(s) only. */
@@ -25,10 +28,21 @@ export function parseAbsolute(raw: string): URL {
 
 /**
  * The target of a request: inside a CONNECT tunnel, the tunnel's origin; an origin-form
- * request (registry-mirror mode) goes to X-Dragonfly-Registry, else containerd's `?ns=`, else
- * proxy.registryMirror.addr (`mirror`); an absolute-form one goes where it names.
+ * request under a repository mirror's prefix goes to its upstream, any other (registry-mirror
+ * mode) to X-Dragonfly-Registry, else containerd's `?ns=`, else proxy.registryMirror.addr
+ * (`mirror`); an absolute-form one goes where it names.
  */
-export async function requestTarget(raw: string, headers: IncomingHttpHeaders, tunnel: { host: string; port: number } | undefined, schemes: RegistrySchemes, mirror: URL): Promise<Target> {
+export async function requestTarget(raw: string, headers: IncomingHttpHeaders, tunnel: { host: string; port: number } | undefined, schemes: RegistrySchemes, mirror: URL, mirrors: readonly Mirror[] = []): Promise<Target> {
+  if (!tunnel && raw.startsWith("/")) {
+    const repo = mirrorTarget(mirrors, raw);
+    // The operator configured the upstream, like registryMirror.addr: not a client's choice.
+    if (repo) return { url: repo.url, chosen: false, mirror: repo.mirror };
+  }
+  const t = await targetOf(raw, headers, tunnel, schemes, mirror);
+  return { ...t, mirror: mirrorOf(mirrors, t.url) };
+}
+
+async function targetOf(raw: string, headers: IncomingHttpHeaders, tunnel: { host: string; port: number } | undefined, schemes: RegistrySchemes, mirror: URL): Promise<Target> {
   if (tunnel) {
     const origin = `https://${tunnel.host.includes(":") ? `[${tunnel.host}]` : tunnel.host}:${tunnel.port}`;
     if (raw.startsWith("/")) return { url: new URL(`${origin}${raw}`), chosen: true };

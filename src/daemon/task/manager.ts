@@ -97,6 +97,12 @@ export interface DownloadRequest {
   liveBytes?: boolean;
   /** When the download's own timeout (Download.timeout) passes, in epoch ms; set by download(). */
   deadline?: number | undefined;
+  /**
+   * Ours: go through the scheduler even for content of one minimum piece (4 MiB) or less,
+   * which Dragonfly always reads from the origin. The proxy's Maven and YUM mirrors set it:
+   * their artifacts and RPMs are mostly that small, and sharing them is the point.
+   */
+  swarmSmall?: boolean;
 }
 
 export class DownloadError extends Error {
@@ -601,8 +607,8 @@ export class TaskManager {
       return this.backToSource(task, req, backend, headers, undefined, faults);
     };
 
-    // Tiny tasks never involve the scheduler, as in Dragonfly.
-    if (task.meta.contentLength <= MIN_PIECE_LENGTH && canBackToSource && !d.needBackToSource) return toSource();
+    // Tiny tasks never involve the scheduler, as in Dragonfly, unless the requester shares them (swarmSmall).
+    if (task.meta.contentLength <= MIN_PIECE_LENGTH && canBackToSource && !d.needBackToSource && !req.swarmSmall) return toSource();
     const scheduler = this.schedulers.forTask(task.id);
     if (!scheduler) return toSource();
 
