@@ -254,6 +254,12 @@ export interface OpenTaskStoreOptions {
   sync?: string
   /** Extra per-piece digest: "crc32c", "sha256" or "blake3". */
   extraDigest?: string
+  /**
+   * Seal the pieces at rest with AES-256-GCM under this key (a new store), or open a sealed
+   * store with it (DF_AUTH if it is not the store's key). Unset: a plaintext store, or the
+   * instance this process already holds for the task, sealed or not.
+   */
+  seal?: SealOptions
 }
 
 /** The version of the origin's content a task is pinned to (see `origin::Pin`). */
@@ -407,6 +413,14 @@ export interface RaceWin {
   info: PieceInfo
 }
 
+/** A tenant key for sealing pieces at rest. */
+export interface SealOptions {
+  /** 32 bytes of AES-256 key material. */
+  key: Buffer
+  /** Its version at the tenant, recorded in the store. */
+  keyVersion: number
+}
+
 /** Seals one piece into a new Buffer, or into `out` (piece length + 16 bytes) when given. */
 export declare function sealPiece(key: Buffer, taskId: string, number: number, plain: Buffer, out?: Buffer | undefined | null): Buffer | undefined
 
@@ -432,6 +446,8 @@ export interface TaskStoreInfo {
   ioEngine: string
   sync: string
   extraDigest?: string
+  /** The key version a sealed store's pieces are sealed under; unset for a plaintext store. */
+  sealedKeyVersion?: number
 }
 
 export declare function version(): AddonVersion

@@ -19,6 +19,9 @@ import { migrate } from "./db/migrations.js";
 import { startGc } from "./gc.js";
 import { startLivenessSweep } from "./grpc/liveness.js";
 import { ManagerGrpcService } from "./grpc/service.js";
+import { TenantKeysGrpcService } from "./grpc/tenant-keys.js";
+import { TenantKeys } from "./tenant-keys.js";
+import { TenantKeysService } from "../gen/damselfly/manager/v1/keys.js";
 import { JobRunner } from "./jobs/runner.js";
 import { JobSecrets } from "./jobs/secrets.js";
 import { ManagerMetrics } from "./metrics.js";
@@ -45,11 +48,15 @@ function isResolved(c: unknown): c is ManagerConfig {
   return typeof c === "object" && c !== null && "resolved" in c;
 }
 
-async function bindGrpc(service: ManagerGrpcService, metrics: ManagerMetrics, host: string, start: number, end: number, tls: TlsMaterial | undefined, log: Logger): Promise<GrpcServerHandle> {
+async function bindGrpc(service: ManagerGrpcService, keys: TenantKeysGrpcService, metrics: ManagerMetrics, host: string, start: number, end: number, tls: TlsMaterial | undefined, log: Logger): Promise<GrpcServerHandle> {
   let last: unknown;
+  const services = [
+    { definition: ManagerService, implementation: instrumentService(ManagerService, service.handlers(), metrics.registry) },
+    { definition: TenantKeysService, implementation: instrumentService(TenantKeysService, keys.handlers(), metrics.registry) },
+  ];
   for (let port = start; port <= end; port++) {
     try {
-      return await startGrpcServer([{ definition: ManagerService, implementation: instrumentService(ManagerService, service.handlers(), metrics.registry) }], host, port, serverCredentials(tls), log);
+      return await startGrpcServer(services, host, port, serverCredentials(tls), log);
     } catch (e) {
       last = e;
     }
@@ -129,8 +136,10 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     const restPort = app.server.address() !== null && typeof app.server.address() === "object" ? (app.server.address() as { port: number }).port : r.rest.port;
 
     const grpcLog = log.child({ part: "grpc" });
-    const service = new ManagerGrpcService(db, grpcLog, metrics, new Authorizer(tls !== undefined, grpcLog));
-    const grpc = await bindGrpc(service, metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, tls, grpcLog);
+    const authz = new Authorizer(tls !== undefined, grpcLog);
+    const service = new ManagerGrpcService(db, grpcLog, metrics, authz);
+    const tenantKeys = new TenantKeysGrpcService(new TenantKeys(db), authz, grpcLog);
+    const grpc = await bindGrpc(service, tenantKeys, metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, tls, grpcLog);
     grpc.health.setStatus("manager.v2.Manager", true);
     cleanups.push(() => grpc.close());
 

@@ -142,6 +142,8 @@ describe.each(variants)("manager API on $name", (variant) => {
     { method: "GET", route: "/api/v1/permissions", url: () => "/api/v1/permissions" },
     { method: "POST", route: "/api/v1/tenants", url: () => "/api/v1/tenants", bad: { body: { name: "bad name!" }, field: "body.name" } },
     { method: "GET", route: "/api/v1/tenants", url: () => "/api/v1/tenants" },
+    { method: "POST", route: "/api/v1/tenants/:id/keys", url: () => "/api/v1/tenants/1/keys", bad: { url: () => "/api/v1/tenants/0/keys", field: "params.id" } },
+    { method: "GET", route: "/api/v1/tenants/:id/keys", url: () => "/api/v1/tenants/1/keys", bad: { url: () => "/api/v1/tenants/x/keys", field: "params.id" } },
     { method: "POST", route: "/api/v1/personal-access-tokens", url: () => "/api/v1/personal-access-tokens", bad: { body: { name: "x", expired_at: "tomorrow" }, field: "body.expired_at" } },
     { method: "GET", route: "/api/v1/personal-access-tokens", url: () => "/api/v1/personal-access-tokens" },
     { method: "GET", route: "/api/v1/personal-access-tokens/:id", url: () => `/api/v1/personal-access-tokens/${id("pat")}`, tenantScoped: true },

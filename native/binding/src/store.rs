@@ -5,6 +5,7 @@ use damselfly_core::cancel;
 use damselfly_core::client::{self, FetchOptions, Protocol};
 use damselfly_core::digest::Algorithm;
 use damselfly_core::origin;
+use damselfly_core::seal::SealKey;
 use damselfly_core::server::{self, PieceServer, ServePath, ServerConfig, ServerTls};
 use damselfly_core::store::{self, PieceRecord, PieceStore, StoreOptions, SyncPolicy, Tier, WriteMeta};
 use damselfly_core::tls::{self, TlsIdentity, TlsMode};
@@ -41,6 +42,19 @@ pub struct OpenTaskStoreOptions {
     pub sync: Option<String>,
     /// Extra per-piece digest: "crc32c", "sha256" or "blake3".
     pub extra_digest: Option<String>,
+    /// Seal the pieces at rest with AES-256-GCM under this key (a new store), or open a sealed
+    /// store with it (DF_AUTH if it is not the store's key). Unset: a plaintext store, or the
+    /// instance this process already holds for the task, sealed or not.
+    pub seal: Option<SealOptions>,
+}
+
+/// A tenant key for sealing pieces at rest.
+#[napi(object)]
+pub struct SealOptions {
+    /// 32 bytes of AES-256 key material.
+    pub key: Buffer,
+    /// Its version at the tenant, recorded in the store.
+    pub key_version: u32,
 }
 
 #[napi(object)]
@@ -59,6 +73,8 @@ pub struct TaskStoreInfo {
     pub io_engine: String,
     pub sync: String,
     pub extra_digest: Option<String>,
+    /// The key version a sealed store's pieces are sealed under; unset for a plaintext store.
+    pub sealed_key_version: Option<u32>,
 }
 
 #[napi(object)]
@@ -350,6 +366,7 @@ fn info_of(s: &PieceStore) -> TaskStoreInfo {
             SyncPolicy::Never => "never".into(),
         },
         extra_digest: i.extra_digest.map(|a| a.name().to_string()),
+        sealed_key_version: i.sealed_key_version,
     }
 }
 
@@ -385,6 +402,7 @@ impl TaskStore {
             direct: options.direct,
             sync,
             extra_digest,
+            seal: options.seal.map(|s| SealKey { key: s.key.to_vec(), version: s.key_version }),
         })
         .map_err(to_js)?;
         Ok(Self { info: info_of(&inner), inner: RwLock::new(Some(inner)) })

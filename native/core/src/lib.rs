@@ -11,6 +11,7 @@ pub mod origin;
 pub mod peercred;
 pub mod probe;
 pub mod quic;
+pub mod seal;
 pub mod server;
 pub mod store;
 #[cfg(test)]

@@ -3,10 +3,13 @@
 // when on the same filesystem, else a reflink-or-copy), and only a complete file is renamed
 // into place. Without overwrite, an existing file is never replaced. This is the path for a
 // caller with the daemon's own uid; another user's output goes through caller-output.ts.
+// A task sealed at rest (storage.encryption) is neither linked nor copied, its file holding
+// ciphertext: its pieces are opened into a new file readable by its owner only (0600).
 import { constants } from "node:fs";
-import { access, copyFile, link, rename, stat, unlink } from "node:fs/promises";
+import { access, copyFile, link, open, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join } from "node:path";
 import { randomBytes } from "node:crypto";
+import { isNativeError } from "../../native/index.js";
 
 export class OutputError extends Error {
   override name = "OutputError";
@@ -27,6 +30,31 @@ export const refuseOutput = {
   exists: (path: string) => new OutputError(`output file already exists (use --overwrite to replace it): ${path}`),
 };
 
+/** What an output is made of: the task's file, or the opened pieces of a task sealed at rest. */
+export interface OutputSource {
+  contentPath: string;
+  /** Set for a task sealed at rest: fills a new file with the plain content. */
+  writePlain?: ((file: FileHandle) => Promise<void>) | undefined;
+}
+
+/** Mode of an output written from a task sealed at rest: plaintext for its owner only. */
+export const SEALED_OUTPUT_MODE = 0o600;
+
+export const refuseSealedHardLink = (path: string) =>
+  new OutputError(`cannot hard-link the task file to ${path}: the task is sealed at rest, so its file holds ciphertext (drop --force-hard-link to get a plain copy)`);
+
+/** Creates `path` (O_EXCL, owner-only) and fills it from a sealed task's opened pieces. */
+async function writePlainFile(writePlain: (file: FileHandle) => Promise<void>, path: string): Promise<void> {
+  const file = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, SEALED_OUTPUT_MODE);
+  try {
+    await writePlain(file);
+    // The umask may have taken bits away, never added: set exactly.
+    await file.chmod(SEALED_OUTPUT_MODE);
+  } finally {
+    await file.close();
+  }
+}
+
 /** Checks before any download starts, so a bad path fails fast. */
 export async function checkOutputPath(path: string, overwrite: boolean): Promise<void> {
   if (!isAbsolute(path)) throw refuseOutput.relative(path);
@@ -43,16 +71,23 @@ export async function checkOutputPath(path: string, overwrite: boolean): Promise
   if (existing && !overwrite) throw refuseOutput.exists(path);
 }
 
-export async function writeOutput(contentPath: string, path: string, opts: { overwrite: boolean; forceHardLink: boolean }): Promise<"hardlink" | "copy"> {
+export async function writeOutput(source: OutputSource, path: string, opts: { overwrite: boolean; forceHardLink: boolean }): Promise<"hardlink" | "copy"> {
   const tmp = join(dirname(path), `.${basename(path)}.damselfly-${randomBytes(6).toString("hex")}`);
   let how: "hardlink" | "copy" = "hardlink";
+  const { contentPath, writePlain } = source;
+  if (writePlain && opts.forceHardLink) throw refuseSealedHardLink(path);
   try {
-    try {
-      await link(contentPath, tmp);
-    } catch (e) {
-      if (opts.forceHardLink) throw new OutputError(`cannot hard-link the task file to ${path}: ${(e as Error).message}`);
+    if (writePlain) {
       how = "copy";
-      await copyFile(contentPath, tmp, constants.COPYFILE_FICLONE);
+      await writePlainFile(writePlain, tmp);
+    } else {
+      try {
+        await link(contentPath, tmp);
+      } catch (e) {
+        if (opts.forceHardLink) throw new OutputError(`cannot hard-link the task file to ${path}: ${(e as Error).message}`);
+        how = "copy";
+        await copyFile(contentPath, tmp, constants.COPYFILE_FICLONE);
+      }
     }
     if (opts.overwrite) await rename(tmp, path);
     else {
@@ -65,6 +100,7 @@ export async function writeOutput(contentPath: string, path: string, opts: { ove
     return how;
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
-    throw e instanceof OutputError ? e : new OutputError(`cannot write ${path}: ${(e as Error).message}`);
+    // A sealed piece that fails its tag (DF_AUTH) is the cache's failure, not the path's.
+    throw e instanceof OutputError || isNativeError(e) ? e : new OutputError(`cannot write ${path}: ${(e as Error).message}`);
   }
 }

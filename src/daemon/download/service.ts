@@ -20,6 +20,7 @@ import { callerOf, type Caller } from "./caller-access.js";
 import { checkCallerOutputPath, isOtherUser, writeCallerOutput } from "./caller-output.js";
 import type { PeerCredentials } from "../../native/index.js";
 import { errorMessage } from "../../common/errors.js";
+import type { FileHandle } from "node:fs/promises";
 import { durationToMs } from "../../common/grpc/duration.js";
 
 export interface DownloadServiceDeps {
@@ -69,7 +70,9 @@ export class DownloadService {
       }
       const task = await streamDownload(call, this.deps.tasks, { hostId: this.deps.hostId, peerId: this.deps.newPeerId() }, false);
       if (!d.outputPath) return;
-      await (other ? writeCallerOutput(task.contentPath, d.outputPath, opts, other) : writeOutput(task.contentPath, d.outputPath, opts));
+      // A task sealed at rest is written from its opened pieces; any other is linked or copied.
+      const source = { contentPath: task.contentPath, writePlain: task.meta.sealed ? (f: FileHandle) => task.writePlain(f) : undefined };
+      await (other ? writeCallerOutput(source, d.outputPath, opts, other) : writeOutput(source, d.outputPath, opts));
     };
     run().then(
       () => call.end(),

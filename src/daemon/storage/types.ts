@@ -1,7 +1,9 @@
 // What the daemon knows about a task it stores: the piece store (native) holds bytes and piece
 // records; this metadata (JSON beside it) holds what Dragonfly's task record holds — where the
 // content came from and how the download ended.
+import type { FileHandle } from "node:fs/promises";
 import type { OriginPin } from "../backend/pin.js";
+import type { SealedWith } from "./at-rest.js";
 
 export type LocalTaskState = "running" | "succeeded" | "failed";
 
@@ -28,6 +30,8 @@ export interface TaskMetadata {
   state: LocalTaskState;
   failure?: string | undefined;
   tier: "disk" | "memory";
+  /** Set when the pieces are sealed at rest (storage.encryption): whose key, which version. */
+  sealed?: SealedWith | undefined;
   createdAt: number;
   updatedAt: number;
   finishedAt?: number | undefined;
@@ -88,6 +92,7 @@ export interface ParentAddress {
 export interface TaskStore {
   readonly id: string;
   readonly meta: TaskMetadata;
+  /** The task's file; holds ciphertext when the task is sealed at rest (`meta.sealed`). */
   readonly contentPath: string;
   /** How the store writes pieces: O_DIRECT ("direct") or through the page cache (storage.directIO). */
   readonly ioMode: "direct" | "buffered";
@@ -108,7 +113,10 @@ export interface TaskStore {
    * to start sending wins and its piece lands verified; the other requests are withdrawn.
    */
   race(timeoutMs: number, signal?: AbortSignal): PieceRace;
+  /** A finished piece's plain bytes (a sealed one opened; DF_AUTH, and the piece dropped, if it fails its tag). */
   readPiece(number: number): Promise<Buffer>;
+  /** Writes the plain content into `file` at its offsets, piece by piece (the output of a task sealed at rest). */
+  writePlain(file: FileHandle): Promise<void>;
   /**
    * Re-reads finished piece `number` and checks it against the digests recorded when it landed;
    * rejects with DF_DIGEST_MISMATCH, the piece then no longer finished (storage/scrub.ts).

@@ -286,6 +286,22 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_a
 CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, id);
 `,
   },
+  {
+    version: 3,
+    name: "tenant keys",
+    // The AES-256-GCM keys daemons seal pieces at rest with (issue 21), one row per tenant and
+    // version. Rotation adds a version; none is ever changed, since tasks sealed under it stay
+    // on daemons' disks. Deleting a tenant's rows makes what its daemons hold unreadable.
+    sql: `
+CREATE TABLE tenant_keys (
+  tenant_id integer NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+  version integer NOT NULL CHECK (version > 0),
+  key bytea NOT NULL CHECK (length(key) = 32),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, version)
+);
+`,
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises concurrent managers migrating one database. */
