@@ -85,6 +85,14 @@ export declare class TaskStore {
    * ask for it next; resolves once the reads are queued (no-op for a buffered store).
    */
   warm(): Promise<void>
+  /**
+   * A sealed store only: every piece landing from now on is also written in plain at its
+   * offset into the file open at `fd` (duplicated here; the caller keeps its own), before it
+   * is sealed. Returns the id `untee` takes.
+   */
+  teePlain(fd: number): number
+  /** Detaches a tee; returns the numbers of the pieces written to it. */
+  untee(id: number): Array<number>
   /** Fetches piece `number` from a parent's piece server into this store. */
   fetchPiece(options: FetchPieceOptions, cancel?: CancelToken | undefined | null): Promise<PieceInfo>
   /** A race among candidate parents for a piece each: add candidates, then run it. */

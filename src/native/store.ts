@@ -238,6 +238,16 @@ export class NativeTaskStore {
     return toInfo(await nativeAsync(this.inner.verifyPiece(number)));
   }
 
+  /**
+   * A sealed store only: every piece landing from now on is also written in plain into the
+   * file open at `fd` (duplicated; the caller keeps and closes its own), at its offset, before
+   * it is sealed. Returns what detaches it, which tells the pieces written there.
+   */
+  teePlain(fd: number): () => number[] {
+    const id = this.inner.teePlain(fd);
+    return () => this.inner.untee(id);
+  }
+
   /** Starts reading an O_DIRECT-written task into the page cache (a no-op for a buffered one). */
   warm(): Promise<void> {
     return nativeAsync(this.inner.warm());

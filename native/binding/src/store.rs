@@ -14,6 +14,8 @@ use napi::bindgen_prelude::{Buffer, PromiseRaw};
 use napi::Env;
 use napi_derive::napi;
 use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -448,6 +450,26 @@ impl TaskStore {
     pub fn warm<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ()>> {
         let s = self.store()?;
         off_thread(env, move || s.warm())
+    }
+
+    /// A sealed store only: every piece landing from now on is also written in plain at its
+    /// offset into the file open at `fd` (duplicated here; the caller keeps its own), before it
+    /// is sealed. Returns the id `untee` takes.
+    #[napi]
+    pub fn tee_plain(&self, fd: i32) -> Result<i64> {
+        let s = self.store()?;
+        // SAFETY: `fd` is a descriptor the caller holds open for this call (a FileHandle); it
+        // is only duplicated, never closed or used beyond this line.
+        let owned = unsafe { BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .map_err(|e| to_js(CoreError::io("duplicate the tee's descriptor", e)))?;
+        s.tee_plain(File::from(owned)).map(|id| id as i64).map_err(to_js)
+    }
+
+    /// Detaches a tee; returns the numbers of the pieces written to it.
+    #[napi]
+    pub fn untee(&self, id: i64) -> Vec<u32> {
+        self.open_store().map(|s| s.untee(id as u64)).unwrap_or_default()
     }
 
     /// Fetches piece `number` from a parent's piece server into this store.

@@ -14,6 +14,7 @@ pub mod quic;
 pub mod seal;
 pub mod server;
 pub mod store;
+mod tee;
 #[cfg(test)]
 mod testutil;
 pub mod tls;

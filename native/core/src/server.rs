@@ -699,44 +699,22 @@ async fn serve_conn<T: PieceConn>(mut sock: T, shared: &Shared) {
         crate::store::prefetch(store.content_file(), rec.offset, rec.length);
         // A piece split among many children reaches each of them late, and none can pass it on
         // before it is whole; refused children go to another parent or piece instead.
-        // Held (the admission also while waiting for a slot) until this piece is sent or its
-        // send fails; the slot is let go first, as the tuple drops in field order.
-        let _permits = if cfg.upload_slots > 0 {
+        let admitted = if cfg.upload_slots > 0 {
             let Ok(admitted) = shared.admission.try_acquire() else {
                 let msg = format!("{}: all {} upload slots are sending", vortex::BUSY_PREFIX, cfg.upload_slots);
                 send_error(&mut sock, shared, vortex::ERR_INTERNAL, &msg).await;
                 continue;
             };
-            // A child that raced this request against other parents closes it once another
-            // parent starts sending: a withdrawn request gives up its place instead of taking
-            // a slot (and sending a whole piece into a closed socket).
-            let slot = tokio::select! {
-                biased;
-                slot = shared.slots.acquire() => slot.ok(),
-                open = sock.still_open() => {
-                    if !open {
-                        return;
-                    }
-                    shared.slots.acquire().await.ok()
-                }
-            };
-            Some((slot, admitted))
+            Some(admitted)
         } else {
             None
         };
-        let meta = vortex::PieceMeta {
-            number,
-            offset: rec.offset,
-            length: rec.length,
-            digest: rec.digest.clone(),
-            parent_id: rec.parent_id.clone(),
-            traffic_type: vortex::TRAFFIC_REMOTE_PEER,
-            cost_secs: (rec.finished_at_ms.saturating_sub(rec.created_at_ms).max(0) / 1000) as u64,
-            created_at_secs: rec.created_at_ms / 1000,
-        };
         // A sealed piece is opened once, its tag checked, before its header goes out: one that
         // fails is dropped from the store and never sent, and the child asks another parent.
-        // The plain bytes go out under the connection's TLS, if any (SECURITY.md).
+        // Opened while the request waits for a slot, as its bytes are prefetched: with one slot
+        // (upload.concurrentPieceCount), opening after taking it left the link idle for the
+        // time of each piece's decryption. The plain bytes go out under the connection's TLS,
+        // if any (SECURITY.md).
         let opened = if store.is_sealed() {
             match store.read_plain(number).await {
                 Ok((buf, _)) => Some(buf),
@@ -748,6 +726,37 @@ async fn serve_conn<T: PieceConn>(mut sock: T, shared: &Shared) {
             }
         } else {
             None
+        };
+        // Held (the admission also while waiting for a slot) until this piece is sent or its
+        // send fails; the slot is let go first, as the tuple drops in field order.
+        let _permits = match admitted {
+            Some(admitted) => {
+                // A child that raced this request against other parents closes it once another
+                // parent starts sending: a withdrawn request gives up its place instead of
+                // taking a slot (and sending a whole piece into a closed socket).
+                let slot = tokio::select! {
+                    biased;
+                    slot = shared.slots.acquire() => slot.ok(),
+                    open = sock.still_open() => {
+                        if !open {
+                            return;
+                        }
+                        shared.slots.acquire().await.ok()
+                    }
+                };
+                Some((slot, admitted))
+            }
+            None => None,
+        };
+        let meta = vortex::PieceMeta {
+            number,
+            offset: rec.offset,
+            length: rec.length,
+            digest: rec.digest.clone(),
+            parent_id: rec.parent_id.clone(),
+            traffic_type: vortex::TRAFFIC_REMOTE_PEER,
+            cost_secs: (rec.finished_at_ms.saturating_sub(rec.created_at_ms).max(0) / 1000) as u64,
+            created_at_secs: rec.created_at_ms / 1000,
         };
         let head = vortex::encode_piece_content(&meta);
         if !matches!(tokio::time::timeout(cfg.write_timeout, sock.write_all(&head)).await, Ok(Ok(()))) {
@@ -1317,10 +1326,17 @@ mod tests {
         assert!(e.message.contains("integrity"), "{}", e.message);
         assert!(dst.piece(1).is_none() && src.piece(1).is_none());
         assert_eq!(srv.stats().pieces_served, 0);
-        // Once this process lets go of the key, the task is not served at all.
         srv.close().await;
-        drop((srv, src));
-        let srv = server(a.path(), DEFAULT_SERVE_PATH, 0).await;
+        // A sealed task whose key no store of this process holds is not served at all.
+        let c = tempfile::tempdir().unwrap();
+        let locked = PieceStore::open(StoreOptions {
+            seal: Some(SealKey { key: vec![4u8; 32], version: 1 }),
+            ..store_opts(c.path())
+        })
+        .unwrap();
+        locked.write_piece(0, d[..PIECE as usize].to_vec(), WriteMeta::default()).await.unwrap();
+        drop(locked);
+        let srv = server(c.path(), DEFAULT_SERVE_PATH, 0).await;
         let e = fetch_piece(&ConnPool::default(), &dst, &fetch_opts(&srv, 0), &CancelToken::new()).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFound);
         assert!(e.message.contains("not loaded"), "{}", e.message);

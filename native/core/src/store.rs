@@ -20,6 +20,7 @@ use crate::aligned::{round_up, PooledBuf, BLOCK, PIECE_POOL};
 use crate::digest::{self, Algorithm, Hasher};
 use crate::error::{CoreError, ErrorCode, Result};
 use crate::seal::{self, PieceSeal, SealHeader, SealKey, Sealer};
+use crate::tee::Tees;
 use crate::uring::{self, IoBuf, OpKind, Request};
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -166,33 +167,8 @@ pub struct PieceStore {
     /// Sealed pieces dropped as corrupt, by number: the generation their next seal uses, so a
     /// piece written again never reuses a nonce (seal.rs).
     regenerations: Mutex<HashMap<u32, u32>>,
-    /// Files attached with `tee_plain`, and the id the next one gets.
-    tees: Mutex<Vec<Tee>>,
-    next_tee: AtomicU64,
-}
-
-/// A file that gets the plain bytes of every piece a sealed store lands while it is attached
-/// (`tee_plain`): a sealed task's output, written while the task downloads, from the bytes in
-/// hand before they are sealed, rather than read back from the disk and opened afterwards.
-struct Tee {
-    id: u64,
-    file: Arc<File>,
-    /// The pieces written to it so far.
-    pieces: Arc<Mutex<Vec<u32>>>,
-}
-
-type TeeTarget = (Arc<File>, Arc<Mutex<Vec<u32>>>);
-
-/// Writes piece `n`'s plain bytes at `offset` of every tee; a tee that fails a write simply
-/// lacks the piece (its owner fills what is missing from the store).
-fn write_tees(tees: &[TeeTarget], n: u32, offset: u64, plain: &[u8]) {
-    for (file, pieces) in tees {
-        if write_all_at(file, plain, offset).is_ok() {
-            if let Ok(mut p) = pieces.lock() {
-                p.push(n);
-            }
-        }
-    }
+    /// Files that get the plain bytes of the pieces landing (`tee_plain`).
+    tees: Tees,
 }
 
 struct Pending {
@@ -583,13 +559,15 @@ impl PieceStore {
                 let sealer = match (&h.seal, &opts.seal) {
                     (None, None) => None,
                     (Some(sh), Some(key)) => Some(Sealer::reopen(&opts.task_id, key, *sh)?),
-                    (Some(sh), None) => return Err(CoreError::new(
-                        ErrorCode::Auth,
-                        format!(
+                    (Some(sh), None) => {
+                        return Err(CoreError::new(
+                            ErrorCode::Auth,
+                            format!(
                             "task {} is sealed at rest under key version {}, and its key is not loaded in this process",
                             opts.task_id, sh.version
                         ),
-                    )),
+                        ))
+                    }
                     (None, Some(_)) => return Err(unsealed(&opts.task_id)),
                 };
                 extra = h.extra;
@@ -670,8 +648,7 @@ impl PieceStore {
             deleted: AtomicBool::new(false),
             seal: sealer.map(Arc::new),
             regenerations: Mutex::new(regenerations),
-            tees: Mutex::new(Vec::new()),
-            next_tee: AtomicU64::new(1),
+            tees: Tees::default(),
         });
         remember(&store);
         Ok(store)
@@ -844,10 +821,10 @@ impl PieceStore {
             // Hashed as plain bytes while copied into an aligned buffer, then sealed there: the
             // caller's memory is never encrypted in place.
             let generation = self.generation(n);
-            let (tees, offset) = (self.tee_targets(), n as u64 * self.info.piece_length);
+            let (tees, offset) = (self.tees.targets(), n as u64 * self.info.piece_length);
             let work = move || -> Result<(PooledBuf, Prepared, PieceSeal)> {
                 let (mut buf, prepared) = copy_and_hash(data.as_ref(), extra)?;
-                write_tees(&tees, n, offset, buf.as_slice());
+                tees.write(n, offset, buf.as_slice());
                 let seal = sealer.seal(n, generation, buf.as_mut_slice())?;
                 Ok((buf, prepared, seal))
             };
@@ -906,10 +883,10 @@ impl PieceStore {
             Some(sealer) => {
                 // Verified plain bytes (the digests above are theirs), sealed where they lie.
                 let generation = self.generation(n);
-                let (tees, offset) = (self.tee_targets(), n as u64 * self.info.piece_length);
+                let (tees, offset) = (self.tees.targets(), n as u64 * self.info.piece_length);
                 let mut buf = buf;
                 let seal = off_thread(move || {
-                    write_tees(&tees, n, offset, buf.as_slice());
+                    tees.write(n, offset, buf.as_slice());
                     sealer.seal(n, generation, buf.as_mut_slice()).map(|s| (buf, s))
                 })
                 .await?;
@@ -920,7 +897,7 @@ impl PieceStore {
     }
 
     /// Attaches `file` to a sealed store: every piece landing from now on is also written there
-    /// in plain at its offset, before it is sealed (see `Tee`). Returns the id `untee` takes.
+    /// in plain at its offset, before it is sealed (tee.rs). Returns the id `untee` takes.
     pub fn tee_plain(&self, file: File) -> Result<u64> {
         if !self.is_sealed() {
             return Err(CoreError::new(
@@ -928,24 +905,12 @@ impl PieceStore {
                 format!("task {} is not sealed: its content file is already plain", self.info.task_id),
             ));
         }
-        let id = self.next_tee.fetch_add(1, Ordering::Relaxed);
-        let tee = Tee { id, file: Arc::new(file), pieces: Arc::new(Mutex::new(Vec::new())) };
-        self.tees.lock().map_err(|_| poisoned())?.push(tee);
-        Ok(id)
+        Ok(self.tees.attach(file))
     }
 
-    /// Detaches a tee; returns the pieces written to it (a write in flight may still finish,
-    /// into a file its owner holds until it closes it).
+    /// Detaches a tee; returns the pieces written to it.
     pub fn untee(&self, id: u64) -> Vec<u32> {
-        let Ok(mut tees) = self.tees.lock() else { return Vec::new() };
-        let Some(i) = tees.iter().position(|t| t.id == id) else { return Vec::new() };
-        let tee = tees.swap_remove(i);
-        let pieces = tee.pieces.lock().map(|p| p.clone()).unwrap_or_default();
-        pieces
-    }
-
-    fn tee_targets(&self) -> Vec<TeeTarget> {
-        self.tees.lock().map(|t| t.iter().map(|t| (t.file.clone(), t.pieces.clone())).collect()).unwrap_or_default()
+        self.tees.detach(id)
     }
 
     /// The generation piece `n`'s next seal uses (seal.rs).
@@ -1237,6 +1202,9 @@ impl PieceStore {
                 *slot = None;
             }
         }
+        if let Ok(mut regen) = self.regenerations.lock() {
+            next_generation(&mut regen, rec);
+        }
         Ok(())
     }
 
@@ -1299,6 +1267,14 @@ pub fn delete_task(root: &Path, task_id: &str) -> Result<()> {
     }
 }
 
+/// A sealed piece dropped as corrupt: its next seal uses a later generation, hence a new nonce.
+fn next_generation(regen: &mut HashMap<u32, u32>, dropped: &PieceRecord) {
+    if let Some(seal) = dropped.seal {
+        let next = regen.entry(dropped.number).or_insert(0);
+        *next = (*next).max(seal.generation.saturating_add(1));
+    }
+}
+
 /// Opening an existing plaintext task with a key: it would stay plaintext, so the caller decides
 /// (the daemon deletes it and fetches the task again sealed).
 fn unsealed(task_id: &str) -> CoreError {
@@ -1348,10 +1324,7 @@ fn apply_records(
             KIND_FINISHED => *slot = Some(rec),
             KIND_INVALIDATED => {
                 *slot = None;
-                if let Some(seal) = rec.seal {
-                    let next = regen.entry(rec.number).or_insert(0);
-                    *next = (*next).max(seal.generation.saturating_add(1));
-                }
+                next_generation(regen, &rec);
             }
             _ => break,
         }
@@ -1791,6 +1764,35 @@ mod tests {
         assert_eq!(s.read_piece(1).await.unwrap(), again);
         let rec = s.write_piece(2, data[2 * piece as usize..].to_vec(), WriteMeta::default()).await.unwrap();
         assert_eq!(rec.seal.map(|x| x.generation), Some(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tee_gets_the_plain_bytes_of_the_pieces_landing_while_attached() {
+        let dir = tempfile::tempdir().unwrap();
+        let piece = 4096u64;
+        let data = pattern(4 * piece as usize, 4);
+        let bytes = |n: u32| data[(n as u64 * piece) as usize..((n as u64 + 1) * piece) as usize].to_vec();
+        let plain = PieceStore::open(opts(dir.path(), "plain", 4 * piece, piece)).unwrap();
+        let out = dir.path().join("out");
+        let file = || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&out).unwrap();
+        assert_eq!(plain.tee_plain(file()).unwrap_err().code, ErrorCode::InvalidArgument);
+        let s = PieceStore::open(StoreOptions { seal: Some(key(2, 1)), ..opts(dir.path(), TASK, 4 * piece, piece) })
+            .unwrap();
+        s.write_piece(0, bytes(0), WriteMeta::default()).await.unwrap();
+        let id = s.tee_plain(file()).unwrap();
+        s.write_piece(2, bytes(2), WriteMeta::default()).await.unwrap();
+        // write_prepared: the client's path, bytes already in a pooled buffer.
+        let (buf, prepared) = copy_and_hash(&bytes(3), None).unwrap();
+        s.write_prepared(3, buf, prepared, WriteMeta::default()).await.unwrap();
+        let mut teed = s.untee(id);
+        teed.sort();
+        assert_eq!(teed, vec![2, 3]);
+        s.write_piece(1, bytes(1), WriteMeta::default()).await.unwrap();
+        let got = std::fs::read(&out).unwrap();
+        assert_eq!(&got[2 * piece as usize..], &data[2 * piece as usize..], "plain bytes at their offsets");
+        assert!(got[..2 * piece as usize].iter().all(|&b| b == 0), "nothing before or after it was attached");
+        assert_eq!(s.read_piece(3).await.unwrap(), bytes(3), "and the store still holds them, sealed");
+        assert_eq!(s.untee(id), Vec::<u32>::new());
     }
 
     #[test]

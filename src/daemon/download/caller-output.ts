@@ -21,7 +21,7 @@ import type { Stats } from "node:fs";
 import { basename, dirname, isAbsolute } from "node:path";
 import { callerMay, callerMayReplace, describeInode, MAY_EXEC, MAY_WRITE, type Caller } from "./caller-access.js";
 import { isNativeError } from "../../native/index.js";
-import { OutputError, refuseOutput, refuseSealedHardLink, SEALED_OUTPUT_MODE, type OutputSource } from "./output.js";
+import { fdSink, OutputError, refuseOutput, refuseSealedHardLink, SEALED_OUTPUT_MODE, type OutputSource } from "./output.js";
 
 /** Mode of an output written for another user: theirs to read (and, once chowned, to change). */
 const CALLER_OUTPUT_MODE = 0o644;
@@ -129,7 +129,7 @@ export async function writeCallerOutput(source: OutputSource, path: string, opts
     try {
       // Through the descriptor's own /proc entry: the inode just created, whatever the name
       // points to by now. copyFile reflinks or copies in the kernel (no bytes through JS).
-      if (source.writePlain) await source.writePlain(file);
+      if (source.writePlain) await source.writePlain(fdSink(file.fd));
       else await copyFile(source.contentPath, `/proc/self/fd/${file.fd}`, constants.COPYFILE_FICLONE);
       if (daemonUid() === 0) await file.chown(caller.uid, caller.gid);
       await file.chmod(source.writePlain ? SEALED_OUTPUT_MODE : CALLER_OUTPUT_MODE);

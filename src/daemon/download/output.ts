@@ -5,8 +5,9 @@
 // caller with the daemon's own uid; another user's output goes through caller-output.ts.
 // A task sealed at rest (storage.encryption) is neither linked nor copied, its file holding
 // ciphertext: its pieces are opened into a new file readable by its owner only (0600).
-import { constants } from "node:fs";
-import { access, copyFile, link, open, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { constants, write } from "node:fs";
+import { access, copyFile, link, open, rename, stat, unlink } from "node:fs/promises";
+import type { PlainSink } from "../storage/types.js";
 import { basename, dirname, isAbsolute, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { isNativeError } from "../../native/index.js";
@@ -33,8 +34,44 @@ export const refuseOutput = {
 /** What an output is made of: the task's file, or the opened pieces of a task sealed at rest. */
 export interface OutputSource {
   contentPath: string;
-  /** Set for a task sealed at rest: fills a new file with the plain content. */
-  writePlain?: ((file: FileHandle) => Promise<void>) | undefined;
+  /** Set for a task sealed at rest: writes the plain content through `sink`. */
+  writePlain?: ((sink: PlainSink) => Promise<void>) | undefined;
+}
+
+/** Writes into the file open at `fd`, all of each buffer at its position. */
+export function fdSink(fd: number): PlainSink {
+  const once = (data: Buffer, offset: number, position: number) =>
+    new Promise<number>((resolve, reject) => write(fd, data, offset, data.length - offset, position, (err, n) => (err ? reject(err) : resolve(n))));
+  return async (data, position) => {
+    for (let done = 0; done < data.length; ) {
+      const n = await once(data, done, position + done);
+      if (n <= 0) throw new Error(`writing at ${position + done} wrote nothing`);
+      done += n;
+    }
+  };
+}
+
+/** A temporary name beside `path`, for the output until it is complete. */
+export function tempBeside(path: string): string {
+  return join(dirname(path), `.${basename(path)}.damselfly-${randomBytes(6).toString("hex")}`);
+}
+
+/**
+ * Puts the complete temporary file `tmp` at `path`: renamed over it with overwrite; else
+ * linked, since link(2) refuses an existing target, which closes the check-then-rename race.
+ */
+export async function placeOutput(tmp: string, path: string, overwrite: boolean): Promise<void> {
+  if (overwrite) return rename(tmp, path);
+  await link(tmp, path).catch((e: NodeJS.ErrnoException) => {
+    throw e.code === "EEXIST" ? refuseOutput.exists(path) : new OutputError(`cannot write ${path}: ${e.message}`);
+  });
+  await unlink(tmp);
+}
+
+/** The error an output that could not be written ends with. */
+export function outputFailure(e: unknown, path: string): unknown {
+  // A sealed piece that fails its tag (DF_AUTH) is the cache's failure, not the path's.
+  return e instanceof OutputError || isNativeError(e) ? e : new OutputError(`cannot write ${path}: ${(e as Error).message}`);
 }
 
 /** Mode of an output written from a task sealed at rest: plaintext for its owner only. */
@@ -44,10 +81,10 @@ export const refuseSealedHardLink = (path: string) =>
   new OutputError(`cannot hard-link the task file to ${path}: the task is sealed at rest, so its file holds ciphertext (drop --force-hard-link to get a plain copy)`);
 
 /** Creates `path` (O_EXCL, owner-only) and fills it from a sealed task's opened pieces. */
-async function writePlainFile(writePlain: (file: FileHandle) => Promise<void>, path: string): Promise<void> {
+async function writePlainFile(writePlain: (sink: PlainSink) => Promise<void>, path: string): Promise<void> {
   const file = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, SEALED_OUTPUT_MODE);
   try {
-    await writePlain(file);
+    await writePlain(fdSink(file.fd));
     // The umask may have taken bits away, never added: set exactly.
     await file.chmod(SEALED_OUTPUT_MODE);
   } finally {
@@ -72,7 +109,7 @@ export async function checkOutputPath(path: string, overwrite: boolean): Promise
 }
 
 export async function writeOutput(source: OutputSource, path: string, opts: { overwrite: boolean; forceHardLink: boolean }): Promise<"hardlink" | "copy"> {
-  const tmp = join(dirname(path), `.${basename(path)}.damselfly-${randomBytes(6).toString("hex")}`);
+  const tmp = tempBeside(path);
   let how: "hardlink" | "copy" = "hardlink";
   const { contentPath, writePlain } = source;
   if (writePlain && opts.forceHardLink) throw refuseSealedHardLink(path);
@@ -89,18 +126,10 @@ export async function writeOutput(source: OutputSource, path: string, opts: { ov
         await copyFile(contentPath, tmp, constants.COPYFILE_FICLONE);
       }
     }
-    if (opts.overwrite) await rename(tmp, path);
-    else {
-      // link(2) refuses an existing target, which closes the check-then-rename race.
-      await link(tmp, path).catch((e: NodeJS.ErrnoException) => {
-        throw e.code === "EEXIST" ? refuseOutput.exists(path) : new OutputError(`cannot write ${path}: ${e.message}`);
-      });
-      await unlink(tmp);
-    }
+    await placeOutput(tmp, path, opts.overwrite);
     return how;
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
-    // A sealed piece that fails its tag (DF_AUTH) is the cache's failure, not the path's.
-    throw e instanceof OutputError || isNativeError(e) ? e : new OutputError(`cannot write ${path}: ${(e as Error).message}`);
+    throw outputFailure(e, path);
   }
 }

@@ -4,13 +4,13 @@
 // leaves at worst a task whose pieces are intact and whose state is re-derived on open.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, writeFile, type FileHandle } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isTaskId } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
 import { DigestHasher, deleteTaskStore, openTaskStore, type ExtraDigest, type FetchPieceOptions, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
 import { addrOf } from "./parent-links.js";
-import type { ParentAddress, PieceDeadlines, PieceInfo, PieceRace, TaskMetadata, TaskStore } from "./types.js";
+import type { ParentAddress, PieceDeadlines, PieceInfo, PieceRace, PlainSink, TaskMetadata, TaskStore } from "./types.js";
 import { errorMessage } from "../../common/errors.js";
 import { sealedWith, type AtRest } from "./at-rest.js";
 import type { TenantKey } from "./tenant-keys.js";
@@ -36,15 +36,6 @@ const PIECE_DIGEST: ExtraDigest = "blake3";
  * stay busy.
  */
 const PLAIN_WRITERS = 4;
-
-/** Writes all of `data` at `position` (a short write continues where it stopped). */
-async function writeAllAt(file: FileHandle, data: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < data.length; ) {
-    const { bytesWritten } = await file.write(data, done, data.length - done, position + done);
-    if (bytesWritten <= 0) throw new Error(`writing at ${position + done} wrote nothing`);
-    done += bytesWritten;
-  }
-}
 
 export function pieceInfoOf(p: NativePieceInfo): PieceInfo {
   const info: PieceInfo = { number: p.number, offset: p.offset, length: p.length, digest: p.digest, parentId: p.parentId, createdAt: p.createdAtMs, finishedAt: p.finishedAtMs };
@@ -126,20 +117,26 @@ class LocalTask implements TaskStore {
     return this.native.warm();
   }
 
-  async writePlain(file: FileHandle): Promise<void> {
+  async writePlain(sink: PlainSink, except?: ReadonlySet<number>): Promise<void> {
+    const wanted = Array.from({ length: this.meta.pieceCount }, (_, n) => n).filter((n) => !except?.has(n));
     let next = 0;
     let failed = false;
     const writer = async (): Promise<void> => {
-      for (let n = next++; n < this.meta.pieceCount && !failed; n = next++) {
+      for (let i = next++; i < wanted.length && !failed; i = next++) {
+        const n = wanted[i] as number;
         try {
-          await writeAllAt(file, await this.native.readPiece(n), n * this.meta.pieceLength);
+          await sink(await this.native.readPiece(n), n * this.meta.pieceLength);
         } catch (e) {
           failed = true; // the other writers stop at their next piece
           throw e;
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(PLAIN_WRITERS, this.meta.pieceCount) }, writer));
+    await Promise.all(Array.from({ length: Math.min(PLAIN_WRITERS, wanted.length) }, writer));
+  }
+
+  teePlain(fd: number): () => number[] {
+    return this.native.teePlain(fd);
   }
 
   async digest(algorithm: string): Promise<string> {

@@ -1,7 +1,6 @@
 // What the daemon knows about a task it stores: the piece store (native) holds bytes and piece
 // records; this metadata (JSON beside it) holds what Dragonfly's task record holds — where the
 // content came from and how the download ended.
-import type { FileHandle } from "node:fs/promises";
 import type { OriginPin } from "../backend/pin.js";
 import type { SealedWith } from "./at-rest.js";
 
@@ -88,6 +87,9 @@ export interface ParentAddress {
   protocol?: "tcp" | "quic";
 }
 
+/** Where plain bytes go: `data` at byte `position` of an output. */
+export type PlainSink = (data: Buffer, position: number) => Promise<void>;
+
 /** One task's bytes and records; every byte moves through the native piece store. */
 export interface TaskStore {
   readonly id: string;
@@ -115,8 +117,14 @@ export interface TaskStore {
   race(timeoutMs: number, signal?: AbortSignal): PieceRace;
   /** A finished piece's plain bytes (a sealed one opened; DF_AUTH, and the piece dropped, if it fails its tag). */
   readPiece(number: number): Promise<Buffer>;
-  /** Writes the plain content into `file` at its offsets, piece by piece (the output of a task sealed at rest). */
-  writePlain(file: FileHandle): Promise<void>;
+  /** Writes the plain content through `sink`, piece by piece, but for the pieces in `except` (the output of a task sealed at rest). */
+  writePlain(sink: PlainSink, except?: ReadonlySet<number>): Promise<void>;
+  /**
+   * A task sealed at rest only: every piece landing from now on is also written in plain into
+   * the file open at `fd`, at its offset, from the bytes in hand before they are sealed.
+   * Returns what detaches it, which tells the pieces written.
+   */
+  teePlain(fd: number): () => number[];
   /**
    * Re-reads finished piece `number` and checks it against the digests recorded when it landed;
    * rejects with DF_DIGEST_MISMATCH, the piece then no longer finished (storage/scrub.ts).
