@@ -15,9 +15,13 @@ use std::sync::{Arc, Mutex};
 
 struct Tee {
     id: u64,
-    file: Arc<File>,
-    /// The pieces written to it so far.
-    pieces: Arc<Mutex<Vec<u32>>>,
+    out: Arc<Out>,
+}
+
+/// A tee's file and the pieces written to it so far.
+struct Out {
+    file: File,
+    pieces: Mutex<Vec<u32>>,
 }
 
 /// The tees attached to one store.
@@ -32,7 +36,7 @@ impl Tees {
     pub fn attach(&self, file: File) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut list) = self.list.lock() {
-            list.push(Tee { id, file: Arc::new(file), pieces: Arc::new(Mutex::new(Vec::new())) });
+            list.push(Tee { id, out: Arc::new(Out { file, pieces: Mutex::new(Vec::new()) }) });
         }
         id
     }
@@ -43,30 +47,25 @@ impl Tees {
         let Ok(mut list) = self.list.lock() else { return Vec::new() };
         let Some(i) = list.iter().position(|t| t.id == id) else { return Vec::new() };
         let tee = list.swap_remove(i);
-        let pieces = tee.pieces.lock().map(|p| p.clone()).unwrap_or_default();
+        let pieces = tee.out.pieces.lock().map(|p| p.clone()).unwrap_or_default();
         pieces
     }
 
     /// The tees attached now, for a piece about to be sealed (written off the lock).
     pub fn targets(&self) -> Targets {
-        Targets(
-            self.list
-                .lock()
-                .map(|l| l.iter().map(|t| (t.file.clone(), t.pieces.clone())).collect())
-                .unwrap_or_default(),
-        )
+        Targets(self.list.lock().map(|l| l.iter().map(|t| t.out.clone()).collect()).unwrap_or_default())
     }
 }
 
-pub(crate) struct Targets(Vec<(Arc<File>, Arc<Mutex<Vec<u32>>>)>);
+pub(crate) struct Targets(Vec<Arc<Out>>);
 
 impl Targets {
     /// Writes piece `n`'s plain bytes at `offset` of every tee; a tee that fails a write
     /// simply lacks the piece (its owner fills what is missing from the store).
     pub fn write(&self, n: u32, offset: u64, plain: &[u8]) {
-        for (file, pieces) in &self.0 {
-            if file.write_all_at(plain, offset).is_ok() {
-                if let Ok(mut p) = pieces.lock() {
+        for out in &self.0 {
+            if out.file.write_all_at(plain, offset).is_ok() {
+                if let Ok(mut p) = out.pieces.lock() {
                     p.push(n);
                 }
             }
