@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Build stage: Rust toolchain + Node build the addon (release) and the TypeScript.
+# Build stage: Rust toolchain + Node build the addon (release), the TypeScript and the web console.
 FROM node:20-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates build-essential \
  && curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain 1.95.0 \
@@ -12,6 +12,7 @@ COPY proto ./proto
 COPY scripts ./scripts
 COPY patches ./patches
 COPY src ./src
+COPY console ./console
 COPY bin ./bin
 COPY tsconfig.json tsconfig.build.json ./
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev

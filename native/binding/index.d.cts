@@ -81,8 +81,8 @@ export declare class TaskStore {
   /** Re-hashes a finished piece from disk; a mismatch unmarks it and rejects with DF_DIGEST_MISMATCH. */
   verifyPiece(number: number): Promise<PieceInfo>
   /**
-   * Starts reading a task written with O_DIRECT into the page cache, for children that
-   * ask for it next; resolves once the reads are queued (no-op for a buffered store).
+   * Reads a task written with O_DIRECT into the page cache, for children that ask for it
+   * next; resolves once it is cached (no-op for a buffered store).
    */
   warm(): Promise<void>
   /**

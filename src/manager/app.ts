@@ -1,8 +1,9 @@
 // The manager's HTTP side as a fastify app factory: REST /api/v1 (JWT), open API /oapi/v1
-// (personal access tokens, Harbor's path), /healthy, and OpenAPI at /swagger/doc.json with a UI
-// at /swagger/. Everything it needs comes in through `deps`, so tests build it around an
+// (personal access tokens, Harbor's path), /healthy, OpenAPI at /swagger/doc.json with a UI
+// at /swagger/, and the web console at /. Everything it needs comes in through `deps`, so tests build it around an
 // in-memory PGlite and call it with `inject`.
 import cors from "@fastify/cors";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
@@ -11,6 +12,7 @@ import { silentLogger, type Logger } from "../common/logger.js";
 import { SsrfPolicy } from "../common/ssrf.js";
 import { VERSION } from "../common/version.js";
 import { Authenticator } from "./auth/principal.js";
+import { registerConsole } from "./console.js";
 import type { JwtService } from "./auth/tokens.js";
 import type { Database } from "./db/database.js";
 import { errorHandler } from "./errors.js";
@@ -50,6 +52,8 @@ export interface ManagerAppDeps {
   metrics?: ManagerMetrics;
   /** PEM certificate and key: the REST API serves HTTPS only (server.rest.tls). */
   https?: { cert: Buffer; key: Buffer };
+  /** Where the built console is (default: dist/console of this package). */
+  consoleDir?: string;
 }
 
 export interface RouteEntry {
@@ -66,15 +70,15 @@ export function registeredRoutes(app: FastifyInstance): RouteEntry[] {
 export async function buildManagerApp(deps: ManagerAppDeps): Promise<FastifyInstance> {
   const logger = deps.logger ?? silentLogger();
   // pino's Logger and fastify's logger interface differ only in generics; one instance type is
-  // used throughout so route modules take a plain FastifyInstance.
-  const app = Fastify({
+  // used throughout; routes are typed from their TypeBox schemas (routes/context.ts ManagerApp).
+  const app = (Fastify({
     loggerInstance: logger,
     disableRequestLogging: true,
     trustProxy: false,
     bodyLimit: 1024 * 1024,
     ...(deps.https ? { https: deps.https } : {}),
     ajv: { customOptions: { allErrors: false, coerceTypes: "array", removeAdditional: false, useDefaults: true } },
-  }) as unknown as FastifyInstance;
+  }) as unknown as FastifyInstance).withTypeProvider<TypeBoxTypeProvider>();
   const limiter = deps.limiter ?? new JobRateLimiter();
   const ctx: RouteContext = {
     db: deps.db,
@@ -93,7 +97,11 @@ export async function buildManagerApp(deps: ManagerAppDeps): Promise<FastifyInst
   ROUTES.set(app, routes);
 
   app.setErrorHandler(errorHandler(logger));
-  app.setNotFoundHandler((request, reply) => reply.status(404).send({ message: `route ${request.method} ${request.url.split("?")[0] ?? ""} not found` }));
+  const consolePage = await registerConsole(app, deps.consoleDir);
+  app.setNotFoundHandler((request, reply) => {
+    if (consolePage(request, reply)) return;
+    return reply.status(404).send({ message: `route ${request.method} ${request.url.split("?")[0] ?? ""} not found` });
+  });
 
   if (deps.corsAllowOrigins && deps.corsAllowOrigins.length > 0) {
     await app.register(cors, { origin: deps.corsAllowOrigins, credentials: false, methods: ["GET", "POST", "PATCH", "PUT", "DELETE"] });

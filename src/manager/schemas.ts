@@ -7,7 +7,13 @@ import { SIGNATURE_SCHEME } from "./webhooks/signature.js";
 
 export const Id = Type.Integer({ minimum: 1, maximum: 2147483647 });
 export const IdParams = Type.Object({ id: Id });
-export const Timestamp = Type.String({ format: "date-time" });
+/**
+ * A timestamp in a response. Rows hold a Date (rows.ts), which the serializer writes as an
+ * RFC 3339 string: the schema says what goes out, the type what handlers return.
+ */
+export const Timestamp = Type.Unsafe<Date>({ format: "date-time", type: "string" });
+/** A timestamp a client sends: the RFC 3339 string as received. */
+export const TimestampInput = Type.String({ format: "date-time" });
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
 export const Page = {
@@ -303,14 +309,14 @@ export const CreatePersonalAccessToken = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 256 }),
   bio: Type.Optional(Type.String({ maxLength: 1024 })),
   scopes: Type.Optional(Type.Array(PatScope)),
-  expired_at: Timestamp,
+  expired_at: TimestampInput,
   user_id: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export const UpdatePersonalAccessToken = Type.Object({
   bio: Type.Optional(Type.String({ maxLength: 1024 })),
   scopes: Type.Optional(Type.Array(PatScope)),
   state: Type.Optional(Type.Union([Type.Literal("active"), Type.Literal("inactive")])),
-  expired_at: Type.Optional(Timestamp),
+  expired_at: Type.Optional(TimestampInput),
   user_id: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 
@@ -358,6 +364,8 @@ export const Audit = Type.Object({
 // --- tenants (Damselfly extension: Dragonfly has no tenancy) ---
 export const Tenant = Type.Object({ id: Type.Integer(), name: Type.String(), bio: Type.String(), created_at: Timestamp, updated_at: Timestamp });
 export const CreateTenant = Type.Object({ name: Type.String({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9_.-]+$" }), bio: Type.Optional(Type.String({ maxLength: 1024 })) });
+/** A tenant's at-rest key version as the REST API shows it: never the key itself (issue 21). */
+export const TenantKeyVersion = Type.Object({ tenant_id: Type.Integer(), version: Type.Integer(), created_at: Timestamp });
 
 // --- webhooks (Damselfly extension: Dragonfly's manager has no notifications; shaped as Harbor's webhook policies) ---
 export const WebhookEventType = Type.Union(WEBHOOK_EVENTS.map((e) => Type.Literal(e)));

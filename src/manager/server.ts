@@ -14,7 +14,8 @@ import { buildManagerApp } from "./app.js";
 import { ensureRootUser } from "./auth/bootstrap.js";
 import { JwtService, loadSigningKey } from "./auth/tokens.js";
 import { resolveManagerConfig, type ManagerConfig } from "./config.js";
-import { openDatabase, type Database, type Row } from "./db/database.js";
+import { openDatabase, type Database } from "./db/database.js";
+import type { JobRow, SchedulerRow } from "./db/rows.js";
 import { migrate } from "./db/migrations.js";
 import { startGc } from "./gc.js";
 import { startLivenessSweep } from "./grpc/liveness.js";
@@ -97,7 +98,7 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
 
     const metrics = new ManagerMetrics(createRegistry());
     metrics.schedulerCounts = async () => {
-      const rows = await db.query<{ state: string; n: number }>("SELECT state, count(*)::int AS n FROM schedulers GROUP BY state");
+      const rows = await db.query<Pick<SchedulerRow, "state"> & { n: number }>("SELECT state, count(*)::int AS n FROM schedulers GROUP BY state");
       return Object.fromEntries(rows.map((row) => [row.state, row.n]));
     };
 
@@ -156,7 +157,7 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
       // Dragonfly refreshes the peers table from every scheduler on this interval.
       const timer = setInterval(() => {
         db.transaction(async (tx) => {
-          const [job] = await tx.query<Row>("INSERT INTO jobs (tenant_id, task_id, type, bio) VALUES (1, 'group_' || gen_random_uuid(), 'sync_peers', 'periodic') RETURNING *");
+          const [job] = await tx.query<JobRow>("INSERT INTO jobs (tenant_id, task_id, type, bio) VALUES (1, 'group_' || gen_random_uuid(), 'sync_peers', 'periodic') RETURNING *");
           if (!job) throw new Error("job insert returned nothing");
           await tx.query("INSERT INTO job_scheduler_clusters (job_id, scheduler_cluster_id) SELECT $1, id FROM scheduler_clusters", [job.id]);
           await enqueueJobEvent(tx, "job.created", job);

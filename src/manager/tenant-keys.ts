@@ -9,6 +9,7 @@
 // Protect the database (and its backups) like the key material it holds (SECURITY.md).
 import { randomBytes } from "node:crypto";
 import type { Database, Queryable } from "./db/database.js";
+import type { TenantKeyRow, TenantRow } from "./db/rows.js";
 
 export const TENANT_KEY_BYTES = 32;
 
@@ -19,19 +20,10 @@ export interface TenantKeyRecord {
   key: Buffer;
 }
 
-/** A version's metadata, without its key (what the REST API shows). */
-export interface TenantKeyVersion {
-  tenant_id: number;
-  version: number;
-  created_at: Date;
-}
+/** A version's metadata, without its key (what the REST API shows: schemas.ts TenantKeyVersion). */
+export type TenantKeyVersion = Pick<TenantKeyRow, "tenant_id" | "version" | "created_at">;
 
-interface KeyRow {
-  tenant_id: number;
-  name: string;
-  version: number;
-  key: Uint8Array;
-}
+type KeyRow = Pick<TenantKeyRow, "tenant_id" | "version" | "key"> & Pick<TenantRow, "name">;
 
 const toRecord = (r: KeyRow): TenantKeyRecord => ({ tenantId: r.tenant_id, tenantName: r.name, version: r.version, key: Buffer.from(r.key) });
 

@@ -7,8 +7,8 @@ import { migrate } from "./db/migrations.js";
 
 export interface DatabaseVariant {
   name: "pglite" | "postgres";
-  /** Opens a fresh, migrated database; `cleanup` closes and removes it. */
-  open(): Promise<{ db: Database; url?: string; schema?: string; cleanup(): Promise<void> }>;
+  /** Opens a fresh database, migrated unless `migrated` is false; `cleanup` closes and removes it. */
+  open(options?: { migrated?: boolean }): Promise<{ db: Database; url?: string; schema?: string; cleanup(): Promise<void> }>;
 }
 
 export const PG_SKIP_NOTICE = "PostgreSQL variant skipped: DATABASE_URL is not set (CI sets it; see .ci/run)";
@@ -18,9 +18,9 @@ export function databaseVariants(env: NodeJS.ProcessEnv = process.env): { varian
   const variants: DatabaseVariant[] = [
     {
       name: "pglite",
-      async open() {
+      async open({ migrated = true } = {}) {
         const db = await openDatabase({});
-        await migrate(db);
+        if (migrated) await migrate(db);
         return { db, cleanup: () => db.close() };
       },
     },
@@ -32,10 +32,10 @@ export function databaseVariants(env: NodeJS.ProcessEnv = process.env): { varian
   }
   variants.push({
     name: "postgres",
-    async open() {
+    async open({ migrated = true } = {}) {
       const schema = `t_${randomBytes(6).toString("hex")}`;
       const db = await openDatabase({ url, schema, maxConnections: 4 });
-      await migrate(db);
+      if (migrated) await migrate(db);
       return {
         db,
         url,

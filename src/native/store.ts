@@ -248,7 +248,7 @@ export class NativeTaskStore {
     return () => this.inner.untee(id);
   }
 
-  /** Starts reading an O_DIRECT-written task into the page cache (a no-op for a buffered one). */
+  /** Reads an O_DIRECT-written task into the page cache, resolving once it is cached (a no-op for a buffered one). */
   warm(): Promise<void> {
     return nativeAsync(this.inner.warm());
   }

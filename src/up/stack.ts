@@ -61,7 +61,8 @@ export interface Stack {
   initContainerdCommand: string;
   /** Where the CLIs (dfget, dfctl, dfcache) find this stack's first peer. */
   endpointFile: string;
-  manager: { ports: ManagerPorts; apiUrl: string; credentialsFile: string | undefined; pid: number };
+  /** `consoleUrl`: where the manager serves the web console; undefined when it is not built. */
+  manager: { ports: ManagerPorts; apiUrl: string; consoleUrl: string | undefined; credentialsFile: string | undefined; pid: number };
   scheduler: { ports: SchedulerPorts; addr: string; pid: number };
   seed: DaemonInfo;
   peers: DaemonInfo[];
@@ -199,6 +200,17 @@ async function httpHealthy(url: string): Promise<boolean> {
   }
 }
 
+/** Whether `url` answers with the console's page (200, HTML), as a browser would open it. */
+async function servesConsole(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { headers: { accept: "text/html" }, signal: AbortSignal.timeout(2000) });
+    await res.body?.cancel();
+    return res.status === 200 && (res.headers.get("content-type") ?? "").startsWith("text/html");
+  } catch {
+    return false;
+  }
+}
+
 function grpcServing(addr: string, service: string, creds: ChannelCredentials): Promise<boolean> {
   const client = new HealthClient(addr, creds);
   return new Promise<boolean>((r) => {
@@ -321,12 +333,15 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     });
     const apiUrl = `http://127.0.0.1:${m.msg.ports.rest}`;
     await until("manager", () => httpHealthy(`${apiUrl}/healthy`), timeoutMs);
+    // Asked, not assumed: the banner prints the console's URL only when it really answers.
+    const consoleUrl = (await servesConsole(`${apiUrl}/`)) ? `${apiUrl}/` : undefined;
 
     const sdir = join(dataDir, "scheduler");
     const s = await launch<Extract<ChildMessage, { role: "scheduler" }>>("scheduler", "scheduler", sdir, "scheduler.yaml", async (fb) => {
       const grpcPort = fb ? 0 : await port(DEFAULTS.scheduler);
       return {
-        server: { listenIP: "127.0.0.1", advertiseIP: "127.0.0.1", port: grpcPort, tls: tlsOf("scheduler") },
+        // advertisePort follows the port: 0 (a free one) announces the port really bound, not 8002.
+        server: { listenIP: "127.0.0.1", advertiseIP: "127.0.0.1", port: grpcPort, advertisePort: grpcPort, tls: tlsOf("scheduler") },
         manager: { addr: `127.0.0.1:${m.msg.ports.grpc}`, tls: tlsOf("scheduler"), schedulerClusterID: 1, keepAlive: { interval: "5s" } },
         // The seed trigger calls the seed peer's upload server, which runs mTLS too.
         ...(tlsOf("scheduler") ? { seedPeer: { tls: tlsOf("scheduler") } } : {}),
@@ -387,7 +402,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       mirror: { url: mirrorUrl, peer: first.name },
       initContainerdCommand: initContainerd,
       endpointFile,
-      manager: { ports: m.msg.ports, apiUrl, credentialsFile: existsSync(credentialsFile) ? credentialsFile : undefined, pid: m.c.child.pid ?? 0 },
+      manager: { ports: m.msg.ports, apiUrl, consoleUrl, credentialsFile: existsSync(credentialsFile) ? credentialsFile : undefined, pid: m.c.child.pid ?? 0 },
       scheduler: { ports: s.msg.ports, addr: schedulerAddr, pid: s.c.child.pid ?? 0 },
       seed: seedInfo,
       peers: daemons.slice(1),

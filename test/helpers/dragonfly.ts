@@ -176,8 +176,8 @@ async function startDragonflyDaemonOnce(o: DragonflyDaemonOptions, ports: Dragon
     if (proc.exitCode !== null || proc.signalCode !== null) {
       const printed = output();
       if (printed.includes("Address already in use")) throw new PortTakenError(`Dragonfly dfdaemon ${o.name}: a port was taken:\n${printed.slice(-2000)}`);
+      throw new Error(`Dragonfly dfdaemon ${o.name} exited at start (${proc.exitCode ?? proc.signalCode}):\n${printed.slice(-4000)}`);
     }
-    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`Dragonfly dfdaemon ${o.name} exited at start (${proc.exitCode ?? proc.signalCode}):\n${output().slice(-4000)}`);
     if (existsSync(socket) && (await healthy())) return daemon;
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -362,7 +362,7 @@ describe.each(variants)("manager jobs on $name", (variant) => {
     expect(r.jobs).toBeGreaterThan(0);
     expect(r.audits).toBe(1);
     expect(r.revokedTokens).toBe(1);
-    expect((await db.query("SELECT jti FROM revoked_tokens")).map((x) => x.jti)).toEqual(["live"]);
+    expect((await db.query<{ jti: string }>("SELECT jti FROM revoked_tokens")).map((x) => x.jti)).toEqual(["live"]);
     expect(await db.query("SELECT id FROM jobs WHERE state <> 'PENDING'")).toEqual([]);
   });
 

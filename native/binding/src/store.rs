@@ -444,8 +444,8 @@ impl TaskStore {
         off_thread(env, move || s.verify_piece(number).map(PieceInfo::from))
     }
 
-    /// Starts reading a task written with O_DIRECT into the page cache, for children that
-    /// ask for it next; resolves once the reads are queued (no-op for a buffered store).
+    /// Reads a task written with O_DIRECT into the page cache, for children that ask for it
+    /// next; resolves once it is cached (no-op for a buffered store).
     #[napi(ts_return_type = "Promise<void>")]
     pub fn warm<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ()>> {
         let s = self.store()?;

@@ -40,9 +40,14 @@ pub enum ServePath {
     Buffered,
 }
 
-/// Chosen by measurement on loopback (bench `piece-serve-path-*`): read+write with a 1 MiB
-/// buffer moved bytes faster than sendfile and splice into a local client.
-pub const DEFAULT_SERVE_PATH: ServePath = ServePath::Buffered;
+/// Chosen by measurement on this host (bench native/piece-serve-paths, short, 2026-12-07):
+/// sendfile 0.50 GB/s, splice 0.51, buffered 0.35 into a local client that writes with
+/// O_DIRECT. The buffered path copies every byte out of the page cache: serving 1 GiB to a
+/// Dragonfly child took our daemon 1.2-1.9 CPU-seconds with it against 0.75-0.9 with sendfile
+/// (interop/peer-to-dragonfly-1g, process.cpuUsage around the child's download), and on a
+/// 2-core host that CPU is the child's. Buffered was the default while it led on an idle
+/// loopback; splice costs a pipe per connection for the same zero-copy send.
+pub const DEFAULT_SERVE_PATH: ServePath = ServePath::Sendfile;
 
 impl ServePath {
     pub fn parse(s: &str) -> Result<Self> {

@@ -4,7 +4,7 @@
 // the database, the generated root password and the peers' caches.
 import { basename, dirname } from "node:path";
 import type { Command } from "commander";
-import { shellWord, startStack, type Stack } from "../../up/stack.js";
+import { packageRoot, shellWord, startStack, type Stack } from "../../up/stack.js";
 import { UP_DIR } from "../endpoint.js";
 
 export interface UpCommandOptions {
@@ -20,6 +20,9 @@ export function formatBanner(s: Stack): string {
   // Every URL printed here answers 200 (test/integration/up-stack.test.ts fetches each one).
   const lines = [
     `data dir      ${s.dataDir}`,
+    s.manager.consoleUrl
+      ? `console       ${s.manager.consoleUrl}  (web console: sign in with the credentials below)`
+      : `console       not built: run \`npm run build:console\` in ${packageRoot}, then start up again`,
     `REST API      ${s.manager.apiUrl}/api/v1  (Swagger UI ${s.manager.apiUrl}/swagger/)`,
     s.manager.credentialsFile
       ? `credentials   user root, password in ${s.manager.credentialsFile}`

@@ -2,6 +2,7 @@
 // API /oapi/v1). Both resolve to the same Principal so RBAC and tenancy are checked one way.
 import type { FastifyReply, FastifyRequest, preValidationAsyncHookHandler } from "fastify";
 import type { Queryable } from "../db/database.js";
+import type { PersonalAccessTokenRow, RolePermissionRow, UserRoleRow, UserRow } from "../db/rows.js";
 import { forbidden, unauthorized } from "../errors.js";
 import { accessTokenMatches, hashAccessToken, type JwtService } from "./tokens.js";
 
@@ -42,13 +43,8 @@ function bearer(request: FastifyRequest): string | undefined {
   return m?.[1];
 }
 
-interface UserRow {
-  id: number;
-  name: string;
-  tenant_id: number;
-  state: string;
-  token_version: number;
-}
+/** What a session or token needs of its user. */
+type SessionUser = Pick<UserRow, "id" | "name" | "tenant_id" | "state" | "token_version">;
 
 export class Authenticator {
   constructor(
@@ -56,13 +52,14 @@ export class Authenticator {
     private readonly jwt: JwtService,
   ) {}
 
-  private async principalFor(user: UserRow, kind: Principal["kind"], scopes: string[] | null): Promise<Principal> {
-    const rows = await this.db.query<{ role: string; object: string | null; action: string | null }>(
+  private async principalFor(user: SessionUser, kind: Principal["kind"], scopes: string[] | null): Promise<Principal> {
+    const rows = await this.db.query<{ role: UserRoleRow["role"]; object: RolePermissionRow["object"] | null; action: RolePermissionRow["action"] | null }>(
       "SELECT ur.role, rp.object, rp.action FROM user_roles ur LEFT JOIN role_permissions rp ON rp.role = ur.role WHERE ur.user_id = $1",
       [user.id],
     );
     const roles = [...new Set(rows.map((r) => r.role))];
-    const permissions = rows.filter((r) => r.object !== null && r.action !== null).map((r) => ({ object: r.object as string, action: r.action as string }));
+    // A role without permissions joins as one row of NULLs.
+    const permissions = rows.flatMap((r) => (r.object !== null && r.action !== null ? [{ object: r.object, action: r.action }] : []));
     return { kind, userId: user.id, userName: user.name, tenantId: user.tenant_id, isRoot: roles.includes("root"), roles, permissions, scopes };
   }
 
@@ -71,7 +68,7 @@ export class Authenticator {
     if (!token) throw unauthorized();
     const claims = await this.jwt.verify(token);
     if (!claims) throw unauthorized();
-    const [user] = await this.db.query<UserRow>("SELECT id, name, tenant_id, state, token_version FROM users WHERE id = $1", [claims.id]);
+    const [user] = await this.db.query<SessionUser>("SELECT id, name, tenant_id, state, token_version FROM users WHERE id = $1", [claims.id]);
     if (!user || user.state !== "enable" || user.token_version !== claims.ver) throw unauthorized();
     const revoked = await this.db.query("SELECT 1 FROM revoked_tokens WHERE jti = $1", [claims.jti]);
     if (revoked.length > 0) throw unauthorized();
@@ -86,14 +83,14 @@ export class Authenticator {
     if (!token) throw unauthorized();
     // The lookup key is the token's SHA-256, so timing of the index lookup reveals nothing about
     // the secret; the final comparison is constant-time anyway.
-    const [row] = await this.db.query<{ id: number; token_hash: string; scopes: string[]; state: string; expired_at: Date; user_id: number }>(
+    const [row] = await this.db.query<Pick<PersonalAccessTokenRow, "id" | "token_hash" | "scopes" | "state" | "expired_at" | "user_id">>(
       "SELECT id, token_hash, scopes, state, expired_at, user_id FROM personal_access_tokens WHERE token_hash = $1",
       [hashAccessToken(token)],
     );
     if (!row || !accessTokenMatches(token, row.token_hash)) throw unauthorized();
     if (row.state !== "active") throw forbidden("personal access token is inactive");
     if (row.expired_at.getTime() <= Date.now()) throw forbidden("personal access token has expired");
-    const [user] = await this.db.query<UserRow>("SELECT id, name, tenant_id, state, token_version FROM users WHERE id = $1", [row.user_id]);
+    const [user] = await this.db.query<SessionUser>("SELECT id, name, tenant_id, state, token_version FROM users WHERE id = $1", [row.user_id]);
     if (!user || user.state !== "enable") throw forbidden("the token's user is disabled");
     await this.db.query("UPDATE personal_access_tokens SET last_used_at = now() WHERE id = $1", [row.id]);
     return this.principalFor(user, "pat", row.scopes);
@@ -115,6 +112,12 @@ export interface GuardOptions {
   selfService?: "rbac" | "root" | "any";
 }
 
+/** The `:id` of a route on a user; this hook runs before params are validated, so it may be anything. */
+function userIdParam(request: FastifyRequest): number {
+  const params = request.params;
+  return params && typeof params === "object" && "id" in params ? Number(params.id) : NaN;
+}
+
 /** A preValidation hook (auth runs before body validation, so 401/403 come before 400): 401 without valid credentials, 403 without the permission, scope or role. */
 export function guard(auth: Authenticator, via: "jwt" | "pat", opts: GuardOptions): preValidationAsyncHookHandler {
   return async (request: FastifyRequest, _reply: FastifyReply) => {
@@ -125,7 +128,7 @@ export function guard(auth: Authenticator, via: "jwt" | "pat", opts: GuardOption
     }
     if (opts.rootOnly && !p.isRoot) throw forbidden("only root may do this");
     if (opts.selfService === "any") return;
-    if (opts.selfService && Number((request.params as { id?: string } | undefined)?.id) === p.userId) return;
+    if (opts.selfService && userIdParam(request) === p.userId) return;
     if (opts.selfService === "root" && !p.isRoot) throw forbidden("only root may do this to another user");
     if (!can(p, opts.object, actionFor(request.method))) throw forbidden(`permission denied: ${actionFor(request.method)} ${opts.object}`);
   };

@@ -10,11 +10,13 @@ import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 import { pgConnectOptions } from "./ssl-mode.js";
 
-export type Row = Record<string, unknown>;
-
 export interface Queryable {
-  /** Runs one parameterised statement ($1, $2, …) and returns its rows. */
-  query<T = Row>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  /**
+   * Runs one parameterised statement ($1, $2, …) and returns its rows, typed `T` (the table's
+   * row type of rows.ts, or the columns selected). Without `T` the rows cannot be read, only
+   * counted: a caller that reads them says what they are.
+   */
+  query<T = never>(sql: string, params?: readonly unknown[]): Promise<T[]>;
 }
 
 export interface Database extends Queryable {
@@ -117,6 +119,7 @@ async function openPg(url: string, schema: string | undefined, max: number): Pro
   });
   // An idle client losing its server connection must not crash the process.
   pool.on("error", () => undefined);
+  // `pg` returns untyped rows; T is the caller's statement of what its SQL selects (rows.ts).
   const query = async <T>(sql: string, params: readonly unknown[] = []) => (await pool.query(sql, params as unknown[])).rows as T[];
   return {
     kind: "pg",

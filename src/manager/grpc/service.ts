@@ -4,7 +4,8 @@
 import { isIP } from "node:net";
 import { status, type sendUnaryData, type ServerReadableStream, type ServerUnaryCall } from "@grpc/grpc-js";
 import type { Logger } from "../../common/logger.js";
-import type { Database, Row } from "../db/database.js";
+import type { Database } from "../db/database.js";
+import type { ApplicationRow, SchedulerClusterRow, SchedulerRow, SeedPeerClusterRow, SeedPeerRow } from "../db/rows.js";
 import type { Empty } from "../../gen/google/protobuf/empty.js";
 import {
   SourceType,
@@ -41,6 +42,10 @@ class RpcError extends Error {
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v ?? {}));
 
+/** A seed peer joined with its cluster's columns as c_* (seedPeersFor, listSeedPeers). */
+type SeedPeerWithCluster = SeedPeerRow & { c_id: number; c_name: string; c_bio: string; c_config: SeedPeerClusterRow["config"] };
+const clusterOf = (r: SeedPeerWithCluster) => ({ id: r.c_id, name: r.c_name, bio: r.c_bio, config: r.c_config });
+
 function requireHost(hostname: string, ip: string): void {
   if (!hostname) throw new RpcError(status.INVALID_ARGUMENT, "hostname is required");
   if (!isIP(ip)) throw new RpcError(status.INVALID_ARGUMENT, `invalid ip "${ip}"`);
@@ -71,26 +76,26 @@ export class ManagerGrpcService {
     private readonly authz: Authorizer = new Authorizer(false, log),
   ) {}
 
-  private seedPeerMessage(row: Row, cluster?: Row): SeedPeer {
+  private seedPeerMessage(row: SeedPeerRow, cluster?: Pick<SeedPeerClusterRow, "id" | "name" | "bio" | "config">): SeedPeer {
     return {
-      id: row.id as number,
-      hostname: row.host_name as string,
-      type: row.type as string,
-      idc: row.idc as string,
-      location: row.location as string,
-      ip: row.ip as string,
-      port: row.port as number,
-      downloadPort: row.download_port as number,
-      state: row.state as string,
-      seedPeerClusterId: row.seed_peer_cluster_id as number,
-      ...(cluster ? { seedPeerCluster: { id: cluster.id as number, name: cluster.name as string, bio: cluster.bio as string, config: json(cluster.config) } } : {}),
+      id: row.id,
+      hostname: row.host_name,
+      type: row.type,
+      idc: row.idc,
+      location: row.location,
+      ip: row.ip,
+      port: row.port,
+      downloadPort: row.download_port,
+      state: row.state,
+      seedPeerClusterId: row.seed_peer_cluster_id,
+      ...(cluster ? { seedPeerCluster: { id: cluster.id, name: cluster.name, bio: cluster.bio, config: json(cluster.config) } } : {}),
       schedulers: [],
     };
   }
 
   /** Active seed peers serving a scheduler cluster, with their cluster. */
   private async seedPeersFor(schedulerClusterId: number): Promise<SeedPeer[]> {
-    const rows = await this.db.query(
+    const rows = await this.db.query<SeedPeerWithCluster>(
       `SELECT sp.*, spc.id AS c_id, spc.name AS c_name, spc.bio AS c_bio, spc.config AS c_config
        FROM seed_peer_cluster_scheduler_clusters l
        JOIN seed_peer_clusters spc ON spc.id = l.seed_peer_cluster_id
@@ -98,25 +103,25 @@ export class ManagerGrpcService {
        WHERE l.scheduler_cluster_id = $1 AND sp.state = 'active' ORDER BY sp.id`,
       [schedulerClusterId],
     );
-    return rows.map((r) => this.seedPeerMessage(r, { id: r.c_id, name: r.c_name, bio: r.c_bio, config: r.c_config }));
+    return rows.map((r) => this.seedPeerMessage(r, clusterOf(r)));
   }
 
-  private schedulerMessage(row: Row, cluster: Row | undefined, seedPeers: SeedPeer[]): Scheduler {
+  private schedulerMessage(row: SchedulerRow, cluster: SchedulerClusterRow | undefined, seedPeers: SeedPeer[]): Scheduler {
     return {
-      id: row.id as number,
-      hostname: row.host_name as string,
-      idc: row.idc as string,
-      location: row.location as string,
-      ip: row.ip as string,
-      port: row.port as number,
-      state: row.state as string,
-      schedulerClusterId: row.scheduler_cluster_id as number,
+      id: row.id,
+      hostname: row.host_name,
+      idc: row.idc,
+      location: row.location,
+      ip: row.ip,
+      port: row.port,
+      state: row.state,
+      schedulerClusterId: row.scheduler_cluster_id,
       ...(cluster
         ? {
             schedulerCluster: {
-              id: cluster.id as number,
-              name: cluster.name as string,
-              bio: cluster.bio as string,
+              id: cluster.id,
+              name: cluster.name,
+              bio: cluster.bio,
               config: json(cluster.config),
               clientConfig: json(cluster.client_config),
               scopes: json(cluster.scopes),
@@ -125,7 +130,7 @@ export class ManagerGrpcService {
           }
         : {}),
       seedPeers,
-      features: json(row.features ?? []),
+      features: json(row.features),
     };
   }
 
@@ -141,10 +146,10 @@ export class ManagerGrpcService {
         throw new RpcError(status.INVALID_ARGUMENT, "config is not valid JSON");
       }
     }
-    const [cluster] = await this.db.query("SELECT id FROM scheduler_clusters WHERE id = $1", [req.schedulerClusterId]);
+    const [cluster] = await this.db.query<Pick<SchedulerClusterRow, "id">>("SELECT id FROM scheduler_clusters WHERE id = $1", [req.schedulerClusterId]);
     if (!cluster) throw new RpcError(status.NOT_FOUND, `scheduler cluster ${req.schedulerClusterId} not found`);
     const features = req.features.length > 0 ? req.features : ["schedule", "preheat"];
-    const [row] = await this.db.query(
+    const [row] = await this.db.query<SchedulerRow>(
       `INSERT INTO schedulers (host_name, ip, port, idc, location, features, config, scheduler_cluster_id, last_keep_alive_at)
        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, now())
        ON CONFLICT (host_name, ip, scheduler_cluster_id) DO UPDATE SET port = EXCLUDED.port, idc = EXCLUDED.idc, location = EXCLUDED.location,
@@ -162,28 +167,28 @@ export class ManagerGrpcService {
     const params: unknown[] = [req.hostname, req.schedulerClusterId];
     const ipClause = req.ip ? " AND ip = $3" : "";
     if (req.ip) params.push(req.ip);
-    const [row] = await this.db.query(`SELECT * FROM schedulers WHERE host_name = $1 AND scheduler_cluster_id = $2${ipClause} ORDER BY id LIMIT 1`, params);
+    const [row] = await this.db.query<SchedulerRow>(`SELECT * FROM schedulers WHERE host_name = $1 AND scheduler_cluster_id = $2${ipClause} ORDER BY id LIMIT 1`, params);
     if (!row) throw new RpcError(status.NOT_FOUND, `scheduler ${req.hostname} in cluster ${req.schedulerClusterId} not found`);
-    const [cluster] = await this.db.query("SELECT * FROM scheduler_clusters WHERE id = $1", [row.scheduler_cluster_id]);
-    return this.schedulerMessage(row, cluster, await this.seedPeersFor(row.scheduler_cluster_id as number));
+    const [cluster] = await this.db.query<SchedulerClusterRow>("SELECT * FROM scheduler_clusters WHERE id = $1", [row.scheduler_cluster_id]);
+    return this.schedulerMessage(row, cluster, await this.seedPeersFor(row.scheduler_cluster_id));
   }
 
   async listSchedulers(req: ListSchedulersRequest): Promise<ListSchedulersResponse> {
     requireHost(req.hostname, req.ip);
     if (req.schedulerClusterId !== 0) {
       // A pinned cluster gets all its schedulers in any state; the client health-checks them.
-      const [cluster] = await this.db.query("SELECT * FROM scheduler_clusters WHERE id = $1", [req.schedulerClusterId]);
+      const [cluster] = await this.db.query<SchedulerClusterRow>("SELECT * FROM scheduler_clusters WHERE id = $1", [req.schedulerClusterId]);
       if (!cluster) return { schedulers: [] };
-      const rows = await this.db.query("SELECT * FROM schedulers WHERE scheduler_cluster_id = $1 ORDER BY id", [req.schedulerClusterId]);
+      const rows = await this.db.query<SchedulerRow>("SELECT * FROM schedulers WHERE scheduler_cluster_id = $1 ORDER BY id", [req.schedulerClusterId]);
       const seeds = await this.seedPeersFor(req.schedulerClusterId);
       return { schedulers: rows.map((r) => this.schedulerMessage(r, cluster, seeds)) };
     }
     this.metrics?.searchSchedulerCluster.inc({ version: req.version, commit: req.commit });
-    const clusters = await this.db.query("SELECT * FROM scheduler_clusters ORDER BY id");
-    const active = await this.db.query("SELECT * FROM schedulers WHERE state = 'active' AND features @> '[\"schedule\"]'::jsonb ORDER BY id");
-    const byCluster = new Map<number, Row[]>();
-    for (const s of active) byCluster.set(s.scheduler_cluster_id as number, [...(byCluster.get(s.scheduler_cluster_id as number) ?? []), s]);
-    const candidates = clusters.filter((c) => byCluster.has(c.id as number)).map((c) => ({ ...c, id: c.id as number, scopes: (c.scopes ?? {}), is_default: c.is_default as boolean }));
+    const clusters = await this.db.query<SchedulerClusterRow>("SELECT * FROM scheduler_clusters ORDER BY id");
+    const active = await this.db.query<SchedulerRow>("SELECT * FROM schedulers WHERE state = 'active' AND features @> '[\"schedule\"]'::jsonb ORDER BY id");
+    const byCluster = new Map<number, SchedulerRow[]>();
+    for (const s of active) byCluster.set(s.scheduler_cluster_id, [...(byCluster.get(s.scheduler_cluster_id) ?? []), s]);
+    const candidates = clusters.filter((c) => byCluster.has(c.id));
     if (candidates.length === 0) {
       this.metrics?.searchSchedulerClusterFailure.inc({ version: req.version, commit: req.commit });
       return { schedulers: [] };
@@ -200,49 +205,47 @@ export class ManagerGrpcService {
   async listApplications(req: ListApplicationsRequest): Promise<ListApplicationsResponse> {
     // A known scheduler gets its tenant's applications; anyone else gets them all, as in Dragonfly.
     const [owner] = req.hostname
-      ? await this.db.query<{ tenant_id: number }>(
+      ? await this.db.query<Pick<SchedulerClusterRow, "tenant_id">>(
           "SELECT sc.tenant_id FROM schedulers s JOIN scheduler_clusters sc ON sc.id = s.scheduler_cluster_id WHERE s.host_name = $1 AND s.ip = $2 LIMIT 1",
           [req.hostname, req.ip],
         )
       : [];
     const rows = owner
-      ? await this.db.query("SELECT * FROM applications WHERE tenant_id = $1 ORDER BY id", [owner.tenant_id])
-      : await this.db.query("SELECT * FROM applications ORDER BY id");
-    const applications: Application[] = rows.map((r) => {
-      const p = (r.priority ?? {}) as { value?: number; urls?: Array<{ regex: string; value: number }> };
-      return {
-        id: r.id as number,
-        name: r.name as string,
-        url: r.url as string,
-        bio: r.bio as string,
-        priority: { value: p.value ?? 0, urls: (p.urls ?? []).map((u) => ({ regex: u.regex, value: u.value })) },
-      };
-    });
+      ? await this.db.query<ApplicationRow>("SELECT * FROM applications WHERE tenant_id = $1 ORDER BY id", [owner.tenant_id])
+      : await this.db.query<ApplicationRow>("SELECT * FROM applications ORDER BY id");
+    const applications: Application[] = rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      url: r.url,
+      bio: r.bio,
+      // Rows written around the API may lack what its schema requires.
+      priority: { value: r.priority.value ?? 0, urls: (r.priority.urls ?? []).map((u) => ({ regex: u.regex, value: u.value })) },
+    }));
     return { applications };
   }
 
   async getSeedPeer(req: GetSeedPeerRequest): Promise<SeedPeer> {
     if (!req.hostname) throw new RpcError(status.INVALID_ARGUMENT, "hostname is required");
-    const [row] = await this.db.query("SELECT * FROM seed_peers WHERE host_name = $1 AND seed_peer_cluster_id = $2 ORDER BY id LIMIT 1", [req.hostname, req.seedPeerClusterId]);
+    const [row] = await this.db.query<SeedPeerRow>("SELECT * FROM seed_peers WHERE host_name = $1 AND seed_peer_cluster_id = $2 ORDER BY id LIMIT 1", [req.hostname, req.seedPeerClusterId]);
     if (!row) throw new RpcError(status.NOT_FOUND, `seed peer ${req.hostname} in cluster ${req.seedPeerClusterId} not found`);
-    const [cluster] = await this.db.query("SELECT * FROM seed_peer_clusters WHERE id = $1", [row.seed_peer_cluster_id]);
+    const [cluster] = await this.db.query<SeedPeerClusterRow>("SELECT * FROM seed_peer_clusters WHERE id = $1", [row.seed_peer_cluster_id]);
     return this.seedPeerMessage(row, cluster);
   }
 
   async listSeedPeers(_req: ListSeedPeersRequest): Promise<ListSeedPeersResponse> {
-    const rows = await this.db.query(
+    const rows = await this.db.query<SeedPeerWithCluster>(
       "SELECT sp.*, c.id AS c_id, c.name AS c_name, c.bio AS c_bio, c.config AS c_config FROM seed_peers sp JOIN seed_peer_clusters c ON c.id = sp.seed_peer_cluster_id WHERE sp.state = 'active' ORDER BY sp.id",
     );
-    return { seedPeers: rows.map((r) => this.seedPeerMessage(r, { id: r.c_id, name: r.c_name, bio: r.c_bio, config: r.c_config })) };
+    return { seedPeers: rows.map((r) => this.seedPeerMessage(r, clusterOf(r))) };
   }
 
   async updateSeedPeer(req: UpdateSeedPeerRequest): Promise<SeedPeer> {
     requireHost(req.hostname, req.ip);
     if (req.type !== "super") throw new RpcError(status.INVALID_ARGUMENT, `seed peer type must be "super", got "${req.type}"`);
     if (req.port < 1 || req.port > 65535 || req.downloadPort < 1 || req.downloadPort > 65535) throw new RpcError(status.INVALID_ARGUMENT, "invalid port");
-    const [cluster] = await this.db.query("SELECT * FROM seed_peer_clusters WHERE id = $1", [req.seedPeerClusterId]);
+    const [cluster] = await this.db.query<SeedPeerClusterRow>("SELECT * FROM seed_peer_clusters WHERE id = $1", [req.seedPeerClusterId]);
     if (!cluster) throw new RpcError(status.NOT_FOUND, `seed peer cluster ${req.seedPeerClusterId} not found`);
-    const [row] = await this.db.query(
+    const [row] = await this.db.query<SeedPeerRow>(
       `INSERT INTO seed_peers (host_name, type, idc, location, ip, port, download_port, seed_peer_cluster_id)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (host_name, ip, seed_peer_cluster_id) DO UPDATE SET type = EXCLUDED.type, idc = EXCLUDED.idc, location = EXCLUDED.location,

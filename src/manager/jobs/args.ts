@@ -217,7 +217,7 @@ export function parseTaskArgs(raw: unknown): TaskArgs {
 const SECRET_HEADER = /authorization|cookie|token|secret|password|api[-_]?key/i;
 
 /** Args as the API shows them: passwords and credential headers are never returned. */
-export function redactArgs(args: Record<string, unknown>): Record<string, unknown> {
+export function redactArgs(args: object): Record<string, unknown> {
   const out: Record<string, unknown> = { ...args };
   if (typeof out.password === "string" && out.password !== "") out.password = "[redacted]";
   if (out.headers && typeof out.headers === "object") {
@@ -228,7 +228,7 @@ export function redactArgs(args: Record<string, unknown>): Record<string, unknow
 }
 
 /** Args kept after a job finished: credentials are dropped from the database entirely. */
-export function scrubArgs(args: Record<string, unknown>): Record<string, unknown> {
+export function scrubArgs(args: object): Record<string, unknown> {
   const out = redactArgs(args);
   if ("password" in out) out.password = "";
   if (out.headers && typeof out.headers === "object") {

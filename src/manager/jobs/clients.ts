@@ -2,20 +2,16 @@
 // services (for get_task/delete_task). Calls are promisified with a deadline.
 import { credentials, Metadata, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
 import type { Database } from "../db/database.js";
+import type { SchedulerRow } from "../db/rows.js";
 import { DfdaemonUploadClient } from "../../gen/dfdaemon/v2/dfdaemon.js";
 import { SchedulerClient } from "../../gen/scheduler/v2/scheduler.js";
 
-export interface SchedulerRow {
-  id: number;
-  host_name: string;
-  ip: string;
-  port: number;
-  scheduler_cluster_id: number;
-}
+/** The columns of a scheduler a job needs to call it. */
+export type ActiveScheduler = Pick<SchedulerRow, "id" | "host_name" | "ip" | "port" | "scheduler_cluster_id">;
 
 /** The first active scheduler of a cluster that advertises `feature` (Dragonfly's choice). */
-export async function activeScheduler(db: Database, clusterId: number, feature: "preheat" | "schedule" | undefined): Promise<SchedulerRow | undefined> {
-  const [row] = await db.query<SchedulerRow>(
+export async function activeScheduler(db: Database, clusterId: number, feature: "preheat" | "schedule" | undefined): Promise<ActiveScheduler | undefined> {
+  const [row] = await db.query<ActiveScheduler>(
     `SELECT id, host_name, ip, port, scheduler_cluster_id FROM schedulers
      WHERE scheduler_cluster_id = $1 AND state = 'active' ${feature ? "AND features @> $2::jsonb" : ""} ORDER BY id LIMIT 1`,
     feature ? [clusterId, JSON.stringify([feature])] : [clusterId],

@@ -16,7 +16,7 @@ import type { Empty } from "../../gen/google/protobuf/empty.js";
 import type { PreheatArgs, TaskArgs } from "./args.js";
 import { objectScheme, toObjectStorage, type ObjectStorageSecrets } from "./object-storage-args.js";
 import type { ObjectStorage } from "../../gen/common/v2/common.js";
-import { activeScheduler, call, mapLimit, type ClientPool, type SchedulerRow } from "./clients.js";
+import { activeScheduler, call, mapLimit, type ClientPool, type ActiveScheduler } from "./clients.js";
 import { ImageResolveError, type ImageResolver } from "../../common/oci/resolver.js";
 import { errorMessage } from "../../common/errors.js";
 
@@ -60,7 +60,7 @@ function state(taskName: string, results: unknown[], error: string): JobState {
   return { task_name: taskName, task_uuid: `task_${randomUUID()}`, state: error ? "FAILURE" : "SUCCESS", error, results, created_at: new Date().toISOString(), ttl: 0 };
 }
 
-async function requireScheduler(deps: ExecutorDeps, clusterId: number, feature: "preheat" | undefined): Promise<SchedulerRow> {
+async function requireScheduler(deps: ExecutorDeps, clusterId: number, feature: "preheat" | undefined): Promise<ActiveScheduler> {
   const s = await activeScheduler(deps.db, clusterId, feature);
   if (!s) throw new Error(`scheduler cluster ${clusterId} has no active scheduler${feature ? ` with feature "${feature}"` : ""}`);
   return s;
@@ -69,7 +69,7 @@ async function requireScheduler(deps: ExecutorDeps, clusterId: number, feature: 
 /** Preheat one URL through a scheduler, then wait until a peer reports it cached. */
 async function preheatUrl(
   deps: ExecutorDeps,
-  s: SchedulerRow,
+  s: ActiveScheduler,
   args: PreheatArgs,
   url: string,
   headers: Record<string, string>,
@@ -179,7 +179,7 @@ function taskIdOf(args: TaskArgs): string {
   return taskIdFromUrl({ url: args.url, tag: args.tag || undefined, application: args.application || undefined, pieceLength: args.piece_length, filteredQueryParams: splitFilter(args.filtered_query_params) });
 }
 
-async function listHosts(deps: ExecutorDeps, s: SchedulerRow): Promise<Host[]> {
+async function listHosts(deps: ExecutorDeps, s: ActiveScheduler): Promise<Host[]> {
   const client = deps.clients.scheduler(s.ip, s.port);
   return (await call<ListHostsResponse>((md, o, cb) => client.listHosts({}, md, o, cb), deps.rpcTimeoutMs)).hosts;
 }

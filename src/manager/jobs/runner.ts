@@ -7,9 +7,10 @@
 // manager's memory just before dispatch.
 import type { Logger } from "../../common/logger.js";
 import type { SsrfPolicy } from "../../common/ssrf.js";
-import type { Database, Row } from "../db/database.js";
+import type { Database } from "../db/database.js";
+import type { JobRow, JobSchedulerClusterRow } from "../db/rows.js";
 import type { ManagerMetrics } from "../metrics.js";
-import { scrubArgs, type PreheatArgs, type TaskArgs } from "./args.js";
+import { scrubArgs } from "./args.js";
 import { needsSecrets, type ObjectStorageSecrets } from "./object-storage-args.js";
 import { JobSecrets } from "./secrets.js";
 import { ClientPool, type ClientCredentials } from "./clients.js";
@@ -118,8 +119,8 @@ export class JobRunner {
     }
   }
 
-  private async claim(): Promise<Row | undefined> {
-    const [job] = await this.opts.db.query(
+  private async claim(): Promise<JobRow | undefined> {
+    const [job] = await this.opts.db.query<JobRow>(
       `UPDATE jobs SET lease_owner = $1, lease_until = now() + make_interval(secs => $2::double precision), attempts = attempts + 1
        WHERE id = (SELECT id FROM jobs WHERE state = 'PENDING' AND (lease_until IS NULL OR lease_until < now() OR (lease_owner = $1 AND id = ANY(string_to_array($3, ',')::int[])))
                    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
@@ -130,7 +131,7 @@ export class JobRunner {
     return job;
   }
 
-  private async run(job: Row): Promise<void> {
+  private async run(job: JobRow): Promise<void> {
     const log = this.opts.logger.child({ job: job.id, type: job.type });
     const renew = setInterval(() => {
       this.opts.db
@@ -139,19 +140,18 @@ export class JobRunner {
     }, this.leaseMs / 3);
     renew.unref();
     try {
-      const clusters = await this.opts.db.query<{ scheduler_cluster_id: number }>("SELECT scheduler_cluster_id FROM job_scheduler_clusters WHERE job_id = $1 ORDER BY 1", [job.id]);
-      const args = job.args as Record<string, unknown>;
-      const secrets = this.secrets.take(job.id as number);
-      if (needsSecrets((args as { object_storage?: PreheatArgs["object_storage"] }).object_storage) && !secrets) {
+      const clusters = await this.opts.db.query<Pick<JobSchedulerClusterRow, "scheduler_cluster_id">>("SELECT scheduler_cluster_id FROM job_scheduler_clusters WHERE job_id = $1 ORDER BY 1", [job.id]);
+      const secrets = this.secrets.take(job.id);
+      if (job.type === "preheat" && needsSecrets(job.args.object_storage) && !secrets) {
         const error = "the job's object storage credentials were kept only in the memory of the manager that accepted it, which stopped before running it; create the job again";
         await this.finish(job, "FAILURE", { state: "FAILURE", group_uuid: job.task_id, job_states: [{ task_name: job.type, task_uuid: "", state: "FAILURE", error, results: [], created_at: new Date().toISOString(), ttl: 0 }] });
         log.warn("job failed: its object storage credentials are gone");
         return;
       }
-      const states: JobState[] = await Promise.all(clusters.map((c) => this.runOne(job.type as string, c.scheduler_cluster_id, args, secrets)));
+      const states: JobState[] = await Promise.all(clusters.map((c) => this.runOne(job, c.scheduler_cluster_id, secrets)));
       const ok = states.length > 0 && states.every((s) => s.state === "SUCCESS");
       const result = {
-        created_at: (job.created_at as Date).toISOString(),
+        created_at: job.created_at.toISOString(),
         updated_at: new Date().toISOString(),
         group_uuid: job.task_id,
         state: ok ? "SUCCESS" : "FAILURE",
@@ -164,18 +164,20 @@ export class JobRunner {
       await this.finish(job, "FAILURE", { state: "FAILURE", group_uuid: job.task_id, job_states: [{ task_name: job.type, task_uuid: "", state: "FAILURE", error: errorMessage(err), results: [], created_at: new Date().toISOString(), ttl: 0 }] }).catch(() => undefined);
     } finally {
       clearInterval(renew);
-      this.secrets.drop(job.id as number);
+      this.secrets.drop(job.id);
     }
   }
 
-  private runOne(type: string, clusterId: number, args: Record<string, unknown>, secrets: ObjectStorageSecrets | undefined): Promise<JobState> {
-    switch (type) {
+  private runOne(job: JobRow, clusterId: number, secrets: ObjectStorageSecrets | undefined): Promise<JobState> {
+    // A row written by another version may hold a type this one does not know.
+    const type: string = job.type;
+    switch (job.type) {
       case "preheat":
-        return runPreheat(this.deps, clusterId, args as unknown as PreheatArgs, secrets);
+        return runPreheat(this.deps, clusterId, job.args, secrets);
       case "get_task":
-        return runGetTask(this.deps, clusterId, args as unknown as TaskArgs);
+        return runGetTask(this.deps, clusterId, job.args);
       case "delete_task":
-        return runDeleteTask(this.deps, clusterId, args as unknown as TaskArgs);
+        return runDeleteTask(this.deps, clusterId, job.args);
       case "sync_peers":
         return runSyncPeers(this.deps, clusterId);
       default:
@@ -183,18 +185,18 @@ export class JobRunner {
     }
   }
 
-  private async finish(job: Row, finalState: string, result: unknown): Promise<void> {
+  private async finish(job: JobRow, finalState: string, result: unknown): Promise<void> {
     // Only the lease holder writes the outcome: a manager that lost its lease must not
     // overwrite the result of the one that took over. The webhook event is written with it, so
     // there is one per finished job.
     const finished = await this.opts.db.transaction(async (tx) => {
-      const [row] = await tx.query(
+      const [row] = await tx.query<JobRow>(
         "UPDATE jobs SET state = $1, result = $2::jsonb, args = $3::jsonb, lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = $4 AND lease_owner = $5 RETURNING *",
-        [finalState, JSON.stringify(result), JSON.stringify(scrubArgs(job.args as Record<string, unknown>)), job.id, this.owner],
+        [finalState, JSON.stringify(result), JSON.stringify(scrubArgs(job.args)), job.id, this.owner],
       );
       return row ? (await enqueueJobEvent(tx, finalState === "SUCCESS" ? "job.succeeded" : "job.failed", row)) > 0 : false;
     });
-    this.opts.metrics?.jobs.inc({ type: job.type as string, state: finalState });
+    this.opts.metrics?.jobs.inc({ type: job.type, state: finalState });
     if (finished) this.opts.onFinished?.();
   }
 

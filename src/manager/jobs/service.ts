@@ -1,7 +1,10 @@
 // Creating and reading jobs: validation per job type, cluster selection with tenancy, the
 // per-cluster rate limit, and the JSON shape Dragonfly (and Harbor) read back.
 import { randomUUID } from "node:crypto";
-import type { Database, Queryable, Row } from "../db/database.js";
+import type { Static } from "@sinclair/typebox";
+import type { Database, Queryable } from "../db/database.js";
+import type { JobRow, SchedulerClusterRow } from "../db/rows.js";
+import type * as S from "../schemas.js";
 import type { Principal } from "../auth/principal.js";
 import { badRequest, forbidden, HttpError, notFound } from "../errors.js";
 import { parsePreheatArgs, parseTaskArgs, redactArgs } from "./args.js";
@@ -10,15 +13,11 @@ import { JobSecrets } from "./secrets.js";
 import { DEFAULT_JOB_RATE_LIMIT, type JobRateLimiter } from "./rate-limiter.js";
 import { enqueueJobEvent } from "../webhooks/events.js";
 
-export type JobType = "preheat" | "sync_peers" | "get_task" | "delete_task";
+export type CreateJobBody = Static<typeof S.CreateJob>;
+export type JobType = CreateJobBody["type"];
 
-export interface CreateJobBody {
-  bio?: string | null;
-  type: JobType;
-  args?: Record<string, unknown> | null;
-  user_id?: number | null;
-  scheduler_cluster_ids?: number[] | null;
-}
+/** A job as the API returns it: args redacted, with the clusters it runs on. */
+export type JobView = Omit<JobRow, "args"> & { is_del: number; args: Record<string, unknown>; scheduler_clusters: Array<Pick<SchedulerClusterRow, "id" | "name">>; seed_peer_clusters: never[] };
 
 export class JobService {
   constructor(
@@ -31,7 +30,7 @@ export class JobService {
   ) {}
 
   /** The args to store, and the secrets split off them (kept in memory only). */
-  private normaliseArgs(type: JobType, args: unknown): { stored: Record<string, unknown>; secrets?: ObjectStorageSecrets } {
+  private normaliseArgs(type: JobType, args: unknown): { stored: JobRow["args"]; secrets?: ObjectStorageSecrets } {
     switch (type) {
       case "preheat": {
         const parsed = parsePreheatArgs(args);
@@ -51,7 +50,7 @@ export class JobService {
     if (ids && ids.length > 0) {
       const out: Array<{ id: number; rate: number }> = [];
       for (const [i, id] of [...new Set(ids)].entries()) {
-        const [row] = await this.db.query<{ tenant_id: number; config: { job_rate_limit?: number } }>("SELECT tenant_id, config FROM scheduler_clusters WHERE id = $1", [id]);
+        const [row] = await this.db.query<Pick<SchedulerClusterRow, "tenant_id" | "config">>("SELECT tenant_id, config FROM scheduler_clusters WHERE id = $1", [id]);
         if (!row) throw badRequest(`body.scheduler_cluster_ids.${i}`, `scheduler cluster ${id} does not exist`);
         if (!p.isRoot && row.tenant_id !== p.tenantId) throw forbidden(`scheduler cluster ${id} belongs to another tenant`);
         out.push({ id, rate: row.config.job_rate_limit ?? DEFAULT_JOB_RATE_LIMIT });
@@ -64,7 +63,7 @@ export class JobService {
     const feature = type === "preheat" ? ' AND s.features @> \'["preheat"]\'::jsonb' : "";
     const tenant = p.isRoot ? "" : " WHERE sc.tenant_id = $1";
     const params = p.isRoot ? [] : [p.tenantId];
-    const all = await this.db.query<{ id: number; config: { job_rate_limit?: number }; ready: boolean }>(
+    const all = await this.db.query<Pick<SchedulerClusterRow, "id" | "config"> & { ready: boolean }>(
       `SELECT sc.id, sc.config, EXISTS (SELECT 1 FROM schedulers s WHERE s.scheduler_cluster_id = sc.id AND s.state = 'active'${feature}) AS ready
        FROM scheduler_clusters sc${tenant} ORDER BY sc.id`,
       params,
@@ -73,14 +72,14 @@ export class JobService {
     return (ready.length > 0 ? ready : all).map((r) => ({ id: r.id, rate: r.config.job_rate_limit ?? DEFAULT_JOB_RATE_LIMIT }));
   }
 
-  async create(p: Principal, body: CreateJobBody): Promise<Row> {
+  async create(p: Principal, body: CreateJobBody): Promise<JobView> {
     const { stored: args, secrets } = this.normaliseArgs(body.type, body.args);
     const clusters = await this.targetClusters(p, body.type, body.scheduler_cluster_ids);
     const limited = this.limiter.take(clusters);
     if (limited !== undefined) throw new HttpError(429, `job rate limit exceeded for scheduler cluster ${limited}`);
     const id = await this.db.transaction(async (tx) => {
       // A job whose secrets only this manager holds is leased to it from the start (secrets.ts).
-      const [row] = await tx.query<Row & { id: number }>(
+      const [row] = await tx.query<JobRow>(
         `INSERT INTO jobs (tenant_id, user_id, task_id, bio, type, args, lease_owner, lease_until)
          VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, now() + make_interval(secs => $8::double precision)) RETURNING *`,
         // Without secrets both are NULL (make_interval of NULL is NULL): a free job.
@@ -96,22 +95,24 @@ export class JobService {
     return this.load(this.db, id);
   }
 
-  async load(q: Queryable, id: number): Promise<Row> {
-    const [row] = await q.query("SELECT * FROM jobs WHERE id = $1", [id]);
+  async load(q: Queryable, id: number): Promise<JobView> {
+    const [row] = await q.query<JobRow>("SELECT * FROM jobs WHERE id = $1", [id]);
     if (!row) throw notFound("job");
-    return (await this.decorate(q, [row]))[0] as Row;
+    return this.view(q, row);
   }
 
   /** Adds cluster references; hides credentials in args. */
-  async decorate(q: Queryable, rows: Row[]): Promise<Row[]> {
-    const out: Row[] = [];
-    for (const row of rows) {
-      const clusters = await q.query<{ id: number; name: string }>(
-        "SELECT sc.id, sc.name FROM job_scheduler_clusters j JOIN scheduler_clusters sc ON sc.id = j.scheduler_cluster_id WHERE j.job_id = $1 ORDER BY sc.id",
-        [row.id],
-      );
-      out.push({ ...row, is_del: 0, args: redactArgs(row.args as Record<string, unknown>), scheduler_clusters: clusters, seed_peer_clusters: [] });
-    }
+  async decorate(q: Queryable, rows: JobRow[]): Promise<JobView[]> {
+    const out: JobView[] = [];
+    for (const row of rows) out.push(await this.view(q, row));
     return out;
+  }
+
+  private async view(q: Queryable, row: JobRow): Promise<JobView> {
+    const clusters = await q.query<Pick<SchedulerClusterRow, "id" | "name">>(
+      "SELECT sc.id, sc.name FROM job_scheduler_clusters j JOIN scheduler_clusters sc ON sc.id = j.scheduler_cluster_id WHERE j.job_id = $1 ORDER BY sc.id",
+      [row.id],
+    );
+    return { ...row, is_del: 0, args: redactArgs(row.args), scheduler_clusters: clusters, seed_peer_clusters: [] };
   }
 }

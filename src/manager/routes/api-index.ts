@@ -2,8 +2,8 @@
 // does), so the base URL that `damselfly up` prints leads somewhere: the collections, the
 // Swagger UI and the OpenAPI document. Listed from the routes really registered, never by hand.
 import { Type } from "@sinclair/typebox";
-import type { FastifyInstance } from "fastify";
 import { VERSION } from "../../common/version.js";
+import type { ManagerApp } from "./context.js";
 
 const ApiIndex = Type.Object({
   name: Type.String(),
@@ -15,7 +15,7 @@ const ApiIndex = Type.Object({
   resources: Type.Array(Type.String()),
 });
 
-export function registerApiIndex(app: FastifyInstance, base: "/api/v1" | "/oapi/v1", routes: () => ReadonlyArray<{ url: string }>): void {
+export function registerApiIndex(app: ManagerApp, base: "/api/v1" | "/oapi/v1", routes: () => ReadonlyArray<{ url: string }>): void {
   app.get(
     base,
     { schema: { tags: ["meta"], summary: `what ${base} holds (no auth: the same as the OpenAPI document)`, response: { 200: ApiIndex } } },

@@ -1,13 +1,12 @@
 // Audit log: every state-changing /api/v1 and /oapi/v1 request (who, what, path, outcome), and
 // the read API over it. Request bodies are never recorded, so credentials cannot leak here.
 import { Type } from "@sinclair/typebox";
-import type { FastifyInstance } from "fastify";
 import { guard, principalOf } from "../auth/principal.js";
 import * as S from "../schemas.js";
-import { JWT_SECURITY, type RouteContext } from "./context.js";
+import { JWT_SECURITY, type ManagerApp, type RouteContext } from "./context.js";
 import { listPage, withBase } from "./crud.js";
 
-export function registerAudits(app: FastifyInstance, ctx: RouteContext): void {
+export function registerAudits(app: ManagerApp, ctx: RouteContext): void {
   app.addHook("onResponse", async (request, reply) => {
     const url = request.routeOptions.url ?? "";
     if (request.method === "GET" || request.method === "HEAD" || request.method === "OPTIONS") return;

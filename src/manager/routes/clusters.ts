@@ -2,17 +2,21 @@
 // seed peer cluster that serves it, created, changed and deleted together. Served under
 // /api/v1/clusters (JWT) and /oapi/v1/clusters (personal access token, scope `cluster`).
 import { Type } from "@sinclair/typebox";
-import type { FastifyInstance, preValidationAsyncHookHandler } from "fastify";
-import type { Queryable, Row } from "../db/database.js";
+import type { preValidationAsyncHookHandler } from "fastify";
+import type { Queryable } from "../db/database.js";
+import type { SchedulerClusterRow, SeedPeerClusterRow } from "../db/rows.js";
 import { assertTenant, guard, principalOf, tenantFilter } from "../auth/principal.js";
 import { notFound } from "../errors.js";
 import * as S from "../schemas.js";
-import { JWT_SECURITY, PAT_SECURITY, type RouteContext } from "./context.js";
-import { insertRow, paginate, tenantForCreate, updateRow } from "./crud.js";
+import { JWT_SECURITY, PAT_SECURITY, type ManagerApp, type RouteContext } from "./context.js";
+import { insertRow, paginate, tenantForCreate, updateRow, type ColumnKinds } from "./crud.js";
 import { checkScopes } from "./resources.js";
 
-const SC_COLUMNS = { name: "text", bio: "text", config: "json", client_config: "json", seed_client_config: "json", scopes: "json", is_default: "bool" } as const;
-const SPC_COLUMNS = { name: "text", bio: "text", config: "json" } as const;
+const SC_COLUMNS: ColumnKinds<"scheduler_clusters"> = { name: "text", bio: "text", config: "json", client_config: "json", seed_client_config: "json", scopes: "json", is_default: "bool" };
+const SPC_COLUMNS: ColumnKinds<"seed_peer_clusters"> = { name: "text", bio: "text", config: "json" };
+
+/** A scheduler cluster with the first seed peer cluster serving it (SELECT below). */
+type ClusterRow = SchedulerClusterRow & { spc_id: number | null; spc_config: SeedPeerClusterRow["config"] | null };
 
 const SELECT = `SELECT sc.*, spc.id AS spc_id, spc.config AS spc_config
   FROM scheduler_clusters sc
@@ -21,7 +25,7 @@ const SELECT = `SELECT sc.*, spc.id AS spc_id, spc.config AS spc_config
     WHERE l.scheduler_cluster_id = sc.id ORDER BY s.id LIMIT 1
   ) spc ON TRUE`;
 
-function toCluster(row: Row) {
+function toCluster(row: ClusterRow) {
   return {
     id: row.id,
     name: row.name,
@@ -39,13 +43,13 @@ function toCluster(row: Row) {
   };
 }
 
-async function loadCluster(q: Queryable, id: number): Promise<Row> {
-  const [row] = await q.query(`${SELECT} WHERE sc.id = $1`, [id]);
+async function loadCluster(q: Queryable, id: number): Promise<ClusterRow> {
+  const [row] = await q.query<ClusterRow>(`${SELECT} WHERE sc.id = $1`, [id]);
   if (!row) throw notFound("cluster");
   return row;
 }
 
-export function registerClusters(app: FastifyInstance, ctx: RouteContext, prefix: "/api/v1" | "/oapi/v1"): void {
+export function registerClusters(app: ManagerApp, ctx: RouteContext, prefix: "/api/v1" | "/oapi/v1"): void {
   const open = prefix === "/oapi/v1";
   const pre: preValidationAsyncHookHandler = guard(ctx.auth, open ? "pat" : "jwt", { object: "clusters", scope: "cluster" });
   const common = { tags: [open ? "open api" : "clusters"], security: open ? PAT_SECURITY : JWT_SECURITY };
@@ -54,7 +58,7 @@ export function registerClusters(app: FastifyInstance, ctx: RouteContext, prefix
 
   app.post(path, { preValidation: pre, schema: { ...common, summary: "create a cluster", body: S.CreateCluster, response: { 200: S.Cluster, ...errors, 409: S.Message } } }, async (request) => {
     const p = principalOf(request);
-    const body = request.body as Record<string, unknown>;
+    const body = request.body;
     checkScopes(body.scopes, "body.scopes");
     const tenantId = tenantForCreate(p, body.tenant_id);
     const id = await ctx.db.transaction(async (tx) => {
@@ -70,7 +74,7 @@ export function registerClusters(app: FastifyInstance, ctx: RouteContext, prefix
       });
       const spc = await insertRow(tx, "seed_peer_clusters", SPC_COLUMNS, { tenant_id: tenantId, name: body.name, bio: body.bio ?? "", config: body.seed_peer_cluster_config });
       await tx.query("INSERT INTO seed_peer_cluster_scheduler_clusters (seed_peer_cluster_id, scheduler_cluster_id) VALUES ($1, $2)", [spc.id, sc.id]);
-      return sc.id as number;
+      return sc.id;
     });
     return toCluster(await loadCluster(ctx.db, id));
   });
@@ -80,7 +84,7 @@ export function registerClusters(app: FastifyInstance, ctx: RouteContext, prefix
     { preValidation: pre, schema: { ...common, summary: "list clusters", querystring: Type.Object({ ...S.Page, name: Type.Optional(Type.String()) }), response: { 200: Type.Array(S.Cluster), ...errors } } },
     async (request, reply) => {
       const p = principalOf(request);
-      const q = request.query as { page?: number; per_page?: number; name?: string };
+      const q = request.query;
       const page = q.page ?? 1;
       const perPage = q.per_page ?? 10;
       const where: string[] = [];
@@ -96,15 +100,15 @@ export function registerClusters(app: FastifyInstance, ctx: RouteContext, prefix
       }
       const cond = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
       const [count] = await ctx.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM scheduler_clusters sc ${cond}`, params);
-      const rows = await ctx.db.query(`${SELECT} ${cond} ORDER BY sc.id LIMIT ${perPage} OFFSET ${(page - 1) * perPage}`, params);
+      const rows = await ctx.db.query<ClusterRow>(`${SELECT} ${cond} ORDER BY sc.id LIMIT ${perPage} OFFSET ${(page - 1) * perPage}`, params);
       paginate(reply, request, count?.n ?? 0, page, perPage);
       return rows.map(toCluster);
     },
   );
 
   app.get(`${path}/:id`, { preValidation: pre, schema: { ...common, summary: "get a cluster", params: S.IdParams, response: { 200: S.Cluster, ...errors } } }, async (request) => {
-    const row = await loadCluster(ctx.db, (request.params as { id: number }).id);
-    assertTenant(principalOf(request), row.tenant_id as number);
+    const row = await loadCluster(ctx.db, request.params.id);
+    assertTenant(principalOf(request), row.tenant_id);
     return toCluster(row);
   });
 
@@ -112,10 +116,10 @@ export function registerClusters(app: FastifyInstance, ctx: RouteContext, prefix
     `${path}/:id`,
     { preValidation: pre, schema: { ...common, summary: "update a cluster", params: S.IdParams, body: S.UpdateCluster, response: { 200: S.Cluster, ...errors, 409: S.Message } } },
     async (request) => {
-      const id = (request.params as { id: number }).id;
+      const id = request.params.id;
       const row = await loadCluster(ctx.db, id);
-      assertTenant(principalOf(request), row.tenant_id as number);
-      const body = request.body as Record<string, unknown>;
+      assertTenant(principalOf(request), row.tenant_id);
+      const body = request.body;
       checkScopes(body.scopes, "body.scopes");
       await ctx.db.transaction(async (tx) => {
         await updateRow(tx, "scheduler_clusters", SC_COLUMNS, id, {
@@ -133,9 +137,9 @@ export function registerClusters(app: FastifyInstance, ctx: RouteContext, prefix
   );
 
   app.delete(`${path}/:id`, { preValidation: pre, schema: { ...common, summary: "delete a cluster", params: S.IdParams, response: { 200: Type.Object({}), ...errors } } }, async (request) => {
-    const id = (request.params as { id: number }).id;
+    const id = request.params.id;
     const row = await loadCluster(ctx.db, id);
-    assertTenant(principalOf(request), row.tenant_id as number);
+    assertTenant(principalOf(request), row.tenant_id);
     await ctx.db.transaction(async (tx) => {
       await tx.query("DELETE FROM scheduler_clusters WHERE id = $1", [id]);
       // The seed peer cluster goes with it unless another scheduler cluster still uses it.

@@ -1,14 +1,12 @@
 // Jobs under /api/v1/jobs (JWT) and /oapi/v1/jobs (personal access token, scope `job`) — the
 // path Harbor's Dragonfly preheat provider uses.
 import { Type } from "@sinclair/typebox";
-import type { FastifyInstance } from "fastify";
 import { assertTenant, guard, principalOf } from "../auth/principal.js";
 import * as S from "../schemas.js";
-import type { CreateJobBody } from "../jobs/service.js";
-import { JWT_SECURITY, PAT_SECURITY, type RouteContext } from "./context.js";
+import { JWT_SECURITY, PAT_SECURITY, type ManagerApp, type RouteContext } from "./context.js";
 import { listPage } from "./crud.js";
 
-export function registerJobs(app: FastifyInstance, ctx: RouteContext, prefix: "/api/v1" | "/oapi/v1"): void {
+export function registerJobs(app: ManagerApp, ctx: RouteContext, prefix: "/api/v1" | "/oapi/v1"): void {
   const open = prefix === "/oapi/v1";
   const pre = guard(ctx.auth, open ? "pat" : "jwt", { object: "jobs", scope: "job" });
   const common = { tags: [open ? "open api" : "jobs"], security: open ? PAT_SECURITY : JWT_SECURITY };
@@ -17,14 +15,14 @@ export function registerJobs(app: FastifyInstance, ctx: RouteContext, prefix: "/
 
   const loadOwned = async (id: number, request: Parameters<typeof principalOf>[0]) => {
     const job = await ctx.jobs.load(ctx.db, id);
-    assertTenant(principalOf(request), job.tenant_id as number);
+    assertTenant(principalOf(request), job.tenant_id);
     return job;
   };
 
   app.post(
     path,
     { preValidation: pre, schema: { ...common, summary: "create a job (preheat, get_task, delete_task, sync_peers)", body: S.CreateJob, response: { 200: S.Job, ...errors, 429: S.Message } } },
-    async (request) => ctx.jobs.create(principalOf(request), request.body as CreateJobBody),
+    async (request) => ctx.jobs.create(principalOf(request), request.body),
   );
 
   app.get(
@@ -51,23 +49,23 @@ export function registerJobs(app: FastifyInstance, ctx: RouteContext, prefix: "/
   );
 
   app.get(`${path}/:id`, { preValidation: pre, schema: { ...common, summary: "get a job and its per-cluster results", params: S.IdParams, response: { 200: S.Job, ...errors } } }, async (request) =>
-    loadOwned((request.params as { id: number }).id, request),
+    loadOwned(request.params.id, request),
   );
 
   app.patch(
     `${path}/:id`,
     { preValidation: pre, schema: { ...common, summary: "update a job's description", params: S.IdParams, body: S.UpdateJob, response: { 200: S.Job, ...errors } } },
     async (request) => {
-      const id = (request.params as { id: number }).id;
+      const id = request.params.id;
       await loadOwned(id, request);
-      const body = request.body as { bio?: string };
+      const body = request.body;
       if (body.bio !== undefined) await ctx.db.query("UPDATE jobs SET bio = $1, updated_at = now() WHERE id = $2", [body.bio, id]);
       return ctx.jobs.load(ctx.db, id);
     },
   );
 
   app.delete(`${path}/:id`, { preValidation: pre, schema: { ...common, summary: "delete a job", params: S.IdParams, response: { 200: Type.Object({}), ...errors } } }, async (request) => {
-    const id = (request.params as { id: number }).id;
+    const id = request.params.id;
     await loadOwned(id, request);
     await ctx.db.query("DELETE FROM jobs WHERE id = $1", [id]);
     return {};

@@ -1,14 +1,14 @@
 // The row-shaped resources of /api/v1, declared as CRUD specs, plus Dragonfly's linking routes
 // (PUT scheduler-clusters/:id/schedulers/:scheduler_id and friends).
 import { isIP } from "node:net";
-import { Type } from "@sinclair/typebox";
-import type { FastifyInstance } from "fastify";
-import type { Queryable, Row } from "../db/database.js";
+import { Type, type TInteger } from "@sinclair/typebox";
+import type { Queryable } from "../db/database.js";
+import type { SchedulerClusterRow } from "../db/rows.js";
 import { guard, principalOf, type Principal } from "../auth/principal.js";
 import { badRequest } from "../errors.js";
 import * as S from "../schemas.js";
-import { JWT_SECURITY, type RouteContext } from "./context.js";
-import { loadScoped, registerCrud, type CrudSpec } from "./crud.js";
+import { JWT_SECURITY, type ManagerApp, type RouteContext } from "./context.js";
+import { loadScoped, presentRows, registerCrud, withBase, type CrudSpec } from "./crud.js";
 
 function checkRegexes(list: unknown, field: (i: number) => string): void {
   if (!Array.isArray(list)) return;
@@ -37,14 +37,23 @@ export function checkScopes(scopes: unknown, field: string): void {
   checkRegexes(s.hostnames, (i) => `${field}.hostnames.${i}`);
 }
 
-async function linkedSeedPeerClusters(rows: Row[], q: Queryable): Promise<void> {
+/** Scheduler clusters with the seed peer clusters that serve them. */
+async function withSeedPeerClusters(rows: SchedulerClusterRow[], q: Queryable) {
+  const out = [];
   for (const row of rows) {
     const links = await q.query<{ id: number }>("SELECT seed_peer_cluster_id AS id FROM seed_peer_cluster_scheduler_clusters WHERE scheduler_cluster_id = $1 ORDER BY 1", [row.id]);
-    row.seed_peer_cluster_ids = links.map((l) => l.id);
+    out.push({ ...withBase(row), seed_peer_cluster_ids: links.map((l) => l.id) });
   }
+  return out;
 }
 
-async function linkSeedPeerCluster(q: Queryable, schedulerClusterId: unknown, seedPeerClusterId: unknown, p: Principal): Promise<void> {
+/** The URL regexes of an application's priority (validated against S.Priority). */
+function priorityRegexes(priority: unknown): unknown[] | undefined {
+  if (!priority || typeof priority !== "object" || !("urls" in priority) || !Array.isArray(priority.urls)) return undefined;
+  return priority.urls.map((u: unknown) => (u && typeof u === "object" && "regex" in u ? u.regex : undefined));
+}
+
+async function linkSeedPeerCluster(q: Queryable, schedulerClusterId: number, seedPeerClusterId: unknown, p: Principal): Promise<void> {
   if (typeof seedPeerClusterId !== "number" || seedPeerClusterId === 0) return;
   const [spc] = await q.query<{ tenant_id: number }>("SELECT tenant_id FROM seed_peer_clusters WHERE id = $1", [seedPeerClusterId]);
   if (!spc) throw badRequest("body.seed_peer_cluster_id", `seed peer cluster ${seedPeerClusterId} does not exist`);
@@ -53,7 +62,7 @@ async function linkSeedPeerCluster(q: Queryable, schedulerClusterId: unknown, se
   await q.query("INSERT INTO seed_peer_cluster_scheduler_clusters (seed_peer_cluster_id, scheduler_cluster_id) VALUES ($1, $2)", [seedPeerClusterId, schedulerClusterId]);
 }
 
-export const SCHEDULER_CLUSTERS: CrudSpec = {
+export const SCHEDULER_CLUSTERS: CrudSpec<"scheduler_clusters", typeof S.SchedulerCluster> = {
   path: "/api/v1/scheduler-clusters",
   object: "scheduler-clusters",
   table: "scheduler_clusters",
@@ -66,11 +75,11 @@ export const SCHEDULER_CLUSTERS: CrudSpec = {
   update: S.UpdateSchedulerCluster,
   response: S.SchedulerCluster,
   prepare: (v) => checkScopes(v.scopes, "body.scopes"),
-  decorate: linkedSeedPeerClusters,
+  present: withSeedPeerClusters,
   after: (row, body, p, q) => linkSeedPeerCluster(q, row.id, body.seed_peer_cluster_id, p),
 };
 
-export const SEED_PEER_CLUSTERS: CrudSpec = {
+export const SEED_PEER_CLUSTERS: CrudSpec<"seed_peer_clusters", typeof S.SeedPeerCluster> = {
   path: "/api/v1/seed-peer-clusters",
   object: "seed-peer-clusters",
   table: "seed_peer_clusters",
@@ -82,9 +91,10 @@ export const SEED_PEER_CLUSTERS: CrudSpec = {
   create: S.CreateSeedPeerCluster,
   update: S.UpdateSeedPeerCluster,
   response: S.SeedPeerCluster,
+  present: presentRows,
 };
 
-export const SCHEDULERS: CrudSpec = {
+export const SCHEDULERS: CrudSpec<"schedulers", typeof S.Scheduler> = {
   path: "/api/v1/schedulers",
   object: "schedulers",
   table: "schedulers",
@@ -96,9 +106,10 @@ export const SCHEDULERS: CrudSpec = {
   create: S.CreateScheduler,
   update: S.UpdateScheduler,
   response: S.Scheduler,
+  present: presentRows,
 };
 
-export const SEED_PEERS: CrudSpec = {
+export const SEED_PEERS: CrudSpec<"seed_peers", typeof S.SeedPeer> = {
   path: "/api/v1/seed-peers",
   object: "seed-peers",
   table: "seed_peers",
@@ -110,10 +121,11 @@ export const SEED_PEERS: CrudSpec = {
   create: S.CreateSeedPeer,
   update: S.UpdateSeedPeer,
   response: S.SeedPeer,
+  present: presentRows,
 };
 
 const PEER_TEXT = ["host_name", "type", "idc", "location", "ip", "state", "os", "platform", "platform_family", "platform_version", "kernel_version", "git_version", "git_commit", "build_platform"] as const;
-export const PEERS: CrudSpec = {
+export const PEERS: CrudSpec<"peers", typeof S.Peer> = {
   path: "/api/v1/peers",
   object: "peers",
   table: "peers",
@@ -124,9 +136,10 @@ export const PEERS: CrudSpec = {
   filters: { host_name: "text", type: "text", idc: "text", location: "text", ip: "text", state: "text", os: "text", git_version: "text", git_commit: "text", scheduler_cluster_id: "int" },
   create: S.CreatePeer,
   response: S.Peer,
+  present: presentRows,
 };
 
-export const APPLICATIONS: CrudSpec = {
+export const APPLICATIONS: CrudSpec<"applications", typeof S.Application> = {
   path: "/api/v1/applications",
   object: "applications",
   table: "applications",
@@ -138,15 +151,15 @@ export const APPLICATIONS: CrudSpec = {
   create: S.CreateApplication,
   update: S.UpdateApplication,
   response: S.Application,
+  present: presentRows,
   prepare: (v, p) => {
-    const urls = (v.priority as { urls?: Array<{ regex: string }> } | undefined)?.urls;
-    checkRegexes(urls?.map((u) => u.regex), (i) => `body.priority.urls.${i}.regex`);
+    checkRegexes(priorityRegexes(v.priority), (i) => `body.priority.urls.${i}.regex`);
     // The owner is whoever is signed in; Dragonfly's client-sent user_id is not trusted.
     v.user_id = p.userId;
   },
 };
 
-export const CONFIGS: CrudSpec = {
+export const CONFIGS: CrudSpec<"configs", typeof S.Config> = {
   path: "/api/v1/configs",
   object: "configs",
   table: "configs",
@@ -158,21 +171,28 @@ export const CONFIGS: CrudSpec = {
   create: S.CreateConfig,
   update: S.UpdateConfig,
   response: S.Config,
+  present: presentRows,
   prepare: (v, p) => {
     v.user_id = p.userId;
   },
 };
 
-export function registerResources(app: FastifyInstance, ctx: RouteContext): void {
-  for (const spec of [SCHEDULER_CLUSTERS, SEED_PEER_CLUSTERS, SCHEDULERS, SEED_PEERS, PEERS, APPLICATIONS, CONFIGS]) registerCrud(app, ctx, spec);
+export function registerResources(app: ManagerApp, ctx: RouteContext): void {
+  registerCrud(app, ctx, SCHEDULER_CLUSTERS);
+  registerCrud(app, ctx, SEED_PEER_CLUSTERS);
+  registerCrud(app, ctx, SCHEDULERS);
+  registerCrud(app, ctx, SEED_PEERS);
+  registerCrud(app, ctx, PEERS);
+  registerCrud(app, ctx, APPLICATIONS);
+  registerCrud(app, ctx, CONFIGS);
 
   const errors = { 400: S.Message, 401: S.Message, 403: S.Message, 404: S.Message };
-  const link = (path: string, object: string, tag: string, params: Record<string, ReturnType<typeof Type.Integer>>, summary: string, run: (ids: Record<string, number>, p: Principal) => Promise<void>) =>
+  const link = (path: string, object: string, tag: string, params: Record<string, TInteger>, summary: string, run: (ids: Record<string, number>, p: Principal) => Promise<void>) =>
     app.put(
       path,
       { preValidation: guard(ctx.auth, "jwt", { object }), schema: { tags: [tag], security: JWT_SECURITY, summary, params: Type.Object(params), response: { 200: Type.Object({}), ...errors } } },
       async (request) => {
-        await run(request.params as Record<string, number>, principalOf(request));
+        await run(request.params, principalOf(request));
         return {};
       },
     );

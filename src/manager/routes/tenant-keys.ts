@@ -2,17 +2,14 @@
 // (a new version seals the tenant's new tasks from then on; tasks sealed earlier keep theirs)
 // and list the versions. Key material is never part of an answer: only daemons get it, over
 // mTLS (grpc/tenant-keys.ts).
-import { Type, type Static } from "@sinclair/typebox";
-import type { FastifyInstance } from "fastify";
+import { Type } from "@sinclair/typebox";
 import { guard } from "../auth/principal.js";
 import { notFound } from "../errors.js";
 import * as S from "../schemas.js";
 import type { TenantKeys } from "../tenant-keys.js";
-import { JWT_SECURITY, type RouteContext } from "./context.js";
+import { JWT_SECURITY, type ManagerApp, type RouteContext } from "./context.js";
 
-const TenantKeyVersion = Type.Object({ tenant_id: Type.Integer(), version: Type.Integer(), created_at: S.Timestamp });
-
-export function registerTenantKeys(app: FastifyInstance, ctx: RouteContext, keys: TenantKeys): void {
+export function registerTenantKeys(app: ManagerApp, ctx: RouteContext, keys: TenantKeys): void {
   const errors = { 400: S.Message, 401: S.Message, 403: S.Message, 404: S.Message };
   const common = { tags: ["tenants"], security: JWT_SECURITY, params: S.IdParams };
   const pre = guard(ctx.auth, "jwt", { object: "tenants", rootOnly: true });
@@ -20,18 +17,18 @@ export function registerTenantKeys(app: FastifyInstance, ctx: RouteContext, keys
     if (!(await keys.tenantExists(id))) throw notFound("tenant");
     return id;
   };
-  app.post<{ Params: Static<typeof S.IdParams> }>(
+  app.post(
     "/api/v1/tenants/:id/keys",
-    { preValidation: pre, schema: { ...common, summary: "rotate a tenant's at-rest key: new tasks are sealed under the new version (root)", response: { 200: TenantKeyVersion, ...errors } } },
+    { preValidation: pre, schema: { ...common, summary: "rotate a tenant's at-rest key: new tasks are sealed under the new version (root)", response: { 200: S.TenantKeyVersion, ...errors } } },
     async (request) => {
       const row = await keys.rotate(await tenant(request.params.id));
       request.log.info({ tenantId: row.tenant_id, version: row.version }, "tenant key rotated");
       return row;
     },
   );
-  app.get<{ Params: Static<typeof S.IdParams> }>(
+  app.get(
     "/api/v1/tenants/:id/keys",
-    { preValidation: pre, schema: { ...common, summary: "a tenant's at-rest key versions, newest first, without the keys (root)", response: { 200: Type.Array(TenantKeyVersion), ...errors } } },
+    { preValidation: pre, schema: { ...common, summary: "a tenant's at-rest key versions, newest first, without the keys (root)", response: { 200: Type.Array(S.TenantKeyVersion), ...errors } } },
     async (request) => keys.versions(await tenant(request.params.id)),
   );
 }

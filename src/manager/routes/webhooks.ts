@@ -3,17 +3,24 @@
 // only roles that may write `webhooks` — root — change them; tenancy as every other object),
 // their delivery log, and redelivery of a failed delivery. The secret and the auth header are
 // write-only: the response schema does not list them, and they are dropped before serialising.
-import { Type, type Static } from "@sinclair/typebox";
-import type { FastifyInstance } from "fastify";
+import { Type } from "@sinclair/typebox";
 import type { SsrfPolicy } from "../../common/ssrf.js";
+import type { WebhookDeliveryRow, WebhookRow } from "../db/rows.js";
 import { guard, principalOf } from "../auth/principal.js";
 import { conflict, notFound } from "../errors.js";
 import * as S from "../schemas.js";
 import { checkWebhookUrl } from "../webhooks/url.js";
-import { JWT_SECURITY, type RouteContext } from "./context.js";
-import { loadScoped, paginate, registerCrud, type CrudSpec } from "./crud.js";
+import { JWT_SECURITY, type ManagerApp, type RouteContext } from "./context.js";
+import { loadScoped, paginate, registerCrud, withBase, type CrudSpec } from "./crud.js";
 
+/** What the API shows of a delivery: everything but the body and the lease. */
+type DeliveryView = Omit<WebhookDeliveryRow, "body" | "lease_owner" | "lease_until">;
 const DELIVERY_COLUMNS = "id, webhook_id, delivery_id, event, state, attempts, status_code, error, next_attempt_at, delivered_at, created_at, updated_at";
+
+/** A webhook as the API shows it: the secret and the auth header never leave the database. */
+function presentWebhooks(rows: WebhookRow[]) {
+  return Promise.resolve(rows.map(({ secret: _secret, auth_header: authHeader, ...row }) => ({ ...withBase(row), has_auth_header: authHeader !== "" })));
+}
 
 export interface WebhookRouteDeps {
   /** Where webhook URLs may point (the dispatcher's policy). */
@@ -22,8 +29,8 @@ export interface WebhookRouteDeps {
   onQueued: () => void;
 }
 
-export function registerWebhooks(app: FastifyInstance, ctx: RouteContext, deps: WebhookRouteDeps): void {
-  const spec: CrudSpec = {
+export function registerWebhooks(app: ManagerApp, ctx: RouteContext, deps: WebhookRouteDeps): void {
+  const spec: CrudSpec<"webhooks", typeof S.Webhook> = {
     path: "/api/v1/webhooks",
     object: "webhooks",
     table: "webhooks",
@@ -40,14 +47,7 @@ export function registerWebhooks(app: FastifyInstance, ctx: RouteContext, deps: 
       else delete values.user_id;
       if (typeof values.url === "string") await checkWebhookUrl(deps.ssrf, values.url);
     },
-    decorate: (rows) => {
-      for (const row of rows) {
-        row.has_auth_header = row.auth_header !== "";
-        delete row.secret;
-        delete row.auth_header;
-      }
-      return Promise.resolve();
-    },
+    present: presentWebhooks,
   };
   registerCrud(app, ctx, spec);
 
@@ -57,12 +57,12 @@ export function registerWebhooks(app: FastifyInstance, ctx: RouteContext, deps: 
   const ListQuery = Type.Object({ ...S.Page, state: Type.Optional(S.WebhookDeliveryState), event: Type.Optional(S.WebhookEventType) });
 
   const loadDelivery = async (webhookId: number, id: number) => {
-    const [row] = await ctx.db.query(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND webhook_id = $2`, [id, webhookId]);
+    const [row] = await ctx.db.query<DeliveryView>(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND webhook_id = $2`, [id, webhookId]);
     if (!row) throw notFound("webhook delivery");
     return row;
   };
 
-  app.get<{ Params: Static<typeof S.IdParams>; Querystring: Static<typeof ListQuery> }>(
+  app.get(
     `${spec.path}/:id/deliveries`,
     { preValidation: pre, schema: { ...common, summary: "list a webhook's deliveries, newest first", params: S.IdParams, querystring: ListQuery, response: { 200: Type.Array(S.WebhookDelivery), ...errors } } },
     async (request, reply) => {
@@ -77,13 +77,13 @@ export function registerWebhooks(app: FastifyInstance, ctx: RouteContext, deps: 
       }
       const cond = where.join(" AND ");
       const [count] = await ctx.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM webhook_deliveries WHERE ${cond}`, params);
-      const rows = await ctx.db.query(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE ${cond} ORDER BY id DESC LIMIT ${perPage} OFFSET ${(page - 1) * perPage}`, params);
+      const rows = await ctx.db.query<DeliveryView>(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE ${cond} ORDER BY id DESC LIMIT ${perPage} OFFSET ${(page - 1) * perPage}`, params);
       paginate(reply, request, count?.n ?? 0, page, perPage);
       return rows;
     },
   );
 
-  app.get<{ Params: Static<typeof S.WebhookDeliveryParams> }>(
+  app.get(
     `${spec.path}/:id/deliveries/:delivery`,
     { preValidation: pre, schema: { ...common, summary: "get one delivery of a webhook", params: S.WebhookDeliveryParams, response: { 200: S.WebhookDelivery, ...errors } } },
     async (request) => {
@@ -92,7 +92,7 @@ export function registerWebhooks(app: FastifyInstance, ctx: RouteContext, deps: 
     },
   );
 
-  app.post<{ Params: Static<typeof S.WebhookDeliveryParams> }>(
+  app.post(
     `${spec.path}/:id/deliveries/:delivery/redeliver`,
     {
       preValidation: pre,
@@ -106,12 +106,12 @@ export function registerWebhooks(app: FastifyInstance, ctx: RouteContext, deps: 
     async (request) => {
       await loadScoped(ctx, spec, request.params.id, principalOf(request));
       const current = await loadDelivery(request.params.id, request.params.delivery);
-      const [row] = await ctx.db.query(
+      const [row] = await ctx.db.query<DeliveryView>(
         `UPDATE webhook_deliveries SET state = 'PENDING', attempts = 0, status_code = NULL, error = '', next_attempt_at = now(), lease_owner = NULL, lease_until = NULL, updated_at = now()
          WHERE id = $1 AND state = 'FAILURE' RETURNING ${DELIVERY_COLUMNS}`,
         [current.id],
       );
-      if (!row) throw conflict(`webhook delivery ${String(current.id)} is ${String(current.state)}: only a FAILURE delivery can be redelivered`);
+      if (!row) throw conflict(`webhook delivery ${current.id} is ${current.state}: only a FAILURE delivery can be redelivered`);
       deps.onQueued();
       return row;
     },

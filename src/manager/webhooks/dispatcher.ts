@@ -15,6 +15,7 @@ import type { Logger } from "../../common/logger.js";
 import type { SsrfPolicy } from "../../common/ssrf.js";
 import { VERSION } from "../../common/version.js";
 import type { Database } from "../db/database.js";
+import type { WebhookDeliveryRow, WebhookRow } from "../db/rows.js";
 import { DELIVERY_HEADER, EVENT_HEADER, signPayload, SIGNATURE_HEADER, TIMESTAMP_HEADER } from "./signature.js";
 import { CoalescedPoll } from "../coalesced-poll.js";
 
@@ -48,18 +49,8 @@ export function retryDelay(attempt: number, baseMs: number, maxMs: number, rando
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }
 
-interface Claimed {
-  id: number;
-  delivery_id: string;
-  event: string;
-  body: string;
-  attempts: number;
-  url: string;
-  secret: string;
-  auth_header: string;
-  skip_cert_verify: boolean;
-  active: boolean;
-}
+/** A claimed delivery with what sending it needs of its webhook. */
+type Claimed = Pick<WebhookDeliveryRow, "id" | "delivery_id" | "event" | "body" | "attempts"> & Pick<WebhookRow, "url" | "secret" | "auth_header" | "skip_cert_verify" | "active">;
 
 type Outcome = { ok: true; status: number } | { ok: false; status: number | null; error: string };
 

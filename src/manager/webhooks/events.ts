@@ -5,16 +5,18 @@
 //
 // `enqueueJobEvent` is called with the transaction that creates or finishes the job: the event
 // exists exactly when the change does, and a crash between the two cannot lose or invent one.
-import type { Queryable, Row } from "../db/database.js";
+import type { Queryable } from "../db/database.js";
+import type { JobRow, WebhookRow } from "../db/rows.js";
 import { redactArgs } from "../jobs/args.js";
 
 export const WEBHOOK_EVENTS = ["job.created", "job.succeeded", "job.failed"] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
-const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : v);
+/** What an event tells of a job: a jobs row (user_id, args and result default to none). */
+export type JobEventSource = Pick<JobRow, "id" | "type" | "state" | "task_id" | "bio" | "tenant_id" | "created_at" | "updated_at"> & Partial<Pick<JobRow, "user_id" | "args" | "result">>;
 
 /** The JSON body receivers get for a job event. */
-export function jobEventBody(event: WebhookEvent, job: Row, schedulerClusterIds: number[], occurredAt = new Date()): string {
+export function jobEventBody(event: WebhookEvent, job: JobEventSource, schedulerClusterIds: number[], occurredAt = new Date()): string {
   return JSON.stringify({
     event,
     occurred_at: occurredAt.toISOString(),
@@ -26,11 +28,11 @@ export function jobEventBody(event: WebhookEvent, job: Row, schedulerClusterIds:
       bio: job.bio,
       tenant_id: job.tenant_id,
       user_id: job.user_id ?? null,
-      args: redactArgs((job.args ?? {}) as Record<string, unknown>),
+      args: redactArgs(job.args ?? {}),
       result: job.result ?? {},
       scheduler_cluster_ids: schedulerClusterIds,
-      created_at: iso(job.created_at),
-      updated_at: iso(job.updated_at),
+      created_at: job.created_at.toISOString(),
+      updated_at: job.updated_at.toISOString(),
     },
   });
 }
@@ -39,8 +41,8 @@ export function jobEventBody(event: WebhookEvent, job: Row, schedulerClusterIds:
  * Writes one delivery per active webhook of the job's tenant subscribed to `event`; returns how
  * many. Nothing is sent here: the dispatcher picks the rows up.
  */
-export async function enqueueJobEvent(q: Queryable, event: WebhookEvent, job: Row): Promise<number> {
-  const subscribed = await q.query<{ id: number }>("SELECT id FROM webhooks WHERE active AND tenant_id = $1 AND event_types @> $2::jsonb", [job.tenant_id, JSON.stringify([event])]);
+export async function enqueueJobEvent(q: Queryable, event: WebhookEvent, job: JobEventSource): Promise<number> {
+  const subscribed = await q.query<Pick<WebhookRow, "id">>("SELECT id FROM webhooks WHERE active AND tenant_id = $1 AND event_types @> $2::jsonb", [job.tenant_id, JSON.stringify([event])]);
   if (subscribed.length === 0) return 0;
   const clusters = await q.query<{ id: number }>("SELECT scheduler_cluster_id AS id FROM job_scheduler_clusters WHERE job_id = $1 ORDER BY 1", [job.id]);
   const body = jobEventBody(event, job, clusters.map((c) => c.id));
