@@ -13,6 +13,7 @@
 //                            stores (issue 21).
 // Peak RSS of each daemon (VmHWM) is reported in the details.
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
@@ -274,7 +275,11 @@ async function measureEncrypted(ctx: BenchContext): Promise<BenchResult> {
     { name: "sealed-b", role: "peer" },
   ]);
   const manager = await startManager(
-    { server: { dataDir: join(ctx.workDir, "manager"), rest: { addr: "127.0.0.1:0" }, grpc: { listenIP: "127.0.0.1", port: { start: 0, end: 0 }, tls: certs.get("manager") }, logLevel: "silent" }, metrics: { enable: false } },
+    {
+      server: { dataDir: join(ctx.workDir, "manager"), rest: { addr: "127.0.0.1:0" }, grpc: { listenIP: "127.0.0.1", port: { start: 0, end: 0 }, tls: certs.get("manager") }, logLevel: "silent" },
+      encryption: { key: randomBytes(32).toString("base64") },
+      metrics: { enable: false },
+    },
     { logger: silentLogger(), env: {} },
   );
   const schedulerConfig = { server: { listenIP: "127.0.0.1", port: 0, logLevel: "silent" }, metrics: { enable: false }, seedPeer: { enable: false } };

@@ -54,6 +54,8 @@ export interface ManagerAppDeps {
   https?: { cert: Buffer; key: Buffer };
   /** Where the built console is (default: dist/console of this package). */
   consoleDir?: string;
+  /** Tenant keys under the manager's encryption key; absent: one without it (rotation is refused). */
+  tenantKeys?: TenantKeys;
 }
 
 export interface RouteEntry {
@@ -144,7 +146,7 @@ export async function buildManagerApp(deps: ManagerAppDeps): Promise<FastifyInst
   registerJobs(app, ctx, "/api/v1");
   registerJobs(app, ctx, "/oapi/v1");
   registerWebhooks(app, ctx, { ssrf: deps.webhookSsrf ?? new SsrfPolicy(), onQueued: deps.onWebhookQueued ?? (() => undefined) });
-  registerTenantKeys(app, ctx, new TenantKeys(deps.db));
+  registerTenantKeys(app, ctx, deps.tenantKeys ?? new TenantKeys(deps.db));
   registerApiIndex(app, "/api/v1", () => routes);
   registerApiIndex(app, "/oapi/v1", () => routes);
   await app.ready();

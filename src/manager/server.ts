@@ -95,6 +95,11 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     }
     await ensureRootUser(db, r.dataDir, log, env);
     const jwt = new JwtService(await loadSigningKey(db, cfg.auth.jwt.key || undefined), { realm: cfg.auth.jwt.realm, ...r.jwt });
+    // Tenant keys stored in plain (before schema version 4) are wrapped here; a missing or wrong
+    // encryption key stops the start while keys are stored.
+    const tenantKeys = new TenantKeys(db, r.encryptionKey);
+    const wrappedNow = await tenantKeys.prepare();
+    if (wrappedNow > 0) log.info({ keys: wrappedNow }, "tenant keys wrapped under the manager's encryption key");
 
     const metrics = new ManagerMetrics(createRegistry());
     metrics.schedulerCounts = async () => {
@@ -131,7 +136,7 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
       runner.wake();
       dispatcher.wake();
     };
-    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated, jobSecrets, webhookSsrf, onWebhookQueued: () => dispatcher.wake(), ...(https ? { https } : {}) });
+    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated, jobSecrets, webhookSsrf, onWebhookQueued: () => dispatcher.wake(), tenantKeys, ...(https ? { https } : {}) });
     cleanups.push(() => app.close());
     await app.listen({ host: r.rest.host, port: r.rest.port });
     const restPort = app.server.address() !== null && typeof app.server.address() === "object" ? (app.server.address() as { port: number }).port : r.rest.port;
@@ -139,8 +144,8 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     const grpcLog = log.child({ part: "grpc" });
     const authz = new Authorizer(tls !== undefined, grpcLog);
     const service = new ManagerGrpcService(db, grpcLog, metrics, authz);
-    const tenantKeys = new TenantKeysGrpcService(new TenantKeys(db), authz, grpcLog);
-    const grpc = await bindGrpc(service, tenantKeys, metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, tls, grpcLog);
+    const keysService = new TenantKeysGrpcService(tenantKeys, authz, grpcLog);
+    const grpc = await bindGrpc(service, keysService, metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, tls, grpcLog);
     grpc.health.setStatus("manager.v2.Manager", true);
     cleanups.push(() => grpc.close());
 

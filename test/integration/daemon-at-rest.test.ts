@@ -6,6 +6,7 @@
 // the stored ciphertext fails the read clearly and leaves no output, and a rotated key seals
 // new tasks while the older ones still open, across a daemon restart too.
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
@@ -105,7 +106,11 @@ beforeAll(async () => {
     { name: "child", role: "peer" },
   ]);
   manager = await startManager(
-    { server: { dataDir: join(work, "manager"), rest: { addr: "127.0.0.1:0" }, grpc: { listenIP: "127.0.0.1", port: { start: 0, end: 0 }, tls: certs.get("manager") } }, metrics: { enable: false } },
+    {
+      server: { dataDir: join(work, "manager"), rest: { addr: "127.0.0.1:0" }, grpc: { listenIP: "127.0.0.1", port: { start: 0, end: 0 }, tls: certs.get("manager") } },
+      encryption: { key: randomBytes(32).toString("base64") },
+      metrics: { enable: false },
+    },
     { logger: silentLogger(), env: { DRAGONFLY_INITIAL_ROOT_PASSWORD: ROOT_PASSWORD } },
   );
   plainManager = await startManager({ server: { dataDir: join(work, "plain-manager"), rest: { addr: "127.0.0.1:0" }, grpc: { listenIP: "127.0.0.1", port: { start: 0, end: 0 } } }, metrics: { enable: false } }, { logger: silentLogger(), env: {} });

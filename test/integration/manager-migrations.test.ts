@@ -49,7 +49,7 @@ const ROWS: { [K in TableName]: Shape<K> } = {
     id: "integer", webhook_id: "integer", delivery_id: "text", event: "text", body: "text", state: "text", attempts: "integer", status_code: "integer?", error: "text",
     next_attempt_at: "timestamptz?", lease_owner: "text?", lease_until: "timestamptz?", delivered_at: "timestamptz?", created_at: TS, updated_at: TS,
   },
-  tenant_keys: { tenant_id: "integer", version: "integer", key: "bytea", created_at: TS },
+  tenant_keys: { tenant_id: "integer", version: "integer", key: "bytea", created_at: TS, wrapped: "boolean" },
   schema_migrations: { version: "integer", name: "text", applied_at: TS },
 };
 
@@ -91,7 +91,7 @@ describe.each(variants)("manager migrations on $name", (variant) => {
 
   it("creates exactly the tables and columns rows.ts types", async () => {
     const db = await open();
-    expect(await migrate(db)).toEqual([1, 2, 3]);
+    expect(await migrate(db)).toEqual([1, 2, 3, 4]);
     expect(await schemaShape(db)).toEqual(ROWS);
   });
 
@@ -100,7 +100,7 @@ describe.each(variants)("manager migrations on $name", (variant) => {
     const all = loadMigrations();
     // A database behind: only the versions after its own run on it.
     expect(await migrate(db, all.slice(0, 1))).toEqual([1]);
-    expect(await migrate(db)).toEqual([2, 3]);
+    expect(await migrate(db)).toEqual([2, 3, 4]);
     // At the current version nothing runs again (a second run of version 1 would fail on CREATE TABLE).
     expect(await migrate(db)).toEqual([]);
     const recorded = await db.query<{ version: number; name: string }>("SELECT version, name FROM schema_migrations ORDER BY version");
@@ -108,6 +108,7 @@ describe.each(variants)("manager migrations on $name", (variant) => {
       { version: 1, name: "control plane" },
       { version: 2, name: "webhooks" },
       { version: 3, name: "tenant keys" },
+      { version: 4, name: "tenant key wrapping" },
     ]);
     // Version 1's seed rows are there once.
     const [clusters] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM scheduler_clusters WHERE name = 'cluster-1'");

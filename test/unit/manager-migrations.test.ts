@@ -28,6 +28,7 @@ describe("manager migrations", () => {
       [1, "control plane"],
       [2, "webhooks"],
       [3, "tenant keys"],
+      [4, "tenant key wrapping"],
     ]);
     expect(splitStatements(ms[0]?.sql ?? "")[0]).toMatch(/^CREATE TABLE tenants \(/);
   });

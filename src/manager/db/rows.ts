@@ -273,9 +273,14 @@ export interface TenantKeyRow {
   tenant_id: number;
   /** 1 for a tenant's first key; each rotation adds the next. */
   version: number;
-  /** The AES-256-GCM key (32 bytes): pg returns a Buffer, PGlite a Uint8Array. */
+  /**
+   * The AES-256-GCM key wrapped under the manager's key-encryption key (60 bytes: key-wrap.ts);
+   * the plain 32-byte key in a row written before version 4 and not yet wrapped. pg returns a
+   * Buffer, PGlite a Uint8Array.
+   */
   key: Uint8Array;
   created_at: Date;
+  wrapped: boolean;
 }
 
 export interface SchemaMigrationRow {

@@ -8,7 +8,7 @@ import { status, type sendUnaryData, type ServerUnaryCall, type UntypedServiceIm
 import type { Logger } from "../../common/logger.js";
 import type { Authorizer } from "../../common/grpc/authz.js";
 import type { GetTenantKeyRequest, TenantKey } from "../../gen/damselfly/manager/v1/keys.js";
-import type { TenantKeys } from "../tenant-keys.js";
+import { NO_ENCRYPTION_KEY, type TenantKeys } from "../tenant-keys.js";
 import { errorMessage } from "../../common/errors.js";
 
 export class TenantKeysGrpcService {
@@ -30,6 +30,7 @@ export class TenantKeysGrpcService {
     if (!this.authz.enforce) return callback({ code: status.FAILED_PRECONDITION, details: "tenant keys are handed out only over mTLS: this manager's gRPC runs in plaintext (server.grpc.tls)" });
     const denied = this.authz.check(call, "GetTenantKey", ["peer", "seed-peer"]);
     if (denied) return callback(denied);
+    if (!this.keys.enabled) return callback({ code: status.FAILED_PRECONDITION, details: NO_ENCRYPTION_KEY });
     this.answer(call.request).then(
       (res) => ("code" in res ? callback(res) : callback(null, res)),
       (err: unknown) => {

@@ -4,13 +4,13 @@
 // mTLS (grpc/tenant-keys.ts).
 import { Type } from "@sinclair/typebox";
 import { guard } from "../auth/principal.js";
-import { notFound } from "../errors.js";
+import { conflict, notFound } from "../errors.js";
 import * as S from "../schemas.js";
-import type { TenantKeys } from "../tenant-keys.js";
+import { NO_ENCRYPTION_KEY, type TenantKeys } from "../tenant-keys.js";
 import { JWT_SECURITY, type ManagerApp, type RouteContext } from "./context.js";
 
 export function registerTenantKeys(app: ManagerApp, ctx: RouteContext, keys: TenantKeys): void {
-  const errors = { 400: S.Message, 401: S.Message, 403: S.Message, 404: S.Message };
+  const errors = { 400: S.Message, 401: S.Message, 403: S.Message, 404: S.Message, 409: S.Message };
   const common = { tags: ["tenants"], security: JWT_SECURITY, params: S.IdParams };
   const pre = guard(ctx.auth, "jwt", { object: "tenants", rootOnly: true });
   const tenant = async (id: number): Promise<number> => {
@@ -21,7 +21,10 @@ export function registerTenantKeys(app: ManagerApp, ctx: RouteContext, keys: Ten
     "/api/v1/tenants/:id/keys",
     { preValidation: pre, schema: { ...common, summary: "rotate a tenant's at-rest key: new tasks are sealed under the new version (root)", response: { 200: S.TenantKeyVersion, ...errors } } },
     async (request) => {
-      const row = await keys.rotate(await tenant(request.params.id));
+      const id = await tenant(request.params.id);
+      // A key that could not be stored wrapped is not made at all.
+      if (!keys.enabled) throw conflict(NO_ENCRYPTION_KEY);
+      const row = await keys.rotate(id);
       request.log.info({ tenantId: row.tenant_id, version: row.version }, "tenant key rotated");
       return row;
     },
