@@ -9,8 +9,11 @@
 //   dfget-back-to-source-1g: a fresh task each round (the daemon goes to the origin).
 //   dfget-p2p-cached-1g:     a second peer pulls the task another peer already holds.
 //   dfget-p2p-mtls-1g:       the same with mTLS everywhere, against it in plaintext (issue 21).
+//   dfget-p2p-encrypted-1g:  the same with pieces sealed at rest on both peers, against plaintext
+//                            stores (issue 21).
 // Peak RSS of each daemon (VmHWM) is reported in the details.
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
@@ -25,6 +28,7 @@ import type { BenchContext, BenchResult, BenchSuite } from "./lib/types.js";
 import { writeContent } from "./lib/content.js";
 import type { TlsFiles } from "../src/common/grpc/tls.js";
 import { stackCertificates } from "../src/up/pki.js";
+import { startManager } from "../src/manager/server.js";
 
 const MiB = 1024 * 1024;
 const root = new URL("..", import.meta.url).pathname;
@@ -36,8 +40,15 @@ interface Daemon {
   peakRssBytes(): number;
 }
 
-/** `tls`: the daemon's certificate for every connection it makes or takes (mTLS on, as `up` runs it). */
-async function startDaemonProcess(dir: string, name: string, schedulers: string[], tls?: TlsFiles): Promise<Daemon> {
+interface DaemonExtras {
+  /** The daemon's certificate for every connection it makes or takes (mTLS on, as `up` runs it). */
+  tls?: TlsFiles | undefined;
+  /** Pieces sealed at rest: every task of the default tenant, keys from this manager over mTLS. */
+  sealed?: { managerAddr: string; tls: TlsFiles | undefined };
+}
+
+async function startDaemonProcess(dir: string, name: string, schedulers: string[], extras: DaemonExtras = {}): Promise<Daemon> {
+  const { tls, sealed } = extras;
   mkdirSync(dir, { recursive: true });
   const socket = join(dir, "dfdaemon.sock");
   const config = join(dir, "dfdaemon.yaml");
@@ -48,7 +59,8 @@ async function startDaemonProcess(dir: string, name: string, schedulers: string[
       download: { server: { socketPath: socket } },
       upload: { server: { ip: "127.0.0.1", port: 0, ...tls }, client: { ...tls } },
       scheduler: { addrs: schedulers, ...tls },
-      storage: { dir: join(dir, "data"), keep: false, server: { ip: "127.0.0.1", tcpPort: 0, quicPort: 0, ...(tls ? { tls } : {}) } },
+      ...(sealed ? { manager: { addr: sealed.managerAddr, ...sealed.tls } } : {}),
+      storage: { dir: join(dir, "data"), keep: false, server: { ip: "127.0.0.1", tcpPort: 0, quicPort: 0, ...(tls ? { tls } : {}) }, ...(sealed ? { encryption: { tenants: ["default"] } } : {}) },
       health: { server: { ip: "127.0.0.1", port: 0 } },
       metrics: { server: { ip: "127.0.0.1", port: 0 } },
     }),
@@ -169,6 +181,36 @@ async function measure(ctx: BenchContext, p2p: boolean): Promise<BenchResult> {
   }
 }
 
+type Pair = { a: Daemon; b: Daemon };
+
+/**
+ * Two parent/child pairs on their own schedulers, measured in the same run: one-time costs
+ * taken out first as in measure() and each parent made to hold the task, then each round
+ * times both children's P2P download of it, in alternating order. Times in seconds per round.
+ */
+async function pairRounds(ctx: BenchContext, nginx: Nginx, rounds: number, pairs: { ours: Pair; baseline: Pair }, label: { ours: string; baseline: string }): Promise<{ ours: number[]; baseline: number[] }> {
+  const base = `http://127.0.0.1:${nginx.port}/file.bin`;
+  const warm = `http://127.0.0.1:${nginx.port}/warm.bin`;
+  for (const { a, b } of Object.values(pairs)) {
+    for (const [d, url] of [[a, warm], [b, warm], [a, base]] as const) {
+      await dfgetSeconds(d.socket, url, join(ctx.workDir, "warm"));
+      rmSync(join(ctx.workDir, "warm"), { force: true });
+    }
+  }
+  const times = { ours: [] as number[], baseline: [] as number[] };
+  for (let i = 0; i < rounds; i++) {
+    const order = i % 2 === 0 ? (["ours", "baseline"] as const) : (["baseline", "ours"] as const);
+    for (const k of order) {
+      const out = join(ctx.workDir, `pair-out-${k}-${i}`);
+      times[k].push(await dfgetSeconds(pairs[k].b.socket, base, out));
+      rmSync(out, { force: true });
+      await deleteTask(pairs[k].b.socket, taskIdFromUrl({ url: base }));
+    }
+    ctx.log(`round ${i}: ${label.ours} ${times.ours.at(-1)?.toFixed(2)}s, ${label.baseline} ${times.baseline.at(-1)?.toFixed(2)}s`);
+  }
+  return times;
+}
+
 /**
  * dfget-p2p-mtls-1g (issue 21): the P2P download of dfget-p2p-cached-1g with mTLS on everywhere
  * (scheduler gRPC, upload gRPC, vortex piece connections, one cluster CA), against the same
@@ -187,45 +229,87 @@ async function measureMtls(ctx: BenchContext): Promise<BenchResult> {
   const tlsScheduler = await startScheduler(schedulerConfig(certs.get("scheduler")), { logger: silentLogger() });
   const daemons: Daemon[] = [];
   const start = async (name: string, scheduler: { grpcPort: number }, tls?: TlsFiles) => {
-    const d = await startDaemonProcess(join(ctx.workDir, `mtls-${name}`), `bench-${name}`, [`127.0.0.1:${scheduler.grpcPort}`], tls);
+    const d = await startDaemonProcess(join(ctx.workDir, `mtls-${name}`), `bench-${name}`, [`127.0.0.1:${scheduler.grpcPort}`], { tls });
     daemons.push(d);
     return d;
   };
   try {
     const pairs = {
-      plain: { a: await start("plain-a", plainScheduler), b: await start("plain-b", plainScheduler) },
-      mtls: { a: await start("tls-a", tlsScheduler, certs.get("tls-a")), b: await start("tls-b", tlsScheduler, certs.get("tls-b")) },
+      baseline: { a: await start("plain-a", plainScheduler), b: await start("plain-b", plainScheduler) },
+      ours: { a: await start("tls-a", tlsScheduler, certs.get("tls-a")), b: await start("tls-b", tlsScheduler, certs.get("tls-b")) },
     };
-    const base = `http://127.0.0.1:${nginx.port}/file.bin`;
-    const warm = `http://127.0.0.1:${nginx.port}/warm.bin`;
-    // As in measure(): one-time costs out of the rounds, and each parent holds the task.
-    for (const { a, b } of Object.values(pairs)) {
-      for (const [d, url] of [[a, warm], [b, warm], [a, base]] as const) {
-        await dfgetSeconds(d.socket, url, join(ctx.workDir, "warm"));
-        rmSync(join(ctx.workDir, "warm"), { force: true });
-      }
-    }
-    const times = { plain: [] as number[], mtls: [] as number[] };
-    for (let i = 0; i < rounds; i++) {
-      const order = i % 2 === 0 ? (["mtls", "plain"] as const) : (["plain", "mtls"] as const);
-      for (const k of order) {
-        const out = join(ctx.workDir, `mtls-out-${k}-${i}`);
-        times[k].push(await dfgetSeconds(pairs[k].b.socket, base, out));
-        rmSync(out, { force: true });
-        await deleteTask(pairs[k].b.socket, taskIdFromUrl({ url: base }));
-      }
-      ctx.log(`round ${i}: mTLS ${times.mtls.at(-1)?.toFixed(2)}s, plaintext ${times.plain.at(-1)?.toFixed(2)}s`);
-    }
-    return durationResult("dfget-p2p-mtls-1g", "s", median(times.mtls), median(times.plain), "the same P2P download in plaintext (dfget-p2p-cached-1g's setup)", {
+    const times = await pairRounds(ctx, nginx, rounds, pairs, { ours: "mTLS", baseline: "plaintext" });
+    return durationResult("dfget-p2p-mtls-1g", "s", median(times.ours), median(times.baseline), "the same P2P download in plaintext (dfget-p2p-cached-1g's setup)", {
       sizeBytes: size,
       rounds,
-      oursRounds: times.mtls,
-      baselineRounds: times.plain,
+      oursRounds: times.ours,
+      baselineRounds: times.baseline,
     });
   } finally {
     for (const d of daemons) d.stop();
     await plainScheduler.close();
     await tlsScheduler.close();
+    nginx.stop();
+  }
+}
+
+/**
+ * dfget-p2p-encrypted-1g (issue 21): the P2P download of dfget-p2p-cached-1g with pieces
+ * sealed at rest (AES-256-GCM) on both peers, under the default tenant's key from a manager
+ * over mTLS: the parent opens every piece it serves, the child seals every piece it stores and
+ * opens them again to write its output (mode 0600). Against the same download with plaintext
+ * stores (hard-linked output), same run, rounds alternating between the two pairs. The wire is
+ * plaintext for both, so this is the cost of the at-rest encryption alone (mTLS has its own
+ * bench). Ratio = plaintext time / sealed time. Measured 2026-12-07 on this 2-core host: 0.743
+ * on a quiet host (sealed 4.09 s, plaintext 3.04 s; the same with the output's page-cache copy
+ * moved off the pieces' path), 0.62-0.81 with other sessions' load. The sealed child writes
+ * 2 GiB where the plaintext one writes 1 GiB (its output is a hard link of the store's file):
+ * the page-cache copy of the plain output is its largest extra cost (native/core/src/tee.rs).
+ * Not gated: issue 21 asks for 0.8.
+ */
+async function measureEncrypted(ctx: BenchContext): Promise<BenchResult> {
+  const { size, rounds, nginx } = await serveContent(ctx);
+  const certs = await stackCertificates(join(ctx.workDir, "pki-at-rest"), [
+    { name: "manager", role: "manager" },
+    { name: "sealed-a", role: "peer" },
+    { name: "sealed-b", role: "peer" },
+  ]);
+  const manager = await startManager(
+    {
+      server: { dataDir: join(ctx.workDir, "manager"), rest: { addr: "127.0.0.1:0" }, grpc: { listenIP: "127.0.0.1", port: { start: 0, end: 0 }, tls: certs.get("manager") }, logLevel: "silent" },
+      encryption: { key: randomBytes(32).toString("base64") },
+      metrics: { enable: false },
+    },
+    { logger: silentLogger(), env: {} },
+  );
+  const schedulerConfig = { server: { listenIP: "127.0.0.1", port: 0, logLevel: "silent" }, metrics: { enable: false }, seedPeer: { enable: false } };
+  const plainScheduler = await startScheduler(schedulerConfig, { logger: silentLogger() });
+  const sealedScheduler = await startScheduler(schedulerConfig, { logger: silentLogger() });
+  const daemons: Daemon[] = [];
+  const start = async (name: string, scheduler: { grpcPort: number }, sealed?: DaemonExtras["sealed"]) => {
+    const d = await startDaemonProcess(join(ctx.workDir, `at-rest-${name}`), `bench-${name}`, [`127.0.0.1:${scheduler.grpcPort}`], { sealed });
+    daemons.push(d);
+    return d;
+  };
+  const sealed = (name: string) => ({ managerAddr: `127.0.0.1:${manager.grpcPort}`, tls: certs.get(name) });
+  try {
+    const pairs = {
+      baseline: { a: await start("plain-a", plainScheduler), b: await start("plain-b", plainScheduler) },
+      ours: { a: await start("sealed-a", sealedScheduler, sealed("sealed-a")), b: await start("sealed-b", sealedScheduler, sealed("sealed-b")) },
+    };
+    const times = await pairRounds(ctx, nginx, rounds, pairs, { ours: "sealed", baseline: "plaintext" });
+    return durationResult("dfget-p2p-encrypted-1g", "s", median(times.ours), median(times.baseline), "the same P2P download with plaintext stores (dfget-p2p-cached-1g's setup)", {
+      sizeBytes: size,
+      rounds,
+      oursRounds: times.ours,
+      baselineRounds: times.baseline,
+      peakRssBytes: { sealedParent: pairs.ours.a.peakRssBytes(), sealedChild: pairs.ours.b.peakRssBytes() },
+    });
+  } finally {
+    for (const d of daemons) d.stop();
+    await plainScheduler.close();
+    await sealedScheduler.close();
+    await manager.close();
     nginx.stop();
   }
 }
@@ -236,6 +320,7 @@ const suite: BenchSuite = {
     { name: "dfget-back-to-source-1g", run: (ctx) => measure(ctx, false) },
     { name: "dfget-p2p-cached-1g", run: (ctx) => measure(ctx, true) },
     { name: "dfget-p2p-mtls-1g", run: (ctx) => measureMtls(ctx) },
+    { name: "dfget-p2p-encrypted-1g", run: (ctx) => measureEncrypted(ctx) },
   ],
 };
 

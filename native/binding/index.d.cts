@@ -85,6 +85,14 @@ export declare class TaskStore {
    * next; resolves once it is cached (no-op for a buffered store).
    */
   warm(): Promise<void>
+  /**
+   * A sealed store only: every piece landing from now on is also written in plain at its
+   * offset into the file open at `fd` (duplicated here; the caller keeps its own), before it
+   * is sealed. Returns the id `untee` takes.
+   */
+  teePlain(fd: number): number
+  /** Detaches a tee; returns the numbers of the pieces written to it. */
+  untee(id: number): Array<number>
   /** Fetches piece `number` from a parent's piece server into this store. */
   fetchPiece(options: FetchPieceOptions, cancel?: CancelToken | undefined | null): Promise<PieceInfo>
   /** A race among candidate parents for a piece each: add candidates, then run it. */
@@ -254,6 +262,12 @@ export interface OpenTaskStoreOptions {
   sync?: string
   /** Extra per-piece digest: "crc32c", "sha256" or "blake3". */
   extraDigest?: string
+  /**
+   * Seal the pieces at rest with AES-256-GCM under this key (a new store), or open a sealed
+   * store with it (DF_AUTH if it is not the store's key). Unset: a plaintext store, or the
+   * instance this process already holds for the task, sealed or not.
+   */
+  seal?: SealOptions
 }
 
 /** The version of the origin's content a task is pinned to (see `origin::Pin`). */
@@ -407,6 +421,14 @@ export interface RaceWin {
   info: PieceInfo
 }
 
+/** A tenant key for sealing pieces at rest. */
+export interface SealOptions {
+  /** 32 bytes of AES-256 key material. */
+  key: Buffer
+  /** Its version at the tenant, recorded in the store. */
+  keyVersion: number
+}
+
 /** Seals one piece into a new Buffer, or into `out` (piece length + 16 bytes) when given. */
 export declare function sealPiece(key: Buffer, taskId: string, number: number, plain: Buffer, out?: Buffer | undefined | null): Buffer | undefined
 
@@ -432,6 +454,8 @@ export interface TaskStoreInfo {
   ioEngine: string
   sync: string
   extraDigest?: string
+  /** The key version a sealed store's pieces are sealed under; unset for a plaintext store. */
+  sealedKeyVersion?: number
 }
 
 export declare function version(): AddonVersion

@@ -158,6 +158,20 @@ export const DaemonConfigSchema = Type.Object(
         interval: Duration("24h"),
         rateLimit: Size("16MiB"),
       }),
+      /**
+       * Ours (issue 21): pieces sealed at rest with AES-256-GCM under their tenant's key, which
+       * the manager hands out (manager.addr, over mTLS only). A task is sealed when its
+       * application is listed in `applications`, or its tenant in `tenants` (by name): the
+       * tenant of the task's application where the manager knows that application, else the
+       * tenant of this host's scheduler cluster. Both empty (default): nothing is sealed and
+       * the manager is never asked. Digests stay of the plain bytes, children get plain bytes
+       * (under the piece connections' TLS), outputs are plain files readable by their owner
+       * only (0600). See SECURITY.md.
+       */
+      encryption: obj({
+        tenants: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+        applications: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+      }),
     }),
     backend: obj({
       maxRetries: Type.Integer({ minimum: 0, maximum: 10, default: 1 }),
@@ -386,6 +400,11 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
     },
   };
   if (resolved.uploadSendBufferBytes > 1 << 30) throw new ConfigError("upload.socketSendBuffer must be at most 1GiB");
+  const enc = input.storage.encryption;
+  if (enc.tenants.length > 0 || enc.applications.length > 0) {
+    if (!input.manager.addr) throw new ConfigError("storage.encryption: the keys come from the manager, and manager.addr is not set");
+    if (!resolved.tls.manager) throw new ConfigError("storage.encryption: keys are fetched from the manager over mTLS only; set manager.caCert, manager.cert and manager.key");
+  }
   if (input.gc.policy.diskLowThresholdPercent > input.gc.policy.diskHighThresholdPercent) {
     throw new ConfigError("gc.policy.diskLowThresholdPercent must not exceed gc.policy.diskHighThresholdPercent");
   }

@@ -32,6 +32,8 @@ import { Dynconfig } from "./scheduler/dynconfig.js";
 import { SchedulerPool } from "./scheduler/pool.js";
 import { ownTmpfsRoot, privateTmpfsRoot } from "./storage/tmpfs-root.js";
 import { Storage } from "./storage/storage.js";
+import { AtRest } from "./storage/at-rest.js";
+import { ManagerTenantKeys } from "./storage/tenant-keys.js";
 import { TaskManager } from "./task/manager.js";
 import { PieceSpreader } from "./upload/spread.js";
 import { UploadService } from "./upload/service.js";
@@ -84,6 +86,15 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const pieceTls = loadTls(r.tls.pieces, "storage.server.tls");
     const piecePem = pieceTls ? { caPem: pieceTls.ca.toString(), certPem: pieceTls.cert.toString(), keyPem: pieceTls.key.toString() } : undefined;
     const allowPlaintext = config.storage.server.tls.allowPlaintext;
+    // Keys of tasks sealed at rest (storage.encryption) come from the manager, over mTLS only;
+    // without both, nothing is sealed, and tasks sealed earlier cannot be reopened.
+    const managerTls = loadTls(r.tls.manager, "manager");
+    const tenantKeys =
+      config.manager.addr && managerTls
+        ? new ManagerTenantKeys({ managerAddr: config.manager.addr, credentials: channelCredentials(managerTls, ["manager"]), schedulerClusterId: config.host.schedulerClusterID, currentTtlMs: r.dynconfigRefreshIntervalMs })
+        : undefined;
+    if (tenantKeys) closers.push(() => tenantKeys.close());
+    const atRest = new AtRest(config.storage.encryption, tenantKeys);
     const storage = await Storage.open({
       diskDir: join(r.storageDir, "content", "tasks"),
       ...(memoryDir ? { memoryDir } : {}),
@@ -91,6 +102,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       directIO: config.storage.directIO,
       warmLimitBytes: r.warmLimitBytes,
       ...(piecePem ? { pieceTls: { ...piecePem, allowPlaintext } } : {}),
+      atRest,
       log,
     });
 
@@ -122,7 +134,6 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
 
     // Certificates are read before anything is served: a missing file is a config error.
     const schedulerTls = loadTls(r.tls.scheduler, "scheduler");
-    const managerTls = loadTls(r.tls.manager, "manager");
     const uploadTls = loadTls(r.tls.uploadServer, "upload.server");
     const schedulers = new SchedulerPool(config.scheduler.addrs, channelCredentials(schedulerTls, ["scheduler"]));
     closers.push(() => schedulers.close());
@@ -255,7 +266,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const scrubLoop = startScrub(scrubber, r.scrubIntervalMs, log);
     closers.push(() => scrubLoop.stop());
 
-    log.info({ hostId, uploadPort, piecePort: pieceServer.port, pieceTls: piecePem ? (allowPlaintext ? "optional" : "required") : "off", quicPort: pieceServer.quicPort, socket: r.socketPath, seedPeer: seed, schedulers: config.scheduler.addrs }, "dfdaemon started");
+    log.info({ hostId, sealing: atRest.sealing ? config.storage.encryption : "off", uploadPort, piecePort: pieceServer.port, pieceTls: piecePem ? (allowPlaintext ? "optional" : "required") : "off", quicPort: pieceServer.quicPort, socket: r.socketPath, seedPeer: seed, schedulers: config.scheduler.addrs }, "dfdaemon started");
     return {
       hostId,
       uploadPort,

@@ -29,6 +29,8 @@ import { registerResources } from "./routes/resources.js";
 import { registerTokens } from "./routes/tokens.js";
 import { registerUsers } from "./routes/users.js";
 import { registerWebhooks } from "./routes/webhooks.js";
+import { registerTenantKeys } from "./routes/tenant-keys.js";
+import { TenantKeys } from "./tenant-keys.js";
 
 export interface ManagerAppDeps {
   db: Database;
@@ -52,6 +54,8 @@ export interface ManagerAppDeps {
   https?: { cert: Buffer; key: Buffer };
   /** Where the built console is (default: dist/console of this package). */
   consoleDir?: string;
+  /** Tenant keys under the manager's encryption key; absent: one without it (rotation is refused). */
+  tenantKeys?: TenantKeys;
 }
 
 export interface RouteEntry {
@@ -142,6 +146,7 @@ export async function buildManagerApp(deps: ManagerAppDeps): Promise<FastifyInst
   registerJobs(app, ctx, "/api/v1");
   registerJobs(app, ctx, "/oapi/v1");
   registerWebhooks(app, ctx, { ssrf: deps.webhookSsrf ?? new SsrfPolicy(), onQueued: deps.onWebhookQueued ?? (() => undefined) });
+  registerTenantKeys(app, ctx, deps.tenantKeys ?? new TenantKeys(deps.db));
   registerApiIndex(app, "/api/v1", () => routes);
   registerApiIndex(app, "/oapi/v1", () => routes);
   await app.ready();

@@ -7,6 +7,7 @@ import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration, validateConfig } from "../common/config.js";
 import { errorMessage } from "../common/errors.js";
 import { TlsSectionSchema } from "../common/grpc/tls.js";
+import { ENCRYPTION_KEY_ENV, parseEncryptionKey } from "./key-wrap.js";
 
 const Obj = <T extends Record<string, TSchema>>(props: T) => Type.Object(props, { additionalProperties: false, default: {} });
 const Port = (d: number) => Type.Integer({ minimum: 0, maximum: 65535, default: d });
@@ -89,6 +90,12 @@ export const ManagerConfigSchema = Type.Object(
       /** Deadline of one attempt. */
       timeout: Duration("10s"),
     }),
+    /**
+     * Ours: the key-encryption key (32 bytes, base64) tenant keys are stored wrapped under
+     * (key-wrap.ts, issue 21); DAMSELFLY_MANAGER_ENCRYPTION_KEY does the same. Without it the
+     * manager hands out no tenant key (daemons' storage.encryption cannot seal).
+     */
+    encryption: Obj({ key: Type.String({ default: "" }) }),
     metrics: Obj({ enable: Type.Boolean({ default: true }), addr: Type.String({ default: ":8000" }) }),
     network: Obj({ enableIPv6: Type.Boolean({ default: false }) }),
   },
@@ -104,6 +111,8 @@ export interface ManagerConfig extends ManagerConfigFile {
     rest: { host: string; port: number };
     metrics: { host: string; port: number };
     jwt: { timeoutMs: number; maxRefreshMs: number };
+    /** encryption.key (or its environment variable), decoded; undefined when neither is set. */
+    encryptionKey: Buffer | undefined;
     syncPeersIntervalMs: number;
     registryTimeoutMs: number;
     webhook: { backoffMs: number; maxBackoffMs: number; timeoutMs: number };
@@ -146,6 +155,7 @@ export function resolveManagerConfig(raw: unknown, source = "config", env: NodeJ
   const restTls = c.server.rest.tls;
   if (Boolean(restTls.cert) !== Boolean(restTls.key)) throw new ConfigError(`${source}: server.rest.tls: cert and key must be set together (${restTls.cert ? "key" : "cert"} is missing)`);
   const ipv6 = c.network.enableIPv6;
+  const kek = c.encryption.key || env[ENCRYPTION_KEY_ENV] || "";
   return {
     ...c,
     resolved: {
@@ -154,6 +164,7 @@ export function resolveManagerConfig(raw: unknown, source = "config", env: NodeJ
       rest: parseAddr(c.server.rest.addr, `${source}: server.rest.addr`, ipv6),
       metrics: parseAddr(c.metrics.addr, `${source}: metrics.addr`, ipv6),
       jwt: { timeoutMs: duration(c.auth.jwt.timeout, `${source}: auth.jwt.timeout`), maxRefreshMs: duration(c.auth.jwt.maxRefresh, `${source}: auth.jwt.maxRefresh`) },
+      encryptionKey: kek ? parseEncryptionKey(kek, c.encryption.key ? `${source}: encryption.key` : ENCRYPTION_KEY_ENV) : undefined,
       syncPeersIntervalMs: duration(c.job.syncPeers.interval, `${source}: job.syncPeers.interval`),
       registryTimeoutMs: duration(c.job.preheat.registryTimeout, `${source}: job.preheat.registryTimeout`),
       webhook: {

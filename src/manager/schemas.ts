@@ -364,6 +364,8 @@ export const Audit = Type.Object({
 // --- tenants (Damselfly extension: Dragonfly has no tenancy) ---
 export const Tenant = Type.Object({ id: Type.Integer(), name: Type.String(), bio: Type.String(), created_at: Timestamp, updated_at: Timestamp });
 export const CreateTenant = Type.Object({ name: Type.String({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9_.-]+$" }), bio: Type.Optional(Type.String({ maxLength: 1024 })) });
+/** A tenant's at-rest key version as the REST API shows it: never the key itself (issue 21). */
+export const TenantKeyVersion = Type.Object({ tenant_id: Type.Integer(), version: Type.Integer(), created_at: Timestamp });
 
 // --- webhooks (Damselfly extension: Dragonfly's manager has no notifications; shaped as Harbor's webhook policies) ---
 export const WebhookEventType = Type.Union(WEBHOOK_EVENTS.map((e) => Type.Literal(e)));

@@ -20,6 +20,9 @@ import { migrate } from "./db/migrations.js";
 import { startGc } from "./gc.js";
 import { startLivenessSweep } from "./grpc/liveness.js";
 import { ManagerGrpcService } from "./grpc/service.js";
+import { TenantKeysGrpcService } from "./grpc/tenant-keys.js";
+import { TenantKeys } from "./tenant-keys.js";
+import { TenantKeysService } from "../gen/damselfly/manager/v1/keys.js";
 import { JobRunner } from "./jobs/runner.js";
 import { JobSecrets } from "./jobs/secrets.js";
 import { ManagerMetrics } from "./metrics.js";
@@ -46,11 +49,15 @@ function isResolved(c: unknown): c is ManagerConfig {
   return typeof c === "object" && c !== null && "resolved" in c;
 }
 
-async function bindGrpc(service: ManagerGrpcService, metrics: ManagerMetrics, host: string, start: number, end: number, tls: TlsMaterial | undefined, log: Logger): Promise<GrpcServerHandle> {
+async function bindGrpc(service: ManagerGrpcService, keys: TenantKeysGrpcService, metrics: ManagerMetrics, host: string, start: number, end: number, tls: TlsMaterial | undefined, log: Logger): Promise<GrpcServerHandle> {
   let last: unknown;
+  const services = [
+    { definition: ManagerService, implementation: instrumentService(ManagerService, service.handlers(), metrics.registry) },
+    { definition: TenantKeysService, implementation: instrumentService(TenantKeysService, keys.handlers(), metrics.registry) },
+  ];
   for (let port = start; port <= end; port++) {
     try {
-      return await startGrpcServer([{ definition: ManagerService, implementation: instrumentService(ManagerService, service.handlers(), metrics.registry) }], host, port, serverCredentials(tls), log);
+      return await startGrpcServer(services, host, port, serverCredentials(tls), log);
     } catch (e) {
       last = e;
     }
@@ -88,6 +95,11 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     }
     await ensureRootUser(db, r.dataDir, log, env);
     const jwt = new JwtService(await loadSigningKey(db, cfg.auth.jwt.key || undefined), { realm: cfg.auth.jwt.realm, ...r.jwt });
+    // Tenant keys stored in plain (before schema version 4) are wrapped here; a missing or wrong
+    // encryption key stops the start while keys are stored.
+    const tenantKeys = new TenantKeys(db, r.encryptionKey);
+    const wrappedNow = await tenantKeys.prepare();
+    if (wrappedNow > 0) log.info({ keys: wrappedNow }, "tenant keys wrapped under the manager's encryption key");
 
     const metrics = new ManagerMetrics(createRegistry());
     metrics.schedulerCounts = async () => {
@@ -124,14 +136,16 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
       runner.wake();
       dispatcher.wake();
     };
-    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated, jobSecrets, webhookSsrf, onWebhookQueued: () => dispatcher.wake(), ...(https ? { https } : {}) });
+    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated, jobSecrets, webhookSsrf, onWebhookQueued: () => dispatcher.wake(), tenantKeys, ...(https ? { https } : {}) });
     cleanups.push(() => app.close());
     await app.listen({ host: r.rest.host, port: r.rest.port });
     const restPort = app.server.address() !== null && typeof app.server.address() === "object" ? (app.server.address() as { port: number }).port : r.rest.port;
 
     const grpcLog = log.child({ part: "grpc" });
-    const service = new ManagerGrpcService(db, grpcLog, metrics, new Authorizer(tls !== undefined, grpcLog));
-    const grpc = await bindGrpc(service, metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, tls, grpcLog);
+    const authz = new Authorizer(tls !== undefined, grpcLog);
+    const service = new ManagerGrpcService(db, grpcLog, metrics, authz);
+    const keysService = new TenantKeysGrpcService(tenantKeys, authz, grpcLog);
+    const grpc = await bindGrpc(service, keysService, metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, tls, grpcLog);
     grpc.health.setStatus("manager.v2.Manager", true);
     cleanups.push(() => grpc.close());
 

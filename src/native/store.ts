@@ -25,6 +25,15 @@ export interface OpenTaskStoreOptions {
   sync?: SyncPolicy;
   /** Digest computed next to the CRC-32 wire digest for every piece. */
   extraDigest?: ExtraDigest;
+  /**
+   * Seal the pieces at rest with AES-256-GCM under this key: ciphertext at the pieces'
+   * offsets, each tag in its piece's record, digests still of the plain bytes. A store found
+   * sealed opens only with its own key and version (DF_AUTH otherwise); a plaintext one found
+   * on disk is refused (DF_INVALID_ARGUMENT). Unset: a plaintext store, or the instance this
+   * process already holds for the task, sealed or not. Reads return plain bytes, opened once;
+   * a piece whose tag fails is unmarked and the read fails with DF_AUTH.
+   */
+  seal?: { key: Buffer; keyVersion: number };
 }
 
 export interface TaskStoreInfo {
@@ -42,6 +51,8 @@ export interface TaskStoreInfo {
   ioEngine: "io_uring" | "threads";
   sync: SyncPolicy;
   extraDigest?: ExtraDigest;
+  /** The key version a sealed store's pieces are sealed under; absent for a plaintext store. */
+  sealedKeyVersion?: number;
 }
 
 export interface NativePieceInfo {
@@ -208,6 +219,7 @@ export class NativeTaskStore {
       sync: i.sync as SyncPolicy,
     };
     if (i.extraDigest) out.extraDigest = i.extraDigest as ExtraDigest;
+    if (i.sealedKeyVersion !== undefined && i.sealedKeyVersion !== null) out.sealedKeyVersion = i.sealedKeyVersion;
     return out;
   }
 
@@ -216,7 +228,7 @@ export class NativeTaskStore {
     return toInfo(await nativeAsync(this.inner.writePiece(number, data, parentId, createdAtMs)));
   }
 
-  /** Reads a finished piece; DF_PIECE_NOT_FINISHED if it never finished. */
+  /** Reads a finished piece (plain bytes); DF_PIECE_NOT_FINISHED if it never finished, DF_AUTH for a sealed piece that fails its tag (then unmarked). */
   readPiece(number: number): Promise<Buffer> {
     return nativeAsync(this.inner.readPiece(number));
   }
@@ -224,6 +236,16 @@ export class NativeTaskStore {
   /** Re-hashes a finished piece from disk; on DF_DIGEST_MISMATCH the piece is unmarked. */
   async verifyPiece(number: number): Promise<NativePieceInfo> {
     return toInfo(await nativeAsync(this.inner.verifyPiece(number)));
+  }
+
+  /**
+   * A sealed store only: every piece landing from now on is also written in plain into the
+   * file open at `fd` (duplicated; the caller keeps and closes its own), at its offset, before
+   * it is sealed. Returns what detaches it, which tells the pieces written there.
+   */
+  teePlain(fd: number): () => number[] {
+    const id = this.inner.teePlain(fd);
+    return () => this.inner.untee(id);
   }
 
   /** Reads an O_DIRECT-written task into the page cache, resolving once it is cached (a no-op for a buffered one). */

@@ -3,6 +3,7 @@
 // bad input — driven by one route table that is checked against the routes the app registers.
 // Response bodies are untyped JSON checked by value, hence the no-unsafe-* exemptions.
 /* eslint-disable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-explicit-any */
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, statSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +11,7 @@ import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/common/logger.js";
 import { buildManagerApp, registeredRoutes } from "../../src/manager/app.js";
+import { TenantKeys } from "../../src/manager/tenant-keys.js";
 import { ensureRootUser, INITIAL_PASSWORD_FILE } from "../../src/manager/auth/bootstrap.js";
 import { JwtService, loadSigningKey } from "../../src/manager/auth/tokens.js";
 import type { Database } from "../../src/manager/db/database.js";
@@ -74,7 +76,7 @@ describe.each(variants)("manager API on $name", (variant) => {
     dataDir = mkdtempSync(join(tmpdir(), "manager-api-"));
     await ensureRootUser(db, dataDir, silentLogger(), { DRAGONFLY_INITIAL_ROOT_PASSWORD: ROOT_PASSWORD });
     const jwt = new JwtService(await loadSigningKey(db), { realm: "Dragonfly", timeoutMs: 3_600_000, maxRefreshMs: 7_200_000 });
-    app = await buildManagerApp({ db, jwt, limiter: new JobRateLimiter() });
+    app = await buildManagerApp({ db, jwt, limiter: new JobRateLimiter(), tenantKeys: new TenantKeys(db, randomBytes(32)) });
     const root = await signIn("root", ROOT_PASSWORD);
     tokens.root = root;
 
@@ -142,6 +144,8 @@ describe.each(variants)("manager API on $name", (variant) => {
     { method: "GET", route: "/api/v1/permissions", url: () => "/api/v1/permissions" },
     { method: "POST", route: "/api/v1/tenants", url: () => "/api/v1/tenants", bad: { body: { name: "bad name!" }, field: "body.name" } },
     { method: "GET", route: "/api/v1/tenants", url: () => "/api/v1/tenants" },
+    { method: "POST", route: "/api/v1/tenants/:id/keys", url: () => "/api/v1/tenants/1/keys", bad: { url: () => "/api/v1/tenants/0/keys", field: "params.id" } },
+    { method: "GET", route: "/api/v1/tenants/:id/keys", url: () => "/api/v1/tenants/1/keys", bad: { url: () => "/api/v1/tenants/x/keys", field: "params.id" } },
     { method: "POST", route: "/api/v1/personal-access-tokens", url: () => "/api/v1/personal-access-tokens", bad: { body: { name: "x", expired_at: "tomorrow" }, field: "body.expired_at" } },
     { method: "GET", route: "/api/v1/personal-access-tokens", url: () => "/api/v1/personal-access-tokens" },
     { method: "GET", route: "/api/v1/personal-access-tokens/:id", url: () => `/api/v1/personal-access-tokens/${id("pat")}`, tenantScoped: true },

@@ -15,7 +15,7 @@ if (skipped) {
 }
 
 // What a row type says of each column, in PostgreSQL's words; "?" marks a nullable column.
-type BaseKind<T> = T extends Date ? "timestamptz" : T extends number ? "integer" : T extends boolean ? "boolean" : T extends string ? "text" : "jsonb";
+type BaseKind<T> = T extends Date ? "timestamptz" : T extends Uint8Array ? "bytea" : T extends number ? "integer" : T extends boolean ? "boolean" : T extends string ? "text" : "jsonb";
 type Kind<T> = null extends T ? `${BaseKind<NonNullable<T>>}?` : BaseKind<T>;
 type Shape<K extends TableName> = { [C in Column<K>]: Kind<Tables[K][C]> };
 
@@ -49,6 +49,7 @@ const ROWS: { [K in TableName]: Shape<K> } = {
     id: "integer", webhook_id: "integer", delivery_id: "text", event: "text", body: "text", state: "text", attempts: "integer", status_code: "integer?", error: "text",
     next_attempt_at: "timestamptz?", lease_owner: "text?", lease_until: "timestamptz?", delivered_at: "timestamptz?", created_at: TS, updated_at: TS,
   },
+  tenant_keys: { tenant_id: "integer", version: "integer", key: "bytea", created_at: TS, wrapped: "boolean" },
   schema_migrations: { version: "integer", name: "text", applied_at: TS },
 };
 
@@ -60,6 +61,7 @@ const PG_KIND: Record<string, string> = {
   boolean: "boolean",
   "timestamp with time zone": "timestamptz",
   jsonb: "jsonb",
+  bytea: "bytea",
 };
 
 /** The tables of the current schema as ROWS writes them. */
@@ -89,22 +91,24 @@ describe.each(variants)("manager migrations on $name", (variant) => {
 
   it("creates exactly the tables and columns rows.ts types", async () => {
     const db = await open();
-    expect(await migrate(db)).toEqual([1, 2]);
+    expect(await migrate(db)).toEqual([1, 2, 3, 4]);
     expect(await schemaShape(db)).toEqual(ROWS);
   });
 
   it("records each version once and runs only the versions a database lacks", async () => {
     const db = await open();
     const all = loadMigrations();
-    // A database one version behind: only version 2 runs on it.
+    // A database behind: only the versions after its own run on it.
     expect(await migrate(db, all.slice(0, 1))).toEqual([1]);
-    expect(await migrate(db)).toEqual([2]);
+    expect(await migrate(db)).toEqual([2, 3, 4]);
     // At the current version nothing runs again (a second run of version 1 would fail on CREATE TABLE).
     expect(await migrate(db)).toEqual([]);
     const recorded = await db.query<{ version: number; name: string }>("SELECT version, name FROM schema_migrations ORDER BY version");
     expect(recorded).toEqual([
       { version: 1, name: "control plane" },
       { version: 2, name: "webhooks" },
+      { version: 3, name: "tenant keys" },
+      { version: 4, name: "tenant key wrapping" },
     ]);
     // Version 1's seed rows are there once.
     const [clusters] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM scheduler_clusters WHERE name = 'cluster-1'");

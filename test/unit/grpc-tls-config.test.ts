@@ -46,6 +46,15 @@ upload: { server: { port: 4000, caCert: /ca.pem, cert: /u.pem, key: /u-key.pem }
     expect(() => tlsFilesOf({ key: "/k" }, "upload.server")).toThrow(/upload\.server\.caCert, upload\.server\.cert missing/);
   });
 
+  it("refuses storage.encryption without a manager reached over mTLS (keys never cross in plaintext)", () => {
+    const enc = "storage: { encryption: { tenants: [default] } }";
+    expect(() => resolveDaemonConfig(parseConfig(DaemonConfigSchema, enc, "d"))).toThrow(/storage\.encryption: .*manager\.addr is not set/);
+    expect(() => resolveDaemonConfig(parseConfig(DaemonConfigSchema, `${enc}\nmanager: { addr: "m:65003" }`, "d"))).toThrow(/storage\.encryption: .*over mTLS only/);
+    const ok = resolveDaemonConfig(parseConfig(DaemonConfigSchema, `${enc}\nmanager: { addr: "m:65003", caCert: /ca.pem, cert: /m.pem, key: /m-key.pem }`, "d"));
+    expect(ok.storage.encryption).toEqual({ tenants: ["default"], applications: [] });
+    expect(resolveDaemonConfig(parseConfig(DaemonConfigSchema, "{}", "d")).storage.encryption).toEqual({ tenants: [], applications: [] });
+  });
+
   it("names the key of a certificate file that cannot be read", () => {
     expect(() => loadTls({ ...files, caCert: join(dir, "absent.pem") }, "server.tls")).toThrow(/^server\.tls\.caCert: cannot read .*absent\.pem/);
   });

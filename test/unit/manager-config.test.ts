@@ -34,6 +34,16 @@ describe("manager config", () => {
     const url = resolveManagerConfig({ database: { postgres: { host: "db.internal", user: "dragonfly", password: "p@ss", dbname: "manager", sslMode: "require" } } }, "t", {}).resolved.databaseUrl;
     expect(url).toBe("postgres://dragonfly:p%40ss@db.internal:5432/manager?sslmode=require&options=-c%20TimeZone%3DUTC");
   });
+  it("takes the tenant-key encryption key from encryption.key, then DAMSELFLY_MANAGER_ENCRYPTION_KEY, and names a bad one", () => {
+    const a = Buffer.alloc(32, 1).toString("base64");
+    const b = Buffer.alloc(32, 2).toString("base64");
+    expect(resolveManagerConfig({}, "t", {}).resolved.encryptionKey).toBeUndefined();
+    expect(resolveManagerConfig({ encryption: { key: a } }, "t", { DAMSELFLY_MANAGER_ENCRYPTION_KEY: b }).resolved.encryptionKey).toEqual(Buffer.alloc(32, 1));
+    expect(resolveManagerConfig({}, "t", { DAMSELFLY_MANAGER_ENCRYPTION_KEY: b }).resolved.encryptionKey).toEqual(Buffer.alloc(32, 2));
+    const short = Buffer.alloc(16, 1).toString("base64");
+    expect(() => resolveManagerConfig({ encryption: { key: short } }, "m.yaml", {})).toThrow(new ConfigError("m.yaml: encryption.key: must be 32 bytes in base64 (44 characters, e.g. from `openssl rand -base64 32`), got 24 characters"));
+    expect(() => resolveManagerConfig({}, "m.yaml", { DAMSELFLY_MANAGER_ENCRYPTION_KEY: `${a.slice(0, 40)}!!!=` })).toThrow(/^DAMSELFLY_MANAGER_ENCRYPTION_KEY: must be 32 bytes in base64/);
+  });
   it("names bad keys and values", () => {
     expect(() => resolveManagerConfig({ server: { rest: { adr: ":1" } } }, "m.yaml", {})).toThrow(new ConfigError("m.yaml: server.rest.adr: unknown key"));
     expect(() => resolveManagerConfig({ server: { rest: { addr: "nope" } } }, "m.yaml", {})).toThrow(/server\.rest\.addr/);

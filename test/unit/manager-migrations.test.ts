@@ -27,6 +27,8 @@ describe("manager migrations", () => {
     expect(ms.map((m) => [m.version, m.name])).toEqual([
       [1, "control plane"],
       [2, "webhooks"],
+      [3, "tenant keys"],
+      [4, "tenant key wrapping"],
     ]);
     expect(splitStatements(ms[0]?.sql ?? "")[0]).toMatch(/^CREATE TABLE tenants \(/);
   });

@@ -5,6 +5,7 @@ use damselfly_core::cancel;
 use damselfly_core::client::{self, FetchOptions, Protocol};
 use damselfly_core::digest::Algorithm;
 use damselfly_core::origin;
+use damselfly_core::seal::SealKey;
 use damselfly_core::server::{self, PieceServer, ServePath, ServerConfig, ServerTls};
 use damselfly_core::store::{self, PieceRecord, PieceStore, StoreOptions, SyncPolicy, Tier, WriteMeta};
 use damselfly_core::tls::{self, TlsIdentity, TlsMode};
@@ -13,6 +14,8 @@ use napi::bindgen_prelude::{Buffer, PromiseRaw};
 use napi::Env;
 use napi_derive::napi;
 use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -41,6 +44,19 @@ pub struct OpenTaskStoreOptions {
     pub sync: Option<String>,
     /// Extra per-piece digest: "crc32c", "sha256" or "blake3".
     pub extra_digest: Option<String>,
+    /// Seal the pieces at rest with AES-256-GCM under this key (a new store), or open a sealed
+    /// store with it (DF_AUTH if it is not the store's key). Unset: a plaintext store, or the
+    /// instance this process already holds for the task, sealed or not.
+    pub seal: Option<SealOptions>,
+}
+
+/// A tenant key for sealing pieces at rest.
+#[napi(object)]
+pub struct SealOptions {
+    /// 32 bytes of AES-256 key material.
+    pub key: Buffer,
+    /// Its version at the tenant, recorded in the store.
+    pub key_version: u32,
 }
 
 #[napi(object)]
@@ -59,6 +75,8 @@ pub struct TaskStoreInfo {
     pub io_engine: String,
     pub sync: String,
     pub extra_digest: Option<String>,
+    /// The key version a sealed store's pieces are sealed under; unset for a plaintext store.
+    pub sealed_key_version: Option<u32>,
 }
 
 #[napi(object)]
@@ -350,6 +368,7 @@ fn info_of(s: &PieceStore) -> TaskStoreInfo {
             SyncPolicy::Never => "never".into(),
         },
         extra_digest: i.extra_digest.map(|a| a.name().to_string()),
+        sealed_key_version: i.sealed_key_version,
     }
 }
 
@@ -385,6 +404,7 @@ impl TaskStore {
             direct: options.direct,
             sync,
             extra_digest,
+            seal: options.seal.map(|s| SealKey { key: s.key.to_vec(), version: s.key_version }),
         })
         .map_err(to_js)?;
         Ok(Self { info: info_of(&inner), inner: RwLock::new(Some(inner)) })
@@ -430,6 +450,26 @@ impl TaskStore {
     pub fn warm<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ()>> {
         let s = self.store()?;
         off_thread(env, move || s.warm())
+    }
+
+    /// A sealed store only: every piece landing from now on is also written in plain at its
+    /// offset into the file open at `fd` (duplicated here; the caller keeps its own), before it
+    /// is sealed. Returns the id `untee` takes.
+    #[napi]
+    pub fn tee_plain(&self, fd: i32) -> Result<i64> {
+        let s = self.store()?;
+        // SAFETY: `fd` is a descriptor the caller holds open for this call (a FileHandle); it
+        // is only duplicated, never closed or used beyond this line.
+        let owned = unsafe { BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .map_err(|e| to_js(CoreError::io("duplicate the tee's descriptor", e)))?;
+        s.tee_plain(File::from(owned)).map(|id| id as i64).map_err(to_js)
+    }
+
+    /// Detaches a tee; returns the numbers of the pieces written to it.
+    #[napi]
+    pub fn untee(&self, id: i64) -> Vec<u32> {
+        self.open_store().map(|s| s.untee(id as u64)).unwrap_or_default()
     }
 
     /// Fetches piece `number` from a parent's piece server into this store.

@@ -1,7 +1,7 @@
 //! Per-piece transforms: zstd compression and AES-256-GCM sealing.
 
 use crate::error::{CoreError, ErrorCode, Result};
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 
 /// Compresses `input` at `level` (1..=19).
 pub fn zstd_compress(input: &[u8], level: i32) -> Result<Vec<u8>> {
@@ -86,6 +86,39 @@ pub fn open_piece(key: &[u8], task_id: &str, number: u32, sealed: &[u8]) -> Resu
         .len();
     buf.truncate(plain_len);
     Ok(buf)
+}
+
+/// An AES-256-GCM key expanded once, for pieces sealed in place with their tag kept apart
+/// (seal.rs: the ciphertext keeps the piece's length and offset, the tag goes to its record).
+/// Same nonce and associated data as `seal_piece`, under the nonce identity the caller gives.
+pub struct PieceKey(LessSafeKey);
+
+impl PieceKey {
+    pub fn new(key: &[u8]) -> Result<Self> {
+        gcm_key(key).map(Self)
+    }
+
+    /// Encrypts `buf` in place as piece `number`; returns its 16-byte tag.
+    pub fn seal_in_place(&self, nonce_id: &str, number: u32, buf: &mut [u8]) -> Result<[u8; 16]> {
+        let nonce = Nonce::assume_unique_for_key(piece_nonce(nonce_id, number));
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(nonce, Aad::from(number.to_be_bytes()), buf)
+            .map_err(|_| CoreError::new(ErrorCode::Codec, "AES-256-GCM seal failed"))?;
+        let mut out = [0u8; 16];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Decrypts `buf` in place as piece `number`; DF_AUTH if `tag` does not verify (the bytes
+    /// are then not plaintext and must not be used).
+    pub fn open_in_place(&self, nonce_id: &str, number: u32, buf: &mut [u8], tag: &[u8; 16]) -> Result<()> {
+        let nonce = Nonce::assume_unique_for_key(piece_nonce(nonce_id, number));
+        self.0
+            .open_in_place_separate_tag(nonce, Aad::from(number.to_be_bytes()), Tag::from(*tag), buf, 0..)
+            .map(drop)
+            .map_err(|_| CoreError::new(ErrorCode::Auth, format!("AES-256-GCM tag of piece {number} does not verify")))
+    }
 }
 
 /// Seals several pieces at once, spread over the cores (GCM of one piece is sequential, so

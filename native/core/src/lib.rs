@@ -11,8 +11,10 @@ pub mod origin;
 pub mod peercred;
 pub mod probe;
 pub mod quic;
+pub mod seal;
 pub mod server;
 pub mod store;
+mod tee;
 #[cfg(test)]
 mod testutil;
 pub mod tls;

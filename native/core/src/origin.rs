@@ -953,6 +953,7 @@ mod tests {
             tier: Tier::Disk,
             direct: None,
             sync: SyncPolicy::Never,
+            seal: None,
             extra_digest: Some(crate::digest::Algorithm::Sha256),
         })
         .unwrap()

@@ -689,7 +689,8 @@ async fn serve_conn<T: PieceConn>(mut sock: T, shared: &Shared) {
             Ok(v) => v,
             Err(e) => {
                 let code = match e.code {
-                    ErrorCode::NotFound | ErrorCode::PieceNotFinished => vortex::ERR_NOT_FOUND,
+                    // Auth: a sealed task whose key this process does not hold.
+                    ErrorCode::NotFound | ErrorCode::PieceNotFinished | ErrorCode::Auth => vortex::ERR_NOT_FOUND,
                     ErrorCode::InvalidArgument => vortex::ERR_INVALID_ARGUMENT,
                     _ => vortex::ERR_INTERNAL,
                 };
@@ -703,30 +704,54 @@ async fn serve_conn<T: PieceConn>(mut sock: T, shared: &Shared) {
         crate::store::prefetch(store.content_file(), rec.offset, rec.length);
         // A piece split among many children reaches each of them late, and none can pass it on
         // before it is whole; refused children go to another parent or piece instead.
-        // Held (the admission also while waiting for a slot) until this piece is sent or its
-        // send fails; the slot is let go first, as the tuple drops in field order.
-        let _permits = if cfg.upload_slots > 0 {
+        let admitted = if cfg.upload_slots > 0 {
             let Ok(admitted) = shared.admission.try_acquire() else {
                 let msg = format!("{}: all {} upload slots are sending", vortex::BUSY_PREFIX, cfg.upload_slots);
                 send_error(&mut sock, shared, vortex::ERR_INTERNAL, &msg).await;
                 continue;
             };
-            // A child that raced this request against other parents closes it once another
-            // parent starts sending: a withdrawn request gives up its place instead of taking
-            // a slot (and sending a whole piece into a closed socket).
-            let slot = tokio::select! {
-                biased;
-                slot = shared.slots.acquire() => slot.ok(),
-                open = sock.still_open() => {
-                    if !open {
-                        return;
-                    }
-                    shared.slots.acquire().await.ok()
-                }
-            };
-            Some((slot, admitted))
+            Some(admitted)
         } else {
             None
+        };
+        // A sealed piece is opened once, its tag checked, before its header goes out: one that
+        // fails is dropped from the store and never sent, and the child asks another parent.
+        // Opened while the request waits for a slot, as its bytes are prefetched: with one slot
+        // (upload.concurrentPieceCount), opening after taking it left the link idle for the
+        // time of each piece's decryption. The plain bytes go out under the connection's TLS,
+        // if any (SECURITY.md).
+        let opened = if store.is_sealed() {
+            match store.read_plain(number).await {
+                Ok((buf, _)) => Some(buf),
+                Err(e) => {
+                    let msg = format!("piece {task_id}-{number} not served: {}", e.message);
+                    send_error(&mut sock, shared, vortex::ERR_NOT_FOUND, &msg).await;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        // Held (the admission also while waiting for a slot) until this piece is sent or its
+        // send fails; the slot is let go first, as the tuple drops in field order.
+        let _permits = match admitted {
+            Some(admitted) => {
+                // A child that raced this request against other parents closes it once another
+                // parent starts sending: a withdrawn request gives up its place instead of
+                // taking a slot (and sending a whole piece into a closed socket).
+                let slot = tokio::select! {
+                    biased;
+                    slot = shared.slots.acquire() => slot.ok(),
+                    open = sock.still_open() => {
+                        if !open {
+                            return;
+                        }
+                        shared.slots.acquire().await.ok()
+                    }
+                };
+                Some((slot, admitted))
+            }
+            None => None,
         };
         let meta = vortex::PieceMeta {
             number,
@@ -743,7 +768,15 @@ async fn serve_conn<T: PieceConn>(mut sock: T, shared: &Shared) {
             return;
         }
         let file = store.content_file().clone();
-        if sock.send_body(shared, &file, &mut bufs, rec.offset, rec.length).await.is_err() {
+        let sent = match &opened {
+            Some(buf) => {
+                let body = buf.as_ref().map_or(&[][..], |b| &b.as_slice()[..rec.length as usize]);
+                send_memory(&mut sock, shared, body).await
+            }
+            None => sock.send_body(shared, &file, &mut bufs, rec.offset, rec.length).await,
+        };
+        drop(opened);
+        if sent.is_err() {
             // The body is cut short: the peer sees a short read and fails the piece.
             return sock.abandon();
         }
@@ -946,6 +979,21 @@ async fn send_splice(
     Ok(())
 }
 
+/// Writes a body held in memory (a sealed piece, opened), rate-limited like the others and
+/// flushed, so that no tail waits in a TLS buffer for the next request.
+async fn send_memory<W: AsyncWrite + Unpin>(sock: &mut W, shared: &Shared, body: &[u8]) -> std::io::Result<()> {
+    let mut pos = 0;
+    while pos < body.len() {
+        let want = grant(shared, (body.len() - pos).min(CHUNK)).await;
+        tokio::time::timeout(shared.cfg.write_timeout, sock.write_all(&body[pos..pos + want]))
+            .await
+            .map_err(|_| io_timeout())??;
+        count(shared, want);
+        pos += want;
+    }
+    tokio::time::timeout(shared.cfg.write_timeout, sock.flush()).await.map_err(|_| io_timeout())?
+}
+
 async fn send_buffered<W: AsyncWrite + Unpin>(
     sock: &mut W,
     shared: &Shared,
@@ -1001,6 +1049,7 @@ mod tests {
             tier: Tier::Disk,
             direct: None,
             sync: SyncPolicy::Auto,
+            seal: None,
             extra_digest: None,
         })
         .unwrap()
@@ -1237,8 +1286,65 @@ mod tests {
             tier: Tier::Disk,
             direct: None,
             sync: SyncPolicy::Auto,
+            seal: None,
             extra_digest: None,
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sealed_parent_sends_plain_bytes_opened_once_and_never_a_tampered_piece() {
+        use crate::seal::SealKey;
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let src = PieceStore::open(StoreOptions {
+            seal: Some(SealKey { key: vec![3u8; 32], version: 1 }),
+            ..store_opts(a.path())
+        })
+        .unwrap();
+        let d = data();
+        for n in 0..4u32 {
+            let (off, len) = src.piece_range(n).unwrap();
+            src.write_piece(n, d[off as usize..(off + len) as usize].to_vec(), WriteMeta::default()).await.unwrap();
+        }
+        for path in [ServePath::Sendfile, ServePath::Buffered] {
+            let srv = server(a.path(), path, 0).await;
+            let dst = PieceStore::open(StoreOptions { task_id: TID.into(), ..store_opts(b.path()) }).unwrap();
+            let pool = ConnPool::default();
+            for n in 0..4 {
+                fetch_piece(&pool, &dst, &fetch_opts(&srv, n), &CancelToken::new()).await.unwrap();
+            }
+            assert_eq!(std::fs::read(&dst.info().content_path).unwrap(), d, "{path:?}: plain bytes over the wire");
+            assert_eq!(srv.stats().bytes_served, CONTENT);
+            dst.delete().unwrap();
+            srv.close().await;
+        }
+        // A flipped bit on the parent's disk: refused with an error frame, the piece dropped there.
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(&src.info().content_path).unwrap();
+            f.write_all_at(b"x", PIECE + 5).unwrap();
+        }
+        let srv = server(a.path(), DEFAULT_SERVE_PATH, 0).await;
+        let dst = open(b.path());
+        let e = fetch_piece(&ConnPool::default(), &dst, &fetch_opts(&srv, 1), &CancelToken::new()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
+        assert!(e.message.contains("integrity"), "{}", e.message);
+        assert!(dst.piece(1).is_none() && src.piece(1).is_none());
+        assert_eq!(srv.stats().pieces_served, 0);
+        srv.close().await;
+        // A sealed task whose key no store of this process holds is not served at all.
+        let c = tempfile::tempdir().unwrap();
+        let locked = PieceStore::open(StoreOptions {
+            seal: Some(SealKey { key: vec![4u8; 32], version: 1 }),
+            ..store_opts(c.path())
+        })
+        .unwrap();
+        locked.write_piece(0, d[..PIECE as usize].to_vec(), WriteMeta::default()).await.unwrap();
+        drop(locked);
+        let srv = server(c.path(), DEFAULT_SERVE_PATH, 0).await;
+        let e = fetch_piece(&ConnPool::default(), &dst, &fetch_opts(&srv, 0), &CancelToken::new()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
+        assert!(e.message.contains("not loaded"), "{}", e.message);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,10 +9,18 @@
 //! of `StoreInfo`. A piece's CRC is computed while its write is in flight. O_DIRECT writes are
 //! made durable by RWF_DSYNC on the write itself; page-cache writes by group commits: pieces
 //! whose writes complete while an fdatasync is running share the next one.
+//!
+//! A store opened with a key (`StoreOptions::seal`) keeps its pieces sealed at rest (seal.rs):
+//! the content file holds AES-256-GCM ciphertext at the same offsets, each record carries its
+//! piece's tag, and the header (256 bytes, format 2) the key's version, salt and check value.
+//! Every read opens a piece once, tag verified before any byte is returned; a piece whose tag
+//! fails is unmarked like one whose digest fails, so it is fetched again and never served.
 
 use crate::aligned::{round_up, PooledBuf, BLOCK, PIECE_POOL};
 use crate::digest::{self, Algorithm, Hasher};
 use crate::error::{CoreError, ErrorCode, Result};
+use crate::seal::{self, PieceSeal, SealHeader, SealKey, Sealer};
+use crate::tee::Tees;
 use crate::uring::{self, IoBuf, OpKind, Request};
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -25,7 +33,13 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use tokio::sync::oneshot;
 
 const MAGIC: &[u8; 8] = b"DFPIECE1";
+/// Header of a plaintext store (format 1).
 const HEADER_LEN: usize = 128;
+/// Header of a sealed store (format 2): format 1's fields, a task id of up to 128 bytes and the sealing.
+const HEADER_LEN_SEALED: usize = 256;
+const FLAG_SEALED: u8 = 1;
+/// A record's trailer saying the piece is sealed (generation and tag follow).
+const RECORD_SEALED: u8 = 1;
 const CONTENT_FILE: &str = "content";
 const META_FILE: &str = "pieces";
 const KIND_FINISHED: u8 = 1;
@@ -84,6 +98,9 @@ pub struct StoreOptions {
     pub sync: SyncPolicy,
     /// Digest computed next to the CRC-32 wire digest on every write.
     pub extra_digest: Option<Algorithm>,
+    /// Seal pieces at rest under this key (seal.rs). None opens a plaintext store, or, when the
+    /// task is already open in this process, whatever that instance holds.
+    pub seal: Option<SealKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +116,8 @@ pub struct PieceRecord {
     pub finished_at_ms: i64,
     /// How this process wrote the piece (direct or buffered); None when loaded from metadata.
     pub io_mode: Option<IoMode>,
+    /// A sealed store's piece: how to open it.
+    pub seal: Option<PieceSeal>,
 }
 
 /// Provenance of a piece, kept so the piece server can fill Dragonfly's PieceContent metadata.
@@ -122,6 +141,8 @@ pub struct StoreInfo {
     pub io_engine: &'static str,
     pub sync: SyncPolicy,
     pub extra_digest: Option<Algorithm>,
+    /// The key version a sealed store's pieces are sealed under; None for a plaintext store.
+    pub sealed_key_version: Option<u32>,
 }
 
 struct MetaFile {
@@ -142,6 +163,12 @@ pub struct PieceStore {
     pending: Mutex<Vec<Pending>>,
     commit_lock: tokio::sync::Mutex<()>,
     deleted: AtomicBool,
+    seal: Option<Arc<Sealer>>,
+    /// Sealed pieces dropped as corrupt, by number: the generation their next seal uses, so a
+    /// piece written again never reuses a nonce (seal.rs).
+    regenerations: Mutex<HashMap<u32, u32>>,
+    /// Files that get the plain bytes of the pieces landing (`tee_plain`).
+    tees: Tees,
 }
 
 struct Pending {
@@ -202,45 +229,81 @@ fn io_err(ctx: &str, path: &Path, e: std::io::Error) -> CoreError {
     CoreError::io(&format!("{ctx} {}", path.display()), e)
 }
 
-fn header(task_id: &str, content_length: u64, piece_length: u64, extra: Option<Algorithm>) -> [u8; HEADER_LEN] {
-    let mut h = [0u8; HEADER_LEN];
+/// The metadata file's header. Format 1 (128 bytes, plaintext stores, unchanged): magic,
+/// format, content length, piece length, extra digest code, task id length, task id at 32,
+/// CRC-32C of the rest in the last 4 bytes. Format 2 (256 bytes, sealed stores): the same
+/// fields, a flags byte at 30 (bit 0: sealed), the task id at 32..160, then the key version
+/// (u32) at 160, the salt at 164 and the key check value at 180 (seal.rs), CRC-32C at 252.
+fn header(
+    task_id: &str,
+    content_length: u64,
+    piece_length: u64,
+    extra: Option<Algorithm>,
+    seal: Option<SealHeader>,
+) -> Vec<u8> {
+    let (len, format) = if seal.is_some() { (HEADER_LEN_SEALED, 2u32) } else { (HEADER_LEN, 1u32) };
+    let mut h = vec![0u8; len];
     h[0..8].copy_from_slice(MAGIC);
-    h[8..12].copy_from_slice(&1u32.to_le_bytes());
+    h[8..12].copy_from_slice(&format.to_le_bytes());
     h[12..20].copy_from_slice(&content_length.to_le_bytes());
     h[20..28].copy_from_slice(&piece_length.to_le_bytes());
     h[28] = extra.map_or(0, Algorithm::code);
     let id = task_id.as_bytes();
     h[29] = id.len() as u8;
     h[32..32 + id.len()].copy_from_slice(id);
-    let crc = digest::crc32c(&h[..HEADER_LEN - 4]);
-    h[HEADER_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+    if let Some(s) = seal {
+        h[30] = FLAG_SEALED;
+        h[160..164].copy_from_slice(&s.version.to_le_bytes());
+        h[164..180].copy_from_slice(&s.salt);
+        h[180..196].copy_from_slice(&s.check);
+    }
+    let crc = digest::crc32c(&h[..len - 4]);
+    h[len - 4..].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
 struct Header {
+    /// Bytes the header takes; records follow.
+    len: usize,
     task_id: String,
     content_length: u64,
     piece_length: u64,
     extra: Option<Algorithm>,
+    seal: Option<SealHeader>,
 }
 
 fn parse_header(h: &[u8]) -> Option<Header> {
     if h.len() < HEADER_LEN || &h[0..8] != MAGIC {
         return None;
     }
-    let crc = u32::from_le_bytes(h[HEADER_LEN - 4..HEADER_LEN].try_into().ok()?);
-    if crc != digest::crc32c(&h[..HEADER_LEN - 4]) {
+    let len = match u32::from_le_bytes(h[8..12].try_into().ok()?) {
+        1 => HEADER_LEN,
+        2 => HEADER_LEN_SEALED,
+        _ => return None,
+    };
+    if h.len() < len {
+        return None;
+    }
+    let crc = u32::from_le_bytes(h[len - 4..len].try_into().ok()?);
+    if crc != digest::crc32c(&h[..len - 4]) {
         return None;
     }
     let id_len = h[29] as usize;
-    if id_len > HEADER_LEN - 36 {
+    if id_len > if len == HEADER_LEN { HEADER_LEN - 36 } else { 128 } {
         return None;
     }
+    let seal = (len == HEADER_LEN_SEALED && h[30] & FLAG_SEALED != 0).then(|| SealHeader {
+        version: u32::from_le_bytes([h[160], h[161], h[162], h[163]]),
+        salt: h[164..180].try_into().unwrap_or_default(),
+        check: h[180..196].try_into().unwrap_or_default(),
+    });
     Some(Header {
+        len,
         task_id: String::from_utf8(h[32..32 + id_len].to_vec()).ok()?,
         content_length: u64::from_le_bytes(h[12..20].try_into().ok()?),
         piece_length: u64::from_le_bytes(h[20..28].try_into().ok()?),
         extra: Algorithm::from_code(h[28]),
+        seal,
     })
 }
 
@@ -259,6 +322,12 @@ fn encode_record(kind: u8, r: &PieceRecord) -> Vec<u8> {
     p.extend_from_slice(parent);
     p.extend_from_slice(&r.created_at_ms.to_le_bytes());
     p.extend_from_slice(&r.finished_at_ms.to_le_bytes());
+    // A trailer older readers skip: records without one are plaintext pieces.
+    if let Some(seal) = &r.seal {
+        p.push(RECORD_SEALED);
+        p.extend_from_slice(&seal.generation.to_le_bytes());
+        p.extend_from_slice(&seal.tag);
+    }
     let mut out = Vec::with_capacity(p.len() + 8);
     out.extend_from_slice(&(p.len() as u32).to_le_bytes());
     out.extend_from_slice(&p);
@@ -319,6 +388,14 @@ fn decode_record(buf: &[u8], piece_length: u64) -> Option<(u8, PieceRecord, usiz
     let parent_id = p.str(plen)?;
     let created_at_ms = p.u64()? as i64;
     let finished_at_ms = p.u64()? as i64;
+    let seal = match p.u8() {
+        None => None,
+        Some(RECORD_SEALED) => {
+            let generation = p.u32()?;
+            Some(PieceSeal { generation, tag: p.take(seal::TAG_LEN)?.try_into().ok()? })
+        }
+        Some(_) => return None,
+    };
     let rec = PieceRecord {
         number,
         offset: number as u64 * piece_length,
@@ -329,6 +406,7 @@ fn decode_record(buf: &[u8], piece_length: u64) -> Option<(u8, PieceRecord, usiz
         created_at_ms,
         finished_at_ms,
         io_mode: None,
+        seal,
     };
     Some((kind, rec, 8 + len))
 }
@@ -432,6 +510,23 @@ impl PieceStore {
                     format!("task {} is open with another layout", opts.task_id),
                 ));
             }
+            if let Some(key) = &opts.seal {
+                match &s.seal {
+                    Some(sealer) if sealer.same_key(key) => {}
+                    Some(sealer) => {
+                        return Err(CoreError::new(
+                            ErrorCode::Auth,
+                            format!(
+                                "task {} is open sealed under key version {}, not with the key given as version {}",
+                                opts.task_id,
+                                sealer.header().version,
+                                key.version
+                            ),
+                        ))
+                    }
+                    None => return Err(unsealed(&opts.task_id)),
+                }
+            }
             return Ok(s);
         }
         std::fs::create_dir_all(&dir).map_err(|e| io_err("create", &dir, e))?;
@@ -449,7 +544,8 @@ impl PieceStore {
         let content_ok = std::fs::metadata(&content_path).map(|m| m.len() >= opts.content_length).unwrap_or(false);
         let mut extra = opts.extra_digest;
         let mut valid_records: &[u8] = &[];
-        match parse_header(&existing) {
+        let header_len;
+        let sealer = match parse_header(&existing) {
             Some(h) => {
                 if h.task_id != opts.task_id
                     || h.content_length != opts.content_length
@@ -460,26 +556,56 @@ impl PieceStore {
                         format!("task {} exists with another layout", opts.task_id),
                     ));
                 }
+                let sealer = match (&h.seal, &opts.seal) {
+                    (None, None) => None,
+                    (Some(sh), Some(key)) => Some(Sealer::reopen(&opts.task_id, key, *sh)?),
+                    (Some(sh), None) => {
+                        return Err(CoreError::new(
+                            ErrorCode::Auth,
+                            format!(
+                            "task {} is sealed at rest under key version {}, and its key is not loaded in this process",
+                            opts.task_id, sh.version
+                        ),
+                        ))
+                    }
+                    (None, Some(_)) => return Err(unsealed(&opts.task_id)),
+                };
                 extra = h.extra;
+                header_len = h.len;
                 // Records are meaningless if the content file they describe is gone or short.
                 if content_ok {
-                    valid_records = &existing[HEADER_LEN..];
+                    valid_records = &existing[h.len..];
                 }
+                sealer
             }
             None => {
                 // New store, or a header torn by a crash during creation (then no record can
                 // exist, because records are appended only after the header was written).
+                let sealer = opts.seal.as_ref().map(|k| Sealer::create(&opts.task_id, k)).transpose()?;
+                if sealer.is_some() && opts.task_id.len() > 128 {
+                    return Err(CoreError::new(ErrorCode::InvalidArgument, "a sealed task's id is at most 128 bytes"));
+                }
+                let h = header(
+                    &opts.task_id,
+                    opts.content_length,
+                    opts.piece_length,
+                    extra,
+                    sealer.as_ref().map(Sealer::header),
+                );
+                header_len = h.len();
                 meta.set_len(0).map_err(|e| io_err("truncate", &meta_path, e))?;
                 meta.seek(SeekFrom::Start(0)).map_err(|e| io_err("seek", &meta_path, e))?;
-                meta.write_all(&header(&opts.task_id, opts.content_length, opts.piece_length, extra))
-                    .map_err(|e| io_err("write", &meta_path, e))?;
+                meta.write_all(&h).map_err(|e| io_err("write", &meta_path, e))?;
                 meta.sync_data().map_err(|e| io_err("fsync", &meta_path, e))?;
+                sealer
             }
-        }
+        };
         let mut pieces = vec![None; piece_count as usize];
-        let used = apply_records(&mut pieces, valid_records, opts.piece_length, opts.content_length);
-        let end = (HEADER_LEN + used) as u64;
-        if repair && (existing.len() as u64) > end && existing.len() >= HEADER_LEN {
+        let mut regenerations = HashMap::new();
+        let used =
+            apply_records(&mut pieces, &mut regenerations, valid_records, opts.piece_length, opts.content_length);
+        let end = (header_len + used) as u64;
+        if repair && (existing.len() as u64) > end && existing.len() >= header_len {
             // Cut a torn tail (or records voided by a lost content file) so appends stay parseable.
             meta.set_len(end).map_err(|e| io_err("truncate", &meta_path, e))?;
         }
@@ -509,6 +635,7 @@ impl PieceStore {
                 io_engine: uring::engine_name(),
                 sync: opts.sync,
                 extra_digest: extra,
+                sealed_key_version: sealer.as_ref().map(|s| s.header().version),
             },
             file: Arc::new(file),
             direct: direct.map(Arc::new),
@@ -519,6 +646,9 @@ impl PieceStore {
             pending: Mutex::new(Vec::new()),
             commit_lock: tokio::sync::Mutex::new(()),
             deleted: AtomicBool::new(false),
+            seal: sealer.map(Arc::new),
+            regenerations: Mutex::new(regenerations),
+            tees: Tees::default(),
         });
         remember(&store);
         Ok(store)
@@ -533,9 +663,9 @@ impl PieceStore {
             return Ok(s);
         }
         let meta_path = dir.join(META_FILE);
-        let mut h = [0u8; HEADER_LEN];
-        let mut f = File::open(&meta_path).map_err(|e| io_err("open", &meta_path, e))?;
-        f.read_exact(&mut h).map_err(|e| io_err("read", &meta_path, e))?;
+        let mut h = Vec::with_capacity(HEADER_LEN_SEALED);
+        let f = File::open(&meta_path).map_err(|e| io_err("open", &meta_path, e))?;
+        f.take(HEADER_LEN_SEALED as u64).read_to_end(&mut h).map_err(|e| io_err("read", &meta_path, e))?;
         let h = parse_header(&h).ok_or_else(|| {
             CoreError::new(ErrorCode::NotFound, format!("no valid piece metadata for task {task_id}"))
         })?;
@@ -549,6 +679,8 @@ impl PieceStore {
                 direct: None,
                 sync: SyncPolicy::Auto,
                 extra_digest: h.extra,
+                // A sealed store is served only by the instance its key was given to.
+                seal: None,
             },
             false,
         )
@@ -637,7 +769,8 @@ impl PieceStore {
             return Ok(());
         }
         let mut pieces = self.pieces.write().map_err(|_| poisoned())?;
-        let used = apply_records(&mut pieces, &tail, self.info.piece_length, self.info.content_length);
+        let mut regen = self.regenerations.lock().map_err(|_| poisoned())?;
+        let used = apply_records(&mut pieces, &mut regen, &tail, self.info.piece_length, self.info.content_length);
         meta.end = start + used as u64;
         Ok(())
     }
@@ -684,6 +817,20 @@ impl PieceStore {
         }
         let Some(_claim) = self.claim(n).await? else { return self.finished_or_vanished(n) };
         let extra = self.info.extra_digest;
+        if let Some(sealer) = self.seal.clone() {
+            // Hashed as plain bytes while copied into an aligned buffer, then sealed there: the
+            // caller's memory is never encrypted in place.
+            let generation = self.generation(n);
+            let (tees, offset) = (self.tees.targets(), n as u64 * self.info.piece_length);
+            let work = move || -> Result<(PooledBuf, Prepared, PieceSeal)> {
+                let (mut buf, prepared) = copy_and_hash(data.as_ref(), extra)?;
+                tees.write(n, offset, buf.as_slice());
+                let seal = sealer.seal(n, generation, buf.as_mut_slice())?;
+                Ok((buf, prepared, seal))
+            };
+            let (buf, prepared, seal) = off_thread(work).await?;
+            return self.write_claimed(n, IoBuf::Pooled(buf), Digests::Ready(prepared), meta, Some(seal)).await;
+        }
         let len = len as usize;
         // Zero copy when the kernel can take the caller's memory as it is: always through the
         // page cache (buffered store, or the short last piece), and with O_DIRECT when the
@@ -698,7 +845,7 @@ impl PieceStore {
         let cheap = matches!(extra, None | Some(Algorithm::Crc32) | Some(Algorithm::Crc32c));
         if zero_copy && cheap {
             let buf: Box<dyn AsRef<[u8]> + Send> = Box::new(data);
-            return self.write_claimed(n, IoBuf::Shared(buf), Digests::WhileWriting(extra), meta).await;
+            return self.write_claimed(n, IoBuf::Shared(buf), Digests::WhileWriting(extra), meta, None).await;
         }
         let work = move || -> Result<(IoBuf, Prepared)> {
             if zero_copy {
@@ -709,14 +856,8 @@ impl PieceStore {
                 Ok((IoBuf::Pooled(buf), prepared))
             }
         };
-        let (buf, prepared) = if cheap {
-            work()?
-        } else {
-            tokio::task::spawn_blocking(work)
-                .await
-                .map_err(|e| CoreError::new(ErrorCode::Io, format!("hashing task failed: {e}")))??
-        };
-        self.write_claimed(n, buf, Digests::Ready(prepared), meta).await
+        let (buf, prepared) = if cheap { work()? } else { off_thread(work).await? };
+        self.write_claimed(n, buf, Digests::Ready(prepared), meta, None).await
     }
 
     /// Writes a piece whose bytes already sit in an aligned buffer and whose digests were
@@ -737,7 +878,44 @@ impl PieceStore {
             return Ok(r);
         }
         let Some(_claim) = self.claim(n).await? else { return self.finished_or_vanished(n) };
-        self.write_claimed(n, IoBuf::Pooled(buf), Digests::Ready(prepared), meta).await
+        let (buf, seal) = match self.seal.clone() {
+            None => (buf, None),
+            Some(sealer) => {
+                // Verified plain bytes (the digests above are theirs), sealed where they lie.
+                let generation = self.generation(n);
+                let (tees, offset) = (self.tees.targets(), n as u64 * self.info.piece_length);
+                let mut buf = buf;
+                let seal = off_thread(move || {
+                    tees.write(n, offset, buf.as_slice());
+                    sealer.seal(n, generation, buf.as_mut_slice()).map(|s| (buf, s))
+                })
+                .await?;
+                (seal.0, Some(seal.1))
+            }
+        };
+        self.write_claimed(n, IoBuf::Pooled(buf), Digests::Ready(prepared), meta, seal).await
+    }
+
+    /// Attaches `file` to a sealed store: every piece landing from now on is also written there
+    /// in plain at its offset, before it is sealed (tee.rs). Returns the id `untee` takes.
+    pub fn tee_plain(&self, file: File) -> Result<u64> {
+        if !self.is_sealed() {
+            return Err(CoreError::new(
+                ErrorCode::InvalidArgument,
+                format!("task {} is not sealed: its content file is already plain", self.info.task_id),
+            ));
+        }
+        Ok(self.tees.attach(file))
+    }
+
+    /// Detaches a tee; returns the pieces written to it.
+    pub fn untee(&self, id: u64) -> Vec<u32> {
+        self.tees.detach(id)
+    }
+
+    /// The generation piece `n`'s next seal uses (seal.rs).
+    fn generation(&self, n: u32) -> u32 {
+        self.regenerations.lock().map(|r| r.get(&n).copied().unwrap_or(0)).unwrap_or(0)
     }
 
     async fn write_claimed(
@@ -746,6 +924,7 @@ impl PieceStore {
         buf: IoBuf,
         digests: Digests,
         meta: WriteMeta,
+        seal: Option<PieceSeal>,
     ) -> Result<PieceRecord> {
         let (off, len) = self.piece_range(n)?;
         let len = len as usize;
@@ -794,6 +973,7 @@ impl PieceStore {
             created_at_ms,
             finished_at_ms: 0,
             io_mode: Some(if buffered { IoMode::Buffered } else { IoMode::Direct }),
+            seal,
         };
         self.commit(rec, needs_sync).await
     }
@@ -854,16 +1034,32 @@ impl PieceStore {
         Ok(())
     }
 
-    /// Reads a finished piece into a new buffer through the ring.
+    /// Reads a finished piece (its plain bytes) into a new buffer through the ring.
     pub async fn read_piece(&self, n: u32) -> Result<Vec<u8>> {
+        Ok(match self.read_plain(n).await? {
+            (Some(buf), len) => buf.as_slice()[..len].to_vec(),
+            (None, _) => Vec::new(),
+        })
+    }
+
+    /// Whether pieces are sealed at rest (then `content_file` holds ciphertext).
+    pub fn is_sealed(&self) -> bool {
+        self.seal.is_some()
+    }
+
+    /// A finished piece's plain bytes: the first `len` bytes of the buffer (None when empty).
+    /// A sealed piece is read through the page cache, where `warm` and the piece server's
+    /// prefetch put it, and opened once on a blocking thread; a tag that fails unmarks the
+    /// piece and fails with DF_AUTH before any byte is handed out.
+    pub async fn read_plain(&self, n: u32) -> Result<(Option<PooledBuf>, usize)> {
         let rec = self.finished_record(n)?;
         let len = rec.length as usize;
         if len == 0 {
-            return Ok(Vec::new());
+            return Ok((None, 0));
         }
-        let (file, want) = match &self.direct {
-            Some(d) => (d.clone(), round_up(len)),
-            None => (self.file.clone(), len),
+        let (file, want) = match (&self.direct, &self.seal) {
+            (Some(d), None) => (d.clone(), round_up(len)),
+            _ => (self.file.clone(), len),
         };
         let buf =
             PIECE_POOL.get(want).ok_or_else(|| CoreError::new(ErrorCode::Io, "cannot allocate a piece buffer"))?;
@@ -876,17 +1072,51 @@ impl PieceStore {
             dsync: false,
         })
         .await;
-        let buf = buf.into_pooled();
+        let mut buf = buf.into_pooled();
         let got = res.map_err(|e| CoreError::io(&format!("read piece {n}"), e))?;
         if got < len {
             return Err(CoreError::new(ErrorCode::Io, format!("short read of piece {n}: {got} of {len} bytes")));
         }
-        Ok(buf.as_slice()[..len].to_vec())
+        let Some(sealer) = self.seal.clone() else { return Ok((Some(buf), len)) };
+        let opened = match rec.seal {
+            Some(seal) => off_thread(move || sealer.open(n, &seal, &mut buf.as_mut_slice()[..len]).map(|()| buf)).await,
+            None => Err(seal::untagged(n, &self.info.task_id)),
+        };
+        match opened {
+            Ok(buf) => Ok((Some(buf), len)),
+            Err(e) => Err(self.tampered(&rec, e)),
+        }
     }
 
-    /// A read-only mmap view of a finished piece.
+    /// A sealed piece that does not open: unmarked (fetched again, never served), and the
+    /// error says so.
+    fn tampered(&self, rec: &PieceRecord, e: CoreError) -> CoreError {
+        if e.code != ErrorCode::Auth {
+            return e;
+        }
+        let dropped = match self.invalidate(rec) {
+            Ok(()) => "dropped from the store, to be fetched again".to_string(),
+            Err(err) => format!("and could not be dropped: {}", err.message),
+        };
+        CoreError::new(
+            ErrorCode::Auth,
+            format!(
+                "piece {} of task {} failed its integrity check at rest ({}): {dropped}",
+                rec.number, self.info.task_id, e.message
+            ),
+        )
+    }
+
+    /// A read-only mmap view of a finished piece (plaintext stores only: a sealed piece's
+    /// bytes on disk are ciphertext).
     pub fn view(&self, n: u32) -> Result<PieceView> {
         let rec = self.finished_record(n)?;
+        if self.is_sealed() {
+            return Err(CoreError::new(
+                ErrorCode::Unsupported,
+                format!("task {} is sealed at rest: its pieces are read opened, not mapped", self.info.task_id),
+            ));
+        }
         self.map_range(rec.offset, rec.length as usize)
     }
 
@@ -903,6 +1133,11 @@ impl PieceStore {
     /// memory, as from a parent that wrote through the page cache, while the writes kept
     /// O_DIRECT's speed. A buffered store's pages are cached already. Blocks until the content
     /// is cached (run it off the event loop) or the task is deleted.
+    ///
+    /// A sealed store is warmed the same way: what enters the page cache is its ciphertext,
+    /// as on disk (no plain byte is cached), and that is where `read_plain` reads a sealed
+    /// piece from before opening it, so the piece server's sealed path gains as the plain
+    /// one does. Serving a sealed piece never uses sendfile (server.rs opens it in memory).
     ///
     /// The pages come in through ordinary reads (pread into a small reused buffer), so the
     /// kernel's readahead builds large folios. WILLNEED advice (what this did first) caches
@@ -974,10 +1209,19 @@ impl PieceStore {
     /// fetched again) and DF_DIGEST_MISMATCH is returned.
     pub fn verify_piece(&self, n: u32) -> Result<PieceRecord> {
         let rec = self.finished_record(n)?;
-        let bytes: Vec<u8>;
+        let mut bytes: Vec<u8>;
         let view;
         let data: &[u8] = if rec.length == 0 {
             &[]
+        } else if let Some(sealer) = &self.seal {
+            // The tag first (DF_AUTH, the piece unmarked), then the digests of the plain bytes.
+            bytes = read_at(&self.file, rec.offset, rec.length as usize)?;
+            let opened = match &rec.seal {
+                Some(seal) => sealer.open(n, seal, &mut bytes),
+                None => Err(seal::untagged(n, &self.info.task_id)),
+            };
+            opened.map_err(|e| self.tampered(&rec, e))?;
+            &bytes
         } else if self.direct.is_some() {
             // The page cache may hold nothing useful after O_DIRECT writes; a plain read is
             // as fast as faulting the mapping and keeps the view code path for the buffered case.
@@ -1012,6 +1256,9 @@ impl PieceStore {
             if let Some(slot) = p.get_mut(rec.number as usize) {
                 *slot = None;
             }
+        }
+        if let Ok(mut regen) = self.regenerations.lock() {
+            next_generation(&mut regen, rec);
         }
         Ok(())
     }
@@ -1075,6 +1322,27 @@ pub fn delete_task(root: &Path, task_id: &str) -> Result<()> {
     }
 }
 
+/// A sealed piece dropped as corrupt: its next seal uses a later generation, hence a new nonce.
+fn next_generation(regen: &mut HashMap<u32, u32>, dropped: &PieceRecord) {
+    if let Some(seal) = dropped.seal {
+        let next = regen.entry(dropped.number).or_insert(0);
+        *next = (*next).max(seal.generation.saturating_add(1));
+    }
+}
+
+/// Opening an existing plaintext task with a key: it would stay plaintext, so the caller decides
+/// (the daemon deletes it and fetches the task again sealed).
+fn unsealed(task_id: &str) -> CoreError {
+    CoreError::new(ErrorCode::InvalidArgument, format!("task {task_id} exists unsealed; a key was given to seal it"))
+}
+
+/// Runs CPU work (hashing, sealing, opening) on a blocking thread; a panic there is DF_IO.
+async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CoreError::new(ErrorCode::Io, format!("worker task failed: {e}")))?
+}
+
 /// Error carried to every waiter of a group commit (CoreError is not Clone by design).
 #[derive(Clone)]
 struct CoreErrorClone(ErrorCode, String);
@@ -1090,8 +1358,15 @@ fn poisoned() -> CoreError {
 }
 
 /// Applies records from `buf`; returns how many bytes were valid. Records that do not fit the
-/// layout end the scan like a torn record would.
-fn apply_records(pieces: &mut [Option<PieceRecord>], buf: &[u8], piece_length: u64, content_length: u64) -> usize {
+/// layout end the scan like a torn record would. A sealed piece's invalidation moves its next
+/// seal to a later generation (`regen`).
+fn apply_records(
+    pieces: &mut [Option<PieceRecord>],
+    regen: &mut HashMap<u32, u32>,
+    buf: &[u8],
+    piece_length: u64,
+    content_length: u64,
+) -> usize {
     let mut pos = 0;
     while pos < buf.len() {
         let Some((kind, rec, used)) = decode_record(&buf[pos..], piece_length) else { break };
@@ -1102,7 +1377,10 @@ fn apply_records(pieces: &mut [Option<PieceRecord>], buf: &[u8], piece_length: u
         }
         match kind {
             KIND_FINISHED => *slot = Some(rec),
-            KIND_INVALIDATED => *slot = None,
+            KIND_INVALIDATED => {
+                *slot = None;
+                next_generation(regen, &rec);
+            }
             _ => break,
         }
         pos += used;
@@ -1204,6 +1482,7 @@ mod tests {
             tier: Tier::Disk,
             direct: None,
             sync: SyncPolicy::Auto,
+            seal: None,
             extra_digest: None,
         }
     }
@@ -1436,6 +1715,174 @@ mod tests {
         }
     }
 
+    fn key(b: u8, version: u32) -> SealKey {
+        SealKey { key: vec![b; 32], version }
+    }
+
+    fn flip_byte(path: &Path, at: u64) {
+        use std::os::unix::fs::FileExt;
+        let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).unwrap();
+        f.write_all_at(&[b[0] ^ 0x01], at).unwrap();
+        f.sync_all().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sealed_store_keeps_ciphertext_at_the_same_offsets_and_reads_plain_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let piece = 64 * 1024u64;
+        let content = piece * 3 + 1000;
+        let data = pattern(content as usize, 5);
+        let s = PieceStore::open(StoreOptions {
+            seal: Some(key(7, 3)),
+            extra_digest: Some(Algorithm::Blake3),
+            ..opts(dir.path(), TASK, content, piece)
+        })
+        .unwrap();
+        assert_eq!(s.info().sealed_key_version, Some(3));
+        for n in 0..4u32 {
+            let (off, len) = s.piece_range(n).unwrap();
+            let chunk = data[off as usize..(off + len) as usize].to_vec();
+            let rec = s.write_piece(n, chunk.clone(), WriteMeta::default()).await.unwrap();
+            // The digests the scheduler and children see are of the plain bytes.
+            assert_eq!(rec.digest, digest::digest(Algorithm::Crc32, &chunk));
+            assert_eq!(rec.extra_digest, Some(digest::digest(Algorithm::Blake3, &chunk)));
+            assert_eq!(rec.seal.map(|x| x.generation), Some(0));
+        }
+        let disk = std::fs::read(&s.info().content_path).unwrap();
+        assert_eq!(disk.len(), data.len(), "same layout as a plaintext store");
+        assert!(!disk.windows(64).any(|w| w == &data[1000..1064]), "no plaintext on disk");
+        for n in 0..4u32 {
+            let (off, len) = s.piece_range(n).unwrap();
+            assert_eq!(s.read_piece(n).await.unwrap(), &data[off as usize..(off + len) as usize]);
+            s.verify_piece(n).unwrap();
+        }
+        assert_eq!(s.view(0).err().map(|e| e.code), Some(ErrorCode::Unsupported));
+        drop(s);
+        // Reopened with its key: the tags came back from the records.
+        let s =
+            PieceStore::open(StoreOptions { seal: Some(key(7, 3)), ..opts(dir.path(), TASK, content, piece) }).unwrap();
+        assert_eq!(s.read_piece(2).await.unwrap(), &data[2 * piece as usize..3 * piece as usize]);
+        // The same instance is handed to an opener without a key (the native origin path), and
+        // refused to one with another key.
+        assert!(Arc::ptr_eq(&s, &PieceStore::open(opts(dir.path(), TASK, content, piece)).unwrap()));
+        let other = PieceStore::open(StoreOptions { seal: Some(key(8, 3)), ..opts(dir.path(), TASK, content, piece) });
+        assert_eq!(other.err().map(|e| e.code), Some(ErrorCode::Auth));
+        drop(s);
+        for (k, code) in
+            [(Some(key(7, 4)), ErrorCode::Auth), (Some(key(9, 3)), ErrorCode::Auth), (None, ErrorCode::Auth)]
+        {
+            let r = PieceStore::open(StoreOptions { seal: k, ..opts(dir.path(), TASK, content, piece) });
+            assert_eq!(r.err().map(|e| e.code), Some(code));
+        }
+        // A server-side open without the key is refused too, rather than serving ciphertext.
+        assert_eq!(PieceStore::open_existing(dir.path(), TASK).err().map(|e| e.code), Some(ErrorCode::Auth));
+        // A plaintext store found on disk is not taken for a sealed one.
+        PieceStore::open(opts(dir.path(), "plain", 4096, 4096)).unwrap();
+        let r = PieceStore::open(StoreOptions { seal: Some(key(7, 3)), ..opts(dir.path(), "plain", 4096, 4096) });
+        assert_eq!(r.err().map(|e| e.code), Some(ErrorCode::InvalidArgument));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn warming_a_sealed_store_caches_its_ciphertext_and_its_pieces_still_open() {
+        // O_DIRECT where the filesystem has it (warm is a no-op otherwise, and this test then
+        // checks only that it leaves a sealed store readable).
+        let dir = tempfile::tempdir().unwrap();
+        let piece = 64 * 1024u64;
+        let content = piece * 5 + 4096;
+        let data = pattern(content as usize, 9);
+        let s =
+            PieceStore::open(StoreOptions { seal: Some(key(5, 1)), ..opts(dir.path(), TASK, content, piece) }).unwrap();
+        assert_eq!(s.info().io_mode == IoMode::Direct, crate::probe::o_direct(dir.path()).ok);
+        for n in 0..6u32 {
+            let (off, len) = s.piece_range(n).unwrap();
+            s.write_piece(n, data[off as usize..(off + len) as usize].to_vec(), WriteMeta::default()).await.unwrap();
+        }
+        s.warm().unwrap();
+        let disk = std::fs::read(&s.info().content_path).unwrap();
+        assert!(
+            !disk.windows(64).any(|w| w == &data[piece as usize..piece as usize + 64]),
+            "still no plaintext on disk"
+        );
+        for n in 0..6u32 {
+            let (off, len) = s.piece_range(n).unwrap();
+            assert_eq!(s.read_piece(n).await.unwrap(), &data[off as usize..(off + len) as usize], "piece {n}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tampered_sealed_piece_fails_with_auth_is_dropped_and_is_sealed_anew_under_a_new_nonce() {
+        let dir = tempfile::tempdir().unwrap();
+        let piece = 4096u64;
+        let data = pattern(3 * piece as usize, 9);
+        let sealed = || StoreOptions { seal: Some(key(1, 1)), ..opts(dir.path(), TASK, 3 * piece, piece) };
+        let s = PieceStore::open(sealed()).unwrap();
+        for n in 0..3u32 {
+            s.write_piece(
+                n,
+                data[(n as u64 * piece) as usize..((n as u64 + 1) * piece) as usize].to_vec(),
+                WriteMeta::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let before = std::fs::read(&s.info().content_path).unwrap();
+        flip_byte(&s.info().content_path, piece + 17);
+        let e = s.read_piece(1).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Auth);
+        assert!(e.message.contains("piece 1") && e.message.contains("integrity"), "{}", e.message);
+        assert!(s.piece(1).is_none(), "dropped, to be fetched again");
+        flip_byte(&s.info().content_path, 2 * piece + 1);
+        assert_eq!(s.verify_piece(2).unwrap_err().code, ErrorCode::Auth);
+        assert!(s.piece(2).is_none());
+        s.verify_piece(0).unwrap();
+        // Written again: a new generation, so new ciphertext for the same bytes.
+        let again = data[piece as usize..2 * piece as usize].to_vec();
+        assert_eq!(
+            s.write_piece(1, again.clone(), WriteMeta::default()).await.unwrap().seal.map(|x| x.generation),
+            Some(1)
+        );
+        let after = std::fs::read(&s.info().content_path).unwrap();
+        assert_ne!(&after[piece as usize..2 * piece as usize], &before[piece as usize..2 * piece as usize]);
+        assert_eq!(s.read_piece(1).await.unwrap(), again);
+        drop(s);
+        // The generations survive a reopen (from the invalidation records).
+        let s = PieceStore::open(sealed()).unwrap();
+        assert_eq!(s.read_piece(1).await.unwrap(), again);
+        let rec = s.write_piece(2, data[2 * piece as usize..].to_vec(), WriteMeta::default()).await.unwrap();
+        assert_eq!(rec.seal.map(|x| x.generation), Some(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tee_gets_the_plain_bytes_of_the_pieces_landing_while_attached() {
+        let dir = tempfile::tempdir().unwrap();
+        let piece = 4096u64;
+        let data = pattern(4 * piece as usize, 4);
+        let bytes = |n: u32| data[(n as u64 * piece) as usize..((n as u64 + 1) * piece) as usize].to_vec();
+        let plain = PieceStore::open(opts(dir.path(), "plain", 4 * piece, piece)).unwrap();
+        let out = dir.path().join("out");
+        let file = || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&out).unwrap();
+        assert_eq!(plain.tee_plain(file()).unwrap_err().code, ErrorCode::InvalidArgument);
+        let s = PieceStore::open(StoreOptions { seal: Some(key(2, 1)), ..opts(dir.path(), TASK, 4 * piece, piece) })
+            .unwrap();
+        s.write_piece(0, bytes(0), WriteMeta::default()).await.unwrap();
+        let id = s.tee_plain(file()).unwrap();
+        s.write_piece(2, bytes(2), WriteMeta::default()).await.unwrap();
+        // write_prepared: the client's path, bytes already in a pooled buffer.
+        let (buf, prepared) = copy_and_hash(&bytes(3), None).unwrap();
+        s.write_prepared(3, buf, prepared, WriteMeta::default()).await.unwrap();
+        let mut teed = s.untee(id);
+        teed.sort();
+        assert_eq!(teed, vec![2, 3]);
+        s.write_piece(1, bytes(1), WriteMeta::default()).await.unwrap();
+        let got = std::fs::read(&out).unwrap();
+        assert_eq!(&got[2 * piece as usize..], &data[2 * piece as usize..], "plain bytes at their offsets");
+        assert!(got[..2 * piece as usize].iter().all(|&b| b == 0), "nothing before or after it was attached");
+        assert_eq!(s.read_piece(3).await.unwrap(), bytes(3), "and the store still holds them, sealed");
+        assert_eq!(s.untee(id), Vec::<u32>::new());
+    }
+
     #[test]
     fn record_codec_roundtrip_and_rejects_corruption() {
         let r = PieceRecord {
@@ -1448,11 +1895,15 @@ mod tests {
             created_at_ms: 1,
             finished_at_ms: 2,
             io_mode: None,
+            seal: None,
         };
         let mut b = encode_record(KIND_FINISHED, &r);
         let (k, back, used) = decode_record(&b, 4096).unwrap();
         assert_eq!((k, used), (KIND_FINISHED, b.len()));
         assert_eq!(back, r);
+        let sealed = PieceRecord { seal: Some(PieceSeal { generation: 2, tag: [7u8; 16] }), ..r.clone() };
+        let sb = encode_record(KIND_FINISHED, &sealed);
+        assert_eq!(decode_record(&sb, 4096).map(|(_, x, _)| x), Some(sealed));
         let mid = b.len() / 2;
         b[mid] ^= 0x40;
         assert!(decode_record(&b, 4096).is_none());

@@ -12,14 +12,16 @@
 // linked (no overwrite: link(2) refuses an existing name) into place, so no partial file ever
 // has the output's name. The cache's file is copied (reflinked where the filesystem can), never
 // hard-linked: a hard link chowned to the caller would give the caller the daemon's cached piece
-// data to rewrite.
+// data to rewrite. A task sealed at rest is written from its opened pieces instead, mode 0600:
+// plaintext for its owner only, which only a root daemon can make the caller.
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { access, copyFile, link, lstat, open, readlink, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import type { Stats } from "node:fs";
 import { basename, dirname, isAbsolute } from "node:path";
 import { callerMay, callerMayReplace, describeInode, MAY_EXEC, MAY_WRITE, type Caller } from "./caller-access.js";
-import { OutputError, refuseOutput } from "./output.js";
+import { isNativeError } from "../../native/index.js";
+import { fdSink, OutputError, refuseOutput, refuseSealedHardLink, SEALED_OUTPUT_MODE, type OutputSource } from "./output.js";
 
 /** Mode of an output written for another user: theirs to read (and, once chowned, to change). */
 const CALLER_OUTPUT_MODE = 0o644;
@@ -110,9 +112,12 @@ export async function checkCallerOutputPath(path: string, opts: { overwrite: boo
   }
 }
 
-/** Puts a copy of `contentPath` at `path`, owned by the caller when the daemon is root. */
-export async function writeCallerOutput(contentPath: string, path: string, opts: { overwrite: boolean; forceHardLink: boolean }, caller: Caller): Promise<"copy"> {
-  if (opts.forceHardLink) throw refuseHardLink(path, caller);
+/** Puts a copy of the task at `path`, owned by the caller when the daemon is root. */
+export async function writeCallerOutput(source: OutputSource, path: string, opts: { overwrite: boolean; forceHardLink: boolean }, caller: Caller): Promise<"copy"> {
+  if (opts.forceHardLink) throw source.writePlain ? refuseSealedHardLink(path) : refuseHardLink(path, caller);
+  // The plain bytes of a sealed task go to their owner only: a daemon that cannot hand the
+  // file over would keep it, readable by nobody else, so it refuses instead.
+  if (source.writePlain && daemonUid() !== 0) throw denied(`task is sealed at rest, and its plain content is written only as a file of its owner (mode 0600), which a daemon not running as root cannot give uid ${caller.uid}`, caller);
   const dir = await pinDir(path, caller);
   const name = basename(path);
   const tmp = dir.at(`.${name}.damselfly-${randomBytes(6).toString("hex")}`);
@@ -124,9 +129,10 @@ export async function writeCallerOutput(contentPath: string, path: string, opts:
     try {
       // Through the descriptor's own /proc entry: the inode just created, whatever the name
       // points to by now. copyFile reflinks or copies in the kernel (no bytes through JS).
-      await copyFile(contentPath, `/proc/self/fd/${file.fd}`, constants.COPYFILE_FICLONE);
+      if (source.writePlain) await source.writePlain(fdSink(file.fd));
+      else await copyFile(source.contentPath, `/proc/self/fd/${file.fd}`, constants.COPYFILE_FICLONE);
       if (daemonUid() === 0) await file.chown(caller.uid, caller.gid);
-      await file.chmod(CALLER_OUTPUT_MODE);
+      await file.chmod(source.writePlain ? SEALED_OUTPUT_MODE : CALLER_OUTPUT_MODE);
     } finally {
       await file.close();
     }
@@ -144,7 +150,7 @@ export async function writeCallerOutput(contentPath: string, path: string, opts:
     return "copy";
   } catch (e) {
     if (created) await unlink(tmp).catch(() => undefined);
-    if (e instanceof OutputError) throw e;
+    if (e instanceof OutputError || isNativeError(e)) throw e;
     const err = e as NodeJS.ErrnoException;
     if (err.code === "EACCES" || err.code === "EPERM") throw denied(`cannot write ${path}: ${err.message}`, caller);
     throw new OutputError(`cannot write ${path}: ${err.message}`);

@@ -12,7 +12,7 @@ import type { Empty } from "../../gen/google/protobuf/empty.js";
 import { failStream, grpcError, toGrpcError } from "../grpc/errors.js";
 import { streamDownload } from "../grpc/download-stream.js";
 import type { Storage } from "../storage/storage.js";
-import type { TaskStore } from "../storage/types.js";
+import type { PlainSink, TaskStore } from "../storage/types.js";
 import { DownloadError, type TaskManager } from "../task/manager.js";
 import { localTaskStat, localTaskToProto } from "../upload/service.js";
 import { checkOutputPath, OutputError, writeOutput } from "./output.js";
@@ -20,6 +20,7 @@ import { callerOf, type Caller } from "./caller-access.js";
 import { checkCallerOutputPath, isOtherUser, writeCallerOutput } from "./caller-output.js";
 import type { PeerCredentials } from "../../native/index.js";
 import { errorMessage } from "../../common/errors.js";
+import { SealedOutput } from "./sealed-output.js";
 import { durationToMs } from "../../common/grpc/duration.js";
 
 export interface DownloadServiceDeps {
@@ -67,9 +68,36 @@ export class DownloadService {
         if (isOtherUser(cred.uid)) other = await callerOf(cred);
         await (other ? checkCallerOutputPath(d.outputPath, opts, other) : checkOutputPath(d.outputPath, d.overwrite));
       }
-      const task = await streamDownload(call, this.deps.tasks, { hostId: this.deps.hostId, peerId: this.deps.newPeerId() }, false);
-      if (!d.outputPath) return;
-      await (other ? writeCallerOutput(task.contentPath, d.outputPath, opts, other) : writeOutput(task.contentPath, d.outputPath, opts));
+      // The daemon's own uid gets a sealed task's output written as the pieces land.
+      let sealed: SealedOutput | undefined;
+      const path = d.outputPath;
+      const teeOutput = (t: TaskStore) => {
+        sealed?.abandon();
+        sealed = undefined;
+        if (!path || other || d.forceHardLink || !t.meta.sealed) return;
+        try {
+          sealed = SealedOutput.begin(t, path);
+        } catch (e) {
+          // The output is then written after the download (writeOutput), which reports a path that cannot be written.
+          this.deps.log.debug({ path, err: errorMessage(e) }, "cannot write a sealed task's output as it downloads");
+        }
+      };
+      let task: TaskStore;
+      try {
+        task = await streamDownload(call, this.deps.tasks, { hostId: this.deps.hostId, peerId: this.deps.newPeerId() }, false, teeOutput);
+      } catch (e) {
+        sealed?.abandon();
+        throw e;
+      }
+      if (!path) return;
+      if (sealed) {
+        const teed = await sealed.finish(task, path, d.overwrite);
+        this.deps.log.debug({ taskId: task.id, path, pieces: task.meta.pieceCount, teed }, "sealed task written out as it downloaded");
+        return;
+      }
+      // A task sealed at rest is written from its opened pieces; any other is linked or copied.
+      const source = { contentPath: task.contentPath, writePlain: task.meta.sealed ? (sink: PlainSink) => task.writePlain(sink) : undefined };
+      await (other ? writeCallerOutput(source, path, opts, other) : writeOutput(source, path, opts));
     };
     run().then(
       () => call.end(),

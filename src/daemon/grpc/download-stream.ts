@@ -15,6 +15,8 @@ export async function streamDownload(
   tasks: TaskManager,
   ids: { hostId: string; peerId: string },
   remote: boolean,
+  /** Called as the task starts, before its first piece is asked for (again if it restarts). */
+  onStarted?: (task: TaskStore) => void,
 ): Promise<TaskStore> {
   const download = call.request.download;
   if (!download) throw new TypeError("download is required");
@@ -54,6 +56,7 @@ export async function streamDownload(
         },
       });
       for (const p of present) sendPiece(t, p);
+      onStarted?.(t);
     },
     onPiece: sendPiece,
   });

@@ -10,8 +10,10 @@ import { isTaskId } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
 import { DigestHasher, deleteTaskStore, openTaskStore, type ExtraDigest, type FetchPieceOptions, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
 import { addrOf } from "./parent-links.js";
-import type { ParentAddress, PieceDeadlines, PieceInfo, PieceRace, TaskMetadata, TaskStore } from "./types.js";
+import type { ParentAddress, PieceDeadlines, PieceInfo, PieceRace, PlainSink, TaskMetadata, TaskStore } from "./types.js";
 import { errorMessage } from "../../common/errors.js";
+import { sealedWith, type AtRest } from "./at-rest.js";
+import type { TenantKey } from "./tenant-keys.js";
 
 const META_FILE = "task.json";
 /** Per tier: bytes of origins that do not tell their length, until a task can hold them (task/unknown-length.ts). */
@@ -27,6 +29,13 @@ const NATIVE_DIGESTS = new Set(["sha256", "blake3", "crc32", "crc32c"]);
  * Stores created before keep the setting they were created with.
  */
 const PIECE_DIGEST: ExtraDigest = "blake3";
+
+/**
+ * Pieces read and written at once when a task sealed at rest is written out in plain: each
+ * read opens its piece on the addon's threads while other pieces are written, so both cores
+ * stay busy.
+ */
+const PLAIN_WRITERS = 4;
 
 export function pieceInfoOf(p: NativePieceInfo): PieceInfo {
   const info: PieceInfo = { number: p.number, offset: p.offset, length: p.length, digest: p.digest, parentId: p.parentId, createdAt: p.createdAtMs, finishedAt: p.finishedAtMs };
@@ -108,6 +117,28 @@ class LocalTask implements TaskStore {
     return this.native.warm();
   }
 
+  async writePlain(sink: PlainSink, except?: ReadonlySet<number>): Promise<void> {
+    const wanted = Array.from({ length: this.meta.pieceCount }, (_, n) => n).filter((n) => !except?.has(n));
+    let next = 0;
+    let failed = false;
+    const writer = async (): Promise<void> => {
+      for (let i = next++; i < wanted.length && !failed; i = next++) {
+        const n = wanted[i] as number;
+        try {
+          await sink(await this.native.readPiece(n), n * this.meta.pieceLength);
+        } catch (e) {
+          failed = true; // the other writers stop at their next piece
+          throw e;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PLAIN_WRITERS, wanted.length) }, writer));
+  }
+
+  teePlain(fd: number): () => number[] {
+    return this.native.teePlain(fd);
+  }
+
   async digest(algorithm: string): Promise<string> {
     if (NATIVE_DIGESTS.has(algorithm)) {
       const h = new DigestHasher(algorithm);
@@ -115,9 +146,13 @@ class LocalTask implements TaskStore {
       return h.digest();
     }
     // sha512/md5/sha1 are accepted for compatibility with dfget's --digest; the addon does
-    // not carry them, so node:crypto reads the finished file.
+    // not carry them, so node:crypto reads the finished file (or, sealed, its opened pieces).
     const h = createHash(algorithm);
-    for await (const chunk of createReadStream(this.contentPath, { highWaterMark: 4 << 20, end: Math.max(0, this.meta.contentLength - 1) })) h.update(chunk as Buffer);
+    if (this.meta.sealed) {
+      for (let n = 0; n < this.meta.pieceCount; n++) h.update(await this.native.readPiece(n));
+    } else {
+      for await (const chunk of createReadStream(this.contentPath, { highWaterMark: 4 << 20, end: Math.max(0, this.meta.contentLength - 1) })) h.update(chunk as Buffer);
+    }
     return `${algorithm}:${h.digest("hex")}`;
   }
 
@@ -150,6 +185,8 @@ export interface StorageOptions {
   warmLimitBytes?: number;
   /** storage.server.tls: our identity for vortex over TCP under mutual TLS; unset = plaintext. */
   pieceTls?: PieceClientTls;
+  /** storage.encryption: the keys of tasks sealed at rest (stored ones reopen with theirs). */
+  atRest?: AtRest;
   log: Logger;
 }
 
@@ -175,12 +212,13 @@ export class Storage {
     return s;
   }
 
-  /** A task's native store, new or found on disk, with this daemon's tier and O_DIRECT choice. */
-  private openNative(root: string, id: string, layout: { contentLength: number; pieceLength: number }, tier: "disk" | "memory"): NativeTaskStore {
+  /** A task's native store, new or found on disk, with this daemon's tier and O_DIRECT choice (sealed with `key`, when given). */
+  private openNative(root: string, id: string, layout: { contentLength: number; pieceLength: number }, tier: "disk" | "memory", key?: TenantKey): NativeTaskStore {
     // Memory-tier pieces live in the page cache anyway; "auto" leaves the choice to the store.
     const mode = tier === "disk" ? this.opts.directIO : "auto";
     const direct = mode === "always" ? { direct: true } : mode === "never" ? { direct: false } : {};
-    return openTaskStore({ dataDir: root, taskId: id, contentLength: layout.contentLength, pieceLength: layout.pieceLength, tier: tier === "memory" ? "tmpfs" : "disk", ...direct, extraDigest: PIECE_DIGEST });
+    const seal = key ? { seal: { key: key.key, keyVersion: key.version } } : {};
+    return openTaskStore({ dataDir: root, taskId: id, contentLength: layout.contentLength, pieceLength: layout.pieceLength, tier: tier === "memory" ? "tmpfs" : "disk", ...direct, extraDigest: PIECE_DIGEST, ...seal });
   }
 
   /** The directory holding a tier's task directories. */
@@ -205,7 +243,10 @@ export class Storage {
         try {
           const meta = JSON.parse(await readFile(join(dir, META_FILE), "utf8")) as TaskMetadata;
           if (meta.id !== id) throw new Error("metadata names another task");
-          const native = this.openNative(root, id, meta, tier);
+          // A sealed task opens only with its key: without the manager's answer it is dropped
+          // (it could neither be served nor written out).
+          const key = meta.sealed ? await this.keyOf(meta.sealed) : undefined;
+          const native = this.openNative(root, id, meta, tier, key);
           const task = new LocalTask(meta, native, dir, this.opts.pieceTls);
           // The record may predate the last pieces (crash): the piece store is the truth.
           const complete = native.finishedCount() === meta.pieceCount;
@@ -228,6 +269,16 @@ export class Storage {
     }
   }
 
+  /** The key a new task of `application` is sealed with (storage.encryption); undefined: plaintext. */
+  async sealingKeyFor(application: string | undefined): Promise<TenantKey | undefined> {
+    return this.opts.atRest?.forNewTask(application);
+  }
+
+  private keyOf(sealed: NonNullable<TaskMetadata["sealed"]>): Promise<TenantKey> {
+    if (!this.opts.atRest) return Promise.reject(new Error(`the task is sealed at rest (tenant ${sealed.tenant}, key version ${sealed.keyVersion}) and this daemon has no manager to get its key from`));
+    return this.opts.atRest.keyOf(sealed);
+  }
+
   get(taskId: string): TaskStore | undefined {
     return this.tasks.get(taskId);
   }
@@ -236,10 +287,15 @@ export class Storage {
     return [...this.tasks.values()];
   }
 
-  /** Opens a task for download: the existing store when the layout matches (resume), else new. */
-  async open(t: NewTask): Promise<TaskStore> {
+  /**
+   * Opens a task for download: the existing store when the layout and the sealing match
+   * (resume), else new; sealed under `key` when given (storage.encryption). A stored task
+   * sealed under an older version of the same tenant's key stays as it is.
+   */
+  async open(t: NewTask, key?: TenantKey): Promise<TaskStore> {
     const existing = this.tasks.get(t.id);
-    if (existing && existing.meta.contentLength === t.contentLength && existing.meta.pieceLength === t.pieceLength) {
+    const sealingMatches = (m: TaskMetadata) => (m.sealed === undefined ? key === undefined : m.sealed.tenantId === key?.tenantId);
+    if (existing && existing.meta.contentLength === t.contentLength && existing.meta.pieceLength === t.pieceLength && sealingMatches(existing.meta)) {
       // This run verifies its own requester's digest, not the one an earlier attempt asked for
       // (a wrong digest would otherwise fail every later download of the task).
       if (existing.meta.state !== "running" || existing.meta.digest !== t.digest) await existing.update({ state: "running", failure: undefined, digest: t.digest });
@@ -249,9 +305,9 @@ export class Storage {
     const root = this.rootFor(t.tier);
     const dir = join(root, t.id);
     try {
-      const native = this.openNative(root, t.id, t, t.tier);
+      const native = this.openNative(root, t.id, t, t.tier, key);
       const now = Date.now();
-      const meta: TaskMetadata = { ...t, state: "running", createdAt: now, updatedAt: now, uploadedCount: 0 };
+      const meta: TaskMetadata = { ...t, sealed: key ? sealedWith(key) : undefined, state: "running", createdAt: now, updatedAt: now, uploadedCount: 0 };
       await writeMeta(dir, meta);
       const task = new LocalTask(meta, native, dir, this.opts.pieceTls);
       this.tasks.set(t.id, task);

@@ -2,6 +2,7 @@
 // records; this metadata (JSON beside it) holds what Dragonfly's task record holds — where the
 // content came from and how the download ended.
 import type { OriginPin } from "../backend/pin.js";
+import type { SealedWith } from "./at-rest.js";
 
 export type LocalTaskState = "running" | "succeeded" | "failed";
 
@@ -28,6 +29,8 @@ export interface TaskMetadata {
   state: LocalTaskState;
   failure?: string | undefined;
   tier: "disk" | "memory";
+  /** Set when the pieces are sealed at rest (storage.encryption): whose key, which version. */
+  sealed?: SealedWith | undefined;
   createdAt: number;
   updatedAt: number;
   finishedAt?: number | undefined;
@@ -84,10 +87,14 @@ export interface ParentAddress {
   protocol?: "tcp" | "quic";
 }
 
+/** Where plain bytes go: `data` at byte `position` of an output. */
+export type PlainSink = (data: Buffer, position: number) => Promise<void>;
+
 /** One task's bytes and records; every byte moves through the native piece store. */
 export interface TaskStore {
   readonly id: string;
   readonly meta: TaskMetadata;
+  /** The task's file; holds ciphertext when the task is sealed at rest (`meta.sealed`). */
   readonly contentPath: string;
   /** How the store writes pieces: O_DIRECT ("direct") or through the page cache (storage.directIO). */
   readonly ioMode: "direct" | "buffered";
@@ -108,7 +115,16 @@ export interface TaskStore {
    * to start sending wins and its piece lands verified; the other requests are withdrawn.
    */
   race(timeoutMs: number, signal?: AbortSignal): PieceRace;
+  /** A finished piece's plain bytes (a sealed one opened; DF_AUTH, and the piece dropped, if it fails its tag). */
   readPiece(number: number): Promise<Buffer>;
+  /** Writes the plain content through `sink`, piece by piece, but for the pieces in `except` (the output of a task sealed at rest). */
+  writePlain(sink: PlainSink, except?: ReadonlySet<number>): Promise<void>;
+  /**
+   * A task sealed at rest only: every piece landing from now on is also written in plain into
+   * the file open at `fd`, at its offset, from the bytes in hand before they are sealed.
+   * Returns what detaches it, which tells the pieces written.
+   */
+  teePlain(fd: number): () => number[];
   /**
    * Re-reads finished piece `number` and checks it against the digests recorded when it landed;
    * rejects with DF_DIGEST_MISMATCH, the piece then no longer finished (storage/scrub.ts).

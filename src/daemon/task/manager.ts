@@ -27,6 +27,7 @@ import type { DaemonMetrics } from "../metrics.js";
 import { freeBytes, makeRoom } from "../gc.js";
 import { pieceInfoOf, type NewTask, type Storage } from "../storage/storage.js";
 import type { ParentAddress, PieceInfo, TaskStore } from "../storage/types.js";
+import type { TenantKey } from "../storage/tenant-keys.js";
 import { ParentLinks, type RoundLinks } from "../storage/parent-links.js";
 import { allocPieceBuffer, closeIdlePieceConnections, isNativeError, openTaskStore, type NativePieceInfo } from "../../native/index.js";
 import { nativeToBackendError } from "../backend/http.js";
@@ -514,15 +515,21 @@ export class TaskManager {
    * here first: ENOSPC makes room by evicting cached tasks and tries once more.
    */
   private async openTask(t: NewTask): Promise<TaskStore> {
+    let key: TenantKey | undefined;
     try {
-      return await this.storage.open(t);
+      key = await this.storage.sealingKeyFor(t.application);
+    } catch (e) {
+      throw new DownloadError(`task ${t.id} may belong to a tenant whose pieces are sealed at rest (storage.encryption), and ${errorMessage(e)}`, "unavailable");
+    }
+    try {
+      return await this.storage.open(t, key);
     } catch (e) {
       if (!isNoSpace(e)) throw e;
       const bytes = this.bytesNeeded(t.contentLength, this.storage.get(t.id));
       this.log.warn({ taskId: t.id, needed: bytes, err: errorMessage(e) }, "no space left for a new task; evicting cached tasks");
       await this.roomFor(t.id, bytes);
       try {
-        return await this.storage.open(t);
+        return await this.storage.open(t, key);
       } catch (again) {
         if (!isNoSpace(again)) throw again;
         throw this.noSpaceError(t.id, bytes, await freeBytes(this.storage.rootFor(this.opts.tier)).catch(() => 0));

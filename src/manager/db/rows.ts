@@ -1,8 +1,8 @@
 // The manager's tables as TypeScript sees their rows, one interface per table of
 // migrations/*.sql, in the shapes both drivers return (database.ts): integer → number,
-// varchar/text → string, boolean → boolean, timestamptz → Date, jsonb → the parsed JSON. A JSON
-// column's type is the document the API validates before storing it (schemas.ts, jobs/args.ts).
-// A new column goes into its migration and here together.
+// varchar/text → string, boolean → boolean, timestamptz → Date, bytea → Uint8Array, jsonb → the
+// parsed JSON. A JSON column's type is the document the API validates before storing it
+// (schemas.ts, jobs/args.ts). A new column goes into its migration and here together.
 import type { Static } from "@sinclair/typebox";
 import type { PreheatArgs, TaskArgs } from "../jobs/args.js";
 import type * as S from "../schemas.js";
@@ -269,6 +269,20 @@ export interface WebhookDeliveryRow {
   updated_at: Date;
 }
 
+export interface TenantKeyRow {
+  tenant_id: number;
+  /** 1 for a tenant's first key; each rotation adds the next. */
+  version: number;
+  /**
+   * The AES-256-GCM key wrapped under the manager's key-encryption key (60 bytes: key-wrap.ts);
+   * the plain 32-byte key in a row written before version 4 and not yet wrapped. pg returns a
+   * Buffer, PGlite a Uint8Array.
+   */
+  key: Uint8Array;
+  created_at: Date;
+  wrapped: boolean;
+}
+
 export interface SchemaMigrationRow {
   version: number;
   name: string;
@@ -298,6 +312,7 @@ export interface Tables {
   audits: AuditRow;
   webhooks: WebhookRow;
   webhook_deliveries: WebhookDeliveryRow;
+  tenant_keys: TenantKeyRow;
   schema_migrations: SchemaMigrationRow;
 }
 
