@@ -26,6 +26,11 @@ import { OriginChangedError } from "./pin.js";
 import { BackendError, parseBackendUrl, type Backend, type BackendRequest, type ByteRange, type GetResult, type ListedEntry, type OriginRoute, type StatResult } from "./types.js";
 import type { NativePieceInfo, NativeTaskStore } from "../../native/index.js";
 
+/** A backend error's reason without the URL it starts with (the http backend names the hub URL; callers name the hf:// one). */
+function withoutUrl(message: string): string {
+  return message.replace(/^\S+: /, "");
+}
+
 /** One download's options for a hub, from Download.hugging_face / model_scope. */
 export interface HubOptions {
   token?: string | undefined;
@@ -193,7 +198,7 @@ class BoundHub implements Backend {
   private refusal(e: unknown, call: HubCall): BackendError {
     if (e instanceof OriginChangedError || !(e instanceof BackendError)) return e as BackendError;
     const status = e.statusCode;
-    if (status === undefined) return new BackendError(`cannot reach ${call.base}: ${e.message.replace(/^\S+: /, "")}`, undefined, e.headers, e.temporary);
+    if (status === undefined) return new BackendError(`cannot reach ${call.base}: ${withoutUrl(e.message)}`, undefined, e.headers, e.temporary);
     const own = this.hub.explain(status, e.headers, call);
     if (own) return new BackendError(own, status, e.headers, false);
     const flag = `${this.hub.flag}-token`;
@@ -205,7 +210,7 @@ class BoundHub implements Backend {
 
   /** `e` as the failure of `url`: prefixed with it, the hub's reason kept; a pin mismatch as it is. */
   private named(url: string, e: unknown): BackendError {
-    if (e instanceof OriginChangedError) return new OriginChangedError(`${url}: ${e.message.replace(/^\S+: /, "")}`, e.statusCode, e.headers, false);
+    if (e instanceof OriginChangedError) return new OriginChangedError(`${url}: ${withoutUrl(e.message)}`, e.statusCode, e.headers, false);
     const b = e instanceof BackendError ? e : new BackendError(String(e), undefined);
     return new BackendError(`${url}: ${b.message}`, b.statusCode, b.headers, b.temporary);
   }
@@ -270,7 +275,7 @@ class BoundHub implements Backend {
       found = await this.parent.http.route(url, httpUrl, this.headers(headers));
     } catch (e) {
       if (!(e instanceof BackendError)) throw e;
-      throw this.named(requested, new BackendError(e.message.replace(/^\S+: /, ""), e.statusCode, e.headers, e.temporary));
+      throw this.named(requested, new BackendError(withoutUrl(e.message), e.statusCode, e.headers, e.temporary));
     }
     // Native piece errors name the URL the user asked for.
     return found && { ...found, url: requested };
