@@ -6,10 +6,12 @@
 //
 // The entries' URLs come from the daemon as text. Every one is checked before anything is
 // downloaded: a key with an empty, "." or ".." segment would land outside DIR (or on another
-// key's file), so the whole download is refused naming it.
+// key's file), so the whole download is refused naming it. Then --include-files/--exclude-files
+// pick the entries to download (./dfget-select.ts), on the same relative paths.
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Entry } from "../gen/dfdaemon/v2/dfdaemon.js";
+import { selectEntries, selects, type FileSelection } from "./dfget-select.js";
 
 /** Objects downloaded at once: each is a task with its own scheduler session and pieces in flight. */
 export const DIRECTORY_CONCURRENCY = 4;
@@ -65,17 +67,22 @@ export interface DirectoryResult {
  * downloaded when an entry is refused or an output file exists (without `overwrite`); the first
  * object that fails stops the others from starting and fails the whole, naming the object.
  */
-export async function downloadDirectory(dirUrl: string, outputDir: string, f: DirectoryFetcher, opts: { overwrite: boolean; report?: ((line: string) => void) | undefined; warn: (line: string) => void }): Promise<DirectoryResult> {
+export async function downloadDirectory(dirUrl: string, outputDir: string, f: DirectoryFetcher, opts: { overwrite: boolean; select?: FileSelection | undefined; report?: ((line: string) => void) | undefined; warn: (line: string) => void }): Promise<DirectoryResult> {
   if (!existsSync(outputDir) || !statSync(outputDir).isDirectory()) throw new Error(`output path ${outputDir} is not a directory (a recursive download writes into an existing directory)`);
   const entries = await f.list(dirUrl);
-  const dirs: string[] = [];
-  const files: Array<{ url: string; output: string }> = [];
+  const listed: Array<{ url: string; path: string; isDir: boolean }> = [];
   for (const e of entries) {
     const p = entryPath(dirUrl, e);
     if ("wrong" in p) throw new Error(`${dirUrl}: ${p.wrong}; nothing was downloaded`);
-    if (e.isDir) dirs.push(join(outputDir, p.path));
-    else files.push({ url: e.url, output: join(outputDir, p.path) });
+    listed.push({ url: e.url, path: p.path, isDir: e.isDir });
   }
+  let chosen = listed;
+  if (opts.select && selects(opts.select)) {
+    const kept = selectEntries(listed.filter((e) => !e.isDir).map((e) => e.path), listed.filter((e) => e.isDir).map((e) => e.path), opts.select, dirUrl);
+    chosen = listed.filter((e) => (e.isDir ? kept.dirs : kept.files).has(e.path));
+  }
+  const dirs = chosen.filter((e) => e.isDir).map((e) => join(outputDir, e.path));
+  const files = chosen.filter((e) => !e.isDir).map((e) => ({ url: e.url, output: join(outputDir, e.path) }));
   if (!opts.overwrite) {
     const existing = files.filter((x) => existsSync(x.output)).map((x) => x.output);
     if (existing.length > 0) throw new Error(`${dirUrl}: ${existing.length} output file(s) exist, e.g. ${existing[0]}; pass --overwrite to replace them; nothing was downloaded`);

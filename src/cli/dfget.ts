@@ -1,7 +1,7 @@
 // `dfget URL -O PATH`: download through the local dfdaemon (found as ./endpoint.ts says, or a
 // one-shot daemon started here when none runs), with Dragonfly's flags. The daemon writes the
 // output atomically; stdout output (`-O -`) streams pieces in order as they land. `-r` downloads
-// a directory of an object store or of HDFS (./dfget-directory.ts).
+// a directory of an object store, HDFS, a local path or a model hub (./dfget-directory.ts).
 import { randomUUID } from "node:crypto";
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import type { SingleBar } from "cli-progress";
@@ -15,7 +15,9 @@ import { parseDigest } from "../daemon/task/digest.js";
 import { Download, TaskType } from "../gen/common/v2/common.js";
 import { DfdaemonDownloadClient, ListTaskEntriesRequest, type DownloadTaskResponse, type Entry } from "../gen/dfdaemon/v2/dfdaemon.js";
 import { isObjectStorageScheme } from "../common/object-storage.js";
+import { REPO_COMMIT_HEADER } from "../common/model-hub.js";
 import { directoryUrl, downloadDirectory } from "./dfget-directory.js";
+import { checkSelection, selects, type FileSelection } from "./dfget-select.js";
 import { daemonCallError, daemonTarget, discoverEndpoint, endpointOption, isExplicit, unreachableError } from "./endpoint.js";
 import { addObjectStorageOptions, objectStorageOf, type ObjectStorageFlags } from "./object-storage-flags.js";
 import { addModelHubOptions, modelHubOf, type ModelHubFlags } from "./model-hub-flags.js";
@@ -35,6 +37,8 @@ interface DfgetOptions extends ObjectStorageFlags, ModelHubFlags, HdfsFlags {
   disableBackToSource?: boolean;
   overwrite?: boolean;
   recursive?: boolean;
+  includeFiles: string[];
+  excludeFiles: string[];
   progress: boolean;
   endpoint?: string;
   forceHardLink?: boolean;
@@ -215,12 +219,27 @@ function runTask(session: DaemonSession, d: Download, timeoutMs: number, bar: Si
   });
 }
 
-/** The entries below a directory URL, listed by the daemon with the download's credentials. */
-function listEntries(session: DaemonSession, url: string, opts: DfgetOptions, timeoutMs: number): Promise<Entry[]> {
+/** The entries below a directory URL, listed by the daemon with the download's credentials, and the listing's response headers. */
+function listEntries(session: DaemonSession, url: string, opts: DfgetOptions, timeoutMs: number): Promise<{ entries: Entry[]; responseHeader: Record<string, string> }> {
   const req = ListTaskEntriesRequest.fromPartial({ taskId: randomUUID(), url, requestHeader: parseHeaders(opts.header), objectStorage: objectStorageOf(url, opts), ...modelHubOf(url, opts), hdfs: hdfsOf(url, opts), timeout: { seconds: Math.floor(timeoutMs / 1000), nanos: 0 } });
   return new Promise((resolveList, reject) => {
-    session.client.listTaskEntries(req, new Metadata(), { deadline: Date.now() + timeoutMs }, (e, res) => (e ? reject(session.failed(e)) : resolveList(res?.entries ?? [])));
+    session.client.listTaskEntries(req, new Metadata(), { deadline: Date.now() + timeoutMs }, (e, res) => (e ? reject(session.failed(e)) : resolveList({ entries: res?.entries ?? [], responseHeader: res?.responseHeader ?? {} })));
   });
+}
+
+/**
+ * The options each file of a listed directory is downloaded with: a model hub's listing says the
+ * commit its revision was at (X-Repo-Commit, as the hub's own file answers say it), and every
+ * file is then asked for at that commit, so a branch that moves during the download cannot give
+ * files of two commits.
+ */
+function pinnedToListing(url: string, opts: DfgetOptions, responseHeader: Record<string, string>): DfgetOptions {
+  const commit = responseHeader[REPO_COMMIT_HEADER];
+  if (commit === undefined || !/^[0-9a-f]{40}$/.test(commit)) return opts;
+  const scheme = new URL(url).protocol.replace(/:$/, "");
+  if (scheme === "hf") return { ...opts, hfRevision: commit };
+  if (scheme === "modelscope") return { ...opts, msRevision: commit };
+  return opts;
 }
 
 /** Directory URLs: `-r`, or an object store's or HDFS URL ending in "/" (Dragonfly's dfget reads it as a directory too). */
@@ -243,6 +262,9 @@ async function download(url: string, opts: DfgetOptions): Promise<void> {
   if (directory && toStdout) throw new Error("a recursive download writes into a directory: -O - (stdout) cannot take it");
   // One digest cannot cover many objects.
   if (directory && opts.digest) throw new Error("--digest verifies one file: it cannot be used with a recursive download");
+  const select: FileSelection = { include: opts.includeFiles, exclude: opts.excludeFiles };
+  if (selects(select) && !directory) throw new Error("--include-files and --exclude-files pick files of a directory: use them with -r/--recursive");
+  checkSelection(select);
   const output = toStdout ? undefined : resolve(opts.output);
   const timeoutMs = parseTimeoutMs(opts.timeout);
   const session = await openSession(opts);
@@ -251,15 +273,20 @@ async function download(url: string, opts: DfgetOptions): Promise<void> {
     if (directory) {
       const dirUrl = directoryUrl(url);
       const report = opts.progress !== false ? (line: string) => process.stderr.write(`${line}\n`) : undefined;
+      let fileOpts = opts;
       const fetcher = {
-        list: (u: string) => listEntries(session, u, opts, timeoutMs),
+        list: async (u: string) => {
+          const listed = await listEntries(session, u, opts, timeoutMs);
+          fileOpts = pinnedToListing(u, opts, listed.responseHeader);
+          return listed.entries;
+        },
         fetch: async (u: string, out: string) => {
-          const n = await runTask(session, downloadOf(u, out, opts, timeoutMs), timeoutMs, undefined);
+          const n = await runTask(session, downloadOf(u, out, fileOpts, timeoutMs), timeoutMs, undefined);
           report?.(`dfget: ${human(n)} to ${out}`);
           return n;
         },
       };
-      const r = await downloadDirectory(dirUrl, output ?? "", fetcher, { overwrite: opts.overwrite === true, report, warn: (line) => process.stderr.write(`${line}\n`) });
+      const r = await downloadDirectory(dirUrl, output ?? "", fetcher, { overwrite: opts.overwrite === true, select, report, warn: (line) => process.stderr.write(`${line}\n`) });
       const secs = (Date.now() - started) / 1000;
       report?.(`dfget: downloaded ${r.files} files, ${human(r.bytes)} in ${secs.toFixed(2)}s to ${output}`);
       return;
@@ -303,7 +330,9 @@ export async function main(argv: string[]): Promise<number> {
     }))
     .option("--disable-back-to-source", "never fetch from the origin, only from peers")
     .option("--overwrite", "replace an existing output file")
-    .option("-r, --recursive", "download every object below a directory URL (s3, gs, abs, oss, obs, cos, hdfs) or every file of a model hub repository (hf, modelscope) into the -O directory")
+    .option("-r, --recursive", "download every object below a directory URL (s3, gs, abs, oss, obs, cos, hdfs, file) or every file of a model hub repository (hf, modelscope, at one commit) into the -O directory")
+    .option("-I, --include-files <glob>", "with -r, download only the files whose path relative to the URL matches this glob; a pattern ending in / takes the directory's whole subtree (repeatable)", collect, [])
+    .option("--exclude-files <glob>", "with -r, leave out the files whose relative path matches this glob, after --include-files (repeatable)", collect, [])
     .option("--no-progress", "no progress bar")
     .addOption(endpointOption())
     .option("--force-hard-link", "fail unless the output can be hard-linked to the cache")

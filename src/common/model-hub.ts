@@ -28,6 +28,13 @@ export const REPO_TYPES: Record<ModelHubScheme, readonly RepoType[]> = {
 /** Dragonfly's default revision per hub when none is given (dfget's --hf-revision / --ms-revision defaults). */
 export const DEFAULT_REVISION: Record<ModelHubScheme, string> = { hf: "main", modelscope: "master" };
 
+/**
+ * The header naming the commit a revision is at: Hugging Face's file answers carry it, and the
+ * daemon's ListTaskEntries answer for a hub directory carries the commit it listed, so that dfget
+ * downloads every file of the listing at that one commit.
+ */
+export const REPO_COMMIT_HEADER = "x-repo-commit";
+
 export interface HubUrl {
   scheme: ModelHubScheme;
   repoType: RepoType;

@@ -14,7 +14,8 @@
 //     {Code, Data: {Files: [{Path, Name, Type, Size}]}, Message}
 //
 // A repository may require a token (Authorization: Bearer); a branch can be moved to a new
-// commit. The bytes of file content served are counted per file path.
+// commit, also right after a listing is answered (`afterListing`), before any file of it is
+// asked for. The bytes of file content served are counted per file path.
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -40,6 +41,8 @@ export interface HubFixture {
   pageSize: number;
   /** Method and path of every request, in order. */
   log: string[];
+  /** Called once a repository's file listing has been answered (its last page): a test moves a branch here. */
+  afterListing: ((repo: string) => void) | undefined;
   close(): Promise<void>;
 }
 
@@ -56,6 +59,7 @@ export async function startHubFixture(hub: Hub): Promise<HubFixture> {
     url: "",
     pageSize: 1000,
     log,
+    afterListing: undefined,
     commit(repoId, files, opts = {}) {
       const key = `${opts.type ?? "models"}/${repoId}`;
       let r = repos.get(key);
@@ -167,6 +171,7 @@ export async function startHubFixture(hub: Hub): Promise<HubFixture> {
       headers.link = `<${next.href}>; rel="next"`;
     }
     json(res, page, headers);
+    if (headers.link === undefined) fixture.afterListing?.(`${owner}/${name}`);
   }
 
   function msApi(req: IncomingMessage, res: ServerResponse, u: URL, parts: string[]): void {
@@ -185,6 +190,7 @@ export async function startHubFixture(hub: Hub): Promise<HubFixture> {
     const Files = [...found.repo.commits.get(found.sha)!.entries()].map(([Path, c]) => ({ Path, Name: Path.split("/").pop(), Type: "blob", Size: c.length, Sha256: sha256(c) }));
     const dirs = new Set(Files.flatMap((f) => f.Path.split("/").slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join("/"))));
     json(res, { Code: 200, Data: { Files: [...Files, ...[...dirs].map((d) => ({ Path: d, Name: d.split("/").pop(), Type: "tree", Size: 0 }))] }, Message: "success", Success: true });
+    fixture.afterListing?.(`${owner}/${name}`);
   }
 
   const server: Server = createServer((req, res) => {

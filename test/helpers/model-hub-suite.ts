@@ -1,8 +1,9 @@
 // The back-to-source checks each model hub gets (issue 23), against the hub fixture
 // (model-hub-fixture.ts, itself checked against the real huggingface_hub client): a private
 // repository's file through a seed peer and two peers (the token rides with the download to the
-// seed; every sha256 matches; the hub served the file once), `dfget -r` of a whole repository,
-// the version pin when a branch moves, and bad input through the real dfget (unknown repository,
+// seed; every sha256 matches; the hub served the file once), `dfget -r` of a whole repository
+// (with --include-files/--exclude-files; on Hugging Face, every file at the commit the listing
+// saw although the branch moves right after it), the version pin when a branch moves, and bad input through the real dfget (unknown repository,
 // unknown revision, wrong token, unknown file, a repository without -r): one line naming the
 // URL, never the token, a non-zero exit, no output file and no task in the cache.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -102,6 +103,53 @@ export function modelHubSuite(hub: Hub): void {
       expect(r.status, r.stderr).toBe(0);
       expect(readdirSync(out).sort()).toEqual(["empty.txt", "vocab with space.txt"]);
       expect(sha256File(join(out, "vocab with space.txt"))).toBe(sha(repoFiles["tokenizer/vocab with space.txt"]!));
+    });
+
+    it("dfget -r with --include-files and --exclude-files downloads only the files they pick", async () => {
+      const d = await startTestDaemon({ name: `${hub}-glob`, schedulers: [], overrides: hubConfig() });
+      daemons.push(d);
+      const out = tempDir(`${hub}-glob-out`);
+      const r = await runDfget(d.socketPath, [`${hub}://acme/tiny`, "-r", "-O", out, "-I", "*.safetensors", "--include-files", "tokenizer/", "--exclude-files", "*-00002-*", "--exclude-files", "**/empty.txt"]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(readdirSync(out).sort()).toEqual(["model-00001-of-00002.safetensors", "tokenizer"]);
+      expect(readdirSync(join(out, "tokenizer"))).toEqual(["vocab with space.txt"]);
+      expect(sha256File(join(out, "model-00001-of-00002.safetensors"))).toBe(sha(repoFiles["model-00001-of-00002.safetensors"]!));
+      expect(d.storage.list()).toHaveLength(2);
+      // A pattern that matches no file of the repository: refused by name, nothing written.
+      const none = tempDir(`${hub}-glob-none`);
+      const bad = await runDfget(d.socketPath, [`${hub}://acme/tiny`, "-r", "-O", none, "-I", "*.gguf"]);
+      expect(bad.status).not.toBe(0);
+      expect(bad.stderr.trim()).toBe(`dfget: ${hub}://acme/tiny/: --include-files "*.gguf" matches no file; nothing was downloaded`);
+      expect(readdirSync(none)).toEqual([]);
+      expect(d.storage.list()).toHaveLength(2);
+    });
+
+    // ModelScope's API names no commit for a revision (not in its file list, not in its file
+    // answers): there each file is pinned on its own (ETag), not the listing as a whole.
+    if (hub === "hf") it("dfget -r downloads every file at the commit the listing saw, though the branch moves right after it", async () => {
+      const v1 = { "a.bin": makeContent(3 * MiB, 51), "sub/b.bin": makeContent(1000, 52), "c.txt": Buffer.from("first\n") };
+      const v2 = { "a.bin": makeContent(3 * MiB, 53), "sub/b.bin": makeContent(1000, 54), "c.txt": Buffer.from("second\n") };
+      const first = fixture.commit("acme/moving-repo", v1);
+      let second: string | undefined;
+      fixture.afterListing = (repo) => {
+        if (repo === "acme/moving-repo" && second === undefined) second = fixture.commit("acme/moving-repo", v2);
+      };
+      try {
+        const d = await startTestDaemon({ name: `${hub}-pinned`, schedulers: [], overrides: hubConfig() });
+        daemons.push(d);
+        const out = tempDir(`${hub}-pinned-out`);
+        const r = await runDfget(d.socketPath, [`${hub}://acme/moving-repo`, "-r", "-O", out]);
+        expect(r.status, r.stderr).toBe(0);
+        // The branch did move before any file was asked for.
+        expect(second).toBeDefined();
+        expect(second).not.toBe(first);
+        for (const [path, content] of Object.entries(v1)) expect(sha256File(join(out, path)), path).toBe(sha(content));
+        const fileRequests = fixture.log.filter((l) => l.includes("/acme/moving-repo/resolve/"));
+        expect(fileRequests.length).toBeGreaterThanOrEqual(3);
+        for (const l of fileRequests) expect(l).toContain(`/resolve/${first}/`);
+      } finally {
+        fixture.afterListing = undefined;
+      }
     });
 
     it("a branch that moves to other content mid-download never mixes versions", async () => {

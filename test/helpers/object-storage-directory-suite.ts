@@ -1,7 +1,8 @@
 // `dfget -r` of an object store's directory (issue 23), against a real store: the daemon lists
 // the entries (ListTaskEntries) and each object becomes a task of its own, written under its
-// relative path; the listing follows the store's pagination; an empty directory downloads
-// nothing; a key that would escape the output directory refuses the whole download by name; and
+// relative path; the listing follows the store's pagination; --include-files/--exclude-files
+// pick objects by their relative path, and a pattern that matches none refuses the download by
+// name; an empty directory downloads nothing; a key that would escape the output directory refuses the whole download by name; and
 // (on stores with a flat namespace) one object that fails fails the command naming it, with no
 // partial file.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -53,7 +54,7 @@ export function directorySuite(s: DirectorySuite): void {
       cleanupTempDirs();
     });
 
-    const dfget = (url: string, out: string) => runDfget(daemon.socketPath, [url, "-r", "-O", out, ...s.flags(store.endpoint)]);
+    const dfget = (url: string, out: string, ...flags: string[]) => runDfget(daemon.socketPath, [url, "-r", "-O", out, ...s.flags(store.endpoint), ...flags]);
 
     it("downloads every object below nested prefixes, each a task of its own, under its relative path", async () => {
       const out = tempDir(`${s.scheme}-dir-out`);
@@ -66,9 +67,27 @@ export function directorySuite(s: DirectorySuite): void {
       expect(daemon.storage.list().length - before).toBe(3);
     });
 
+    it("--include-files and --exclude-files pick objects by their path relative to the directory", async () => {
+      const out = tempDir(`${s.scheme}-dir-glob`);
+      const r = await dfget(`${s.scheme}://${s.bucket}/models/`, out, "-I", "shards/", "-I", "*.json", "--exclude-files", "shards/deeper/");
+      expect(r.status, r.stderr).toBe(0);
+      expect(readdirSync(out).sort()).toEqual(["config.json", "shards"]);
+      expect(readdirSync(join(out, "shards"))).toEqual(["part 1.bin"]);
+      expect(sha256File(join(out, "shards/part 1.bin"))).toBe(sha(objects["models/shards/part 1.bin"]!));
+
+      // A pattern that matches no object: the whole download is refused by name, nothing written.
+      const none = tempDir(`${s.scheme}-dir-glob-none`);
+      for (const flags of [["-I", "*.bin"], ["-I", "shards/", "--exclude-files", "shards/*.json"]]) {
+        const bad = await dfget(`${s.scheme}://${s.bucket}/models`, none, ...flags);
+        expect(bad.status).not.toBe(0);
+        expect(bad.stderr.trim()).toBe(`dfget: ${s.scheme}://${s.bucket}/models/: ${flags[flags.length - 2]!.startsWith("-I") ? "--include-files" : "--exclude-files"} "${flags[flags.length - 1]!}" matches no file; nothing was downloaded`);
+      }
+      expect(readdirSync(none)).toEqual([]);
+    });
+
     it("follows the store's pagination: one object per page lists the same entries", async () => {
       const url = `${s.scheme}://${s.bucket}/models/`;
-      const list = (listPageSize: number) => new ObjectStorageBackend({ listPageSize }).forDownload(Download.fromPartial({ url, objectStorage: s.options(store.endpoint) })).list!({ url, headers: {} });
+      const list = (listPageSize: number) => new ObjectStorageBackend({ listPageSize }).forDownload(Download.fromPartial({ url, objectStorage: s.options(store.endpoint) })).list!({ url, headers: {} }).then((l) => l.entries);
       const paged = await list(1);
       expect(paged.map((e) => e.url).sort()).toEqual([`${s.scheme}://${s.bucket}/models/config.json`, `${s.scheme}://${s.bucket}/models/shards/deeper/part-2.bin`, `${s.scheme}://${s.bucket}/models/shards/part%201.bin`]);
       expect(paged.find((e) => e.url.endsWith("part%201.bin"))?.contentLength).toBe(5 * 1024 * 1024 + 7);

@@ -8,16 +8,24 @@
 // way o+x), unless backend.file.allowPrivate says the socket's users are trusted with the
 // daemon's rights. Files change in place, so a task is pinned to a strong ETag made of the
 // file's identity (device, inode, size, mtime in ns), checked before and after every read.
+//
+// A directory URL is listed for `dfget -r` (ListTaskEntries) under the same rule: every
+// directory on the way, and each one below it, must be searchable and readable by every user;
+// the files below it are listed with their sizes (whether each may be read is checked when it is
+// downloaded, as above). Symbolic links to files are files; links to directories are not
+// followed (a link may loop or lead out of the tree).
 import type { BigIntStats } from "node:fs";
-import { open, stat, type FileHandle } from "node:fs/promises";
-import { dirname } from "node:path";
+import { open, opendir, stat, type FileHandle } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Readable } from "node:stream";
 import { originChanged } from "./pin.js";
-import { BackendError, type Backend, type BackendRequest, type ByteRange, type GetResult, type StatResult } from "./types.js";
+import { BackendError, type Backend, type BackendRequest, type ByteRange, type GetResult, type ListedEntry, type Listing, type StatResult } from "./types.js";
 
 /** Bytes per read: large enough that a 4 MiB piece takes four reads. */
 const READ_CHUNK = 1 << 20;
+/** A directory tree of more entries than this is refused rather than held in memory and answered in one message. */
+const MAX_LISTED_ENTRIES = 100_000;
 
 export interface FileBackendOptions {
   /** Serve files other users may not read (backend.file.allowPrivate). */
@@ -65,6 +73,53 @@ export class FileBackend implements Backend {
       const d = await stat(dir);
       if ((d.mode & 0o001) === 0) throw new BackendError(`${url}: directory ${dir} is not searchable by every user (mode ${(d.mode & 0o777).toString(8)}); the daemon serves only files every user may read, unless backend.file.allowPrivate is set`, 403);
       if (dir === dirname(dir)) break;
+    }
+  }
+
+  /** Refuses a directory other users may not list (or, with `ancestors`, reach), unless allowed (see the top of this file). */
+  private async checkListable(url: string, path: string, ancestors: boolean): Promise<void> {
+    if (this.options.allowPrivate) return;
+    for (let dir = path; ; dir = dirname(dir)) {
+      const d = await stat(dir);
+      const need = dir === path ? 0o005 : 0o001;
+      if ((d.mode & need) !== need) throw new BackendError(`${url}: directory ${dir} is not ${need === 0o005 ? "readable and searchable" : "searchable"} by every user (mode ${(d.mode & 0o777).toString(8)}); the daemon lists only directories every user may list, unless backend.file.allowPrivate is set`, 403);
+      if (!ancestors || dir === dirname(dir)) break;
+    }
+  }
+
+  /** Every file and directory below a directory URL, each as its own file:// URL (directories end in "/"). */
+  async list(req: BackendRequest): Promise<Listing> {
+    const top = this.pathOf(req.url);
+    try {
+      const st = await stat(top);
+      if (!st.isDirectory()) throw new BackendError(`${req.url}: is a file, not a directory`, 400);
+      await this.checkListable(req.url, top, true);
+      const entries: ListedEntry[] = [];
+      // Entry URLs extend the URL asked for (file:///… or file://localhost/…), segment by segment.
+      const base = req.url.endsWith("/") ? req.url : `${req.url}/`;
+      const urlOf = (rel: string) => base + rel.split("/").map(encodeURIComponent).join("/");
+      const dirs = [""];
+      for (let rel = dirs.shift(); rel !== undefined; rel = dirs.shift()) {
+        const dir = join(top, rel);
+        // The ones above it were checked on the way down.
+        if (rel !== "") await this.checkListable(req.url, dir, false);
+        for await (const d of await opendir(dir)) {
+          req.signal?.throwIfAborted();
+          const child = rel === "" ? d.name : `${rel}/${d.name}`;
+          if (d.isDirectory()) {
+            dirs.push(child);
+            entries.push({ url: `${urlOf(child)}/`, contentLength: 0, isDir: true });
+          } else if (d.isFile() || d.isSymbolicLink()) {
+            const target = await stat(join(top, child)).catch(() => undefined);
+            if (!target?.isFile()) continue;
+            entries.push({ url: urlOf(child), contentLength: target.size, isDir: false });
+          }
+          if (entries.length > MAX_LISTED_ENTRIES) throw new BackendError(`${req.url}: more than ${MAX_LISTED_ENTRIES} entries; list a narrower directory`, 400);
+        }
+      }
+      return { entries };
+    } catch (e) {
+      throw e instanceof BackendError ? e : failure(req.url, e);
     }
   }
 

@@ -27,7 +27,7 @@ import { discard } from "./http.js";
 import { HDFS_SCHEME, hdfsChildUrl, parseHdfsDirectoryUrl, parseHdfsFileUrl, webHdfsUrl, type HdfsUrl } from "./hdfs-url.js";
 import { MAX_LISTED_OBJECTS } from "./object-storage.js";
 import { originChanged } from "./pin.js";
-import { BackendError, isTemporaryStatus, type Backend, type BackendRequest, type ByteRange, type GetResult, type ListedEntry, type StatResult } from "./types.js";
+import { BackendError, isTemporaryStatus, type Backend, type BackendRequest, type ByteRange, type GetResult, type ListedEntry, type Listing, type StatResult } from "./types.js";
 
 export interface HdfsBackendOptions {
   /** The SSRF policy when a remote party chose the URL (seed trigger): namenode and datanodes alike. */
@@ -81,7 +81,7 @@ export class HdfsBackend implements Backend {
     return new BoundHdfs(this.agent, undefined).get(req);
   }
 
-  list(req: BackendRequest): Promise<ListedEntry[]> {
+  list(req: BackendRequest): Promise<Listing> {
     return new BoundHdfs(this.agent, undefined).list(req);
   }
 
@@ -183,7 +183,7 @@ class BoundHdfs implements Backend {
    * The entries below a directory URL, each as its own hdfs:// URL, subdirectories included
    * (is_dir set, and listed in turn).
    */
-  async list(req: BackendRequest): Promise<ListedEntry[]> {
+  async list(req: BackendRequest): Promise<Listing> {
     const top = parseHdfsDirectoryUrl(req.url);
     const st = await this.fileStatus(req.url, top, req.signal);
     if (st.type !== "DIRECTORY") throw new BackendError(`${req.url}: is a file, not a directory`, 400);
@@ -202,7 +202,7 @@ class BoundHdfs implements Backend {
         if (out.length > MAX_LISTED_OBJECTS) throw new BackendError(`${req.url}: more than ${MAX_LISTED_OBJECTS} entries; list a narrower directory`, 400);
       }
     }
-    return out;
+    return { entries: out };
   }
 
   /** One directory's entries, a page at a time (LISTSTATUS_BATCH with startAfter). */

@@ -12,7 +12,7 @@
 //   size unless asked with blobs=true; the tree of one commit gives sizes, and a listing that
 //   cannot change between its pages.
 import type { Download } from "../../gen/common/v2/common.js";
-import { encodePath, type HubUrl } from "../../common/model-hub.js";
+import { encodePath, REPO_COMMIT_HEADER, type HubUrl } from "../../common/model-hub.js";
 import type { HubApi, HubCall, HubFile } from "./model-hub.js";
 import { BackendError } from "./types.js";
 
@@ -47,7 +47,7 @@ export const huggingFace: HubApi = {
 
   repoPath,
 
-  commitOf: (headers) => headers["x-repo-commit"],
+  commitOf: (headers) => headers[REPO_COMMIT_HEADER],
 
   async list(call: HubCall): Promise<{ files: HubFile[]; commit: string }> {
     const api = `${call.base}/api/${call.repo.repoType}/${encodePath(call.repo.repoId)}`;

@@ -20,10 +20,10 @@
 // repository, a revision that does not exist, no such file, or a refused token.
 import type { Download } from "../../gen/common/v2/common.js";
 import { endpointRule } from "../../common/object-storage.js";
-import { DEFAULT_REVISION, encodePath, hubFileUrl, parseHubUrl, type HubUrl, type HubUrlWrong, type ModelHubScheme } from "../../common/model-hub.js";
+import { DEFAULT_REVISION, encodePath, REPO_COMMIT_HEADER, hubFileUrl, parseHubUrl, type HubUrl, type HubUrlWrong, type ModelHubScheme } from "../../common/model-hub.js";
 import { HttpBackend, type HttpBackendOptions } from "./http.js";
 import { OriginChangedError } from "./pin.js";
-import { BackendError, parseBackendUrl, type Backend, type BackendRequest, type ByteRange, type GetResult, type ListedEntry, type OriginRoute, type StatResult } from "./types.js";
+import { BackendError, parseBackendUrl, type Backend, type BackendRequest, type ByteRange, type GetResult, type Listing, type OriginRoute, type StatResult } from "./types.js";
 import type { NativePieceInfo, NativeTaskStore } from "../../native/index.js";
 
 /** A backend error's reason without the URL it starts with (the http backend names the hub URL; callers name the hf:// one). */
@@ -285,18 +285,25 @@ class BoundHub implements Backend {
     return this.parent.http.fetchPiece(route, store, number, signal);
   }
 
-  /** Every file of the repository (or below the folder the URL names) at the download's revision, each as its own hub URL. */
-  async list(req: BackendRequest): Promise<ListedEntry[]> {
+  /**
+   * Every file of the repository (or below the folder the URL names) at the download's revision,
+   * each as its own hub URL. When the hub says the commit it listed, the answer names it
+   * (X-Repo-Commit): dfget downloads each file at that commit, not at the revision, which may
+   * move meanwhile.
+   */
+  async list(req: BackendRequest): Promise<Listing> {
     const { repo, base } = this.target(req.url);
     const call = this.call(repo, base, req.signal, req.headers);
-    let files: HubFile[];
+    let listed: { files: HubFile[]; commit?: string | undefined };
     try {
-      ({ files } = await this.hub.list(call));
+      listed = await this.hub.list(call);
     } catch (e) {
       throw this.named(req.url, e);
     }
+    const { files, commit } = listed;
     if (files.length > MAX_LISTED_FILES) throw new BackendError(`${req.url}: more than ${MAX_LISTED_FILES} files; list a folder of the repository`, 400);
     const below = repo.path === undefined ? "" : `${repo.path}/`;
-    return files.filter((f) => f.path.startsWith(below)).map((f) => ({ url: hubFileUrl(repo, f.path), contentLength: f.size, isDir: false }));
+    const entries = files.filter((f) => f.path.startsWith(below)).map((f) => ({ url: hubFileUrl(repo, f.path), contentLength: f.size, isDir: false }));
+    return { entries, responseHeader: commit === undefined ? {} : { [REPO_COMMIT_HEADER]: commit } };
   }
 }

@@ -22,7 +22,7 @@ import type { Download, ObjectStorage } from "../../gen/common/v2/common.js";
 import { checkObjectStorage, OBJECT_STORAGE_SCHEMES, objectUrlOf, parseObjectDirectoryUrl, parseObjectUrl, scrub, secretsOf, type ObjectStorageScheme } from "./object-url.js";
 import { discard } from "./http.js";
 import { originChanged, OriginChangedError, type OriginPin } from "./pin.js";
-import { BackendError, isTemporaryStatus, type Backend, type BackendRequest, type ByteRange, type GetResult, type ListedEntry, type StatResult } from "./types.js";
+import { BackendError, isTemporaryStatus, type Backend, type BackendRequest, type ByteRange, type GetResult, type ListedEntry, type Listing, type StatResult } from "./types.js";
 
 /** What a store tells about an object. */
 export interface ObjectInfo {
@@ -189,7 +189,7 @@ class BoundObjectStorage implements Backend {
    * The objects below a directory URL, each as its own URL. Keys ending in "/" are the stores'
    * directory markers (an empty directory made in a console): entries with is_dir set.
    */
-  async list(req: BackendRequest): Promise<ListedEntry[]> {
+  async list(req: BackendRequest): Promise<Listing> {
     const { scheme, bucket, prefix } = parseObjectDirectoryUrl(req.url);
     const store = await this.client(req.url, scheme);
     const out: ListedEntry[] = [];
@@ -205,7 +205,7 @@ class BoundObjectStorage implements Backend {
     } catch (e) {
       throw this.named(req.url, e);
     }
-    return out;
+    return { entries: out };
   }
 
   /** A store's failure as the URL's: prefixed with it, secrets scrubbed, class and status kept. */

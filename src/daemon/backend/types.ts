@@ -67,13 +67,19 @@ export interface ListedEntry {
   isDir: boolean;
 }
 
+/** A directory's listing: its entries, and what the origin says of the listing as a whole (ListTaskEntriesResponse.response_header). */
+export interface Listing {
+  entries: ListedEntry[];
+  responseHeader?: Record<string, string>;
+}
+
 export interface Backend {
   /** URL schemes this backend serves, without the colon. */
   readonly schemes: readonly string[];
   stat(req: BackendRequest): Promise<StatResult>;
   get(req: BackendRequest & { range?: ByteRange | undefined }): Promise<GetResult>;
   /** Every entry below a directory URL (ListTaskEntries); backends without directories leave it out. */
-  list?(req: BackendRequest): Promise<ListedEntry[]>;
+  list?(req: BackendRequest): Promise<Listing>;
   /**
    * Native fast path, for backends whose bytes the native core can fetch itself: the route
    * for `url` (the stat's final URL; `requested` is the URL the user asked for), or undefined

@@ -146,8 +146,8 @@ export class DownloadService {
       const asked = durationToMs(r.timeout);
       const timeoutMs = asked > 0 ? asked : LIST_TIMEOUT_MS;
       try {
-        const entries = await backend.list({ url: r.url, headers: r.requestHeader, signal: AbortSignal.timeout(timeoutMs) });
-        return { contentLength: 0, responseHeader: {}, entries };
+        const listing = await backend.list({ url: r.url, headers: r.requestHeader, signal: AbortSignal.timeout(timeoutMs) });
+        return { contentLength: 0, responseHeader: listing.responseHeader ?? {}, entries: listing.entries };
       } catch (e) {
         if (!(e instanceof BackendError)) throw e;
         throw new DownloadError(e.message, e.statusCode === 400 ? "invalid" : e.statusCode === 404 ? "not_found" : "backend", e);
