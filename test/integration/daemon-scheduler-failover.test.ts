@@ -14,7 +14,7 @@ import { HashRing } from "../../src/common/hashring.js";
 import { checkServing } from "../../src/common/grpc/health.js";
 import type { DaemonHandle } from "../../src/daemon/daemon.js";
 import { taskIdOf } from "../../src/daemon/task/task-id.js";
-import { Download, TaskType } from "../../src/gen/common/v2/common.js";
+import { Download, TaskType, type Task as TaskMessage } from "../../src/gen/common/v2/common.js";
 import { SchedulerClient } from "../../src/gen/scheduler/v2/scheduler.js";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
 import { cleanupTempDirs, downloadVia, sha256File, startTestDaemon, tempDir } from "../helpers/swarm.js";
@@ -58,13 +58,13 @@ class SchedulerProcess {
   }
 }
 
-/** Whether a scheduler knows a task (StatTask answers it). */
-function knowsTask(addr: string, taskId: string): Promise<boolean> {
+/** A scheduler's record of a task (StatTask), or undefined when it does not know it. */
+function statTask(addr: string, taskId: string): Promise<TaskMessage | undefined> {
   const client = new SchedulerClient(addr, credentials.createInsecure());
   return new Promise((resolve) => {
-    client.statTask({ hostId: "", taskId }, new Metadata(), { deadline: Date.now() + 5000 }, (err) => {
+    client.statTask({ hostId: "", taskId }, new Metadata(), { deadline: Date.now() + 5000 }, (err, task) => {
       client.close();
-      resolve(!err);
+      resolve(err ? undefined : task);
     });
   });
 }
@@ -75,6 +75,8 @@ describe("daemons fail over between schedulers", () => {
   const daemons: DaemonHandle[] = [];
   let seed: DaemonHandle;
   const peers: DaemonHandle[] = [];
+  /** A peer without health checks (nor announcements during the test): only a failed conversation tells it the scheduler is gone. */
+  let late: DaemonHandle;
   const out = tempDir("failover-out");
   let owner: SchedulerProcess;
 
@@ -92,6 +94,8 @@ describe("daemons fail over between schedulers", () => {
     daemons.push(seed);
     for (let i = 0; i < PEERS; i++) peers.push(await startTestDaemon({ name: `peer-${i}`, schedulers: addrs, overrides: { scheduler } }));
     daemons.push(...peers);
+    late = await startTestDaemon({ name: "late", schedulers: addrs, overrides: { scheduler: { ...scheduler, healthCheckInterval: "0s", announceInterval: "5m" } } });
+    daemons.push(late);
     const taskId = taskIdOf(Download.fromPartial({ type: TaskType.STANDARD, url: origin.url() }));
     const ownerAddr = new HashRing(addrs).get(taskId.slice(0, 5));
     owner = schedulers.find((s) => s.addr === ownerAddr) as SchedulerProcess;
@@ -136,17 +140,29 @@ describe("daemons fail over between schedulers", () => {
     }
     // About one copy from the origin: the peers got the rest from each other and the seed.
     expect(origin.bytesServed).toBeLessThanOrEqual(1.1 * SIZE);
-    // Every daemon took the killed scheduler off its ring; the task lives on the next one.
-    for (const d of daemons) expect(d.schedulers.isDown(owner.addr)).toBe(true);
-    expect(results[0]?.taskId).toBe(taskId);
+    // Every daemon took the killed scheduler off its ring; the task lives on the next one,
+    // where the seed peer moved its download.
+    for (const d of [seed, ...peers]) expect(d.schedulers.isDown(owner.addr)).toBe(true);
     const next = seed.schedulers.forTask(taskId)?.addr as string;
     expect(next).not.toBe(owner.addr);
-    expect(await knowsTask(next, taskId)).toBe(true);
+    expect((await statTask(next, taskId))?.hasAvailablePeer).toBe(true);
+
+    // A peer that still has the dead scheduler on its ring: registering there fails, the
+    // download moves to the next scheduler and is served by the swarm there.
+    expect(late.schedulers.isDown(owner.addr)).toBe(false);
+    expect(late.schedulers.forTask(taskId)?.addr).toBe(owner.addr);
+    const r = await downloadVia(late.socketPath, { url: origin.url(), outputPath: join(out, "late") });
+    expect(r.taskId).toBe(taskId);
+    expect(sha256File(join(out, "late"))).toBe(origin.sha256);
+    expect(late.schedulers.isDown(owner.addr)).toBe(true);
+    expect(origin.bytesServed).toBeLessThanOrEqual(1.1 * SIZE);
+    expect((await statTask(next, taskId))?.peerCount).toBeGreaterThanOrEqual(2);
   }, 300_000);
 
   it("brings the restarted scheduler back into every ring: a new task hashing to it goes there", async () => {
     await owner.start();
-    await until(() => daemons.every((d) => !d.schedulers.isDown(owner.addr)), "every daemon to put the restarted scheduler back on its ring", 30_000);
+    // (`late` checks no health: it learns the scheduler is back only at its next failure.)
+    await until(() => [seed, ...peers].every((d) => !d.schedulers.isDown(owner.addr)), "every daemon to put the restarted scheduler back on its ring", 30_000);
     // A task of its own that hashes to the restarted scheduler.
     const addrs = schedulers.map((s) => s.addr);
     const ring = new HashRing(addrs);
@@ -157,7 +173,7 @@ describe("daemons fail over between schedulers", () => {
     }
     const r = await downloadVia(peers[0]!.socketPath, { url, outputPath: join(out, "rejoin") });
     expect(sha256File(join(out, "rejoin"))).toBe(origin.sha256);
-    expect(await knowsTask(owner.addr, r.taskId)).toBe(true);
-    for (const s of schedulers.filter((x) => x !== owner)) expect(await knowsTask(s.addr, r.taskId)).toBe(false);
+    expect(await statTask(owner.addr, r.taskId)).toBeDefined();
+    for (const s of schedulers.filter((x) => x !== owner)) expect(await statTask(s.addr, r.taskId)).toBeUndefined();
   }, 120_000);
 });
