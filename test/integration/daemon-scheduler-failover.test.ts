@@ -3,7 +3,8 @@
 // moves the task to the next scheduler on its ring, keeping the pieces it holds, and every
 // download completes and verifies with the origin serving about one copy (P2P, not eight
 // peers at the origin). Restarted, the killed scheduler rejoins the daemons' rings: a new task
-// that hashes to it is scheduled there.
+// that hashes to it is scheduled there. Killed again after that task is done, the next
+// scheduler learns it from the seed peer, which holds it whole: no second trip to the origin.
 import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -79,6 +80,8 @@ describe("daemons fail over between schedulers", () => {
   let late: DaemonHandle;
   const out = tempDir("failover-out");
   let owner: SchedulerProcess;
+  /** The task of the rejoin test, held whole by the seed peer after it. */
+  let rejoinUrl = "";
 
   beforeAll(async () => {
     origin = await startOrigin(makeContent(SIZE, 26));
@@ -175,5 +178,23 @@ describe("daemons fail over between schedulers", () => {
     expect(sha256File(join(out, "rejoin"))).toBe(origin.sha256);
     expect(await statTask(owner.addr, r.taskId)).toBeDefined();
     for (const s of schedulers.filter((x) => x !== owner)) expect(await statTask(s.addr, r.taskId)).toBeUndefined();
+    rejoinUrl = url;
+  }, 120_000);
+
+  it("has the next scheduler learn a task the seed peer holds whole when its scheduler is killed after the download", async () => {
+    // The seed peer holds the last test's task whole; its scheduler goes, and a peer that
+    // does not hold it asks the next one, which knows nothing of it and triggers the seed.
+    const taskId = taskIdOf(Download.fromPartial({ type: TaskType.STANDARD, url: rejoinUrl }));
+    expect(seed.storage.get(taskId)?.meta.state).toBe("succeeded");
+    await owner.kill();
+    const before = origin.bytesServed;
+    const r = await downloadVia(peers[1]!.socketPath, { url: rejoinUrl, outputPath: join(out, "held") });
+    expect(r.taskId).toBe(taskId);
+    expect(sha256File(join(out, "held"))).toBe(origin.sha256);
+    // From the seed peer's store, not the origin (which answered the peer's stat only).
+    expect(origin.bytesServed - before).toBeLessThan(SIZE / 64);
+    const next = peers[1]!.schedulers.forTask(taskId)?.addr as string;
+    expect(next).not.toBe(owner.addr);
+    expect((await statTask(next, taskId))?.hasAvailablePeer).toBe(true);
   }, 120_000);
 });
