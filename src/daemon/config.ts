@@ -75,6 +75,12 @@ export const DaemonConfigSchema = Type.Object(
     scheduler: obj({
       addrs: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
       announceInterval: Duration("5m"),
+      /**
+       * Ours (issue 26): how often each scheduler is health-checked (grpc.health.v1). One that
+       * fails, or whose stream or connection fails, leaves the hash ring at once (its tasks go
+       * to the next scheduler); it rejoins when a check passes. "0s" disables the checks.
+       */
+      healthCheckInterval: Duration("5s"),
       scheduleTimeout: Duration("3h"),
       maxScheduleCount: Type.Integer({ minimum: 1, default: 5 }),
       /** Client certificate towards the schedulers (Dragonfly's keys; empty = plaintext). */
@@ -313,6 +319,7 @@ export interface DaemonConfig extends DaemonConfigInput {
     pieceTimeoutMs: number;
     collectedPieceTimeoutMs: number;
     announceIntervalMs: number;
+    schedulerHealthCheckIntervalMs: number;
     scheduleTimeoutMs: number;
     dynconfigRefreshIntervalMs: number;
     gcIntervalMs: number;
@@ -379,6 +386,7 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
     pieceTimeoutMs: durationMs(input.download.pieceTimeout),
     collectedPieceTimeoutMs: durationMs(input.download.collectedPieceTimeout),
     announceIntervalMs: durationMs(input.scheduler.announceInterval),
+    schedulerHealthCheckIntervalMs: durationMs(input.scheduler.healthCheckInterval),
     scheduleTimeoutMs: durationMs(input.scheduler.scheduleTimeout),
     dynconfigRefreshIntervalMs: durationMs(input.dynconfig.refreshInterval),
     gcIntervalMs: durationMs(input.gc.interval),

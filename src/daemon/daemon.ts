@@ -135,7 +135,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     // Certificates are read before anything is served: a missing file is a config error.
     const schedulerTls = loadTls(r.tls.scheduler, "scheduler");
     const uploadTls = loadTls(r.tls.uploadServer, "upload.server");
-    const schedulers = new SchedulerPool(config.scheduler.addrs, channelCredentials(schedulerTls, ["scheduler"]));
+    const schedulers = new SchedulerPool(config.scheduler.addrs, channelCredentials(schedulerTls, ["scheduler"]), log);
     closers.push(() => schedulers.close());
     const uploadClients = new UploadClientPool(channelCredentials(loadTls(r.tls.uploadClient, "upload.client"), ["seed-peer", "peer"]));
     closers.push(() => uploadClients.close());
@@ -225,6 +225,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     }
 
     const announcer = new HostAnnouncer(schedulers, host, r.announceIntervalMs, log);
+    // A scheduler that comes back (restarted) knows no hosts: it learns ours before our tasks go there.
+    schedulers.beforeRejoin = (addr) => announcer.announceTo(addr);
     if (config.manager.addr) {
       // Schedulers from the manager (Dragonfly's dynconfig); new ones learn this host at once.
       const dynconfig = new Dynconfig(
@@ -241,6 +243,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     if (schedulers.size > 0) await announcer.announce();
     announcer.start();
     closers.push(() => announcer.stop());
+    schedulers.startHealthChecks(r.schedulerHealthCheckIntervalMs);
 
     // The download socket is accepted by unix-callers.ts so each call knows who called (SO_PEERCRED).
     await mkdir(dirname(r.socketPath), { recursive: true });

@@ -1,6 +1,6 @@
 // grpc.health.v1.Health, as every Dragonfly component serves it (clients probe it before use).
-import { status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, type UntypedServiceImplementation } from "@grpc/grpc-js";
-import { HealthCheckResponse_ServingStatus as ServingStatus, type HealthCheckRequest, type HealthCheckResponse } from "../../gen/grpc/health/v1/health.js";
+import { Metadata, status, type ChannelCredentials, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { HealthClient, HealthCheckResponse_ServingStatus as ServingStatus, type HealthCheckRequest, type HealthCheckResponse } from "../../gen/grpc/health/v1/health.js";
 
 export { HealthService, HealthClient } from "../../gen/grpc/health/v1/health.js";
 
@@ -31,4 +31,19 @@ export class HealthImplementation {
       },
     };
   }
+}
+
+/**
+ * One Check of service "" on a connection of its own, closed after: a client channel that
+ * has been backing off reconnecting to a server that was down would keep reporting it down
+ * for a while after it came back. Resolves whether the server answered SERVING in time.
+ */
+export function checkServing(addr: string, credentials: ChannelCredentials, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const client = new HealthClient(addr, credentials);
+    client.check({ service: "" }, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
+      client.close();
+      resolve(!err && res?.status === ServingStatus.SERVING);
+    });
+  });
 }

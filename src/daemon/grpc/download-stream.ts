@@ -21,7 +21,10 @@ export async function streamDownload(
   const download = call.request.download;
   if (!download) throw new TypeError("download is required");
   const abort = new AbortController();
-  call.on("cancelled", () => abort.abort(new Error("client cancelled the download")));
+  // A scheduler's trigger (remote) is not given up with its stream: a scheduler that goes away
+  // mid-trigger (killed, restarted) leaves its tasks to the next scheduler, whose swarm needs
+  // this download still (issue 26); the seed peer moves its own conversation there.
+  if (!remote) call.on("cancelled", () => abort.abort(new Error("client cancelled the download")));
   const needContent = download.needPieceContent;
   // Pieces are written to the stream in arrival order; the byte reads for needPieceContent
   // are serialised so that messages never overtake each other.

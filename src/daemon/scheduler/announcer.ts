@@ -5,7 +5,7 @@
 import { Metadata } from "@grpc/grpc-js";
 import type { Logger } from "../../common/logger.js";
 import type { Host } from "../../gen/common/v2/common.js";
-import type { SchedulerPool } from "./pool.js";
+import { schedulerGone, type Scheduler, type SchedulerPool } from "./pool.js";
 
 export class HostAnnouncer {
   private timer: NodeJS.Timeout | undefined;
@@ -19,20 +19,29 @@ export class HostAnnouncer {
 
   /** Announces to all schedulers; resolves with how many accepted. */
   async announce(): Promise<number> {
+    const results = await Promise.all(this.pool.all().map(([addr, client]) => this.announceOne(addr, client)));
+    return results.filter(Boolean).length;
+  }
+
+  /** Announces to one scheduler (one rejoining the pool's ring); resolves whether it accepted. */
+  announceTo(addr: string): Promise<boolean> {
+    const client = this.pool.get(addr);
+    return client ? this.announceOne(addr, client) : Promise.resolve(false);
+  }
+
+  private announceOne(addr: string, client: Scheduler): Promise<boolean> {
     const host = this.host();
     const interval = { seconds: Math.floor(this.intervalMs / 1000), nanos: (this.intervalMs % 1000) * 1e6 };
-    const results = await Promise.all(
-      this.pool.all().map(
-        ([addr, client]) =>
-          new Promise<boolean>((resolve) => {
-            client.announceHost({ host, interval }, new Metadata(), { deadline: Date.now() + 10_000 }, (err) => {
-              if (err) this.log.warn({ scheduler: addr, err: err.message }, "announce host failed");
-              resolve(!err);
-            });
-          }),
-      ),
-    );
-    return results.filter(Boolean).length;
+    return new Promise<boolean>((resolve) => {
+      client.announceHost({ host, interval }, new Metadata(), { deadline: Date.now() + 10_000 }, (err) => {
+        if (err) {
+          this.log.warn({ scheduler: addr, err: err.message }, "announce host failed");
+          // Unreachable: off the ring until a health check passes, when it is announced to again.
+          if (schedulerGone(err)) this.pool.markDown(addr, err.message);
+        }
+        resolve(!err);
+      });
+    });
   }
 
   /** Re-announces every interval; the first announcement is the caller's (awaited at start). */

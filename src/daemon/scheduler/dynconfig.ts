@@ -6,9 +6,8 @@
 // control plane must not stop downloads already possible.
 import { credentials, Metadata, type ChannelCredentials } from "@grpc/grpc-js";
 import type { Logger } from "../../common/logger.js";
-import { HealthClient } from "../../common/grpc/health.js";
+import { checkServing } from "../../common/grpc/health.js";
 import { VERSION } from "../../common/version.js";
-import { HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health.js";
 import { ManagerClient, SourceType, type ListSchedulersResponse, type Scheduler } from "../../gen/manager/v2/manager.js";
 import type { SchedulerPool } from "./pool.js";
 import { errorMessage } from "../../common/errors.js";
@@ -77,14 +76,8 @@ export class Dynconfig {
   }
 
   private healthy(addr: string): Promise<boolean> {
-    return new Promise((resolve) => {
-      // Schedulers are checked as they will be used: with the pool's credentials.
-      const client = new HealthClient(addr, this.pool.credentials);
-      client.check({ service: "" }, new Metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
-        client.close();
-        resolve(!err && res?.status === HealthCheckResponse_ServingStatus.SERVING);
-      });
-    });
+    // Schedulers are checked as they will be used: with the pool's credentials.
+    return checkServing(addr, this.pool.credentials, this.timeoutMs);
   }
 
   /**

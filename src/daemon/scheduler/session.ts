@@ -8,7 +8,12 @@ import type { AnnouncePeerRequest, AnnouncePeerResponse, SchedulerClient } from 
 export type SchedulerResponse = NonNullable<AnnouncePeerResponse["response"]>;
 type Request = NonNullable<AnnouncePeerRequest["request"]>;
 
-export class AnnouncePeerSession {
+/** Where back-to-source pieces are reported: a session, or whichever session follows the task across schedulers. */
+export interface BackToSourceReports {
+  pieceBackToSourceFinished(piece: Piece): void;
+}
+
+export class AnnouncePeerSession implements BackToSourceReports {
   private readonly stream: ClientDuplexStream<AnnouncePeerRequest, AnnouncePeerResponse>;
   private readonly queue: SchedulerResponse[] = [];
   private waiter: ((v: void) => void) | undefined;
@@ -63,6 +68,13 @@ export class AnnouncePeerSession {
 
   get streamError(): Error | undefined {
     return this.error;
+  }
+
+  /** Calls `cb` once when the stream fails (at once if it has); our own cancel() counts too. */
+  onStreamError(cb: (e: Error) => void): void {
+    const failed = this.error;
+    if (failed) queueMicrotask(() => cb(failed));
+    else this.stream.once("error", cb);
   }
 
   private send(request: Request): void {

@@ -21,8 +21,8 @@ import { discard } from "../backend/http.js";
 import { PieceRound, type Holder, type ParentRace } from "../piece/round.js";
 import { VouchedDigests } from "../piece/vouched.js";
 import type { UploadClientPool } from "../piece/parents.js";
-import { AnnouncePeerSession, type SchedulerResponse } from "../scheduler/session.js";
-import type { Scheduler, SchedulerPool } from "../scheduler/pool.js";
+import { AnnouncePeerSession, type BackToSourceReports, type SchedulerResponse } from "../scheduler/session.js";
+import { schedulerGone, type Scheduler, type SchedulerPool } from "../scheduler/pool.js";
 import type { DaemonMetrics } from "../metrics.js";
 import { freeBytes, makeRoom } from "../gc.js";
 import { pieceInfoOf, type NewTask, type Storage } from "../storage/storage.js";
@@ -169,6 +169,24 @@ export function toProtoPiece(p: PieceInfo, traffic: TrafficType): Piece {
   };
 }
 
+/** RegisterPeerRequest.download for a task whose layout is known here. */
+function registration(d: Download, task: TaskStore, needBackToSource: boolean): Download {
+  return { ...d, outputPath: undefined, actualContentLength: task.meta.contentLength, actualPieceLength: task.meta.pieceLength, actualPieceCount: task.meta.pieceCount, needBackToSource };
+}
+
+/**
+ * Reports the pieces a peer registered anew holds already. Pieces from parents are reported as
+ * read from local storage (LOCAL_PEER), vouching for nothing; with `vouch`, those it fetched
+ * from the origin itself go as back-to-source pieces with their origin digest, as when they
+ * landed (toProtoPiece).
+ */
+function reportHeld(session: AnnouncePeerSession, task: TaskStore, vouch: boolean): void {
+  for (const p of task.finished()) {
+    if (vouch && !p.parentId) session.pieceBackToSourceFinished(toProtoPiece(p, TrafficType.BACK_TO_SOURCE));
+    else session.pieceFinished({ ...toProtoPiece(p, TrafficType.LOCAL_PEER), parentId: undefined });
+  }
+}
+
 export class TaskManager {
   /** Downloads in progress by task id; a second request for the same task joins the first. */
   private readonly running = new Map<string, Promise<TaskStore>>();
@@ -230,6 +248,10 @@ export class TaskManager {
       // download then verifies it, so a wrong digest still fails, after a fresh look).
       if (!d.digest || (await this.digestHolds(existing, d.digest))) {
         req.onStarted?.(existing, existing.finished());
+        // A scheduler triggering us (seed peer) for a task held whole here has no peer that
+        // can serve it: a new scheduler its last one's tasks moved to, or one whose peers of
+        // the task left. Register there as a finished peer, or its peers read the origin.
+        if (req.remote && d.needBackToSource) await this.announceFinished(existing, req);
         return existing;
       }
       this.log.warn({ taskId, digest: d.digest }, "cached task does not match the requested digest; deleting it and downloading again");
@@ -441,34 +463,37 @@ export class TaskManager {
   }
 
   /**
-   * Tells the scheduler about a task this peer finished without it (unknownLength): registered
-   * with its layout, every piece reported as back-to-source, so the scheduler knows the length
+   * Tells the scheduler about a task this peer holds whole without it having a peer for it (read
+   * from an origin without a content length, or a seed peer triggered for a task it holds):
+   * registered with its layout, every piece reported as back-to-source, so the scheduler knows the length
    * and offers this peer as a parent. Tiny tasks never involve the scheduler, as in Dragonfly.
    * Best effort: the download succeeded whatever the scheduler says.
    */
   private async announceFinished(task: TaskStore, req: DownloadRequest): Promise<void> {
-    const scheduler = this.schedulers.forTask(task.id);
-    if (!scheduler || task.meta.contentLength <= MIN_PIECE_LENGTH) return;
-    const peerId = newPeerId(this.opts.ip, this.opts.hostname, this.opts.seedPeer);
-    const session = new AnnouncePeerSession(scheduler.client, { hostId: this.opts.hostId, taskId: task.id, peerId });
-    try {
-      session.register({
-        ...req.download,
-        outputPath: undefined,
-        actualContentLength: task.meta.contentLength,
-        actualPieceLength: task.meta.pieceLength,
-        actualPieceCount: task.meta.pieceCount,
-        needBackToSource: true,
-      });
-      const res = await session.next(Math.min(this.opts.scheduleTimeoutMs, 30_000));
-      if (res?.$case !== "needBackToSourceResponse") throw new Error(`scheduler answered ${res?.$case ?? "nothing"} to a peer that holds the task`);
-      session.backToSourceStarted();
-      for (const p of task.finished()) session.pieceBackToSourceFinished(toProtoPiece(p, TrafficType.BACK_TO_SOURCE));
-      session.backToSourceFinished();
-      await this.closeAfterFinished(session);
-    } catch (e) {
-      session.cancel();
-      this.log.warn({ taskId: task.id, err: errorMessage(e) }, "could not announce a task read from an origin without a content length; peers will read the origin themselves");
+    if (task.meta.contentLength <= MIN_PIECE_LENGTH) return;
+    const lost = new Set<string>();
+    for (let scheduler = this.schedulers.forTask(task.id); scheduler; ) {
+      const peerId = newPeerId(this.opts.ip, this.opts.hostname, this.opts.seedPeer);
+      const session = new AnnouncePeerSession(scheduler.client, { hostId: this.opts.hostId, taskId: task.id, peerId });
+      try {
+        session.register(registration(req.download, task, true));
+        const res = await session.next(Math.min(this.opts.scheduleTimeoutMs, 30_000));
+        if (res?.$case !== "needBackToSourceResponse") throw new Error(`scheduler answered ${res?.$case ?? "nothing"} to a peer that holds the task`);
+        session.backToSourceStarted();
+        for (const p of task.finished()) session.pieceBackToSourceFinished(toProtoPiece(p, TrafficType.BACK_TO_SOURCE));
+        session.backToSourceFinished();
+        await this.closeAfterFinished(session);
+        return;
+      } catch (e) {
+        session.cancel();
+        // A scheduler that is gone hands the task to the next one, which is who should know.
+        const next = schedulerGone(session.streamError) ? this.schedulers.failover(task.id, scheduler.addr, session.streamError, lost) : undefined;
+        if (!next) {
+          this.log.warn({ taskId: task.id, err: errorMessage(e) }, "could not announce a task held here to the scheduler; peers will read the origin themselves");
+          return;
+        }
+        scheduler = next;
+      }
     }
   }
 
@@ -616,40 +641,51 @@ export class TaskManager {
 
     // Tiny tasks never involve the scheduler, as in Dragonfly, unless the requester shares them (swarmSmall).
     if (task.meta.contentLength <= MIN_PIECE_LENGTH && canBackToSource && !d.needBackToSource && !req.swarmSmall) return toSource();
-    const scheduler = this.schedulers.forTask(task.id);
-    if (!scheduler) return toSource();
-
-    const peerId = newPeerId(this.opts.ip, this.opts.hostname, this.opts.seedPeer);
-    const session = new AnnouncePeerSession(scheduler.client, { hostId: this.opts.hostId, taskId: task.id, peerId });
-    const vouched = new VouchedDigests({ statTask: () => this.statTask(scheduler.client, task.id), minIntervalMs: VOUCHED_REFRESH_MS, log: this.log });
-    try {
-      await this.converse(session, task, req, backend, headers, peerId, faults, vouched);
-    } catch (e) {
-      if (e instanceof DownloadError && e.kind !== "unavailable") throw e;
-      session.cancel();
-      // Stopped on purpose (the requester gave up, or a storage fault): not a reason to go
-      // back to source, which would only fail at once under the same signal.
-      if (req.signal?.aborted) throw e;
-      if (this.missing(task).size === 0) return;
-      this.log.warn({ taskId: task.id, err: errorMessage(e) }, "scheduler conversation failed; going back to source");
-      if (statError) throw new DownloadError(statError.message, "backend", statError);
-      return toSource();
-    } finally {
-      vouched.close();
+    // Schedulers this download lost (gone mid-conversation): each one's task moved to the next
+    // scheduler on the ring, so the conversation starts again there, at most once per scheduler.
+    const lost = new Set<string>();
+    for (let scheduler = this.schedulers.forTask(task.id); ; ) {
+      if (!scheduler) return toSource();
+      const peerId = newPeerId(this.opts.ip, this.opts.hostname, this.opts.seedPeer);
+      const session = new AnnouncePeerSession(scheduler.client, { hostId: this.opts.hostId, taskId: task.id, peerId });
+      const client = scheduler.client;
+      const vouched = new VouchedDigests({ statTask: () => this.statTask(client, task.id), minIntervalMs: VOUCHED_REFRESH_MS, log: this.log });
+      try {
+        await this.converse(session, task, req, backend, headers, peerId, faults, vouched, { addr: scheduler.addr, lost });
+        return;
+      } catch (e) {
+        if (e instanceof DownloadError && e.kind !== "unavailable") throw e;
+        session.cancel();
+        // Stopped on purpose (the requester gave up, or a storage fault): not a reason to go
+        // back to source, which would only fail at once under the same signal.
+        if (req.signal?.aborted) throw e;
+        if (this.missing(task).size === 0) return;
+        if (schedulerGone(session.streamError)) {
+          const next = this.schedulers.failover(task.id, scheduler.addr, session.streamError, lost);
+          if (next) {
+            // A new peer there: the pieces held stay, and are reported after registering.
+            this.log.warn({ taskId: task.id, scheduler: scheduler.addr, next: next.addr, held: task.finishedCount(), err: errorMessage(e) }, "scheduler is gone; moving the task to the next scheduler");
+            scheduler = next;
+            continue;
+          }
+        }
+        this.log.warn({ taskId: task.id, err: errorMessage(e) }, "scheduler conversation failed; going back to source");
+        if (statError) throw new DownloadError(statError.message, "backend", statError);
+        return toSource();
+      } finally {
+        vouched.close();
+      }
     }
   }
 
   /** The AnnouncePeer conversation (wire-protocol.md §3.2 a–d). */
-  private async converse(session: AnnouncePeerSession, task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, peerId: string, faults: DiskFaults, vouched: VouchedDigests): Promise<void> {
+  private async converse(session: AnnouncePeerSession, task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, peerId: string, faults: DiskFaults, vouched: VouchedDigests, scheduler: { addr: string; lost: Set<string> }): Promise<void> {
     const d = req.download;
-    session.register({
-      ...d,
-      outputPath: undefined,
-      actualContentLength: task.meta.contentLength,
-      actualPieceLength: task.meta.pieceLength,
-      actualPieceCount: task.meta.pieceCount,
-      needBackToSource: d.needBackToSource,
-    });
+    session.register(registration(d, task, d.needBackToSource));
+    // Pieces held already (a resumed task, or one whose scheduler was lost mid-way and that
+    // registered anew here) are this peer's, read from its own store: the scheduler counts them
+    // for ranking us as a parent.
+    reportHeld(session, task, false);
     let rounds = 0;
     // At most one outstanding session.next(): a second reader would steal responses. A read
     // started while a round runs is carried over to the conversation loop (or the close).
@@ -691,17 +727,22 @@ export class TaskManager {
             throw new DownloadError("scheduler asked us to go back to source, but back-to-source is disabled", "unavailable");
           }
           session.backToSourceStarted();
+          const reports = this.followSchedulers(session, task, req, scheduler.addr, scheduler.lost);
           try {
-            await this.backToSource(task, req, backend, headers, session, faults);
+            await this.backToSource(task, req, backend, headers, reports, faults);
           } catch (e) {
+            reports.stop();
             const be = e instanceof DownloadError ? e.backend : e instanceof BackendError ? e : undefined;
-            session.pieceBackToSourceFailed(undefined, { message: errorMessage(e), statusCode: be?.statusCode, header: be?.headers });
-            session.backToSourceFailed(errorMessage(e));
-            session.close();
+            reports.current.pieceBackToSourceFailed(undefined, { message: errorMessage(e), statusCode: be?.statusCode, header: be?.headers });
+            reports.current.backToSourceFailed(errorMessage(e));
+            reports.current.close();
             throw e instanceof DownloadError ? e : be ? backendFailure(be) : new DownloadError(errorMessage(e), "internal");
           }
-          session.backToSourceFinished();
-          await this.closeAfterFinished(session);
+          // A move under way is answered first: "finished" goes to the scheduler that has us.
+          await reports.settled;
+          reports.stop();
+          reports.current.backToSourceFinished();
+          await this.closeAfterFinished(reports.current);
           return;
         }
         case "normalTaskResponse": {
@@ -770,6 +811,48 @@ export class TaskManager {
         }
       }
     }
+  }
+
+  /**
+   * The reports of a back-to-source download, which does not read its scheduler: when that
+   * scheduler goes away mid-way, the download goes on, and the peer registers anew with the
+   * scheduler the task moved to (issue 26) as a back-to-source peer holding what it fetched,
+   * so that scheduler's peers get the task from it rather than from the origin.
+   */
+  private followSchedulers(first: AnnouncePeerSession, task: TaskStore, req: DownloadRequest, addr: string, lost: Set<string>) {
+    let stopped = false;
+    const reports = {
+      current: first,
+      settled: Promise.resolve(),
+      stop: () => {
+        stopped = true;
+      },
+      pieceBackToSourceFinished: (piece: Piece) => reports.current.pieceBackToSourceFinished(piece),
+    };
+    const follow = (from: AnnouncePeerSession, fromAddr: string) =>
+      from.onStreamError((err) => {
+        if (stopped || req.signal?.aborted || !schedulerGone(err)) return;
+        const next = this.schedulers.failover(task.id, fromAddr, err, lost);
+        // Nobody left to tell: the download goes on unreported, as without a scheduler.
+        if (!next) return;
+        const peerId = newPeerId(this.opts.ip, this.opts.hostname, this.opts.seedPeer);
+        const s = new AnnouncePeerSession(next.client, { hostId: this.opts.hostId, taskId: task.id, peerId });
+        s.register(registration(req.download, task, true));
+        // Reports go to the new session from now on; the held pieces cover those the old one lost.
+        reports.current = s;
+        reportHeld(s, task, true);
+        this.log.warn({ taskId: task.id, scheduler: fromAddr, next: next.addr, held: task.finishedCount(), err: errorMessage(err) }, "scheduler is gone; the back-to-source download moves to the next scheduler");
+        reports.settled = s.next(Math.min(this.opts.scheduleTimeoutMs, 30_000)).then(
+          (res) => {
+            if (res?.$case === "needBackToSourceResponse") s.backToSourceStarted();
+            else this.log.warn({ taskId: task.id, scheduler: next.addr, answer: res?.$case ?? "nothing" }, "the next scheduler did not take the back-to-source download");
+          },
+          (e: unknown) => this.log.warn({ taskId: task.id, scheduler: next.addr, err: errorMessage(e) }, "the next scheduler did not take the back-to-source download"),
+        );
+        follow(s, next.addr);
+      });
+    follow(first, addr);
+    return reports;
   }
 
   /** Lets the scheduler process our last report before the stream goes away. */
@@ -873,7 +956,7 @@ export class TaskManager {
     return true;
   }
 
-  private async backToSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined, faults: DiskFaults): Promise<void> {
+  private async backToSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: BackToSourceReports | undefined, faults: DiskFaults): Promise<void> {
     const state = this.pinState(task);
     // From here on pieces of this version land: parents of another one are refused.
     state.settled = true;
@@ -963,7 +1046,7 @@ export class TaskManager {
    * fails the task. An interrupted stream is retried from the start for the same reason: the
    * next response may be of another version, and the check catches that too.
    */
-  private async backToSourceWhole(task: TaskStore, req: DownloadRequest, backend: Backend, headers: Record<string, string>, session: AnnouncePeerSession | undefined, pin: OriginPin): Promise<void> {
+  private async backToSourceWhole(task: TaskStore, req: DownloadRequest, backend: Backend, headers: Record<string, string>, session: BackToSourceReports | undefined, pin: OriginPin): Promise<void> {
     if (this.missing(task).size === 0) return;
     try {
       const native = this.noRange.has(task.id) || task.meta.contentLength === 0 ? undefined : await this.nativeOrigin(task, req, backend, headers, pin);
@@ -982,7 +1065,7 @@ export class TaskManager {
     return rideOutage(fetch, bounds, (e) => (e instanceof BackendError ? e : e instanceof DownloadError ? e.backend : undefined));
   }
 
-  private async streamToStore(task: TaskStore, req: DownloadRequest, route: OriginRoute, session: AnnouncePeerSession | undefined): Promise<void> {
+  private async streamToStore(task: TaskStore, req: DownloadRequest, route: OriginRoute, session: BackToSourceReports | undefined): Promise<void> {
     this.streamedDigests.delete(task.id);
     const expected = task.meta.digest ? parseDigest(task.meta.digest) : undefined;
     const digest = await streamFromOrigin({
@@ -1004,7 +1087,7 @@ export class TaskManager {
    * comes back only with the whole response again (pieces already stored are compared, not
    * rewritten).
    */
-  private async backToSourceWholeRefetching(task: TaskStore, req: DownloadRequest, backend: Backend, headers: Record<string, string>, session: AnnouncePeerSession | undefined, pin: OriginPin, faults: DiskFaults): Promise<void> {
+  private async backToSourceWholeRefetching(task: TaskStore, req: DownloadRequest, backend: Backend, headers: Record<string, string>, session: BackToSourceReports | undefined, pin: OriginPin, faults: DiskFaults): Promise<void> {
     for (;;) {
       try {
         return await this.backToSourceWhole(task, req, backend, headers, session, pin);
@@ -1019,7 +1102,7 @@ export class TaskManager {
    * whole-content back-to-source where the native stream cannot go. Pieces held already are
    * compared with the bytes (sameAsHeld), not rewritten.
    */
-  private async backToSourceStream(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: AnnouncePeerSession | undefined, pin: OriginPin): Promise<void> {
+  private async backToSourceStream(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: BackToSourceReports | undefined, pin: OriginPin): Promise<void> {
     const { contentLength, pieceLength } = task.meta;
     const res = await backend.get({ url: req.download.url, headers, signal: req.signal, pin });
     let number = 0;
