@@ -44,12 +44,14 @@ describe("preheat args: object storage URLs", () => {
     expect(e.message).toContain("body.args.urls.1");
     expect(e.message).toMatch(/seed peers read their local disks/);
     expect(refused({ type: "file", url: "ftp://host/f" }).message).toMatch(/unsupported URL scheme "ftp:"/);
-    expect(refused({ type: "file", url: "hdfs://nn/f" }).message).toMatch(/unsupported URL scheme "hdfs:"/);
+    expect(refused({ type: "file", url: "gopher://nn/f" }).message).toMatch(/unsupported URL scheme "gopher:"/);
   });
 
-  it("refuses malformed object URLs: no key, a directory, credentials or a query in the URL", () => {
+  it("refuses malformed object URLs: no key, an object key naming a directory, credentials or a query in the URL", () => {
     expect(refused({ type: "file", url: "s3://bucket" }).message).toMatch(/no object key/);
-    expect(refused({ type: "file", url: "s3://bucket/dir/" }).message).toMatch(/directory/);
+    // A URL ending in "/" is a directory preheat (source-args.ts); its bucket is still required.
+    expect(parsePreheatArgs({ type: "file", url: "s3://bucket/dir/" }).url).toBe("s3://bucket/dir/");
+    expect(refused({ type: "file", url: "s3:///dir/" }).message).toMatch(/no bucket/);
     // The key is percent-decoded as the seed peers' daemons decode it: a%2F is the directory a/.
     expect(refused({ type: "file", url: "s3://bucket/a%2F" }).message).toMatch(/names a directory/);
     expect(refused({ type: "file", urls: ["s3://bucket/ok", "s3://bucket/a%E0%A4"] }).message).toMatch(/body\.args\.urls\.1: .*not valid percent-encoding/);
