@@ -3,22 +3,13 @@
 // credential files refused, and the secrets split off before a job is stored and redacted in
 // what the API returns.
 import { describe, expect, it } from "vitest";
-import { HttpError } from "../../src/manager/errors.js";
 import { parsePreheatArgs, redactArgs } from "../../src/manager/jobs/args.js";
+import { refusedArgs } from "../helpers/preheat-args.js";
 import { needsSecrets, splitSecrets, toObjectStorage } from "../../src/manager/jobs/object-storage-args.js";
 
 const keys = { access_key_id: "AKIDREADER", access_key_secret: "the-secret-key" };
 
-function refused(args: object): HttpError {
-  try {
-    parsePreheatArgs(args);
-  } catch (e) {
-    expect(e).toBeInstanceOf(HttpError);
-    expect((e as HttpError).statusCode).toBe(400);
-    return e as HttpError;
-  }
-  throw new Error(`accepted ${JSON.stringify(args)}`);
-}
+const refused = refusedArgs;
 
 describe("preheat args: object storage URLs", () => {
   it.each(["s3", "gs"])("accepts %s:// without an endpoint (the provider's own)", (scheme) => {

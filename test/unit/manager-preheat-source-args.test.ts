@@ -3,20 +3,11 @@
 // (it names the task), and every token split off before a job is stored, redacted in what the
 // API returns and joined back only for the URL's own scheme.
 import { describe, expect, it } from "vitest";
-import { HttpError } from "../../src/manager/errors.js";
 import { parsePreheatArgs, redactArgs } from "../../src/manager/jobs/args.js";
+import { refusedArgs } from "../helpers/preheat-args.js";
 import { checkSourceUrl, needsPreheatSecrets, sourceOptions, splitPreheatSecrets } from "../../src/manager/jobs/source-args.js";
 
-function refused(args: object): HttpError {
-  try {
-    parsePreheatArgs(args);
-  } catch (e) {
-    expect(e).toBeInstanceOf(HttpError);
-    expect((e as HttpError).statusCode).toBe(400);
-    return e as HttpError;
-  }
-  throw new Error(`accepted ${JSON.stringify(args)}`);
-}
+const refused = refusedArgs;
 
 describe("preheat args: hdfs, hub and directory URLs", () => {
   it("tells files from directories by scheme", () => {

@@ -13,7 +13,7 @@ import { failStream, grpcError, toGrpcError } from "../grpc/errors.js";
 import { streamDownload } from "../grpc/download-stream.js";
 import type { Storage } from "../storage/storage.js";
 import type { PlainSink, TaskStore } from "../storage/types.js";
-import { DownloadError, type TaskManager } from "../task/manager.js";
+import type { TaskManager } from "../task/manager.js";
 import { localTaskStat, localTaskToProto } from "../upload/service.js";
 import { checkOutputPath, OutputError, writeOutput } from "./output.js";
 import { callerOf, type Caller } from "./caller-access.js";
