@@ -11,7 +11,7 @@ import type { Database } from "../db/database.js";
 import type { JobRow, JobSchedulerClusterRow } from "../db/rows.js";
 import type { ManagerMetrics } from "../metrics.js";
 import { scrubArgs } from "./args.js";
-import { needsPreheatSecrets, type PreheatSecrets } from "./source-args.js";
+import { heldCredentials, needsPreheatSecrets, type PreheatSecrets } from "./source-args.js";
 import { JobSecrets } from "./secrets.js";
 import { ClientPool, type ClientCredentials } from "./clients.js";
 import { runDeleteTask, runGetTask, runPreheat, runSyncPeers, type ExecutorDeps, type JobState } from "./executors.js";
@@ -143,7 +143,7 @@ export class JobRunner {
       const clusters = await this.opts.db.query<Pick<JobSchedulerClusterRow, "scheduler_cluster_id">>("SELECT scheduler_cluster_id FROM job_scheduler_clusters WHERE job_id = $1 ORDER BY 1", [job.id]);
       const secrets = this.secrets.take(job.id);
       if (job.type === "preheat" && needsPreheatSecrets(job.args) && !secrets) {
-        const error = "the job's credentials (object storage keys, HDFS delegation token or hub token) were kept only in the memory of the manager that accepted it, which stopped before running it; create the job again";
+        const error = `the job's ${heldCredentials(job.args)} credentials were kept only in the memory of the manager that accepted it, which stopped before running it; create the job again`;
         await this.finish(job, "FAILURE", { state: "FAILURE", group_uuid: job.task_id, job_states: [{ task_name: job.type, task_uuid: "", state: "FAILURE", error, results: [], created_at: new Date().toISOString(), ttl: 0 }] });
         log.warn("job failed: its credentials are gone");
         return;

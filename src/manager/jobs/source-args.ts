@@ -147,6 +147,12 @@ export function needsPreheatSecrets(args: SourceArgs): boolean {
   return needsObjectSecrets(args.object_storage) || args.hdfs?.delegation_token === REDACTED || args.hugging_face?.token === REDACTED || args.model_scope?.token === REDACTED;
 }
 
+/** Which credentials of stored args were split off, for a message: "object storage", "HDFS", "Hugging Face", "ModelScope". */
+export function heldCredentials(args: SourceArgs): string {
+  const kinds = [needsObjectSecrets(args.object_storage) && "object storage", args.hdfs?.delegation_token === REDACTED && "HDFS", args.hugging_face?.token === REDACTED && "Hugging Face", args.model_scope?.token === REDACTED && "ModelScope"];
+  return kinds.filter(Boolean).join(" and ");
+}
+
 /** The hdfs / hub options as the API shows them: any secret replaced (rows from before the split too). */
 export function redactSources(out: Record<string, unknown>): void {
   for (const [k, secret] of [["hdfs", "delegation_token"], ["hugging_face", "token"], ["model_scope", "token"]] as const) {
