@@ -112,6 +112,14 @@ describe("directory preheat: a seed peer lists, each file becomes a task, a peer
     expect(await secretShown(stack, job!.id, store.secretAccessKey)).toBe(false);
   });
 
+  it("a directory without files fails the job naming it (a store cannot tell it from a mistyped prefix)", async () => {
+    const dir = `s3://${BUCKET}/nothing-here/`;
+    const job = await preheatJob(stack, { url: dir, object_storage: { endpoint: store.endpoint, region: "us-east-1", access_key_id: store.accessKeyId, access_key_secret: store.secretAccessKey } });
+    expect(job.state).toBe("FAILURE");
+    expect(job.result.job_states[0]?.error).toMatch(new RegExp(`${dir}: the directory lists no files`));
+    expect(job.result.job_states[0]?.error).not.toContain(store.secretAccessKey);
+  });
+
   it("one file that fails fails the job naming it; the other files are still preheated", async () => {
     await hdfs.put("/partial/kept.bin", makeContent(2 * MiB, 64));
     await hdfs.put("/partial/gone.bin", makeContent(2 * MiB, 65));

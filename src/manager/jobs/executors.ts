@@ -89,6 +89,10 @@ async function unreachable(deps: ExecutorDeps, url: string, scheme: SourceScheme
   }
 }
 
+/** One URL's preheat outcome: failed on the scheduler's behalf, naming why. */
+type Outcome = { ok: PreheatSuccessTask[]; failed: PreheatFailureTask[] };
+const failedTask = (s: ActiveScheduler, url: string, description: string): Outcome => ({ ok: [], failed: [{ url, hostname: s.host_name, ip: s.ip, description }] });
+
 /** Preheat one URL through a scheduler, then wait until a peer reports it cached. */
 async function preheatUrl(
   deps: ExecutorDeps,
@@ -98,8 +102,8 @@ async function preheatUrl(
   headers: Record<string, string>,
   deadline: number,
   source: SourceOptions,
-): Promise<{ ok: PreheatSuccessTask[]; failed: PreheatFailureTask[] }> {
-  const fail = (description: string) => ({ ok: [], failed: [{ url, hostname: s.host_name, ip: s.ip, description }] });
+): Promise<Outcome> {
+  const fail = (description: string) => failedTask(s, url, description);
   const refused = await unreachable(deps, url, sourceOf(url).scheme, source);
   if (refused) return fail(refused);
   const client = deps.clients.scheduler(s.ip, s.port);
@@ -167,7 +171,7 @@ async function preheatUrl(
  * Dragonfly's dfget -r has its daemon list): the seeds hold the back-to-source credentials path
  * and reach the origin the way the preheat will. Seeds are asked in the scheduler's host order;
  * one that is unreachable hands the listing to the next. Entries not below the directory are
- * refused, as dfget refuses them.
+ * refused, as dfget refuses them; a directory without files fails.
  */
 async function listDirectory(deps: ExecutorDeps, s: ActiveScheduler, url: string, headers: Record<string, string>, source: SourceOptions, deadline: number): Promise<string[]> {
   const seeds = (await listHosts(deps, s)).filter((h) => hostType(h) === "super").sort((a, b) => a.id.localeCompare(b.id));
@@ -178,7 +182,7 @@ async function listDirectory(deps: ExecutorDeps, s: ActiveScheduler, url: string
   for (const [i, h] of seeds.entries()) {
     const d = deps.clients.daemon(h.ip, h.port);
     try {
-      res = await call<ListTaskEntriesResponse>((md, o, cb) => d.listTaskEntries(req, md, o, cb), Math.min(remainingMs, Math.max(deps.rpcTimeoutMs, 60_000)));
+      res = await call<ListTaskEntriesResponse>((md, o, cb) => d.listTaskEntries(req, md, o, cb), remainingMs);
       break;
     } catch (e) {
       if (isGrpc(e) && e.code === status.UNAVAILABLE && i < seeds.length - 1) continue;
@@ -189,10 +193,10 @@ async function listDirectory(deps: ExecutorDeps, s: ActiveScheduler, url: string
   const files = (res?.entries ?? []).filter((e) => !e.isDir).map((e) => e.url);
   const outside = files.find((f) => !f.startsWith(below));
   if (outside !== undefined) throw new Error(`the seed peer listed "${outside}", which is not below the directory`);
+  // A store cannot tell an empty directory from a mistyped prefix: either way nothing is warm.
+  if (files.length === 0) throw new Error("the directory lists no files; nothing was preheated");
   return files;
 }
-
-const failedTask = (s: ActiveScheduler, url: string, description: string) => ({ ok: [], failed: [{ url, hostname: s.host_name, ip: s.ip, description }] });
 
 /**
  * `secrets`: the secrets split off the stored args (secrets.ts). A file preheat's directory URL
@@ -205,7 +209,7 @@ export async function runPreheat(deps: ExecutorDeps, clusterId: number, args: Pr
   let headers = args.headers;
   try {
     const s = await requireScheduler(deps, clusterId, "preheat");
-    const listed: Array<{ ok: PreheatSuccessTask[]; failed: PreheatFailureTask[] }> = [];
+    const listed: Outcome[] = [];
     if (args.type === "image") {
       const image = await deps.images.resolve(args.url, { headers: args.headers, username: args.username, password: args.password }, args.platform || undefined);
       urls = image.blobUrls;
