@@ -5,8 +5,9 @@
 import { pino, type Logger, type LoggerOptions } from "pino";
 import { redactUrl, redactUrlsIn } from "./redact-url.js";
 
-// The object storage ones are Download.object_storage's (and its snake_case JSON form).
-const SECRET_KEYS = ["authorization", "Authorization", "password", "token", "accessToken", "refreshToken", "secret", "cookie", "Cookie", "accessKeySecret", "sessionToken", "securityToken", "access_key_secret", "session_token", "security_token"];
+// The object storage ones are Download.object_storage's (and its snake_case JSON form); the
+// delegation token is Download.hdfs's (and a preheat job's args.hdfs).
+const SECRET_KEYS = ["authorization", "Authorization", "password", "token", "accessToken", "refreshToken", "secret", "cookie", "Cookie", "accessKeySecret", "sessionToken", "securityToken", "access_key_secret", "session_token", "security_token", "delegationToken", "delegation_token"];
 const REDACT_PATHS = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `headers.${k}`, `req.headers.${k}`]);
 
 /** Top-level fields whose value is a URL, in every component's log lines. */

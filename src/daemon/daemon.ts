@@ -207,7 +207,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     );
     const newPeerId = () => makePeerId(r.ip, r.hostname, seed);
 
-    const upload = new UploadService({ storage, tasks, log, hostId, ip: r.ip, piecePort: () => pieceServer.port, quicPort: () => pieceServer.quicPort, host, seedPeer: seed, newPeerId, spreader: seed && r.spreadHoldMs > 0 ? new PieceSpreader(r.spreadHoldMs) : undefined });
+    const upload = new UploadService({ storage, tasks, log, hostId, ip: r.ip, piecePort: () => pieceServer.port, quicPort: () => pieceServer.quicPort, host, seedPeer: seed, newPeerId, backends: backends.remote, spreader: seed && r.spreadHoldMs > 0 ? new PieceSpreader(r.spreadHoldMs) : undefined });
     const uploadServer: GrpcServerHandle = await startGrpcServer(
       [{ definition: DfdaemonUploadService, implementation: instrumentService(DfdaemonUploadService, upload.handlers(), registry) }],
       config.upload.server.ip,

@@ -58,6 +58,17 @@ interface PreheatCommon {
   certificateChain: Buffer[];
 }
 
+/** The origin options a file preheat passes on to the download (credentials, hub revision). */
+type SourceOptions = Pick<Download, "objectStorage" | "hdfs" | "huggingFace" | "modelScope">;
+
+/**
+ * The task id of a preheated file (PreheatFile and StatFile): as a peer's download of the same
+ * URL computes it, the hub revision included (daemon/task/task-id.ts).
+ */
+export function fileTaskId(f: { url: string; tag?: string | undefined; application?: string | undefined; pieceLength?: number | undefined; filteredQueryParams: string[] } & Pick<SourceOptions, "huggingFace" | "modelScope">): string {
+  return taskIdFromUrl({ url: f.url, tag: f.tag, application: f.application, revision: f.huggingFace?.revision ?? f.modelScope?.revision, pieceLength: f.pieceLength, filteredQueryParams: f.filteredQueryParams });
+}
+
 /** One file to preheat and the hosts that will fetch it. */
 interface Plan {
   taskId: string;
@@ -122,8 +133,8 @@ export class Preheat {
   }
 
   /** The task a URL becomes and the hosts that should fetch it; FAILED_PRECONDITION when none can. */
-  private plan(url: string, header: Record<string, string>, req: PreheatCommon & { objectStorage?: Download["objectStorage"]; hdfs?: Download["hdfs"] }, scope: PreheatScope, seedPeers: SeedPeers): Plan {
-    const taskId = taskIdFromUrl({ url, tag: req.tag, application: req.application, pieceLength: req.pieceLength, filteredQueryParams: req.filteredQueryParams });
+  private plan(url: string, header: Record<string, string>, req: PreheatCommon & SourceOptions, scope: PreheatScope, seedPeers: SeedPeers): Plan {
+    const taskId = fileTaskId({ url, ...req });
     const download: Download = {
       url,
       type: TaskType.STANDARD,
@@ -140,6 +151,8 @@ export class Preheat {
       prefetch: false,
       objectStorage: req.objectStorage,
       hdfs: req.hdfs,
+      huggingFace: req.huggingFace,
+      modelScope: req.modelScope,
       isPrefetch: false,
       needPieceContent: false,
       forceHardLink: false,

@@ -4,7 +4,6 @@
 import { status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { PREHEAT_FAILED } from "../common/grpc/preheat-failed.js";
-import { taskIdFromUrl } from "../common/ids.js";
 import type { ImageResolver } from "../common/oci/resolver.js";
 import type { Host as HostMessage, Peer as PeerMessage, Task as TaskMessage } from "../gen/common/v2/common.js";
 import type { Empty } from "../gen/google/protobuf/empty.js";
@@ -31,7 +30,7 @@ import { AnnouncePeerSession, type AnnounceContext } from "./announce-peer.js";
 import { durationToMs } from "../common/grpc/duration.js";
 import { hostMessage, peerMessage, taskMessage } from "./convert.js";
 import type { SchedulerMetrics } from "./metrics.js";
-import { Preheat } from "./preheat.js";
+import { fileTaskId, Preheat } from "./preheat.js";
 import { HOST_TYPE_NORMAL } from "./resource/host.js";
 import type { Resource } from "./resource/resource.js";
 import type { Scheduling } from "./scheduling/scheduling.js";
@@ -215,7 +214,7 @@ export class SchedulerService {
         checkUrl("url", req.url);
         checkString("tag", req.tag, LIMITS.string);
         checkString("application", req.application, LIMITS.string);
-        const taskId = taskIdFromUrl({ url: req.url, tag: req.tag, application: req.application, pieceLength: req.pieceLength, filteredQueryParams: req.filteredQueryParams });
+        const taskId = fileTaskId(req);
         const copies = this.preheat.cachedCopies(taskId);
         // No peer holds the file and the preheat that was to fetch it failed everywhere: it
         // will not appear, and the manager polling for it learns why (PREHEAT_FAILED).

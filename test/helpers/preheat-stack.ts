@@ -61,3 +61,31 @@ export async function startPreheatStack(name: string, rootPassword: string): Pro
     throw e;
   }
 }
+
+/** A job as the open API returns it (the fields the preheat tests read). */
+export interface PreheatJobView {
+  id: number;
+  state: string;
+  args: Record<string, unknown>;
+  result: { job_states: Array<{ error: string; results: Array<{ success_tasks: Array<{ url: string; hostname: string; ip: string }>; failure_tasks: Array<{ url: string; description: string }> }> }> };
+}
+
+/** Creates a file preheat job through the open API (Harbor's way) and waits until it is no longer PENDING. */
+export async function preheatJob(stack: PreheatStack, args: Record<string, unknown>): Promise<PreheatJobView> {
+  const created = await stack.json<PreheatJobView>("POST", "/oapi/v1/jobs", stack.pat, { type: "preheat", args: { type: "file", ...args }, scheduler_cluster_ids: null });
+  if (created.status !== 200) throw new Error(`creating the job failed: ${created.status} ${JSON.stringify(created.body)}`);
+  let job = created.body;
+  await until(async () => {
+    job = (await stack.json<PreheatJobView>("GET", `/oapi/v1/jobs/${created.body.id}`, stack.pat)).body;
+    return job.state !== "PENDING";
+  }, `preheat job ${created.body.id} finished`, 180_000);
+  return job;
+}
+
+/** Whether `secret` appears in the job's row or in anything the jobs API returns. */
+export async function secretShown(stack: PreheatStack, jobId: number, secret: string): Promise<boolean> {
+  const [row] = await stack.manager.db.query<{ args: string; result: string }>("SELECT args::text AS args, result::text AS result FROM jobs WHERE id = $1", [jobId]);
+  const listed = JSON.stringify((await stack.json<unknown>("GET", "/oapi/v1/jobs?per_page=100", stack.pat)).body);
+  const one = JSON.stringify((await stack.json<unknown>("GET", `/oapi/v1/jobs/${jobId}`, stack.pat)).body);
+  return [row?.args ?? "", row?.result ?? "", listed, one].some((t) => t.includes(secret));
+}

@@ -22,4 +22,15 @@ describe("logger", () => {
     const out = lines.join("");
     for (const secret of ["s3cr3t-key", "sess-tok", "sts-tok"]) expect(out).not.toContain(secret);
   });
+
+  it("never writes an HDFS delegation token or a hub token (a download's or a preheat job's args)", () => {
+    const lines: string[] = [];
+    const sink = new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) });
+    const log = createLogger({ component: "test" }, sink);
+    log.info({ download: { hdfs: { delegationToken: "dt-1" }, huggingFace: { token: "hf-2", revision: "main" } } }, "download");
+    log.info({ args: { hdfs: { delegation_token: "dt-3" }, model_scope: { token: "ms-4" } } }, "job");
+    const out = lines.join("");
+    for (const secret of ["dt-1", "hf-2", "dt-3", "ms-4"]) expect(out).not.toContain(secret);
+    expect(out).toContain('"revision":"main"');
+  });
 });

@@ -3,22 +3,13 @@
 // credential files refused, and the secrets split off before a job is stored and redacted in
 // what the API returns.
 import { describe, expect, it } from "vitest";
-import { HttpError } from "../../src/manager/errors.js";
 import { parsePreheatArgs, redactArgs } from "../../src/manager/jobs/args.js";
+import { refusedArgs } from "../helpers/preheat-args.js";
 import { needsSecrets, splitSecrets, toObjectStorage } from "../../src/manager/jobs/object-storage-args.js";
 
 const keys = { access_key_id: "AKIDREADER", access_key_secret: "the-secret-key" };
 
-function refused(args: object): HttpError {
-  try {
-    parsePreheatArgs(args);
-  } catch (e) {
-    expect(e).toBeInstanceOf(HttpError);
-    expect((e as HttpError).statusCode).toBe(400);
-    return e as HttpError;
-  }
-  throw new Error(`accepted ${JSON.stringify(args)}`);
-}
+const refused = refusedArgs;
 
 describe("preheat args: object storage URLs", () => {
   it.each(["s3", "gs"])("accepts %s:// without an endpoint (the provider's own)", (scheme) => {
@@ -44,12 +35,14 @@ describe("preheat args: object storage URLs", () => {
     expect(e.message).toContain("body.args.urls.1");
     expect(e.message).toMatch(/seed peers read their local disks/);
     expect(refused({ type: "file", url: "ftp://host/f" }).message).toMatch(/unsupported URL scheme "ftp:"/);
-    expect(refused({ type: "file", url: "hdfs://nn/f" }).message).toMatch(/unsupported URL scheme "hdfs:"/);
+    expect(refused({ type: "file", url: "gopher://nn/f" }).message).toMatch(/unsupported URL scheme "gopher:"/);
   });
 
-  it("refuses malformed object URLs: no key, a directory, credentials or a query in the URL", () => {
+  it("refuses malformed object URLs: no key, an object key naming a directory, credentials or a query in the URL", () => {
     expect(refused({ type: "file", url: "s3://bucket" }).message).toMatch(/no object key/);
-    expect(refused({ type: "file", url: "s3://bucket/dir/" }).message).toMatch(/directory/);
+    // A URL ending in "/" is a directory preheat (source-args.ts); its bucket is still required.
+    expect(parsePreheatArgs({ type: "file", url: "s3://bucket/dir/" }).url).toBe("s3://bucket/dir/");
+    expect(refused({ type: "file", url: "s3:///dir/" }).message).toMatch(/no bucket/);
     // The key is percent-decoded as the seed peers' daemons decode it: a%2F is the directory a/.
     expect(refused({ type: "file", url: "s3://bucket/a%2F" }).message).toMatch(/names a directory/);
     expect(refused({ type: "file", urls: ["s3://bucket/ok", "s3://bucket/a%E0%A4"] }).message).toMatch(/body\.args\.urls\.1: .*not valid percent-encoding/);

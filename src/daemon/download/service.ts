@@ -5,15 +5,15 @@
 import { status, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { isTaskId } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
-import { Download, type Task } from "../../gen/common/v2/common.js";
-import { BackendError, type Backend, type BackendRegistry } from "../backend/index.js";
-import type { DeleteLocalTaskRequest, DeleteTaskRequest, DownloadTaskRequest, DownloadTaskResponse, ListLocalTasksRequest, ListLocalTasksResponse, ListTaskEntriesRequest, ListTaskEntriesResponse, StatLocalTaskRequest, StatLocalTaskResponse, StatTaskRequest } from "../../gen/dfdaemon/v2/dfdaemon.js";
+import type { Task } from "../../gen/common/v2/common.js";
+import type { BackendRegistry } from "../backend/index.js";
+import type { DeleteLocalTaskRequest, DeleteTaskRequest, DownloadTaskRequest, DownloadTaskResponse, ListLocalTasksRequest, ListLocalTasksResponse, StatLocalTaskRequest, StatLocalTaskResponse, StatTaskRequest } from "../../gen/dfdaemon/v2/dfdaemon.js";
 import type { Empty } from "../../gen/google/protobuf/empty.js";
 import { failStream, grpcError, toGrpcError } from "../grpc/errors.js";
 import { streamDownload } from "../grpc/download-stream.js";
 import type { Storage } from "../storage/storage.js";
 import type { PlainSink, TaskStore } from "../storage/types.js";
-import { DownloadError, type TaskManager } from "../task/manager.js";
+import type { TaskManager } from "../task/manager.js";
 import { localTaskStat, localTaskToProto } from "../upload/service.js";
 import { checkOutputPath, OutputError, writeOutput } from "./output.js";
 import { callerOf, type Caller } from "./caller-access.js";
@@ -21,7 +21,7 @@ import { checkCallerOutputPath, isOtherUser, writeCallerOutput } from "./caller-
 import type { PeerCredentials } from "../../native/index.js";
 import { errorMessage } from "../../common/errors.js";
 import { SealedOutput } from "./sealed-output.js";
-import { durationToMs } from "../../common/grpc/duration.js";
+import { listTaskEntriesHandler } from "./list-entries.js";
 
 export interface DownloadServiceDeps {
   storage: Storage;
@@ -34,9 +34,6 @@ export interface DownloadServiceDeps {
   /** Who is calling, from the socket the call came on; undefined when that is unknown. */
   callerOf: (call: { getPeer(): string }) => PeerCredentials | undefined;
 }
-
-/** A listing without a timeout of its own gives up after this long (a store that stopped answering). */
-const LIST_TIMEOUT_MS = 5 * 60_000;
 
 export class DownloadService {
   constructor(private readonly deps: DownloadServiceDeps) {}
@@ -128,40 +125,6 @@ export class DownloadService {
     cb(null, { tasks: this.deps.storage.list().map(localTaskStat) });
   }
 
-  /**
-   * The entries below a directory URL (dfget --recursive), listed by the URL's backend with the
-   * request's credentials; dfget then downloads each object as a task of its own. Listing is
-   * not a task: nothing is stored, and no scheduler is asked.
-   */
-  listTaskEntries(call: ServerUnaryCall<ListTaskEntriesRequest, ListTaskEntriesResponse>, cb: sendUnaryData<ListTaskEntriesResponse>): void {
-    const r = call.request;
-    const run = async (): Promise<ListTaskEntriesResponse> => {
-      let backend: Backend;
-      try {
-        backend = this.deps.backends.for(r.url, Download.fromPartial({ url: r.url, objectStorage: r.objectStorage, huggingFace: r.huggingFace, modelScope: r.modelScope, hdfs: r.hdfs, requestHeader: r.requestHeader }));
-      } catch (e) {
-        throw new DownloadError((e as Error).message, "invalid");
-      }
-      if (!backend.list) throw new DownloadError(`${r.url}: listing a directory is not supported for ${new URL(r.url).protocol}// URLs`, "invalid");
-      const asked = durationToMs(r.timeout);
-      const timeoutMs = asked > 0 ? asked : LIST_TIMEOUT_MS;
-      try {
-        const listing = await backend.list({ url: r.url, headers: r.requestHeader, signal: AbortSignal.timeout(timeoutMs) });
-        return { contentLength: 0, responseHeader: listing.responseHeader ?? {}, entries: listing.entries };
-      } catch (e) {
-        if (!(e instanceof BackendError)) throw e;
-        throw new DownloadError(e.message, e.statusCode === 400 ? "invalid" : e.statusCode === 404 ? "not_found" : "backend", e);
-      }
-    };
-    run().then(
-      (res) => cb(null, res),
-      (e: unknown) => {
-        this.deps.log.info({ url: r.url, err: errorMessage(e) }, "list task entries failed");
-        cb(this.fail(e));
-      },
-    );
-  }
-
   private remove(taskId: string, cb: sendUnaryData<Empty>): void {
     try {
       const t = this.lookup(taskId);
@@ -188,7 +151,8 @@ export class DownloadService {
       statTask: this.statTask.bind(this),
       statLocalTask: this.statLocalTask.bind(this),
       listLocalTasks: this.listLocalTasks.bind(this),
-      listTaskEntries: this.listTaskEntries.bind(this),
+      // The entries below a directory URL (dfget --recursive): list-entries.ts.
+      listTaskEntries: listTaskEntriesHandler(this.deps.backends, this.deps.log, (e) => this.fail(e)),
       deleteTask: this.deleteTask.bind(this),
       deleteLocalTask: this.deleteLocalTask.bind(this),
     };

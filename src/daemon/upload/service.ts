@@ -16,6 +16,8 @@ import { toProtoPiece } from "../task/manager.js";
 import { TrafficType } from "../../gen/common/v2/common.js";
 import type { PieceSpreader, Subscriber } from "./spread.js";
 import { errorMessage } from "../../common/errors.js";
+import type { BackendRegistry } from "../backend/index.js";
+import { listTaskEntriesHandler } from "../download/list-entries.js";
 
 export interface UploadServiceDeps {
   storage: Storage;
@@ -35,6 +37,8 @@ export interface UploadServiceDeps {
   syncHostIntervalMs?: number;
   /** Offers fresh pieces to one child at a time (absent: to every child at once). */
   spreader?: PieceSpreader;
+  /** The SSRF-checked backends of remote requests: a manager's directory preheat lists through them. */
+  backends: BackendRegistry;
 }
 
 export function localTaskToProto(t: TaskStore): Task {
@@ -251,6 +255,7 @@ export class UploadService {
       statLocalTask: this.statLocalTask.bind(this),
       deleteTask: this.deleteTask.bind(this),
       downloadTask: this.downloadTask.bind(this),
+      listTaskEntries: listTaskEntriesHandler(this.deps.backends, this.deps.log, toGrpcError),
     };
   }
 }

@@ -10,7 +10,9 @@ import { MANIFEST_PATH } from "../../common/oci/resolver.js";
 import { MAX_PIECE_LENGTH, MIN_PIECE_LENGTH } from "../../common/piece.js";
 import { badRequest } from "../errors.js";
 import type { ObjectStorageScheme } from "../../common/object-storage.js";
-import { checkObjectUrl, ObjectStorageArgsSchema, objectScheme, parseObjectStorageArgs, redactObjectStorage, type ObjectStorageArgs } from "./object-storage-args.js";
+import { isModelHubScheme } from "../../common/model-hub.js";
+import { ObjectStorageArgsSchema, parseObjectStorageArgs, redactObjectStorage } from "./object-storage-args.js";
+import { checkSourceUrl, HdfsArgsSchema, HubArgsSchema, parseHdfsArgs, parseHubArgs, redactSources, type SourceArgs, type SourceScheme } from "./source-args.js";
 
 export const DEFAULT_JOB_TIMEOUT_NS = 60 * 60 * 1e9;
 export const DEFAULT_CONCURRENT_TASK_COUNT = 8;
@@ -46,6 +48,9 @@ const PreheatArgsSchema = Type.Object({
   concurrent_peer_count: Opt(Type.Integer({ minimum: 0, maximum: 1000 })),
   timeout: Opt(Timeout),
   object_storage: Opt(ObjectStorageArgsSchema),
+  hdfs: Opt(HdfsArgsSchema),
+  hugging_face: Opt(HubArgsSchema),
+  model_scope: Opt(HubArgsSchema),
 });
 
 const TaskArgsSchema = Type.Object({
@@ -63,7 +68,7 @@ const TaskArgsSchema = Type.Object({
 const compiledPreheat = TypeCompiler.Compile(PreheatArgsSchema);
 const compiledTask = TypeCompiler.Compile(TaskArgsSchema);
 
-export interface PreheatArgs {
+export interface PreheatArgs extends SourceArgs {
   type: "image" | "file";
   url: string;
   urls: string[];
@@ -83,8 +88,6 @@ export interface PreheatArgs {
   concurrent_peer_count: number;
   /** Go time.Duration: nanoseconds. */
   timeout: number;
-  /** For object storage URLs (file preheats); its secrets are split off before the job is stored. */
-  object_storage?: ObjectStorageArgs;
 }
 
 export interface TaskArgs {
@@ -132,40 +135,27 @@ function checkHttpUrl(u: string, field: string): void {
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw badRequest(field, `unsupported URL scheme "${parsed.protocol}"`);
 }
 
-/**
- * A file preheat's URL: http(s) or an object store (the seed peers' back-to-source backends).
- * file:// is refused by name: a manager must not make seed peers read their local disks.
- * Returns the object storage scheme, if any.
- */
-function checkFileUrl(u: string, field: string): ObjectStorageScheme | undefined {
-  const parsed = parseUrl(u, field);
-  if (parsed.protocol === "http:" || parsed.protocol === "https:") return undefined;
-  const scheme = objectScheme(u);
-  if (scheme) {
-    checkObjectUrl(parsed, field);
-    return scheme;
-  }
-  if (parsed.protocol === "file:") throw badRequest(field, "file:// URLs cannot be preheated: a manager must not make seed peers read their local disks");
-  throw badRequest(field, `unsupported URL scheme "${parsed.protocol}": expected http, https, s3, gs, abs, oss, obs or cos`);
-}
-
 export function parsePreheatArgs(raw: unknown): PreheatArgs {
   const v = (raw ?? {}) as Static<typeof PreheatArgsSchema>;
   if (!compiledPreheat.Check(v)) firstError(compiledPreheat, v);
   const urls = (v.urls ?? []).filter((u) => u !== "");
   const url = v.url ?? "";
-  let objectStorage: ObjectStorageArgs | undefined;
+  const sources: SourceArgs = {};
   if (v.type === "image") {
     if (!url) throw badRequest("body.args.url", "is required for an image preheat");
     checkHttpUrl(url, "body.args.url");
     if (!MANIFEST_PATH.test(new URL(url).pathname)) throw badRequest("body.args.url", "must be a manifest URL: {scheme}://{registry}/v2/{repository}/manifests/{tag or digest}");
   } else {
     if (!url && urls.length === 0) throw badRequest("body.args.url", "url or urls is required");
-    const schemes = new Set<ObjectStorageScheme>();
-    const add = (s: ObjectStorageScheme | undefined) => s && schemes.add(s);
-    if (url) add(checkFileUrl(url, "body.args.url"));
-    urls.forEach((u, i) => add(checkFileUrl(u, `body.args.urls.${i}`)));
-    objectStorage = parseObjectStorageArgs(v.object_storage, schemes);
+    // Each URL by its scheme's rules (source-args.ts); the options of the schemes used are kept.
+    const schemes = new Set<SourceScheme>();
+    if (url) schemes.add(checkSourceUrl(parseUrl(url, "body.args.url"), "body.args.url").scheme);
+    urls.forEach((u, i) => schemes.add(checkSourceUrl(parseUrl(u, `body.args.urls.${i}`), `body.args.urls.${i}`).scheme));
+    const objectSchemes = new Set([...schemes].filter((x): x is ObjectStorageScheme => x !== "http" && x !== "hdfs" && !isModelHubScheme(x)));
+    sources.object_storage = parseObjectStorageArgs(v.object_storage, objectSchemes);
+    if (schemes.has("hdfs")) sources.hdfs = parseHdfsArgs(v.hdfs);
+    if (schemes.has("hf")) sources.hugging_face = parseHubArgs(v.hugging_face, "hf");
+    if (schemes.has("modelscope")) sources.model_scope = parseHubArgs(v.model_scope, "modelscope");
   }
   if (v.platform && !/^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/.test(v.platform)) throw badRequest("body.args.platform", `must look like os/arch[/variant], got "${v.platform}"`);
   (v.ips ?? []).forEach((ip, i) => {
@@ -191,7 +181,7 @@ export function parsePreheatArgs(raw: unknown): PreheatArgs {
   if (v.piece_length != null) out.piece_length = v.piece_length;
   if (v.percentage != null) out.percentage = v.percentage;
   if (v.count != null) out.count = v.count;
-  if (objectStorage) out.object_storage = objectStorage;
+  for (const k of ["object_storage", "hdfs", "hugging_face", "model_scope"] as const) if (sources[k]) Object.assign(out, { [k]: sources[k] });
   return out;
 }
 
@@ -224,6 +214,7 @@ export function redactArgs(args: object): Record<string, unknown> {
     out.headers = Object.fromEntries(Object.entries(out.headers as Record<string, string>).map(([k, v]) => [k, SECRET_HEADER.test(k) ? "[redacted]" : v]));
   }
   if ("object_storage" in out) out.object_storage = redactObjectStorage(out.object_storage);
+  redactSources(out);
   return out;
 }
 

@@ -14,8 +14,8 @@ import type { ListHostsResponse, PreheatFileRequest, StatFileRequest, StatFileRe
 import type { Task } from "../../gen/common/v2/common.js";
 import type { Empty } from "../../gen/google/protobuf/empty.js";
 import type { PreheatArgs, TaskArgs } from "./args.js";
-import { objectScheme, toObjectStorage, type ObjectStorageSecrets } from "./object-storage-args.js";
-import type { ObjectStorage } from "../../gen/common/v2/common.js";
+import { checkSourceUrl, sourceOptions, type PreheatSecrets, type SourceOptions, type SourceScheme } from "./source-args.js";
+import type { ListTaskEntriesResponse } from "../../gen/dfdaemon/v2/dfdaemon.js";
 import { activeScheduler, call, mapLimit, type ClientPool, type ActiveScheduler } from "./clients.js";
 import { ImageResolveError, type ImageResolver } from "../../common/oci/resolver.js";
 import { errorMessage } from "../../common/errors.js";
@@ -66,6 +66,33 @@ async function requireScheduler(deps: ExecutorDeps, clusterId: number, feature: 
   return s;
 }
 
+/** The scheme of a stored (already validated) file URL, and whether it names a directory. */
+const sourceOf = (url: string) => checkSourceUrl(new URL(url), "url");
+
+/**
+ * Where the seed peers will go for `url`, checked against the manager's SSRF policy as for
+ * http(s); returns why not, or undefined. An object store is reached at its endpoint (the bucket
+ * is no host), HDFS at the namenode's WebHDFS address, a hub at its base URL; without an
+ * endpoint or base URL, at the provider's public one (the seed's configured hub endpoint).
+ */
+async function unreachable(deps: ExecutorDeps, url: string, scheme: SourceScheme, o: SourceOptions): Promise<string | undefined> {
+  const [reached, what] =
+    scheme === "http" ? [url, ""]
+    : scheme === "hdfs" ? [`http://${new URL(url).host}/`, "namenode: "]
+    : scheme === "hf" || scheme === "modelscope" ? [(o.huggingFace ?? o.modelScope)?.baseUrl, "hub base URL: "]
+    : [o.objectStorage?.endpoint, "storage endpoint: "];
+  try {
+    if (reached) await deps.ssrf.checkUrl(reached);
+    return undefined;
+  } catch (e) {
+    return e instanceof SsrfError ? `${what}${e.message}` : `invalid preheat URL: ${message(e)}`;
+  }
+}
+
+/** One URL's preheat outcome: failed on the scheduler's behalf, naming why. */
+type Outcome = { ok: PreheatSuccessTask[]; failed: PreheatFailureTask[] };
+const failedTask = (s: ActiveScheduler, url: string, description: string): Outcome => ({ ok: [], failed: [{ url, hostname: s.host_name, ip: s.ip, description }] });
+
 /** Preheat one URL through a scheduler, then wait until a peer reports it cached. */
 async function preheatUrl(
   deps: ExecutorDeps,
@@ -74,19 +101,11 @@ async function preheatUrl(
   url: string,
   headers: Record<string, string>,
   deadline: number,
-  objectStorage: ObjectStorage | undefined,
-): Promise<{ ok: PreheatSuccessTask[]; failed: PreheatFailureTask[] }> {
-  const fail = (description: string) => ({ ok: [], failed: [{ url, hostname: s.host_name, ip: s.ip, description }] });
-  // An object store is reached at its endpoint (the bucket is no host); without one, at the
-  // provider's public endpoint. Either way the manager's SSRF policy decides, as for http(s).
-  const object = objectScheme(url) !== undefined;
-  const reached = object ? objectStorage?.endpoint : url;
-  try {
-    if (reached) await deps.ssrf.checkUrl(reached);
-  } catch (e) {
-    return fail(e instanceof SsrfError ? `${object ? "storage endpoint: " : ""}${e.message}` : `invalid preheat URL: ${message(e)}`);
-  }
-  const os = object ? objectStorage : undefined;
+  source: SourceOptions,
+): Promise<Outcome> {
+  const fail = (description: string) => failedTask(s, url, description);
+  const refused = await unreachable(deps, url, sourceOf(url).scheme, source);
+  if (refused) return fail(refused);
   const client = deps.clients.scheduler(s.ip, s.port);
   const remainingNs = Math.max(1, deadline - Date.now()) * 1e6;
   const req: PreheatFileRequest = {
@@ -106,7 +125,7 @@ async function preheatUrl(
     priority: Priority.LEVEL0,
     certificateChain: [],
     insecureSkipVerify: false,
-    objectStorage: os,
+    ...source,
   };
   try {
     await call<Empty>((md, o, cb) => client.preheatFile(req, md, o, cb), deps.rpcTimeoutMs);
@@ -123,7 +142,7 @@ async function preheatUrl(
     concurrentPeerCount: args.concurrent_peer_count,
     certificateChain: [],
     insecureSkipVerify: false,
-    objectStorage: os,
+    ...source,
   };
   // PreheatFile only dispatches the downloads; the job succeeds when a peer holds the file.
   let wait = deps.statIntervalMs;
@@ -147,25 +166,81 @@ async function preheatUrl(
   }
 }
 
-/** `secrets`: the object storage secrets split off the stored args (secrets.ts). */
-export async function runPreheat(deps: ExecutorDeps, clusterId: number, args: PreheatArgs, secrets?: ObjectStorageSecrets): Promise<JobState> {
-  const objectStorage = toObjectStorage(args.object_storage, secrets);
+/**
+ * The files below a directory URL, listed by a seed peer (DfdaemonUpload.ListTaskEntries, as
+ * Dragonfly's dfget -r has its daemon list): the seeds hold the back-to-source credentials path
+ * and reach the origin the way the preheat will. Seeds are asked in the scheduler's host order;
+ * one that is unreachable hands the listing to the next. Entries not below the directory are
+ * refused, as dfget refuses them; a directory without files fails.
+ */
+async function listDirectory(deps: ExecutorDeps, s: ActiveScheduler, url: string, headers: Record<string, string>, source: SourceOptions, deadline: number): Promise<string[]> {
+  const seeds = (await listHosts(deps, s)).filter((h) => hostType(h) === "super").sort((a, b) => a.id.localeCompare(b.id));
+  if (seeds.length === 0) throw new Error(`no seed peer in scheduler cluster ${s.scheduler_cluster_id} to list ${url}`);
+  const remainingMs = Math.max(1, deadline - Date.now());
+  const req = { taskId: randomUUID(), url, requestHeader: headers, certificateChain: [], timeout: { seconds: Math.floor(remainingMs / 1000), nanos: (remainingMs % 1000) * 1e6 }, ...source };
+  let res: ListTaskEntriesResponse | undefined;
+  for (const [i, h] of seeds.entries()) {
+    const d = deps.clients.daemon(h.ip, h.port);
+    try {
+      res = await call<ListTaskEntriesResponse>((md, o, cb) => d.listTaskEntries(req, md, o, cb), remainingMs);
+      break;
+    } catch (e) {
+      if (isGrpc(e) && e.code === status.UNAVAILABLE && i < seeds.length - 1) continue;
+      throw new Error(`listing on seed peer ${h.hostname} (${h.ip}) failed: ${message(e)}`);
+    }
+  }
+  const below = url.endsWith("/") ? url : `${url}/`;
+  const files = (res?.entries ?? []).filter((e) => !e.isDir).map((e) => e.url);
+  const outside = files.find((f) => !f.startsWith(below));
+  if (outside !== undefined) throw new Error(`the seed peer listed "${outside}", which is not below the directory`);
+  // A store cannot tell an empty directory from a mistyped prefix: either way nothing is warm.
+  if (files.length === 0) throw new Error("the directory lists no files; nothing was preheated");
+  return files;
+}
+
+/**
+ * `secrets`: the secrets split off the stored args (secrets.ts). A file preheat's directory URL
+ * becomes the files below it, each preheated as a task of its own; a directory that cannot be
+ * listed is a failure task of its own, and the other URLs are still preheated.
+ */
+export async function runPreheat(deps: ExecutorDeps, clusterId: number, args: PreheatArgs, secrets?: PreheatSecrets): Promise<JobState> {
   const deadline = Date.now() + args.timeout / 1e6;
   let urls: string[];
   let headers = args.headers;
   try {
     const s = await requireScheduler(deps, clusterId, "preheat");
+    const listed: Outcome[] = [];
     if (args.type === "image") {
       const image = await deps.images.resolve(args.url, { headers: args.headers, username: args.username, password: args.password }, args.platform || undefined);
       urls = image.blobUrls;
       headers = image.headers;
     } else {
-      urls = [...new Set([...(args.url ? [args.url] : []), ...args.urls])];
+      urls = [];
+      for (const url of new Set([...(args.url ? [args.url] : []), ...args.urls])) {
+        const src = sourceOf(url);
+        if (!src.directory) {
+          urls.push(url);
+          continue;
+        }
+        const source = sourceOptions(src.scheme, args, secrets);
+        const refused = await unreachable(deps, url, src.scheme, source);
+        if (refused) {
+          listed.push(failedTask(s, url, refused));
+          continue;
+        }
+        try {
+          urls.push(...(await listDirectory(deps, s, url, headers, source, deadline)));
+        } catch (e) {
+          listed.push(failedTask(s, url, message(e)));
+        }
+      }
+      urls = [...new Set(urls)];
     }
-    const outcomes = await mapLimit(urls, args.concurrent_task_count, (url) => preheatUrl(deps, s, args, url, headers, deadline, objectStorage));
+    const outcomes = [...listed, ...(await mapLimit(urls, args.concurrent_task_count, (url) => preheatUrl(deps, s, args, url, headers, deadline, sourceOptions(sourceOf(url).scheme, args, secrets))))];
     const success_tasks = outcomes.flatMap((o) => o.ok);
     const failure_tasks = outcomes.flatMap((o) => o.failed);
-    const error = failure_tasks.length > 0 ? `${failure_tasks.length} of ${urls.length} preheat tasks failed: ${failure_tasks[0]?.description ?? ""}` : "";
+    const first = failure_tasks[0];
+    const error = first ? `${failure_tasks.length} of ${urls.length + listed.length} preheat tasks failed: ${first.url}: ${first.description}` : "";
     return state("preheat", [{ success_tasks, failure_tasks, scheduler_cluster_id: clusterId }], error);
   } catch (e) {
     const why = e instanceof ImageResolveError || e instanceof SsrfError ? e.message : message(e);

@@ -3,7 +3,7 @@
 // up again when its lease runs out — jobs survive restarts. While running a job stays PENDING
 // (the only in-progress state Harbor understands) and ends SUCCESS or FAILURE with one
 // `job_states` entry per cluster. Credentials in the args are dropped once the job is done;
-// object storage secrets never were in them (secrets.ts): they are joined back from this
+// secrets (object storage, HDFS, hub tokens) never were in them (secrets.ts): they are joined back from this
 // manager's memory just before dispatch.
 import type { Logger } from "../../common/logger.js";
 import type { SsrfPolicy } from "../../common/ssrf.js";
@@ -11,7 +11,7 @@ import type { Database } from "../db/database.js";
 import type { JobRow, JobSchedulerClusterRow } from "../db/rows.js";
 import type { ManagerMetrics } from "../metrics.js";
 import { scrubArgs } from "./args.js";
-import { needsSecrets, type ObjectStorageSecrets } from "./object-storage-args.js";
+import { heldCredentials, needsPreheatSecrets, type PreheatSecrets } from "./source-args.js";
 import { JobSecrets } from "./secrets.js";
 import { ClientPool, type ClientCredentials } from "./clients.js";
 import { runDeleteTask, runGetTask, runPreheat, runSyncPeers, type ExecutorDeps, type JobState } from "./executors.js";
@@ -142,10 +142,10 @@ export class JobRunner {
     try {
       const clusters = await this.opts.db.query<Pick<JobSchedulerClusterRow, "scheduler_cluster_id">>("SELECT scheduler_cluster_id FROM job_scheduler_clusters WHERE job_id = $1 ORDER BY 1", [job.id]);
       const secrets = this.secrets.take(job.id);
-      if (job.type === "preheat" && needsSecrets(job.args.object_storage) && !secrets) {
-        const error = "the job's object storage credentials were kept only in the memory of the manager that accepted it, which stopped before running it; create the job again";
+      if (job.type === "preheat" && needsPreheatSecrets(job.args) && !secrets) {
+        const error = `the job's ${heldCredentials(job.args)} credentials were kept only in the memory of the manager that accepted it, which stopped before running it; create the job again`;
         await this.finish(job, "FAILURE", { state: "FAILURE", group_uuid: job.task_id, job_states: [{ task_name: job.type, task_uuid: "", state: "FAILURE", error, results: [], created_at: new Date().toISOString(), ttl: 0 }] });
-        log.warn("job failed: its object storage credentials are gone");
+        log.warn("job failed: its credentials are gone");
         return;
       }
       const states: JobState[] = await Promise.all(clusters.map((c) => this.runOne(job, c.scheduler_cluster_id, secrets)));
@@ -168,7 +168,7 @@ export class JobRunner {
     }
   }
 
-  private runOne(job: JobRow, clusterId: number, secrets: ObjectStorageSecrets | undefined): Promise<JobState> {
+  private runOne(job: JobRow, clusterId: number, secrets: PreheatSecrets | undefined): Promise<JobState> {
     // A row written by another version may hold a type this one does not know.
     const type: string = job.type;
     switch (job.type) {

@@ -8,7 +8,7 @@ import type * as S from "../schemas.js";
 import type { Principal } from "../auth/principal.js";
 import { badRequest, forbidden, HttpError, notFound } from "../errors.js";
 import { parsePreheatArgs, parseTaskArgs, redactArgs } from "./args.js";
-import { splitSecrets, type ObjectStorageSecrets } from "./object-storage-args.js";
+import { splitPreheatSecrets, type PreheatSecrets } from "./source-args.js";
 import { JobSecrets } from "./secrets.js";
 import { DEFAULT_JOB_RATE_LIMIT, type JobRateLimiter } from "./rate-limiter.js";
 import { enqueueJobEvent } from "../webhooks/events.js";
@@ -25,18 +25,16 @@ export class JobService {
     private readonly limiter: JobRateLimiter,
     /** Wakes the runner so a new job starts without waiting for the next poll. */
     private readonly notify: () => void = () => undefined,
-    /** Where a job's object storage secrets wait for dispatch (shared with this manager's runner). */
+    /** Where a job's secrets (object storage, HDFS, hub tokens) wait for dispatch (shared with this manager's runner). */
     private readonly secrets: JobSecrets = new JobSecrets(),
   ) {}
 
   /** The args to store, and the secrets split off them (kept in memory only). */
-  private normaliseArgs(type: JobType, args: unknown): { stored: JobRow["args"]; secrets?: ObjectStorageSecrets } {
+  private normaliseArgs(type: JobType, args: unknown): { stored: JobRow["args"]; secrets?: PreheatSecrets } {
     switch (type) {
       case "preheat": {
-        const parsed = parsePreheatArgs(args);
-        if (!parsed.object_storage) return { stored: { ...parsed } };
-        const { stored, secrets } = splitSecrets(parsed.object_storage);
-        return { stored: { ...parsed, object_storage: stored }, ...(Object.keys(secrets).length > 0 ? { secrets } : {}) };
+        const { stored, secrets } = splitPreheatSecrets(parsePreheatArgs(args));
+        return { stored: { ...stored }, ...(Object.keys(secrets).length > 0 ? { secrets } : {}) };
       }
       case "get_task":
       case "delete_task":

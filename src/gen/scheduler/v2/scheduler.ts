@@ -26,6 +26,8 @@ import {
   Download,
   HDFS,
   Host,
+  HuggingFace,
+  ModelScope,
   ObjectStorage,
   Peer,
   PersistentCachePeer,
@@ -783,7 +785,17 @@ export interface PreheatFileRequest {
   insecureSkipVerify: boolean;
   objectStorage?: ObjectStorage | undefined;
   hdfs?: HDFS | undefined;
-  outputPath?: string | undefined;
+  outputPath?:
+    | string
+    | undefined;
+  /**
+   * Damselfly's own (not in dragonflyoss/api v2.3.1, whose PreheatFileRequest has no hub
+   * options): the Hugging Face / ModelScope revision and token of an hf:// or modelscope://
+   * preheat, as Download.hugging_face / model_scope carries them for a download. The revision
+   * is part of the task id; high numbers keep clear of upstream's.
+   */
+  huggingFace?: HuggingFace | undefined;
+  modelScope?: ModelScope | undefined;
 }
 
 export interface PreheatFileRequest_HeaderEntry {
@@ -804,7 +816,12 @@ export interface StatFileRequest {
   certificateChain: Buffer[];
   insecureSkipVerify: boolean;
   objectStorage?: ObjectStorage | undefined;
-  hdfs?: HDFS | undefined;
+  hdfs?:
+    | HDFS
+    | undefined;
+  /** Damselfly's own, as in PreheatFileRequest: the hub revision names the task. */
+  huggingFace?: HuggingFace | undefined;
+  modelScope?: ModelScope | undefined;
 }
 
 export interface StatFileRequest_HeaderEntry {
@@ -12149,6 +12166,8 @@ function createBasePreheatFileRequest(): PreheatFileRequest {
     objectStorage: undefined,
     hdfs: undefined,
     outputPath: undefined,
+    huggingFace: undefined,
+    modelScope: undefined,
   };
 }
 
@@ -12210,6 +12229,12 @@ export const PreheatFileRequest: MessageFns<PreheatFileRequest> = {
     }
     if (message.outputPath !== undefined) {
       writer.uint32(154).string(message.outputPath);
+    }
+    if (message.huggingFace !== undefined) {
+      HuggingFace.encode(message.huggingFace, writer.uint32(8002).fork()).join();
+    }
+    if (message.modelScope !== undefined) {
+      ModelScope.encode(message.modelScope, writer.uint32(8010).fork()).join();
     }
     return writer;
   },
@@ -12382,6 +12407,22 @@ export const PreheatFileRequest: MessageFns<PreheatFileRequest> = {
             message.outputPath = reader.string();
             continue;
           }
+          case 1000: {
+            if (tag !== 8002) {
+              break;
+            }
+
+            message.huggingFace = HuggingFace.decode(reader, reader.uint32());
+            continue;
+          }
+          case 1001: {
+            if (tag !== 8010) {
+              break;
+            }
+
+            message.modelScope = ModelScope.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -12462,6 +12503,16 @@ export const PreheatFileRequest: MessageFns<PreheatFileRequest> = {
         : isSet(object.output_path)
         ? globalThis.String(object.output_path)
         : undefined,
+      huggingFace: isSet(object.huggingFace)
+        ? HuggingFace.fromJSON(object.huggingFace)
+        : isSet(object.hugging_face)
+        ? HuggingFace.fromJSON(object.hugging_face)
+        : undefined,
+      modelScope: isSet(object.modelScope)
+        ? ModelScope.fromJSON(object.modelScope)
+        : isSet(object.model_scope)
+        ? ModelScope.fromJSON(object.model_scope)
+        : undefined,
     };
   },
 
@@ -12530,6 +12581,12 @@ export const PreheatFileRequest: MessageFns<PreheatFileRequest> = {
     if (message.outputPath !== undefined) {
       obj.outputPath = message.outputPath;
     }
+    if (message.huggingFace !== undefined) {
+      obj.huggingFace = HuggingFace.toJSON(message.huggingFace);
+    }
+    if (message.modelScope !== undefined) {
+      obj.modelScope = ModelScope.toJSON(message.modelScope);
+    }
     return obj;
   },
 
@@ -12569,6 +12626,12 @@ export const PreheatFileRequest: MessageFns<PreheatFileRequest> = {
       : undefined;
     message.hdfs = (object.hdfs !== undefined && object.hdfs !== null) ? HDFS.fromPartial(object.hdfs) : undefined;
     message.outputPath = object.outputPath ?? undefined;
+    message.huggingFace = (object.huggingFace !== undefined && object.huggingFace !== null)
+      ? HuggingFace.fromPartial(object.huggingFace)
+      : undefined;
+    message.modelScope = (object.modelScope !== undefined && object.modelScope !== null)
+      ? ModelScope.fromPartial(object.modelScope)
+      : undefined;
     return message;
   },
 };
@@ -12674,6 +12737,8 @@ function createBaseStatFileRequest(): StatFileRequest {
     insecureSkipVerify: false,
     objectStorage: undefined,
     hdfs: undefined,
+    huggingFace: undefined,
+    modelScope: undefined,
   };
 }
 
@@ -12714,6 +12779,12 @@ export const StatFileRequest: MessageFns<StatFileRequest> = {
     }
     if (message.hdfs !== undefined) {
       HDFS.encode(message.hdfs, writer.uint32(98).fork()).join();
+    }
+    if (message.huggingFace !== undefined) {
+      HuggingFace.encode(message.huggingFace, writer.uint32(8002).fork()).join();
+    }
+    if (message.modelScope !== undefined) {
+      ModelScope.encode(message.modelScope, writer.uint32(8010).fork()).join();
     }
     return writer;
   },
@@ -12830,6 +12901,22 @@ export const StatFileRequest: MessageFns<StatFileRequest> = {
             message.hdfs = HDFS.decode(reader, reader.uint32());
             continue;
           }
+          case 1000: {
+            if (tag !== 8002) {
+              break;
+            }
+
+            message.huggingFace = HuggingFace.decode(reader, reader.uint32());
+            continue;
+          }
+          case 1001: {
+            if (tag !== 8010) {
+              break;
+            }
+
+            message.modelScope = ModelScope.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -12893,6 +12980,16 @@ export const StatFileRequest: MessageFns<StatFileRequest> = {
         ? ObjectStorage.fromJSON(object.object_storage)
         : undefined,
       hdfs: isSet(object.hdfs) ? HDFS.fromJSON(object.hdfs) : undefined,
+      huggingFace: isSet(object.huggingFace)
+        ? HuggingFace.fromJSON(object.huggingFace)
+        : isSet(object.hugging_face)
+        ? HuggingFace.fromJSON(object.hugging_face)
+        : undefined,
+      modelScope: isSet(object.modelScope)
+        ? ModelScope.fromJSON(object.modelScope)
+        : isSet(object.model_scope)
+        ? ModelScope.fromJSON(object.model_scope)
+        : undefined,
     };
   },
 
@@ -12940,6 +13037,12 @@ export const StatFileRequest: MessageFns<StatFileRequest> = {
     if (message.hdfs !== undefined) {
       obj.hdfs = HDFS.toJSON(message.hdfs);
     }
+    if (message.huggingFace !== undefined) {
+      obj.huggingFace = HuggingFace.toJSON(message.huggingFace);
+    }
+    if (message.modelScope !== undefined) {
+      obj.modelScope = ModelScope.toJSON(message.modelScope);
+    }
     return obj;
   },
 
@@ -12972,6 +13075,12 @@ export const StatFileRequest: MessageFns<StatFileRequest> = {
       ? ObjectStorage.fromPartial(object.objectStorage)
       : undefined;
     message.hdfs = (object.hdfs !== undefined && object.hdfs !== null) ? HDFS.fromPartial(object.hdfs) : undefined;
+    message.huggingFace = (object.huggingFace !== undefined && object.huggingFace !== null)
+      ? HuggingFace.fromPartial(object.huggingFace)
+      : undefined;
+    message.modelScope = (object.modelScope !== undefined && object.modelScope !== null)
+      ? ModelScope.fromPartial(object.modelScope)
+      : undefined;
     return message;
   },
 };
