@@ -21,6 +21,7 @@ import { startGc } from "./gc.js";
 import { startLivenessSweep } from "./grpc/liveness.js";
 import { ManagerGrpcService } from "./grpc/service.js";
 import { TenantKeysGrpcService } from "./grpc/tenant-keys.js";
+import { TenantAccess } from "./tenant-access.js";
 import { TenantKeys } from "./tenant-keys.js";
 import { TenantKeysService } from "../gen/damselfly/manager/v1/keys.js";
 import { JobRunner } from "./jobs/runner.js";
@@ -144,7 +145,7 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     const grpcLog = log.child({ part: "grpc" });
     const authz = new Authorizer(tls !== undefined, grpcLog);
     const service = new ManagerGrpcService(db, grpcLog, metrics, authz);
-    const keysService = new TenantKeysGrpcService(tenantKeys, authz, grpcLog);
+    const keysService = new TenantKeysGrpcService(tenantKeys, new TenantAccess(db), authz, grpcLog);
     const grpc = await bindGrpc(service, keysService, metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, tls, grpcLog);
     grpc.health.setStatus("manager.v2.Manager", true);
     cleanups.push(() => grpc.close());
