@@ -6,6 +6,9 @@
 // cluster CA for all hosts: a host of tenant A gets A's key and PERMISSION_DENIED for B's; a
 // certificate whose host the manager does not know gets nothing; each refusal is logged once
 // per caller, naming caller and tenant, and no log line holds key material.
+// A peer that joined since the last sync_peers (announced to cluster A's scheduler, not yet in
+// `peers`) is looked up on that scheduler on its first call and gets A's key; a name no scheduler
+// lists stays refused, and is looked up once however often it asks within the retry interval.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,19 +21,24 @@ import { issueLeaf } from "../../src/common/tls/pki.js";
 import { TenantKeysClient, type GetTenantKeyRequest, type TenantKey } from "../../src/gen/damselfly/manager/v1/keys.js";
 import { ManagerClient, SourceType, type SeedPeer } from "../../src/gen/manager/v2/manager.js";
 import { startManager, type ManagerHandle } from "../../src/manager/server.js";
+import { SchedulerClient } from "../../src/gen/scheduler/v2/scheduler.js";
+import { createRegistry } from "../../src/common/metrics.js";
+import { startScheduler, type SchedulerHandle } from "../../src/scheduler/server.js";
 import { stackCertificates } from "../../src/up/pki.js";
 import { restClient } from "../helpers/manager-api.js";
-import { unaryCall } from "./scheduler-helpers.js";
+import { announceHost, hostMsg, unaryCall } from "./scheduler-helpers.js";
 
 const ROOT_PASSWORD = "authz-root-pass";
 const work = mkdtempSync(join(tmpdir(), "tenant-authz-"));
 const logLines: string[] = [];
 let certs: Map<string, TlsFiles>;
 let manager: ManagerHandle;
+/** Cluster A's scheduler (it registers itself with the manager); never synced into `peers`. */
+let scheduler: SchedulerHandle;
 /** Tenant B's id and its scheduler cluster's (tenant A is the default tenant, 1, with cluster 1). */
 const b = { tenant: 0, cluster: 0 };
 
-type Caller = "peer-a" | "peer-b" | "seed-a" | "stranger" | "seed-named-peer-a";
+type Caller = "peer-a" | "peer-b" | "seed-a" | "stranger" | "seed-named-peer-a" | "peer-new" | "stranger-2";
 
 function getKey(caller: Caller, req: Partial<GetTenantKeyRequest>): Promise<TenantKey> {
   const client = new TenantKeysClient(`127.0.0.1:${manager.grpcPort}`, channelCredentials(loadTls(certs.get(caller), caller), ["manager"]));
@@ -50,6 +58,9 @@ beforeAll(async () => {
     { name: "peer-b", role: "peer" },
     { name: "seed-a", role: "seed-peer" },
     { name: "stranger", role: "peer" },
+    { name: "peer-new", role: "peer" },
+    { name: "stranger-2", role: "peer" },
+    { name: "scheduler-a", role: "scheduler" },
   ]);
   // A valid seed-peer certificate of the same CA carrying the name of a peer the manager knows.
   const pki = join(work, "pki");
@@ -97,9 +108,26 @@ beforeAll(async () => {
   } finally {
     client.close();
   }
+  scheduler = await startScheduler(
+    {
+      server: { listenIP: "127.0.0.1", port: 0, advertiseIP: "127.0.0.1", advertisePort: 0, host: "scheduler-a", tls: certs.get("scheduler-a") },
+      manager: { addr: `127.0.0.1:${manager.grpcPort}`, schedulerClusterID: 1, tls: certs.get("scheduler-a") },
+      metrics: { enable: false },
+      seedPeer: { enable: false },
+    },
+    { logger: createLogger({ component: "scheduler" }, { write: () => undefined }), registry: createRegistry(false) },
+  );
+  // A node started after the last sync: it announced itself to cluster A's scheduler only.
+  const sc = new SchedulerClient(`127.0.0.1:${scheduler.grpcPort}`, channelCredentials(loadTls(certs.get("peer-new"), "peer-new"), ["scheduler"]));
+  try {
+    await announceHost(sc, hostMsg("peer-new"));
+  } finally {
+    sc.close();
+  }
 }, 120_000);
 
 afterAll(async () => {
+  await scheduler?.close();
   await manager?.close();
   rmSync(work, { recursive: true, force: true });
 });
@@ -123,7 +151,7 @@ describe("GetTenantKey hands a tenant's key only to that tenant's hosts", () => 
     { what: "a seed peer of cluster A claiming cluster B's id", caller: "seed-a", ask: () => ({ schedulerClusterId: b.cluster }), tenant: A },
     { what: "a seed peer of cluster A: tenant B by id", caller: "seed-a", ask: () => ({ tenantId: b.tenant, version: 1 }), denied: /seed peer seed-a \(seed peer cluster 1\) is not a host of tenant \d+/ },
     { what: "a seed peer of cluster A: an application of tenant B", caller: "seed-a", ask: () => ({ application: "app-b" }), denied: /seed peer seed-a .* is not a host of tenant/ },
-    { what: "a peer the manager has no record of", caller: "stranger", ask: () => ({}), denied: /peer stranger is not on record at this manager \(no peers row for host stranger\)/ },
+    { what: "a peer the manager has no record of", caller: "stranger", ask: () => ({}), denied: /peer stranger is not on record at this manager \(no peers row for host stranger, and no scheduler of this manager's clusters lists it\)/ },
     { what: "a peer the manager has no record of, naming a tenant", caller: "stranger", ask: () => ({ tenantId: 1 }), denied: /peer stranger is not on record/ },
     { what: "a seed-peer certificate named as a known peer (no seed peer of that name)", caller: "seed-named-peer-a", ask: () => ({}), denied: /seed-peer peer-a is not on record at this manager \(no seed_peers row/ },
   ];
@@ -162,5 +190,43 @@ describe("GetTenantKey hands a tenant's key only to that tenant's hosts", () => 
     for (const k of keys) {
       for (const enc of ["hex", "base64"] as const) expect(logLines.some((l) => l.includes(k.key.toString(enc)))).toBe(false);
     }
+  });
+});
+
+describe("a peer not yet synced is looked up on its cluster's schedulers", () => {
+  /** ListHosts calls cluster A's scheduler has answered. */
+  const listHostsCalls = async () => (await scheduler.registry.getSingleMetric("dragonfly_scheduler_list_hosts_total")?.get())?.values[0]?.value ?? 0;
+  const api = () => restClient(`http://127.0.0.1:${manager.restPort}`);
+
+  it("gives a peer that announced itself to cluster A's scheduler tenant A's key on its first call, and records it as sync_peers would", async () => {
+    const before = await listHostsCalls();
+    const key = await getKey("peer-new", {});
+    expect(key.tenantId).toBe(1);
+    expect(key.key).toEqual((await getKey("peer-a", {})).key);
+    expect(await listHostsCalls()).toBe(before + 1);
+    const root = (await api()<{ token: string }>("POST", "/api/v1/users/signin", undefined, { name: "root", password: ROOT_PASSWORD })).body.token;
+    const peers = (await api()<Array<{ host_name: string; ip: string; scheduler_cluster_id: number; state: string }>>("GET", "/api/v1/peers?host_name=peer-new", root)).body;
+    expect(peers.filter((p) => p.host_name === "peer-new")).toMatchObject([{ ip: "127.0.0.1", scheduler_cluster_id: 1, state: "active" }]);
+    // Recorded now: the next call needs no lookup.
+    await getKey("peer-new", { tenantId: 1 });
+    expect(await listHostsCalls()).toBe(before + 1);
+  });
+
+  it("refuses a host no scheduler lists, and looks it up once however often it asks within the interval", async () => {
+    const before = await listHostsCalls();
+    const refusal = (req: Partial<GetTenantKeyRequest>) =>
+      getKey("stranger-2", req).then(
+        () => undefined,
+        (e: ServiceError) => e,
+      );
+    // Concurrent calls share one lookup; later ones within the interval start none.
+    const errs = [...(await Promise.all([refusal({}), refusal({ tenantId: 1 }), refusal({ application: "app-a" })])), await refusal({}), await refusal({ tenantId: 1 })];
+    for (const err of errs) {
+      expect(err?.code).toBe(status.PERMISSION_DENIED);
+      expect(err?.details).toMatch(/peer stranger-2 is not on record at this manager \(no peers row for host stranger-2, and no scheduler of this manager's clusters lists it\)/);
+    }
+    expect(await listHostsCalls()).toBe(before + 1);
+    const denials = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === "permission denied (logged once per caller)" && l.caller === "peer stranger-2");
+    expect(denials).toHaveLength(1);
   });
 });

@@ -31,8 +31,8 @@ export class TenantKeysGrpcService {
     const req = call.request;
     const record = await this.access.recordOf(id);
     if (!record) {
-      const table = id.role === "peer" ? "peers" : "seed_peers";
-      return this.authz.refuse(call, RPC, `${RPC}: ${id.role} ${id.name} is not on record at this manager (no ${table} row for host ${id.name}); a host gets the keys of the tenants of the clusters it is registered in`);
+      const why = id.role === "peer" ? `no peers row for host ${id.name}, and no scheduler of this manager's clusters lists it` : `no seed_peers row for host ${id.name}`;
+      return this.authz.refuse(call, RPC, `${RPC}: ${id.role} ${id.name} is not on record at this manager (${why}); a host gets the keys of the tenants of the clusters it is registered in`);
     }
     // Whose key: the tenant asked for by id (a stored task's), else the application's tenant,
     // else the tenant of the caller's own cluster as the manager records it (never the
