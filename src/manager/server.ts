@@ -21,6 +21,9 @@ import { startGc } from "./gc.js";
 import { startLivenessSweep } from "./grpc/liveness.js";
 import { ManagerGrpcService } from "./grpc/service.js";
 import { TenantKeysGrpcService } from "./grpc/tenant-keys.js";
+import { TenantAccess } from "./tenant-access.js";
+import { PeerLookup } from "./peer-lookup.js";
+import { ClientPool } from "./jobs/clients.js";
 import { TenantKeys } from "./tenant-keys.js";
 import { TenantKeysService } from "../gen/damselfly/manager/v1/keys.js";
 import { JobRunner } from "./jobs/runner.js";
@@ -120,6 +123,9 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
       maxBackoffMs: r.webhook.maxBackoffMs,
       timeoutMs: r.webhook.timeoutMs,
     });
+    // Jobs (and GetTenantKey's lookup of a peer not yet recorded) call schedulers and peers'
+    // upload services with the manager's own certificate.
+    const clientCredentials = { scheduler: channelCredentials(tls, ["scheduler"]), daemon: channelCredentials(tls, ["seed-peer", "peer"]) };
     const runner = new JobRunner({
       db,
       secrets: jobSecrets,
@@ -128,8 +134,7 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
       metrics,
       concurrency: cfg.job.concurrency,
       registryTimeoutMs: r.registryTimeoutMs,
-      // Jobs call schedulers and peers' upload services with the manager's own certificate.
-      credentials: { scheduler: channelCredentials(tls, ["scheduler"]), daemon: channelCredentials(tls, ["seed-peer", "peer"]) },
+      credentials: clientCredentials,
       onFinished: () => dispatcher.wake(),
     });
     const onJobCreated = () => {
@@ -144,7 +149,11 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     const grpcLog = log.child({ part: "grpc" });
     const authz = new Authorizer(tls !== undefined, grpcLog);
     const service = new ManagerGrpcService(db, grpcLog, metrics, authz);
-    const keysService = new TenantKeysGrpcService(tenantKeys, authz, grpcLog);
+    // A peer asking for its key before sync_peers recorded it is looked up on the schedulers.
+    const lookupClients = new ClientPool(clientCredentials);
+    cleanups.push(() => lookupClients.close());
+    const peerLookup = new PeerLookup({ db, clients: lookupClients, logger: grpcLog });
+    const keysService = new TenantKeysGrpcService(tenantKeys, new TenantAccess(db, peerLookup), authz, grpcLog);
     const grpc = await bindGrpc(service, keysService, metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, tls, grpcLog);
     grpc.health.setStatus("manager.v2.Manager", true);
     cleanups.push(() => grpc.close());

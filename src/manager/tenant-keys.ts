@@ -11,7 +11,7 @@
 import { randomBytes } from "node:crypto";
 import { errorMessage } from "../common/errors.js";
 import type { Database, Queryable } from "./db/database.js";
-import type { TenantKeyRow, TenantRow } from "./db/rows.js";
+import type { ApplicationRow, TenantKeyRow, TenantRow } from "./db/rows.js";
 import { ConfigError } from "../common/config.js";
 import { ENCRYPTION_KEY_ENV, unwrapTenantKey, wrapTenantKey } from "./key-wrap.js";
 
@@ -94,20 +94,20 @@ export class TenantKeys {
   }
 
   /**
-   * Whose key seals a task: the tenant of `application` when an application of that name is
-   * known, else the tenant of scheduler cluster `clusterId` (0: the default cluster).
-   * undefined when neither exists.
+   * The tenant of the application named `application` (a task's tenant where the manager knows
+   * its application); undefined when none of that name exists. Who may have that tenant's key
+   * is tenant-access.ts's question, not this one's.
    */
-  async resolveTenant(application: string, clusterId: number): Promise<number | undefined> {
-    if (application) {
-      const [app] = await this.db.query<{ tenant_id: number }>("SELECT tenant_id FROM applications WHERE name = $1 ORDER BY id LIMIT 1", [application]);
-      if (app) return app.tenant_id;
-    }
-    const [cluster] =
-      clusterId > 0
-        ? await this.db.query<{ tenant_id: number }>("SELECT tenant_id FROM scheduler_clusters WHERE id = $1", [clusterId])
-        : await this.db.query<{ tenant_id: number }>("SELECT tenant_id FROM scheduler_clusters WHERE is_default ORDER BY id LIMIT 1");
-    return cluster?.tenant_id;
+  async applicationTenant(application: string): Promise<number | undefined> {
+    if (!application) return undefined;
+    const [app] = await this.db.query<Pick<ApplicationRow, "tenant_id">>("SELECT tenant_id FROM applications WHERE name = $1 ORDER BY id LIMIT 1", [application]);
+    return app?.tenant_id;
+  }
+
+  /** Tenant `id`'s name, for messages (undefined: no such tenant). */
+  async tenantName(id: number): Promise<string | undefined> {
+    const [row] = await this.db.query<Pick<TenantRow, "name">>("SELECT name FROM tenants WHERE id = $1", [id]);
+    return row?.name;
   }
 
   /** The tenant's key at `version`; undefined when that version does not exist. */

@@ -40,6 +40,10 @@ export interface Origin {
   framing: "length" | "chunked" | "close";
   /** Cut the connection after sending this many body bytes (undefined: send everything). */
   cutAfter: number | undefined;
+  /** Pause a body without length after this many bytes until release() (undefined: no pause). */
+  holdAfter: number | undefined;
+  /** Lets the held bodies go on, and holds no more. */
+  release(): void;
   /** Stops listening and drops every connection: clients get "connection refused". */
   goOffline(): Promise<void>;
   /** Listens again on the same port. */
@@ -62,6 +66,8 @@ const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 let versions = 0;
 
 export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<Origin> {
+  /** Bodies paused at holdAfter, each resumed by release(). */
+  const held: Array<() => void> = [];
   const origin: Origin = {
     url: (p = path) => `http://127.0.0.1:${port}${p}`,
     bytesServed: 0,
@@ -85,6 +91,11 @@ export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<
     seen: [],
     framing: "length",
     cutAfter: undefined,
+    holdAfter: undefined,
+    release: () => {
+      origin.holdAfter = undefined;
+      for (const go of held.splice(0)) go();
+    },
     goOffline: () =>
       new Promise((r) => {
         server.close(() => r());
@@ -144,6 +155,7 @@ export async function startOrigin(content: Buffer, path = "/file.bin"): Promise<
     let off = 0;
     const pump = () => {
       while (off < size) {
+        if (origin.holdAfter !== undefined && off >= origin.holdAfter) return void held.push(pump);
         const piece = content.subarray(off, Math.min(size, off + 65536));
         off += piece.length;
         origin.bytesServed += piece.length;

@@ -4,7 +4,11 @@
 // parent (plain bytes over the piece connections' TLS, verified against the digests of the
 // plain bytes), outputs and exports are the source's bytes with mode 0600, a flipped byte in
 // the stored ciphertext fails the read clearly and leaves no output, and a rotated key seals
-// new tasks while the older ones still open, across a daemon restart too.
+// new tasks while the older ones still open, across a daemon restart too. An origin that does
+// not tell the length is staged sealed for a sealed task: held mid-body, the daemon's whole
+// data directory holds no plaintext marker (a task it does not seal shows it does find one).
+// The manager hands keys only to hosts it has on record in the tenant's clusters: both daemons
+// are registered as peers of the default cluster.
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -117,6 +121,15 @@ beforeAll(async () => {
   scheduler = await startTestScheduler();
   content = makeContent(SIZE, 21);
   origin = await startOrigin(content);
+  // The manager hands a tenant's key only to hosts it has on record in that tenant's clusters
+  // (tenant-access.ts): both daemons are peers of the default cluster, as sync_peers (or an
+  // operator, here) records them.
+  const api = restClient(`http://127.0.0.1:${manager.restPort}`);
+  const root = (await api<{ token: string }>("POST", "/api/v1/users/signin", undefined, { name: "root", password: ROOT_PASSWORD })).body.token;
+  for (const host_name of ["parent", "child"]) {
+    const r = await api("POST", "/api/v1/peers", root, { host_name, type: "normal", ip: "127.0.0.1", port: 4000, download_port: 4001, proxy_port: 4002, scheduler_cluster_id: 1 });
+    expect(r.status).toBe(200);
+  }
   // The parent seals every task of the default tenant; the child only those of "secret-app".
   await start("parent", { tenants: ["default"] });
   await start("child", { applications: ["secret-app"] });
@@ -216,6 +229,46 @@ describe("pieces sealed at rest", () => {
       expect(sha256File(path)).toBe(origin.sha256);
     }
     expect(holding(parent, fresh.taskId, marker())).toEqual([]);
+  });
+
+  it("stages an origin without a content length sealed: no plaintext byte of a sealed task reaches the disk, and the output is whole", async () => {
+    const parent = daemons.get("parent") as DaemonHandle;
+    const child = daemons.get("child") as DaemonHandle;
+    /** Files under `dir` that hold `marker`, and how many bytes are staged under `d`. */
+    const holders = (dir: string) => (existsSync(dir) ? filesUnder(dir).filter((f) => readFileSync(f).includes(marker())) : []);
+    const stagedBytes = (d: DaemonHandle) => {
+      const dir = d.storage.stagingDir("disk");
+      return existsSync(dir) ? filesUnder(dir).reduce((n, f) => n + statSync(f).size, 0) : 0;
+    };
+    // The origin sends 8 MiB (the marker is at 5 MiB) and holds the rest while the disk is scanned.
+    origin.framing = "chunked";
+    try {
+      for (const c of [
+        { d: parent, name: "parent", application: undefined, sealed: true },
+        // The control: a task the child does not seal is staged in plaintext, and the scan finds it.
+        { d: child, name: "child", application: "public-app", sealed: false },
+      ]) {
+        origin.holdAfter = 8 * 1024 * 1024;
+        const url = origin.url(`/file.bin?unknown-length=${c.name}`);
+        const output = join(out, `unknown-${c.name}.bin`);
+        const download = downloadVia(c.d.socketPath, { url, outputPath: output, ...(c.application ? { application: c.application } : {}) });
+        await vi.waitFor(() => expect(stagedBytes(c.d)).toBeGreaterThanOrEqual(7 * 1024 * 1024), { timeout: 60_000, interval: 50 });
+        const staging = holders(c.d.storage.stagingDir("disk"));
+        if (c.sealed) {
+          expect(staging).toEqual([]);
+          expect(holders(dirs.get(c.name) ?? "")).toEqual([]);
+        } else expect(staging.length).toBeGreaterThan(0);
+        origin.release();
+        const r = await download;
+        expect(sha256File(output)).toBe(origin.sha256);
+        expect(c.d.storage.get(r.taskId)?.meta.sealed?.tenant).toBe(c.sealed ? "default" : undefined);
+        if (c.sealed) expect(holders(dirs.get(c.name) ?? "")).toEqual([]);
+        expect(stagedBytes(c.d)).toBe(0);
+      }
+    } finally {
+      origin.release();
+      origin.framing = "length";
+    }
   });
 });
 

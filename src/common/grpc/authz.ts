@@ -49,13 +49,32 @@ export class Authorizer {
     if (!this.enforce) return undefined;
     const id = Authorizer.callerOf(call);
     if (id && roles.includes(id.role)) return undefined;
-    const who = id ? `${id.role} ${id.name}` : `a certificate without a role (${call.getPeer()})`;
-    const key = id ? `${id.role}/${id.name}` : call.getPeer().replace(/:\d+$/, "");
-    if (!this.logged.has(key)) {
-      if (this.logged.size >= LOGGED_LIMIT) this.logged.clear();
-      this.logged.add(key);
-      this.log.warn({ caller: who, peer: call.getPeer(), rpc: what, allowed: roles }, "permission denied (logged once per caller)");
-    }
+    const who = Authorizer.describe(call, id);
+    this.logOnce(call, id, "", { caller: who, peer: call.getPeer(), rpc: what, allowed: roles });
     return { code: status.PERMISSION_DENIED, details: `${what} needs a ${roles.join(" or ")} certificate; caller is ${who}` };
+  }
+
+  /**
+   * A denial for a caller whose role `check` accepted but whom the method refuses on other
+   * grounds (TenantKeys: a host of another tenant). `details` is the caller's answer and the log
+   * line's reason; logged once per caller and `what`, like `check`'s refusals.
+   */
+  refuse(call: CallerCall, what: string, details: string, fields: Record<string, unknown> = {}): Denial {
+    const id = Authorizer.callerOf(call);
+    this.logOnce(call, id, what, { caller: Authorizer.describe(call, id), peer: call.getPeer(), rpc: what, reason: details, ...fields });
+    return { code: status.PERMISSION_DENIED, details };
+  }
+
+  /** How messages name a caller: its certificate's role and name, else its address. */
+  static describe(call: Pick<CallerCall, "getPeer">, id: Identity | undefined): string {
+    return id ? `${id.role} ${id.name}` : `a certificate without a role (${call.getPeer()})`;
+  }
+
+  private logOnce(call: CallerCall, id: Identity | undefined, what: string, fields: Record<string, unknown>): void {
+    const key = `${id ? `${id.role}/${id.name}` : call.getPeer().replace(/:\d+$/, "")}${what ? ` ${what}` : ""}`;
+    if (this.logged.has(key)) return;
+    if (this.logged.size >= LOGGED_LIMIT) this.logged.clear();
+    this.logged.add(key);
+    this.log.warn(fields, "permission denied (logged once per caller)");
   }
 }

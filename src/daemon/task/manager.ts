@@ -421,9 +421,12 @@ export class TaskManager {
     if (d.disableBackToSource) throw new DownloadError(`${d.url}: the origin does not tell the content length, no peer has the task, and back-to-source is disabled`, "unavailable");
     const expected = d.digest ? parseDigest(d.digest) : undefined;
     this.log.info({ taskId, url: d.url }, "origin does not tell the content length; reading it in one response");
+    // Asked before the first byte is staged: a task to be sealed is staged sealed (the task
+    // itself asks again when it opens, from the key source's cache).
+    const sealed = (await this.sealingKey(taskId, d.application)) !== undefined;
     let staged: StagedContent;
     try {
-      staged = await this.rideOutage(() => stageFromOrigin({ backend, url: d.url, headers, signal: req.signal, dir: this.storage.stagingDir(this.opts.tier), digestAlgorithm: expected?.algorithm }), req);
+      staged = await this.rideOutage(() => stageFromOrigin({ backend, url: d.url, headers, signal: req.signal, dir: this.storage.stagingDir(this.opts.tier), digestAlgorithm: expected?.algorithm, sealed }), req);
     } catch (e) {
       if (e instanceof BackendError) throw backendFailure(e);
       if (isNoSpace(e)) throw new DownloadError(`no space left in ${this.storage.stagingDir(this.opts.tier)} for task ${taskId}: ${errorMessage(e)}`, "no_space");
@@ -535,17 +538,21 @@ export class TaskManager {
     this.log.info({ taskId, needed: bytes, free: room.free, evicted: room.evicted.length }, "made room for a download on a full disk");
   }
 
+  /** The key task `taskId` is sealed at rest with (storage.encryption); undefined: stored in plaintext. */
+  private async sealingKey(taskId: string, application: string | undefined): Promise<TenantKey | undefined> {
+    try {
+      return await this.storage.sealingKeyFor(application);
+    } catch (e) {
+      throw new DownloadError(`task ${taskId} may belong to a tenant whose pieces are sealed at rest (storage.encryption), and ${errorMessage(e)}`, "unavailable");
+    }
+  }
+
   /**
    * Opens the task's store. Creating a task preallocates all its bytes, so a full disk shows
    * here first: ENOSPC makes room by evicting cached tasks and tries once more.
    */
   private async openTask(t: NewTask): Promise<TaskStore> {
-    let key: TenantKey | undefined;
-    try {
-      key = await this.storage.sealingKeyFor(t.application);
-    } catch (e) {
-      throw new DownloadError(`task ${t.id} may belong to a tenant whose pieces are sealed at rest (storage.encryption), and ${errorMessage(e)}`, "unavailable");
-    }
+    const key = await this.sealingKey(t.id, t.application);
     try {
       return await this.storage.open(t, key);
     } catch (e) {

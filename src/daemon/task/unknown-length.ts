@@ -9,7 +9,8 @@
 // origin client is not used here: its body reader fills buffers of a known length, and this
 // rare path is not worth a second body API; undici reads chunked and close-delimited bodies.
 // The cost is one extra local copy of the bytes. A failure anywhere removes the staging file,
-// and no task exists yet: nothing is left behind.
+// and no task exists yet: nothing is left behind. A task that will be sealed at rest is staged
+// sealed (staging-file.ts): no plaintext byte of it reaches the disk.
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, open, rm, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
@@ -17,6 +18,7 @@ import { DigestHasher } from "../../native/index.js";
 import { BackendError, type Backend } from "../backend/index.js";
 import { discard } from "../backend/http.js";
 import { errorMessage } from "../../common/errors.js";
+import { plainStaging, sealedStaging, type StagingFile } from "./staging-file.js";
 
 /** Algorithms the native hasher computes; the others (sha512, md5, sha1) go through node:crypto. */
 const NATIVE_DIGESTS = new Set(["sha256", "blake3", "crc32"]);
@@ -42,6 +44,8 @@ export interface StageOptions {
   /** The tier's staging directory (Storage.stagingDir). */
   dir: string;
   digestAlgorithm?: string | undefined;
+  /** The task will be sealed at rest: stage it sealed under a key of this download's own. */
+  sealed?: boolean;
 }
 
 function hasherFor(algorithm: string): { update(b: Buffer): void; digest(): string } {
@@ -59,7 +63,8 @@ export async function stageFromOrigin(o: StageOptions): Promise<StagedContent> {
   const path = join(o.dir, `${Date.now()}-${randomBytes(6).toString("hex")}`);
   let file: FileHandle | undefined;
   try {
-    file = await open(path, "w+");
+    file = await open(path, "w+", 0o600);
+    const staging: StagingFile = o.sealed ? sealedStaging(file, path) : plainStaging(file, path);
     const res = await o.backend.get({ url: o.url, headers: o.headers, signal: o.signal });
     const hasher = o.digestAlgorithm !== undefined ? hasherFor(o.digestAlgorithm) : undefined;
     let length = 0;
@@ -75,7 +80,7 @@ export async function stageFromOrigin(o: StageOptions): Promise<StagedContent> {
       }
       if (next.done) break;
       try {
-        await file.write(next.value, 0, next.value.length, length);
+        await staging.append(next.value);
       } catch (e) {
         discard(res.body);
         throw e;
@@ -83,15 +88,13 @@ export async function stageFromOrigin(o: StageOptions): Promise<StagedContent> {
       hasher?.update(next.value);
       length += next.value.length;
     }
+    await staging.finish();
     const fh = file;
     return {
       length,
       headers: res.headers,
       digest: hasher?.digest(),
-      read: async (offset, buf) => {
-        const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
-        if (bytesRead !== buf.length) throw new Error(`staged content ${path}: read ${bytesRead} of ${buf.length} bytes at ${offset}`);
-      },
+      read: (offset, buf) => staging.read(offset, buf),
       discard: async () => {
         await fh.close().catch(() => undefined);
         await rm(path, { force: true });

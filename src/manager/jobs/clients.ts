@@ -19,6 +19,13 @@ export async function activeScheduler(db: Database, clusterId: number, feature: 
   return row;
 }
 
+/** The scheduler activeScheduler picks for each cluster that has one (no feature asked). */
+export function activeSchedulers(db: Database): Promise<ActiveScheduler[]> {
+  return db.query<ActiveScheduler>(
+    "SELECT DISTINCT ON (scheduler_cluster_id) id, host_name, ip, port, scheduler_cluster_id FROM schedulers WHERE state = 'active' ORDER BY scheduler_cluster_id, id",
+  );
+}
+
 type Callback<Res> = (err: ServiceError | null, res: Res) => void;
 
 /** Calls a unary method with a deadline (ms from now): `call((md, o, cb) => c.statFile(req, md, o, cb), 5000)`. */

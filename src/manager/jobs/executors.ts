@@ -7,7 +7,7 @@ import { PREHEAT_FAILED } from "../../common/grpc/preheat-failed.js";
 import { taskIdFromContent, taskIdFromUrl } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
 import { SsrfError, type SsrfPolicy } from "../../common/ssrf.js";
-import type { Database } from "../db/database.js";
+import type { Database, Queryable } from "../db/database.js";
 import type { Host } from "../../gen/common/v2/common.js";
 import { Priority } from "../../gen/common/v2/common.js";
 import type { ListHostsResponse, PreheatFileRequest, StatFileRequest, StatFileResponse } from "../../gen/scheduler/v2/scheduler.js";
@@ -254,7 +254,8 @@ function taskIdOf(args: TaskArgs): string {
   return taskIdFromUrl({ url: args.url, tag: args.tag || undefined, application: args.application || undefined, pieceLength: args.piece_length, filteredQueryParams: splitFilter(args.filtered_query_params) });
 }
 
-async function listHosts(deps: ExecutorDeps, s: ActiveScheduler): Promise<Host[]> {
+/** The hosts a scheduler knows (those that announced themselves to it and have not left). */
+export async function listHosts(deps: Pick<ExecutorDeps, "clients" | "rpcTimeoutMs">, s: ActiveScheduler): Promise<Host[]> {
   const client = deps.clients.scheduler(s.ip, s.port);
   return (await call<ListHostsResponse>((md, o, cb) => client.listHosts({}, md, o, cb), deps.rpcTimeoutMs)).hosts;
 }
@@ -309,41 +310,49 @@ export async function runDeleteTask(deps: ExecutorDeps, clusterId: number, args:
   }
 }
 
+/**
+ * A scheduler's hosts become `peers` rows of its cluster (active again if they were not): what
+ * sync_peers does for every host, and GetTenantKey's lookup (peer-lookup.ts) for the one asking.
+ */
+export async function recordPeers(q: Queryable, clusterId: number, hosts: readonly Host[]): Promise<void> {
+  for (const h of hosts) {
+    await q.query(
+      `INSERT INTO peers (host_name, type, idc, location, ip, port, download_port, proxy_port, state, os, platform, platform_family, platform_version, kernel_version, git_version, git_commit, build_platform, scheduler_cluster_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $12, $13, $14, $15, $16, $17)
+       ON CONFLICT (host_name, ip, scheduler_cluster_id) DO UPDATE SET type = EXCLUDED.type, idc = EXCLUDED.idc, location = EXCLUDED.location, port = EXCLUDED.port,
+         download_port = EXCLUDED.download_port, proxy_port = EXCLUDED.proxy_port, state = 'active', os = EXCLUDED.os, platform = EXCLUDED.platform,
+         platform_family = EXCLUDED.platform_family, platform_version = EXCLUDED.platform_version, kernel_version = EXCLUDED.kernel_version,
+         git_version = EXCLUDED.git_version, git_commit = EXCLUDED.git_commit, build_platform = EXCLUDED.build_platform, updated_at = now()`,
+      [
+        h.hostname,
+        hostType(h),
+        h.network?.idc ?? "",
+        h.network?.location ?? "",
+        h.ip,
+        h.port,
+        h.downloadPort,
+        h.proxyPort,
+        h.os,
+        h.platform,
+        h.platformFamily,
+        h.platformVersion,
+        h.kernelVersion,
+        h.build?.gitVersion ?? "",
+        h.build?.gitCommit ?? "",
+        h.build?.platform ?? "",
+        clusterId,
+      ],
+    );
+  }
+}
+
 /** sync_peers: the scheduler's host list becomes the cluster's `peers` rows. */
 export async function runSyncPeers(deps: ExecutorDeps, clusterId: number): Promise<JobState> {
   try {
     const s = await requireScheduler(deps, clusterId, undefined);
     const hosts = await listHosts(deps, s);
     await deps.db.transaction(async (tx) => {
-      for (const h of hosts) {
-        await tx.query(
-          `INSERT INTO peers (host_name, type, idc, location, ip, port, download_port, proxy_port, state, os, platform, platform_family, platform_version, kernel_version, git_version, git_commit, build_platform, scheduler_cluster_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $12, $13, $14, $15, $16, $17)
-           ON CONFLICT (host_name, ip, scheduler_cluster_id) DO UPDATE SET type = EXCLUDED.type, idc = EXCLUDED.idc, location = EXCLUDED.location, port = EXCLUDED.port,
-             download_port = EXCLUDED.download_port, proxy_port = EXCLUDED.proxy_port, state = 'active', os = EXCLUDED.os, platform = EXCLUDED.platform,
-             platform_family = EXCLUDED.platform_family, platform_version = EXCLUDED.platform_version, kernel_version = EXCLUDED.kernel_version,
-             git_version = EXCLUDED.git_version, git_commit = EXCLUDED.git_commit, build_platform = EXCLUDED.build_platform, updated_at = now()`,
-          [
-            h.hostname,
-            hostType(h),
-            h.network?.idc ?? "",
-            h.network?.location ?? "",
-            h.ip,
-            h.port,
-            h.downloadPort,
-            h.proxyPort,
-            h.os,
-            h.platform,
-            h.platformFamily,
-            h.platformVersion,
-            h.kernelVersion,
-            h.build?.gitVersion ?? "",
-            h.build?.gitCommit ?? "",
-            h.build?.platform ?? "",
-            clusterId,
-          ],
-        );
-      }
+      await recordPeers(tx, clusterId, hosts);
       // Hosts the scheduler no longer knows are gone.
       const seen = hosts.map((h) => `${h.hostname}\u001f${h.ip}`);
       await tx.query(

@@ -28,13 +28,17 @@ export const protobufFileName = "damselfly/manager/v1/keys.proto";
  * daemons seal pieces at rest with (issue 21). One AES-256-GCM key per tenant and version;
  * rotation adds a version, and older versions keep opening the tasks sealed under them. The
  * manager answers only callers presenting a peer or seed-peer certificate of the cluster CA,
- * and never over plaintext: a key is never sent where the network could read it.
+ * and never over plaintext: a key is never sent where the network could read it. A caller gets
+ * only the keys of the tenants of the clusters the manager has its host on record in
+ * (PERMISSION_DENIED otherwise, and for a host it has no record of).
  */
 
 export interface GetTenantKeyRequest {
   /**
    * The tenant, by id. 0: the tenant of `application` when the manager knows that application,
-   * else the tenant of the scheduler cluster `scheduler_cluster_id` (0: the default cluster).
+   * else the tenant of the caller's scheduler cluster as the manager records it;
+   * `scheduler_cluster_id` only chooses among the caller's own clusters when they belong to
+   * several tenants, and never names another cluster.
    */
   tenantId: number;
   application: string;
