@@ -1064,8 +1064,8 @@ export class TaskManager {
   }
 
   /**
-   * Whether this task's pieces can be fetched by the native core (plain http with Range), and
-   * where from. The route's address is resolved and SSRF-checked by the backend now, once.
+   * Whether this task's pieces can be fetched by the native core (plain http with Range, and
+   * object stores on a plain-http endpoint), and where from. The route's address is resolved and SSRF-checked by the backend now, once.
    */
   private async nativeOrigin(task: TaskStore, req: DownloadRequest, backend: Backend, headers: Record<string, string>, pin: OriginPin): Promise<NativeOrigin | undefined> {
     const fetchPiece = backend.fetchPiece?.bind(backend);
@@ -1073,7 +1073,8 @@ export class TaskManager {
     let url = this.sourceUrls.get(task.id);
     if (url === undefined) {
       // A resumed task skipped the stat: learn where the content lives now (redirects).
-      if (new URL(req.download.url).protocol !== "http:") return undefined;
+      // (https never goes native: the native client speaks no TLS.)
+      if (new URL(req.download.url).protocol === "https:") return undefined;
       try {
         // With the pin: an origin that moved on since the pieces held were fetched says so now.
         const st = await backend.stat({ url: req.download.url, headers, signal: req.signal, pin });
