@@ -29,6 +29,7 @@ import { pieceInfoOf, type NewTask, type Storage } from "../storage/storage.js";
 import type { ParentAddress, PieceInfo, TaskStore } from "../storage/types.js";
 import type { TenantKey } from "../storage/tenant-keys.js";
 import { ParentLinks, type RoundLinks } from "../storage/parent-links.js";
+import { PieceBufferPool } from "./piece-buffers.js";
 import { allocPieceBuffer, closeIdlePieceConnections, isNativeError, openTaskStore, type NativePieceInfo } from "../../native/index.js";
 import { nativeToBackendError } from "../backend/http.js";
 import { parseDigest } from "./digest.js";
@@ -184,6 +185,8 @@ export class TaskManager {
   private readonly live = new Map<string, number>();
   /** Per-task piece events for joiners: `piece` (TaskStore, PieceInfo, data?, hold?), `started`. */
   readonly events = new EventEmitter().setMaxListeners(0);
+  /** Piece buffers of back-to-source through JS, used again (a few concurrent downloads' worth kept idle). */
+  private readonly pieceBuffers = new PieceBufferPool(64 * 1024 * 1024);
   /** Tasks children are downloading from us (fed by the upload service and the piece server). */
   readonly uploads = new TaskUploads();
   /** Which parents our running rounds use: idle connections to the others are closed. */
@@ -1109,19 +1112,24 @@ export class TaskManager {
     const { offset, length } = pieceRange(n, task.meta.contentLength, task.meta.pieceLength);
     const createdAt = Date.now();
     const res = await backend.get({ url: req.download.url, headers, signal: req.signal, range: { start: offset, length }, pin });
-    // Block-aligned memory lets the store write it with O_DIRECT without another copy.
-    const buf = allocPieceBuffer(length);
-    let filled = 0;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      if (filled + chunk.length > length) {
-        discard(res.body);
-        throw new BackendError(`${req.download.url}: origin sent more than the ${length} bytes of piece ${n}`, res.statusCode);
+    // Block-aligned memory lets the store write it with O_DIRECT without another copy; whole
+    // pieces' buffers are used again once their write resolved (piece-buffers.ts).
+    const buf = this.pieceBuffers.take(length);
+    try {
+      let filled = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        if (filled + chunk.length > length) {
+          discard(res.body);
+          throw new BackendError(`${req.download.url}: origin sent more than the ${length} bytes of piece ${n}`, res.statusCode);
+        }
+        chunk.copy(buf, filled);
+        filled += chunk.length;
       }
-      chunk.copy(buf, filled);
-      filled += chunk.length;
+      if (filled !== length) throw new BackendError(`${req.download.url}: origin sent ${filled} of ${length} bytes for piece ${n}`, res.statusCode, {}, true);
+      return await task.writePiece(n, buf, createdAt, req.signal);
+    } finally {
+      if (length === task.meta.pieceLength) this.pieceBuffers.give(buf);
     }
-    if (filled !== length) throw new BackendError(`${req.download.url}: origin sent ${filled} of ${length} bytes for piece ${n}`, res.statusCode, {}, true);
-    return task.writePiece(n, buf, createdAt, req.signal);
   }
 
   private async verify(task: TaskStore): Promise<void> {
