@@ -15,8 +15,9 @@
 // or truncated) before or while a piece was read fails the task with OriginChangedError instead
 // of mixing two versions. Errors name the hdfs:// URL and never the delegation token.
 //
-// Bytes go through undici here (the native origin client speaks plain ranged GETs to one
-// address; WebHDFS needs the namenode's redirect first).
+// Bytes go through undici here, not the native origin client: that client sends a Range
+// header and wants a 206 with a Content-Range, while a datanode serves OPEN's offset and length
+// from the query and answers 200 with just those bytes (and the namenode's redirect comes first).
 import { Readable } from "node:stream";
 import { Agent, request, type Dispatcher } from "undici";
 import { errorMessage } from "../../common/errors.js";

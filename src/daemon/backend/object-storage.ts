@@ -6,8 +6,11 @@
 // @google-cloud/storage) and not Apache OpenDAL in the native core: they are each store's
 // maintained signer and error model, they answer a ranged read with a Node stream that the
 // piece pipeline already consumes (as https pieces are), and they need no new native export
-// (the addon's surface is at its limit) nor a core rebuild. Moving the bytes natively (ranged
-// reads straight into piece buffers) is the next step and fits behind the same ObjectStore.
+// (the addon's surface is at its limit) nor a core rebuild. The S3 family's pieces on a plain-
+// http endpoint (SeaweedFS, MinIO, a private gateway) skip the SDK's streams: `route` and
+// `fetchPiece` hand the native origin client a GET presigned by the SDK's signer for each piece,
+// which it fetches straight into the task's store (bytes never pass through JS). https
+// endpoints (the native client has no TLS), keyless reads, GCS and Azure stay on the SDKs.
 //
 // Each download carries its own credentials, so the backend registered by scheme is a factory:
 // `forDownload` binds it to the download's ObjectStorage (clients are cached per credentials).
