@@ -12,90 +12,22 @@
 //   dfget-p2p-encrypted-1g:  the same with pieces sealed at rest on both peers, against plaintext
 //                            stores (issue 21).
 // Peak RSS of each daemon (VmHWM) is reported in the details.
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { credentials, Metadata } from "@grpc/grpc-js";
-import { stringify } from "yaml";
 import { silentLogger } from "../src/common/logger.js";
-import { DfdaemonDownloadClient } from "../src/gen/dfdaemon/v2/dfdaemon.js";
 import { startScheduler } from "../src/scheduler/server.js";
 import { taskIdFromUrl } from "../src/common/ids.js";
 import { durationResult, median } from "./lib/measure.js";
 import { curlSeconds, startNginx, type Nginx } from "./lib/nginx.js";
 import type { BenchContext, BenchResult, BenchSuite } from "./lib/types.js";
+import { deleteTask, dfgetSeconds, startDaemonProcess, type Daemon, type DaemonExtras } from "./lib/dfdaemon.js";
 import { writeContent } from "./lib/content.js";
 import type { TlsFiles } from "../src/common/grpc/tls.js";
 import { stackCertificates } from "../src/up/pki.js";
 import { startManager } from "../src/manager/server.js";
 
 const MiB = 1024 * 1024;
-const root = new URL("..", import.meta.url).pathname;
-
-interface Daemon {
-  proc: ChildProcess;
-  socket: string;
-  stop(): void;
-  peakRssBytes(): number;
-}
-
-interface DaemonExtras {
-  /** The daemon's certificate for every connection it makes or takes (mTLS on, as `up` runs it). */
-  tls?: TlsFiles | undefined;
-  /** Pieces sealed at rest: every task of the default tenant, keys from this manager over mTLS. */
-  sealed?: { managerAddr: string; tls: TlsFiles | undefined };
-}
-
-async function startDaemonProcess(dir: string, name: string, schedulers: string[], extras: DaemonExtras = {}): Promise<Daemon> {
-  const { tls, sealed } = extras;
-  mkdirSync(dir, { recursive: true });
-  const socket = join(dir, "dfdaemon.sock");
-  const config = join(dir, "dfdaemon.yaml");
-  writeFileSync(
-    config,
-    stringify({
-      host: { ip: "127.0.0.1", hostname: name },
-      download: { server: { socketPath: socket } },
-      upload: { server: { ip: "127.0.0.1", port: 0, ...tls }, client: { ...tls } },
-      scheduler: { addrs: schedulers, ...tls },
-      ...(sealed ? { manager: { addr: sealed.managerAddr, ...sealed.tls } } : {}),
-      storage: { dir: join(dir, "data"), keep: false, server: { ip: "127.0.0.1", tcpPort: 0, quicPort: 0, ...(tls ? { tls } : {}) }, ...(sealed ? { encryption: { tenants: ["default"] } } : {}) },
-      health: { server: { ip: "127.0.0.1", port: 0 } },
-      metrics: { server: { ip: "127.0.0.1", port: 0 } },
-    }),
-  );
-  const proc = spawn(process.execPath, [join(root, "bin/dfdaemon.js"), "--config", config, "--log-level", process.env.BENCH_DAEMON_LOG ?? "error"], { stdio: ["ignore", process.env.BENCH_DAEMON_LOG ? "inherit" : "ignore", "inherit"] });
-  for (let i = 0; i < 300 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!existsSync(socket)) throw new Error(`dfdaemon ${name} did not start`);
-  return {
-    proc,
-    socket,
-    stop: () => void proc.kill("SIGTERM"),
-    peakRssBytes: () => {
-      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"));
-      return m?.[1] ? Number(m[1]) * 1024 : 0;
-    },
-  };
-}
-
-/** Asynchronous on purpose: the scheduler runs in this process and must keep answering. */
-async function dfgetSeconds(socket: string, url: string, out: string): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  const p = spawn(process.execPath, [join(root, "bin/dfget.js"), "-e", socket, url, "-O", out, "--no-progress"], { stdio: ["ignore", "ignore", "pipe"] });
-  let err = "";
-  p.stderr.on("data", (b: Buffer) => (err += b.toString()));
-  const code = await new Promise<number | null>((resolve) => p.on("close", resolve));
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (code !== 0) throw new Error(`dfget failed: ${err.trim()}`);
-  return s;
-}
-
-async function deleteTask(socket: string, taskId: string): Promise<void> {
-  const c = new DfdaemonDownloadClient(`unix://${socket}`, credentials.createInsecure());
-  await new Promise<void>((resolve) => c.deleteTask({ taskId }, new Metadata(), () => resolve()));
-  c.close();
-}
 
 /** The content every bench here downloads (file.bin, 1 GiB; warm.bin, 16 MiB) behind nginx, and its rounds. */
 async function serveContent(ctx: BenchContext): Promise<{ size: number; rounds: number; nginx: Nginx }> {

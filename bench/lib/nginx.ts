@@ -1,9 +1,10 @@
 // nginx from Debian as a same-run baseline origin: one foreground process on a free loopback
 // port serving a directory with sendfile, as a production origin or CDN edge would.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { fdatasyncSeconds } from "./client.js";
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -82,7 +83,6 @@ export function nginxBytesSent(n: Nginx): number {
     .reduce((s, l) => s + (Number(l.trim().split(" ").pop()) || 0), 0);
 }
 
-/** Seconds curl takes to write `url` to `out`. */
 /**
  * Seconds for `curl -o out url`; with `durable`, until the file's data is on the disk too
  * (fdatasync after curl), as a dfdaemon's store has it when dfget returns (O_DIRECT writes).
@@ -91,13 +91,6 @@ export function curlSeconds(url: string, out: string, durable = false): number {
   const t0 = process.hrtime.bigint();
   const r = spawnSync("curl", ["-s", "-f", "-o", out, url]);
   if (r.status !== 0) throw new Error(`curl ${url} failed with ${r.status}: ${r.stderr.toString()}`);
-  if (durable) {
-    const fd = openSync(out, "r");
-    try {
-      fdatasyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  }
-  return Number(process.hrtime.bigint() - t0) / 1e9;
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  return durable ? s + fdatasyncSeconds(out) : s;
 }

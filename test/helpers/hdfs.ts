@@ -5,8 +5,8 @@
 // datanode it redirects to. What HDFS served is counted on the wire (startNamenodeProxy): the
 // datanode's own BytesRead counts what its block readers sent ahead, and only once they close.
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
-import { createServer, request } from "node:http";
+import { createReadStream, existsSync, statSync } from "node:fs";
+import { createServer, request, type ClientRequest } from "node:http";
 import { startCountingProxy, type CountingProxy } from "./counting-proxy.js";
 import { userInfo } from "node:os";
 import { join } from "node:path";
@@ -24,6 +24,8 @@ export interface MiniHdfs {
   url(path: string): string;
   /** Writes a file (replacing one there), parents created. */
   put(path: string, body: Buffer): Promise<void>;
+  /** The same with a local file's content, streamed (a large one is never held in memory). */
+  putFile(path: string, file: string): Promise<void>;
   mkdirs(path: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -60,26 +62,29 @@ export async function startMiniHdfs(dir: string): Promise<MiniHdfs> {
   const namenode = `127.0.0.1:${ready.namenodeHttpPort}`;
   const user = userInfo().username;
   const webhdfs = (path: string, op: string, extra = "") => `http://${namenode}/webhdfs/v1${path}?op=${op}&user.name=${encodeURIComponent(user)}${extra}`;
+  /** CREATE on the namenode, then `length` bytes, sent by `send`, to the datanode it names. */
+  const create = async (path: string, length: number, send: (r: ClientRequest) => void) => {
+    const nn = await fetch(webhdfs(path, "CREATE", "&overwrite=true"), { method: "PUT", redirect: "manual" });
+    const location = nn.headers.get("location");
+    if (nn.status !== 307 || !location) throw new Error(`CREATE ${path}: the namenode answered ${nn.status}: ${await nn.text()}`);
+    // node:http, not fetch: the datanode answers "100 Continue" unasked, which undici refuses.
+    const dn = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const r = request(location, { method: "PUT", headers: { "content-length": length } }, (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => (text += c.toString()));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      r.on("error", reject);
+      send(r);
+    });
+    if (dn.status !== 201) throw new Error(`CREATE ${path}: the datanode answered ${dn.status}: ${dn.text}`);
+  };
   return {
     namenode,
     datanode: `127.0.0.1:${ready.datanodeHttpPort}`,
     url: (path) => `hdfs://${namenode}${path}`,
-    async put(path, body) {
-      const nn = await fetch(webhdfs(path, "CREATE", "&overwrite=true"), { method: "PUT", redirect: "manual" });
-      const location = nn.headers.get("location");
-      if (nn.status !== 307 || !location) throw new Error(`CREATE ${path}: the namenode answered ${nn.status}: ${await nn.text()}`);
-      // node:http, not fetch: the datanode answers "100 Continue" unasked, which undici refuses.
-      const dn = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-        const r = request(location, { method: "PUT", headers: { "content-length": body.length } }, (res) => {
-          let text = "";
-          res.on("data", (c: Buffer) => (text += c.toString()));
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-        });
-        r.on("error", reject);
-        r.end(body);
-      });
-      if (dn.status !== 201) throw new Error(`CREATE ${path}: the datanode answered ${dn.status}: ${dn.text}`);
-    },
+    put: (path, body) => create(path, body.length, (r) => r.end(body)),
+    putFile: (path, file) => create(path, statSync(file).size, (r) => createReadStream(file).on("error", (e) => r.destroy(e)).pipe(r)),
     async mkdirs(path) {
       const res = await fetch(webhdfs(path, "MKDIRS"), { method: "PUT" });
       if (res.status !== 200) throw new Error(`MKDIRS ${path}: ${res.status}: ${await res.text()}`);

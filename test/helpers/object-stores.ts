@@ -2,7 +2,7 @@
 // Azurite (Azure Blob) and fake-gcs-server (GCS), each on ephemeral ports in a temp dir, with
 // a counting proxy in front (what the store served). The Go servers are built once per machine
 // by scripts/install-object-stores.sh (.ci/run runs it); a missing binary fails the test.
-import { existsSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, PutUserPolicyCommand } from "@aws-sdk/client-iam";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
@@ -60,6 +60,10 @@ export interface SeaweedFs extends RunningStore {
   /** A reader's access key, created through SeaweedFS's IAM API, allowed to read every bucket. */
   accessKeyId: string;
   secretAccessKey: string;
+  /** The S3 gateway's own endpoint, nothing counted in between (the s3 bench suite's). */
+  gateway: string;
+  /** Puts a file's content as an object, streamed (a large one is never held in memory). */
+  putFile(bucket: string, key: string, path: string): Promise<void>;
 }
 
 /**
@@ -138,9 +142,13 @@ export async function startSeaweedFs(dir: string, bucket: string): Promise<Seawe
     accessKeyId: key.AccessKeyId,
     secretAccessKey: key.SecretAccessKey,
     endpoint,
+    gateway: `http://127.0.0.1:${s3}`,
     proxy,
     put: async (b, key, body) => {
       await client.send(new PutObjectCommand({ Bucket: b, Key: key, Body: body }));
+    },
+    putFile: async (b, key, path) => {
+      await client.send(new PutObjectCommand({ Bucket: b, Key: key, Body: createReadStream(path), ContentLength: statSync(path).size }));
     },
     close: async () => {
       client.destroy();

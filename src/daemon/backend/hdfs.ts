@@ -15,8 +15,9 @@
 // or truncated) before or while a piece was read fails the task with OriginChangedError instead
 // of mixing two versions. Errors name the hdfs:// URL and never the delegation token.
 //
-// Bytes go through undici here (the native origin client speaks plain ranged GETs to one
-// address; WebHDFS needs the namenode's redirect first).
+// Bytes go through undici here, not the native origin client: that client sends a Range
+// header and wants a 206 with a Content-Range, while a datanode serves OPEN's offset and length
+// from the query and answers 200 with just those bytes (and the namenode's redirect comes first).
 import { Readable } from "node:stream";
 import { Agent, request, type Dispatcher } from "undici";
 import { errorMessage } from "../../common/errors.js";
@@ -93,6 +94,8 @@ export class HdfsBackend implements Backend {
 /** The backend bound to one download's delegation token. */
 class BoundHdfs implements Backend {
   readonly schemes = [HDFS_SCHEME] as const;
+  /** Per file URL: the GETFILESTATUS after reads in flight, and the one the reads that ended since wait for. */
+  private readonly statusChecks = new Map<string, { inFlight: Promise<HdfsFileStatus> | undefined; next: Promise<HdfsFileStatus> | undefined }>();
 
   constructor(
     private readonly agent: Agent,
@@ -109,52 +112,95 @@ class BoundHdfs implements Backend {
 
   async get(req: BackendRequest & { range?: ByteRange | undefined }): Promise<GetResult> {
     const h = parseHdfsFileUrl(req.url);
-    const { pin, range, signal } = req;
+    const { pin, range } = req;
     if (range && pin && range.start + range.length > pin.contentLength) throw new BackendError(`${req.url}: range ${range.start}+${range.length} is beyond its ${pin.contentLength} bytes`, 416);
-    // Without a pin the read is pinned to the version there now: one version per answer.
-    let version = pin?.etag;
-    let total = pin?.contentLength;
-    if (version === undefined || total === undefined) {
-      const st = await this.fileStatus(req.url, h, signal);
-      if (st.type === "DIRECTORY") throw new BackendError(`${req.url}: is a directory; download it with dfget --recursive`, 400);
-      if (pin && st.length !== pin.contentLength) throw originChanged(req.url, `origin content changed: it is now ${st.length} bytes long, the task is pinned to ${pin.contentLength}`, 200, headersOf(st));
-      version = hdfsEtag(st);
-      total = st.length;
+    // One abort listener on the download's signal per read, whatever number of requests it
+    // makes (GETFILESTATUS, OPEN, the datanode's GET, GETFILESTATUS again): the download's
+    // concurrent pieces each made several on the one signal (MaxListenersExceededWarning).
+    const read = new AbortController();
+    const forward = (): void => read.abort(req.signal?.reason);
+    if (req.signal?.aborted) forward();
+    else req.signal?.addEventListener("abort", forward, { once: true });
+    const release = (): void => req.signal?.removeEventListener("abort", forward);
+    const signal = req.signal ? read.signal : undefined;
+    try {
+      // Without a pin the read is pinned to the version there now: one version per answer.
+      let version = pin?.etag;
+      let total = pin?.contentLength;
+      if (version === undefined || total === undefined) {
+        const st = await this.fileStatus(req.url, h, signal);
+        if (st.type === "DIRECTORY") throw new BackendError(`${req.url}: is a directory; download it with dfget --recursive`, 400);
+        if (pin && st.length !== pin.contentLength) throw originChanged(req.url, `origin content changed: it is now ${st.length} bytes long, the task is pinned to ${pin.contentLength}`, 200, headersOf(st));
+        version = hdfsEtag(st);
+        total = st.length;
+      }
+      const length = range ? range.length : total;
+      const res = await this.open(req.url, webHdfsUrl(h, "OPEN", range ? { offset: range.start, length: range.length } : { offset: 0 }, this.token), signal);
+      if (res.statusCode !== 200) {
+        const reason = await this.refusal(res);
+        // The pinned file is gone (deleted, or renamed away): another version, not a passing fault.
+        if (pin && res.statusCode === 404) throw originChanged(req.url, `origin content changed: the task is pinned to ETag ${version}, WebHDFS answers: ${reason}`, 404, {});
+        throw new BackendError(`${req.url}: ${reason}`, res.statusCode, {}, isTemporaryStatus(res.statusCode));
+      }
+      const pinned = version;
+      const body = Readable.from(this.checked(req.url, h, res.body, pinned, length, signal, release));
+      return { statusCode: range ? 206 : 200, headers: { etag: pinned, "content-length": String(length) }, body };
+    } catch (e) {
+      release();
+      throw e;
     }
-    const length = range ? range.length : total;
-    const res = await this.open(req.url, webHdfsUrl(h, "OPEN", range ? { offset: range.start, length: range.length } : { offset: 0 }, this.token), signal);
-    if (res.statusCode !== 200) {
-      const reason = await this.refusal(res);
-      // The pinned file is gone (deleted, or renamed away): another version, not a passing fault.
-      if (pin && res.statusCode === 404) throw originChanged(req.url, `origin content changed: the task is pinned to ETag ${version}, WebHDFS answers: ${reason}`, 404, {});
-      throw new BackendError(`${req.url}: ${reason}`, res.statusCode, {}, isTemporaryStatus(res.statusCode));
-    }
-    const pinned = version;
-    const body = Readable.from(this.checked(req.url, h, res.body, pinned, length, signal));
-    return { statusCode: range ? 206 : 200, headers: { etag: pinned, "content-length": String(length) }, body };
   }
 
   /**
    * The answer's bytes, then the file's status asked again before the last chunk is handed on:
    * bytes read while the file was replaced fail here instead of landing in a piece. A short
-   * answer fails too (the datanode stopped early).
+   * answer fails too (the datanode stopped early). `release` drops the read's abort listener.
    */
-  private async *checked(url: string, h: HdfsUrl, body: Readable, version: string, length: number, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
-    let got = 0;
+  private async *checked(url: string, h: HdfsUrl, body: Readable, version: string, length: number, signal: AbortSignal | undefined, release: () => void): AsyncGenerator<Buffer> {
     let held: Buffer | undefined;
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (held) yield held;
-        got += chunk.length;
-        held = chunk;
+      let got = 0;
+      try {
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          if (held) yield held;
+          got += chunk.length;
+          held = chunk;
+        }
+      } catch (e) {
+        throw this.unreached(url, e, signal, "the datanode");
       }
-    } catch (e) {
-      throw this.unreached(url, e, signal, "the datanode");
+      if (got !== length) throw new BackendError(`${url}: the datanode sent ${got} of ${length} bytes`, 200, {}, true);
+      const now = hdfsEtag(await this.statusAfterRead(url, h, signal));
+      if (now !== version) throw originChanged(url, `origin content changed while it was read: ETag ${version} became ${now}`, 200, {});
+    } finally {
+      release();
     }
-    if (got !== length) throw new BackendError(`${url}: the datanode sent ${got} of ${length} bytes`, 200, {}, true);
-    const now = hdfsEtag(await this.fileStatus(url, h, signal));
-    if (now !== version) throw originChanged(url, `origin content changed while it was read: ETag ${version} became ${now}`, 200, {});
     if (held) yield held;
+  }
+
+  /**
+   * The file's status asked after the caller's bytes were all read. The download's concurrent
+   * pieces share the requests: one GETFILESTATUS in flight per file at a time, and every read
+   * that ends while it is in flight waits for the next one, which all of them share (it starts
+   * after their last bytes, so it vouches for each). One per namenode round trip instead of one
+   * per piece.
+   */
+  private statusAfterRead(url: string, h: HdfsUrl, signal: AbortSignal | undefined): Promise<HdfsFileStatus> {
+    let s = this.statusChecks.get(url);
+    if (!s) this.statusChecks.set(url, (s = { inFlight: undefined, next: undefined }));
+    const state = s;
+    if (!state.inFlight) {
+      state.inFlight = this.fileStatus(url, h, signal).finally(() => (state.inFlight = undefined));
+      return state.inFlight;
+    }
+    // A request in flight may have started before this read's last byte: wait for the next one.
+    state.next ??= state.inFlight
+      .catch(() => undefined)
+      .then(() => {
+        state.next = undefined;
+        return this.statusAfterRead(url, h, signal);
+      });
+    return state.next;
   }
 
   /** OPEN on the namenode, then on the datanode it redirects to. */

@@ -95,29 +95,12 @@ export class HttpBackend implements Backend {
   async route(url: string, requested: string, headers: Record<string, string>): Promise<OriginRoute | undefined> {
     const u = new URL(url);
     if (u.protocol !== "http:") return undefined;
-    const name = u.hostname.replace(/^\[|\]$/g, "");
-    let ip: string;
-    if (isIP(name)) {
-      ip = name;
-    } else {
-      let addresses: Array<{ address: string }>;
-      try {
-        addresses = await lookup(name, { all: true });
-      } catch (e) {
-        throw new BackendError(`${requested}: ${errorMessage(e)}`, undefined, {}, true);
-      }
-      const usable = this.options.ssrf ? addresses.filter((a) => this.options.ssrf?.isAllowed(a.address)) : addresses;
-      const first = usable[0];
-      if (!first) throw new BackendError(`${requested}: ${new SsrfError(addresses[0]?.address ?? "unresolved", name).message}`, undefined);
-      ip = first.address;
-    }
-    if (this.options.ssrf && !this.options.ssrf.isAllowed(ip)) throw new BackendError(`${requested}: ${new SsrfError(ip, name).message}`, undefined);
+    const addr = await resolveOriginAddr(u, requested, this.options.ssrf);
     const merged = headersAfterRedirect(requested, url, this.mergedHeaders(headers));
     const out: Record<string, string> = {};
     for (const [k, v] of Object.entries(merged)) if (!NATIVE_OWNED.has(k)) out[k] = v;
-    const port = u.port || "80";
     return {
-      addr: isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`,
+      addr,
       // A Host the user set survives as long as no redirect moved the request elsewhere.
       host: merged.host ?? u.host,
       path: `${u.pathname}${u.search}`,
@@ -126,22 +109,8 @@ export class HttpBackend implements Backend {
     };
   }
 
-  async fetchPiece(route: OriginRoute, store: NativeTaskStore, number: number, signal?: AbortSignal): Promise<NativePieceInfo> {
-    let attempt = 0;
-    const pin = route.pin && { etag: route.pin.etag, lastModified: route.pin.lastModified };
-    for (;;) {
-      try {
-        return await store.fetchFromOrigin({ addr: route.addr, host: route.host, path: route.path, headers: route.headers, pin, number, connectTimeoutMs: 10_000, readTimeoutMs: 60_000 }, signal);
-      } catch (e) {
-        // Our own disk failing the piece's write (full, or an I/O error) is not the origin's
-        // error: it goes to the caller as it is, which makes room or fetches the piece again.
-        if (isNativeError(e) && (e.code === "DF_NO_SPACE" || e.code === "DF_DEVICE_IO")) throw e;
-        const err = nativeToBackendError(route.url, e, signal);
-        if (!err.temporary || attempt >= this.options.maxRetries) throw err;
-        attempt++;
-        await this.backoff(attempt);
-      }
-    }
+  fetchPiece(route: OriginRoute, store: NativeTaskStore, number: number, signal?: AbortSignal): Promise<NativePieceInfo> {
+    return fetchPieceNatively(route, store, number, signal, { maxRetries: this.options.maxRetries, retryBaseMs: this.options.retryBaseMs, toError: (e) => nativeToBackendError(route.url, e, signal) });
   }
 
   /** Every request's headers: ours, then the backend's configured ones, then the caller's (names lower-cased). */
@@ -152,8 +121,7 @@ export class HttpBackend implements Backend {
   }
 
   private backoff(attempt: number): Promise<void> {
-    const base = this.options.retryBaseMs ?? 200;
-    return new Promise((r) => setTimeout(r, base * 2 ** (attempt - 1) * (0.5 + Math.random())));
+    return backoff(attempt, this.options.retryBaseMs);
   }
 
   async get(req: BackendRequest & { range?: ByteRange | undefined }): Promise<GetResult> {
@@ -205,6 +173,70 @@ export class HttpBackend implements Backend {
         attempt++;
         await this.backoff(attempt);
       }
+    }
+  }
+}
+
+/** The exponential backoff before retry `attempt` (from 1), jittered. */
+function backoff(attempt: number, baseMs = 200): Promise<void> {
+  return new Promise((r) => setTimeout(r, baseMs * 2 ** (attempt - 1) * (0.5 + Math.random())));
+}
+
+/**
+ * The `ip:port` (`[v6]:port`) the native origin client connects to for `u`: the name resolved
+ * here and checked against the SSRF policy, so the native client never resolves names.
+ * Errors name `requested` (the URL the download asked for), never `u` (it may carry a signature).
+ */
+export async function resolveOriginAddr(u: URL, requested: string, ssrf: SsrfPolicy | undefined): Promise<string> {
+  const name = u.hostname.replace(/^\[|\]$/g, "");
+  let ip: string;
+  if (isIP(name)) {
+    ip = name;
+  } else {
+    let addresses: Array<{ address: string }>;
+    try {
+      addresses = await lookup(name, { all: true });
+    } catch (e) {
+      throw new BackendError(`${requested}: ${errorMessage(e)}`, undefined, {}, true);
+    }
+    const usable = ssrf ? addresses.filter((a) => ssrf.isAllowed(a.address)) : addresses;
+    const first = usable[0];
+    if (!first) throw new BackendError(`${requested}: ${new SsrfError(addresses[0]?.address ?? "unresolved", name).message}`, undefined);
+    ip = first.address;
+  }
+  if (ssrf && !ssrf.isAllowed(ip)) throw new BackendError(`${requested}: ${new SsrfError(ip, name).message}`, undefined);
+  const port = u.port || (u.protocol === "https:" ? "443" : "80");
+  return isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+export interface NativeFetchOptions {
+  maxRetries: number;
+  retryBaseMs?: number | undefined;
+  /** The native failure as the backend's error (the URL named, nothing secret). */
+  toError: (e: unknown) => BackendError;
+  /** The request target of each attempt, when it is not the route's (a signature made per request). */
+  path?: () => Promise<string>;
+}
+
+/**
+ * One piece over `route` straight into the task's native store, retried with backoff while the
+ * failure is temporary (the network, 408, 429, 5xx).
+ */
+export async function fetchPieceNatively(route: OriginRoute, store: NativeTaskStore, number: number, signal: AbortSignal | undefined, opts: NativeFetchOptions): Promise<NativePieceInfo> {
+  let attempt = 0;
+  const pin = route.pin && { etag: route.pin.etag, lastModified: route.pin.lastModified };
+  for (;;) {
+    try {
+      const path = opts.path ? await opts.path() : route.path;
+      return await store.fetchFromOrigin({ addr: route.addr, host: route.host, path, headers: route.headers, pin, number, connectTimeoutMs: 10_000, readTimeoutMs: 60_000 }, signal);
+    } catch (e) {
+      // Our own disk failing the piece's write (full, or an I/O error) is not the origin's
+      // error: it goes to the caller as it is, which makes room or fetches the piece again.
+      if (isNativeError(e) && (e.code === "DF_NO_SPACE" || e.code === "DF_DEVICE_IO")) throw e;
+      const err = opts.toError(e);
+      if (!err.temporary || attempt >= opts.maxRetries) throw err;
+      attempt++;
+      await backoff(attempt, opts.retryBaseMs);
     }
   }
 }

@@ -6,8 +6,11 @@
 // @google-cloud/storage) and not Apache OpenDAL in the native core: they are each store's
 // maintained signer and error model, they answer a ranged read with a Node stream that the
 // piece pipeline already consumes (as https pieces are), and they need no new native export
-// (the addon's surface is at its limit) nor a core rebuild. Moving the bytes natively (ranged
-// reads straight into piece buffers) is the next step and fits behind the same ObjectStore.
+// (the addon's surface is at its limit) nor a core rebuild. The S3 family's pieces on a plain-
+// http endpoint (SeaweedFS, MinIO, a private gateway) skip the SDK's streams: `route` and
+// `fetchPiece` hand the native origin client a GET presigned by the SDK's signer for each piece,
+// which it fetches straight into the task's store (bytes never pass through JS). https
+// endpoints (the native client has no TLS), keyless reads, GCS and Azure stay on the SDKs.
 //
 // Each download carries its own credentials, so the backend registered by scheme is a factory:
 // `forDownload` binds it to the download's ObjectStorage (clients are cached per credentials).
@@ -20,9 +23,11 @@ import type { Readable } from "node:stream";
 import type { SsrfPolicy } from "../../common/ssrf.js";
 import type { Download, ObjectStorage } from "../../gen/common/v2/common.js";
 import { checkObjectStorage, OBJECT_STORAGE_SCHEMES, objectUrlOf, parseObjectDirectoryUrl, parseObjectUrl, scrub, secretsOf, type ObjectStorageScheme } from "./object-url.js";
-import { discard } from "./http.js";
+import { discard, fetchPieceNatively, nativeToBackendError, resolveOriginAddr } from "./http.js";
 import { originChanged, OriginChangedError, type OriginPin } from "./pin.js";
-import { BackendError, isTemporaryStatus, type Backend, type BackendRequest, type ByteRange, type GetResult, type ListedEntry, type Listing, type StatResult } from "./types.js";
+import { BackendError, isTemporaryStatus, type Backend, type BackendRequest, type ByteRange, type GetResult, type ListedEntry, type Listing, type OriginRoute, type StatResult } from "./types.js";
+import { VERSION } from "../../common/version.js";
+import { isNativeError, type NativePieceInfo, type NativeTaskStore } from "../../native/index.js";
 
 /** What a store tells about an object. */
 export interface ObjectInfo {
@@ -55,7 +60,22 @@ export interface ObjectStore {
   list(bucket: string, prefix: string, pageSize: number, signal: AbortSignal | undefined): AsyncIterable<ListedObject[]>;
   head(bucket: string, key: string, signal: AbortSignal | undefined): Promise<ObjectInfo>;
   read(bucket: string, key: string, range: ByteRange | undefined, version: string | undefined, signal: AbortSignal | undefined): Promise<ObjectRead>;
+  /**
+   * A GET of the object signed in its query, for the native origin client (plain http only);
+   * undefined when this store's reads must go through its SDK (TLS, anonymous, no signer).
+   */
+  presignedGet?(bucket: string, key: string): Promise<PresignedGet | undefined>;
   close(): void;
+}
+
+/** A presigned GET: where to send it and its request target. The target is a secret (its signature). */
+export interface PresignedGet {
+  /** `http://host[:port]`, to resolve and check against the SSRF policy. */
+  endpoint: URL;
+  /** Host header value. */
+  host: string;
+  /** Path and query, the signature included: never logged, never in an error. */
+  target: string;
 }
 
 export interface StoreContext {
@@ -229,6 +249,48 @@ class BoundObjectStorage implements Backend {
       throw this.named(req.url, e);
     }
     return { contentLength: info.size, statusCode: 200, headers: headersOf(info), rangeSupported: true, url: req.url };
+  }
+
+  /**
+   * The native fast path (the S3 family on a plain-http endpoint): pieces go from the store
+   * straight into the task's native store, each a ranged GET presigned by the SDK's signer just
+   * before it is sent, with the pin's If-Match, never through JS buffers. The endpoint's address
+   * is resolved and checked against the SSRF policy here.
+   */
+  async route(url: string, requested: string): Promise<OriginRoute | undefined> {
+    const { store, bucket, key } = await this.store(url);
+    const signed = await this.presign(url, store, bucket, key);
+    if (!signed) return undefined;
+    return { addr: await resolveOriginAddr(signed.endpoint, requested, this.parent.ssrf), host: signed.host, path: signed.target, url: requested, headers: { "user-agent": `damselfly/${VERSION}` } };
+  }
+
+  async fetchPiece(route: OriginRoute, native: NativeTaskStore, number: number, signal?: AbortSignal): Promise<NativePieceInfo> {
+    const { store, bucket, key } = await this.store(route.url);
+    return fetchPieceNatively(route, native, number, signal, {
+      maxRetries: 2,
+      toError: (e) => this.nativeFailure(route, e, signal),
+      // A fresh signature per request: a task may outlive any one presigned URL.
+      path: async () => (await this.presign(route.url, store, bucket, key))?.target ?? route.path,
+    });
+  }
+
+  private async presign(url: string, store: ObjectStore, bucket: string, key: string): Promise<PresignedGet | undefined> {
+    try {
+      return await store.presignedGet?.(bucket, key);
+    } catch (e) {
+      throw this.named(url, e);
+    }
+  }
+
+  /** A native failure as the SDK path reports it: the store's status explained, the URL named, no signature. */
+  private nativeFailure(route: OriginRoute, e: unknown, signal: AbortSignal | undefined): BackendError {
+    const status = isNativeError(e) && e.code === "DF_BACKEND" ? e.statusCode : undefined;
+    if (status === undefined) return nativeToBackendError(route.url, e, signal);
+    let reason: BackendError;
+    if (status === 404) reason = new BackendError("no such object", 404);
+    else if (status === 403) reason = new BackendError("access denied (403): the store refused the credentials, or they may not read this object", 403);
+    else reason = storeAnswered(status);
+    return this.named(route.url, reason, route.pin);
   }
 
   async get(req: BackendRequest & { range?: ByteRange | undefined }): Promise<GetResult> {

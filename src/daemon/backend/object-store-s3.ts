@@ -10,9 +10,10 @@ import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { isIP } from "node:net";
 import type { Readable } from "node:stream";
+import { SignatureV4 } from "@smithy/signature-v4";
 import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, S3ServiceException, type ListObjectsV2CommandOutput } from "@aws-sdk/client-s3";
 import { DEFAULT_S3_REGION } from "./object-url.js";
-import { storeAnswered, strongEtag, totalOfContentRange, unreached, type ListedObject, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
+import { storeAnswered, strongEtag, type PresignedGet, totalOfContentRange, unreached, type ListedObject, type ObjectInfo, type ObjectRead, type ObjectStore, type StoreContext } from "./object-storage.js";
 import { BackendError, type ByteRange } from "./types.js";
 
 /** Connections per client: a seed fetches many pieces of many tasks at once. */
@@ -50,11 +51,63 @@ export function createS3Store(ctx: StoreContext): Promise<ObjectStore> {
       requestTimeout: 120_000,
     },
   });
-  return Promise.resolve(new S3Store(client));
+  // Only the download's own keys sign native reads: the SDK's default chain (environment,
+  // profiles, instance metadata) stays the SDK's to walk, on its own path.
+  const keyed = Boolean(os.accessKeyId && os.accessKeySecret);
+  return Promise.resolve(new S3Store(client, os.endpoint && keyed ? new URL(os.endpoint) : undefined, pathStyle(ctx)));
+}
+
+/** How long a presigned piece request stays valid: it is sent at once, retries sign anew. */
+const PRESIGNED_SECONDS = 900;
+
+/** A key's path segments as S3 encodes them (RFC 3986 unreserved kept, "/" between segments). */
+function encodeKey(key: string): string {
+  return key
+    .split("/")
+    .map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))
+    .join("/");
 }
 
 class S3Store implements ObjectStore {
-  constructor(private readonly client: S3Client) {}
+  private signer: Promise<SignatureV4> | undefined;
+
+  constructor(
+    private readonly client: S3Client,
+    /** The custom endpoint (SeaweedFS, MinIO, an S3-compatible API) when the download carries keys; undefined: SDK reads only. */
+    private readonly endpoint: URL | undefined,
+    private readonly pathStyle: boolean,
+  ) {}
+
+  /**
+   * A GET of the object presigned with SigV4 (the SDK's signer, the client's credentials and
+   * region), for the native origin client: only for a plain-http custom endpoint (the native
+   * client speaks no TLS) and signed credentials (anonymous reads stay with the SDK).
+   */
+  async presignedGet(bucket: string, key: string): Promise<PresignedGet | undefined> {
+    const ep = this.endpoint;
+    if (!ep || ep.protocol !== "http:") return undefined;
+    const signer = await (this.signer ??= this.makeSigner());
+    const base = ep.pathname.replace(/\/+$/, "");
+    const path = this.pathStyle ? `${base}/${encodeKey(bucket)}/${encodeKey(key)}` : `${base}/${encodeKey(key)}`;
+    const hostname = this.pathStyle ? ep.hostname : `${bucket}.${ep.hostname}`;
+    const port = ep.port ? Number(ep.port) : undefined;
+    const host = port !== undefined ? `${hostname}:${port}` : hostname;
+    const signed = await signer.presign(
+      // S3's query-signed requests sign no payload; the piece's Range and If-Match ride unsigned.
+      { method: "GET", protocol: "http:", hostname, ...(port !== undefined ? { port } : {}), path, query: {}, headers: { host, "x-amz-content-sha256": "UNSIGNED-PAYLOAD" } },
+      { expiresIn: PRESIGNED_SECONDS },
+    );
+    const query = Object.entries(signed.query ?? {})
+      .flatMap(([k, v]) => (v === null ? [] : (Array.isArray(v) ? v : [v]).map((x) => `${encodeURIComponent(k)}=${encodeURIComponent(x)}`)))
+      .join("&");
+    return { endpoint: new URL(`http://${host}`), host, target: `${path}?${query}` };
+  }
+
+  /** The SDK's SigV4 signer over the client's credentials and region. */
+  private async makeSigner(): Promise<SignatureV4> {
+    const config = this.client.config;
+    return new SignatureV4({ credentials: config.credentials, region: await config.region(), service: "s3", sha256: config.sha256, uriEscapePath: false, applyChecksum: false });
+  }
 
   async *list(bucket: string, prefix: string, pageSize: number, signal: AbortSignal | undefined): AsyncIterable<ListedObject[]> {
     let token: string | undefined;

@@ -29,6 +29,7 @@ import { pieceInfoOf, type NewTask, type Storage } from "../storage/storage.js";
 import type { ParentAddress, PieceInfo, TaskStore } from "../storage/types.js";
 import type { TenantKey } from "../storage/tenant-keys.js";
 import { ParentLinks, type RoundLinks } from "../storage/parent-links.js";
+import { PieceBufferPool } from "./piece-buffers.js";
 import { allocPieceBuffer, closeIdlePieceConnections, isNativeError, openTaskStore, type NativePieceInfo } from "../../native/index.js";
 import { nativeToBackendError } from "../backend/http.js";
 import { parseDigest } from "./digest.js";
@@ -202,6 +203,8 @@ export class TaskManager {
   private readonly live = new Map<string, number>();
   /** Per-task piece events for joiners: `piece` (TaskStore, PieceInfo, data?, hold?), `started`. */
   readonly events = new EventEmitter().setMaxListeners(0);
+  /** Piece buffers of back-to-source through JS, used again (a few concurrent downloads' worth kept idle). */
+  private readonly pieceBuffers = new PieceBufferPool(64 * 1024 * 1024);
   /** Tasks children are downloading from us (fed by the upload service and the piece server). */
   readonly uploads = new TaskUploads();
   /** Which parents our running rounds use: idle connections to the others are closed. */
@@ -1154,8 +1157,8 @@ export class TaskManager {
   }
 
   /**
-   * Whether this task's pieces can be fetched by the native core (plain http with Range), and
-   * where from. The route's address is resolved and SSRF-checked by the backend now, once.
+   * Whether this task's pieces can be fetched by the native core (plain http with Range, and
+   * object stores on a plain-http endpoint), and where from. The route's address is resolved and SSRF-checked by the backend now, once.
    */
   private async nativeOrigin(task: TaskStore, req: DownloadRequest, backend: Backend, headers: Record<string, string>, pin: OriginPin): Promise<NativeOrigin | undefined> {
     const fetchPiece = backend.fetchPiece?.bind(backend);
@@ -1163,7 +1166,8 @@ export class TaskManager {
     let url = this.sourceUrls.get(task.id);
     if (url === undefined) {
       // A resumed task skipped the stat: learn where the content lives now (redirects).
-      if (new URL(req.download.url).protocol !== "http:") return undefined;
+      // (https never goes native: the native client speaks no TLS.)
+      if (new URL(req.download.url).protocol === "https:") return undefined;
       try {
         // With the pin: an origin that moved on since the pieces held were fetched says so now.
         const st = await backend.stat({ url: req.download.url, headers, signal: req.signal, pin });
@@ -1198,19 +1202,24 @@ export class TaskManager {
     const { offset, length } = pieceRange(n, task.meta.contentLength, task.meta.pieceLength);
     const createdAt = Date.now();
     const res = await backend.get({ url: req.download.url, headers, signal: req.signal, range: { start: offset, length }, pin });
-    // Block-aligned memory lets the store write it with O_DIRECT without another copy.
-    const buf = allocPieceBuffer(length);
-    let filled = 0;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      if (filled + chunk.length > length) {
-        discard(res.body);
-        throw new BackendError(`${req.download.url}: origin sent more than the ${length} bytes of piece ${n}`, res.statusCode);
+    // Block-aligned memory lets the store write it with O_DIRECT without another copy; whole
+    // pieces' buffers are used again once their write resolved (piece-buffers.ts).
+    const buf = this.pieceBuffers.take(length);
+    try {
+      let filled = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        if (filled + chunk.length > length) {
+          discard(res.body);
+          throw new BackendError(`${req.download.url}: origin sent more than the ${length} bytes of piece ${n}`, res.statusCode);
+        }
+        chunk.copy(buf, filled);
+        filled += chunk.length;
       }
-      chunk.copy(buf, filled);
-      filled += chunk.length;
+      if (filled !== length) throw new BackendError(`${req.download.url}: origin sent ${filled} of ${length} bytes for piece ${n}`, res.statusCode, {}, true);
+      return await task.writePiece(n, buf, createdAt, req.signal);
+    } finally {
+      if (length === task.meta.pieceLength) this.pieceBuffers.give(buf);
     }
-    if (filled !== length) throw new BackendError(`${req.download.url}: origin sent ${filled} of ${length} bytes for piece ${n}`, res.statusCode, {}, true);
-    return task.writePiece(n, buf, createdAt, req.signal);
   }
 
   private async verify(task: TaskStore): Promise<void> {
