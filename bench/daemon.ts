@@ -199,6 +199,19 @@ async function measureMtls(ctx: BenchContext): Promise<BenchResult> {
  * the page-cache copy of the plain output is its largest extra cost (native/core/src/tee.rs).
  * Not gated: issue 21 asks for 0.8.
  */
+const BENCH_ROOT_PASSWORD = randomBytes(8).toString("hex");
+
+/** Records `hosts` (their certificates' names) as peers of the default cluster through the manager's REST API, signed in as root. */
+async function recordPeers(api: string, hosts: string[]): Promise<void> {
+  const call = async (path: string, body: unknown, token?: string) => {
+    const res = await fetch(`${api}${path}`, { method: "POST", headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) });
+    if (!res.ok) throw new Error(`manager ${path}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as { token?: string };
+  };
+  const { token } = await call("/api/v1/users/signin", { name: "root", password: BENCH_ROOT_PASSWORD });
+  for (const host_name of hosts) await call("/api/v1/peers", { host_name, type: "normal", ip: "127.0.0.1", port: 4000, download_port: 4001, proxy_port: 4002, scheduler_cluster_id: 1 }, token);
+}
+
 async function measureEncrypted(ctx: BenchContext): Promise<BenchResult> {
   const { size, rounds, nginx } = await serveContent(ctx);
   const certs = await stackCertificates(join(ctx.workDir, "pki-at-rest"), [
@@ -212,8 +225,11 @@ async function measureEncrypted(ctx: BenchContext): Promise<BenchResult> {
       encryption: { key: randomBytes(32).toString("base64") },
       metrics: { enable: false },
     },
-    { logger: silentLogger(), env: {} },
+    { logger: silentLogger(), env: { DRAGONFLY_INITIAL_ROOT_PASSWORD: BENCH_ROOT_PASSWORD } },
   );
+  // The manager hands a tenant's key only to hosts it has on record in the tenant's clusters
+  // (src/manager/tenant-access.ts): both sealed peers are recorded as an operator would.
+  await recordPeers(`http://127.0.0.1:${manager.restPort}`, ["sealed-a", "sealed-b"]);
   const schedulerConfig = { server: { listenIP: "127.0.0.1", port: 0, logLevel: "silent" }, metrics: { enable: false }, seedPeer: { enable: false } };
   const plainScheduler = await startScheduler(schedulerConfig, { logger: silentLogger() });
   const sealedScheduler = await startScheduler(schedulerConfig, { logger: silentLogger() });
