@@ -134,7 +134,8 @@ export class Preheat {
 
   /** The task a URL becomes and the hosts that should fetch it; FAILED_PRECONDITION when none can. */
   private plan(url: string, header: Record<string, string>, req: PreheatCommon & SourceOptions, scope: PreheatScope, seedPeers: SeedPeers): Plan {
-    const taskId = fileTaskId({ url, ...req });
+    // `url` last: an image preheat's request carries the manifest's URL, and each blob is a task of its own.
+    const taskId = fileTaskId({ ...req, url });
     const download: Download = {
       url,
       type: TaskType.STANDARD,
