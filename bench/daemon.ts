@@ -196,7 +196,8 @@ async function measureMtls(ctx: BenchContext): Promise<BenchResult> {
  * on a quiet host (sealed 4.09 s, plaintext 3.04 s; the same with the output's page-cache copy
  * moved off the pieces' path), 0.62-0.81 with other sessions' load. The sealed child writes
  * 2 GiB where the plaintext one writes 1 GiB (its output is a hard link of the store's file):
- * the page-cache copy of the plain output is its largest extra cost (native/core/src/tee.rs).
+ * the page-cache copy of the plain output was its largest extra cost (native/core/src/tee.rs),
+ * and is now written with O_DIRECT: 0.45-0.47 before, 0.71-0.81 after (2026-12-08, quiet host).
  * Not gated: issue 21 asks for 0.8.
  */
 const BENCH_ROOT_PASSWORD = randomBytes(8).toString("hex");
