@@ -14,6 +14,8 @@ export interface StackCertificate {
   /** File name stem and the certificate's name (a daemon's hostname). */
   name: string;
   role: Role;
+  /** The addresses clients check the certificate against (default 127.0.0.1 and localhost: everything `up` starts listens there). */
+  addresses?: readonly string[];
 }
 
 /** A CA with less than this left is replaced (its leaves are issued for a year). */
@@ -44,9 +46,9 @@ export async function stackCertificates(dir: string, certs: readonly StackCertif
   const caCert = join(dir, "ca.pem");
   const files = new Map<string, TlsFiles>();
   for (const c of certs) {
-    // Everything `up` starts listens on 127.0.0.1: the address in the certificate lets clients
-    // that check the server's address (Dragonfly's) connect too.
-    const leaf = await issueLeaf(ca, { role: c.role, name: c.name, addresses: ["127.0.0.1", "localhost"] });
+    // The address in the certificate lets clients that check the server's address (Dragonfly's,
+    // and our piece client) connect too.
+    const leaf = await issueLeaf(ca, { role: c.role, name: c.name, addresses: [...(c.addresses ?? ["127.0.0.1", "localhost"])] });
     const cert = join(dir, `${c.name}.pem`);
     const key = join(dir, `${c.name}-key.pem`);
     writeFileSync(key, leaf.key, { mode: 0o600 });

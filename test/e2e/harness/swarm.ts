@@ -12,6 +12,8 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { stringify } from "yaml";
+import type { TlsFiles } from "../../../src/common/grpc/tls.js";
+import { stackCertificates } from "../../../src/up/pki.js";
 import { Download, TaskType } from "../../../src/gen/common/v2/common.js";
 import { DfdaemonDownloadClient, type DownloadTaskResponse } from "../../../src/gen/dfdaemon/v2/dfdaemon.js";
 import { dragonflyBinDir, dragonflyDaemonConfig } from "../../helpers/dragonfly.js";
@@ -55,6 +57,12 @@ export interface SwarmOptions {
    * manager; Dragonfly's daemons find the scheduler through the manager.
    */
   peerImpl?: PeerImpl;
+  /**
+   * mTLS everywhere (issue 21): the manager's and scheduler's gRPC, the daemons' upload gRPC
+   * and their piece connections, with certificates from one CA naming each host's address.
+   * Our daemons only.
+   */
+  tls?: boolean;
 }
 
 export type PeerImpl = "damselfly" | "dragonfly" | "mixed";
@@ -168,6 +176,8 @@ export class Swarm {
   private nginxLog = "";
   private failFlag = "";
   private readonly logDir: string;
+  /** Each host's certificate files by name (opts.tls). */
+  private certs: Map<string, TlsFiles> | undefined;
   private readonly exitHook = () => this.destroySync();
   private closed = false;
 
@@ -214,12 +224,26 @@ export class Swarm {
       mkdirSync(dir, { recursive: true });
       this.daemons.push({ name, seed: i === 0, impl: daemonImpl(o.peerImpl ?? "damselfly", i), net, dir, socketPath: join(dir, "dfdaemon.sock"), configPath: join(dir, "dfdaemon.yaml"), logFile: join(this.logDir, `${name}.log`), proc: undefined });
     }
+    if (o.tls) {
+      if (this.daemons.some((d) => d.impl !== "damselfly")) throw new Error("swarm tls: our daemons only");
+      this.certs = await stackCertificates(join(o.workDir, "pki"), [
+        ...(this.manager ? [{ name: "manager", role: "manager" as const, addresses: [this.manager.ip] }] : []),
+        { name: "scheduler", role: "scheduler", addresses: [this.scheduler.ip] },
+        ...this.daemons.map((d) => ({ name: d.name, role: d.seed ? ("seed-peer" as const) : ("peer" as const), addresses: [d.net.ip] })),
+      ]);
+    }
     this.startOrigin();
     if (this.manager) await this.startManager(this.manager);
     await this.startScheduler();
     await this.startDaemon(this.seed);
     await Promise.all(this.peers.map((d) => this.startDaemon(d)));
     this.log(`swarm up: origin ${this.origin.ip}, scheduler ${this.scheduler.ip}, seed ${this.seed.net.ip}, ${this.peers.length} peers, ${o.mbit ?? 100} Mbit/s links, ${this.net.queue} queues`);
+  }
+
+  /** `{ tls: files }` of certificate `name` when the swarm runs mTLS, else nothing. */
+  private tlsSection(name: string): { tls?: TlsFiles } {
+    const tls = this.certs?.get(name);
+    return tls ? { tls } : {};
   }
 
   private spawn(name: string, ns: string, args: string[], env: NodeJS.ProcessEnv = process.env): Proc {
@@ -334,7 +358,7 @@ http {
     writeFileSync(
       configPath,
       stringify({
-        server: { dataDir: dir, logLevel: "warn", rest: { addr: `${h.ip}:8080` }, grpc: { listenIP: h.ip, advertiseIP: h.ip, port: { start: 65003, end: 65003 } } },
+        server: { dataDir: dir, logLevel: "warn", rest: { addr: `${h.ip}:8080` }, grpc: { listenIP: h.ip, advertiseIP: h.ip, port: { start: 65003, end: 65003 }, ...this.tlsSection("manager") } },
         metrics: { addr: `${h.ip}:8000` },
       }),
     );
@@ -353,10 +377,11 @@ http {
     writeFileSync(
       configPath,
       stringify({
-        server: { listenIP: h.ip, advertiseIP: h.ip, port: 8002, advertisePort: 8002, host: "scheduler", logLevel: "info" },
+        server: { listenIP: h.ip, advertiseIP: h.ip, port: 8002, advertisePort: 8002, host: "scheduler", logLevel: "info", ...this.tlsSection("scheduler") },
         metrics: { addr: `${h.ip}:8000` },
         ...(this.opts.schedulerConfig ? { scheduler: this.opts.schedulerConfig } : {}),
-        ...(this.manager ? { manager: { addr: `${this.manager.ip}:65003`, schedulerClusterID: 1 } } : {}),
+        ...(this.certs ? { seedPeer: this.tlsSection("scheduler") } : {}),
+        ...(this.manager ? { manager: { addr: `${this.manager.ip}:65003`, schedulerClusterID: 1, ...this.tlsSection("scheduler") } } : {}),
       }),
     );
     const p = this.spawn("scheduler", h.ns, [process.execPath, ...cliArgs("damselfly"), "scheduler", "--config", configPath]);
@@ -377,15 +402,16 @@ http {
     if (d.impl === "dragonfly") return this.startDragonflyDaemon(d);
     const ip = d.net.ip;
     const extra = this.opts.daemonConfig ?? {};
+    const tls = this.certs?.get(d.name);
     writeFileSync(
       d.configPath,
       stringify({
         host: { ip, hostname: d.name },
         download: { server: { socketPath: d.socketPath }, pieceTimeout: "30s", collectedPieceTimeout: "20s" },
-        upload: { server: { ip, port: 4000 } },
-        scheduler: { addrs: [`${this.scheduler.ip}:8002`], announceInterval: "30s" },
+        upload: { server: { ip, port: 4000, ...tls }, ...(tls ? { client: tls } : {}) },
+        scheduler: { addrs: [`${this.scheduler.ip}:8002`], announceInterval: "30s", ...tls },
         seedPeer: { enable: d.seed },
-        storage: { dir: d.dir, keep: true, server: { ip, tcpPort: 4005 } },
+        storage: { dir: d.dir, keep: true, server: { ip, tcpPort: 4005, ...(tls ? { tls } : {}) } },
         health: { server: { ip, port: 4003 } },
         metrics: { server: { ip, port: 4002 } },
         // The origin lives in the swarm's private subnet: the scheduler's seed trigger may aim
