@@ -1,5 +1,6 @@
-// Dragonfly's proxy counters (dragonfly_client_proxy_request_*), unlabelled as upstream, and
-// ours: refusals by reason, so an operator sees when runtimes are bypassing the mirror.
+// Dragonfly's proxy counters (dragonfly_client_proxy_request_*), unlabelled as upstream
+// (rate_limited_total is the 1.5 client's, for proxy.server.requestRateLimit), and ours:
+// refusals by reason, so an operator sees when runtimes are bypassing the mirror.
 import { Counter, type Registry } from "prom-client";
 import { REFUSAL_REASONS } from "./refusals.js";
 
@@ -7,6 +8,7 @@ export interface ProxyMetrics {
   requestTotal: Counter;
   requestFailureTotal: Counter;
   requestViaDfdaemonTotal: Counter;
+  requestRateLimitedTotal: Counter;
   requestRefusedTotal: Counter<"reason">;
 }
 
@@ -24,6 +26,7 @@ export function proxyMetrics(registry: Registry): ProxyMetrics {
     requestTotal: new Counter({ name: "dragonfly_client_proxy_request_total", help: "Counter of the number of the proxy request.", registers }),
     requestFailureTotal: new Counter({ name: "dragonfly_client_proxy_request_failure_total", help: "Counter of the number of failed of the proxy request.", registers }),
     requestViaDfdaemonTotal: new Counter({ name: "dragonfly_client_proxy_request_via_dfdaemon_total", help: "Counter of the number of the proxy request via dfdaemon.", registers }),
+    requestRateLimitedTotal: new Counter({ name: "dragonfly_client_proxy_request_rate_limited_total", help: "Counter of the number of the proxy request rate limited.", registers }),
     requestRefusedTotal,
   };
 }

@@ -153,7 +153,9 @@ class Proxy {
   }
 
   allowRequest(): boolean {
-    return this.bucket.take();
+    const allowed = this.bucket.take();
+    if (!allowed) this.metrics.requestRateLimitedTotal.inc();
+    return allowed;
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
