@@ -1,7 +1,7 @@
 // dfdaemon's Prometheus metrics under the names and label sets of Dragonfly's client
 // (dragonfly-client-metric, `dragonfly_client_*`), so dashboards written for Dragonfly keep
 // working. Each is counted where the thing happens: download tasks in TaskManager.download,
-// download traffic where a piece lands, backend requests around each origin request
+// download traffic and piece durations where a piece lands, backend requests around each origin request
 // (backend/instrumented.ts), upload traffic in the native piece server (read at scrape time).
 // What we leave out of Dragonfly's set, and why: deploy/grafana/README.md.
 import { Counter, Gauge, Histogram, exponentialBuckets, type Registry } from "prom-client";
@@ -35,6 +35,8 @@ export interface DaemonMetrics extends BackendMetrics {
   downloadTaskDuration: Histogram<"task_type" | "task_size_level">;
   /** Bytes of pieces that landed (or were read from local storage for a requester), by Dragonfly's TrafficType name. */
   downloadTraffic: Counter<"type">;
+  /** Milliseconds from a piece's request (to a parent or the origin) to its bytes stored, by TrafficType name. */
+  downloadPieceDuration: Histogram<"type">;
   diskSpaceTotal: Gauge;
   diskUsageSpaceTotal: Gauge;
   /** Ours: parents dropped for a task, by why: "corrupt" (a piece failed its digest) or "stalled". */
@@ -71,6 +73,7 @@ export function daemonMetrics(registry: Registry): DaemonMetrics {
     concurrentDownloadTask: new Gauge({ name: "dragonfly_client_concurrent_download_task_total", help: "Gauge of the number of concurrent of the download task.", labelNames: TASK_LABELS, registers: r }),
     downloadTaskDuration: new Histogram({ name: "dragonfly_client_download_task_duration_milliseconds", help: "Histogram of the download task duration.", labelNames: ["task_type", "task_size_level"], buckets: MS_BUCKETS, registers: r }),
     downloadTraffic: new Counter({ name: "dragonfly_client_download_traffic", help: "Counter of the number of the download traffic.", labelNames: ["type"], registers: r }),
+    downloadPieceDuration: new Histogram({ name: "dragonfly_client_download_piece_duration_milliseconds", help: "Histogram of the download piece duration.", labelNames: ["type"], buckets: MS_BUCKETS, registers: r }),
     backendRequestTotal: new Counter({ name: "dragonfly_client_backend_request_total", help: "Counter of the number of the backend request.", labelNames: ["scheme", "method"], registers: r }),
     backendRequestFailureTotal: new Counter({ name: "dragonfly_client_backend_request_failure_total", help: "Counter of the number of failed of the backend request.", labelNames: ["scheme", "method"], registers: r }),
     backendRequestDuration: new Histogram({ name: "dragonfly_client_backend_request_duration_milliseconds", help: "Histogram of the backend request duration.", labelNames: ["scheme", "method"], buckets: MS_BUCKETS, registers: r }),

@@ -55,8 +55,9 @@ describe("dfdaemon's Dragonfly client metrics", () => {
   });
 
   it("counts the seed peer's back-to-source download: task, bytes and each origin request", async () => {
-    await downloadVia(seed.socketPath, { url: origin.url(), outputPath: join(out, "seed") });
+    const { pieces } = await downloadVia(seed.socketPath, { url: origin.url(), outputPath: join(out, "seed") });
     expect(sha256File(join(out, "seed"))).toBe(origin.sha256);
+    expect(pieces).toBeGreaterThan(1);
 
     expect(await sample(seed, "dragonfly_client_download_task_total", TASK)).toBe(1);
     expect(await sample(seed, "dragonfly_client_download_task_failure_total")).toBe(0);
@@ -64,6 +65,7 @@ describe("dfdaemon's Dragonfly client metrics", () => {
     expect(await sample(seed, "dragonfly_client_download_task_duration_milliseconds_count", `task_type="0",task_size_level="${LEVEL}"`)).toBe(1);
     expect(await sample(seed, "dragonfly_client_download_traffic", 'type="BACK_TO_SOURCE"')).toBe(SIZE);
     expect(await sample(seed, "dragonfly_client_download_traffic", 'type="REMOTE_PEER"')).toBe(0);
+    expect(await sample(seed, "dragonfly_client_download_piece_duration_milliseconds_count", 'type="BACK_TO_SOURCE"')).toBe(pieces);
     // Every request the origin answered is one backend request: a HEAD (the stat), then GETs.
     expect(await sample(seed, "dragonfly_client_backend_request_total", 'scheme="http",method="HEAD"')).toBe(1);
     expect(await sample(seed, "dragonfly_client_backend_request_total", 'scheme="http"')).toBe(origin.requests);
@@ -75,12 +77,14 @@ describe("dfdaemon's Dragonfly client metrics", () => {
 
   it("counts the peer's download from the seed peer as remote-peer traffic, and the seed peer's upload", async () => {
     const requests = origin.requests;
-    await downloadVia(peer.socketPath, { url: origin.url(), outputPath: join(out, "peer") });
+    const { pieces } = await downloadVia(peer.socketPath, { url: origin.url(), outputPath: join(out, "peer") });
     expect(sha256File(join(out, "peer"))).toBe(origin.sha256);
 
     expect(await sample(peer, "dragonfly_client_download_task_total", TASK)).toBe(1);
     expect(await sample(peer, "dragonfly_client_download_traffic", 'type="REMOTE_PEER"')).toBe(SIZE);
     expect(await sample(peer, "dragonfly_client_download_traffic", 'type="BACK_TO_SOURCE"')).toBe(0);
+    expect(await sample(peer, "dragonfly_client_download_piece_duration_milliseconds_count", 'type="REMOTE_PEER"')).toBe(pieces);
+    expect(await sample(peer, "dragonfly_client_download_piece_duration_milliseconds_count", 'type="BACK_TO_SOURCE"')).toBe(0);
     // The peer asked the origin only for its stat, as Dragonfly's clients do.
     expect(origin.requests - requests).toBe(1);
     expect(await sample(peer, "dragonfly_client_backend_request_total", 'scheme="http",method="HEAD"')).toBe(1);
@@ -125,7 +129,8 @@ describe("dfdaemon's Dragonfly client metrics", () => {
     const limited = statuses.filter((s) => s === 429).length;
     // One token a second: ten requests at once cannot all pass.
     expect(limited).toBeGreaterThanOrEqual(1);
-    expect(await sample(peer, "dragonfly_client_proxy_request_total")).toBe(10);
+    // Absolute-form http URLs: counted under scheme "http", method "GET", as Dragonfly does.
+    expect(await sample(peer, "dragonfly_client_proxy_request_total", 'scheme="http",method="GET"')).toBe(10);
     expect(await sample(peer, "dragonfly_client_proxy_request_rate_limited_total")).toBe(limited);
     expect(await sample(peer, "dragonfly_client_proxy_request_refused_total", 'reason="rate_limit"')).toBe(limited);
   });

@@ -119,7 +119,7 @@ describe("Grafana dashboards", () => {
   it("catches a metric we do not register and an expression that does not parse", () => {
     const names = exposed(registryOf("dfdaemon"));
     expect(names.has("dragonfly_client_download_task_duration_milliseconds_bucket")).toBe(true);
-    expect(names.has("dragonfly_client_download_piece_duration_milliseconds_bucket")).toBe(false);
+    expect(names.has("dragonfly_client_concurrent_upload_piece_total")).toBe(false);
     expect(parse(interpolate("sum(rate(dragonfly_client_upload_traffic[$__rate_interval])")).errors).not.toEqual([]);
     expect(parse('rate(dragonfly_client_download_traffic{type="REMOTE_PEER"}[1m])').selectors).toEqual([{ metric: "dragonfly_client_download_traffic", labels: ["type"] }]);
   });

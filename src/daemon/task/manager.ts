@@ -321,7 +321,7 @@ export class TaskManager {
     }
   }
 
-  /** Every piece that lands passes here or through emitStreamedPiece: its bytes are download traffic. */
+  /** Every piece that lands passes here or through emitStreamedPiece: counted as download traffic. */
   private emitPiece(task: TaskStore, p: PieceInfo): void {
     this.countLanded(p);
     this.events.emit(`piece:${task.id}`, task, p);
@@ -336,7 +336,10 @@ export class TaskManager {
   }
 
   private countLanded(p: PieceInfo): void {
-    this.metrics?.downloadTraffic.inc({ type: p.parentId ? "REMOTE_PEER" : "BACK_TO_SOURCE" }, p.length);
+    const type = p.parentId ? "REMOTE_PEER" : "BACK_TO_SOURCE";
+    this.metrics?.downloadTraffic.inc({ type }, p.length);
+    // The store stamps a piece when its request went out and when its bytes were written.
+    this.metrics?.downloadPieceDuration.observe({ type }, Math.max(0, p.finishedAt - p.createdAt));
   }
 
   /**
