@@ -120,14 +120,15 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       ...(piecePem ? { tls: { ...piecePem, mode: allowPlaintext ? ("optional" as const) : ("required" as const) } } : {}),
     });
     closers.push(() => pieceServer.close());
+    metrics.countUploadsFrom(() => pieceServer.stats().bytesServed);
 
     const httpOpts = { maxRetries: config.backend.maxRetries, requestHeader: config.backend.requestHeader };
     const remoteSsrf = remoteFetchPolicy(config.security.allowedBackToSourceCIDRs);
     const hubEndpoints = { hf: config.backend.huggingFace.endpoint, modelscope: config.backend.modelScope.endpoint };
     const backends = {
-      local: BackendRegistry.withDefaults(httpOpts, [new FileBackend({ allowPrivate: config.backend.file.allowPrivate }), new ObjectStorageBackend({}), new HdfsBackend(), ...modelHubBackends(httpOpts, hubEndpoints)]),
+      local: BackendRegistry.withDefaults(httpOpts, [new FileBackend({ allowPrivate: config.backend.file.allowPrivate }), new ObjectStorageBackend({}), new HdfsBackend(), ...modelHubBackends(httpOpts, hubEndpoints)], metrics),
       // A seed trigger's object storage endpoint, namenode or hub base URL is a remote party's choice: SSRF-checked.
-      remote: BackendRegistry.withDefaults({ ...httpOpts, ssrf: remoteSsrf }, [new ObjectStorageBackend({ ssrf: remoteSsrf }), new HdfsBackend({ ssrf: remoteSsrf }), ...modelHubBackends({ ...httpOpts, ssrf: remoteSsrf }, hubEndpoints)]),
+      remote: BackendRegistry.withDefaults({ ...httpOpts, ssrf: remoteSsrf }, [new ObjectStorageBackend({ ssrf: remoteSsrf }), new HdfsBackend({ ssrf: remoteSsrf }), ...modelHubBackends({ ...httpOpts, ssrf: remoteSsrf }, hubEndpoints)], metrics),
     };
     closers.push(() => backends.local.close());
     closers.push(() => backends.remote.close());
@@ -173,7 +174,6 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       const now = Date.now();
       // uint64 on the wire: a fractional rate fails serialisation of the whole AnnounceHost.
       txBandwidth = Math.round(Math.max(0, ((s.bytesServed - lastBytes) * 1000) / Math.max(1, now - lastAt)));
-      metrics.uploadTraffic.inc({ task_type: "standard" }, Math.max(0, s.bytesServed - lastBytes));
       lastBytes = s.bytesServed;
       lastAt = now;
       // Tasks whose pieces went to children lately are in use: GC leaves them alone.

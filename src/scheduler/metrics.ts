@@ -75,13 +75,5 @@ export function createSchedulerMetrics(registry: Registry) {
 
 export type SchedulerMetrics = ReturnType<typeof createSchedulerMetrics>;
 
-const MIB = 1024 * 1024;
-/** Upper bounds (exclusive) of Dragonfly's task size levels 1.. (metrics.CalculateSizeLevel). */
-const SIZE_LEVEL_BOUNDS = [1, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576].map((m) => m * MIB);
-
-/** Dragonfly's task size level label: "0" for unknown/empty, then by size band. */
-export function taskSizeLevel(contentLength: number): string {
-  if (contentLength <= 0) return "0";
-  const i = SIZE_LEVEL_BOUNDS.findIndex((b) => contentLength < b);
-  return String(i === -1 ? SIZE_LEVEL_BOUNDS.length + 1 : i + 1);
-}
+// Shared with the daemon, whose client metrics use the same bands.
+export { taskSizeLevel } from "../common/metrics.js";

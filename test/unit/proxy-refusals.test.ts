@@ -60,8 +60,8 @@ describe("refusal reasons", () => {
     m.requestRefusedTotal.inc({ reason: "bad_request" });
     const text = await registry.metrics();
     for (const r of REFUSAL_REASONS) expect(text).toContain(`dragonfly_client_proxy_request_refused_total{reason="${r}"} ${r === "bad_request" ? 1 : 0}`);
-    // Dragonfly's counters stay unlabelled.
-    expect(text).toMatch(/^dragonfly_client_proxy_request_total 0$/m);
+    // Dragonfly's other proxy counters are unlabelled (proxy_request_total is by scheme and method since 1.5).
+    for (const name of ["failure", "via_dfdaemon", "rate_limited"]) expect(text).toMatch(new RegExp(`^dragonfly_client_proxy_request_${name}_total 0$`, "m"));
   });
 });
 

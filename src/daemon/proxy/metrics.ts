@@ -1,12 +1,15 @@
-// Dragonfly's proxy counters (dragonfly_client_proxy_request_*), unlabelled as upstream, and
-// ours: refusals by reason, so an operator sees when runtimes are bypassing the mirror.
+// Dragonfly's proxy counters (dragonfly_client_proxy_request_*, as the 1.5 client labels them:
+// requests by scheme and method, the rest unlabelled; rate_limited_total counts what
+// proxy.server.requestRateLimit turned away), and ours: refusals by reason, so an operator sees
+// when runtimes are bypassing the mirror.
 import { Counter, type Registry } from "prom-client";
 import { REFUSAL_REASONS } from "./refusals.js";
 
 export interface ProxyMetrics {
-  requestTotal: Counter;
+  requestTotal: Counter<"scheme" | "method">;
   requestFailureTotal: Counter;
   requestViaDfdaemonTotal: Counter;
+  requestRateLimitedTotal: Counter;
   requestRefusedTotal: Counter<"reason">;
 }
 
@@ -21,9 +24,10 @@ export function proxyMetrics(registry: Registry): ProxyMetrics {
   // Every reason exported from the start, so a dashboard's rate() sees the first refusal.
   for (const reason of REFUSAL_REASONS) requestRefusedTotal.labels(reason).inc(0);
   return {
-    requestTotal: new Counter({ name: "dragonfly_client_proxy_request_total", help: "Counter of the number of the proxy request.", registers }),
+    requestTotal: new Counter({ name: "dragonfly_client_proxy_request_total", help: "Counter of the number of the proxy request.", labelNames: ["scheme", "method"], registers }),
     requestFailureTotal: new Counter({ name: "dragonfly_client_proxy_request_failure_total", help: "Counter of the number of failed of the proxy request.", registers }),
     requestViaDfdaemonTotal: new Counter({ name: "dragonfly_client_proxy_request_via_dfdaemon_total", help: "Counter of the number of the proxy request via dfdaemon.", registers }),
+    requestRateLimitedTotal: new Counter({ name: "dragonfly_client_proxy_request_rate_limited_total", help: "Counter of the number of the proxy request rate limited.", registers }),
     requestRefusedTotal,
   };
 }

@@ -153,15 +153,26 @@ class Proxy {
   }
 
   allowRequest(): boolean {
-    return this.bucket.take();
+    const allowed = this.bucket.take();
+    if (!allowed) this.metrics.requestRateLimitedTotal.inc();
+    return allowed;
+  }
+
+  /**
+   * Counts one request as Dragonfly does: by the scheme of its absolute-form URL ("http" for an
+   * origin-form one, a mirror's), "https" inside a CONNECT tunnel, and by method.
+   */
+  countRequest(req: IncomingMessage, inTunnel: boolean): void {
+    const scheme = inTunnel ? "https" : (/^([a-z][a-z0-9+.-]*):\/\//i.exec(req.url ?? "")?.[1]?.toLowerCase() ?? "http");
+    this.metrics.requestTotal.inc({ scheme, method: req.method ?? "" });
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    this.metrics.requestTotal.inc();
+    const tunnel = this.tunnels.get(req.socket);
+    this.countRequest(req, tunnel !== undefined);
     let target: Target | undefined;
     try {
       if (!this.allowRequest()) return this.answer(req, res, { status: 429, type: "proxy", message: "too many requests", reason: "rate_limit" });
-      const tunnel = this.tunnels.get(req.socket);
       // Inside a tunnel the client already authenticated on CONNECT.
       if (!tunnel && !this.authorized(req)) {
         this.metrics.requestFailureTotal.inc();
@@ -444,6 +455,7 @@ export async function startProxy(o: ProxyOptions): Promise<ProxyHandle> {
       proxy.refused(reason, status, { method: req.method, url: req.url }, text);
       rawResponse(socket, status, text, extra);
     };
+    proxy.countRequest(req, false);
     if (!proxy.allowRequest()) return refuse("rate_limit", 429, "Too Many Requests");
     if (!proxy.authorized(req)) return refuse("auth", 407, "Proxy Authentication Required", 'Proxy-Authenticate: Basic realm="damselfly"\r\n');
     const authority = parseAuthority(req.url ?? "");

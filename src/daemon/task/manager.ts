@@ -23,7 +23,9 @@ import { VouchedDigests } from "../piece/vouched.js";
 import type { UploadClientPool } from "../piece/parents.js";
 import { AnnouncePeerSession, type BackToSourceReports, type SchedulerResponse } from "../scheduler/session.js";
 import { schedulerGone, type Scheduler, type SchedulerPool } from "../scheduler/pool.js";
-import type { DaemonMetrics } from "../metrics.js";
+import { downloadTaskLabels, type DaemonMetrics } from "../metrics.js";
+import { taskSizeLevel } from "../../common/metrics.js";
+import { countBackendRequest } from "../backend/instrumented.js";
 import { freeBytes, makeRoom } from "../gc.js";
 import { pieceInfoOf, type NewTask, type Storage } from "../storage/storage.js";
 import type { ParentAddress, PieceInfo, TaskStore } from "../storage/types.js";
@@ -244,12 +246,34 @@ export class TaskManager {
     }
     const taskId = taskIdOf(d);
 
+    // Dragonfly's download task metrics: every request counts, a cache hit and a joiner too.
+    const labels = downloadTaskLabels(d);
+    this.metrics?.downloadTaskTotal.inc(labels);
+    this.metrics?.concurrentDownloadTask.inc(labels);
+    const start = performance.now();
+    try {
+      const task = await this.downloadTask(taskId, req);
+      const size = d.range?.length ?? task.meta.contentLength;
+      this.metrics?.downloadTaskDuration.observe({ task_type: labels.type, task_size_level: taskSizeLevel(size) }, performance.now() - start);
+      return task;
+    } catch (e) {
+      this.metrics?.downloadTaskFailureTotal.inc(labels);
+      throw e;
+    } finally {
+      this.metrics?.concurrentDownloadTask.dec(labels);
+    }
+  }
+
+  private async downloadTask(taskId: string, req: DownloadRequest): Promise<TaskStore> {
+    const d = req.download;
     const existing = this.storage.get(taskId);
     if (existing && existing.meta.state === "succeeded" && existing.finished().length === existing.meta.pieceCount) {
       // A cache hit answers for the requester's digest too: a wrong one must never be reported
       // as success, and a cached task that fails it is dropped and fetched again (the fresh
       // download then verifies it, so a wrong digest still fails, after a fresh look).
       if (!d.digest || (await this.digestHolds(existing, d.digest))) {
+        // The requester reads it all from local storage (Dragonfly's LOCAL_PEER traffic).
+        this.metrics?.downloadTraffic.inc({ type: "LOCAL_PEER" }, existing.meta.contentLength);
         req.onStarted?.(existing, existing.finished());
         // A scheduler triggering us (seed peer) for a task held whole here has no peer that
         // can serve it: a new scheduler its last one's tasks moved to, or one whose peers of
@@ -297,15 +321,25 @@ export class TaskManager {
     }
   }
 
+  /** Every piece that lands passes here or through emitStreamedPiece: counted as download traffic. */
   private emitPiece(task: TaskStore, p: PieceInfo): void {
+    this.countLanded(p);
     this.events.emit(`piece:${task.id}`, task, p);
   }
 
   /** A piece with its bytes: listeners that keep using them return promises through `hold`. */
   private emitStreamedPiece(task: TaskStore, piece: StreamedPiece): Promise<unknown> {
+    this.countLanded(piece.info);
     const holds: Promise<unknown>[] = [];
     this.events.emit(`piece:${task.id}`, task, piece.info, piece.data, (h: Promise<unknown>) => holds.push(h));
     return Promise.allSettled(holds);
+  }
+
+  private countLanded(p: PieceInfo): void {
+    const type = p.parentId ? "REMOTE_PEER" : "BACK_TO_SOURCE";
+    this.metrics?.downloadTraffic.inc({ type }, p.length);
+    // The store stamps a piece when its request went out and when its bytes were written.
+    this.metrics?.downloadPieceDuration.observe({ type }, Math.max(0, p.finishedAt - p.createdAt));
   }
 
   /**
@@ -1078,17 +1112,26 @@ export class TaskManager {
   private async streamToStore(task: TaskStore, req: DownloadRequest, route: OriginRoute, session: BackToSourceReports | undefined): Promise<void> {
     this.streamedDigests.delete(task.id);
     const expected = task.meta.digest ? parseDigest(task.meta.digest) : undefined;
-    const digest = await streamFromOrigin({
-      task,
-      route,
-      digestAlgorithm: expected?.algorithm,
-      signal: req.signal,
-      toBackendError: (e) => nativeToBackendError(route.url, e, req.signal),
-      onPiece: (piece) => {
-        session?.pieceBackToSourceFinished(toProtoPiece(piece.info, TrafficType.BACK_TO_SOURCE));
-        return this.emitStreamedPiece(task, piece);
-      },
-    });
+    // One GET to the origin, read natively to its last byte: counted, but not timed (the
+    // histogram's other requests end at the origin's answer).
+    const digest = await countBackendRequest(
+      this.metrics,
+      route.url,
+      "GET",
+      () =>
+        streamFromOrigin({
+          task,
+          route,
+          digestAlgorithm: expected?.algorithm,
+          signal: req.signal,
+          toBackendError: (e) => nativeToBackendError(route.url, e, req.signal),
+          onPiece: (piece) => {
+            session?.pieceBackToSourceFinished(toProtoPiece(piece.info, TrafficType.BACK_TO_SOURCE));
+            return this.emitStreamedPiece(task, piece);
+          },
+        }),
+      { timed: false },
+    );
     if (digest !== undefined) this.streamedDigests.set(task.id, digest);
   }
 
