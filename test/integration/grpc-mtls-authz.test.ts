@@ -143,7 +143,7 @@ const rpcs: Rpc[] = [
     server: "scheduler",
     allowed: "seed-1",
     wrong: "peer-1",
-    invoke: (caller) => withClient(schedulerClient(caller), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(`127.0.0.1-seedhost-${++seq}`, { type: HOST_TYPE_SUPER, port: 40000 + seq }), interval: { seconds: 300, nanos: 0 } })),
+    invoke: (caller) => withClient(schedulerClient(caller), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(`127.0.0.1-seedhost-${++seq}`, { type: HOST_TYPE_SUPER, port: 40000 + seq, hostname: "seed-1" }), interval: { seconds: 300, nanos: 0 } })),
   },
   {
     name: "scheduler DeleteHost",
@@ -152,7 +152,7 @@ const rpcs: Rpc[] = [
     wrong: "manager",
     invoke: async (caller) => {
       const hostId = `127.0.0.1-host-${++seq}`;
-      await withClient(schedulerClient("peer-1"), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(hostId), interval: { seconds: 300, nanos: 0 } }));
+      await withClient(schedulerClient("peer-1"), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(hostId, { hostname: "peer-1" }), interval: { seconds: 300, nanos: 0 } }));
       return withClient(schedulerClient(caller), (c) => unaryCall(c.deleteHost.bind(c), { hostId }));
     },
   },
@@ -188,7 +188,7 @@ describe("seed-peer announcements", () => {
 
   it("a peer certificate cannot delete a seed peer's host or take over its id", async () => {
     const seedId = "127.0.0.1-real-seed";
-    await withClient(schedulerClient("seed-1"), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(seedId, { type: HOST_TYPE_SUPER, port: 4998 }), interval: { seconds: 300, nanos: 0 } }));
+    await withClient(schedulerClient("seed-1"), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(seedId, { type: HOST_TYPE_SUPER, port: 4998, hostname: "seed-1" }), interval: { seconds: 300, nanos: 0 } }));
     expect(await codeOf(withClient(schedulerClient("peer-1"), (c) => unaryCall(c.deleteHost.bind(c), { hostId: seedId })))).toBe(status.PERMISSION_DENIED);
     // Nor re-announce the seed's host id as a normal host (which would take it off the ring).
     expect(await codeOf(withClient(schedulerClient("peer-1"), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(seedId, { port: 4998 }), interval: { seconds: 300, nanos: 0 } })))).toBe(status.PERMISSION_DENIED);

@@ -41,11 +41,12 @@ export function unaryCall<Req, Res>(fn: (req: Req, metadata: Metadata, options: 
   });
 }
 
-export function hostMsg(id: string, opts: { type?: number; ip?: string; port?: number; maxTx?: number; tx?: number; idc?: string } = {}): Host {
+/** A host message; its hostname is made from the id unless given (under mTLS: a name of the caller's certificate). */
+export function hostMsg(id: string, opts: { type?: number; ip?: string; port?: number; maxTx?: number; tx?: number; idc?: string; hostname?: string } = {}): Host {
   return Host.fromPartial({
     id,
     type: opts.type ?? 0,
-    hostname: id.replace(/[^a-z0-9-]/gi, "-").slice(0, 60) || "h",
+    hostname: opts.hostname ?? (id.replace(/[^a-z0-9-]/gi, "-").slice(0, 60) || "h"),
     ip: opts.ip ?? "127.0.0.1",
     port: opts.port ?? 4000,
     downloadPort: opts.port ?? 4000,
