@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { credentials, Metadata, status, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, status, type ChannelCredentials } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { channelCredentials, loadTls, type TlsFiles } from "../../src/common/grpc/tls.js";
 import { createLogger, silentLogger } from "../../src/common/logger.js";
@@ -17,7 +17,7 @@ import { SchedulerClient } from "../../src/gen/scheduler/v2/scheduler.js";
 import { startManager, type ManagerHandle } from "../../src/manager/server.js";
 import { startScheduler, type SchedulerHandle } from "../../src/scheduler/server.js";
 import { stackCertificates } from "../../src/up/pki.js";
-import { hostMsg, unaryCall } from "./scheduler-helpers.js";
+import { codeOf, hostMsg, unaryCall } from "./scheduler-helpers.js";
 
 const HOST_TYPE_SUPER = 1;
 const work = mkdtempSync(join(tmpdir(), "mtls-authz-"));
@@ -70,15 +70,6 @@ function creds(caller: Caller, serverRole: "manager" | "scheduler"): ChannelCred
   const own = loadTls(caller === "foreign-ca" ? foreign.get("seed-1") : certs.get(caller), caller);
   // The foreign caller still trusts our server (it has our CA); only its own certificate is foreign.
   return channelCredentials(own && caller === "foreign-ca" ? { ...own, ca: ca ?? own.ca } : own, [serverRole]);
-}
-
-async function codeOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-    return status.OK;
-  } catch (e) {
-    return (e as ServiceError).code;
-  }
 }
 
 let seq = 0;

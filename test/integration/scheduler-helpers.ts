@@ -2,7 +2,7 @@
 // clients, an AnnouncePeer stream wrapper that turns responses and the final status into
 // promises, message builders, and a fake seed peer (DfdaemonUpload) that behaves like
 // Dragonfly's: it registers itself through AnnouncePeer and reports back-to-source pieces.
-import { credentials, Metadata, type CallOptions, type ClientDuplexStream, type ServerWritableStream, type ServiceError, type StatusObject } from "@grpc/grpc-js";
+import { credentials, Metadata, status, type CallOptions, type ClientDuplexStream, type ServerWritableStream, type ServiceError, type StatusObject } from "@grpc/grpc-js";
 import { startGrpcServer, type GrpcServerHandle } from "../../src/common/grpc/server.js";
 import { silentLogger } from "../../src/common/logger.js";
 import { createRegistry } from "../../src/common/metrics.js";
@@ -39,6 +39,16 @@ export function unaryCall<Req, Res>(fn: (req: Req, metadata: Metadata, options: 
   return new Promise((resolve, reject) => {
     fn(req, new Metadata(), {}, (err, res) => (err ? reject(err) : resolve(res)));
   });
+}
+
+/** The status code a gRPC call ends with: OK, or its error's code. */
+export async function codeOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return status.OK;
+  } catch (e) {
+    return (e as ServiceError).code;
+  }
 }
 
 /** A host message; its hostname is made from the id unless given (under mTLS: a name of the caller's certificate). */

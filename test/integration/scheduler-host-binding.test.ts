@@ -18,7 +18,7 @@ import { SchedulerClient } from "../../src/gen/scheduler/v2/scheduler.js";
 import { PeerState } from "../../src/scheduler/resource/peer.js";
 import { startScheduler, type SchedulerHandle } from "../../src/scheduler/server.js";
 import { stackCertificates } from "../../src/up/pki.js";
-import { Announce, announceHost, download, hostMsg, unaryCall } from "./scheduler-helpers.js";
+import { Announce, announceHost, download, codeOf, hostMsg, unaryCall } from "./scheduler-helpers.js";
 
 const work = mkdtempSync(join(tmpdir(), "host-binding-"));
 const logLines: string[] = [];
@@ -39,15 +39,6 @@ function client(caller: Caller): SchedulerClient {
     clients.set(caller, c);
   }
   return c;
-}
-
-async function codeOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-    return status.OK;
-  } catch (e) {
-    return (e as ServiceError).code;
-  }
 }
 
 /** One AnnouncePeer request as `caller`, then half-close: OK once the scheduler took it, else the refusal. */
