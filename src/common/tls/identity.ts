@@ -1,8 +1,8 @@
 // Who a verified certificate says its holder is. Our PKI (pki.ts) writes the role and name in a
 // SAN URI `damselfly://<role>/<name>` and in the subject (OU, CN); either is read here, the URI
 // first. hostNamesOf lists every host name a certificate carries, for the scheduler to check an
-// announced host against (issue 21). Only certificates that chained to the cluster CA reach this code (the TLS handshake
-// verified them), so the role they carry is the CA's word.
+// announced host against (issue 21). Only certificates that chained to the cluster CA reach this
+// code (the TLS handshake verified them), so the role and names they carry are the CA's word.
 import type { PeerCertificate } from "node:tls";
 
 export const ROLES = ["manager", "scheduler", "seed-peer", "peer"] as const;
