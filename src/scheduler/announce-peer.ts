@@ -16,8 +16,9 @@ import type { Resource } from "./resource/resource.js";
 import { TaskEvent, TaskState } from "./resource/task.js";
 import { SchedulingError, type Scheduling } from "./scheduling/scheduling.js";
 import type { SeedPeers } from "./seed-peers.js";
-import { checkDownload, checkIds, checkPiece, checkString, LIMITS, RequestError } from "./validate.js";
+import { allow, checkDownload, checkIds, checkPiece, checkString, LIMITS, RequestError } from "./validate.js";
 import { errorMessage } from "../common/errors.js";
+import type { Authorizer } from "../common/grpc/authz.js";
 
 export interface AnnounceContext {
   resource: Resource;
@@ -29,6 +30,8 @@ export interface AnnounceContext {
   hostMetrics: boolean;
   /** ms between parent top-ups while the peer downloads from parents; 0/absent disables. */
   parentRefreshInterval?: number | undefined;
+  /** Which host a caller may download as (its certificate's names); open when absent or plaintext. */
+  authz?: Authorizer | undefined;
 }
 
 type Request = NonNullable<AnnouncePeerRequest["request"]>;
@@ -119,6 +122,10 @@ export class AnnouncePeerSession {
 
   private async handle(req: AnnouncePeerRequest): Promise<Outcome> {
     checkIds({ hostId: req.hostId, taskId: req.taskId, peerId: req.peerId });
+    // A host's peers are registered and reported by that host alone (its certificate names the
+    // host announced under the id), so no other certificate downloads as it or speaks for it.
+    const host = this.ctx.resource.hosts.get(req.hostId);
+    if (host) allow(this.ctx.authz?.checkHostName(this.call, "AnnouncePeer", host.hostname));
     const r = req.request;
     if (!r) throw new RequestError(status.INVALID_ARGUMENT, "AnnouncePeerRequest.request is required (no request variant set)");
     if (r.$case === "registerPeerRequest") return this.register(req, checkDownload(r.registerPeerRequest.download));

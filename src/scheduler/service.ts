@@ -35,7 +35,7 @@ import { HOST_TYPE_NORMAL } from "./resource/host.js";
 import type { Resource } from "./resource/resource.js";
 import type { Scheduling } from "./scheduling/scheduling.js";
 import type { SeedPeers } from "./seed-peers.js";
-import { callerAddress, checkHost, checkIds, checkString, checkUrl, LIMITS, RequestError } from "./validate.js";
+import { allow, callerAddress, checkHost, checkIds, checkString, checkUrl, LIMITS, RequestError } from "./validate.js";
 import { errorMessage } from "../common/errors.js";
 import type { Authorizer, CallerCall } from "../common/grpc/authz.js";
 import type { Role } from "../common/tls/identity.js";
@@ -53,7 +53,10 @@ export interface SchedulerServiceDeps {
   hostMetrics: boolean;
   /** Registry manifest resolution for PreheatImage / StatImage (SSRF-checked). */
   images: ImageResolver;
-  /** Who may announce a seed peer or delete a host; open when absent (plaintext server). */
+  /**
+   * Who may announce a seed peer or delete a host, and which host a caller may act as (its
+   * certificate's names); open when absent or plaintext.
+   */
   authz?: Authorizer;
 }
 
@@ -107,8 +110,17 @@ export class SchedulerService {
 
   /** Throws PERMISSION_DENIED unless the caller's certificate has one of `roles` (mTLS only). */
   private authorize(call: CallerCall, what: string, roles: readonly Role[]): void {
-    const denied = this.deps.authz?.check(call, what, roles);
-    if (denied) throw new RequestError(denied.code, denied.details);
+    allow(this.deps.authz?.check(call, what, roles));
+  }
+
+  /**
+   * Throws PERMISSION_DENIED unless the caller's certificate names `host` (mTLS only). A host
+   * entered the scheduler under a name its announcer's certificate carries (AnnounceHost checks
+   * it), so this binds the host id to the certificates of that name: nobody else re-announces,
+   * deletes or downloads as it.
+   */
+  private authorizeHost(call: CallerCall, what: string, hostname: string): void {
+    allow(this.deps.authz?.checkHostName(call, what, hostname));
   }
 
   /** The grpc-js implementation object (typed for the methods we serve). */
@@ -132,7 +144,12 @@ export class SchedulerService {
           if (host.type !== HOST_TYPE_NORMAL) this.authorize(call, "AnnounceHost as a seed peer", ["seed-peer"]);
           const interval = req.interval ? durationToMs(req.interval) : undefined;
           if (interval !== undefined && !(interval > 0)) throw new RequestError(status.INVALID_ARGUMENT, "interval must be positive");
-          const wasSeed = resource.hosts.get(host.id)?.isSeed ?? false;
+          // The host is who the caller's certificate says it is (the manager keys tenant access
+          // on the names schedulers list), and a host id taken keeps its announcer's name.
+          this.authorizeHost(call, "AnnounceHost", host.hostname);
+          const existing = resource.hosts.get(host.id);
+          if (existing && existing.hostname !== host.hostname) this.authorizeHost(call, "AnnounceHost over another host's id", existing.hostname);
+          const wasSeed = existing?.isSeed ?? false;
           // Nor may a peer's certificate take over a seed's host id and turn it into a normal host.
           if (wasSeed) this.authorize(call, "AnnounceHost over a seed peer's host", ["seed-peer"]);
           const h = resource.announceHost(host, interval);
@@ -159,6 +176,7 @@ export class SchedulerService {
         checkIds({ hostId: req.hostId });
         const host = resource.hosts.get(req.hostId);
         if (!host) throw new RequestError(status.NOT_FOUND, `host ${req.hostId} not found`);
+        this.authorizeHost(call, "DeleteHost", host.hostname);
         // A peer's certificate must not take seed peers off the ring.
         if (host.isSeed) this.authorize(call, "DeleteHost of a seed peer", ["seed-peer"]);
         resource.deleteHost(host);
@@ -176,11 +194,12 @@ export class SchedulerService {
         return msg;
       }),
 
-      deletePeer: unary<DeletePeerRequest, Empty>(log, "DeletePeer", () => metrics.leavePeerFailure.inc(), (req) => {
+      deletePeer: unary<DeletePeerRequest, Empty>(log, "DeletePeer", () => metrics.leavePeerFailure.inc(), (req, call) => {
         metrics.leavePeer.inc();
         checkIds({ peerId: req.peerId });
         // Idempotent, as in Dragonfly: deleting a peer that is gone is not an error.
         const peer = resource.peers.get(req.peerId);
+        if (peer) this.authorizeHost(call, "DeletePeer", peer.host.hostname);
         if (peer) resource.deletePeer(peer);
         return {};
       }),
@@ -193,11 +212,12 @@ export class SchedulerService {
         return taskMessage(task);
       }),
 
-      deleteTask: unary<DeleteTaskRequest, Empty>(log, "DeleteTask", () => metrics.leaveTaskFailure.inc(), (req) => {
+      deleteTask: unary<DeleteTaskRequest, Empty>(log, "DeleteTask", () => metrics.leaveTaskFailure.inc(), (req, call) => {
         metrics.leaveTask.inc();
         checkIds({ hostId: req.hostId, taskId: req.taskId });
         const host = resource.hosts.get(req.hostId);
         if (!host) throw new RequestError(status.NOT_FOUND, `host ${req.hostId} not found`);
+        this.authorizeHost(call, "DeleteTask", host.hostname);
         // The host dropped its copy: its peers of that task leave.
         for (const peer of [...host.peers.values()]) if (peer.task.id === req.taskId) resource.deletePeer(peer);
         return {};

@@ -16,6 +16,11 @@ export class RequestError extends Error {
   }
 }
 
+/** Throws an authorizer's denial (common/grpc/authz.ts) as the RequestError that answers the call. */
+export function allow(denial: { code: status; details: string } | undefined): void {
+  if (denial) throw new RequestError(denial.code, denial.details);
+}
+
 export const LIMITS = {
   id: 1024,
   hostname: 255,

@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { credentials, Metadata, status, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, status, type ChannelCredentials } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { channelCredentials, loadTls, type TlsFiles } from "../../src/common/grpc/tls.js";
 import { createLogger, silentLogger } from "../../src/common/logger.js";
@@ -17,7 +17,7 @@ import { SchedulerClient } from "../../src/gen/scheduler/v2/scheduler.js";
 import { startManager, type ManagerHandle } from "../../src/manager/server.js";
 import { startScheduler, type SchedulerHandle } from "../../src/scheduler/server.js";
 import { stackCertificates } from "../../src/up/pki.js";
-import { hostMsg, unaryCall } from "./scheduler-helpers.js";
+import { codeOf, hostMsg, unaryCall } from "./scheduler-helpers.js";
 
 const HOST_TYPE_SUPER = 1;
 const work = mkdtempSync(join(tmpdir(), "mtls-authz-"));
@@ -70,15 +70,6 @@ function creds(caller: Caller, serverRole: "manager" | "scheduler"): ChannelCred
   const own = loadTls(caller === "foreign-ca" ? foreign.get("seed-1") : certs.get(caller), caller);
   // The foreign caller still trusts our server (it has our CA); only its own certificate is foreign.
   return channelCredentials(own && caller === "foreign-ca" ? { ...own, ca: ca ?? own.ca } : own, [serverRole]);
-}
-
-async function codeOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-    return status.OK;
-  } catch (e) {
-    return (e as ServiceError).code;
-  }
 }
 
 let seq = 0;
@@ -143,7 +134,7 @@ const rpcs: Rpc[] = [
     server: "scheduler",
     allowed: "seed-1",
     wrong: "peer-1",
-    invoke: (caller) => withClient(schedulerClient(caller), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(`127.0.0.1-seedhost-${++seq}`, { type: HOST_TYPE_SUPER, port: 40000 + seq }), interval: { seconds: 300, nanos: 0 } })),
+    invoke: (caller) => withClient(schedulerClient(caller), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(`127.0.0.1-seedhost-${++seq}`, { type: HOST_TYPE_SUPER, port: 40000 + seq, hostname: "seed-1" }), interval: { seconds: 300, nanos: 0 } })),
   },
   {
     name: "scheduler DeleteHost",
@@ -152,7 +143,7 @@ const rpcs: Rpc[] = [
     wrong: "manager",
     invoke: async (caller) => {
       const hostId = `127.0.0.1-host-${++seq}`;
-      await withClient(schedulerClient("peer-1"), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(hostId), interval: { seconds: 300, nanos: 0 } }));
+      await withClient(schedulerClient("peer-1"), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(hostId, { hostname: "peer-1" }), interval: { seconds: 300, nanos: 0 } }));
       return withClient(schedulerClient(caller), (c) => unaryCall(c.deleteHost.bind(c), { hostId }));
     },
   },
@@ -188,7 +179,7 @@ describe("seed-peer announcements", () => {
 
   it("a peer certificate cannot delete a seed peer's host or take over its id", async () => {
     const seedId = "127.0.0.1-real-seed";
-    await withClient(schedulerClient("seed-1"), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(seedId, { type: HOST_TYPE_SUPER, port: 4998 }), interval: { seconds: 300, nanos: 0 } }));
+    await withClient(schedulerClient("seed-1"), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(seedId, { type: HOST_TYPE_SUPER, port: 4998, hostname: "seed-1" }), interval: { seconds: 300, nanos: 0 } }));
     expect(await codeOf(withClient(schedulerClient("peer-1"), (c) => unaryCall(c.deleteHost.bind(c), { hostId: seedId })))).toBe(status.PERMISSION_DENIED);
     // Nor re-announce the seed's host id as a normal host (which would take it off the ring).
     expect(await codeOf(withClient(schedulerClient("peer-1"), (c) => unaryCall(c.announceHost.bind(c), { host: hostMsg(seedId, { port: 4998 }), interval: { seconds: 300, nanos: 0 } })))).toBe(status.PERMISSION_DENIED);

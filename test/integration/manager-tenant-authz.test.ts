@@ -9,6 +9,8 @@
 // A peer that joined since the last sync_peers (announced to cluster A's scheduler, not yet in
 // `peers`) is looked up on that scheduler on its first call and gets A's key; a name no scheduler
 // lists stays refused, and is looked up once however often it asks within the retry interval.
+// Nor can a certificate put another host's name on cluster A's scheduler, which would have the
+// manager record that host in cluster A and hand it tenant A's key.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -38,7 +40,7 @@ let scheduler: SchedulerHandle;
 /** Tenant B's id and its scheduler cluster's (tenant A is the default tenant, 1, with cluster 1). */
 const b = { tenant: 0, cluster: 0 };
 
-type Caller = "peer-a" | "peer-b" | "seed-a" | "stranger" | "seed-named-peer-a" | "peer-new" | "stranger-2";
+type Caller = "peer-a" | "peer-b" | "seed-a" | "stranger" | "seed-named-peer-a" | "peer-new" | "stranger-2" | "peer-b-new";
 
 function getKey(caller: Caller, req: Partial<GetTenantKeyRequest>): Promise<TenantKey> {
   const client = new TenantKeysClient(`127.0.0.1:${manager.grpcPort}`, channelCredentials(loadTls(certs.get(caller), caller), ["manager"]));
@@ -60,6 +62,7 @@ beforeAll(async () => {
     { name: "stranger", role: "peer" },
     { name: "peer-new", role: "peer" },
     { name: "stranger-2", role: "peer" },
+    { name: "peer-b-new", role: "peer" },
     { name: "scheduler-a", role: "scheduler" },
   ]);
   // A valid seed-peer certificate of the same CA carrying the name of a peer the manager knows.
@@ -228,5 +231,28 @@ describe("a peer not yet synced is looked up on its cluster's schedulers", () =>
     expect(await listHostsCalls()).toBe(before + 1);
     const denials = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === "permission denied (logged once per caller)" && l.caller === "peer stranger-2");
     expect(denials).toHaveLength(1);
+  });
+});
+
+describe("a scheduler takes a host only under a name of its caller's certificate", () => {
+  it("a stranger's certificate announcing another tenant's new host into cluster A gets neither itself nor that host tenant A's key", async () => {
+    // peer-b-new: a host of tenant B that has not announced itself yet, so no row names it.
+    const sc = new SchedulerClient(`127.0.0.1:${scheduler.grpcPort}`, channelCredentials(loadTls(certs.get("stranger"), "stranger"), ["scheduler"]));
+    const announced = await announceHost(sc, hostMsg("127.0.0.1-peer-b-new", { hostname: "peer-b-new" }))
+      .then(() => undefined, (e: ServiceError) => e)
+      .finally(() => sc.close());
+    expect(announced?.code).toBe(status.PERMISSION_DENIED);
+    expect([...scheduler.resource.hosts.values()].map((h) => h.hostname)).not.toContain("peer-b-new");
+    // The manager finds peer-b-new on no scheduler, so records it nowhere: had the announcement
+    // been taken, its lookup would have put peer-b-new in cluster A and answered with A's key.
+    const asks: Array<[Caller, Partial<GetTenantKeyRequest>]> = [["peer-b-new", {}], ["peer-b-new", { tenantId: 1 }], ["stranger", { tenantId: 1 }], ["stranger", {}]];
+    for (const [caller, req] of asks) {
+      const err = await getKey(caller, req).then(
+        () => undefined,
+        (e: ServiceError) => e,
+      );
+      expect(err?.code).toBe(status.PERMISSION_DENIED);
+      expect(err?.details).toMatch(new RegExp(`peer ${caller} is not on record at this manager`));
+    }
   });
 });

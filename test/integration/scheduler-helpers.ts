@@ -2,7 +2,7 @@
 // clients, an AnnouncePeer stream wrapper that turns responses and the final status into
 // promises, message builders, and a fake seed peer (DfdaemonUpload) that behaves like
 // Dragonfly's: it registers itself through AnnouncePeer and reports back-to-source pieces.
-import { credentials, Metadata, type CallOptions, type ClientDuplexStream, type ServerWritableStream, type ServiceError, type StatusObject } from "@grpc/grpc-js";
+import { credentials, Metadata, status, type CallOptions, type ClientDuplexStream, type ServerWritableStream, type ServiceError, type StatusObject } from "@grpc/grpc-js";
 import { startGrpcServer, type GrpcServerHandle } from "../../src/common/grpc/server.js";
 import { silentLogger } from "../../src/common/logger.js";
 import { createRegistry } from "../../src/common/metrics.js";
@@ -41,11 +41,22 @@ export function unaryCall<Req, Res>(fn: (req: Req, metadata: Metadata, options: 
   });
 }
 
-export function hostMsg(id: string, opts: { type?: number; ip?: string; port?: number; maxTx?: number; tx?: number; idc?: string } = {}): Host {
+/** The status code a gRPC call ends with: OK, or its error's code. */
+export async function codeOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return status.OK;
+  } catch (e) {
+    return (e as ServiceError).code;
+  }
+}
+
+/** A host message; its hostname is made from the id unless given (under mTLS: a name of the caller's certificate). */
+export function hostMsg(id: string, opts: { type?: number; ip?: string; port?: number; maxTx?: number; tx?: number; idc?: string; hostname?: string } = {}): Host {
   return Host.fromPartial({
     id,
     type: opts.type ?? 0,
-    hostname: id.replace(/[^a-z0-9-]/gi, "-").slice(0, 60) || "h",
+    hostname: opts.hostname ?? (id.replace(/[^a-z0-9-]/gi, "-").slice(0, 60) || "h"),
     ip: opts.ip ?? "127.0.0.1",
     port: opts.port ?? 4000,
     downloadPort: opts.port ?? 4000,

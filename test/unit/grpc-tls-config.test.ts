@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../src/common/config.js";
 import { loadTls, tlsFilesOf } from "../../src/common/grpc/tls.js";
-import { identityOf } from "../../src/common/tls/identity.js";
+import { hostNamesOf, identityOf } from "../../src/common/tls/identity.js";
 import { createClusterCa, issueLeaf } from "../../src/common/tls/pki.js";
 import { DaemonConfigSchema, resolveDaemonConfig } from "../../src/daemon/config.js";
 import { resolveManagerConfig } from "../../src/manager/config.js";
@@ -79,5 +79,15 @@ describe("certificate identity", () => {
     expect(identityOf({ subject: { CN: "web", OU: "ops" }, subjectaltname: "DNS:web" })).toBeUndefined();
     expect(identityOf({ subject: { CN: "x" }, subjectaltname: "URI:damselfly://root/x" })).toBeUndefined();
     expect(identityOf(undefined)).toBeUndefined();
+  });
+
+  it("lists the host names a certificate carries: its name, CN and SAN DNS names, never its IPs or URIs", () => {
+    const names = (subject: Record<string, string | string[]>, san: string) => [...hostNamesOf({ subject, subjectaltname: san })].sort();
+    expect(names({ CN: "p1", OU: "peer" }, "URI:damselfly://peer/p1, IP Address:127.0.0.1, DNS:localhost")).toEqual(["localhost", "p1"]);
+    // An operator's PKI: role from the OU, the host's FQDN in the SAN.
+    expect(names({ CN: "node-7", OU: "peer" }, "DNS:node-7.example.com, DNS:node-7")).toEqual(["node-7", "node-7.example.com"]);
+    expect(names({ CN: "x", OU: "peer" }, "URI:damselfly://peer/p2")).toEqual(["p2", "x"]);
+    expect(names({}, "IP Address:10.0.0.1, URI:https://p3")).toEqual([]);
+    expect(hostNamesOf(undefined).size).toBe(0);
   });
 });

@@ -11,7 +11,7 @@
 import type { PeerCertificate } from "node:tls";
 import { status } from "@grpc/grpc-js";
 import type { Logger } from "../logger.js";
-import { identityOf, type Identity, type Role } from "../tls/identity.js";
+import { hostNamesOf, identityOf, type Identity, type Role } from "../tls/identity.js";
 
 /** Refused callers remembered for log-once; forgotten all at once past this many. */
 const LOGGED_LIMIT = 10_000;
@@ -52,6 +52,20 @@ export class Authorizer {
     const who = Authorizer.describe(call, id);
     this.logOnce(call, id, "", { caller: who, peer: call.getPeer(), rpc: what, allowed: roles });
     return { code: status.PERMISSION_DENIED, details: `${what} needs a ${roles.join(" or ")} certificate; caller is ${who}` };
+  }
+
+  /**
+   * undefined when the caller's certificate names host `hostname` (hostNamesOf: its name, CN or
+   * a SAN DNS name), or the server runs plaintext; otherwise PERMISSION_DENIED, logged once per
+   * caller and `what`. A scheduler binds announced hosts to their certificates with it: a host
+   * is announced, re-announced, deleted and downloads as itself only (issue 21).
+   */
+  checkHostName(call: CallerCall, what: string, hostname: string): Denial | undefined {
+    if (!this.enforce) return undefined;
+    const names = hostNamesOf(call.getAuthContext().sslPeerCertificate);
+    if (names.has(hostname)) return undefined;
+    const named = names.size > 0 ? `names ${[...names].join(", ")}` : "names no host";
+    return this.refuse(call, what, `${what}: host ${hostname.slice(0, 100)} is not a host the caller's certificate names (it ${named})`, { hostname: hostname.slice(0, 255) });
   }
 
   /**

@@ -1,7 +1,8 @@
 // Who a verified certificate says its holder is. Our PKI (pki.ts) writes the role and name in a
 // SAN URI `damselfly://<role>/<name>` and in the subject (OU, CN); either is read here, the URI
-// first. Only certificates that chained to the cluster CA reach this code (the TLS handshake
-// verified them), so the role they carry is the CA's word.
+// first. hostNamesOf lists every host name a certificate carries, for the scheduler to check an
+// announced host against (issue 21). Only certificates that chained to the cluster CA reach this
+// code (the TLS handshake verified them), so the role and names they carry are the CA's word.
 import type { PeerCertificate } from "node:tls";
 
 export const ROLES = ["manager", "scheduler", "seed-peer", "peer"] as const;
@@ -29,4 +30,25 @@ export function identityOf(cert: Pick<PeerCertificate, "subject" | "subjectaltna
   const subject = cert.subject as Record<string, string | string[] | undefined> | undefined;
   const ou = first(subject?.OU);
   return isRole(ou) ? { role: ou, name: first(subject?.CN) ?? "" } : undefined;
+}
+
+/**
+ * The host names a certificate vouches for: its name as identityOf reads it (what the manager
+ * keys a caller's records on), its subject CN and its SAN DNS names (an operator's own PKI may
+ * name a host by its FQDN there). A host announcing itself must bear one of them, so what a
+ * scheduler lists under a name, and the manager then records under it, came from a holder of a
+ * certificate of that name. Empty for no certificate.
+ */
+export function hostNamesOf(cert: Pick<PeerCertificate, "subject" | "subjectaltname"> | undefined): Set<string> {
+  const names = new Set<string>();
+  if (!cert) return names;
+  const id = identityOf(cert);
+  if (id?.name) names.add(id.name);
+  const cn = first((cert.subject as Record<string, string | string[] | undefined> | undefined)?.CN);
+  if (cn) names.add(cn);
+  for (const entry of (cert.subjectaltname ?? "").split(/,\s*/)) {
+    const m = /^DNS:(.+)$/.exec(entry);
+    if (m?.[1]) names.add(m[1]);
+  }
+  return names;
 }
