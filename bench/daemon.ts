@@ -153,8 +153,10 @@ async function measureMtls(ctx: BenchContext): Promise<BenchResult> {
   const { size, rounds, nginx } = await serveContent(ctx);
   const certs = await stackCertificates(join(ctx.workDir, "pki"), [
     { name: "scheduler", role: "scheduler" },
-    { name: "tls-a", role: "peer" },
-    { name: "tls-b", role: "peer" },
+    // Named as the daemons announce themselves: under mTLS the scheduler takes a host only
+    // from a certificate that names it.
+    { name: "bench-tls-a", role: "peer" },
+    { name: "bench-tls-b", role: "peer" },
   ]);
   const schedulerConfig = (tls?: TlsFiles) => ({ server: { listenIP: "127.0.0.1", port: 0, logLevel: "silent", ...(tls ? { tls } : {}) }, metrics: { enable: false }, seedPeer: { enable: false } });
   const plainScheduler = await startScheduler(schedulerConfig(), { logger: silentLogger() });
@@ -168,7 +170,7 @@ async function measureMtls(ctx: BenchContext): Promise<BenchResult> {
   try {
     const pairs = {
       baseline: { a: await start("plain-a", plainScheduler), b: await start("plain-b", plainScheduler) },
-      ours: { a: await start("tls-a", tlsScheduler, certs.get("tls-a")), b: await start("tls-b", tlsScheduler, certs.get("tls-b")) },
+      ours: { a: await start("tls-a", tlsScheduler, certs.get("bench-tls-a")), b: await start("tls-b", tlsScheduler, certs.get("bench-tls-b")) },
     };
     const times = await pairRounds(ctx, nginx, rounds, pairs, { ours: "mTLS", baseline: "plaintext" });
     return durationResult("dfget-p2p-mtls-1g", "s", median(times.ours), median(times.baseline), "the same P2P download in plaintext (dfget-p2p-cached-1g's setup)", {
