@@ -5,6 +5,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration, validateConfig } from "../common/config.js";
+import { TracingSectionSchema } from "../common/tracing.js";
 import { errorMessage } from "../common/errors.js";
 import { TlsSectionSchema } from "../common/grpc/tls.js";
 import { ENCRYPTION_KEY_ENV, parseEncryptionKey } from "./key-wrap.js";
@@ -97,6 +98,8 @@ export const ManagerConfigSchema = Type.Object(
      */
     encryption: Obj({ key: Type.String({ default: "" }) }),
     metrics: Obj({ enable: Type.Boolean({ default: true }), addr: Type.String({ default: ":8000" }) }),
+    /** OpenTelemetry export, off unless tracing.endpoint is set (Dragonfly's keys). */
+    tracing: TracingSectionSchema,
     network: Obj({ enableIPv6: Type.Boolean({ default: false }) }),
   },
   { additionalProperties: false },
