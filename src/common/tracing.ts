@@ -28,6 +28,7 @@ export const TracingSectionSchema = Type.Object(
 );
 
 export type TracingConfig = Static<typeof TracingSectionSchema>;
+const TracingFileSchema = Type.Object({ tracing: TracingSectionSchema });
 
 const TRACER = "damselfly";
 /** A collector that does not answer delays a short-lived process's exit (dfget) by at most this. */
@@ -41,8 +42,14 @@ export function tracingEnabled(): boolean {
 
 /** The collector's URL, or a ConfigError naming the key when the endpoint is not host:port. */
 export function collectorUrl(cfg: TracingConfig, source = "config"): string {
-  if (!/^(\[[0-9a-fA-F:.]+\]|[^:/\s[\]]+):\d{1,5}$/.test(cfg.endpoint)) throw new ConfigError(`${source}: tracing.endpoint: "${cfg.endpoint}" is not host:port`);
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:/\s[\]]+):\d{1,5}$/.test(cfg.endpoint)) throw new ConfigError(`${source}: tracing.endpoint: "${cfg.endpoint}" is not host:port (e.g. 127.0.0.1:4318)`);
   return `${cfg.protocol}://${cfg.endpoint}${cfg.path}`;
+}
+
+/** `cfg` when tracing is off or its endpoint is usable; a ConfigError naming the key otherwise (at config load, before anything starts). */
+export function checkTracingSection<T extends TracingConfig>(cfg: T, source: string): T {
+  if (cfg.endpoint) collectorUrl(cfg, source);
+  return cfg;
 }
 
 /**
@@ -104,8 +111,9 @@ export function loadTracingSection(path: string): TracingConfig {
   } catch (e) {
     throw new ConfigError(`cannot read config ${path}: ${errorMessage(e)}`);
   }
-  const section = raw !== null && typeof raw === "object" && "tracing" in raw ? raw.tracing : {};
-  return validateConfig(TracingSectionSchema, section ?? {}, `${path}: tracing`);
+  const section: unknown = raw !== null && typeof raw === "object" && "tracing" in raw ? raw.tracing : undefined;
+  // Validated under its own key, so errors name it as the daemon would (tracing.endpoint, ...).
+  return checkTracingSection(validateConfig(TracingFileSchema, { tracing: section ?? {} }, path).tracing, path);
 }
 
 /**

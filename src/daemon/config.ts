@@ -3,7 +3,7 @@
 import { hostname as osHostname, networkInterfaces } from "node:os";
 import { Type, type Static } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration } from "../common/config.js";
-import { TracingSectionSchema } from "../common/tracing.js";
+import { checkTracingSection, TracingSectionSchema } from "../common/tracing.js";
 import { tlsFields, tlsFilesOf, type TlsFiles } from "../common/grpc/tls.js";
 
 const obj = <T extends Parameters<typeof Type.Object>[0]>(props: T) => Type.Object(props, { additionalProperties: false, default: {} });
@@ -424,5 +424,7 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
 }
 
 export function loadDaemonConfig(path: string | undefined, defaults: { dataDir?: string } = {}): DaemonConfig {
-  return resolveDaemonConfig(loadConfigFile(DaemonConfigSchema, path), defaults);
+  const input = loadConfigFile(DaemonConfigSchema, path);
+  checkTracingSection(input.tracing, path ?? "defaults");
+  return resolveDaemonConfig(input, defaults);
 }

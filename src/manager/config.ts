@@ -5,7 +5,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration, validateConfig } from "../common/config.js";
-import { TracingSectionSchema } from "../common/tracing.js";
+import { checkTracingSection, TracingSectionSchema } from "../common/tracing.js";
 import { errorMessage } from "../common/errors.js";
 import { TlsSectionSchema } from "../common/grpc/tls.js";
 import { ENCRYPTION_KEY_ENV, parseEncryptionKey } from "./key-wrap.js";
@@ -158,6 +158,7 @@ export function resolveManagerConfig(raw: unknown, source = "config", env: NodeJ
   const restTls = c.server.rest.tls;
   if (Boolean(restTls.cert) !== Boolean(restTls.key)) throw new ConfigError(`${source}: server.rest.tls: cert and key must be set together (${restTls.cert ? "key" : "cert"} is missing)`);
   const ipv6 = c.network.enableIPv6;
+  checkTracingSection(c.tracing, source);
   const kek = c.encryption.key || env[ENCRYPTION_KEY_ENV] || "";
   return {
     ...c,

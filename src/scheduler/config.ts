@@ -3,7 +3,7 @@
 // load limits, parent limits that Dragonfly keeps in its dynconfig) sit next to them.
 import { type Static, Type } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration, validateConfig } from "../common/config.js";
-import { TracingSectionSchema } from "../common/tracing.js";
+import { checkTracingSection, TracingSectionSchema } from "../common/tracing.js";
 import { SsrfPolicy } from "../common/ssrf.js";
 import { TlsSectionSchema, type TlsFiles } from "../common/grpc/tls.js";
 
@@ -163,7 +163,7 @@ export function resolveSchedulerConfig(raw: unknown, source = "config"): Schedul
     manager: { addr: c.manager.addr, tls: c.manager.tls, schedulerClusterID: c.manager.schedulerClusterID, keepAlive: { interval: d("manager.keepAlive.interval", c.manager.keepAlive.interval) } },
     metrics: { ...c.metrics, ...parseListenAddr(c.metrics.addr, source) },
     network: c.network,
-    tracing: c.tracing,
+    tracing: checkTracingSection(c.tracing, source),
     job: { preheat: { ssrf: checkCidrs(c.job.preheat.ssrf, source), registryTimeout: d("job.preheat.registryTimeout", c.job.preheat.registryTimeout) } },
   };
 }
