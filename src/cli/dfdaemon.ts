@@ -1,5 +1,6 @@
 // `dfdaemon --config dfdaemon.yaml`: the resident peer (or seed peer) daemon.
 import { createLogger } from "../common/logger.js";
+import { withTracing } from "../common/tracing.js";
 import { loadDaemonConfig } from "../daemon/config.js";
 import { startDaemon } from "../daemon/daemon.js";
 import { newProgram, runProgram } from "./program.js";
@@ -13,7 +14,7 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (opts: { config?: string; dataDir: string; logLevel: string }) => {
       const config = loadDaemonConfig(opts.config, { dataDir: opts.dataDir });
       const log = createLogger({ component: config.seedPeer.enable ? "seed-peer" : "dfdaemon", level: opts.logLevel });
-      const daemon = await startDaemon(config, log);
+      const daemon = await withTracing(config.seedPeer.enable ? "seed-peer" : "dfdaemon", config.tracing, () => startDaemon(config, log));
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once("SIGINT", stop);

@@ -10,6 +10,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Option } from "commander";
 import { MAX_MESSAGE_BYTES } from "../common/grpc/server.js";
+import { redactUrl } from "../common/redact-url.js";
+import { inSpan, loadTracingSection, startTracing, tracingClientOptions } from "../common/tracing.js";
+import { SpanKind } from "@opentelemetry/api";
 import type { DaemonConfig } from "../daemon/config.js";
 import { parseDigest } from "../daemon/task/digest.js";
 import { Download, TaskType } from "../gen/common/v2/common.js";
@@ -171,7 +174,7 @@ async function openSession(opts: DfgetOptions): Promise<DaemonSession> {
     oneShot = o;
   }
   // Pieces (up to 64 MiB) ride in messages when writing to stdout.
-  const client = new DfdaemonDownloadClient(daemonTarget(socket), credentials.createInsecure(), { "grpc.max_receive_message_length": MAX_MESSAGE_BYTES * 2 });
+  const client = new DfdaemonDownloadClient(daemonTarget(socket), credentials.createInsecure(), { "grpc.max_receive_message_length": MAX_MESSAGE_BYTES * 2, ...tracingClientOptions() });
   return {
     client,
     failed: (e) => daemonCallError(e, oneShot ? undefined : ep),
@@ -337,9 +340,17 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(endpointOption())
     .option("--force-hard-link", "fail unless the output can be hard-linked to the cache")
     .option("--content-for-calculating-task-id <content>", "compute the task id from this instead of the URL")
-    .option("-c, --config <file>", "dfdaemon config for the one-shot daemon")
+    .option("-c, --config <file>", "dfdaemon config for the one-shot daemon (its tracing section also traces dfget)")
     .option("--scheduler <addr>", "scheduler address for the one-shot daemon (repeatable)", collect, []);
   addHdfsOptions(addModelHubOptions(addObjectStorageOptions(program)))
-    .action(async (url: string, opts: DfgetOptions) => download(url, opts));
+    .action(async (url: string, opts: DfgetOptions) => {
+      // The config's tracing section traces dfget too: its span is the root of the download's trace.
+      const stop = await startTracing("dfget", opts.config ? loadTracingSection(opts.config) : undefined);
+      try {
+        await inSpan("dfget", { "url.full": redactUrl(url) }, () => download(url, opts), SpanKind.CLIENT);
+      } finally {
+        await stop();
+      }
+    });
   return runProgram(program, argv);
 }

@@ -3,6 +3,7 @@
 import { hostname as osHostname, networkInterfaces } from "node:os";
 import { Type, type Static } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration } from "../common/config.js";
+import { checkTracingSection, TracingSectionSchema } from "../common/tracing.js";
 import { tlsFields, tlsFilesOf, type TlsFiles } from "../common/grpc/tls.js";
 
 const obj = <T extends Parameters<typeof Type.Object>[0]>(props: T) => Type.Object(props, { additionalProperties: false, default: {} });
@@ -214,6 +215,8 @@ export const DaemonConfigSchema = Type.Object(
     }),
     health: obj({ server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4003) }) }),
     metrics: obj({ server: obj({ ip: Type.String({ default: "0.0.0.0" }), port: Port(4002) }) }),
+    /** OpenTelemetry export, off unless tracing.endpoint is set (Dragonfly's keys). */
+    tracing: TracingSectionSchema,
     /**
      * HTTP(S) proxy and registry mirror (Dragonfly's `proxy.*`). Runs only when the section is
      * present, so a daemon configured without it behaves as before.
@@ -421,5 +424,7 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
 }
 
 export function loadDaemonConfig(path: string | undefined, defaults: { dataDir?: string } = {}): DaemonConfig {
-  return resolveDaemonConfig(loadConfigFile(DaemonConfigSchema, path), defaults);
+  const input = loadConfigFile(DaemonConfigSchema, path);
+  checkTracingSection(input.tracing, path ?? "defaults");
+  return resolveDaemonConfig(input, defaults);
 }

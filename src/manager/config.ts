@@ -5,6 +5,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration, validateConfig } from "../common/config.js";
+import { checkTracingSection, TracingSectionSchema } from "../common/tracing.js";
 import { errorMessage } from "../common/errors.js";
 import { TlsSectionSchema } from "../common/grpc/tls.js";
 import { ENCRYPTION_KEY_ENV, parseEncryptionKey } from "./key-wrap.js";
@@ -97,6 +98,8 @@ export const ManagerConfigSchema = Type.Object(
      */
     encryption: Obj({ key: Type.String({ default: "" }) }),
     metrics: Obj({ enable: Type.Boolean({ default: true }), addr: Type.String({ default: ":8000" }) }),
+    /** OpenTelemetry export, off unless tracing.endpoint is set (Dragonfly's keys). */
+    tracing: TracingSectionSchema,
     network: Obj({ enableIPv6: Type.Boolean({ default: false }) }),
   },
   { additionalProperties: false },
@@ -155,6 +158,7 @@ export function resolveManagerConfig(raw: unknown, source = "config", env: NodeJ
   const restTls = c.server.rest.tls;
   if (Boolean(restTls.cert) !== Boolean(restTls.key)) throw new ConfigError(`${source}: server.rest.tls: cert and key must be set together (${restTls.cert ? "key" : "cert"} is missing)`);
   const ipv6 = c.network.enableIPv6;
+  checkTracingSection(c.tracing, source);
   const kek = c.encryption.key || env[ENCRYPTION_KEY_ENV] || "";
   return {
     ...c,

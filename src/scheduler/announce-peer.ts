@@ -19,6 +19,7 @@ import type { SeedPeers } from "./seed-peers.js";
 import { allow, checkDownload, checkIds, checkPiece, checkString, LIMITS, RequestError } from "./validate.js";
 import { errorMessage } from "../common/errors.js";
 import type { Authorizer } from "../common/grpc/authz.js";
+import { inSpan } from "../common/tracing.js";
 
 export interface AnnounceContext {
   resource: Resource;
@@ -128,7 +129,10 @@ export class AnnouncePeerSession {
     if (host) allow(this.ctx.authz?.checkHostName(this.call, "AnnouncePeer", host.hostname));
     const r = req.request;
     if (!r) throw new RequestError(status.INVALID_ARGUMENT, "AnnouncePeerRequest.request is required (no request variant set)");
-    if (r.$case === "registerPeerRequest") return this.register(req, checkDownload(r.registerPeerRequest.download));
+    if (r.$case === "registerPeerRequest") {
+      const download = r.registerPeerRequest.download;
+      return inSpan("RegisterPeer", { "dragonfly.task.id": req.taskId, "dragonfly.peer.id": req.peerId }, () => this.register(req, checkDownload(download)));
+    }
     const peer = this.ctx.resource.peers.get(req.peerId);
     if (!peer) throw new RequestError(status.NOT_FOUND, `peer ${req.peerId} not found`);
     if (peer.task.id !== req.taskId || peer.host.id !== req.hostId) {

@@ -3,6 +3,7 @@
 // load limits, parent limits that Dragonfly keeps in its dynconfig) sit next to them.
 import { type Static, Type } from "@sinclair/typebox";
 import { ConfigError, loadConfigFile, parseDuration, validateConfig } from "../common/config.js";
+import { checkTracingSection, TracingSectionSchema } from "../common/tracing.js";
 import { SsrfPolicy } from "../common/ssrf.js";
 import { TlsSectionSchema, type TlsFiles } from "../common/grpc/tls.js";
 
@@ -83,6 +84,8 @@ export const SchedulerConfigSchema = Type.Object(
       enableHost: Type.Boolean({ default: false }),
     }),
     network: Obj({ enableIPv6: Type.Boolean({ default: false }) }),
+    /** OpenTelemetry export, off unless tracing.endpoint is set (Dragonfly's keys). */
+    tracing: TracingSectionSchema,
     /** Ours, as in the manager: PreheatImage/StatImage fetch registry manifests themselves. */
     job: Obj({
       preheat: Obj({
@@ -110,6 +113,7 @@ export interface SchedulerConfig {
   manager: { addr: string; tls?: TlsFiles; schedulerClusterID: number; keepAlive: { interval: number } };
   metrics: SchedulerConfigFile["metrics"] & { host: string; port: number };
   network: SchedulerConfigFile["network"];
+  tracing: SchedulerConfigFile["tracing"];
   job: { preheat: { ssrf: { allowCIDRs: string[]; denyPrivate: boolean }; registryTimeout: number } };
 }
 
@@ -159,6 +163,7 @@ export function resolveSchedulerConfig(raw: unknown, source = "config"): Schedul
     manager: { addr: c.manager.addr, tls: c.manager.tls, schedulerClusterID: c.manager.schedulerClusterID, keepAlive: { interval: d("manager.keepAlive.interval", c.manager.keepAlive.interval) } },
     metrics: { ...c.metrics, ...parseListenAddr(c.metrics.addr, source) },
     network: c.network,
+    tracing: checkTracingSection(c.tracing, source),
     job: { preheat: { ssrf: checkCidrs(c.job.preheat.ssrf, source), registryTimeout: d("job.preheat.registryTimeout", c.job.preheat.registryTimeout) } },
   };
 }

@@ -6,6 +6,7 @@ import { credentials, Metadata, type ChannelCredentials, type ClientReadableStre
 import type { Logger } from "pino";
 import { HashRing } from "../common/hashring.js";
 import { HealthClient } from "../common/grpc/health.js";
+import { tracingClientOptions } from "../common/tracing.js";
 import type { Download } from "../gen/common/v2/common.js";
 import { DfdaemonUploadClient, type DownloadTaskResponse } from "../gen/dfdaemon/v2/dfdaemon.js";
 import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.js";
@@ -135,7 +136,7 @@ export class SeedPeers {
   private client(addr: string): InstanceType<typeof DfdaemonUploadClient> {
     let c = this.uploadClients.get(addr);
     if (!c) {
-      c = new DfdaemonUploadClient(addr, this.credentials, { "grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1 });
+      c = new DfdaemonUploadClient(addr, this.credentials, { "grpc.max_receive_message_length": -1, "grpc.max_send_message_length": -1, ...tracingClientOptions() });
       this.uploadClients.set(addr, c);
     }
     return c;

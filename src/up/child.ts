@@ -3,6 +3,7 @@
 // stops cleanly on SIGINT/SIGTERM or when the parent goes away (the IPC channel closes), so a
 // killed `up` never leaves orphans holding ports.
 import { createLogger } from "../common/logger.js";
+import { withTracing } from "../common/tracing.js";
 import { loadDaemonConfig } from "../daemon/config.js";
 import { startDaemon } from "../daemon/daemon.js";
 import { loadManagerConfig } from "../manager/config.js";
@@ -20,16 +21,19 @@ interface Running {
 async function start(role: ComponentRole, configPath: string): Promise<Running> {
   switch (role) {
     case "manager": {
-      const m = await startManager(loadManagerConfig(configPath));
+      const cfg = loadManagerConfig(configPath);
+      const m = await withTracing("manager", cfg.tracing, () => startManager(cfg));
       return { message: { type: "ready", role, ports: { rest: m.restPort, grpc: m.grpcPort, metrics: m.metricsPort } }, close: () => m.close() };
     }
     case "scheduler": {
-      const s = await startScheduler(loadSchedulerConfig(configPath));
+      const cfg = loadSchedulerConfig(configPath);
+      const s = await withTracing("scheduler", cfg.tracing, () => startScheduler(cfg));
       return { message: { type: "ready", role, ports: { grpc: s.grpcPort, metrics: s.metricsPort } }, close: () => s.close() };
     }
     case "dfdaemon": {
       const config = loadDaemonConfig(configPath);
-      const d = await startDaemon(config, createLogger({ component: config.seedPeer.enable ? "seed-peer" : "dfdaemon" }));
+      const component = config.seedPeer.enable ? "seed-peer" : "dfdaemon";
+      const d = await withTracing(component, config.tracing, () => startDaemon(config, createLogger({ component })));
       return {
         message: { type: "ready", role, hostId: d.hostId, socketPath: d.socketPath, ports: { upload: d.uploadPort, piece: d.piecePort, health: d.healthPort, metrics: d.metricsPort, proxy: d.proxyPort } },
         close: () => d.close(),

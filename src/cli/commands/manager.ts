@@ -1,6 +1,7 @@
 // `damselfly manager [--config manager.yaml] [--data-dir DIR]`: runs the manager until
 // SIGINT/SIGTERM. REST on 8080, gRPC on 65003, metrics on 8000 by default.
 import type { Command } from "commander";
+import { withTracing } from "../../common/tracing.js";
 import { loadManagerConfig } from "../../manager/config.js";
 import { startManager, type ManagerHandle } from "../../manager/server.js";
 
@@ -17,7 +18,7 @@ export async function startManagerCommand(opts: ManagerCommandOptions): Promise<
     cfg.server.dataDir = opts.dataDir;
     cfg.resolved.dataDir = opts.dataDir;
   }
-  return startManager(cfg);
+  return withTracing("manager", cfg.tracing, () => startManager(cfg));
 }
 
 export { startManager };

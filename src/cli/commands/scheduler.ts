@@ -1,5 +1,6 @@
 // `damselfly scheduler --config scheduler.yaml`: runs the scheduler until SIGINT/SIGTERM.
 import type { Command } from "commander";
+import { withTracing } from "../../common/tracing.js";
 import { loadSchedulerConfig } from "../../scheduler/config.js";
 import { startScheduler, type SchedulerHandle } from "../../scheduler/server.js";
 
@@ -16,7 +17,7 @@ export async function startSchedulerCommand(opts: SchedulerCommandOptions): Prom
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: "${opts.port}" is not a port number`);
     cfg.server.port = port;
   }
-  return startScheduler(cfg);
+  return withTracing("scheduler", cfg.tracing, () => startScheduler(cfg));
 }
 
 export function register(program: Command): void {

@@ -5,6 +5,7 @@ import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceI
 import { createLogger, type Logger } from "../logger.js";
 import { HealthImplementation, HealthService } from "./health.js";
 import { serverCallInterceptor, withDecodeLogging } from "./interceptor.js";
+import { tracedImplementation } from "../tracing.js";
 
 /** Dragonfly's clients send messages up to this size (piece lists, host announcements). */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -34,7 +35,8 @@ export function createGrpcServer(services: GrpcService[], log: Logger = createLo
   });
   const health = new HealthImplementation();
   server.addService(withDecodeLogging(HealthService, log), health.handlers());
-  for (const s of services) server.addService(withDecodeLogging(s.definition, log), s.implementation);
+  // Health checks stay untraced: they would be a root span every few seconds.
+  for (const s of services) server.addService(withDecodeLogging(s.definition, log), tracedImplementation(s.definition, s.implementation));
   return { server, health };
 }
 

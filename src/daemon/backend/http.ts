@@ -16,6 +16,7 @@ import { isNativeError, type NativePieceInfo, type NativeTaskStore } from "../..
 import { mismatch, originChanged, OriginChangedError, preconditionHeaders, PRECONDITION_HEADERS, totalLength } from "./pin.js";
 import { BackendError, isTemporaryStatus, type Backend, type BackendRequest, type ByteRange, type GetResult, type OriginRoute, type StatResult } from "./types.js";
 import { errorMessage } from "../../common/errors.js";
+import { withTraceHeaders } from "../../common/tracing.js";
 
 export interface HttpBackendOptions {
   maxRetries: number;
@@ -105,7 +106,8 @@ export class HttpBackend implements Backend {
       host: merged.host ?? u.host,
       path: `${u.pathname}${u.search}`,
       url: requested,
-      headers: out,
+      // The route serves every piece of this back-to-source: they carry its trace context.
+      headers: withTraceHeaders(out),
     };
   }
 
@@ -133,7 +135,7 @@ export class HttpBackend implements Backend {
   }
 
   private async send(req: BackendRequest, range: ByteRange | undefined, forStat: boolean): Promise<GetResult> {
-    const headers: Record<string, string> = { "user-agent": `damselfly/${VERSION}`, ...this.options.requestHeader, ...req.headers };
+    const headers: Record<string, string> = withTraceHeaders({ "user-agent": `damselfly/${VERSION}`, ...this.options.requestHeader, ...req.headers });
     if (req.pin) {
       // The pin's precondition rides on the request we make anyway: no extra round trip.
       for (const k of Object.keys(headers)) if (PRECONDITION_HEADERS.has(k.toLowerCase())) delete headers[k];

@@ -11,6 +11,7 @@ import { HashRing } from "../../common/hashring.js";
 import { checkServing } from "../../common/grpc/health.js";
 import { MAX_MESSAGE_BYTES } from "../../common/grpc/server.js";
 import { errorMessage } from "../../common/errors.js";
+import { tracingClientOptions } from "../../common/tracing.js";
 import { SchedulerClient } from "../../gen/scheduler/v2/scheduler.js";
 
 export type Scheduler = InstanceType<typeof SchedulerClient>;
@@ -72,6 +73,7 @@ export class SchedulerPool {
             "grpc.keepalive_timeout_ms": 20_000,
             "grpc.initial_reconnect_backoff_ms": 200,
             "grpc.max_reconnect_backoff_ms": 2000,
+            ...tracingClientOptions(),
           }),
         );
       }

@@ -46,6 +46,9 @@ import { TaskUploads } from "./uploads.js";
 import { BackToSourceWidth } from "./width.js";
 import { errorMessage } from "../../common/errors.js";
 import { durationToMs } from "../../common/grpc/duration.js";
+import { redactUrl } from "../../common/redact-url.js";
+import { inSpan } from "../../common/tracing.js";
+import { SpanKind } from "@opentelemetry/api";
 
 export interface TaskManagerOptions {
   hostId: string;
@@ -1000,7 +1003,13 @@ export class TaskManager {
     return true;
   }
 
-  private async backToSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: BackToSourceReports | undefined, faults: DiskFaults): Promise<void> {
+  /** Back-to-source in a span of its own: the origin's requests carry its trace context (../../common/tracing.ts). */
+  private backToSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: BackToSourceReports | undefined, faults: DiskFaults): Promise<void> {
+    const attributes = { "dragonfly.task.id": task.id, "url.full": redactUrl(req.download.url) };
+    return inSpan("BackToSource", attributes, () => this.fetchFromSource(task, req, backend, headers, session, faults), SpanKind.CLIENT);
+  }
+
+  private async fetchFromSource(task: TaskStore, req: DownloadRequest, backend: ReturnType<BackendRegistry["for"]>, headers: Record<string, string>, session: BackToSourceReports | undefined, faults: DiskFaults): Promise<void> {
     const state = this.pinState(task);
     // From here on pieces of this version land: parents of another one are refused.
     state.settled = true;
