@@ -34,6 +34,7 @@ import { ownTmpfsRoot, privateTmpfsRoot } from "./storage/tmpfs-root.js";
 import { Storage } from "./storage/storage.js";
 import { AtRest } from "./storage/at-rest.js";
 import { ManagerTenantKeys } from "./storage/tenant-keys.js";
+import { DownloadBandwidth } from "./task/bandwidth.js";
 import { TaskManager } from "./task/manager.js";
 import { PieceSpreader } from "./upload/spread.js";
 import { UploadService } from "./upload/service.js";
@@ -54,6 +55,8 @@ export interface DaemonHandle {
   tasks: TaskManager;
   storage: Storage;
   schedulers: SchedulerPool;
+  /** download.bandwidthLimit / proxy.prefetchBandwidthLimit in force, and what they admitted. */
+  bandwidth: DownloadBandwidth;
   /** Runs one GC pass now (tests, dfctl). */
   gc(): Promise<void>;
   /** One scrub pass now, at the configured rate (storage.scrub). */
@@ -141,6 +144,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const uploadClients = new UploadClientPool(channelCredentials(loadTls(r.tls.uploadClient, "upload.client"), ["seed-peer", "peer"]));
     closers.push(() => uploadClients.close());
 
+    const bandwidth = new DownloadBandwidth({ download: r.downloadBandwidthBytes, prefetch: r.prefetchBandwidthBytes });
     const tasks = new TaskManager(
       {
         hostId,
@@ -156,6 +160,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         restartOnOriginChange: config.download.restartOnOriginChange,
         backendRetryTimeoutMs: r.backendRetryTimeoutMs,
         protocol: config.download.protocol,
+        bandwidth,
       },
       storage,
       backends,
@@ -283,6 +288,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       tasks,
       storage,
       schedulers,
+      bandwidth,
       gc: () => runGc(storage, tasks, gcPolicy, log, metrics),
       scrub: () => scrubber.pass(),
       close,
