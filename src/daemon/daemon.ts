@@ -34,6 +34,7 @@ import { ownTmpfsRoot, privateTmpfsRoot } from "./storage/tmpfs-root.js";
 import { Storage } from "./storage/storage.js";
 import { AtRest } from "./storage/at-rest.js";
 import { ManagerTenantKeys } from "./storage/tenant-keys.js";
+import { ClientConfigApplier } from "./scheduler/client-config.js";
 import { DownloadBandwidth } from "./task/bandwidth.js";
 import { TaskManager } from "./task/manager.js";
 import { PieceSpreader } from "./upload/spread.js";
@@ -233,9 +234,21 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     // A scheduler that comes back (restarted) knows no hosts: it learns ours before our tasks go there.
     schedulers.beforeRejoin = (addr) => announcer.announceTo(addr);
     if (config.manager.addr) {
+      const clientConfig = new ClientConfigApplier(bandwidth, { download: r.downloadBandwidthBytes, prefetch: r.prefetchBandwidthBytes }, log);
       // Schedulers from the manager (Dragonfly's dynconfig); new ones learn this host at once.
       const dynconfig = new Dynconfig(
-        { managerAddr: config.manager.addr, refreshIntervalMs: r.dynconfigRefreshIntervalMs, hostname: r.hostname, ip: r.ip, idc: config.host.idc, location: config.host.location, schedulerClusterId: config.host.schedulerClusterID, seedPeer: seed, managerCredentials: channelCredentials(managerTls, ["manager"]) },
+        {
+          managerAddr: config.manager.addr,
+          refreshIntervalMs: r.dynconfigRefreshIntervalMs,
+          hostname: r.hostname,
+          ip: r.ip,
+          idc: config.host.idc,
+          location: config.host.location,
+          schedulerClusterId: config.host.schedulerClusterID,
+          seedPeer: seed,
+          managerCredentials: channelCredentials(managerTls, ["manager"]),
+          onClientConfig: (raw) => clientConfig.apply(raw),
+        },
         schedulers,
         log,
         () => announcer.announce(),

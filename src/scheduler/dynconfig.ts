@@ -7,6 +7,7 @@
 // that is not an integer within the local key's bounds is logged once and ignored; so is a
 // config that is not a JSON object. When the manager cannot be reached the limits in force stay.
 import type { Logger } from "pino";
+import { ClusterConfigReader } from "../common/cluster-config.js";
 import { errorMessage } from "../common/errors.js";
 import { runEvery, type Periodic } from "../common/periodic.js";
 import type { Scheduler } from "../gen/manager/v2/manager.js";
@@ -29,8 +30,7 @@ export interface SchedulerDynconfigOptions {
 }
 
 export class SchedulerDynconfig {
-  /** Problems already logged (`key=value`), so a bad value is reported once, not every refresh. */
-  private readonly reported = new Set<string>();
+  private readonly reader: ClusterConfigReader;
   private periodic: Periodic | undefined;
   private unreachable = false;
 
@@ -39,7 +39,9 @@ export class SchedulerDynconfig {
     private readonly scheduling: Scheduling,
     private readonly opts: SchedulerDynconfigOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.reader = new ClusterConfigReader("the scheduler cluster's config", log);
+  }
 
   /** Reads the cluster config once and applies it; never rejects (failures are logged). */
   async refresh(): Promise<void> {
@@ -62,33 +64,13 @@ export class SchedulerDynconfig {
   private limitsFrom(raw: Buffer | undefined): ParentLimits {
     const { candidateParentLimit, filterParentLimit } = this.opts.local;
     const limits: ParentLimits = { candidateParentLimit, filterParentLimit };
-    if (!raw || raw.length === 0) return limits;
-    let config: unknown;
-    try {
-      config = JSON.parse(raw.toString("utf8"));
-    } catch {
-      this.reportOnce("config", raw.toString("utf8").slice(0, 200), "the scheduler cluster's config is not JSON; ignored");
-      return limits;
-    }
-    if (typeof config !== "object" || config === null || Array.isArray(config)) {
-      this.reportOnce("config", JSON.stringify(config), "the scheduler cluster's config is not a JSON object; ignored");
-      return limits;
-    }
+    const config = this.reader.parse(raw);
+    if (!config) return limits;
     for (const [key, field] of KEYS) {
-      const v = (config as Record<string, unknown>)[key];
-      if (v === undefined || v === null || v === 0) continue;
       const { minimum = 1, maximum = Number.MAX_SAFE_INTEGER } = LOCAL[field];
-      if (typeof v === "number" && Number.isInteger(v) && v >= minimum && v <= maximum) limits[field] = v;
-      else this.reportOnce(key, JSON.stringify(v), `scheduler cluster config ${key} must be an integer from ${minimum} to ${maximum}; keeping ${limits[field]}`);
+      limits[field] = this.reader.integer(config, key, minimum, maximum, limits[field]) ?? limits[field];
     }
     return limits;
-  }
-
-  private reportOnce(key: string, value: string, message: string): void {
-    const id = `${key}=${value}`;
-    if (this.reported.has(id)) return;
-    this.reported.add(id);
-    this.log.warn({ key, value }, message);
   }
 
   /** The first read, then one every refresh interval, until stop(). */

@@ -3,12 +3,13 @@
 // origin or from a parent, passes the download bucket; a ranged proxy request with prefetch
 // passes the prefetch bucket instead; and a download held back by a tiny limit goes on once the
 // limit is raised while it waits.
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/common/logger.js";
 import { startDaemon, type DaemonHandle } from "../../src/daemon/daemon.js";
 import type { SchedulerHandle } from "../../src/scheduler/server.js";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
-import { cleanupTempDirs, downloadVia, startTestDaemon, startTestScheduler, testDaemonConfig } from "../helpers/swarm.js";
+import { cleanupTempDirs, downloadVia, startTestDaemon, startTestScheduler, tempDir, testDaemonConfig } from "../helpers/swarm.js";
 import { blobContent, get, startFakeRegistry, type FakeRegistry } from "./proxy-fixtures.js";
 
 const MiB = 1024 * 1024;
@@ -58,7 +59,8 @@ describe("daemon download bandwidth", () => {
   });
 
   it("holds a download back at a tiny limit and lets it go on once the limit is raised", async () => {
-    const d = await startDaemon(testDaemonConfig({ name: "bw-slow", schedulers: [], overrides: { download: { bandwidthLimit: "1B", concurrentPieceCount: 1 } } }), silentLogger());
+    const download = { server: { socketPath: join(tempDir("bw-slow-sock"), "dfdaemon.sock") }, bandwidthLimit: "1B", concurrentPieceCount: 1 };
+    const d = await startDaemon(testDaemonConfig({ name: "bw-slow", schedulers: [], overrides: { download } }), silentLogger());
     daemons.push(d);
     let pieces = 0;
     let settled = false;

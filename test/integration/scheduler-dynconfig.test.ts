@@ -12,7 +12,7 @@ import { SchedulerClient } from "../../src/gen/scheduler/v2/scheduler.js";
 import { startManager, type ManagerHandle } from "../../src/manager/server.js";
 import { startScheduler, type SchedulerHandle } from "../../src/scheduler/server.js";
 import { restClient, type RestCall } from "../helpers/manager-api.js";
-import { cleanupTempDirs, tempDir } from "../helpers/swarm.js";
+import { cleanupTempDirs, startTestDaemon, tempDir } from "../helpers/swarm.js";
 import { Announce, announceHost, download, hostMsg, MiB, piece, unaryCall } from "./scheduler-helpers.js";
 
 const ROOT_PASSWORD = "dyncfg-root-pw-1";
@@ -50,11 +50,12 @@ describe("scheduler dynconfig: the cluster's config from the manager drives sche
     return r.response.normalTaskResponse.candidateParents.length;
   };
 
-  const setClusterConfig = async (config: Record<string, number>) => {
-    const res = await json<{ config: Record<string, number> }>("PATCH", "/api/v1/scheduler-clusters/1", token, { config });
+  const patchCluster = async (field: "config" | "client_config", value: Record<string, number>) => {
+    const res = await json<Record<string, unknown>>("PATCH", "/api/v1/scheduler-clusters/1", token, { [field]: value });
     expect(res.status).toBe(200);
-    expect(res.body.config).toEqual(config);
+    expect(res.body[field]).toEqual(value);
   };
+  const setClusterConfig = (config: Record<string, number>) => patchCluster("config", config);
 
   beforeAll(async () => {
     manager = await startManager(
@@ -134,5 +135,29 @@ describe("scheduler dynconfig: the cluster's config from the manager drives sche
     expect(warned()).toBe(1);
     expect(scheduler.scheduling.parentLimits).toEqual({ candidateParentLimit: 3, filterParentLimit: 12 });
     expect(await offered()).toBe(3);
+  });
+
+  it("a daemon that finds its scheduler through the manager applies the cluster's client_config bandwidth keys (ours) live", async () => {
+    const daemon = await startTestDaemon({
+      name: "dyn-peer",
+      schedulers: [],
+      overrides: { manager: { addr: `127.0.0.1:${manager.grpcPort}` }, dynconfig: { refreshInterval: "100ms" }, proxy: { server: { ip: "127.0.0.1", port: 0 }, prefetchBandwidthLimit: "20MB" } },
+    });
+    try {
+      expect(daemon.schedulers.all().map(([a]) => a)).toEqual([`127.0.0.1:${scheduler.grpcPort}`]);
+      expect(daemon.bandwidth.limits).toEqual({ download: 50e9, prefetch: 20e6 });
+      await patchCluster("client_config", { load_limit: 200, download_bandwidth_limit: 8_000_000 });
+      await expect.poll(() => daemon.bandwidth.limits, { timeout: 10_000, interval: 50 }).toEqual({ download: 8_000_000, prefetch: 20e6 });
+      await patchCluster("client_config", { load_limit: 200, download_bandwidth_limit: 8_000_000, prefetch_bandwidth_limit: 3_000_000 });
+      await expect.poll(() => daemon.bandwidth.limits, { timeout: 10_000, interval: 50 }).toEqual({ download: 8_000_000, prefetch: 3_000_000 });
+      // The REST API refuses a limit below 1; one in the database anyway is ignored.
+      expect((await json("PATCH", "/api/v1/scheduler-clusters/1", token, { client_config: { download_bandwidth_limit: -5 } })).status).toBe(400);
+      await manager.db.query("UPDATE scheduler_clusters SET client_config = $1::jsonb WHERE id = 1", [JSON.stringify({ download_bandwidth_limit: -5, prefetch_bandwidth_limit: 3_000_000 })]);
+      await expect.poll(() => daemon.bandwidth.limits, { timeout: 10_000, interval: 50 }).toEqual({ download: 50e9, prefetch: 3_000_000 });
+      await patchCluster("client_config", { load_limit: 200 });
+      await expect.poll(() => daemon.bandwidth.limits, { timeout: 10_000, interval: 50 }).toEqual({ download: 50e9, prefetch: 20e6 });
+    } finally {
+      await daemon.close();
+    }
   });
 });
