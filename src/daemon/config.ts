@@ -9,6 +9,8 @@ import { tlsFields, tlsFilesOf, type TlsFiles } from "../common/grpc/tls.js";
 const obj = <T extends Parameters<typeof Type.Object>[0]>(props: T) => Type.Object(props, { additionalProperties: false, default: {} });
 const Port = (d: number) => Type.Integer({ minimum: 0, maximum: 65535, default: d });
 const Duration = (d: string) => Type.String({ pattern: "^(\\d+(\\.\\d+)?(ns|us|µs|ms|s|m|h|d))+$", default: d });
+/** Dragonfly's proxy.prefetchBandwidthLimit default; also the prefetch rate of a daemon without a proxy section (which prefetches nothing). */
+const PREFETCH_BANDWIDTH = "10GB";
 const Size = (d: string) => Type.String({ pattern: "^\\d+(\\.\\d+)?\\s*([KMGT]i?B|B)?$", default: d });
 
 export const DaemonConfigSchema = Type.Object(
@@ -287,7 +289,7 @@ export const DaemonConfigSchema = Type.Object(
           hijackHTTPS: obj({ hosts: Type.Array(Type.Object({ regx: Type.String({ minLength: 1 }) }, { additionalProperties: false }), { default: [] }) }),
           disableBackToSource: Type.Boolean({ default: false }),
           prefetch: Type.Boolean({ default: false }),
-          prefetchBandwidthLimit: Size("10GB"),
+          prefetchBandwidthLimit: Size(PREFETCH_BANDWIDTH),
           readBufferSize: Size("512KiB"),
         },
         { additionalProperties: false },
@@ -333,6 +335,10 @@ export interface DaemonConfig extends DaemonConfigInput {
     taskTtlMs: number;
     diskThresholdBytes: number;
     uploadBandwidthBytes: number;
+    /** download.bandwidthLimit: the daemon's total download rate (bytes/s), paced per piece. */
+    downloadBandwidthBytes: number;
+    /** proxy.prefetchBandwidthLimit (bytes/s): the rate of prefetches, instead of downloadBandwidthBytes. */
+    prefetchBandwidthBytes: number;
     uploadSendBufferBytes: number;
     spreadHoldMs: number;
     backendRetryTimeoutMs: number;
@@ -399,6 +405,8 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
     taskTtlMs: durationMs(input.gc.policy.taskTTL),
     diskThresholdBytes: parseSize(input.gc.policy.diskThreshold),
     uploadBandwidthBytes: parseSize(input.upload.bandwidthLimit),
+    downloadBandwidthBytes: parseSize(input.download.bandwidthLimit),
+    prefetchBandwidthBytes: parseSize(input.proxy?.prefetchBandwidthLimit ?? PREFETCH_BANDWIDTH),
     uploadSendBufferBytes: parseSize(input.upload.socketSendBuffer),
     spreadHoldMs: durationMs(input.seedPeer.spreadHold),
     backendRetryTimeoutMs: durationMs(input.backend.retryTimeout),
@@ -411,6 +419,9 @@ export function resolveDaemonConfig(input: DaemonConfigInput, defaults: { dataDi
     },
   };
   if (resolved.uploadSendBufferBytes > 1 << 30) throw new ConfigError("upload.socketSendBuffer must be at most 1GiB");
+  // A rate of 0 would stop every download for good rather than leave it unlimited.
+  if (resolved.downloadBandwidthBytes < 1) throw new ConfigError(`download.bandwidthLimit must be at least 1B (got "${input.download.bandwidthLimit}")`);
+  if (resolved.prefetchBandwidthBytes < 1) throw new ConfigError(`proxy.prefetchBandwidthLimit must be at least 1B (got "${input.proxy?.prefetchBandwidthLimit ?? ""}")`);
   const enc = input.storage.encryption;
   if (enc.tenants.length > 0 || enc.applications.length > 0) {
     if (!input.manager.addr) throw new ConfigError("storage.encryption: the keys come from the manager, and manager.addr is not set");

@@ -34,6 +34,8 @@ import { ownTmpfsRoot, privateTmpfsRoot } from "./storage/tmpfs-root.js";
 import { Storage } from "./storage/storage.js";
 import { AtRest } from "./storage/at-rest.js";
 import { ManagerTenantKeys } from "./storage/tenant-keys.js";
+import { ClientConfigApplier } from "./scheduler/client-config.js";
+import { DownloadBandwidth } from "./task/bandwidth.js";
 import { TaskManager } from "./task/manager.js";
 import { PieceSpreader } from "./upload/spread.js";
 import { UploadService } from "./upload/service.js";
@@ -54,6 +56,8 @@ export interface DaemonHandle {
   tasks: TaskManager;
   storage: Storage;
   schedulers: SchedulerPool;
+  /** download.bandwidthLimit / proxy.prefetchBandwidthLimit in force, and what they admitted. */
+  bandwidth: DownloadBandwidth;
   /** Runs one GC pass now (tests, dfctl). */
   gc(): Promise<void>;
   /** One scrub pass now, at the configured rate (storage.scrub). */
@@ -141,6 +145,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const uploadClients = new UploadClientPool(channelCredentials(loadTls(r.tls.uploadClient, "upload.client"), ["seed-peer", "peer"]));
     closers.push(() => uploadClients.close());
 
+    const bandwidth = new DownloadBandwidth({ download: r.downloadBandwidthBytes, prefetch: r.prefetchBandwidthBytes });
     const tasks = new TaskManager(
       {
         hostId,
@@ -156,6 +161,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         restartOnOriginChange: config.download.restartOnOriginChange,
         backendRetryTimeoutMs: r.backendRetryTimeoutMs,
         protocol: config.download.protocol,
+        bandwidth,
       },
       storage,
       backends,
@@ -228,9 +234,21 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     // A scheduler that comes back (restarted) knows no hosts: it learns ours before our tasks go there.
     schedulers.beforeRejoin = (addr) => announcer.announceTo(addr);
     if (config.manager.addr) {
+      const clientConfig = new ClientConfigApplier(bandwidth, { download: r.downloadBandwidthBytes, prefetch: r.prefetchBandwidthBytes }, log);
       // Schedulers from the manager (Dragonfly's dynconfig); new ones learn this host at once.
       const dynconfig = new Dynconfig(
-        { managerAddr: config.manager.addr, refreshIntervalMs: r.dynconfigRefreshIntervalMs, hostname: r.hostname, ip: r.ip, idc: config.host.idc, location: config.host.location, schedulerClusterId: config.host.schedulerClusterID, seedPeer: seed, managerCredentials: channelCredentials(managerTls, ["manager"]) },
+        {
+          managerAddr: config.manager.addr,
+          refreshIntervalMs: r.dynconfigRefreshIntervalMs,
+          hostname: r.hostname,
+          ip: r.ip,
+          idc: config.host.idc,
+          location: config.host.location,
+          schedulerClusterId: config.host.schedulerClusterID,
+          seedPeer: seed,
+          managerCredentials: channelCredentials(managerTls, ["manager"]),
+          onClientConfig: (raw) => clientConfig.apply(raw),
+        },
         schedulers,
         log,
         () => announcer.announce(),
@@ -283,6 +301,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       tasks,
       storage,
       schedulers,
+      bandwidth,
       gc: () => runGc(storage, tasks, gcPolicy, log, metrics),
       scrub: () => scrubber.pass(),
       close,

@@ -44,8 +44,16 @@ export const SchedulerClusterConfig = Type.Object({
   filter_parent_limit: Type.Optional(Type.Integer({ minimum: 10, maximum: 1000 })),
   job_rate_limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
 });
-export const SchedulerClusterClientConfig = Type.Object({ load_limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 2000 })), block_list: Type.Optional(BlockList) });
-export const SchedulerClusterSeedClientConfig = Type.Object({ block_list: Type.Optional(BlockList) });
+/**
+ * Ours, not Dragonfly's: a daemon's download.bandwidthLimit and proxy.prefetchBandwidthLimit
+ * (bytes/s), applied live by the cluster's daemons (daemon/scheduler/client-config.ts).
+ */
+const ClientBandwidth = {
+  download_bandwidth_limit: Type.Optional(Type.Integer({ minimum: 1 })),
+  prefetch_bandwidth_limit: Type.Optional(Type.Integer({ minimum: 1 })),
+};
+export const SchedulerClusterClientConfig = Type.Object({ load_limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 2000 })), block_list: Type.Optional(BlockList), ...ClientBandwidth });
+export const SchedulerClusterSeedClientConfig = Type.Object({ block_list: Type.Optional(BlockList), ...ClientBandwidth });
 export const SeedPeerClusterConfig = Type.Object({ load_limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 50_000 })), block_list: Type.Optional(BlockList) });
 export const Scopes = Type.Object({
   idc: Type.Optional(Type.String({ maxLength: 1024 })),

@@ -1,9 +1,10 @@
 // Registration with the manager, as Dragonfly's scheduler does it: UpdateScheduler once at
 // start (failure aborts startup), then a client-streaming KeepAlive carrying one message per
 // interval; when the stream breaks it is reopened after one interval, forever, until closed.
+// The same channel reads the scheduler's own record back (GetScheduler, for dynconfig.ts).
 import { credentials, Metadata, type ChannelCredentials, type ClientWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { ManagerClient, SourceType, type KeepAliveRequest } from "../gen/manager/v2/manager.js";
+import { ManagerClient, SourceType, type KeepAliveRequest, type Scheduler } from "../gen/manager/v2/manager.js";
 
 export interface AnnouncerOptions {
   managerAddr: string;
@@ -44,6 +45,19 @@ export class ManagerAnnouncer {
         new Metadata(),
         { deadline: Date.now() + 10_000 },
         (err) => (err ? reject(new Error(`manager ${o.managerAddr}: UpdateScheduler failed: ${err.message}`)) : resolve()),
+      );
+    });
+  }
+
+  /** GetScheduler: this scheduler's record with its cluster (config, client_config), for dynconfig.ts. */
+  getScheduler(timeoutMs = 10_000): Promise<Scheduler> {
+    const o = this.opts;
+    return new Promise((resolve, reject) => {
+      this.client.getScheduler(
+        { sourceType: SourceType.SCHEDULER_SOURCE, hostname: o.hostname, ip: o.ip, schedulerClusterId: o.schedulerClusterId },
+        new Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err, res) => (err ? reject(new Error(`manager ${o.managerAddr}: GetScheduler failed: ${err.message}`)) : resolve(res)),
       );
     });
   }

@@ -70,6 +70,11 @@ export const SchedulerConfigSchema = Type.Object(
       taskDownloadTimeout: Duration("10h", "deadline of a DownloadTask triggered on a seed peer"),
       healthCheckInterval: Duration("30s", "how often seed peers are health-checked to rebuild the hash ring"),
     }),
+    /**
+     * How often the scheduler reads its cluster's config from the manager (GetScheduler) and
+     * applies it (dynconfig.ts); Dragonfly's dynConfig.refreshInterval. Only with manager.addr.
+     */
+    dynConfig: Obj({ refreshInterval: Duration("1m", "how often the cluster config is read from the manager") }),
     host: Obj({ idc: Type.String({ default: "" }), location: Type.String({ default: "" }) }),
     manager: Obj({
       addr: Type.String({ default: "", description: "manager gRPC address host:port; empty runs without a manager" }),
@@ -109,6 +114,7 @@ export interface SchedulerConfig {
     gc: { pieceDownloadTimeout: number; peerGCInterval: number; peerTTL: number; taskGCInterval: number; hostGCInterval: number; hostTTL: number };
   };
   seedPeer: { enable: boolean; tls?: TlsFiles; taskDownloadTimeout: number; healthCheckInterval: number };
+  dynConfig: { refreshInterval: number };
   host: SchedulerConfigFile["host"];
   manager: { addr: string; tls?: TlsFiles; schedulerClusterID: number; keepAlive: { interval: number } };
   metrics: SchedulerConfigFile["metrics"] & { host: string; port: number };
@@ -159,6 +165,7 @@ export function resolveSchedulerConfig(raw: unknown, source = "config"): Schedul
       taskDownloadTimeout: d("seedPeer.taskDownloadTimeout", c.seedPeer.taskDownloadTimeout),
       healthCheckInterval: d("seedPeer.healthCheckInterval", c.seedPeer.healthCheckInterval),
     },
+    dynConfig: { refreshInterval: d("dynConfig.refreshInterval", c.dynConfig.refreshInterval) },
     host: c.host,
     manager: { addr: c.manager.addr, tls: c.manager.tls, schedulerClusterID: c.manager.schedulerClusterID, keepAlive: { interval: d("manager.keepAlive.interval", c.manager.keepAlive.interval) } },
     metrics: { ...c.metrics, ...parseListenAddr(c.metrics.addr, source) },

@@ -1,6 +1,7 @@
 // startScheduler: the whole scheduler process in one call — gRPC (scheduler.v2 + health) with
 // the grpc_server_* metrics, Prometheus /metrics, seed-peer ring, GC and (with manager.addr)
-// registration + keepalive with the manager. Returns the bound ports and close().
+// registration + keepalive with the manager and its cluster config applied live (dynconfig).
+// Returns the bound ports and close().
 import { networkInterfaces, hostname as osHostname } from "node:os";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -15,6 +16,7 @@ import { SsrfPolicy } from "../common/ssrf.js";
 import { SchedulerService as SchedulerServiceDefinition } from "../gen/scheduler/v2/scheduler.js";
 import { ManagerAnnouncer } from "./announcer.js";
 import { resolveSchedulerConfig, type SchedulerConfig } from "./config.js";
+import { SchedulerDynconfig } from "./dynconfig.js";
 import { ResourceGc } from "./gc.js";
 import { rateLimitService } from "./rate-limit.js";
 import { createSchedulerMetrics } from "./metrics.js";
@@ -30,6 +32,8 @@ export interface SchedulerHandle {
   metricsPort: number;
   config: SchedulerConfig;
   resource: Resource;
+  /** Its parentLimits are the limits in force (the cluster's config's, see dynconfig.ts). */
+  scheduling: Scheduling;
   gc: ResourceGc;
   seedPeers: SeedPeers | undefined;
   registry: Registry;
@@ -74,6 +78,7 @@ export async function startScheduler(config: SchedulerConfig | Record<string, un
   grpc.health.setStatus("scheduler.v2.Scheduler", true);
   let metricsServer: MetricsServer | undefined;
   let announcer: ManagerAnnouncer | undefined;
+  let dynconfig: SchedulerDynconfig | undefined;
   try {
     if (cfg.metrics.enable) metricsServer = await serveMetrics(registry, cfg.metrics.host, cfg.metrics.port);
     if (cfg.manager.addr) {
@@ -94,8 +99,12 @@ export async function startScheduler(config: SchedulerConfig | Record<string, un
       );
       await announcer.register();
       announcer.startKeepAlive();
+      const a = announcer;
+      dynconfig = new SchedulerDynconfig(() => a.getScheduler(), scheduling, { refreshIntervalMs: cfg.dynConfig.refreshInterval, local: cfg.scheduler }, log.child({ part: "dynconfig" }));
+      await dynconfig.start();
     }
   } catch (e) {
+    await dynconfig?.stop();
     announcer?.close();
     await metricsServer?.close();
     await grpc.close();
@@ -111,6 +120,7 @@ export async function startScheduler(config: SchedulerConfig | Record<string, un
     metricsPort: metricsServer?.port ?? 0,
     config: cfg,
     resource,
+    scheduling,
     gc,
     seedPeers,
     registry,
@@ -118,6 +128,7 @@ export async function startScheduler(config: SchedulerConfig | Record<string, un
       (closing ??= (async () => {
         gc.stop();
         seedPeers?.close();
+        await dynconfig?.stop();
         announcer?.close();
         await grpc.close();
         await metricsServer?.close();

@@ -61,6 +61,11 @@ export interface RoundDeps {
   /** Starts a race among parents for a piece each (see PieceRound.race); unset = fetch only. */
   race?(): ParentRace;
   onPiece(info: PieceInfo, holder: Holder): void;
+  /**
+   * Waits until the daemon's download bandwidth allows the `bytes` a worker just landed
+   * (download.bandwidthLimit), before that worker asks for its next piece.
+   */
+  pace?(bytes: number): Promise<void>;
   /** Every parent holding `number` failed it in this round. */
   onPieceFailed(number: number, lastParent: Holder, error: unknown): void;
   /**
@@ -543,7 +548,7 @@ export class PieceRound {
         }
         const candidates = this.raceCandidates();
         if (candidates.length > 0) {
-          await this.race(candidates);
+          await this.paced(await this.race(candidates));
           continue;
         }
       }
@@ -558,14 +563,20 @@ export class PieceRound {
       if (!this.missing.has(n)) continue;
       this.inFlight++;
       this.fetching.add(n);
+      let landed = 0;
       try {
-        await this.fetchPiece(n);
+        landed = await this.fetchPiece(n);
       } finally {
         this.fetching.delete(n);
         this.inFlight--;
         this.notify();
       }
+      await this.paced(landed);
     }
+  }
+
+  private async paced(landed: number): Promise<void> {
+    if (landed > 0) await this.deps.pace?.(landed);
   }
 
   /**
@@ -643,8 +654,9 @@ export class PieceRound {
    * asked at once and we wait in all their upload queues: a child that bets on one parent
    * idles while that parent serves others and another sits free, which is most of what a
    * swarm loses against its links. Holders reported while we wait join the race.
+   * Resolves with the bytes landed (0 when none).
    */
-  private async race(first: Array<{ holder: Holder; number: number }>): Promise<void> {
+  private async race(first: Array<{ holder: Holder; number: number }>): Promise<number> {
     const race = this.deps.race!();
     const state: RaceState = { asked: [], parents: new Set(), pieces: new Set() };
     this.races.add(state);
@@ -672,6 +684,7 @@ export class PieceRound {
     });
     this.inFlight++;
     let gaveUp: number | undefined;
+    let landed = 0;
     try {
       const { index, info } = await race.done;
       const won = state.asked[index];
@@ -684,6 +697,7 @@ export class PieceRound {
       this.missing.delete(won.number);
       this.lastProgress = Date.now();
       this.deps.onPiece(info, won.holder);
+      landed = info.length;
     } catch (e) {
       const i = await race.started;
       const failed = i >= 0 ? state.asked[i] : undefined;
@@ -721,6 +735,7 @@ export class PieceRound {
       }
       this.notify();
     }
+    return landed;
   }
 
   /** Releases every candidate of a race but the winner's (-1: all of them). */
@@ -783,7 +798,8 @@ export class PieceRound {
     this.notify();
   }
 
-  private async fetchPiece(n: number): Promise<void> {
+  /** Piece `n` from one parent at a time; resolves with the bytes landed (0 when none). */
+  private async fetchPiece(n: number): Promise<number> {
     const tried = this.tried.get(n) ?? new Set<string>();
     this.tried.set(n, tried);
     let last: Holder | undefined;
@@ -803,12 +819,12 @@ export class PieceRound {
         this.missing.delete(n);
         this.lastProgress = Date.now();
         this.deps.onPiece(info, holder);
-        return;
+        return info.length;
       } catch (e) {
         if (isLocalFault(e)) {
           tried.delete(holder.peerId);
           this.queued.add(n);
-          return;
+          return 0;
         }
         if (isNativeError(e) && e.code === "DF_BUSY") {
           this.busyUntil.set(holder.peerId, this.now() + BUSY_BACKOFF_MS);
@@ -826,9 +842,10 @@ export class PieceRound {
       // Only busy parents (or none with room): nothing failed, the piece waits for a free slot.
       this.tried.delete(n);
       this.queued.add(n);
-      return;
+      return 0;
     }
     this.retryLater(n, last, lastError);
+    return 0;
   }
 
   /**

@@ -277,8 +277,10 @@ class Proxy {
       stream = this.startResponse(res, task, present, rangeHeader, taskId, complete, blobDigest !== undefined && !complete);
       markStarted();
     };
+    // A ranged request with prefetch downloads the whole blob: Dragonfly's prefetch, paced by
+    // proxy.prefetchBandwidthLimit rather than download.bandwidthLimit.
     const dl = this.o.tasks
-      .download({ download, remote, stream: true, swarmSmall: target.mirror !== undefined, signal: this.lifetime.signal, onStarted, onPiece: (_t, p, data) => stream?.piece(p, data) })
+      .download({ download, remote, stream: true, swarmSmall: target.mirror !== undefined, prefetch: rangeHeader !== undefined && download.prefetch, signal: this.lifetime.signal, onStarted, onPiece: (_t, p, data) => stream?.piece(p, data) })
       .then(
         () => ({ ok: true as const }),
         (e: unknown) => ({ ok: false as const, error: e }),

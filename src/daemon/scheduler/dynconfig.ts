@@ -1,7 +1,8 @@
 // Scheduler discovery from the manager (Dragonfly's dynconfig), used when `manager.addr` is
 // set: ListSchedulers at start and every `dynconfig.refreshInterval`, health-check each
 // scheduler, keep the healthy ones of the first healthy scheduler's cluster (the manager
-// returns the best-matching cluster first), and hand them to the SchedulerPool. When the
+// returns the best-matching cluster first), and hand them to the SchedulerPool, and that
+// cluster's client config to whoever applies it (client-config.ts). When the
 // manager is unreachable or no scheduler is healthy, the current list stays: losing the
 // control plane must not stop downloads already possible.
 import { credentials, Metadata, type ChannelCredentials } from "@grpc/grpc-js";
@@ -28,6 +29,11 @@ export interface DynconfigOptions {
   managerCredentials?: ChannelCredentials;
   /** Deadline of ListSchedulers and of each health check (ms). */
   rpcTimeoutMs?: number;
+  /**
+   * Given the chosen cluster's client_config (seed_client_config on a seed peer) at every
+   * refresh that found a healthy scheduler (client-config.ts).
+   */
+  onClientConfig?(raw: Buffer | undefined): void;
 }
 
 const addrOf = (s: Scheduler) => (s.ip.includes(":") ? `[${s.ip}]:${s.port}` : `${s.ip}:${s.port}`);
@@ -113,6 +119,8 @@ export class Dynconfig {
       return false;
     }
     this.clusterId = clusterId;
+    const cluster = schedulers.find((s, i) => health[i] && s.schedulerClusterId === clusterId)?.schedulerCluster;
+    this.opts.onClientConfig?.(this.opts.seedPeer ? cluster?.seedClientConfig : cluster?.clientConfig);
     const current = this.pool.all().map(([a]) => a);
     const changed = current.length !== addrs.length || addrs.some((a) => !current.includes(a));
     if (changed) {

@@ -43,6 +43,7 @@ import { sameAsHeld, streamFromOrigin, type StreamedPiece } from "./stream.js";
 import { taskIdOf } from "./task-id.js";
 import { stageFromOrigin, type StagedContent } from "./unknown-length.js";
 import { TaskUploads } from "./uploads.js";
+import type { DownloadBandwidth } from "./bandwidth.js";
 import { BackToSourceWidth } from "./width.js";
 import { errorMessage } from "../../common/errors.js";
 import { durationToMs } from "../../common/grpc/duration.js";
@@ -67,6 +68,8 @@ export interface TaskManagerOptions {
   backendRetryTimeoutMs?: number;
   /** `download.protocol`: how pieces are fetched from parents (default "tcp"). */
   protocol?: "tcp" | "quic";
+  /** download.bandwidthLimit and proxy.prefetchBandwidthLimit; unpaced when not given. */
+  bandwidth?: DownloadBandwidth;
 }
 
 /**
@@ -110,6 +113,11 @@ export interface DownloadRequest {
    * their artifacts and RPMs are mostly that small, and sharing them is the point.
    */
   swarmSmall?: boolean;
+  /**
+   * A prefetch (the whole task, started by a ranged proxy request): paced by
+   * proxy.prefetchBandwidthLimit instead of download.bandwidthLimit, as Dragonfly's client does.
+   */
+  prefetch?: boolean;
 }
 
 export class DownloadError extends Error {
@@ -324,6 +332,11 @@ export class TaskManager {
     }
   }
 
+  /** Resolves once the download's bandwidth allows `bytes` more (see bandwidth.ts). */
+  private pace(req: DownloadRequest, bytes: number): Promise<void> {
+    return this.opts.bandwidth?.pace(bytes, req.prefetch === true, req.signal) ?? Promise.resolve();
+  }
+
   /** Every piece that lands passes here or through emitStreamedPiece: counted as download traffic. */
   private emitPiece(task: TaskStore, p: PieceInfo): void {
     this.countLanded(p);
@@ -487,6 +500,7 @@ export class TaskManager {
           const buf = allocPieceBuffer(length);
           await staged.read(offset, buf);
           this.emitPiece(task, await task.writePiece(n, buf, Date.now(), req.signal));
+          await this.pace(req, length);
         }
         if (staged.digest !== undefined) this.streamedDigests.set(taskId, staged.digest);
         await this.verify(task);
@@ -804,7 +818,7 @@ export class TaskManager {
           // The origin's digests of what the parents hold, before the first piece is picked.
           vouched.want();
           const links = this.parentLinks.round();
-          const round = this.newRound(session, task, parents, peerId, faults, stalls, vouched, links, req.signal);
+          const round = this.newRound(session, task, parents, peerId, faults, stalls, vouched, links, req);
           if (!round) {
             session.finished();
             await this.closeAfterFinished(session);
@@ -913,7 +927,8 @@ export class TaskManager {
   }
 
   /** A round over the missing pieces, or undefined when nothing is missing. */
-  private newRound(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, faults: DiskFaults, stalls: Map<string, number>, vouched: VouchedDigests, links: RoundLinks, signal?: AbortSignal): PieceRound | undefined {
+  private newRound(session: AnnouncePeerSession, task: TaskStore, parents: Peer[], peerId: string, faults: DiskFaults, stalls: Map<string, number>, vouched: VouchedDigests, links: RoundLinks, req: DownloadRequest): PieceRound | undefined {
+    const { signal } = req;
     const missing = this.missing(task);
     if (missing.size === 0) return undefined;
     return new PieceRound(
@@ -954,6 +969,7 @@ export class TaskManager {
           session.pieceFinished(toProtoPiece(info, TrafficType.REMOTE_PEER));
           this.emitPiece(task, info);
         },
+        pace: (bytes) => this.pace(req, bytes),
         onPieceFailed: (n, last) => session.pieceFailed(n, last.peerId, true),
         onBadParent: (h, e, n) => {
           const reason = isNativeError(e) && e.code === "DF_STALLED" ? "stalled" : "corrupt";
@@ -1063,6 +1079,7 @@ export class TaskManager {
               session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
               this.emitPiece(task, info);
               width.landed(performance.now() - started);
+              await this.pace(req, info.length);
               // Not once the download failed: each new worker would return at once, leaving
               // `active` as it was, and this loop would spin forever.
               while (failure === undefined && active < width.target && queue.length > 0) workers.push(worker());
@@ -1134,6 +1151,7 @@ export class TaskManager {
           digestAlgorithm: expected?.algorithm,
           signal: req.signal,
           toBackendError: (e) => nativeToBackendError(route.url, e, req.signal),
+          pace: (bytes) => this.pace(req, bytes),
           onPiece: (piece) => {
             session?.pieceBackToSourceFinished(toProtoPiece(piece.info, TrafficType.BACK_TO_SOURCE));
             return this.emitStreamedPiece(task, piece);
@@ -1185,6 +1203,7 @@ export class TaskManager {
         session?.pieceBackToSourceFinished(toProtoPiece(info, TrafficType.BACK_TO_SOURCE));
         this.emitPiece(task, info);
       }
+      await this.pace(req, buf.length);
       number++;
       const next = Math.min(pieceLength, contentLength - number * pieceLength);
       buf = next > 0 ? allocPieceBuffer(next) : Buffer.alloc(0);

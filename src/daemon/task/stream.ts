@@ -70,6 +70,8 @@ export interface StreamOptions {
   toBackendError(e: unknown): BackendError;
   /** A piece is stored; its bytes stay valid until the returned promise settles. */
   onPiece(piece: StreamedPiece): Promise<unknown>;
+  /** Resolves once the daemon's download bandwidth allows reading `bytes` more. */
+  pace?(bytes: number): Promise<void>;
 }
 
 /**
@@ -96,6 +98,7 @@ export async function streamFromOrigin(o: StreamOptions): Promise<string | undef
       while (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
       if (failure !== undefined) throw failure;
       const { length } = pieceRange(n, contentLength, pieceLength);
+      await o.pace?.(length);
       const whole = takeBuffer(pieceLength);
       const data = length === pieceLength ? whole : whole.subarray(0, length);
       const createdAt = Date.now();

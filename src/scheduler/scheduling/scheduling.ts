@@ -20,6 +20,12 @@ export interface SchedulingConfig {
   meshParentLimit?: number;
 }
 
+/** The limits a cluster's config may change at run time (dynconfig.ts). */
+export interface ParentLimits {
+  candidateParentLimit: number;
+  filterParentLimit: number;
+}
+
 export type ScheduleOutcome = { kind: "normal"; parents: Peer[] } | { kind: "back-to-source"; description: string };
 
 export class SchedulingError extends Error {
@@ -57,6 +63,8 @@ export class Scheduling {
   private readonly rng: () => number;
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   private readonly now: () => number;
+  /** In force now: the local config's, until the manager's cluster config overrides them. */
+  private limits: ParentLimits;
 
   constructor(
     private readonly resource: Resource,
@@ -67,11 +75,21 @@ export class Scheduling {
     this.rng = deps.rng ?? Math.random;
     this.sleep = deps.sleep ?? realSleep;
     this.now = deps.now ?? (() => performance.now());
+    this.limits = { candidateParentLimit: config.candidateParentLimit, filterParentLimit: config.filterParentLimit };
+  }
+
+  get parentLimits(): Readonly<ParentLimits> {
+    return this.limits;
+  }
+
+  /** Applies from the next search for parents on, also within rounds already retrying. */
+  setParentLimits(limits: ParentLimits): void {
+    this.limits = { ...limits };
   }
 
   /** Filtered, ranked, best `candidateParentLimit` parents (no DAG change). */
-  findCandidateParents(peer: Peer, blocklist: ReadonlySet<string>, allowCycles = false, limit = this.config.candidateParentLimit): Peer[] {
-    const { candidates } = filterCandidateParents(peer, blocklist, { filterParentLimit: this.config.filterParentLimit, evaluator: this.evaluator, rng: this.rng, allowCycles });
+  findCandidateParents(peer: Peer, blocklist: ReadonlySet<string>, allowCycles = false, limit = this.limits.candidateParentLimit): Peer[] {
+    const { candidates } = filterCandidateParents(peer, blocklist, { filterParentLimit: this.limits.filterParentLimit, evaluator: this.evaluator, rng: this.rng, allowCycles });
     if (candidates.length === 0) return [];
     return this.evaluator.evaluateParents(candidates, peer, this.resource.now()).slice(0, limit);
   }
@@ -87,7 +105,7 @@ export class Scheduling {
   refreshCandidateParents(peer: Peer): Peer[] | undefined {
     const current = peer.parents();
     for (const [id, p] of peer.meshParents) if (p.fsm.is(PeerState.Leave, PeerState.Failed)) peer.meshParents.delete(id);
-    let dagRoom = this.config.candidateParentLimit - current.length;
+    let dagRoom = this.limits.candidateParentLimit - current.length;
     let meshRoom = (this.config.meshParentLimit ?? 0) - peer.meshParents.size;
     if (dagRoom <= 0 && meshRoom <= 0) return undefined;
     const blocklist = new Set(peer.blockParents);
