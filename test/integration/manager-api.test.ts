@@ -398,7 +398,7 @@ describe.each(variants)("manager API on $name", (variant) => {
     expect(doc.statusCode).toBe(200);
     const spec = doc.json<{ openapi: string; paths: Record<string, unknown> }>();
     expect(spec.openapi).toMatch(/^3\./);
-    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(["/oapi/v1/jobs", "/api/v1/users/signin", "/api/v1/clusters/{id}"]));
+    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(["/oapi/v1/jobs", "/api/v1/users/signin", "/api/v1/clusters/{id}", "/oapi/v1/jobs/{id}/cancel", "/api/v1/jobs/{id}/retry"]));
     const ui = await call("GET", "/swagger/");
     expect(ui.statusCode).toBe(200);
     expect(ui.body).toContain("swagger");

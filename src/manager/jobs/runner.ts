@@ -12,11 +12,12 @@
 import type { Logger } from "../../common/logger.js";
 import type { SsrfPolicy } from "../../common/ssrf.js";
 import type { Database } from "../db/database.js";
-import type { JobRow, JobSchedulerClusterRow } from "../db/rows.js";
+import type { JobRow } from "../db/rows.js";
 import type { ManagerMetrics } from "../metrics.js";
 import { scrubArgs } from "./args.js";
 import { heldCredentials, needsPreheatSecrets, type PreheatSecrets } from "./source-args.js";
 import { JobSecrets } from "./secrets.js";
+import { jobClusterIds } from "./service.js";
 import { ClientPool, type ClientCredentials } from "./clients.js";
 import { runDeleteTask, runGetTask, runPreheat, runSyncPeers, type ExecutorDeps, type JobState } from "./executors.js";
 import { ImageResolver } from "../../common/oci/resolver.js";
@@ -158,7 +159,7 @@ export class JobRunner {
     }, this.leaseMs / 3);
     renew.unref();
     try {
-      const clusters = await this.opts.db.query<Pick<JobSchedulerClusterRow, "scheduler_cluster_id">>("SELECT scheduler_cluster_id FROM job_scheduler_clusters WHERE job_id = $1 ORDER BY 1", [job.id]);
+      const clusters = await jobClusterIds(this.opts.db, job.id);
       const secrets = this.secrets.take(job.id);
       if (job.type === "preheat" && needsPreheatSecrets(job.args) && !secrets) {
         const error = `the job's ${heldCredentials(job.args)} credentials were kept only in the memory of the manager that accepted it, which stopped before running it; create the job again`;
@@ -166,7 +167,7 @@ export class JobRunner {
         log.warn("job failed: its credentials are gone");
         return;
       }
-      const states: JobState[] = await Promise.all(clusters.map((c) => this.runOne(deps, job, c.scheduler_cluster_id, secrets)));
+      const states: JobState[] = await Promise.all(clusters.map((clusterId) => this.runOne(deps, job, clusterId, secrets)));
       if (abort.signal.aborted) {
         log.info({ reason: errorMessage(abort.signal.reason) }, "job run stopped");
         return;

@@ -20,6 +20,12 @@ export type JobType = CreateJobBody["type"];
 /** A job as the API returns it: args redacted, with the clusters it runs on. */
 export type JobView = Omit<JobRow, "args"> & { is_del: number; args: Record<string, unknown>; scheduler_clusters: Array<Pick<SchedulerClusterRow, "id" | "name">>; seed_peer_clusters: never[] };
 
+/** The scheduler clusters a job runs on, by id. */
+export async function jobClusterIds(q: Queryable, jobId: number): Promise<number[]> {
+  const rows = await q.query<Pick<JobSchedulerClusterRow, "scheduler_cluster_id">>("SELECT scheduler_cluster_id FROM job_scheduler_clusters WHERE job_id = $1 ORDER BY 1", [jobId]);
+  return rows.map((r) => r.scheduler_cluster_id);
+}
+
 export class JobService {
   constructor(
     private readonly db: Database,
@@ -113,7 +119,7 @@ export class JobService {
       if (!row) throw notFound("job");
       assertTenant(p, row.tenant_id);
       if (row.state !== "PENDING") throw conflict(`job ${id} is ${row.state}: only a PENDING job can be canceled`);
-      const clusters = await tx.query<Pick<JobSchedulerClusterRow, "scheduler_cluster_id">>("SELECT scheduler_cluster_id FROM job_scheduler_clusters WHERE job_id = $1 ORDER BY 1", [id]);
+      const clusters = await jobClusterIds(tx, id);
       const now = new Date().toISOString();
       const error = `job canceled by ${p.userName}`;
       const result = {
@@ -122,13 +128,13 @@ export class JobService {
         group_uuid: row.task_id,
         state: "FAILURE",
         canceled: true,
-        job_states: (clusters.length > 0 ? clusters : [undefined]).map((c) => ({
+        job_states: (clusters.length > 0 ? clusters : [undefined]).map((clusterId) => ({
           task_name: row.type,
           task_uuid: "",
           state: "FAILURE",
           error,
           // The shape of a preheat's results, which Harbor reads: nothing succeeded, nothing is left to fail.
-          results: c ? [{ success_tasks: [], failure_tasks: [], scheduler_cluster_id: c.scheduler_cluster_id }] : [],
+          results: clusterId === undefined ? [] : [{ success_tasks: [], failure_tasks: [], scheduler_cluster_id: clusterId }],
           created_at: now,
           ttl: 0,
         })),
@@ -163,9 +169,9 @@ export class JobService {
       const gone = [needsPreheatSecrets(old.args) ? heldCredentials(old.args) : "", old.args.username && !old.args.password ? "registry" : ""].filter(Boolean);
       if (gone.length > 0) throw conflict(`job ${id} needs its ${gone.join(" and ")} credentials, which were dropped when it ended; create the job again with them`);
     }
-    const ids = (await this.db.query<Pick<JobSchedulerClusterRow, "scheduler_cluster_id">>("SELECT scheduler_cluster_id FROM job_scheduler_clusters WHERE job_id = $1 ORDER BY 1", [id])).map((c) => c.scheduler_cluster_id);
+    const ids = await jobClusterIds(this.db, id);
     // Its clusters, checked again (one may be gone, or the caller may not see it); none left: as a new job, the clusters that can run it.
-    const clusters = await this.targetClusters(p, old.type as JobType, ids);
+    const clusters = await this.targetClusters(p, old.type, ids);
     return this.insert(p, { type: old.type, bio: old.bio, args: old.args, retryOf: id }, clusters);
   }
 
