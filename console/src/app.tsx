@@ -17,6 +17,7 @@ import { Tasks } from "./pages/tasks.js";
 import { Tenants } from "./pages/tenants.js";
 import { Tokens } from "./pages/tokens.js";
 import { Users } from "./pages/users.js";
+import { WebhookDetail, Webhooks } from "./pages/webhooks.js";
 import { Link, localPath, matchRoute, navigate, useLocation } from "./router.js";
 import { currentToken, onSessionChange, setSession } from "./session.js";
 
@@ -26,6 +27,7 @@ const NAV: Array<[string, string]> = [
   ["/tasks", "Tasks"],
   ["/users", "Users & roles"],
   ["/tokens", "Access tokens"],
+  ["/webhooks", "Webhooks"],
   // Root only (the manager refuses others); not offered to other roles.
   ["/tenants", "Tenants"],
   ["/audits", "Audit log"],
@@ -43,6 +45,9 @@ function Page({ path }: { path: string }) {
   if (path === "/tokens") return <Tokens />;
   if (path === "/tenants") return <Tenants />;
   if (path === "/audits") return <Audits />;
+  if (path === "/webhooks") return <Webhooks />;
+  const webhook = matchRoute("/webhooks/:id", path);
+  if (webhook && /^\d+$/.test(webhook.id ?? "")) return <WebhookDetail id={Number(webhook.id)} />;
   if (path === "/403") return <Forbidden />;
   return <NotFound path={path} />;
 }

@@ -82,8 +82,11 @@ export interface Job {
   type: string;
   state: string;
   args: { type?: string; url?: string; urls?: string[]; scope?: string; [k: string]: unknown };
-  result: { job_states?: JobClusterState[]; [k: string]: unknown };
+  /** `canceled`: ended FAILURE by a cancel (POST /jobs/:id/cancel). */
+  result: { job_states?: JobClusterState[]; canceled?: boolean; [k: string]: unknown };
   user_id: number | null;
+  /** The job this one retries. */
+  retry_of: number | null;
   scheduler_clusters: Array<{ id: number; name: string }>;
   created_at: string;
   updated_at: string;
@@ -138,4 +141,33 @@ export interface Audit {
 export interface TokenResponse {
   token: string;
   expire: string;
+}
+
+export const WEBHOOK_EVENTS = ["job.created", "job.succeeded", "job.failed"] as const;
+
+export interface Webhook {
+  id: number;
+  tenant_id: number;
+  name: string;
+  bio: string;
+  url: string;
+  event_types: string[];
+  skip_cert_verify: boolean;
+  active: boolean;
+  has_auth_header: boolean;
+  created_at: string;
+}
+
+export interface WebhookDelivery {
+  id: number;
+  webhook_id: number;
+  delivery_id: string;
+  event: string;
+  state: "PENDING" | "SUCCESS" | "FAILURE";
+  attempts: number;
+  status_code: number | null;
+  error: string;
+  next_attempt_at: string | null;
+  delivered_at: string | null;
+  created_at: string;
 }

@@ -41,8 +41,10 @@ export interface ManagerAppDeps {
   /** Origins allowed by CORS; empty or absent means CORS stays off. */
   corsAllowOrigins?: string[];
   limiter?: JobRateLimiter;
-  /** Called after a job is stored, to wake the job runner (and the webhook dispatcher: job.created). */
+  /** Called after a job is stored or canceled, to wake the job runner (and the webhook dispatcher: job.created, job.failed). */
   onJobCreated?: () => void;
+  /** Called after a job was canceled, to stop this manager's run of it (runner.cancel). */
+  onJobCanceled?: (id: number) => void;
   /** Where webhook URLs may point; the default policy (loopback, link-local, metadata refused) when absent. */
   webhookSsrf?: SsrfPolicy;
   /** Called after a webhook delivery was queued by the API (redeliver), to wake the dispatcher. */
@@ -88,7 +90,7 @@ export async function buildManagerApp(deps: ManagerAppDeps): Promise<FastifyInst
     jwt: deps.jwt,
     logger,
     limiter,
-    jobs: new JobService(deps.db, limiter, deps.onJobCreated, deps.jobSecrets),
+    jobs: new JobService(deps.db, limiter, deps.onJobCreated, deps.jobSecrets, deps.onJobCanceled),
     signUp: deps.signUp ?? false,
   };
 

@@ -351,6 +351,8 @@ export const Job = Type.Object({
   args: AnyObject,
   result: AnyObject,
   user_id: Nullable(Type.Integer()),
+  /** Damselfly extension: the job this one retries (POST /jobs/:id/retry), or null. */
+  retry_of: Nullable(Type.Integer()),
   scheduler_clusters: Type.Array(ClusterRef),
   seed_peer_clusters: Type.Array(ClusterRef),
 });

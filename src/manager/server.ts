@@ -141,7 +141,7 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
       runner.wake();
       dispatcher.wake();
     };
-    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated, jobSecrets, webhookSsrf, onWebhookQueued: () => dispatcher.wake(), tenantKeys, ...(https ? { https } : {}) });
+    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated, onJobCanceled: (id) => runner.cancel(id), jobSecrets, webhookSsrf, onWebhookQueued: () => dispatcher.wake(), tenantKeys, ...(https ? { https } : {}) });
     cleanups.push(() => app.close());
     await app.listen({ host: r.rest.host, port: r.rest.port });
     const restPort = app.server.address() !== null && typeof app.server.address() === "object" ? (app.server.address() as { port: number }).port : r.rest.port;

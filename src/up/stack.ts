@@ -36,6 +36,8 @@ export interface StackOptions {
    * need another policy than the defaults (the soak run collects tasks within seconds).
    */
   daemonConfig?: Record<string, unknown>;
+  /** The manager's webhook.maxAttempts (default 8, 30 s apart): tests that need a delivery to give up set 1. */
+  webhookMaxAttempts?: number;
   /**
    * gRPC in plaintext, as a Dragonfly cluster without certificates runs. By default the stack
    * runs mTLS: a cluster CA in <data dir>/pki and a certificate per component.
@@ -328,7 +330,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         metrics: { addr: `127.0.0.1:${fb ? 0 : await port(DEFAULTS.managerMetrics)}` },
         job: { preheat: { ssrf: { allowCIDRs: LOOPBACK_CIDRS } } },
         // Everything of a local stack is on loopback, webhook receivers included.
-        webhook: { ssrf: { allowCIDRs: LOOPBACK_CIDRS } },
+        webhook: { ssrf: { allowCIDRs: LOOPBACK_CIDRS }, ...(opts.webhookMaxAttempts !== undefined ? { maxAttempts: opts.webhookMaxAttempts } : {}) },
       };
     });
     const apiUrl = `http://127.0.0.1:${m.msg.ports.rest}`;

@@ -4,7 +4,10 @@
 // the peers, edits a cluster's limits, preheats the demo file and follows the job until it
 // succeeds (and a missing file until it fails), finds where the file is cached and deletes it,
 // creates a personal access token that the open API then accepts, a tenant, and a read-only user
-// who gets the 403 page for a preheat, and finds all of it in the audit log. The console is built from console/ first, so the test runs what the
+// who gets the 403 page for a preheat, and finds all of it in the audit log. It cancels a
+// preheat stalled on its origin from the job's page and retries it, subscribes a webhook that
+// hears of the cancel, follows its delivery log and redelivers the attempt the receiver refused;
+// the read-only user is offered none of these actions, and the manager refuses them anyway. The console is built from console/ first, so the test runs what the
 // sources say. A screenshot of each page lands in test-results/console/, and of the page on
 // screen when a test fails (FAILED-<test>.png).
 import { spawnSync } from "node:child_process";
@@ -13,8 +16,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { startStack, type Stack } from "../../src/up/stack.js";
 import { launchChromium, screenshot } from "../helpers/browser.js";
+import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
 
 const root = join(import.meta.dirname, "..", "..");
 const BUDGET_BYTES = 300 * 1024;
@@ -33,6 +39,11 @@ describe("web console in chromium", () => {
   let page: Page;
   let base: string;
   let rootPassword: string;
+  /** An origin whose body stops after 1 MiB until released: a preheat of it runs until canceled. */
+  let stalled: Origin;
+  /** A webhook receiver refusing the first delivery (500), taking the others; what it got, in order. */
+  let receiver: Server;
+  const received: Array<{ event: string; delivery: string; status: number }> = [];
 
   const signIn = async (name: string, password: string) => {
     await page.goto(`${base}/`);
@@ -55,7 +66,18 @@ describe("web console in chromium", () => {
   beforeAll(async () => {
     buildConsole();
     browser = await launchChromium();
-    stack = await startStack({ dataDir, peers: 1, preferDefaultPorts: false });
+    // One attempt per delivery: a refused one fails at once and waits for a redelivery.
+    stack = await startStack({ dataDir, peers: 1, preferDefaultPorts: false, webhookMaxAttempts: 1 });
+    stalled = await startOrigin(makeContent(8 << 20), "/stalled.bin");
+    stalled.framing = "chunked";
+    stalled.holdAfter = 1 << 20;
+    receiver = createServer((req, res) => {
+      req.resume();
+      const status = received.length === 0 ? 500 : 200;
+      received.push({ event: String(req.headers["x-damselfly-event"]), delivery: String(req.headers["x-damselfly-delivery"]), status });
+      res.writeHead(status).end();
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
     base = stack.manager.apiUrl;
     rootPassword = readFileSync(stack.manager.credentialsFile ?? "", "utf8").trim();
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -70,6 +92,9 @@ describe("web console in chromium", () => {
   afterAll(async () => {
     await browser?.close();
     await stack?.close();
+    stalled?.release();
+    await stalled?.goOffline();
+    receiver?.close();
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -189,6 +214,87 @@ describe("web console in chromium", () => {
     await screenshot(page, "job-detail-failed");
   });
 
+  it("subscribes a webhook to job events and deletes another", async () => {
+    await nav("Webhooks", "/webhooks");
+    const create = async (name: string, url: string) => {
+      await page.fill('input[name="webhook-name"]', name);
+      await page.fill('input[name="webhook-url"]', url);
+      await page.fill('input[name="webhook-secret"]', "hook-secret-1");
+      await page.click("text=Create webhook");
+      await page.locator(`#webhooks tr[data-webhook="${name}"]`).waitFor();
+    };
+    // job.succeeded and job.failed are chosen by default; only failures here.
+    await page.uncheck('input[name="event-job.succeeded"]');
+    await create("ci-failures", `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`);
+    expect(await page.locator('#webhooks tr[data-webhook="ci-failures"]').textContent()).toContain("job.failed");
+    await create("old-hook", "http://127.0.0.1:9/hooks");
+    await screenshot(page, "webhooks");
+    page.once("dialog", (d) => void d.accept());
+    await page.locator('#webhooks tr[data-webhook="old-hook"]').getByRole("button", { name: "Delete" }).click();
+    await expect.poll(() => page.locator('#webhooks tr[data-webhook="old-hook"]').count()).toBe(0);
+    expect(await page.locator('#webhooks tr[data-webhook="ci-failures"]').count()).toBe(1);
+  });
+
+  let canceledId = 0;
+  it("cancels a preheat running on a stalled origin, and retries it as a new job", async () => {
+    await nav("Jobs", "/jobs");
+    await page.fill('input[name="url"]', stalled.url());
+    await page.getByRole("button", { name: "Preheat", exact: true }).click();
+    await page.waitForURL(/\/jobs\/\d+$/);
+    canceledId = Number(/\/jobs\/(\d+)$/.exec(page.url())?.[1]);
+    // Running: the seed peer is fetching the file, which stops after its first MiB.
+    await expect.poll(() => stalled.requests, { timeout: PREHEAT_MS }).toBeGreaterThan(0);
+    expect(await page.locator("[data-job-state]").getAttribute("data-job-state")).toBe("PENDING");
+    expect(await page.getByRole("button", { name: "Retry" }).count()).toBe(0);
+    page.once("dialog", (d) => void d.accept());
+    await page.getByRole("button", { name: "Cancel job" }).click();
+    await page.locator('[data-job-state="FAILURE"]').waitFor();
+    expect(await page.textContent("#job-canceled")).toContain("job canceled by root");
+    expect(await page.getByRole("button", { name: "Cancel job" }).count()).toBe(0);
+    await screenshot(page, "job-canceled");
+
+    await page.getByRole("button", { name: "Retry" }).click();
+    await page.waitForURL((u) => /^\/jobs\/\d+$/.test(u.pathname) && u.pathname !== `/jobs/${canceledId}`);
+    const retryId = Number(/\/jobs\/(\d+)$/.exec(page.url())?.[1]);
+    expect(retryId).toBeGreaterThan(canceledId);
+    expect(await page.textContent("#job-retry-of")).toBe(`#${canceledId}`);
+    expect(await page.locator("#job-facts").textContent()).toContain("cluster-1");
+    expect(await page.textContent("pre.json")).toContain(stalled.url());
+    await screenshot(page, "job-retry");
+    // The retry stalls as the first did; canceled too, it leaves nothing running.
+    page.once("dialog", (d) => void d.accept());
+    await page.getByRole("button", { name: "Cancel job" }).click();
+    await page.locator('[data-job-state="FAILURE"]').waitFor();
+    // The old job is as it was canceled.
+    await page.click("#job-retry-of a");
+    await page.waitForURL(`${base}/jobs/${canceledId}`);
+    expect(await page.textContent("#job-canceled")).toContain("job canceled by root");
+  });
+
+  it("logs the webhook's deliveries of the cancels, and redelivers the refused one", async () => {
+    await nav("Webhooks", "/webhooks");
+    await page.click('#webhooks tr[data-webhook="ci-failures"] a');
+    await page.waitForURL(/\/webhooks\/\d+$/);
+    const rows = page.locator("#deliveries tbody tr");
+    // Two job.failed (the cancels); the receiver refused the first one sent, took the second.
+    const attributes = async (of: typeof rows, name: string) => Promise.all((await of.all()).map((l) => l.getAttribute(name)));
+    await expect.poll(async () => (await attributes(rows.locator("[data-state]"), "data-state")).sort(), { timeout: 60_000 }).toEqual(["FAILURE", "SUCCESS"]);
+    expect(await attributes(rows, "data-event")).toEqual(["job.failed", "job.failed"]);
+    const refused = rows.filter({ has: page.locator('[data-state="FAILURE"]') });
+    expect(await refused.textContent()).toContain("500");
+    expect(await refused.locator("[data-attempts]").getAttribute("data-attempts")).toBe("1");
+    await screenshot(page, "webhook-deliveries");
+    const deliveryId = await refused.getAttribute("data-delivery");
+    await refused.getByRole("button", { name: "Redeliver" }).click();
+    const again = page.locator(`#deliveries tr[data-delivery="${deliveryId}"]`);
+    await expect.poll(() => again.locator("[data-state]").getAttribute("data-state"), { timeout: 60_000 }).toBe("SUCCESS");
+    expect(await again.textContent()).toContain("200");
+    expect(await page.getByRole("button", { name: "Redeliver" }).count()).toBe(0);
+    // The receiver got the refused delivery again, under the same delivery id.
+    expect(received.map((r) => r.status)).toEqual([500, 200, 200]);
+    expect(received[2]?.delivery).toBe(received[0]?.delivery);
+  });
+
   it("creates a personal access token, shows it once, and the open API accepts it", async () => {
     await nav("Access tokens", "/tokens");
     await page.fill('input[name="token-name"]', "harbor");
@@ -253,6 +359,27 @@ describe("web console in chromium", () => {
     await page.goto(`${base}/tenants`);
     await page.waitForURL(`${base}/403`);
     expect(await page.textContent("#forbidden-reason")).toBe("only root may do this");
+
+    // Jobs and webhooks are read, not changed: no action is offered…
+    await page.goto(`${base}/jobs/${canceledId}`);
+    await page.locator('[data-job-state="FAILURE"]').waitFor();
+    expect(await page.textContent("#job-canceled")).toContain("job canceled by root");
+    expect(await page.locator("#job-actions").count()).toBe(0);
+    await nav("Webhooks", "/webhooks");
+    await page.locator('#webhooks tr[data-webhook="ci-failures"]').waitFor();
+    expect(await page.locator("form", { hasText: "New webhook" }).count()).toBe(0);
+    expect(await page.getByRole("button", { name: "Delete" }).count()).toBe(0);
+    await page.click('#webhooks tr[data-webhook="ci-failures"] a');
+    await page.locator("#deliveries tbody tr").first().waitFor();
+    expect(await page.getByRole("button", { name: "Redeliver" }).count()).toBe(0);
+    await screenshot(page, "webhook-deliveries-guest");
+    // …and the manager refuses them when asked anyway.
+    const session = await page.evaluate<string | null>('localStorage.getItem("damselfly.session")');
+    const token = (JSON.parse(session ?? "{}") as { token?: string }).token ?? "";
+    for (const path of [`/api/v1/jobs/${canceledId}/retry`, `/api/v1/jobs/${canceledId}/cancel`]) {
+      const r = await fetch(`${base}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+      expect(r.status, path).toBe(403);
+    }
     await signOut();
   });
 

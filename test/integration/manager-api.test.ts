@@ -164,6 +164,7 @@ describe.each(variants)("manager API on $name", (variant) => {
     ...crud("configs", "config", { body: { name: "n" }, field: "body.value" }, { body: { value: "" }, field: "body.value" }, false),
     ...crud("clusters", "cluster", { body: { name: "x", scheduler_cluster_config: {}, seed_peer_cluster_config: {} }, field: "body.peer_cluster_config" }, { body: { scopes: { hostnames: ["("] } }, field: "body.scopes.hostnames.0" }),
     ...crud("jobs", "job", { body: { type: "preheat", args: { type: "file" } }, field: "body.args.url" }, { body: { bio: "x".repeat(2000) }, field: "body.bio" }),
+    ...jobActions("/api/v1", "jwt"),
     ...crud("webhooks", "webhook", { body: { name: "w", url: "ftp://10.0.0.9/", event_types: ["job.created"], secret: "0123456789" }, field: "body.url" }, { body: { event_types: ["job.exploded"] }, field: "body.event_types.0" }),
     { method: "GET", route: "/api/v1/webhooks/:id/deliveries", url: () => `/api/v1/webhooks/${id("webhook")}/deliveries`, tenantScoped: true, bad: { url: () => `/api/v1/webhooks/${id("webhook")}/deliveries?state=BOGUS`, field: "querystring.state" } },
     { method: "GET", route: "/api/v1/webhooks/:id/deliveries/:delivery", url: () => `/api/v1/webhooks/${id("webhook")}/deliveries/${id("delivery")}`, tenantScoped: true, bad: { url: () => `/api/v1/webhooks/${id("webhook")}/deliveries/0`, field: "params.delivery" } },
@@ -171,7 +172,20 @@ describe.each(variants)("manager API on $name", (variant) => {
     { method: "GET", route: "/api/v1/audits", url: () => "/api/v1/audits", bad: { url: () => "/api/v1/audits?actor_type=ROBOT", field: "querystring.actor_type" } },
     ...crud("clusters", "cluster", { body: { name: "x", scheduler_cluster_config: { filter_parent_limit: 5 }, seed_peer_cluster_config: {}, peer_cluster_config: {} }, field: "body.scheduler_cluster_config.filter_parent_limit" }, { body: { is_default: "maybe" }, field: "body.is_default" }, true, "/oapi/v1", "pat:cluster"),
     ...crud("jobs", "job", { body: { type: "preheat", args: { type: "image", url: "https://r.example.com/v2/a/b" } }, field: "body.args.url" }, { body: { bio: "x".repeat(2000) }, field: "body.bio" }, true, "/oapi/v1", "pat:job"),
+    ...jobActions("/oapi/v1", "pat:job"),
   ];
+
+  /** Cancel and retry of a job: POSTs on the job, RBAC and tenancy as creating one. */
+  function jobActions(prefix: string, auth: RouteCase["auth"]): RouteCase[] {
+    return (["cancel", "retry"] as const).map((action) => ({
+      method: "POST",
+      route: `${prefix}/jobs/:id/${action}`,
+      url: () => `${prefix}/jobs/${id("job")}/${action}`,
+      tenantScoped: true,
+      bad: { url: () => `${prefix}/jobs/0/${action}`, field: "params.id" },
+      auth,
+    }));
+  }
 
   function crud(path: string, key: string, badCreate: RouteCase["bad"], badUpdate?: RouteCase["bad"], tenantScoped = true, prefix = "/api/v1", auth: RouteCase["auth"] = "jwt"): RouteCase[] {
     const base = `${prefix}/${path}`;
@@ -384,7 +398,7 @@ describe.each(variants)("manager API on $name", (variant) => {
     expect(doc.statusCode).toBe(200);
     const spec = doc.json<{ openapi: string; paths: Record<string, unknown> }>();
     expect(spec.openapi).toMatch(/^3\./);
-    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(["/oapi/v1/jobs", "/api/v1/users/signin", "/api/v1/clusters/{id}"]));
+    expect(Object.keys(spec.paths)).toEqual(expect.arrayContaining(["/oapi/v1/jobs", "/api/v1/users/signin", "/api/v1/clusters/{id}", "/oapi/v1/jobs/{id}/cancel", "/api/v1/jobs/{id}/retry"]));
     const ui = await call("GET", "/swagger/");
     expect(ui.statusCode).toBe(200);
     expect(ui.body).toContain("swagger");

@@ -36,9 +36,13 @@ if (skipped) {
   describe("manager jobs on PostgreSQL", () => it.skip(skipped, () => undefined));
 }
 
-/** A scheduler that "downloads" instantly: StatFile reports a URL finished once PreheatFile saw it. */
+/**
+ * A scheduler that "downloads" instantly: StatFile reports a URL finished once PreheatFile saw it
+ * — except a URL under /stall/, whose download never ends (a job preheating it runs until canceled).
+ */
 class FakeScheduler {
   readonly preheats: PreheatFileRequest[] = [];
+  readonly stats: string[] = [];
   readonly done = new Set<string>();
   handle!: GrpcServerHandle;
   async start() {
@@ -46,10 +50,11 @@ class FakeScheduler {
       preheatFile: (call: ServerUnaryCall<PreheatFileRequest, object>, cb: sendUnaryData<object>) => {
         this.preheats.push(call.request);
         if (call.request.url.includes("/broken")) return cb({ code: status.FAILED_PRECONDITION, details: "no seed peer" });
-        this.done.add(call.request.url);
+        if (!call.request.url.includes("/stall/")) this.done.add(call.request.url);
         cb(null, {});
       },
       statFile: (call: ServerUnaryCall<StatFileRequest, StatFileResponse>, cb: sendUnaryData<StatFileResponse>) => {
+        this.stats.push(call.request.url);
         const finished = this.done.has(call.request.url);
         cb(null, { peers: finished ? [{ ip: "127.0.0.1", hostname: "seed-1", cachedFiles: [{ url: call.request.url, isFinished: true }] }] : [] });
       },
@@ -125,6 +130,7 @@ describe.each(variants)("manager jobs on $name", (variant) => {
   let daemon: FakeDaemon;
   let registry: Awaited<ReturnType<typeof fakeRegistry>>;
   let pat: string;
+  let rootToken: string;
   const allowLoopback = new SsrfPolicy({ allowCidrs: ["127.0.0.0/8"] });
   // This manager's: shared by its API (JobService) and whichever runner it has at the time.
   const secrets = new JobSecrets(undefined, 3000);
@@ -160,11 +166,12 @@ describe.each(variants)("manager jobs on $name", (variant) => {
     await ensureRootUser(db, "/nonexistent", silentLogger(), { DRAGONFLY_INITIAL_ROOT_PASSWORD: "root-pass-123" });
     const jwt = new JwtService(await loadSigningKey(db), { realm: "Dragonfly", timeoutMs: 3_600_000, maxRefreshMs: 3_600_000 });
     runner = newRunner();
-    app = await buildManagerApp({ db, jwt, onJobCreated: () => runner.wake(), jobSecrets: secrets });
+    // Cancels reach whichever runner this manager has at the time.
+    app = await buildManagerApp({ db, jwt, onJobCreated: () => runner.wake(), onJobCanceled: (id) => runner.cancel(id), jobSecrets: secrets });
     runner.start();
-    const token = (await app.inject({ method: "POST", url: "/api/v1/users/signin", payload: { name: "root", password: "root-pass-123" } })).json<{ token: string }>().token;
+    rootToken = (await app.inject({ method: "POST", url: "/api/v1/users/signin", payload: { name: "root", password: "root-pass-123" } })).json<{ token: string }>().token;
     pat = (
-      await app.inject({ method: "POST", url: "/api/v1/personal-access-tokens", headers: { authorization: `Bearer ${token}` }, payload: { name: "harbor", scopes: ["job"], expired_at: new Date(Date.now() + 3_600_000).toISOString() } })
+      await app.inject({ method: "POST", url: "/api/v1/personal-access-tokens", headers: { authorization: `Bearer ${rootToken}` }, payload: { name: "harbor", scopes: ["job"], expired_at: new Date(Date.now() + 3_600_000).toISOString() } })
     ).json<{ token: string }>().token;
   });
 
@@ -352,6 +359,106 @@ describe.each(variants)("manager jobs on $name", (variant) => {
     const r = await app.inject({ method: "POST", url: "/oapi/v1/jobs", headers: { authorization: `Bearer ${pat}` }, payload: { type: "preheat", args: { type: "file", url: "http://127.0.0.1:9/any" }, scheduler_cluster_ids: null } });
     expect(r.json<{ scheduler_clusters: Array<{ id: number }> }>().scheduler_clusters.map((c) => c.id)).toEqual([1]);
     expect((await waitJob(r.json<{ id: number }>().id)).state).toBe("SUCCESS");
+  });
+
+  const asPat = (method: "POST" | "GET", url: string, token = pat) => app.inject({ method, url, headers: { authorization: `Bearer ${token}` } });
+  type JobBody = { id: number; state: string; retry_of: number | null; bio: string; args: { urls: string[] }; scheduler_clusters: Array<{ id: number }>; result: { canceled?: boolean; job_states: Array<{ state: string; error: string }> } };
+  /** Waits until the scheduler was asked to preheat `url` `n` times, and has been polled for it since. */
+  const waitRunning = async (url: string, n: number) => {
+    await expect.poll(() => scheduler.preheats.filter((p) => p.url === url).length, { timeout: 30_000 }).toBe(n);
+    const polled = scheduler.stats.filter((u) => u === url).length;
+    await expect.poll(() => scheduler.stats.filter((u) => u === url).length, { timeout: 30_000 }).toBeGreaterThan(polled);
+  };
+
+  it("cancels a running preheat: FAILURE with job.failed, and its runner starts nothing more for it", async () => {
+    const [hook] = await db.query<{ id: number }>("INSERT INTO webhooks (tenant_id, name, url, event_types, secret) VALUES (1, 'job-events', 'http://192.0.2.1/hook', '[\"job.created\",\"job.failed\"]', 'hook-secret-1') RETURNING id");
+    // One URL at a time: the first never finishes, so the second is what a canceled run must not start.
+    const [first, second] = ["http://127.0.0.1:9/stall/a.bin", "http://127.0.0.1:9/stall/b.bin"];
+    const id = await createJob({ type: "preheat", bio: "stalls", args: { type: "file", urls: [first, second], concurrent_task_count: 1 }, scheduler_cluster_ids: [1] });
+    await waitRunning(first, 1);
+
+    const r = await asPat("POST", `/oapi/v1/jobs/${id}/cancel`);
+    expect(r.statusCode, r.body).toBe(200);
+    const canceled = r.json<JobBody>();
+    expect(canceled.state).toBe("FAILURE");
+    expect(canceled.result.canceled).toBe(true);
+    expect(canceled.result.job_states).toEqual([expect.objectContaining({ state: "FAILURE", error: "job canceled by root" })]);
+    // The run ends (stop waits for it; an uncanceled one would poll StatFile until the job's timeout) without starting the second URL.
+    await runner.stop();
+    expect(scheduler.preheats.filter((p) => p.url.includes("/stall/")).map((p) => p.url)).toEqual([first]);
+    runner = newRunner();
+    runner.start();
+    // The runner wrote nothing over the cancel; the lease is gone.
+    const [row] = await db.query<{ state: string; result: { canceled?: boolean }; lease_owner: string | null }>("SELECT state, result, lease_owner FROM jobs WHERE id = $1", [id]);
+    expect(row).toEqual({ state: "FAILURE", result: expect.objectContaining({ canceled: true }) as unknown, lease_owner: null });
+    const events = await db.query<{ event: string; body: string }>("SELECT event, body FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY id", [hook?.id]);
+    const ofJob = events.filter((e) => (JSON.parse(e.body) as { job: { id: number } }).job.id === id);
+    expect(ofJob.map((e) => e.event)).toEqual(["job.created", "job.failed"]);
+    expect((JSON.parse(ofJob[1]?.body ?? "{}") as { job: { state: string; result: { canceled: boolean } } }).job).toMatchObject({ state: "FAILURE", result: { canceled: true } });
+
+    // Ended: neither canceled again nor changed.
+    const again = await asPat("POST", `/oapi/v1/jobs/${id}/cancel`);
+    expect(again.statusCode).toBe(409);
+    expect(again.json<{ message: string }>().message).toBe(`job ${id} is FAILURE: only a PENDING job can be canceled`);
+    expect((await asPat("POST", "/oapi/v1/jobs/999999/cancel")).statusCode).toBe(404);
+  });
+
+  it("retries a failed job as a new one linked to it; a run on another manager stops when it is canceled there", async () => {
+    const [old] = await db.query<{ id: number }>("SELECT id FROM jobs WHERE bio = 'stalls' ORDER BY id LIMIT 1");
+    const oldId = old?.id ?? 0;
+    // The runner of this manager is not running: another manager's (not told of cancels) claims the retry.
+    await runner.stop();
+    const other = newRunner(allowLoopback, new JobSecrets(undefined, 600));
+    other.start();
+    const r = await asPat("POST", `/oapi/v1/jobs/${oldId}/retry`);
+    expect(r.statusCode, r.body).toBe(200);
+    const retry = r.json<JobBody>();
+    expect(retry).toMatchObject({ state: "PENDING", retry_of: oldId, bio: "stalls", scheduler_clusters: [{ id: 1 }] });
+    expect(retry.id).toBeGreaterThan(oldId);
+    expect(retry.args.urls).toEqual(["http://127.0.0.1:9/stall/a.bin", "http://127.0.0.1:9/stall/b.bin"]);
+    await waitRunning("http://127.0.0.1:9/stall/a.bin", 2);
+    // The old job is as it ended.
+    expect((await asPat("GET", `/oapi/v1/jobs/${oldId}`)).json<JobBody>()).toMatchObject({ state: "FAILURE", retry_of: null });
+    // Only a failed job is retried.
+    const pending = await asPat("POST", `/oapi/v1/jobs/${retry.id}/retry`);
+    expect(pending.statusCode).toBe(409);
+    expect(pending.json<{ message: string }>().message).toBe(`job ${retry.id} is PENDING: only a FAILURE job can be retried`);
+
+    expect((await asPat("POST", `/oapi/v1/jobs/${retry.id}/cancel`)).statusCode).toBe(200);
+    // The other manager's run notices at its next lease renewal, and ends without the second URL.
+    await other.stop();
+    expect(scheduler.preheats.filter((p) => p.url.endsWith("/stall/b.bin"))).toEqual([]);
+    expect((await db.query<{ state: string }>("SELECT state FROM jobs WHERE id = $1", [retry.id]))[0]?.state).toBe("FAILURE");
+    runner = newRunner();
+    runner.start();
+
+    const succeeded = await waitJob(await createJob({ type: "sync_peers", scheduler_cluster_ids: [1] }));
+    expect(succeeded.state).toBe("SUCCESS");
+    const [done] = await db.query<{ id: number }>("SELECT id FROM jobs WHERE type = 'sync_peers' AND state = 'SUCCESS' ORDER BY id DESC LIMIT 1");
+    expect((await asPat("POST", `/oapi/v1/jobs/${done?.id}/retry`)).statusCode).toBe(409);
+  });
+
+  it("refuses to retry a job whose credentials are gone, and lets no guest cancel or retry", async () => {
+    const [c] = await db.query<{ id: number }>("INSERT INTO scheduler_clusters (tenant_id, name) VALUES (1, 'no-scheduler') RETURNING id");
+    const r = await app.inject({ method: "POST", url: "/oapi/v1/jobs", headers: { authorization: `Bearer ${pat}` }, payload: { type: "preheat", args: { type: "file", url: "s3://models/w.bin", object_storage: objectStorage }, scheduler_cluster_ids: [c?.id] } });
+    const failed = await waitJob(r.json<{ id: number }>().id);
+    expect(failed.state).toBe("FAILURE");
+    const refused = await asPat("POST", `/oapi/v1/jobs/${r.json<{ id: number }>().id}/retry`);
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json<{ message: string }>().message).toMatch(/needs its object storage credentials, which were dropped when it ended; create the job again/);
+
+    const root = { authorization: `Bearer ${rootToken}` };
+    expect((await app.inject({ method: "POST", url: "/api/v1/users", headers: root, payload: { name: "watcher", password: "watcher-pass-1", email: "w@example.com" } })).statusCode).toBe(200);
+    const guest = (await app.inject({ method: "POST", url: "/api/v1/users/signin", payload: { name: "watcher", password: "watcher-pass-1" } })).json<{ token: string }>().token;
+    const waiting = await createJob({ type: "preheat", args: { type: "file", url: "http://127.0.0.1:9/stall/guest.bin" }, scheduler_cluster_ids: [1] });
+    for (const action of ["cancel", "retry"]) {
+      const res = await app.inject({ method: "POST", url: `/api/v1/jobs/${waiting}/${action}`, headers: { authorization: `Bearer ${guest}` } });
+      expect(res.statusCode, res.body).toBe(403);
+      expect(res.json<{ message: string }>().message).toBe("permission denied: * jobs");
+    }
+    // Root, through the session API the console uses.
+    const done = await app.inject({ method: "POST", url: `/api/v1/jobs/${waiting}/cancel`, headers: root });
+    expect(done.json<JobBody>().state).toBe("FAILURE");
   });
 
   it("collects old audits, finished jobs and expired revocations", async () => {

@@ -41,7 +41,7 @@ const ROWS: { [K in TableName]: Shape<K> } = {
   },
   applications: { id: "integer", tenant_id: "integer", user_id: "integer?", name: "text", url: "text", bio: "text", priority: "jsonb", created_at: TS, updated_at: TS },
   configs: { id: "integer", user_id: "integer?", name: "text", value: "text", bio: "text", created_at: TS, updated_at: TS },
-  jobs: { id: "integer", tenant_id: "integer", user_id: "integer?", task_id: "text", bio: "text", type: "text", state: "text", args: "jsonb", result: "jsonb", attempts: "integer", lease_owner: "text?", lease_until: "timestamptz?", created_at: TS, updated_at: TS },
+  jobs: { id: "integer", tenant_id: "integer", user_id: "integer?", task_id: "text", bio: "text", type: "text", state: "text", args: "jsonb", result: "jsonb", attempts: "integer", lease_owner: "text?", lease_until: "timestamptz?", retry_of: "integer?", created_at: TS, updated_at: TS },
   job_scheduler_clusters: { job_id: "integer", scheduler_cluster_id: "integer" },
   audits: { id: "integer", tenant_id: "integer?", actor_type: "text", actor_name: "text", event_type: "text", operation: "text", operated_at: TS, state: "text", path: "text", status_code: "integer", created_at: TS, updated_at: TS },
   webhooks: { id: "integer", tenant_id: "integer", user_id: "integer?", name: "text", bio: "text", url: "text", event_types: "jsonb", secret: "text", auth_header: "text", skip_cert_verify: "boolean", active: "boolean", created_at: TS, updated_at: TS },
@@ -91,7 +91,7 @@ describe.each(variants)("manager migrations on $name", (variant) => {
 
   it("creates exactly the tables and columns rows.ts types", async () => {
     const db = await open();
-    expect(await migrate(db)).toEqual([1, 2, 3, 4]);
+    expect(await migrate(db)).toEqual([1, 2, 3, 4, 5]);
     expect(await schemaShape(db)).toEqual(ROWS);
   });
 
@@ -100,7 +100,7 @@ describe.each(variants)("manager migrations on $name", (variant) => {
     const all = loadMigrations();
     // A database behind: only the versions after its own run on it.
     expect(await migrate(db, all.slice(0, 1))).toEqual([1]);
-    expect(await migrate(db)).toEqual([2, 3, 4]);
+    expect(await migrate(db)).toEqual([2, 3, 4, 5]);
     // At the current version nothing runs again (a second run of version 1 would fail on CREATE TABLE).
     expect(await migrate(db)).toEqual([]);
     const recorded = await db.query<{ version: number; name: string }>("SELECT version, name FROM schema_migrations ORDER BY version");
@@ -109,6 +109,7 @@ describe.each(variants)("manager migrations on $name", (variant) => {
       { version: 2, name: "webhooks" },
       { version: 3, name: "tenant keys" },
       { version: 4, name: "tenant key wrapping" },
+      { version: 5, name: "job retry" },
     ]);
     // Version 1's seed rows are there once.
     const [clusters] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM scheduler_clusters WHERE name = 'cluster-1'");

@@ -29,6 +29,7 @@ describe("manager migrations", () => {
       [2, "webhooks"],
       [3, "tenant keys"],
       [4, "tenant key wrapping"],
+      [5, "job retry"],
     ]);
     expect(splitStatements(ms[0]?.sql ?? "")[0]).toMatch(/^CREATE TABLE tenants \(/);
   });

@@ -1,10 +1,13 @@
 // One job: its state, watched until it is final (SUCCESS or FAILURE), and each cluster's
-// outcome — the peers that hold the file, or why it failed.
+// outcome — the peers that hold the file, or why it failed. A running job can be canceled (it
+// ends FAILURE, marked canceled) and a failed one retried as a new job; both, like delete, are
+// offered only to a role that may change jobs.
 import { api } from "../api.js";
 import { Empty, ErrorNote, Loading } from "../components/notes.js";
 import { StateBadge } from "../components/state.js";
 import { ago, when } from "../format.js";
 import { useAction, useLoad } from "../hooks.js";
+import { mayWrite, useMe } from "../me.js";
 import { Link, navigate } from "../router.js";
 import { FINAL_JOB_STATES, type Job } from "../types.js";
 
@@ -12,15 +15,24 @@ const WATCH_MS = 1000;
 
 export function JobDetail({ id }: { id: number }) {
   const job = useLoad(() => api<Job>("GET", `/api/v1/jobs/${id}`), [id], (j) => (FINAL_JOB_STATES.includes(j.state) ? undefined : WATCH_MS));
-  const del = useAction();
+  const act = useAction();
+  const writable = mayWrite(useMe(), "jobs");
   const j = job.data;
   if (!j) return job.error ? <ErrorNote error={job.error} /> : <Loading />;
   const final = FINAL_JOB_STATES.includes(j.state);
 
   const remove = async () => {
     if (!window.confirm(`Delete job #${j.id}? Its record goes; what it preheated stays cached.`)) return;
-    const done = await del.run(() => api<object>("DELETE", `/api/v1/jobs/${j.id}`));
+    const done = await act.run(() => api<object>("DELETE", `/api/v1/jobs/${j.id}`));
     if (done) navigate("/jobs");
+  };
+  const cancel = async () => {
+    if (!window.confirm(`Cancel job #${j.id}? It stops and ends FAILURE; what is already cached stays.`)) return;
+    if (await act.run(() => api<Job>("POST", `/api/v1/jobs/${j.id}/cancel`))) job.reload();
+  };
+  const retry = async () => {
+    const created = await act.run(() => api<Job>("POST", `/api/v1/jobs/${j.id}/retry`));
+    if (created) navigate(`/jobs/${created.id}`);
   };
 
   return (
@@ -32,12 +44,31 @@ export function JobDetail({ id }: { id: number }) {
         <h1>
           Job #{j.id} <StateBadge state={j.state} />
         </h1>
-        <button type="button" class="danger" onClick={() => void remove()} disabled={del.busy}>
-          Delete
-        </button>
+        {writable && (
+          <div class="row-actions" id="job-actions">
+            {!final && (
+              <button type="button" onClick={() => void cancel()} disabled={act.busy}>
+                Cancel job
+              </button>
+            )}
+            {j.state === "FAILURE" && (
+              <button type="button" class="primary" onClick={() => void retry()} disabled={act.busy}>
+                Retry
+              </button>
+            )}
+            <button type="button" class="danger" onClick={() => void remove()} disabled={act.busy}>
+              Delete
+            </button>
+          </div>
+        )}
       </div>
-      <ErrorNote error={del.error ?? job.error} />
+      <ErrorNote error={act.error ?? job.error} />
       {!final && <p class="notice" role="status">Running: this page follows the job until it succeeds or fails.</p>}
+      {j.result.canceled === true && (
+        <p class="notice" id="job-canceled">
+          Canceled: {j.result.job_states?.[0]?.error ?? "the job was canceled"}.
+        </p>
+      )}
       <dl class="facts" id="job-facts">
         <dt>Type</dt>
         <dd>{j.type}</dd>
@@ -53,6 +84,14 @@ export function JobDetail({ id }: { id: number }) {
           <>
             <dt>Description</dt>
             <dd>{j.bio}</dd>
+          </>
+        )}
+        {j.retry_of !== null && (
+          <>
+            <dt>Retry of</dt>
+            <dd id="job-retry-of">
+              <Link href={`/jobs/${j.retry_of}`}>#{j.retry_of}</Link>
+            </dd>
           </>
         )}
         <dt>Group</dt>

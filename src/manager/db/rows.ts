@@ -204,6 +204,8 @@ interface JobColumns {
   attempts: number;
   lease_owner: string | null;
   lease_until: Date | null;
+  /** The job this one retries (POST /jobs/:id/retry), or null. */
+  retry_of: number | null;
   created_at: Date;
   updated_at: Date;
 }

@@ -28,10 +28,25 @@ export function activeSchedulers(db: Database): Promise<ActiveScheduler[]> {
 
 type Callback<Res> = (err: ServiceError | null, res: Res) => void;
 
-/** Calls a unary method with a deadline (ms from now): `call((md, o, cb) => c.statFile(req, md, o, cb), 5000)`. */
-export function call<Res>(invoke: (md: Metadata, opts: { deadline: number }, cb: Callback<Res>) => unknown, timeoutMs: number): Promise<Res> {
+/**
+ * Calls a unary method with a deadline (ms from now): `call((md, o, cb) => c.statFile(req, md, o, cb), 5000)`.
+ * With `signal` (a canceled job's), no call is started once it is aborted, and one in flight is
+ * cancelled: both reject with the signal's reason.
+ */
+export function call<Res>(invoke: (md: Metadata, opts: { deadline: number }, cb: Callback<Res>) => unknown, timeoutMs: number, signal?: AbortSignal): Promise<Res> {
   return new Promise((resolve, reject) => {
-    invoke(new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const stop = () => reject(signal?.reason as Error);
+    const pending = invoke(new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
+      signal?.removeEventListener("abort", onAbort);
+      if (err) reject(err);
+      else resolve(res);
+    }) as { cancel?: () => void } | undefined;
+    function onAbort() {
+      pending?.cancel?.();
+      stop();
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
 

@@ -3,6 +3,7 @@
 // `job_states[].results[].success_tasks/failure_tasks` and `job_states[].error`).
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { randomUUID } from "node:crypto";
+import { setTimeout as delay } from "node:timers/promises";
 import { PREHEAT_FAILED } from "../../common/grpc/preheat-failed.js";
 import { taskIdFromContent, taskIdFromUrl } from "../../common/ids.js";
 import type { Logger } from "../../common/logger.js";
@@ -40,6 +41,8 @@ export interface ExecutorDeps {
   statIntervalMs: number;
   /** Per-RPC deadline (ms). */
   rpcTimeoutMs: number;
+  /** Aborted when the job is canceled: no RPC starts after it, and waiting stops (call(), sleep). */
+  signal?: AbortSignal;
 }
 
 export interface PreheatSuccessTask {
@@ -54,7 +57,8 @@ export interface PreheatFailureTask extends PreheatSuccessTask {
 const isGrpc = (e: unknown): e is ServiceError => typeof e === "object" && e !== null && "code" in e && typeof (e).code === "number";
 const message = (e: unknown) => (isGrpc(e) ? (e.details ?? e.message) : errorMessage(e));
 const splitFilter = (s: string) => s.split("&").filter(Boolean);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Waits `ms`, or less when `signal` aborts first. */
+const sleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined, signal ? { signal } : {}).catch(() => undefined);
 
 function state(taskName: string, results: unknown[], error: string): JobState {
   return { task_name: taskName, task_uuid: `task_${randomUUID()}`, state: error ? "FAILURE" : "SUCCESS", error, results, created_at: new Date().toISOString(), ttl: 0 };
@@ -128,7 +132,7 @@ async function preheatUrl(
     ...source,
   };
   try {
-    await call<Empty>((md, o, cb) => client.preheatFile(req, md, o, cb), deps.rpcTimeoutMs);
+    await call<Empty>((md, o, cb) => client.preheatFile(req, md, o, cb), deps.rpcTimeoutMs, deps.signal);
   } catch (e) {
     return fail(`PreheatFile on scheduler ${s.host_name}: ${message(e)}`);
   }
@@ -147,8 +151,9 @@ async function preheatUrl(
   // PreheatFile only dispatches the downloads; the job succeeds when a peer holds the file.
   let wait = deps.statIntervalMs;
   for (;;) {
+    if (deps.signal?.aborted) return fail(errorMessage(deps.signal.reason));
     try {
-      const res = await call<StatFileResponse>((md, o, cb) => client.statFile(stat, md, o, cb), deps.rpcTimeoutMs);
+      const res = await call<StatFileResponse>((md, o, cb) => client.statFile(stat, md, o, cb), deps.rpcTimeoutMs, deps.signal);
       const done = res.peers.filter((p) => p.cachedFiles.some((f) => f.url === url && f.isFinished === true));
       if (done.length > 0) return { ok: done.map((p) => ({ url, hostname: p.hostname, ip: p.ip })), failed: [] };
     } catch (e) {
@@ -161,7 +166,7 @@ async function preheatUrl(
       deps.logger.warn({ url, scheduler: s.host_name, err: message(e) }, "StatFile failed; retrying");
     }
     if (Date.now() + wait > deadline) return fail(`timed out waiting for a peer to cache the file`);
-    await sleep(wait);
+    await sleep(wait, deps.signal);
     wait = Math.min(wait * 2, deps.statIntervalMs * 16);
   }
 }
@@ -182,7 +187,7 @@ async function listDirectory(deps: ExecutorDeps, s: ActiveScheduler, url: string
   for (const [i, h] of seeds.entries()) {
     const d = deps.clients.daemon(h.ip, h.port);
     try {
-      res = await call<ListTaskEntriesResponse>((md, o, cb) => d.listTaskEntries(req, md, o, cb), remainingMs);
+      res = await call<ListTaskEntriesResponse>((md, o, cb) => d.listTaskEntries(req, md, o, cb), remainingMs, deps.signal);
       break;
     } catch (e) {
       if (isGrpc(e) && e.code === status.UNAVAILABLE && i < seeds.length - 1) continue;
@@ -255,9 +260,9 @@ function taskIdOf(args: TaskArgs): string {
 }
 
 /** The hosts a scheduler knows (those that announced themselves to it and have not left). */
-export async function listHosts(deps: Pick<ExecutorDeps, "clients" | "rpcTimeoutMs">, s: ActiveScheduler): Promise<Host[]> {
+export async function listHosts(deps: Pick<ExecutorDeps, "clients" | "rpcTimeoutMs" | "signal">, s: ActiveScheduler): Promise<Host[]> {
   const client = deps.clients.scheduler(s.ip, s.port);
-  return (await call<ListHostsResponse>((md, o, cb) => client.listHosts({}, md, o, cb), deps.rpcTimeoutMs)).hosts;
+  return (await call<ListHostsResponse>((md, o, cb) => client.listHosts({}, md, o, cb), deps.rpcTimeoutMs, deps.signal)).hosts;
 }
 
 const hostType = (h: Host) => (h.type === 0 ? "normal" : "super");
@@ -272,7 +277,7 @@ export async function runGetTask(deps: ExecutorDeps, clusterId: number, args: Ta
       await mapLimit(hosts, args.concurrent_peer_count, async (h) => {
         const d = deps.clients.daemon(h.ip, h.port);
         try {
-          const task = await call<Task>((md, o, cb) => d.statTask({ taskId }, md, o, cb), deps.rpcTimeoutMs);
+          const task = await call<Task>((md, o, cb) => d.statTask({ taskId }, md, o, cb), deps.rpcTimeoutMs, deps.signal);
           const now = new Date().toISOString();
           return [{ id: h.id, hostname: h.hostname, ip: h.ip, host_type: hostType(h), created_at: task.createdAt?.toISOString() ?? now, updated_at: task.updatedAt?.toISOString() ?? now, IsFinished: task.state === "Succeeded" }];
         } catch {
@@ -295,7 +300,7 @@ export async function runDeleteTask(deps: ExecutorDeps, clusterId: number, args:
     const outcomes = await mapLimit(hosts, 8, async (h) => {
       const d = deps.clients.daemon(h.ip, h.port);
       try {
-        await call<Empty>((md, o, cb) => d.deleteTask({ taskId }, md, o, cb), deps.rpcTimeoutMs);
+        await call<Empty>((md, o, cb) => d.deleteTask({ taskId }, md, o, cb), deps.rpcTimeoutMs, deps.signal);
         return { ok: { hostname: h.hostname, ip: h.ip, host_type: hostType(h) } };
       } catch (e) {
         if (isGrpc(e) && e.code === status.NOT_FOUND) return {};

@@ -5,14 +5,19 @@
 // `job_states` entry per cluster. Credentials in the args are dropped once the job is done;
 // secrets (object storage, HDFS, hub tokens) never were in them (secrets.ts): they are joined back from this
 // manager's memory just before dispatch.
+//
+// A job canceled through the API (service.ts cancel) is FAILURE with no lease before its run
+// ends: the run is aborted — at once on this manager (`cancel`), at the next lease renewal on
+// another — so it starts no further RPC, stops waiting, and writes no outcome over the cancel.
 import type { Logger } from "../../common/logger.js";
 import type { SsrfPolicy } from "../../common/ssrf.js";
 import type { Database } from "../db/database.js";
-import type { JobRow, JobSchedulerClusterRow } from "../db/rows.js";
+import type { JobRow } from "../db/rows.js";
 import type { ManagerMetrics } from "../metrics.js";
 import { scrubArgs } from "./args.js";
 import { heldCredentials, needsPreheatSecrets, type PreheatSecrets } from "./source-args.js";
 import { JobSecrets } from "./secrets.js";
+import { jobClusterIds } from "./service.js";
 import { ClientPool, type ClientCredentials } from "./clients.js";
 import { runDeleteTask, runGetTask, runPreheat, runSyncPeers, type ExecutorDeps, type JobState } from "./executors.js";
 import { ImageResolver } from "../../common/oci/resolver.js";
@@ -49,6 +54,8 @@ export class JobRunner {
   private readonly clients: ClientPool;
   private readonly deps: ExecutorDeps;
   private readonly running = new Set<Promise<void>>();
+  /** The runs in progress here, by job id: aborted when their job is canceled. */
+  private readonly runs = new Map<number, AbortController>();
   private timer: NodeJS.Timeout | undefined;
   private holdTimer: NodeJS.Timeout | undefined;
   private stopped = true;
@@ -131,16 +138,28 @@ export class JobRunner {
     return job;
   }
 
+  /** Stops this manager's run of a job that was canceled (nothing when it runs elsewhere or not at all). */
+  cancel(jobId: number): void {
+    this.runs.get(jobId)?.abort(new Error("job canceled"));
+  }
+
   private async run(job: JobRow): Promise<void> {
     const log = this.opts.logger.child({ job: job.id, type: job.type });
+    const abort = new AbortController();
+    this.runs.set(job.id, abort);
+    const deps: ExecutorDeps = { ...this.deps, signal: abort.signal };
     const renew = setInterval(() => {
       this.opts.db
-        .query("UPDATE jobs SET lease_until = now() + make_interval(secs => $1::double precision) WHERE id = $2 AND lease_owner = $3", [this.leaseMs / 1000, job.id, this.owner])
+        .query("UPDATE jobs SET lease_until = now() + make_interval(secs => $1::double precision) WHERE id = $2 AND lease_owner = $3 AND state = 'PENDING' RETURNING id", [this.leaseMs / 1000, job.id, this.owner])
+        .then((rows) => {
+          // Canceled (or, after a stall, taken over by another manager): this run is no longer the job's.
+          if (rows.length === 0) abort.abort(new Error("job canceled or taken over by another manager"));
+        })
         .catch((err: unknown) => log.warn({ err }, "lease renewal failed"));
     }, this.leaseMs / 3);
     renew.unref();
     try {
-      const clusters = await this.opts.db.query<Pick<JobSchedulerClusterRow, "scheduler_cluster_id">>("SELECT scheduler_cluster_id FROM job_scheduler_clusters WHERE job_id = $1 ORDER BY 1", [job.id]);
+      const clusters = await jobClusterIds(this.opts.db, job.id);
       const secrets = this.secrets.take(job.id);
       if (job.type === "preheat" && needsPreheatSecrets(job.args) && !secrets) {
         const error = `the job's ${heldCredentials(job.args)} credentials were kept only in the memory of the manager that accepted it, which stopped before running it; create the job again`;
@@ -148,7 +167,11 @@ export class JobRunner {
         log.warn("job failed: its credentials are gone");
         return;
       }
-      const states: JobState[] = await Promise.all(clusters.map((c) => this.runOne(job, c.scheduler_cluster_id, secrets)));
+      const states: JobState[] = await Promise.all(clusters.map((clusterId) => this.runOne(deps, job, clusterId, secrets)));
+      if (abort.signal.aborted) {
+        log.info({ reason: errorMessage(abort.signal.reason) }, "job run stopped");
+        return;
+      }
       const ok = states.length > 0 && states.every((s) => s.state === "SUCCESS");
       const result = {
         created_at: job.created_at.toISOString(),
@@ -164,22 +187,23 @@ export class JobRunner {
       await this.finish(job, "FAILURE", { state: "FAILURE", group_uuid: job.task_id, job_states: [{ task_name: job.type, task_uuid: "", state: "FAILURE", error: errorMessage(err), results: [], created_at: new Date().toISOString(), ttl: 0 }] }).catch(() => undefined);
     } finally {
       clearInterval(renew);
+      this.runs.delete(job.id);
       this.secrets.drop(job.id);
     }
   }
 
-  private runOne(job: JobRow, clusterId: number, secrets: PreheatSecrets | undefined): Promise<JobState> {
+  private runOne(deps: ExecutorDeps, job: JobRow, clusterId: number, secrets: PreheatSecrets | undefined): Promise<JobState> {
     // A row written by another version may hold a type this one does not know.
     const type: string = job.type;
     switch (job.type) {
       case "preheat":
-        return runPreheat(this.deps, clusterId, job.args, secrets);
+        return runPreheat(deps, clusterId, job.args, secrets);
       case "get_task":
-        return runGetTask(this.deps, clusterId, job.args);
+        return runGetTask(deps, clusterId, job.args);
       case "delete_task":
-        return runDeleteTask(this.deps, clusterId, job.args);
+        return runDeleteTask(deps, clusterId, job.args);
       case "sync_peers":
-        return runSyncPeers(this.deps, clusterId);
+        return runSyncPeers(deps, clusterId);
       default:
         return Promise.resolve({ task_name: type, task_uuid: "", state: "FAILURE", error: `unknown job type "${type}"`, results: [], created_at: new Date().toISOString(), ttl: 0 });
     }

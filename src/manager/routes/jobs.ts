@@ -64,6 +64,40 @@ export function registerJobs(app: ManagerApp, ctx: RouteContext, prefix: "/api/v
     },
   );
 
+  // Actions on a job are POSTs: the RBAC action is the one creating a job needs, so whoever may
+  // preheat may cancel and retry (a guest may not), within their tenant.
+  app.post(
+    `${path}/:id/cancel`,
+    {
+      preValidation: pre,
+      schema: {
+        ...common,
+        summary: "cancel a PENDING job (waiting or running)",
+        description:
+          "The job ends FAILURE (Dragonfly has no canceled state; FAILURE is the terminal state Harbor and Dragonfly's clients know), with `result.canceled` true and a job state per cluster saying who canceled it. Its runner starts no further work for it, and job.failed webhooks fire. A job that already ended: 409.",
+        params: S.IdParams,
+        response: { 200: S.Job, ...errors, 409: S.Message },
+      },
+    },
+    async (request) => ctx.jobs.cancel(principalOf(request), request.params.id),
+  );
+
+  app.post(
+    `${path}/:id/retry`,
+    {
+      preValidation: pre,
+      schema: {
+        ...common,
+        summary: "retry a FAILURE job (canceled ones included) as a new job",
+        description:
+          "Creates a new job with the old one's type, args, description and scheduler clusters; its `retry_of` names the old job, which stays as it ended. Rate limited as any new job (429). A job that has not failed: 409; one whose credentials were dropped when it ended (registry password, object storage, HDFS or hub tokens): 409, create it again with them.",
+        params: S.IdParams,
+        response: { 200: S.Job, ...errors, 409: S.Message, 429: S.Message },
+      },
+    },
+    async (request) => ctx.jobs.retry(principalOf(request), request.params.id),
+  );
+
   app.delete(`${path}/:id`, { preValidation: pre, schema: { ...common, summary: "delete a job", params: S.IdParams, response: { 200: Type.Object({}), ...errors } } }, async (request) => {
     const id = request.params.id;
     await loadOwned(id, request);

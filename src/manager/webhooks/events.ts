@@ -1,7 +1,8 @@
 // The events webhooks subscribe to, and writing them to the outbox. The manager sees tasks only
 // through jobs (preheat, get_task, delete_task, sync_peers: schedulers and peers report no task
 // events to it), so the events are a job's: created, succeeded, failed — of every job type, with
-// the job's redacted args (the preheated URL or task id) and its per-cluster results.
+// the job's redacted args (the preheated URL or task id) and its per-cluster results. A canceled
+// job is failed (its result says `canceled`); a retry is a created job whose `retry_of` names the old one.
 //
 // `enqueueJobEvent` is called with the transaction that creates or finishes the job: the event
 // exists exactly when the change does, and a crash between the two cannot lose or invent one.
@@ -13,7 +14,7 @@ export const WEBHOOK_EVENTS = ["job.created", "job.succeeded", "job.failed"] as 
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
 /** What an event tells of a job: a jobs row (user_id, args and result default to none). */
-export type JobEventSource = Pick<JobRow, "id" | "type" | "state" | "task_id" | "bio" | "tenant_id" | "created_at" | "updated_at"> & Partial<Pick<JobRow, "user_id" | "args" | "result">>;
+export type JobEventSource = Pick<JobRow, "id" | "type" | "state" | "task_id" | "bio" | "tenant_id" | "created_at" | "updated_at"> & Partial<Pick<JobRow, "user_id" | "args" | "result" | "retry_of">>;
 
 /** The JSON body receivers get for a job event. */
 export function jobEventBody(event: WebhookEvent, job: JobEventSource, schedulerClusterIds: number[], occurredAt = new Date()): string {
@@ -28,6 +29,7 @@ export function jobEventBody(event: WebhookEvent, job: JobEventSource, scheduler
       bio: job.bio,
       tenant_id: job.tenant_id,
       user_id: job.user_id ?? null,
+      retry_of: job.retry_of ?? null,
       args: redactArgs(job.args ?? {}),
       result: job.result ?? {},
       scheduler_cluster_ids: schedulerClusterIds,
