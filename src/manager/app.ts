@@ -23,6 +23,9 @@ import type { ManagerMetrics } from "./metrics.js";
 import { registerApiIndex } from "./routes/api-index.js";
 import { registerAudits } from "./routes/audits.js";
 import { registerClusters } from "./routes/clusters.js";
+import { registerCommands } from "./routes/commands.js";
+import { CommandHub } from "./commands/hub.js";
+import { CommandService } from "./commands/service.js";
 import type { RouteContext } from "./routes/context.js";
 import { registerJobs } from "./routes/jobs.js";
 import { registerResources } from "./routes/resources.js";
@@ -58,6 +61,8 @@ export interface ManagerAppDeps {
   consoleDir?: string;
   /** Tenant keys under the manager's encryption key; absent: one without it (rotation is refused). */
   tenantKeys?: TenantKeys;
+  /** The daemons on the command channel (grpc/host-commands.ts); absent: none connected. */
+  commandHub?: CommandHub;
 }
 
 export interface RouteEntry {
@@ -149,6 +154,7 @@ export async function buildManagerApp(deps: ManagerAppDeps): Promise<FastifyInst
   registerJobs(app, ctx, "/oapi/v1");
   registerWebhooks(app, ctx, { ssrf: deps.webhookSsrf ?? new SsrfPolicy(), onQueued: deps.onWebhookQueued ?? (() => undefined) });
   registerTenantKeys(app, ctx, deps.tenantKeys ?? new TenantKeys(deps.db));
+  registerCommands(app, ctx, new CommandService(deps.db, deps.commandHub ?? new CommandHub(), logger.child({ part: "commands" })));
   registerApiIndex(app, "/api/v1", () => routes);
   registerApiIndex(app, "/oapi/v1", () => routes);
   await app.ready();

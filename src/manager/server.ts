@@ -26,6 +26,9 @@ import { PeerLookup } from "./peer-lookup.js";
 import { ClientPool } from "./jobs/clients.js";
 import { TenantKeys } from "./tenant-keys.js";
 import { TenantKeysService } from "../gen/damselfly/manager/v1/keys.js";
+import { HostCommandsService } from "../gen/damselfly/manager/v1/commands.js";
+import { CommandHub } from "./commands/hub.js";
+import { HostCommandsGrpcService } from "./grpc/host-commands.js";
 import { JobRunner } from "./jobs/runner.js";
 import { JobSecrets } from "./jobs/secrets.js";
 import { ManagerMetrics } from "./metrics.js";
@@ -52,11 +55,12 @@ function isResolved(c: unknown): c is ManagerConfig {
   return typeof c === "object" && c !== null && "resolved" in c;
 }
 
-async function bindGrpc(service: ManagerGrpcService, keys: TenantKeysGrpcService, metrics: ManagerMetrics, host: string, start: number, end: number, tls: TlsMaterial | undefined, log: Logger): Promise<GrpcServerHandle> {
+async function bindGrpc(service: ManagerGrpcService, keys: TenantKeysGrpcService, commands: HostCommandsGrpcService, metrics: ManagerMetrics, host: string, start: number, end: number, tls: TlsMaterial | undefined, log: Logger): Promise<GrpcServerHandle> {
   let last: unknown;
   const services = [
     { definition: ManagerService, implementation: instrumentService(ManagerService, service.handlers(), metrics.registry) },
     { definition: TenantKeysService, implementation: instrumentService(TenantKeysService, keys.handlers(), metrics.registry) },
+    { definition: HostCommandsService, implementation: instrumentService(HostCommandsService, commands.handlers(), metrics.registry) },
   ];
   for (let port = start; port <= end; port++) {
     try {
@@ -141,7 +145,9 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
       runner.wake();
       dispatcher.wake();
     };
-    const app = await buildManagerApp({ db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated, onJobCanceled: (id) => runner.cancel(id), jobSecrets, webhookSsrf, onWebhookQueued: () => dispatcher.wake(), tenantKeys, ...(https ? { https } : {}) });
+    // Daemons holding the command channel (issue 25): the REST API sends, the gRPC service carries.
+    const commandHub = new CommandHub();
+    const app = await buildManagerApp({ commandHub, db, jwt, logger: log, signUp: cfg.auth.signUp, corsAllowOrigins: cfg.server.rest.cors.allowOrigins, metrics, onJobCreated, onJobCanceled: (id) => runner.cancel(id), jobSecrets, webhookSsrf, onWebhookQueued: () => dispatcher.wake(), tenantKeys, ...(https ? { https } : {}) });
     cleanups.push(() => app.close());
     await app.listen({ host: r.rest.host, port: r.rest.port });
     const restPort = app.server.address() !== null && typeof app.server.address() === "object" ? (app.server.address() as { port: number }).port : r.rest.port;
@@ -153,8 +159,10 @@ export async function startManager(config: ManagerConfig | Record<string, unknow
     const lookupClients = new ClientPool(clientCredentials);
     cleanups.push(() => lookupClients.close());
     const peerLookup = new PeerLookup({ db, clients: lookupClients, logger: grpcLog });
-    const keysService = new TenantKeysGrpcService(tenantKeys, new TenantAccess(db, peerLookup), authz, grpcLog);
-    const grpc = await bindGrpc(service, keysService, metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, tls, grpcLog);
+    const tenantAccess = new TenantAccess(db, peerLookup);
+    const keysService = new TenantKeysGrpcService(tenantKeys, tenantAccess, authz, grpcLog);
+    const commandsService = new HostCommandsGrpcService(commandHub, db, tenantAccess, authz, grpcLog);
+    const grpc = await bindGrpc(service, keysService, commandsService, metrics, cfg.server.grpc.listenIP, cfg.server.grpc.port.start, cfg.server.grpc.port.end, tls, grpcLog);
     grpc.health.setStatus("manager.v2.Manager", true);
     cleanups.push(() => grpc.close());
 

@@ -114,6 +114,8 @@ describe.each(variants)("manager API on $name", (variant) => {
     tokens.patTenant2 = (await ok("POST", "/api/v1/personal-access-tokens", tokens.tadmin, { name: "t2-all", expired_at: new Date(Date.now() + 86_400_000).toISOString() })).token;
     ids.webhook = (await ok("POST", "/api/v1/webhooks", root, { name: "hook1", url: "http://10.0.0.9/hook", event_types: ["job.created"], secret: "hook-secret-1" })).id;
     ids.job = (await ok("POST", "/api/v1/jobs", root, { type: "sync_peers", scheduler_cluster_ids: [ids.cluster] })).id;
+    // No daemon is connected to this app: the command fails at once, saying so.
+    ids.command = (await ok("POST", "/api/v1/commands", root, { type: "gc", host_id: "10.0.0.3-peer-1" })).id;
     ids.delivery = (await db.query<{ id: number }>("SELECT id FROM webhook_deliveries WHERE webhook_id = $1", [ids.webhook]))[0]?.id ?? 0;
     expect(ids.delivery, "the job.created delivery of hook1").toBeGreaterThan(0);
   });
@@ -169,6 +171,10 @@ describe.each(variants)("manager API on $name", (variant) => {
     { method: "GET", route: "/api/v1/webhooks/:id/deliveries", url: () => `/api/v1/webhooks/${id("webhook")}/deliveries`, tenantScoped: true, bad: { url: () => `/api/v1/webhooks/${id("webhook")}/deliveries?state=BOGUS`, field: "querystring.state" } },
     { method: "GET", route: "/api/v1/webhooks/:id/deliveries/:delivery", url: () => `/api/v1/webhooks/${id("webhook")}/deliveries/${id("delivery")}`, tenantScoped: true, bad: { url: () => `/api/v1/webhooks/${id("webhook")}/deliveries/0`, field: "params.delivery" } },
     { method: "POST", route: "/api/v1/webhooks/:id/deliveries/:delivery/redeliver", url: () => `/api/v1/webhooks/${id("webhook")}/deliveries/${id("delivery")}/redeliver`, tenantScoped: true, bad: { url: () => `/api/v1/webhooks/${id("webhook")}/deliveries/abc/redeliver`, field: "params.delivery" } },
+    { method: "POST", route: "/api/v1/commands", url: () => "/api/v1/commands", bad: { body: { type: "delete_task", host_id: "10.0.0.3-peer-1" }, field: "body.args.task_id" } },
+    { method: "GET", route: "/api/v1/commands", url: () => "/api/v1/commands", bad: { url: () => "/api/v1/commands?state=BOGUS", field: "querystring.state" } },
+    { method: "GET", route: "/api/v1/commands/hosts", url: () => "/api/v1/commands/hosts" },
+    { method: "GET", route: "/api/v1/commands/:id", url: () => `/api/v1/commands/${id("command")}`, tenantScoped: true, bad: { url: () => "/api/v1/commands/0", field: "params.id" } },
     { method: "GET", route: "/api/v1/audits", url: () => "/api/v1/audits", bad: { url: () => "/api/v1/audits?actor_type=ROBOT", field: "querystring.actor_type" } },
     ...crud("clusters", "cluster", { body: { name: "x", scheduler_cluster_config: { filter_parent_limit: 5 }, seed_peer_cluster_config: {}, peer_cluster_config: {} }, field: "body.scheduler_cluster_config.filter_parent_limit" }, { body: { is_default: "maybe" }, field: "body.is_default" }, true, "/oapi/v1", "pat:cluster"),
     ...crud("jobs", "job", { body: { type: "preheat", args: { type: "image", url: "https://r.example.com/v2/a/b" } }, field: "body.args.url" }, { body: { bio: "x".repeat(2000) }, field: "body.bio" }, true, "/oapi/v1", "pat:job"),

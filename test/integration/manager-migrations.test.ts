@@ -50,6 +50,8 @@ const ROWS: { [K in TableName]: Shape<K> } = {
     next_attempt_at: "timestamptz?", lease_owner: "text?", lease_until: "timestamptz?", delivered_at: "timestamptz?", created_at: TS, updated_at: TS,
   },
   tenant_keys: { tenant_id: "integer", version: "integer", key: "bytea", created_at: TS, wrapped: "boolean" },
+  host_commands: { id: "integer", tenant_id: "integer", user_id: "integer?", type: "text", args: "jsonb", host_id: "text?", scheduler_cluster_id: "integer?", timeout_ms: "integer", state: "text", error: "text", created_at: TS, updated_at: TS },
+  host_command_results: { command_id: "integer", host_id: "text", hostname: "text", state: "text", error: "text", result: "jsonb", finished_at: "timestamptz?", created_at: TS, updated_at: TS },
   schema_migrations: { version: "integer", name: "text", applied_at: TS },
 };
 
@@ -91,7 +93,7 @@ describe.each(variants)("manager migrations on $name", (variant) => {
 
   it("creates exactly the tables and columns rows.ts types", async () => {
     const db = await open();
-    expect(await migrate(db)).toEqual([1, 2, 3, 4, 5]);
+    expect(await migrate(db)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(await schemaShape(db)).toEqual(ROWS);
   });
 
@@ -100,7 +102,7 @@ describe.each(variants)("manager migrations on $name", (variant) => {
     const all = loadMigrations();
     // A database behind: only the versions after its own run on it.
     expect(await migrate(db, all.slice(0, 1))).toEqual([1]);
-    expect(await migrate(db)).toEqual([2, 3, 4, 5]);
+    expect(await migrate(db)).toEqual([2, 3, 4, 5, 6]);
     // At the current version nothing runs again (a second run of version 1 would fail on CREATE TABLE).
     expect(await migrate(db)).toEqual([]);
     const recorded = await db.query<{ version: number; name: string }>("SELECT version, name FROM schema_migrations ORDER BY version");
@@ -110,6 +112,7 @@ describe.each(variants)("manager migrations on $name", (variant) => {
       { version: 3, name: "tenant keys" },
       { version: 4, name: "tenant key wrapping" },
       { version: 5, name: "job retry" },
+      { version: 6, name: "host commands" },
     ]);
     // Version 1's seed rows are there once.
     const [clusters] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM scheduler_clusters WHERE name = 'cluster-1'");

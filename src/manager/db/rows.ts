@@ -6,6 +6,7 @@
 import type { Static } from "@sinclair/typebox";
 import type { PreheatArgs, TaskArgs } from "../jobs/args.js";
 import type * as S from "../schemas.js";
+import type * as C from "../commands/schemas.js";
 
 /** Any JSON object, where the manager stores what a client sent without a schema of its own. */
 export type JsonObject = Record<string, unknown>;
@@ -285,6 +286,34 @@ export interface TenantKeyRow {
   wrapped: boolean;
 }
 
+export interface HostCommandRow {
+  id: number;
+  tenant_id: number;
+  user_id: number | null;
+  type: C.CommandType;
+  args: Static<typeof C.CommandArgs>;
+  /** Exactly one of host_id and scheduler_cluster_id is set: the command's target. */
+  host_id: string | null;
+  scheduler_cluster_id: number | null;
+  timeout_ms: number;
+  state: "PENDING" | "SUCCESS" | "FAILURE";
+  error: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface HostCommandResultRow {
+  command_id: number;
+  host_id: string;
+  hostname: string;
+  state: "PENDING" | "SUCCESS" | "FAILURE";
+  error: string;
+  result: Static<typeof C.CommandOutput>;
+  finished_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
 export interface SchemaMigrationRow {
   version: number;
   name: string;
@@ -315,6 +344,8 @@ export interface Tables {
   webhooks: WebhookRow;
   webhook_deliveries: WebhookDeliveryRow;
   tenant_keys: TenantKeyRow;
+  host_commands: HostCommandRow;
+  host_command_results: HostCommandResultRow;
   schema_migrations: SchemaMigrationRow;
 }
 

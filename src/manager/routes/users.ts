@@ -28,6 +28,7 @@ export const RBAC_OBJECTS = [
   "personal-access-tokens",
   "audits",
   "tenants",
+  "commands",
 ] as const;
 
 const USER_COLUMNS: ColumnKinds<"users"> = { email: "text", phone: "text", avatar: "text", location: "text", bio: "text", state: "text" };
