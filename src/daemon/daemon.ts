@@ -29,6 +29,9 @@ import { UploadClientPool } from "./piece/parents.js";
 import { startProxy } from "./proxy/server.js";
 import { HostAnnouncer } from "./scheduler/announcer.js";
 import { Dynconfig } from "./scheduler/dynconfig.js";
+import { CommandChannel } from "./manager/command-channel.js";
+import { CommandExecutor } from "./manager/commands.js";
+import { VERSION } from "../common/version.js";
 import { SchedulerPool } from "./scheduler/pool.js";
 import { ownTmpfsRoot, privateTmpfsRoot } from "./storage/tmpfs-root.js";
 import { Storage } from "./storage/storage.js";
@@ -230,6 +233,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       closers.push(() => proxy.close());
     }
 
+    const gcPolicy = { taskTtlMs: r.taskTtlMs, diskThresholdBytes: r.diskThresholdBytes, highPercent: config.gc.policy.diskHighThresholdPercent, lowPercent: config.gc.policy.diskLowThresholdPercent, storageDir: r.storageDir };
     const announcer = new HostAnnouncer(schedulers, host, r.announceIntervalMs, log);
     // A scheduler that comes back (restarted) knows no hosts: it learns ours before our tasks go there.
     schedulers.beforeRejoin = (addr) => announcer.announceTo(addr);
@@ -256,6 +260,28 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       await dynconfig.refresh();
       dynconfig.start();
       closers.push(() => dynconfig.stop());
+      // The manager's commands (issue 25) come down a stream this daemon holds open.
+      const executor = new CommandExecutor({
+        storage,
+        gc: () => runGc(storage, tasks, gcPolicy, log, metrics),
+        log,
+        refresh: async () => {
+          const changed = await dynconfig.refresh();
+          if (changed) await announcer.announce();
+          return { schedulers: schedulers.all().map(([a]) => a), changed };
+        },
+      });
+      const channel = new CommandChannel(
+        {
+          managerAddr: config.manager.addr,
+          credentials: channelCredentials(managerTls, ["manager"]),
+          hello: () => ({ hostId, hostname: r.hostname, ip: r.ip, seedPeer: seed, schedulerClusterId: config.host.schedulerClusterID || dynconfig.clusterId, version: VERSION }),
+        },
+        executor,
+        log.child({ part: "command-channel" }),
+      );
+      channel.start();
+      closers.push(() => channel.stop());
     }
     // The scheduler refuses peers of hosts it does not know: announce before serving dfget.
     if (schedulers.size > 0) await announcer.announce();
@@ -280,7 +306,6 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const metricsServer: MetricsServer = await serveMetrics(registry, config.metrics.server.ip, config.metrics.server.port);
     closers.push(() => metricsServer.close());
 
-    const gcPolicy = { taskTtlMs: r.taskTtlMs, diskThresholdBytes: r.diskThresholdBytes, highPercent: config.gc.policy.diskHighThresholdPercent, lowPercent: config.gc.policy.diskLowThresholdPercent, storageDir: r.storageDir };
     const gcLoop = startGc(storage, tasks, gcPolicy, r.gcIntervalMs, log, metrics);
     closers.push(() => gcLoop.stop());
     const scrubber = new Scrubber(storage, tasks, { rateBytesPerSecond: r.scrubRateBytes }, log.child({ part: "scrub" }), metrics);
