@@ -237,6 +237,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const announcer = new HostAnnouncer(schedulers, host, r.announceIntervalMs, log);
     // A scheduler that comes back (restarted) knows no hosts: it learns ours before our tasks go there.
     schedulers.beforeRejoin = (addr) => announcer.announceTo(addr);
+    let channel: CommandChannel | undefined;
     if (config.manager.addr) {
       const clientConfig = new ClientConfigApplier(bandwidth, { download: r.downloadBandwidthBytes, prefetch: r.prefetchBandwidthBytes }, log);
       // Schedulers from the manager (Dragonfly's dynconfig); new ones learn this host at once.
@@ -255,7 +256,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         },
         schedulers,
         log,
-        () => announcer.announce(),
+        async () => {
+          await announcer.announce();
+          // A new list may be another cluster's: the command channel's Hello names it.
+          channel?.rehello();
+        },
       );
       await dynconfig.refresh();
       dynconfig.start();
@@ -271,7 +276,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
           return { schedulers: schedulers.all().map(([a]) => a), changed };
         },
       });
-      const channel = new CommandChannel(
+      channel = new CommandChannel(
         {
           managerAddr: config.manager.addr,
           credentials: channelCredentials(managerTls, ["manager"]),
@@ -280,8 +285,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         executor,
         log.child({ part: "command-channel" }),
       );
-      channel.start();
-      closers.push(() => channel.stop());
+      const started = channel;
+      started.start();
+      closers.push(() => started.stop());
     }
     // The scheduler refuses peers of hosts it does not know: announce before serving dfget.
     if (schedulers.size > 0) await announcer.announce();

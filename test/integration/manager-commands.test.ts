@@ -6,13 +6,15 @@
 // or disconnected host is reported as such, and users without the permission are refused.
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger, type Logger } from "../../src/common/logger.js";
+import { createLogger, silentLogger, type Logger } from "../../src/common/logger.js";
+import { startManager } from "../../src/manager/server.js";
+import { restClient } from "../helpers/manager-api.js";
 import type { DaemonHandle } from "../../src/daemon/daemon.js";
 import { startDaemon } from "../../src/daemon/daemon.js";
 import type { SchedulerHandle } from "../../src/scheduler/server.js";
 import { makeContent, startOrigin, type Origin } from "../helpers/origin.js";
 import { startPreheatStack, type PreheatStack } from "../helpers/preheat-stack.js";
-import { cleanupTempDirs, downloadVia, startTestScheduler, testDaemonConfig } from "../helpers/swarm.js";
+import { cleanupTempDirs, downloadVia, startTestDaemon, startTestScheduler, tempDir, testDaemonConfig } from "../helpers/swarm.js";
 import { until } from "../helpers/until.js";
 
 const ROOT_PASSWORD = "root-pass-commands";
@@ -187,5 +189,43 @@ describe("manager command channel", () => {
     // Only daemon a is left in cluster 1.
     const done = await run({ type: "refresh_config", scheduler_cluster_id: 1 });
     expect(done.results.map((r) => r.host_id)).toEqual([a().hostId]);
+  });
+});
+
+describe("command channel before the daemon knows its cluster", () => {
+  it("joins with no cluster, and rejoins in its cluster once refresh_config found the schedulers", async () => {
+    const password = "root-pass-rehello";
+    const manager = await startManager(
+      { server: { dataDir: tempDir("commands-rehello"), logLevel: "silent", grpc: { listenIP: "127.0.0.1", port: { start: 0, end: 0 } }, rest: { addr: "127.0.0.1:0" } }, metrics: { enable: false } },
+      { logger: silentLogger(), env: { DRAGONFLY_INITIAL_ROOT_PASSWORD: password } },
+    );
+    const managerAddr = `127.0.0.1:${manager.grpcPort}`;
+    let daemon: DaemonHandle | undefined;
+    let scheduler: SchedulerHandle | undefined;
+    try {
+      const json = restClient(`http://127.0.0.1:${manager.restPort}`);
+      const token = (await json<{ token: string }>("POST", "/api/v1/users/signin", undefined, { name: "root", password })).body.token;
+      const hosts = async () => (await json<Array<{ host_id: string; scheduler_cluster_ids: number[] }>>("GET", "/api/v1/commands/hosts", token)).body;
+      // No scheduler registered yet: dynconfig finds none, so the Hello names no cluster.
+      daemon = await startTestDaemon({ name: "cmd-late", schedulers: [], overrides: { manager: { addr: managerAddr }, dynconfig: { refreshInterval: "24h" } } });
+      const hostId = daemon.hostId;
+      await until(async () => (await hosts()).length === 1, "the daemon on the channel");
+      expect(await hosts()).toEqual([expect.objectContaining({ host_id: hostId, scheduler_cluster_ids: [] })]);
+      scheduler = await startTestScheduler({ server: { listenIP: "127.0.0.1", port: 0, advertiseIP: "127.0.0.1", advertisePort: 0, host: "rehello-scheduler", logLevel: "silent" }, manager: { addr: managerAddr, keepAlive: { interval: "1s" } } });
+      await until(async () => (await manager.db.query<{ state: string }>("SELECT state FROM schedulers WHERE host_name = 'rehello-scheduler'"))[0]?.state === "active", "the scheduler active");
+      const sent = await json<CommandView>("POST", "/api/v1/commands", token, { type: "refresh_config", host_id: hostId });
+      expect(sent.status).toBe(200);
+      let view = sent.body;
+      await until(async () => (view = (await json<CommandView>("GET", `/api/v1/commands/${sent.body.id}`, token)).body).state !== "PENDING", "refresh_config done", 30_000);
+      expect(view.state, JSON.stringify(view)).toBe("SUCCESS");
+      // After answering, the daemon reopened its stream with a Hello naming cluster 1.
+      await until(async () => (await hosts()).some((h) => h.scheduler_cluster_ids.includes(1)), "the daemon in cluster 1");
+      const cluster = await json<CommandView>("POST", "/api/v1/commands", token, { type: "gc", scheduler_cluster_id: 1 });
+      expect(cluster.body.results.map((r) => r.host_id)).toEqual([hostId]);
+    } finally {
+      await daemon?.close();
+      await scheduler?.close();
+      await manager.close();
+    }
   });
 });

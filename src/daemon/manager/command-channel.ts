@@ -4,7 +4,9 @@
 // then one result per command the manager sends. A stream that ends or fails is reopened
 // after a backoff (doubling from 1 s to 30 s, with jitter so a restarted manager is not hit
 // by every daemon at once; back to 1 s once a stream lived a minute). Commands run one at a
-// time, in the order they came.
+// time, in the order they came. When what the Hello says changes (the scheduler cluster the
+// daemon learnt from dynconfig), the stream is reopened with the new Hello: a plaintext manager
+// knows the daemon's cluster only from it.
 import { credentials, Metadata, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import type { Logger } from "../../common/logger.js";
 import { HostCommandsClient, type Command, type CommandChannelRequest, type Hello } from "../../gen/damselfly/manager/v1/commands.js";
@@ -28,6 +30,9 @@ export class CommandChannel {
   private call: ClientDuplexStream<CommandChannelRequest, Command> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private backoffMs = MIN_BACKOFF_MS;
+  /** The Hello the current stream opened with (JSON), to see when it changed. */
+  private sentHello = "";
+  private reopenNow = false;
   private queue: Promise<unknown> = Promise.resolve();
   private stopped = false;
 
@@ -56,6 +61,11 @@ export class CommandChannel {
       ended = true;
       if (this.call === call) this.call = undefined;
       if (this.stopped) return;
+      if (this.reopenNow) {
+        this.reopenNow = false;
+        this.open();
+        return;
+      }
       if (Date.now() - openedAt >= HEALTHY_STREAM_MS) this.backoffMs = MIN_BACKOFF_MS;
       const delay = Math.round(this.backoffMs * (0.5 + Math.random() / 2));
       this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
@@ -67,11 +77,24 @@ export class CommandChannel {
       this.queue = this.queue.then(async () => {
         const result = await this.executor.run(cmd);
         if (!ended) call.write({ request: { $case: "result", result } });
+        // After the answer is out: a refresh_config may have told us our cluster.
+        this.rehello();
       });
     });
     call.on("error", (e: ServiceError) => reconnect(e.details || e.message));
     call.on("end", () => reconnect("the manager ended the stream"));
-    call.write({ request: { $case: "hello", hello: this.opts.hello() } });
+    const h = this.opts.hello();
+    this.sentHello = JSON.stringify(h);
+    call.write({ request: { $case: "hello", hello: h } });
+  }
+
+  /** Reopens the stream at once when the Hello would say something else than it did. */
+  rehello(): void {
+    if (this.stopped || !this.call || JSON.stringify(this.opts.hello()) === this.sentHello) return;
+    this.reopenNow = true;
+    // A half-close, not a cancel: results still being written go out first, and the manager
+    // ends the stream once it read them.
+    this.call.end();
   }
 
   async stop(): Promise<void> {
