@@ -1,7 +1,8 @@
 // Retention, as Dragonfly's manager GC: audits and finished jobs older than the TTLs in the
 // `gc` config row (Go durations in ns: {"audit":{"ttl":…},"job":{"ttl":…}}) are deleted, and
 // revoked session ids are forgotten once the token they revoke has expired anyway; finished
-// webhook deliveries go with the jobs (same TTL).
+// webhook deliveries and finished commands to daemons (with their per-host results) go with
+// the jobs (same TTL).
 import type { Logger } from "../common/logger.js";
 import { runEvery, type Periodic } from "../common/periodic.js";
 import type { Database } from "./db/database.js";
@@ -14,6 +15,7 @@ export interface GcResult {
   jobs: number;
   revokedTokens: number;
   webhookDeliveries: number;
+  hostCommands: number;
 }
 
 export async function collectGarbage(db: Database): Promise<GcResult> {
@@ -32,14 +34,15 @@ export async function collectGarbage(db: Database): Promise<GcResult> {
   const revoked = await db.query("DELETE FROM revoked_tokens WHERE expires_at < now() RETURNING jti");
   // The webhook delivery log is kept as long as the jobs it reports on; pending ones are kept.
   const deliveries = await db.query("DELETE FROM webhook_deliveries WHERE state IN ('SUCCESS', 'FAILURE') AND updated_at < now() - make_interval(secs => $1::double precision) RETURNING id", [jobTtl / 1e9]);
-  return { audits: audits.length, jobs: jobs.length, revokedTokens: revoked.length, webhookDeliveries: deliveries.length };
+  const commands = await db.query("DELETE FROM host_commands WHERE state IN ('SUCCESS', 'FAILURE') AND updated_at < now() - make_interval(secs => $1::double precision) RETURNING id", [jobTtl / 1e9]);
+  return { audits: audits.length, jobs: jobs.length, revokedTokens: revoked.length, webhookDeliveries: deliveries.length, hostCommands: commands.length };
 }
 
 export function startGc(db: Database, logger: Logger, everyMs = 3_600_000): Periodic {
   return runEvery(
     everyMs,
     () => collectGarbage(db).then((r) => {
-      if (r.audits + r.jobs + r.revokedTokens + r.webhookDeliveries > 0) logger.info(r, "garbage collected");
+      if (r.audits + r.jobs + r.revokedTokens + r.webhookDeliveries + r.hostCommands > 0) logger.info(r, "garbage collected");
     }),
     (err: unknown) => logger.warn({ err }, "gc failed"),
   );

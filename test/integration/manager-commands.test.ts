@@ -7,6 +7,7 @@
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger, silentLogger, type Logger } from "../../src/common/logger.js";
+import { collectGarbage } from "../../src/manager/gc.js";
 import { startManager } from "../../src/manager/server.js";
 import { restClient } from "../helpers/manager-api.js";
 import type { DaemonHandle } from "../../src/daemon/daemon.js";
@@ -189,6 +190,18 @@ describe("manager command channel", () => {
     // Only daemon a is left in cluster 1.
     const done = await run({ type: "refresh_config", scheduler_cluster_id: 1 });
     expect(done.results.map((r) => r.host_id)).toEqual([a().hostId]);
+  });
+
+  it("forgets finished commands and their results after the job TTL, as the manager's GC does jobs", async () => {
+    const db = stack.manager.db;
+    const [before] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM host_commands");
+    // The default job TTL is 6 h: all but one command are made older than that.
+    const [kept] = await db.query<{ id: number }>("SELECT max(id) AS id FROM host_commands");
+    await db.query("UPDATE host_commands SET updated_at = now() - interval '7 hours' WHERE id <> $1", [kept?.id]);
+    const r = await collectGarbage(db);
+    expect(r.hostCommands).toBe((before?.n ?? 0) - 1);
+    expect(await db.query("SELECT id FROM host_commands")).toEqual([{ id: kept?.id }]);
+    expect(await db.query<{ command_id: number }>("SELECT DISTINCT command_id FROM host_command_results")).toEqual([{ command_id: kept?.id }]);
   });
 });
 
