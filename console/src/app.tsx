@@ -7,6 +7,7 @@ import { useLoad } from "./hooks.js";
 import { loadMe, MeContext, type Me } from "./me.js";
 import { Audits } from "./pages/audits.js";
 import { ClusterDetail } from "./pages/cluster.js";
+import { Commands } from "./pages/commands.js";
 import { Forbidden } from "./pages/forbidden.js";
 import { JobDetail } from "./pages/job.js";
 import { Jobs } from "./pages/jobs.js";
@@ -31,6 +32,7 @@ const NAV: Array<[string, string]> = [
   // Root only (the manager refuses others); not offered to other roles.
   ["/tenants", "Tenants"],
   ["/audits", "Audit log"],
+  ["/commands", "Commands"],
 ];
 
 function Page({ path }: { path: string }) {
@@ -48,6 +50,7 @@ function Page({ path }: { path: string }) {
   if (path === "/webhooks") return <Webhooks />;
   const webhook = matchRoute("/webhooks/:id", path);
   if (webhook && /^\d+$/.test(webhook.id ?? "")) return <WebhookDetail id={Number(webhook.id)} />;
+  if (path === "/commands") return <Commands />;
   if (path === "/403") return <Forbidden />;
   return <NotFound path={path} />;
 }
