@@ -1,4 +1,4 @@
--- Version 5, "host commands": commands an operator sends to daemons over the command channel
+-- Version 6, "host commands": commands an operator sends to daemons over the command channel
 -- (issue 25; proto/damselfly/manager/v1/commands.proto) and each target host's result. A
 -- command names one host or a whole scheduler cluster; its hosts are the daemons connected
 -- when it is sent, one result row each, PENDING until the host answers, fails, or the deadline
