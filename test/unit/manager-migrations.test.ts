@@ -30,6 +30,7 @@ describe("manager migrations", () => {
       [3, "tenant keys"],
       [4, "tenant key wrapping"],
       [5, "job retry"],
+      [6, "host commands"],
     ]);
     expect(splitStatements(ms[0]?.sql ?? "")[0]).toMatch(/^CREATE TABLE tenants \(/);
   });
