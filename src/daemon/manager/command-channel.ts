@@ -8,6 +8,7 @@
 // daemon learnt from dynconfig), the stream is reopened with the new Hello: a plaintext manager
 // knows the daemon's cluster only from it.
 import { credentials, Metadata, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { errorMessage } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import { HostCommandsClient, type Command, type CommandChannelRequest, type Hello } from "../../gen/damselfly/manager/v1/commands.js";
 import type { CommandExecutor } from "./commands.js";
@@ -74,12 +75,15 @@ export class CommandChannel {
       this.timer.unref();
     };
     call.on("data", (cmd: Command) => {
-      this.queue = this.queue.then(async () => {
-        const result = await this.executor.run(cmd);
-        if (!ended) call.write({ request: { $case: "result", result } });
-        // After the answer is out: a refresh_config may have told us our cluster.
-        this.rehello();
-      });
+      this.queue = this.queue
+        .then(async () => {
+          const result = await this.executor.run(cmd);
+          if (!ended) call.write({ request: { $case: "result", result } });
+          // After the answer is out: a refresh_config may have told us our cluster.
+          this.rehello();
+        })
+        // One command's failure to answer must not skip every later one (a rejected link would).
+        .catch((e: unknown) => this.log.warn({ commandId: cmd.id, err: errorMessage(e) }, "manager command: the answer could not be sent"));
     });
     call.on("error", (e: ServiceError) => reconnect(e.details || e.message));
     call.on("end", () => reconnect("the manager ended the stream"));
