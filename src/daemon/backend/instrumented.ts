@@ -32,6 +32,13 @@ export async function countBackendRequest<T>(metrics: BackendMetrics | undefined
   }
 }
 
+/**
+ * Every member of Backend, so that one added to the interface fails to compile here until
+ * instrumentBackend passes it through: an optional method left out would vanish silently.
+ */
+const PASSED_THROUGH: Record<keyof Backend, true> = { schemes: true, stat: true, get: true, list: true, route: true, fetchPiece: true, forDownload: true, close: true };
+void PASSED_THROUGH;
+
 /** `backend` with its origin requests counted; everything else passes through. */
 export function instrumentBackend(backend: Backend, metrics: BackendMetrics): Backend {
   const counted: Backend = {
