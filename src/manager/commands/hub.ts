@@ -3,6 +3,7 @@
 // (restart, network change) replaces its older stream, whose waiting commands fail at once.
 // A command sent to a host answers exactly once: the host's result, its disconnection, or the
 // deadline, whichever comes first; nothing waits forever.
+import { errorMessage } from "../../common/errors.js";
 import type { Command, CommandResult } from "../../gen/damselfly/manager/v1/commands.js";
 
 export interface HostConnection {
@@ -70,7 +71,7 @@ export class CommandHub {
       try {
         conn.send(command);
       } catch (e) {
-        finish({ ok: false, error: `sending to host ${conn.hostId} failed: ${e instanceof Error ? e.message : String(e)}` });
+        finish({ ok: false, error: `sending to host ${conn.hostId} failed: ${errorMessage(e)}` });
       }
     });
   }
