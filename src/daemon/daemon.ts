@@ -96,9 +96,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     // Keys of tasks sealed at rest (storage.encryption) come from the manager, over mTLS only;
     // without both, nothing is sealed, and tasks sealed earlier cannot be reopened.
     const managerTls = loadTls(r.tls.manager, "manager");
+    // One identity towards the manager for tenant keys, dynconfig and the command channel.
+    const managerCredentials = channelCredentials(managerTls, ["manager"]);
     const tenantKeys =
       config.manager.addr && managerTls
-        ? new ManagerTenantKeys({ managerAddr: config.manager.addr, credentials: channelCredentials(managerTls, ["manager"]), schedulerClusterId: config.host.schedulerClusterID, currentTtlMs: r.dynconfigRefreshIntervalMs })
+        ? new ManagerTenantKeys({ managerAddr: config.manager.addr, credentials: managerCredentials, schedulerClusterId: config.host.schedulerClusterID, currentTtlMs: r.dynconfigRefreshIntervalMs })
         : undefined;
     if (tenantKeys) closers.push(() => tenantKeys.close());
     const atRest = new AtRest(config.storage.encryption, tenantKeys);
@@ -148,7 +150,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     const uploadClients = new UploadClientPool(channelCredentials(loadTls(r.tls.uploadClient, "upload.client"), ["seed-peer", "peer"]));
     closers.push(() => uploadClients.close());
 
-    const bandwidth = new DownloadBandwidth({ download: r.downloadBandwidthBytes, prefetch: r.prefetchBandwidthBytes });
+    const localBandwidth = { download: r.downloadBandwidthBytes, prefetch: r.prefetchBandwidthBytes };
+    const bandwidth = new DownloadBandwidth(localBandwidth);
     const tasks = new TaskManager(
       {
         hostId,
@@ -239,7 +242,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     schedulers.beforeRejoin = (addr) => announcer.announceTo(addr);
     let channel: CommandChannel | undefined;
     if (config.manager.addr) {
-      const clientConfig = new ClientConfigApplier(bandwidth, { download: r.downloadBandwidthBytes, prefetch: r.prefetchBandwidthBytes }, log);
+      const clientConfig = new ClientConfigApplier(bandwidth, localBandwidth, log);
       // Schedulers from the manager (Dragonfly's dynconfig); new ones learn this host at once.
       const dynconfig = new Dynconfig(
         {
@@ -251,7 +254,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
           location: config.host.location,
           schedulerClusterId: config.host.schedulerClusterID,
           seedPeer: seed,
-          managerCredentials: channelCredentials(managerTls, ["manager"]),
+          managerCredentials,
           onClientConfig: (raw) => clientConfig.apply(raw),
         },
         schedulers,
@@ -279,7 +282,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       channel = new CommandChannel(
         {
           managerAddr: config.manager.addr,
-          credentials: channelCredentials(managerTls, ["manager"]),
+          credentials: managerCredentials,
           hello: () => ({ hostId, hostname: r.hostname, ip: r.ip, seedPeer: seed, schedulerClusterId: config.host.schedulerClusterID || dynconfig.clusterId, version: VERSION }),
         },
         executor,
